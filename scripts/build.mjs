@@ -1,0 +1,44 @@
+// Builds the task: strings from task.json, then one bundled file per step (dist/main.js and
+// dist/post.js), which is what task.json's handlers run and what the .vsix ships.
+//   node scripts/build.mjs            bundle the task
+//   node scripts/build.mjs --tests    also compile sources and tests with tsc into build/
+import * as esbuild from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { syncStrings } from './strings.mjs';
+
+const root = path.resolve(import.meta.dirname, '..');
+export const taskDir = path.join(root, 'tasks', 'DockerBuildxCacheV1');
+
+export async function bundle() {
+  syncStrings(taskDir);
+  const dist = path.join(taskDir, 'dist');
+  fs.rmSync(dist, { recursive: true, force: true });
+  const result = await esbuild.build({
+    entryPoints: { main: path.join(taskDir, 'src', 'main.ts'), post: path.join(taskDir, 'src', 'post.ts') },
+    outdir: dist,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    minify: true,
+    legalComments: 'linked',
+    metafile: true,
+    logLevel: 'warning',
+  });
+  for (const [file, out] of Object.entries(result.metafile.outputs)) console.log(`${path.relative(root, file)}: ${(out.bytes / 1024).toFixed(0)} KiB`);
+}
+
+export function compileTests() {
+  execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', root], { stdio: 'inherit' });
+  // The compiled task finds task.json one folder above its sources, as the bundle does.
+  const out = path.join(root, 'build', 'tasks', 'DockerBuildxCacheV1');
+  fs.copyFileSync(path.join(taskDir, 'task.json'), path.join(out, 'task.json'));
+  fs.cpSync(path.join(taskDir, 'Strings'), path.join(out, 'Strings'), { recursive: true });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await bundle();
+  if (process.argv.includes('--tests')) compileTests();
+}
