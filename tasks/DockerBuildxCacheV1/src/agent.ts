@@ -1,0 +1,69 @@
+import * as tl from 'azure-pipelines-task-lib/task';
+import { neutralise } from './buildx/sanitize';
+
+/** The small seam over the agent: variables, task state, logging. Every line we print is neutralised. */
+export function variable(name: string): string | undefined {
+  const value = tl.getVariable(name);
+  return value === undefined || value === '' ? undefined : value;
+}
+
+export function info(text: string): void {
+  for (const line of text.split(/\r?\n/)) console.log(neutralise(line));
+}
+
+export function warn(text: string): void {
+  tl.warning(neutralise(text));
+}
+
+export function debug(text: string): void {
+  tl.debug(neutralise(text));
+}
+
+export function setOutput(name: string, value: string): void {
+  tl.setVariable(name, value, false, true);
+}
+
+export function setSecret(value: string): void {
+  tl.setSecret(value);
+}
+
+export function setTaskState(name: string, value: string): void {
+  tl.setTaskVariable(name, value);
+}
+
+export function getTaskState(name: string): string | undefined {
+  return tl.getTaskVariable(name);
+}
+
+export function fail(message: string): void {
+  tl.setResult(tl.TaskResult.Failed, neutralise(message));
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${unit === 0 ? value.toString() : value.toFixed(1)} ${units[unit] ?? 'B'}`;
+}
+
+export function formatSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)}s`;
+}
+
+/** Runs one phase of the job in its own collapsible log group; its last line gives the time and what it did. */
+export async function phase<T>(title: string, work: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
+  console.log(`##[group]${title}`);
+  const start = Date.now();
+  try {
+    const result = await work();
+    const what = describe?.(result);
+    info(`${title}: ${formatSeconds(Date.now() - start)}${what === undefined || what === '' ? '' : `, ${what}`}`);
+    return result;
+  } finally {
+    console.log('##[endgroup]');
+  }
+}

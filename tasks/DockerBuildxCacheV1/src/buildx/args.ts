@@ -1,0 +1,74 @@
+import type { BuildConfig, BuilderConfig, OutputConfig } from '../config';
+
+/** One field of a CSV spec such as `--cache-to type=local,dest=…`: quoted when it holds a comma, quote or line break. */
+export function csvField(field: string): string {
+  return /[",\r\n]/.test(field) || field !== field.trim() ? `"${field.replace(/"/g, '""')}"` : field;
+}
+
+/** A CSV spec from key/value pairs, skipping undefined values. */
+export function csvSpec(fields: Record<string, string | undefined>): string {
+  return Object.entries(fields)
+    .filter((e): e is [string, string] => e[1] !== undefined)
+    .map(([k, v]) => csvField(`${k}=${v}`))
+    .join(',');
+}
+
+export function createBuilderArgs(builder: BuilderConfig, name: string): string[] {
+  const args = ['buildx', 'create', '--name', name, '--driver', builder.driver];
+  for (const opt of builder.driverOptions) args.push('--driver-opt', opt);
+  if (builder.buildkitdFlags !== undefined) args.push('--buildkitd-flags', builder.buildkitdFlags);
+  if (builder.buildkitdConfig !== undefined) args.push('--config', builder.buildkitdConfig);
+  if (builder.endpoint !== undefined) args.push(builder.endpoint);
+  return args;
+}
+
+export function outputArgs(output: OutputConfig): string[] {
+  switch (output.kind) {
+    case 'docker':
+      return ['--load'];
+    case 'registry':
+      return ['--push'];
+    case 'oci':
+    case 'tar':
+      return ['--output', csvSpec({ type: output.kind, dest: output.path })];
+    case 'cacheOnly':
+      return ['--output', 'type=cacheonly'];
+    case 'custom':
+      return output.specs.flatMap((spec) => ['--output', spec]);
+  }
+}
+
+export interface CacheFlags {
+  readonly from: readonly string[];
+  readonly to: readonly string[];
+}
+
+export interface BuildInvocation {
+  readonly builder: string;
+  readonly build: BuildConfig;
+  readonly output: OutputConfig;
+  readonly cache: CacheFlags;
+  readonly metadataFile: string;
+  /** Secret id → path of the file that holds its value. */
+  readonly secretFiles: ReadonlyMap<string, string>;
+}
+
+export function buildArgs(inv: BuildInvocation): string[] {
+  const b = inv.build;
+  const args = ['buildx', 'build', '--builder', inv.builder, '--progress', 'plain', '--file', b.dockerfile];
+  for (const tag of b.tags) args.push('--tag', tag);
+  for (const arg of b.buildArgs) args.push('--build-arg', arg);
+  if (b.target !== undefined) args.push('--target', b.target);
+  if (b.platforms.length > 0) args.push('--platform', b.platforms.join(','));
+  for (const label of b.labels) args.push('--label', label);
+  for (const [id, src] of inv.secretFiles) args.push('--secret', csvSpec({ id, src }));
+  if (b.noCache) args.push('--no-cache');
+  if (b.pull) args.push('--pull');
+  for (const spec of inv.cache.from) args.push('--cache-from', spec);
+  for (const spec of inv.cache.to) args.push('--cache-to', spec);
+  args.push(...outputArgs(inv.output));
+  args.push('--metadata-file', inv.metadataFile);
+  args.push(...b.additionalArguments);
+  args.push(b.context);
+  return args;
+}

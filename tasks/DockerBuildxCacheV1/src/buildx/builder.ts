@@ -1,0 +1,63 @@
+import * as crypto from 'crypto';
+import type { BuilderConfig } from '../config';
+import { createBuilderArgs } from './args';
+import type { DockerCli, RunResult } from './docker';
+
+export interface Builder {
+  readonly name: string;
+  /** True when this job created the builder; only then may the post-job step remove it. */
+  readonly created: boolean;
+}
+
+export class BuilderError extends Error {
+  override name = 'BuilderError';
+}
+
+/**
+ * A builder name unique to this job, so that two jobs on one self-hosted agent never share or
+ * remove each other's builder. Builder names start with a letter and hold only [a-zA-Z0-9._-].
+ */
+export function defaultBuilderName(jobId: string | undefined, agentName: string | undefined): string {
+  const seed = jobId === undefined ? crypto.randomUUID() : `${jobId}/${agentName ?? ''}`;
+  return `buildx-cache-${crypto.createHash('sha256').update(seed).digest('hex').slice(0, 16)}`;
+}
+
+function explain(what: string, result: RunResult): string {
+  const detail = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ');
+  return `${what} failed with exit code ${result.code}${detail === '' ? '' : `: ${detail}`}`;
+}
+
+/**
+ * The docker driver uses the engine's own BuildKit: nothing is created, and the builder is the
+ * docker context (`endpoint`, else `default`). Any other driver gets a builder of its own, reused
+ * when one with that name exists already.
+ */
+export async function ensureBuilder(docker: DockerCli, config: BuilderConfig, defaultName: string, onCreated: (name: string) => void): Promise<Builder> {
+  if (config.driver === 'docker') {
+    const name = config.endpoint ?? 'default';
+    const inspect = await docker.run(['buildx', 'inspect', name], { echo: true });
+    if (inspect.code !== 0) throw new BuilderError(explain(`docker buildx inspect ${name}`, inspect));
+    return { name, created: false };
+  }
+
+  const name = config.name ?? defaultName;
+  let created = false;
+  const existing = await docker.run(['buildx', 'inspect', name]);
+  if (existing.code !== 0) {
+    const create = await docker.run(createBuilderArgs(config, name), { echo: true });
+    if (create.code === 0) {
+      created = true;
+      onCreated(name);
+    } else if ((await docker.run(['buildx', 'inspect', name])).code !== 0) {
+      // Another job may have created it in the meantime; only a builder that still is not there is an error.
+      throw new BuilderError(explain(`docker buildx create --name ${name}`, create));
+    }
+  }
+  const bootstrap = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo: true });
+  if (bootstrap.code !== 0) throw new BuilderError(explain(`docker buildx inspect --bootstrap ${name}`, bootstrap));
+  return { name, created };
+}
+
+export async function removeBuilder(docker: DockerCli, name: string): Promise<RunResult> {
+  return docker.run(['buildx', 'rm', name], { echo: true });
+}

@@ -1,0 +1,63 @@
+import * as tl from 'azure-pipelines-task-lib/task';
+import { neutralise } from './sanitize';
+
+export interface RunOptions {
+  /** Show each output line in the log, neutralised. */
+  readonly echo?: boolean;
+  /** Called with each output line (stdout and stderr) as it arrives. */
+  readonly onLine?: (line: string) => void;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** The one way this task runs the docker CLI. Tests hand in a fake. */
+export interface DockerCli {
+  run(args: readonly string[], options?: RunOptions): Promise<RunResult>;
+}
+
+/** Keeps at most the last `limit` characters, so a long build log cannot exhaust memory. */
+class Tail {
+  private text = '';
+  constructor(private readonly limit = 1 << 20) {}
+  push(line: string): void {
+    this.text += line + '\n';
+    if (this.text.length > this.limit * 2) this.text = this.text.slice(-this.limit);
+  }
+  value(): string {
+    return this.text.length > this.limit ? this.text.slice(-this.limit) : this.text;
+  }
+}
+
+/** How a command line is shown in the log: each argument that a shell would split is single-quoted. */
+export function displayCommand(tool: string, args: readonly string[]): string {
+  return [tool, ...args].map((a) => (a === '' || /[^\w@%+=:,./-]/.test(a) ? `'${a.replace(/'/g, `'\\''`)}'` : a)).join(' ');
+}
+
+export class Docker implements DockerCli {
+  constructor(private readonly toolPath: string) {}
+
+  static locate(): Docker {
+    return new Docker(tl.which('docker', true));
+  }
+
+  async run(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    console.log(`[command]${neutralise(displayCommand(this.toolPath, args))}`);
+    const out = new Tail();
+    const err = new Tail();
+    const tool = tl.tool(this.toolPath).arg([...args]);
+    const handle = (tail: Tail) => (line: string) => {
+      tail.push(line);
+      options.onLine?.(line);
+      if (options.echo === true) console.log(neutralise(line));
+    };
+    tool.on('stdline', handle(out));
+    tool.on('errline', handle(err));
+    const code = await tool.execAsync({ silent: true, ignoreReturnCode: true, failOnStdErr: false, env: options.env });
+    return { code, stdout: out.value(), stderr: err.value() };
+  }
+}

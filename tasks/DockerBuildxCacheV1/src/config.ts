@@ -1,0 +1,320 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { parse as shellParse } from 'shell-quote';
+import { loc } from './loc';
+
+/** Where inputs and agent variables come from: task-lib on an agent, a table in tests. */
+export interface Source {
+  /** The raw input value, trimmed, or '' when it is not set. */
+  input(name: string): string;
+  /** An agent variable such as `System.DefaultWorkingDirectory`, or undefined when unset or empty. */
+  variable(name: string): string | undefined;
+}
+
+export const OUTPUT_KINDS = ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'] as const;
+export type OutputKind = (typeof OUTPUT_KINDS)[number];
+export const CACHE_BACKENDS = ['directory', 'none'] as const;
+export type CacheBackend = (typeof CACHE_BACKENDS)[number];
+export const CACHE_MODES = ['max', 'min'] as const;
+export type CacheMode = (typeof CACHE_MODES)[number];
+export const COMPRESSIONS = ['gzip', 'zstd', 'uncompressed'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+export const DRIVERS = ['docker-container', 'docker', 'kubernetes', 'remote'] as const;
+export type Driver = (typeof DRIVERS)[number];
+
+export interface Secret {
+  readonly id: string;
+  readonly value: string;
+}
+
+export interface BuildConfig {
+  readonly dockerfile: string;
+  readonly context: string;
+  readonly imageName?: string;
+  /** Full references: imageName:tag. Empty when there is no imageName. */
+  readonly tags: readonly string[];
+  readonly buildArgs: readonly string[];
+  readonly target?: string;
+  readonly platforms: readonly string[];
+  readonly labels: readonly string[];
+  readonly secrets: readonly Secret[];
+  readonly additionalArguments: readonly string[];
+  readonly noCache: boolean;
+  readonly pull: boolean;
+}
+
+export interface OutputConfig {
+  readonly kind: OutputKind;
+  /** Absolute path, for `oci` and `tar`. */
+  readonly path?: string;
+  /** Raw `--output` specs, for `custom`. */
+  readonly specs: readonly string[];
+}
+
+export interface CacheConfig {
+  readonly backend: CacheBackend;
+  readonly dir: string;
+  readonly mode: CacheMode;
+  readonly compression: Compression;
+}
+
+export interface BuilderConfig {
+  readonly driver: Driver;
+  readonly name?: string;
+  readonly driverOptions: readonly string[];
+  readonly buildkitdFlags?: string;
+  readonly buildkitdConfig?: string;
+  readonly endpoint?: string;
+  readonly remove: boolean;
+}
+
+export interface Config {
+  readonly workingDirectory: string;
+  readonly build: BuildConfig;
+  readonly output: OutputConfig;
+  readonly cache: CacheConfig;
+  readonly builder: BuilderConfig;
+  /** Inputs that were set but have no effect with the other inputs; each becomes a warning. */
+  readonly warnings: readonly string[];
+}
+
+/** A bad input value. The message names the input, says what is wrong and what to write instead. */
+export class InputError extends Error {
+  constructor(
+    readonly input: string,
+    detail: string,
+  ) {
+    super(`Input '${input}': ${detail}`);
+    this.name = 'InputError';
+  }
+}
+
+const TAG = /^[\w][\w.-]{0,127}$/;
+const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const DOMAIN = /^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::\d+)?$/;
+const PLATFORM = /^(?:local|[a-z0-9_]+\/[a-z0-9_]+(?:\/[a-z0-9_.]+)?)$/i;
+const BUILDER_NAME = /^[a-zA-Z][a-zA-Z0-9._-]*$/;
+const SECRET_ID = /^[A-Za-z0-9_.-]+$/;
+const UNEXPANDED_MACRO = /\$\(([A-Za-z0-9_.]+)\)/g;
+
+export function readConfig(src: Source): Config {
+  const warnings: string[] = [];
+  const workingDirectory = path.resolve(src.variable('System.DefaultWorkingDirectory') ?? process.cwd());
+  const resolve = (p: string): string => path.resolve(workingDirectory, p);
+
+  const output = readOutput(src, resolve);
+  const build = readBuild(src, workingDirectory, resolve, output.kind);
+  const cache = readCache(src, resolve, build.context, warnings);
+  const builder = readBuilder(src, workingDirectory, resolve, warnings);
+  return { workingDirectory, build, output, cache, builder, warnings };
+}
+
+function readBuild(src: Source, workingDirectory: string, resolve: (p: string) => string, output: OutputKind): BuildConfig {
+  const context = resolve(src.input('buildContext') || '.');
+  if (!isDirectory(context)) {
+    throw new InputError('buildContext', loc('InputContextMissing', src.input('buildContext') || '.', context));
+  }
+
+  const dockerfile = readDockerfile(src, workingDirectory, resolve);
+
+  const imageName = src.input('imageName') || undefined;
+  if (imageName === undefined && output !== 'cacheOnly' && output !== 'custom') {
+    throw new InputError('imageName', loc('InputImageNameRequired', output));
+  }
+  if (imageName !== undefined) validateImageName(imageName);
+
+  const tagLines = lines(src.input('tags'));
+  tagLines.forEach((tag, i) => {
+    if (!TAG.test(tag)) throw new InputError('tags', loc('InputTagInvalid', i + 1, tag));
+  });
+  if (tagLines.length > 0 && imageName === undefined) {
+    throw new InputError('tags', loc('InputTagsWithoutImage'));
+  }
+  const tags = imageName === undefined ? [] : (tagLines.length > 0 ? tagLines : ['latest']).map((t) => `${imageName}:${t}`);
+
+  const platforms = src
+    .input('platforms')
+    .split(/[,\n]/)
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+  for (const p of platforms) {
+    if (!PLATFORM.test(p)) throw new InputError('platforms', loc('InputPlatformInvalid', p));
+  }
+
+  const target = src.input('target') || undefined;
+  if (target !== undefined && /\s/.test(target)) throw new InputError('target', loc('InputTargetInvalid', target));
+
+  return {
+    dockerfile,
+    context,
+    imageName,
+    tags,
+    buildArgs: keyValueLines(src, 'buildArgs', true),
+    target,
+    platforms,
+    labels: keyValueLines(src, 'labels', false),
+    secrets: readSecrets(src),
+    additionalArguments: splitArguments(src.input('additionalArguments')),
+    noCache: readBool(src, 'noCache', false),
+    pull: readBool(src, 'pull', false),
+  };
+}
+
+function readDockerfile(src: Source, workingDirectory: string, resolve: (p: string) => string): string {
+  const raw = src.input('dockerfile');
+  // A filePath input left empty arrives as the default working directory itself.
+  let dockerfile = raw === '' || resolve(raw) === workingDirectory ? resolve('Dockerfile') : resolve(raw);
+  if (isDirectory(dockerfile)) dockerfile = path.join(dockerfile, 'Dockerfile');
+  if (!isFile(dockerfile)) throw new InputError('dockerfile', loc('InputDockerfileMissing', raw || 'Dockerfile', dockerfile));
+  return dockerfile;
+}
+
+function validateImageName(name: string): void {
+  const parts = name.split('/');
+  const last = parts[parts.length - 1] ?? '';
+  if (name.includes('@') || last.includes(':')) throw new InputError('imageName', loc('InputImageNameHasTag', name));
+  const hasDomain = parts.length > 1 && /[.:]|^localhost$/.test(parts[0] ?? '');
+  const domain = hasDomain ? parts.shift() : undefined;
+  if (domain !== undefined && !DOMAIN.test(domain)) throw new InputError('imageName', loc('InputImageNameInvalid', name));
+  for (const part of parts) {
+    if (PATH_COMPONENT.test(part)) continue;
+    if (PATH_COMPONENT.test(part.toLowerCase())) throw new InputError('imageName', loc('InputImageNameUppercase', name, name.toLowerCase()));
+    throw new InputError('imageName', loc('InputImageNameInvalid', name));
+  }
+}
+
+function readOutput(src: Source, resolve: (p: string) => string): OutputConfig {
+  const kind = pick(src, 'output', OUTPUT_KINDS, 'docker');
+  if (kind === 'oci' || kind === 'tar') {
+    const raw = src.input('outputPath');
+    if (raw === '') throw new InputError('outputPath', loc('InputOutputPathRequired', kind));
+    return { kind, path: resolve(raw), specs: [] };
+  }
+  if (kind === 'custom') {
+    const specs = lines(src.input('outputs'));
+    if (specs.length === 0) throw new InputError('outputs', loc('InputOutputsRequired'));
+    return { kind, specs };
+  }
+  return { kind, specs: [] };
+}
+
+function readCache(src: Source, resolve: (p: string) => string, context: string, warnings: string[]): CacheConfig {
+  const backend = pick(src, 'cacheBackend', CACHE_BACKENDS, 'directory');
+  const raw = expandMacros(src, 'cacheDir', src.input('cacheDir') || '$(Pipeline.Workspace)/.buildx-cache');
+  const dir = resolve(raw);
+  if (backend !== 'none' && isInside(dir, context)) warnings.push(loc('WarnCacheDirInContext', dir, context));
+  return {
+    backend,
+    dir,
+    mode: pick(src, 'cacheMode', CACHE_MODES, 'max'),
+    compression: pick(src, 'cacheCompression', COMPRESSIONS, 'gzip'),
+  };
+}
+
+function readBuilder(src: Source, workingDirectory: string, resolve: (p: string) => string, warnings: string[]): BuilderConfig {
+  const driver = pick(src, 'driver', DRIVERS, 'docker-container');
+  const name = src.input('builderName') || undefined;
+  if (name !== undefined && !BUILDER_NAME.test(name)) throw new InputError('builderName', loc('InputBuilderNameInvalid', name));
+
+  const driverOptions = keyValueLines(src, 'driverOptions', false);
+  const buildkitdFlags = src.input('buildkitdFlags') || undefined;
+  const rawConfig = src.input('buildkitdConfig');
+  const buildkitdConfig = rawConfig === '' || resolve(rawConfig) === workingDirectory ? undefined : resolve(rawConfig);
+  if (buildkitdConfig !== undefined && !isFile(buildkitdConfig)) {
+    throw new InputError('buildkitdConfig', loc('InputBuildkitdConfigMissing', rawConfig, buildkitdConfig));
+  }
+  const endpoint = src.input('endpoint') || undefined;
+  if (driver === 'remote' && endpoint === undefined) throw new InputError('endpoint', loc('InputEndpointRequired'));
+
+  if (driver === 'docker') {
+    const ignored = Object.entries({ builderName: name, driverOptions: driverOptions.length > 0 ? 'set' : undefined, buildkitdFlags, buildkitdConfig })
+      .filter(([, v]) => v !== undefined)
+      .map(([k]) => k);
+    if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithDockerDriver', ignored.join(', ')));
+  }
+  return { driver, name, driverOptions, buildkitdFlags, buildkitdConfig, endpoint, remove: readBool(src, 'removeBuilder', true) };
+}
+
+function readSecrets(src: Source): Secret[] {
+  const ids = new Set<string>();
+  return lines(src.input('secrets')).map((line, i) => {
+    const eq = line.indexOf('=');
+    const id = eq < 0 ? line : line.slice(0, eq).trim();
+    // Never echo the line itself: its value is the secret.
+    if (eq < 1 || !SECRET_ID.test(id)) throw new InputError('secrets', loc('InputSecretInvalid', i + 1));
+    if (ids.has(id)) throw new InputError('secrets', loc('InputSecretDuplicate', id));
+    ids.add(id);
+    const value = line.slice(eq + 1);
+    if (value === '') throw new InputError('secrets', loc('InputSecretEmpty', id));
+    if (/^\$\([A-Za-z0-9_.]+\)$/.test(value)) throw new InputError('secrets', loc('InputSecretUnexpanded', id, value));
+    return { id, value };
+  });
+}
+
+/** Splits `additionalArguments` the way a POSIX shell would, without expanding anything. */
+export function splitArguments(text: string): string[] {
+  if (text.trim() === '') return [];
+  const words: string[] = [];
+  for (const entry of shellParse(text, (key) => `$${key}`)) {
+    if (typeof entry === 'string') words.push(entry);
+    else if ('op' in entry && entry.op === 'glob') words.push(entry.pattern);
+    else if ('op' in entry) throw new InputError('additionalArguments', loc('InputArgumentsOperator', entry.op));
+    // Comments end the line, as in a shell.
+  }
+  return words;
+}
+
+function keyValueLines(src: Source, name: string, allowBareKey: boolean): string[] {
+  return lines(src.input(name)).map((line, i) => {
+    const eq = line.indexOf('=');
+    if (eq === 0 || (eq < 0 && !allowBareKey) || /\s/.test(eq < 0 ? line : line.slice(0, eq))) {
+      throw new InputError(name, loc('InputKeyValueInvalid', i + 1, line));
+    }
+    return line;
+  });
+}
+
+function readBool(src: Source, name: string, fallback: boolean): boolean {
+  const raw = src.input(name).toLowerCase();
+  if (raw === '') return fallback;
+  if (raw === 'true') return true;
+  if (raw === 'false') return false;
+  throw new InputError(name, loc('InputBoolInvalid', raw));
+}
+
+function pick<T extends string>(src: Source, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = src.input(name);
+  if (raw === '') return fallback;
+  const found = allowed.find((a) => a.toLowerCase() === raw.toLowerCase());
+  if (found === undefined) throw new InputError(name, loc('InputPickInvalid', raw, allowed.join(', ')));
+  return found;
+}
+
+/** Replaces `$(Variable)` macros that the agent left unexpanded, for example in a default value run outside an agent. */
+function expandMacros(src: Source, input: string, value: string): string {
+  return value.replace(UNEXPANDED_MACRO, (_m, name: string) => {
+    const v = src.variable(name);
+    if (v === undefined) throw new InputError(input, loc('InputMacroUndefined', value, name));
+    return v;
+  });
+}
+
+function lines(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+function isInside(child: string, parent: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+function isFile(p: string): boolean {
+  return fs.statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
+}
+
+function isDirectory(p: string): boolean {
+  return fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
+}

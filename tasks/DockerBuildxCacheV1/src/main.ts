@@ -1,0 +1,6 @@
+import { fail } from './agent';
+import { runMain } from './main-step';
+
+runMain().catch((err: unknown) => {
+  fail(err instanceof Error ? err.message : String(err));
+});

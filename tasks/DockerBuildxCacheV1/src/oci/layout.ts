@@ -1,0 +1,173 @@
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** The OCI image layout that BuildKit's local cache exporter writes: index.json, oci-layout, blobs/<alg>/<hex>. */
+export const INDEX_FILE = 'index.json';
+export const LAYOUT_FILE = 'oci-layout';
+export const BLOBS_DIR = 'blobs';
+export const LAYOUT_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
+
+const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
+const MANIFEST_TYPES = new Set(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']);
+const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+
+export interface Descriptor {
+  readonly mediaType?: string;
+  readonly digest: string;
+  readonly size: number;
+}
+
+export interface Index {
+  readonly schemaVersion?: number;
+  readonly manifests: readonly Descriptor[];
+}
+
+export class LayoutError extends Error {
+  override name = 'LayoutError';
+}
+
+export function isDigest(value: unknown): value is string {
+  return typeof value === 'string' && DIGEST.test(value);
+}
+
+/** The path of a blob. The digest is validated first, so a hostile index cannot point outside the layout. */
+export function blobPath(dir: string, digest: string): string {
+  if (!isDigest(digest)) throw new LayoutError(`not a valid digest: ${JSON.stringify(digest)}`);
+  const [alg, hex] = digest.split(':') as [string, string];
+  return path.join(dir, BLOBS_DIR, alg, hex);
+}
+
+function descriptors(value: unknown, where: string): Descriptor[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new LayoutError(`${where} is not a list`);
+  return value.map((d: unknown, i) => {
+    const desc = d as Partial<Descriptor> | null;
+    if (desc === null || typeof desc !== 'object' || !isDigest(desc.digest) || typeof desc.size !== 'number' || desc.size < 0) {
+      throw new LayoutError(`${where}[${i}] is not a valid descriptor`);
+    }
+    return { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
+  });
+}
+
+export function parseIndex(text: string | Buffer, where = INDEX_FILE): Index {
+  let json: unknown;
+  try {
+    json = JSON.parse(text.toString());
+  } catch {
+    throw new LayoutError(`${where} is not valid JSON`);
+  }
+  if (json === null || typeof json !== 'object') throw new LayoutError(`${where} is not an object`);
+  return { schemaVersion: (json as Index).schemaVersion, manifests: descriptors((json as Index).manifests, `${where}.manifests`) };
+}
+
+/** The descriptors that a manifest or index blob points at; none for any other blob. */
+export function children(desc: Descriptor, blob: Buffer): Descriptor[] {
+  const json = JSON.parse(blob.toString()) as { mediaType?: string; manifests?: unknown; config?: unknown; layers?: unknown };
+  const type = desc.mediaType ?? json.mediaType ?? '';
+  if (INDEX_TYPES.has(type) || (type === '' && json.manifests !== undefined)) {
+    return descriptors(json.manifests, `${desc.digest}.manifests`);
+  }
+  if (MANIFEST_TYPES.has(type) || (type === '' && json.layers !== undefined)) {
+    return [...descriptors(json.config === undefined ? [] : [json.config], `${desc.digest}.config`), ...descriptors(json.layers, `${desc.digest}.layers`)];
+  }
+  return [];
+}
+
+export function isTraversable(desc: Descriptor): boolean {
+  return desc.mediaType === undefined || INDEX_TYPES.has(desc.mediaType) || MANIFEST_TYPES.has(desc.mediaType);
+}
+
+/**
+ * Every blob that `index` reaches: index.json → manifests[] → each manifest's config and layers,
+ * or each index's manifests, recursively. Only manifests and indexes are read.
+ */
+export async function reachable(index: Index, read: (desc: Descriptor) => Promise<Buffer>): Promise<Map<string, Descriptor>> {
+  const seen = new Map<string, Descriptor>();
+  const queue = [...index.manifests];
+  for (let desc = queue.shift(); desc !== undefined; desc = queue.shift()) {
+    if (seen.has(desc.digest)) continue;
+    seen.set(desc.digest, desc);
+    if (!isTraversable(desc)) continue;
+    let blob: Buffer;
+    try {
+      blob = await read(desc);
+    } catch (err) {
+      throw new LayoutError(`cannot read ${desc.digest}: ${(err as Error).message}`);
+    }
+    try {
+      queue.push(...children(desc, blob));
+    } catch (err) {
+      if (err instanceof LayoutError) throw err;
+      throw new LayoutError(`${desc.digest} is not valid JSON`);
+    }
+  }
+  return seen;
+}
+
+export async function readLayoutIndex(dir: string): Promise<Index> {
+  return parseIndex(await fs.promises.readFile(path.join(dir, INDEX_FILE)), path.join(dir, INDEX_FILE));
+}
+
+/** Whether `dir` holds an OCI layout with a readable index.json. */
+export function hasLayout(dir: string): boolean {
+  try {
+    parseIndex(fs.readFileSync(path.join(dir, INDEX_FILE)));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function layoutReachable(dir: string, index: Index): Promise<Map<string, Descriptor>> {
+  return reachable(index, (d) => fs.promises.readFile(blobPath(dir, d.digest)));
+}
+
+export interface PruneResult {
+  /** digest → size of each blob that stays. */
+  readonly kept: ReadonlyMap<string, number>;
+  readonly removedBlobs: number;
+  readonly removedBytes: number;
+  /** Reachable blobs that the folder lacks. The layout is incomplete when this is not empty. */
+  readonly missing: readonly string[];
+}
+
+/** Deletes every file that index.json does not reach: stray blobs, BuildKit's ingest folder, anything else. */
+export async function prune(dir: string): Promise<PruneResult> {
+  const index = await readLayoutIndex(dir);
+  const live = await layoutReachable(dir, index);
+  const kept = new Map<string, number>();
+  let removedBlobs = 0;
+  let removedBytes = 0;
+
+  for (const entry of await fs.promises.readdir(dir, { withFileTypes: true })) {
+    if (entry.name === INDEX_FILE || entry.name === LAYOUT_FILE || entry.name === BLOBS_DIR) continue;
+    await fs.promises.rm(path.join(dir, entry.name), { recursive: true, force: true });
+  }
+  const blobsDir = path.join(dir, BLOBS_DIR);
+  for (const alg of await readdirOrEmpty(blobsDir)) {
+    const algDir = path.join(blobsDir, alg);
+    for (const hex of await readdirOrEmpty(algDir)) {
+      const file = path.join(algDir, hex);
+      const stat = await fs.promises.lstat(file);
+      const digest = `${alg}:${hex}`;
+      if (stat.isFile() && live.has(digest)) {
+        kept.set(digest, stat.size);
+      } else {
+        await fs.promises.rm(file, { recursive: true, force: true });
+        removedBlobs++;
+        removedBytes += stat.isFile() ? stat.size : 0;
+      }
+    }
+  }
+  const missing = [...live.keys()].filter((d) => !kept.has(d));
+  return { kept, removedBlobs, removedBytes, missing };
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await fs.promises.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw err;
+  }
+}

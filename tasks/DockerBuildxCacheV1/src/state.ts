@@ -1,0 +1,24 @@
+import { getTaskState, setTaskState } from './agent';
+
+/** What the main step hands the post-job step, as one JSON task variable. The post step recomputes nothing. */
+export interface PostState {
+  readonly version: 1;
+  /** The builder to remove after the job, when this task created it and `removeBuilder` is true. */
+  readonly removeBuilder?: string;
+  /** Job-private folders to delete after the job, such as the one holding secret files. */
+  readonly cleanup: readonly string[];
+}
+
+const KEY = 'DockerBuildxCache.State';
+
+export function saveState(state: PostState): void {
+  setTaskState(KEY, JSON.stringify(state));
+}
+
+export function loadState(): PostState | undefined {
+  const raw = getTaskState(KEY);
+  if (raw === undefined || raw === '') return undefined;
+  const parsed = JSON.parse(raw) as Partial<PostState>;
+  if (parsed.version !== 1) return undefined;
+  return { version: 1, removeBuilder: parsed.removeBuilder, cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [] };
+}
