@@ -1,3 +1,5 @@
+import * as crypto from 'crypto';
+import { Writable } from 'stream';
 import * as tl from 'azure-pipelines-task-lib/task';
 import { neutralise } from './buildx/sanitize';
 
@@ -5,6 +7,40 @@ import { neutralise } from './buildx/sanitize';
 export function variable(name: string): string | undefined {
   const value = tl.getVariable(name);
   return value === undefined || value === '' ? undefined : value;
+}
+
+/**
+ * A short id of this task instance in this job, for the names of job-private folders: stable for
+ * one step, different for every other step and job, random outside an agent.
+ */
+export function instanceId(): string {
+  return instanceIdOf(variable('System.JobId'), variable('System.TaskInstanceId'));
+}
+
+export function instanceIdOf(jobId: string | undefined, taskInstanceId: string | undefined): string {
+  if (jobId === undefined || taskInstanceId === undefined) return crypto.randomBytes(6).toString('hex');
+  return crypto.createHash('sha256').update(`${jobId}/${taskInstanceId}`).digest('hex').slice(0, 12);
+}
+
+/**
+ * Runs `read` while task-lib's output drops lines that start with `prefix`. task-lib echoes every
+ * input it reads as a debug line, which for a secret input would print the value before the task
+ * can register it as a secret.
+ */
+export function withoutEcho<T>(prefix: string, read: () => T): T {
+  tl.setStdStream(
+    new Writable({
+      write(chunk: Buffer, _encoding, done): void {
+        if (!chunk.toString().startsWith(prefix)) process.stdout.write(chunk);
+        done();
+      },
+    }),
+  );
+  try {
+    return read();
+  } finally {
+    tl.setStdStream(process.stdout);
+  }
 }
 
 export function info(text: string): void {

@@ -1,6 +1,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import * as tl from 'azure-pipelines-task-lib/task';
 import { parse as shellParse } from 'shell-quote';
+import { variable, withoutEcho } from './agent';
 import { loc } from './loc';
 
 /** Where inputs and agent variables come from: task-lib on an agent, a table in tests. */
@@ -9,6 +11,18 @@ export interface Source {
   input(name: string): string;
   /** An agent variable such as `System.DefaultWorkingDirectory`, or undefined when unset or empty. */
   variable(name: string): string | undefined;
+}
+
+/** Inputs whose values are secrets: never echoed, never in an error message. */
+export const SECRET_INPUTS: ReadonlySet<string> = new Set(['secrets']);
+
+/** Inputs and variables as the agent passes them. This is the only place that reads inputs. */
+export function taskSource(): Source {
+  const read = (name: string): string => tl.getInput(name, false) ?? '';
+  return {
+    input: (name) => (SECRET_INPUTS.has(name) ? withoutEcho(`##vso[task.debug]${name}=`, () => read(name)) : read(name)),
+    variable,
+  };
 }
 
 export const OUTPUT_KINDS = ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'] as const;

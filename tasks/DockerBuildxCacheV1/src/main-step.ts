@@ -1,21 +1,16 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as tl from 'azure-pipelines-task-lib/task';
-import { formatBytes, info, phase, setOutput, setSecret, variable, warn } from './agent';
+import { formatBytes, info, instanceId, phase, setOutput, setSecret, variable, warn } from './agent';
 import { buildArgs, type CacheFlags } from './buildx/args';
 import { defaultBuilderName, ensureBuilder, type Builder } from './buildx/builder';
 import { Docker, type DockerCli } from './buildx/docker';
 import { parseMetadata } from './buildx/metadata';
 import { ProgressParser, type StepCount } from './buildx/progress';
 import { CacheFolder, type CommitResult } from './cache/folder';
-import { readConfig, type Config, type Secret, type Source } from './config';
+import { readConfig, taskSource, type Config, type Secret } from './config';
 import { loadMessages, loc } from './loc';
 import { saveState, type PostState } from './state';
-
-export function taskSource(): Source {
-  return { input: (name) => tl.getInput(name, false) ?? '', variable };
-}
 
 export class BuildError extends Error {
   override name = 'BuildError';
@@ -40,8 +35,11 @@ export async function runMain(docker?: DockerCli): Promise<void> {
   for (const secret of config.build.secrets) setSecret(secret.value);
   for (const warning of config.warnings) warn(warning);
   const cli = docker ?? Docker.locate();
+  const id = instanceId();
 
-  const tempRoot = await fs.promises.mkdtemp(path.join(variable('Agent.TempDirectory') ?? os.tmpdir(), 'docker-buildx-cache-'));
+  const tempRoot = path.join(variable('Agent.TempDirectory') ?? os.tmpdir(), `docker-buildx-cache-${id}`);
+  await fs.promises.rm(tempRoot, { recursive: true, force: true });
+  await fs.promises.mkdir(tempRoot, { recursive: true, mode: 0o700 });
   let state: PostState = { version: 1, cleanup: [tempRoot] };
   saveState(state);
 
@@ -54,14 +52,16 @@ export async function runMain(docker?: DockerCli): Promise<void> {
           saveState(state);
         }
       }),
-    (b) => loc(b.created ? 'BuilderCreated' : 'BuilderReused', b.name, config.builder.driver),
+    (b) => (b.created ? loc('BuilderCreated', b.name, config.builder.driver) : loc('BuilderReused', b.name, config.builder.driver)),
   );
   setOutput('builderName', builder.name);
 
-  const cache = await prepareCache(config);
+  const cache = await phase(loc('PhaseCache'), () => prepareCache(config, id), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
   let settled = false;
   try {
     const secretFiles = await writeSecrets(config.build.secrets, tempRoot);
+    // buildx writes the oci and tar outputs but does not create their folder.
+    if (config.output.path !== undefined) await fs.promises.mkdir(path.dirname(config.output.path), { recursive: true });
     const metadataFile = path.join(tempRoot, 'metadata.json');
     const outcome = await phase(loc('PhaseBuild'), () => buildWithCacheFallback(cli, config, builder, cache, secretFiles, metadataFile), (o) =>
       loc('StepsCached', o.steps.cached, o.steps.total),
@@ -81,12 +81,17 @@ export async function runMain(docker?: DockerCli): Promise<void> {
   }
 }
 
-async function prepareCache(config: Config): Promise<PreparedCache> {
+async function prepareCache(config: Config, id: string): Promise<PreparedCache> {
   if (config.cache.backend === 'none') return { flags: { from: [], to: [] } };
-  const folder = new CacheFolder(config.cache.dir);
+  const folder = new CacheFolder(config.cache.dir, id);
   try {
+    const found = await folder.inspect();
+    if (found.state === 'usable') info(loc('CacheFolderFound', folder.dir, formatBytes(found.bytes), found.blobs));
+    else if (found.state === 'empty') info(loc('CacheFolderEmpty', folder.dir));
+    else warn(loc('WarnCacheFolderUnusable', folder.dir, found.reason));
     const fresh = await folder.begin();
-    return { pending: { folder, fresh }, flags: { from: folder.importSpecs(), to: [folder.exportSpec(fresh, config.cache.mode, config.cache.compression)] } };
+    const from = found.state === 'usable' ? [folder.importSpec()] : [];
+    return { pending: { folder, fresh }, flags: { from, to: [folder.exportSpec(fresh, config.cache.mode, config.cache.compression)] } };
   } catch (err) {
     warn(loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
     return { flags: { from: [], to: [] } };
@@ -141,7 +146,9 @@ async function buildWithCacheFallback(
     warn(loc('WarnCacheExportFailed', lastError(outcome.stderr)));
     if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
     exported = false;
-    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from: cache.flags.from, to: [] } }));
+    // The first attempt built the image; the retry only re-exports it, so its step count is the one to report.
+    const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from: cache.flags.from, to: [] } }));
+    outcome = { ...retry, steps: outcome.steps };
   }
   if (outcome.code !== 0) throw new BuildError(loc('BuildFailed', outcome.code, lastError(outcome.stderr) || loc('SeeLogAbove')));
   return { ...outcome, exported };

@@ -1,9 +1,8 @@
-import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { csvSpec } from '../buildx/args';
 import type { CacheMode, Compression } from '../config';
-import { BLOBS_DIR, hasLayout, prune } from '../oci/layout';
+import { BLOBS_DIR, INDEX_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
 
 /** Sibling folders older than this are left-overs of a killed job and are swept away. */
 const STALE_MS = 60 * 60 * 1000;
@@ -28,11 +27,27 @@ export interface CommitResult {
  * folder then holds exactly what the newest index.json reaches.
  */
 export class CacheFolder {
-  constructor(readonly dir: string) {}
+  /** `id` names this job's sibling folders, so that jobs sharing a cache folder never touch each other's. */
+  constructor(
+    readonly dir: string,
+    private readonly id: string,
+  ) {}
 
-  /** `--cache-from` specs: the folder when it holds a cache, else none. */
-  importSpecs(): string[] {
-    return hasLayout(this.dir) ? [csvSpec({ type: 'local', src: this.dir })] : [];
+  /**
+   * What the folder holds: `empty` before the first build, `usable` when every blob checks out, or
+   * `unusable` with the reason. An unusable folder is not imported and is replaced after the build.
+   */
+  async inspect(): Promise<{ state: 'empty' } | ({ state: 'usable' } & VerifyResult) | { state: 'unusable'; reason: string }> {
+    if (!fs.existsSync(path.join(this.dir, INDEX_FILE))) return { state: 'empty' };
+    try {
+      return { state: 'usable', ...(await verifyLayout(this.dir)) };
+    } catch (err) {
+      return { state: 'unusable', reason: (err as Error).message };
+    }
+  }
+
+  importSpec(): string {
+    return csvSpec({ type: 'local', src: this.dir });
   }
 
   exportSpec(dest: string, mode: CacheMode, compression: Compression): string {
@@ -44,7 +59,9 @@ export class CacheFolder {
     const parent = path.dirname(this.dir);
     await fs.promises.mkdir(parent, { recursive: true });
     await this.sweep();
-    return this.sibling('export');
+    const fresh = this.sibling('export');
+    await fs.promises.rm(fresh, { recursive: true, force: true });
+    return fresh;
   }
 
   async discard(fresh: string): Promise<void> {
@@ -76,6 +93,7 @@ export class CacheFolder {
 
   private async replaceWith(fresh: string): Promise<void> {
     const old = this.sibling('old');
+    await fs.promises.rm(old, { recursive: true, force: true });
     let moved = false;
     try {
       await fs.promises.rename(this.dir, old);
@@ -110,14 +128,14 @@ export class CacheFolder {
   }
 
   private sibling(kind: 'export' | 'old'): string {
-    return path.join(path.dirname(this.dir), `${this.siblingPrefix}${kind}-${crypto.randomBytes(6).toString('hex')}`);
+    return path.join(path.dirname(this.dir), `${this.siblingPrefix}${kind}-${this.id}`);
   }
 
   private async sweep(): Promise<void> {
     const parent = path.dirname(this.dir);
     const prefix = this.siblingPrefix;
     for (const name of await fs.promises.readdir(parent)) {
-      if (!name.startsWith(prefix) || !/\.(export|old)-[0-9a-f]{12}$/.test(name)) continue;
+      if (!name.startsWith(prefix) || !/\.(export|old)-[0-9a-f]+$/.test(name)) continue;
       const full = path.join(parent, name);
       const stat = await fs.promises.stat(full).catch(() => undefined);
       if (stat && Date.now() - stat.mtimeMs > STALE_MS) await fs.promises.rm(full, { recursive: true, force: true });

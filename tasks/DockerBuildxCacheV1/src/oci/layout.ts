@@ -1,11 +1,16 @@
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import { pipeline } from 'stream/promises';
 
 /** The OCI image layout that BuildKit's local cache exporter writes: index.json, oci-layout, blobs/<alg>/<hex>. */
 export const INDEX_FILE = 'index.json';
 export const LAYOUT_FILE = 'oci-layout';
 export const BLOBS_DIR = 'blobs';
 export const LAYOUT_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
+/** The tag BuildKit's local cache exporter gives its root, and its importer looks for. */
+export const CACHE_TAG = 'latest';
+const REF_NAME = 'org.opencontainers.image.ref.name';
 
 const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
 const MANIFEST_TYPES = new Set(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']);
@@ -15,6 +20,7 @@ export interface Descriptor {
   readonly mediaType?: string;
   readonly digest: string;
   readonly size: number;
+  readonly annotations?: Readonly<Record<string, string>>;
 }
 
 export interface Index {
@@ -45,7 +51,7 @@ function descriptors(value: unknown, where: string): Descriptor[] {
     if (desc === null || typeof desc !== 'object' || !isDigest(desc.digest) || typeof desc.size !== 'number' || desc.size < 0) {
       throw new LayoutError(`${where}[${i}] is not a valid descriptor`);
     }
-    return { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
+    return { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: desc.annotations };
   });
 }
 
@@ -108,18 +114,57 @@ export async function readLayoutIndex(dir: string): Promise<Index> {
   return parseIndex(await fs.promises.readFile(path.join(dir, INDEX_FILE)), path.join(dir, INDEX_FILE));
 }
 
-/** Whether `dir` holds an OCI layout with a readable index.json. */
-export function hasLayout(dir: string): boolean {
-  try {
-    parseIndex(fs.readFileSync(path.join(dir, INDEX_FILE)));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function layoutReachable(dir: string, index: Index): Promise<Map<string, Descriptor>> {
   return reachable(index, (d) => fs.promises.readFile(blobPath(dir, d.digest)));
+}
+
+/** The digest of a file's content, streamed; `sha256:…` or `sha512:…` like the digest it is checked against. */
+export async function hashFile(file: string, algorithm: 'sha256' | 'sha512' = 'sha256'): Promise<string> {
+  const hash = crypto.createHash(algorithm);
+  await pipeline(fs.createReadStream(file), hash);
+  return `${algorithm}:${hash.digest('hex')}`;
+}
+
+const algorithmOf = (digest: string): 'sha256' | 'sha512' => (digest.startsWith('sha512:') ? 'sha512' : 'sha256');
+
+/** Reads a blob and checks it against its descriptor: a manifest that does not match its digest is not used. */
+async function readVerified(dir: string, desc: Descriptor): Promise<Buffer> {
+  const data = await fs.promises.readFile(blobPath(dir, desc.digest));
+  const actual = `${algorithmOf(desc.digest)}:${crypto.createHash(algorithmOf(desc.digest)).update(data).digest('hex')}`;
+  if (data.length !== desc.size || actual !== desc.digest) throw new LayoutError(`${desc.digest} does not match its digest or size`);
+  return data;
+}
+
+export interface VerifyResult {
+  readonly blobs: number;
+  readonly bytes: number;
+}
+
+/**
+ * Checks that a cache folder can be handed to BuildKit: index.json has the root that BuildKit's
+ * importer looks for, and every blob it reaches is there with the right size and digest. BuildKit
+ * itself fails the whole build on a missing or corrupt cache blob, so a folder that fails here is
+ * not used at all. Throws a LayoutError that says what is wrong.
+ */
+export async function verifyLayout(dir: string, concurrency = 4): Promise<VerifyResult> {
+  const index = await readLayoutIndex(dir);
+  if (!index.manifests.some((d) => d.annotations?.[REF_NAME] === CACHE_TAG)) {
+    throw new LayoutError(`index.json has no manifest tagged "${CACHE_TAG}"`);
+  }
+  const live = await reachable(index, (d) => readVerified(dir, d));
+  const leaves = [...live.values()].filter((d) => !isTraversable(d));
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let desc = leaves[next++]; desc !== undefined; desc = leaves[next++]) {
+      const file = blobPath(dir, desc.digest);
+      const stat = await fs.promises.stat(file).catch(() => undefined);
+      if (stat === undefined) throw new LayoutError(`${desc.digest} is missing`);
+      if (stat.size !== desc.size) throw new LayoutError(`${desc.digest} has ${stat.size} bytes instead of ${desc.size}`);
+      if ((await hashFile(file, algorithmOf(desc.digest))) !== desc.digest) throw new LayoutError(`${desc.digest} does not match its digest`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+  return { blobs: live.size, bytes: [...live.values()].reduce((sum, d) => sum + d.size, 0) };
 }
 
 export interface PruneResult {
