@@ -1,0 +1,109 @@
+import * as assert from 'assert/strict';
+import * as sinon from 'sinon';
+import { defaultBuilderName, ensureBuilder, BuilderError } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
+import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/buildx/docker';
+import type { BuilderConfig } from '../../tasks/DockerBuildxCacheV1/src/config';
+
+type Script = Record<string, RunResult | RunResult[]>;
+const ok: RunResult = { code: 0, stdout: '', stderr: '' };
+const missing: RunResult = { code: 1, stdout: '', stderr: 'ERROR: no builder "x" found' };
+
+/** A docker CLI whose answers are scripted by command line; a list answers successive calls in turn. */
+type RunStub = sinon.SinonStub<Parameters<DockerCli['run']>, ReturnType<DockerCli['run']>>;
+
+function fakeDocker(script: Script): { docker: DockerCli; run: RunStub } {
+  const calls = new Map<string, number>();
+  const run: RunStub = sinon.stub<Parameters<DockerCli['run']>, ReturnType<DockerCli['run']>>().callsFake((args) => {
+    const key = args.join(' ');
+    const answer = script[key];
+    if (answer === undefined) return Promise.reject(new Error(`unexpected docker ${key}`));
+    const n = calls.get(key) ?? 0;
+    calls.set(key, n + 1);
+    return Promise.resolve(Array.isArray(answer) ? (answer[Math.min(n, answer.length - 1)] ?? ok) : answer);
+  });
+  return { docker: { run }, run };
+}
+
+const config = (extra: Partial<BuilderConfig> = {}): BuilderConfig => ({ driver: 'docker-container', driverOptions: [], remove: true, ...extra });
+
+describe('builder lifecycle', () => {
+  it('creates a job-unique builder and bootstraps it', async () => {
+    const { docker, run } = fakeDocker({
+      'buildx inspect job-b': missing,
+      'buildx create --name job-b --driver docker-container': ok,
+      'buildx inspect --bootstrap job-b': ok,
+    });
+    const created = sinon.spy();
+    assert.deepEqual(await ensureBuilder(docker, config(), 'job-b', created), { name: 'job-b', created: true });
+    assert.ok(created.calledOnceWith('job-b'));
+    assert.deepEqual(run.args.map((a) => a[0].join(' ')), ['buildx inspect job-b', 'buildx create --name job-b --driver docker-container', 'buildx inspect --bootstrap job-b']);
+  });
+
+  it('reuses an existing builder with the requested name and never claims it', async () => {
+    const { docker, run } = fakeDocker({ 'buildx inspect shared': ok, 'buildx inspect --bootstrap shared': ok });
+    const created = sinon.spy();
+    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', created), { name: 'shared', created: false });
+    assert.ok(created.notCalled);
+    assert.ok(!run.args.some((a) => a[0].includes('create')));
+  });
+
+  it('reuses a builder that another job created at the same moment', async () => {
+    const { docker } = fakeDocker({
+      'buildx inspect shared': [missing, ok],
+      'buildx create --name shared --driver docker-container': { code: 1, stdout: '', stderr: 'ERROR: existing instance for "shared"' },
+      'buildx inspect --bootstrap shared': ok,
+    });
+    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', () => undefined), { name: 'shared', created: false });
+  });
+
+  it('fails with buildx own words when create fails', async () => {
+    const { docker } = fakeDocker({
+      'buildx inspect job-b': missing,
+      'buildx create --name job-b --driver remote tcp://nowhere:1234': { code: 1, stdout: '', stderr: 'ERROR: failed to dial tcp://nowhere:1234' },
+    });
+    await assert.rejects(ensureBuilder(docker, config({ driver: 'remote', endpoint: 'tcp://nowhere:1234' }), 'job-b', () => undefined), (err: Error) => {
+      assert.ok(err instanceof BuilderError);
+      assert.match(err.message, /create --name job-b failed with exit code 1: ERROR: failed to dial/);
+      return true;
+    });
+  });
+
+  it('reports a created builder before a failing bootstrap, so the post-job step still removes it', async () => {
+    const { docker } = fakeDocker({
+      'buildx inspect job-b': missing,
+      'buildx create --name job-b --driver docker-container': ok,
+      'buildx inspect --bootstrap job-b': { code: 1, stdout: '', stderr: 'ERROR: failed to pull moby/buildkit' },
+    });
+    const created = sinon.spy();
+    await assert.rejects(ensureBuilder(docker, config(), 'job-b', created), /bootstrap job-b failed/);
+    assert.ok(created.calledOnceWith('job-b'));
+  });
+
+  const dockerDriver: [string, Partial<BuilderConfig>, string][] = [
+    ['the default context', {}, 'default'],
+    ['a named context', { endpoint: 'remote-engine' }, 'remote-engine'],
+  ];
+  for (const [name, extra, builder] of dockerDriver) {
+    it(`docker driver uses ${name} and creates nothing`, async () => {
+      const { docker, run } = fakeDocker({ [`buildx inspect ${builder}`]: ok });
+      assert.deepEqual(await ensureBuilder(docker, config({ driver: 'docker', ...extra }), 'job-b', () => undefined), { name: builder, created: false });
+      assert.equal(run.callCount, 1);
+    });
+  }
+
+  it('docker driver without an engine fails with the reason', async () => {
+    const { docker } = fakeDocker({ 'buildx inspect default': { code: 1, stdout: '', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' } });
+    await assert.rejects(ensureBuilder(docker, config({ driver: 'docker' }), 'job-b', () => undefined), /Cannot connect to the Docker daemon/);
+  });
+});
+
+describe('default builder names', () => {
+  it('are valid buildx names, stable per job and agent, and differ between jobs and agents', () => {
+    const a = defaultBuilderName('job-1', 'agent-1');
+    assert.match(a, /^[a-zA-Z][a-zA-Z0-9._-]*$/);
+    assert.equal(defaultBuilderName('job-1', 'agent-1'), a);
+    assert.notEqual(defaultBuilderName('job-2', 'agent-1'), a);
+    assert.notEqual(defaultBuilderName('job-1', 'agent-2'), a);
+  });
+  it('are random outside an agent', () => assert.notEqual(defaultBuilderName(undefined, undefined), defaultBuilderName(undefined, undefined)));
+});

@@ -1,0 +1,167 @@
+import * as assert from 'assert/strict';
+import * as path from 'path';
+import { InputError, readConfig, splitArguments, type Config, type Source } from '../../tasks/DockerBuildxCacheV1/src/config';
+import { cleanup, tempDir, writeTree } from '../helpers';
+
+let ws: string;
+
+function source(inputs: Record<string, string>, variables: Record<string, string> = {}): Source {
+  const vars: Record<string, string> = { 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': '/pw', ...variables };
+  return { input: (name) => (inputs[name] ?? '').trim(), variable: (name) => vars[name] };
+}
+
+function read(inputs: Record<string, string>, variables?: Record<string, string>): Config {
+  return readConfig(source(inputs, variables));
+}
+
+describe('config: reading and validating inputs', () => {
+  beforeEach(() => {
+    ws = tempDir();
+    writeTree(ws, { Dockerfile: 'FROM scratch\n', 'sub/Dockerfile': 'FROM scratch\n', 'ctx/file': 'x', 'buildkitd.toml': '' });
+  });
+  afterEach(cleanup);
+
+  it('applies the documented defaults', () => {
+    const c = read({ imageName: 'app' });
+    assert.equal(c.build.dockerfile, path.join(ws, 'Dockerfile'));
+    assert.equal(c.build.context, ws);
+    assert.deepEqual(c.build.tags, ['app:latest']);
+    assert.deepEqual(c.output, { kind: 'docker', specs: [] });
+    assert.deepEqual(c.cache, { backend: 'directory', dir: '/pw/.buildx-cache', mode: 'max', compression: 'gzip' });
+    assert.equal(c.builder.driver, 'docker-container');
+    assert.equal(c.builder.remove, true);
+    assert.equal(c.build.noCache, false);
+    assert.equal(c.build.pull, false);
+    assert.deepEqual(c.warnings, []);
+  });
+
+  const valid: [string, Record<string, string>, (c: Config) => void][] = [
+    ['a Dockerfile folder means its Dockerfile', { imageName: 'app', dockerfile: 'sub' }, (c) => assert.equal(c.build.dockerfile, path.join(ws, 'sub', 'Dockerfile'))],
+    ['an empty filePath (the working directory) means ./Dockerfile', { imageName: 'app', dockerfile: '.' }, (c) => assert.equal(c.build.dockerfile, path.join(ws, 'Dockerfile'))],
+    ['context relative to the working directory', { imageName: 'app', buildContext: 'ctx' }, (c) => assert.equal(c.build.context, path.join(ws, 'ctx'))],
+    ['tags combine with the image name', { imageName: 'reg.io:5000/team/app', tags: 'v1\n\n 42 \nlatest' }, (c) => assert.deepEqual(c.build.tags, ['reg.io:5000/team/app:v1', 'reg.io:5000/team/app:42', 'reg.io:5000/team/app:latest'])],
+    ['localhost registries', { imageName: 'localhost/app' }, (c) => assert.deepEqual(c.build.tags, ['localhost/app:latest'])],
+    ['platforms split on commas and lines', { imageName: 'app', platforms: 'linux/amd64, linux/arm64/v8\nlinux/arm/v7' }, (c) => assert.deepEqual(c.build.platforms, ['linux/amd64', 'linux/arm64/v8', 'linux/arm/v7'])],
+    ['build args, with a bare key from the environment', { imageName: 'app', buildArgs: 'A=1\nB=x=y\nHTTP_PROXY' }, (c) => assert.deepEqual(c.build.buildArgs, ['A=1', 'B=x=y', 'HTTP_PROXY'])],
+    ['labels keep values with spaces', { imageName: 'app', labels: 'a.b=hello world' }, (c) => assert.deepEqual(c.build.labels, ['a.b=hello world'])],
+    ['secrets keep = in values', { imageName: 'app', secrets: 'npmrc=abc==\ntoken=t' }, (c) => assert.deepEqual(c.build.secrets, [{ id: 'npmrc', value: 'abc==' }, { id: 'token', value: 't' }])],
+    ['additional arguments split like a shell', { imageName: 'app', additionalArguments: `--label "a=b c" --ssh default` }, (c) => assert.deepEqual(c.build.additionalArguments, ['--label', 'a=b c', '--ssh', 'default'])],
+    ['booleans in any case', { imageName: 'app', noCache: 'True', pull: 'TRUE', removeBuilder: 'false' }, (c) => assert.deepEqual([c.build.noCache, c.build.pull, c.builder.remove], [true, true, false])],
+    ['oci output path resolved', { imageName: 'app', output: 'oci', outputPath: 'out/image.tar' }, (c) => assert.deepEqual(c.output, { kind: 'oci', path: path.join(ws, 'out/image.tar'), specs: [] })],
+    ['custom outputs', { output: 'custom', outputs: 'type=local,dest=a\ntype=tar,dest=b.tar' }, (c) => assert.deepEqual(c.output.specs, ['type=local,dest=a', 'type=tar,dest=b.tar'])],
+    ['cacheOnly needs no image', { output: 'cacheOnly' }, (c) => assert.deepEqual(c.build.tags, [])],
+    ['pick lists ignore case', { imageName: 'app', output: 'CACHEONLY', cacheCompression: 'ZSTD' }, (c) => assert.deepEqual([c.output.kind, c.cache.compression], ['cacheOnly', 'zstd'])],
+    ['cacheDir macros left by the agent are expanded', { imageName: 'app', cacheDir: '$(Agent.TempDirectory)/c' }, (c) => assert.equal(c.cache.dir, '/agent-temp/c')],
+    ['relative cacheDir from the working directory', { imageName: 'app', cacheDir: '../cache' }, (c) => assert.equal(c.cache.dir, path.resolve(ws, '../cache'))],
+    ['builder settings', { imageName: 'app', builderName: 'ci.builder-1', driverOptions: 'network=host\nimage=moby/buildkit:v0.13', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', endpoint: 'ctx' }, (c) =>
+      assert.deepEqual(c.builder, { driver: 'docker-container', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), endpoint: 'ctx', remove: true })],
+    ['remote driver with an endpoint', { imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' }, (c) => assert.equal(c.builder.endpoint, 'tcp://bk:1234')],
+    ['buildkitdConfig left empty arrives as the working directory', { imageName: 'app', buildkitdConfig: ws }, (c) => assert.equal(c.builder.buildkitdConfig, undefined)],
+  ];
+  for (const [name, inputs, check] of valid) {
+    it(`accepts: ${name}`, () => check(read(inputs, { 'Agent.TempDirectory': '/agent-temp' })));
+  }
+
+  const warnings: [string, Record<string, string>, RegExp][] = [
+    ['builder inputs with the docker driver', { imageName: 'app', driver: 'docker', builderName: 'x', buildkitdFlags: '--debug' }, /no effect: builderName, buildkitdFlags/],
+    ['a cache folder inside the build context', { imageName: 'app', cacheDir: '.cache' }, /inside the build context/],
+  ];
+  for (const [name, inputs, pattern] of warnings) {
+    it(`warns about ${name}`, () => {
+      const c = read(inputs);
+      assert.equal(c.warnings.length, 1);
+      assert.match(c.warnings[0] ?? '', pattern);
+    });
+  }
+  it('does not warn about a cache folder inside the context when there is no cache', () => {
+    assert.deepEqual(read({ imageName: 'app', cacheDir: '.cache', cacheBackend: 'none' }).warnings, []);
+  });
+
+  // Each bad value must fail with an InputError that names the input and says what to write instead.
+  const invalid: [Record<string, string>, string, RegExp][] = [
+    [{ imageName: 'app', dockerfile: 'nope/Dockerfile' }, 'dockerfile', /no Dockerfile at 'nope\/Dockerfile'/],
+    [{ imageName: 'app', buildContext: 'missing' }, 'buildContext', /is not a folder/],
+    [{}, 'imageName', /required for output 'docker'.*cacheOnly/],
+    [{ output: 'registry' }, 'imageName', /required for output 'registry'/],
+    [{ imageName: 'My/App' }, 'imageName', /capital letters.*'my\/app'/],
+    [{ imageName: 'app:1.0' }, 'imageName', /tag or digest.*'tags' input/],
+    [{ imageName: `app@sha256:${'a'.repeat(64)}` }, 'imageName', /tag or digest/],
+    [{ imageName: 'a//b' }, 'imageName', /not a valid repository name/],
+    [{ imageName: 'bad_host!/app' }, 'imageName', /not a valid repository name/],
+    [{ imageName: 'app', tags: 'ok\nnot ok' }, 'tags', /line 2, 'not ok'/],
+    [{ imageName: 'app', tags: '-dash' }, 'tags', /not a valid tag/],
+    [{ imageName: 'app', tags: 'x'.repeat(129) }, 'tags', /not a valid tag/],
+    [{ output: 'cacheOnly', tags: 'v1' }, 'tags', /need an image name/],
+    [{ imageName: 'app', platforms: 'amd64' }, 'platforms', /'amd64' is not a platform/],
+    [{ imageName: 'app', target: 'two words' }, 'target', /not a stage name/],
+    [{ imageName: 'app', buildArgs: '=1' }, 'buildArgs', /line 1, '=1', is not KEY=VALUE/],
+    [{ imageName: 'app', buildArgs: 'A B=1' }, 'buildArgs', /not KEY=VALUE/],
+    [{ imageName: 'app', labels: 'justakey' }, 'labels', /not KEY=VALUE/],
+    [{ imageName: 'app', secrets: 'novalue' }, 'secrets', /line 1 is not id=value/],
+    [{ imageName: 'app', secrets: 'bad id=1' }, 'secrets', /line 1 is not id=value/],
+    [{ imageName: 'app', secrets: 'a=1\na=2' }, 'secrets', /'a' is given twice/],
+    [{ imageName: 'app', secrets: 'a=' }, 'secrets', /'a' has an empty value/],
+    [{ imageName: 'app', secrets: 'a=$(NPM_TOKEN)' }, 'secrets', /not defined/],
+    [{ imageName: 'app', additionalArguments: '--x | tee' }, 'additionalArguments', /shell operator '\|'/],
+    [{ imageName: 'app', additionalArguments: '--x > out' }, 'additionalArguments', /shell operator '>'/],
+    [{ imageName: 'app', noCache: 'yes' }, 'noCache', /'yes' is not true or false/],
+    [{ imageName: 'app', pull: '1' }, 'pull', /not true or false/],
+    [{ imageName: 'app', output: 'push' }, 'output', /'push' is not one of: docker, registry, oci, tar, cacheOnly, custom/],
+    [{ imageName: 'app', output: 'tar' }, 'outputPath', /output 'tar' writes a file/],
+    [{ output: 'custom' }, 'outputs', /at least one --output spec/],
+    [{ imageName: 'app', cacheBackend: 's3' }, 'cacheBackend', /not one of: directory, none/],
+    [{ imageName: 'app', cacheMode: 'all' }, 'cacheMode', /not one of: max, min/],
+    [{ imageName: 'app', cacheCompression: 'lz4' }, 'cacheCompression', /not one of: gzip, zstd, uncompressed/],
+    [{ imageName: 'app', cacheDir: '$(No.Such.Var)/cache' }, 'cacheDir', /No.Such.Var, which is not defined/],
+    [{ imageName: 'app', driver: 'podman' }, 'driver', /not one of: docker-container, docker, kubernetes, remote/],
+    [{ imageName: 'app', builderName: '1st' }, 'builderName', /Start with a letter/],
+    [{ imageName: 'app', driverOptions: 'network' }, 'driverOptions', /not KEY=VALUE/],
+    [{ imageName: 'app', buildkitdConfig: 'missing.toml' }, 'buildkitdConfig', /no file at 'missing.toml'/],
+    [{ imageName: 'app', driver: 'remote' }, 'endpoint', /remote driver needs the BuildKit address/],
+    [{ imageName: 'app', removeBuilder: 'maybe' }, 'removeBuilder', /not true or false/],
+  ];
+  for (const [inputs, input, pattern] of invalid) {
+    it(`rejects ${input}: ${JSON.stringify(inputs)}`, () => {
+      assert.throws(
+        () => read(inputs),
+        (err: unknown) => {
+          assert.ok(err instanceof InputError, String(err));
+          assert.equal(err.input, input);
+          assert.ok(err.message.startsWith(`Input '${input}': `), err.message);
+          assert.match(err.message, pattern);
+          return true;
+        },
+      );
+    });
+  }
+
+  it('never puts a secret value in an error message', () => {
+    for (const secrets of ['tok=hunter2\ntok=hunter2', 'bad id=hunter2', ' =hunter2']) {
+      assert.throws(
+        () => read({ imageName: 'app', secrets }),
+        (err: Error) => !err.message.includes('hunter2'),
+      );
+    }
+  });
+});
+
+describe('config: splitting additionalArguments with shell rules', () => {
+  const cases: [string, string[]][] = [
+    ['', []],
+    ['   ', []],
+    ['--a b', ['--a', 'b']],
+    [`--label 'a b' --x "c d"`, ['--label', 'a b', '--x', 'c d']],
+    [String.raw`a\ b`, ['a b']],
+    [`--build-arg X='a"b'`, ['--build-arg', 'X=a"b']],
+    ['--build-arg HOME=$HOME', ['--build-arg', 'HOME=$HOME']],
+    ['--platform=linux/*', ['--platform=linux/*']],
+    ['--x y # a comment', ['--x', 'y']],
+    ['--annotation "index:t=my app"', ['--annotation', 'index:t=my app']],
+  ];
+  for (const [text, words] of cases) {
+    it(JSON.stringify(text), () => assert.deepEqual(splitArguments(text), words));
+  }
+  for (const text of ['a && b', 'a; b', 'a | b', 'a > b', 'a < b', 'a & b']) {
+    it(`rejects ${JSON.stringify(text)}`, () => assert.throws(() => splitArguments(text), InputError));
+  }
+});
