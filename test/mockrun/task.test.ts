@@ -1,0 +1,345 @@
+import * as assert from 'assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import { instanceIdOf } from '../../tasks/DockerBuildxCacheV1/src/agent';
+import { defaultBuilderName } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
+import { cleanup, tempDir, writeTree } from '../helpers';
+import { cacheLayout, writeLayout } from '../oci-fixture';
+import { runScenario, type MockRun } from './harness';
+import { DOCKER, type Scenario } from './types';
+
+const JOB = '2f9a7c1e-0000-4000-8000-000000000001';
+const TASK = '7d1b5e3a-0000-4000-8000-000000000002';
+const ID = instanceIdOf(JOB, TASK);
+const BUILDER = defaultBuilderName(JOB, 'agent-1');
+const ok = { code: 0, stdout: '' };
+const missing = { code: 1, stdout: '', stderr: 'ERROR: no builder found' };
+
+let ws: string;
+let agentTemp: string;
+let cacheDir: string;
+let metadata: string;
+
+function variables(): Record<string, string> {
+  return {
+    'System.DefaultWorkingDirectory': ws,
+    'Agent.TempDirectory': agentTemp,
+    'Pipeline.Workspace': path.dirname(cacheDir),
+    'System.JobId': JOB,
+    'System.TaskInstanceId': TASK,
+    'Agent.Name': 'agent-1',
+  };
+}
+
+function main(inputs: Record<string, string>, exec: Record<string, { code: number; stdout?: string; stderr?: string }>): Scenario {
+  return { step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', ...inputs }, variables: variables(), exec };
+}
+
+/** The `buildx build` command line the task must run, from its variable parts. */
+function buildLine(builder: string, middle: string): string {
+  return `${DOCKER} buildx build --builder ${builder} --progress plain --file ${ws}/Dockerfile ${middle} --metadata-file ${metadata} ${ws}`;
+}
+
+const containerBuilder = {
+  [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
+  [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container`]: ok,
+  [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+};
+
+/** The warnings every mock build causes: a mock build writes neither cache nor metadata. */
+const MOCK_BUILD_WARNINGS = [/^loc_mock_WarnCacheCommitFailed /, /^loc_mock_WarnMetadataUnreadable /];
+
+function assertWarnings(run: MockRun, expected: RegExp[]): void {
+  assert.equal(run.warnings.length, expected.length, `warnings: ${JSON.stringify(run.warnings)}`);
+  expected.forEach((re, i) => assert.match(run.warnings[i] ?? '', re));
+}
+
+describe('mock-run: the main step', function () {
+  this.timeout(30000);
+
+  beforeEach(() => {
+    ws = tempDir();
+    agentTemp = tempDir();
+    cacheDir = path.join(tempDir(), '.buildx-cache');
+    metadata = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'metadata.json');
+    writeTree(ws, { Dockerfile: 'FROM scratch\n', 'buildkitd.toml': '[worker.oci]\n' });
+  });
+  afterEach(cleanup);
+
+  it('docker-container: creates a job-unique builder, builds with a fresh cache export, and hands the builder to the post step', async () => {
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine(BUILDER, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario(main({ imageName: 'app' }, { ...containerBuilder, [build]: { code: 0, stderr: '#5 [2/2] RUN make\n#5 CACHED' } }));
+
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, [
+      `${DOCKER} buildx inspect ${BUILDER}`,
+      `${DOCKER} buildx create --name ${BUILDER} --driver docker-container`,
+      `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
+      build,
+    ]);
+    assert.equal(run.outputs.builderName, BUILDER);
+    assert.match(run.stdout, /loc_mock_StepsCached 1 1/);
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; cleanup?: string[] };
+    assert.equal(state.removeBuilder, BUILDER);
+    assert.deepEqual(state.cleanup, [path.dirname(metadata)]);
+    assertWarnings(run, MOCK_BUILD_WARNINGS);
+  });
+
+  it('docker-container with every builder input, an existing cache and a named builder that exists already', async () => {
+    const old = cacheLayout(['deps']);
+    writeLayout(cacheDir, old.root, old.blobs);
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine('ci', `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=min,compression=zstd --load`);
+    const run = await runScenario(
+      main(
+        { imageName: 'app', builderName: 'ci', driverOptions: 'network=host', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', cacheMode: 'min', cacheCompression: 'zstd', cacheDir },
+        { [`${DOCKER} buildx inspect ci`]: ok, [`${DOCKER} buildx inspect --bootstrap ci`]: ok, [build]: ok },
+      ),
+    );
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, [`${DOCKER} buildx inspect ci`, `${DOCKER} buildx inspect --bootstrap ci`, build]);
+    assert.equal(run.outputs.builderName, 'ci');
+    // A reused builder is never the task's to remove.
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string };
+    assert.equal(state.removeBuilder, undefined);
+    // The existing cache folder is untouched when the export is unusable.
+    assert.ok(fs.existsSync(path.join(cacheDir, 'index.json')));
+  });
+
+  const drivers: [string, Record<string, string>, Record<string, { code: number }>, string[]][] = [
+    [
+      'kubernetes with driver options',
+      { driver: 'kubernetes', driverOptions: 'namespace=ci\nreplicas=2', cacheBackend: 'none' },
+      {
+        [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
+        [`${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+      },
+      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+    ],
+    [
+      'remote with an endpoint',
+      { driver: 'remote', endpoint: 'tcp://buildkitd:1234', cacheBackend: 'none' },
+      {
+        [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
+        [`${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+      },
+      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+    ],
+    ['docker with the default context', { driver: 'docker', cacheBackend: 'none' }, { [`${DOCKER} buildx inspect default`]: ok }, [`${DOCKER} buildx inspect default`]],
+    ['docker with a named context', { driver: 'docker', endpoint: 'ci-engine', cacheBackend: 'none' }, { [`${DOCKER} buildx inspect ci-engine`]: ok }, [`${DOCKER} buildx inspect ci-engine`]],
+  ];
+  for (const [name, inputs, builderExec, builderCommands] of drivers) {
+    it(`${name}: exact command lines`, async () => {
+      const builder = inputs.driver === 'docker' ? (inputs.endpoint ?? 'default') : BUILDER;
+      const build = buildLine(builder, '--tag app:v1 --tag app:latest --load');
+      const run = await runScenario(main({ imageName: 'app', tags: 'v1\nlatest', ...inputs }, { ...builderExec, [build]: ok }));
+      assert.ok(run.succeeded, run.stdout);
+      assert.deepEqual(run.commands, [...builderCommands, build]);
+      assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
+    });
+  }
+
+  it('passes every build input and each output kind', async () => {
+    const outputs: [Record<string, string>, string][] = [
+      [{ output: 'registry' }, '--push'],
+      [{ output: 'oci', outputPath: 'out/image.tar' }, `--output type=oci,dest=${ws}/out/image.tar`],
+      [{ output: 'tar', outputPath: 'out/fs.tar' }, `--output type=tar,dest=${ws}/out/fs.tar`],
+      [{ output: 'cacheOnly' }, '--output type=cacheonly'],
+      [{ output: 'custom', outputs: 'type=local,dest=out\ntype=image,push=false' }, '--output type=local,dest=out --output type=image,push=false'],
+    ];
+    for (const [outputInputs, outputFlags] of outputs) {
+      const inputs = {
+        imageName: 'reg.example/team/app',
+        driver: 'docker',
+        cacheBackend: 'none',
+        buildArgs: 'A=1\nB',
+        target: 'runtime',
+        platforms: 'linux/amd64,linux/arm64',
+        labels: 'org.opencontainers.image.revision=abc',
+        noCache: 'true',
+        pull: 'true',
+        additionalArguments: '--provenance=false --annotation "index:title=my app"',
+        ...outputInputs,
+      };
+      const middle = `--tag reg.example/team/app:latest --build-arg A=1 --build-arg B --target runtime --platform linux/amd64,linux/arm64 --label org.opencontainers.image.revision=abc --no-cache --pull ${outputFlags}`;
+      // additionalArguments come after --metadata-file, right before the context. The mock keys
+      // answers on the arguments joined by spaces; the log shows them shell-quoted.
+      const head = `${DOCKER} buildx build --builder default --progress plain --file ${ws}/Dockerfile ${middle} --metadata-file ${metadata}`;
+      const run = await runScenario(main(inputs, { [`${DOCKER} buildx inspect default`]: ok, [`${head} --provenance=false --annotation index:title=my app ${ws}`]: ok }));
+      assert.ok(run.succeeded, `${outputInputs.output ?? ''}: ${run.stdout}`);
+      assert.deepEqual(run.commands, [`${DOCKER} buildx inspect default`, `${head} --provenance=false --annotation 'index:title=my app' ${ws}`]);
+    }
+  });
+
+  it('passes secrets as job-private files and masks their values', async () => {
+    const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
+    const build = buildLine('default', `--tag app:latest --secret id=npmrc,src=${secretFile} --load`);
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', secrets: 'npmrc=s3cr3t-value' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands[1], build);
+    assert.match(run.stdout, /##vso\[task\.setsecret\]s3cr3t-value/);
+    assert.equal(run.stdout.split('s3cr3t-value').length - 1, 1, 'the value appears only in the setsecret command');
+    assert.ok(!fs.existsSync(secretFile), 'the secret file is deleted after the build');
+  });
+
+  it('fails when the build fails, with buildx last error, and deletes the secret file and the export', async () => {
+    const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine('default', `--tag app:latest --secret id=tok,src=${secretFile} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker', cacheDir, secrets: 'tok=abc' },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: { code: 1, stderr: '#6 [2/2] RUN false\n#6 ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1\nERROR: failed to solve: process "/bin/sh -c false" did not complete successfully: exit code: 1' } },
+      ),
+    );
+    assert.ok(run.runner.failed);
+    assert.equal(run.errors.length, 1);
+    assert.match(run.errors[0] ?? '', /^loc_mock_BuildFailed 1 ERROR: failed to solve: process "\/bin\/sh -c false"/);
+    assert.ok(!fs.existsSync(secretFile));
+    assert.ok(!fs.existsSync(exportDir));
+    assert.ok(!fs.existsSync(cacheDir), 'a failed build never creates or replaces the cache folder');
+  });
+
+  it('builds again without cache export when only the cache export failed', async () => {
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const withExport = buildLine('default', `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const withoutExport = buildLine('default', '--tag app:latest --load');
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker', cacheDir },
+        {
+          [`${DOCKER} buildx inspect default`]: ok,
+          [withExport]: { code: 1, stderr: '#9 exporting cache to client directory\n#9 ERROR: error writing layer blob: no space left on device\nERROR: failed to solve: error writing layer blob: no space left on device' },
+          [withoutExport]: { code: 0, stderr: '#4 [2/2] RUN make\n#4 CACHED' },
+        },
+      ),
+    );
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands.slice(1), [withExport, withoutExport]);
+    assertWarnings(run, [/^loc_mock_WarnCacheExportFailed ERROR: failed to solve: error writing layer blob: no space left on device/, /^loc_mock_WarnMetadataUnreadable /]);
+  });
+
+  it('treats an engine without cache export support as cache trouble, not a build failure', async () => {
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const withExport = buildLine('default', `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker', cacheDir },
+        {
+          [`${DOCKER} buildx inspect default`]: ok,
+          [withExport]: { code: 1, stderr: 'ERROR: Cache export is not supported for the docker driver.\nSwitch to a different driver, or turn on the containerd image store, and try again.' },
+          [buildLine('default', '--tag app:latest --load')]: ok,
+        },
+      ),
+    );
+    assert.ok(run.succeeded, run.stdout);
+    assert.match(run.warnings[0] ?? '', /^loc_mock_WarnCacheExportFailed ERROR: Cache export is not supported/);
+  });
+
+  it('neutralises pipeline commands in build output', async () => {
+    const build = buildLine('default', '--tag app:latest --load');
+    const run = await runScenario(
+      main({ imageName: 'app', driver: 'docker', cacheBackend: 'none' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: { code: 0, stdout: '##vso[task.setvariable variable=pwned]yes', stderr: '#5 0.1 ##[error]fake\n#5 0.2 ##vso[task.complete result=Failed]' } }),
+    );
+    assert.ok(run.succeeded, run.stdout);
+    assert.ok(!/##vso\[task\.setvariable variable=pwned/.test(run.stdout));
+    assert.ok(!/##vso\[task\.complete result=Failed/.test(run.stdout));
+    assert.match(run.stdout, /# #vso\[task\.setvariable variable=pwned\]yes/);
+    assert.match(run.stdout, /#5 0\.1 # #\[error\]fake/);
+  });
+
+  it('fails with the reason when no engine answers', async () => {
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker' }, { [`${DOCKER} buildx inspect default`]: { code: 1, stdout: '', stderr: 'ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' } }));
+    assert.ok(run.runner.failed);
+    assert.match(run.errors[0] ?? '', /Cannot connect to the Docker daemon/);
+  });
+
+  // Every validation error stops the task before docker runs, naming the input and the message key.
+  const invalid: [Record<string, string>, string, string][] = [
+    [{ dockerfile: 'missing/Dockerfile' }, 'dockerfile', 'InputDockerfileMissing'],
+    [{ buildContext: 'nope' }, 'buildContext', 'InputContextMissing'],
+    [{ imageName: '' }, 'imageName', 'InputImageNameRequired'],
+    [{ imageName: 'App' }, 'imageName', 'InputImageNameUppercase'],
+    [{ imageName: 'app:1' }, 'imageName', 'InputImageNameHasTag'],
+    [{ imageName: 'a//b' }, 'imageName', 'InputImageNameInvalid'],
+    [{ tags: 'a b' }, 'tags', 'InputTagInvalid'],
+    [{ imageName: '', output: 'cacheOnly', tags: 'v1' }, 'tags', 'InputTagsWithoutImage'],
+    [{ platforms: 'x86' }, 'platforms', 'InputPlatformInvalid'],
+    [{ target: 'a b' }, 'target', 'InputTargetInvalid'],
+    [{ buildArgs: '=x' }, 'buildArgs', 'InputKeyValueInvalid'],
+    [{ labels: 'x' }, 'labels', 'InputKeyValueInvalid'],
+    [{ secrets: 'x' }, 'secrets', 'InputSecretInvalid'],
+    [{ secrets: 'x=1\nx=2' }, 'secrets', 'InputSecretDuplicate'],
+    [{ secrets: 'x=' }, 'secrets', 'InputSecretEmpty'],
+    [{ secrets: 'x=$(UNSET)' }, 'secrets', 'InputSecretUnexpanded'],
+    [{ additionalArguments: 'a | b' }, 'additionalArguments', 'InputArgumentsOperator'],
+    [{ noCache: 'yes' }, 'noCache', 'InputBoolInvalid'],
+    [{ pull: 'no' }, 'pull', 'InputBoolInvalid'],
+    [{ output: 'push' }, 'output', 'InputPickInvalid'],
+    [{ output: 'oci' }, 'outputPath', 'InputOutputPathRequired'],
+    [{ output: 'custom' }, 'outputs', 'InputOutputsRequired'],
+    [{ cacheBackend: 'local' }, 'cacheBackend', 'InputPickInvalid'],
+    [{ cacheDir: '$(Not.Defined)/c' }, 'cacheDir', 'InputMacroUndefined'],
+    [{ cacheMode: 'all' }, 'cacheMode', 'InputPickInvalid'],
+    [{ cacheCompression: 'lz4' }, 'cacheCompression', 'InputPickInvalid'],
+    [{ driver: 'podman' }, 'driver', 'InputPickInvalid'],
+    [{ builderName: '-x' }, 'builderName', 'InputBuilderNameInvalid'],
+    [{ driverOptions: 'x' }, 'driverOptions', 'InputKeyValueInvalid'],
+    [{ buildkitdConfig: 'none.toml' }, 'buildkitdConfig', 'InputBuildkitdConfigMissing'],
+    [{ driver: 'remote' }, 'endpoint', 'InputEndpointRequired'],
+    [{ removeBuilder: 'sometimes' }, 'removeBuilder', 'InputBoolInvalid'],
+  ];
+  for (const [inputs, input, key] of invalid) {
+    it(`validation: ${input} ${JSON.stringify(inputs)} → ${key}`, async () => {
+      const run = await runScenario(main({ imageName: 'app', ...inputs }, {}));
+      assert.ok(run.runner.failed);
+      assert.equal(run.commands.length, 0, 'docker never runs on bad input');
+      assert.equal(run.errors.length, 1);
+      assert.ok((run.errors[0] ?? '').startsWith(`Input '${input}': loc_mock_${key}`), run.errors[0]);
+    });
+  }
+});
+
+describe('mock-run: the post-job step', function () {
+  this.timeout(30000);
+  beforeEach(() => {
+    ws = tempDir();
+    agentTemp = tempDir();
+  });
+  afterEach(cleanup);
+
+  const state = (s: object): Record<string, string> => ({ 'DockerBuildxCache.State': JSON.stringify({ version: 1, cleanup: [], ...s }) });
+
+  it('removes the builder the main step created and deletes the job-private folder', async () => {
+    const jobDir = path.join(agentTemp, 'docker-buildx-cache-x');
+    writeTree(jobDir, { 'secrets/secret-0': 'value' });
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded' }, taskVariables: state({ removeBuilder: 'b1', cleanup: [jobDir] }), exec: { [`${DOCKER} buildx rm b1`]: ok } });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
+    assert.match(run.stdout, /loc_mock_BuilderRemoved b1/);
+    assert.ok(!fs.existsSync(jobDir));
+  });
+
+  it('warns but never fails when the builder cannot be removed', async () => {
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Failed' }, taskVariables: state({ removeBuilder: 'b1' }), exec: { [`${DOCKER} buildx rm b1`]: { code: 1, stdout: '', stderr: 'ERROR: no builder "b1" found' } } });
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.errors.length, 0);
+    assertWarnings(run, [/^loc_mock_WarnBuilderRemoveFailed b1 ERROR: no builder "b1" found/]);
+  });
+
+  it('removes nothing it did not create', async () => {
+    const run = await runScenario({ step: 'post', taskVariables: state({}), exec: {} });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, []);
+  });
+
+  it('does nothing when the main step stopped before it saved any state', async () => {
+    const run = await runScenario({ step: 'post', exec: {} });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, []);
+    assert.match(run.stdout, /loc_mock_PostNothingToDo/);
+  });
+});
