@@ -1,0 +1,75 @@
+import * as assert from 'assert/strict';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import AdmZip from 'adm-zip';
+import { runStep, stepEnv } from '../../scripts/agent';
+import { cleanup, tempDir } from '../helpers';
+
+const root = path.resolve(__dirname, '..', '..', '..');
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+
+describe('the packaged extension (.vsix)', function () {
+  this.timeout(5 * 60 * 1000);
+  let out: string;
+  let unpacked: string;
+  let vsix: AdmZip;
+
+  before(() => {
+    out = tempDir('dbxc-vsix-');
+    execFileSync(process.execPath, [path.join(root, 'scripts', 'package.mjs'), '--publisher', 'contoso-private', '--output', out], { stdio: 'pipe' });
+    const file = path.join(out, `contoso-private.docker-buildx-cache-${pkg.version}.vsix`);
+    vsix = new AdmZip(file);
+    unpacked = path.join(out, 'unpacked');
+    vsix.extractAllTo(unpacked);
+    console.log(`      vsix: ${(fs.statSync(file).size / 1024).toFixed(0)} KiB`);
+  });
+  after(cleanup);
+
+  it('has a manifest with the overriding publisher, the version and the task contribution', () => {
+    const xml = vsix.readAsText('extension.vsixmanifest');
+    assert.match(xml, new RegExp(`<Identity [^>]*Id="docker-buildx-cache"[^>]*Version="${pkg.version.replace(/\./g, '\\.')}"[^>]*Publisher="contoso-private"`));
+    assert.match(xml, /<InstallationTarget Id="Microsoft.VisualStudio.Services"/);
+    assert.match(xml, /<Categories>Azure Pipelines<\/Categories>/);
+    assert.match(xml, /<Asset Type="Microsoft.VisualStudio.Services.Content.Details" [^>]*Path="overview.md"/);
+    assert.match(xml, /<Asset Type="Microsoft.VisualStudio.Services.Icons.Default" [^>]*Path="images\/icon.png"/);
+    const contributions = (JSON.parse(vsix.readAsText('extension.vsomanifest')) as { contributions: { type: string; properties: { name: string } }[] }).contributions;
+    assert.deepEqual(contributions.map((c) => [c.type, c.properties.name]), [['ms.vss-distributed-task.task', 'tasks/DockerBuildxCacheV1']]);
+  });
+
+  it('ships the task as built: task.json, strings, icon and the two bundles, and nothing else', () => {
+    const files = vsix.getEntries().filter((e) => !e.isDirectory).map((e) => e.entryName).filter((n) => n.startsWith('tasks/')).sort();
+    assert.deepEqual(files, [
+      'tasks/DockerBuildxCacheV1/Strings/resources.resjson/en-US/resources.resjson',
+      'tasks/DockerBuildxCacheV1/dist/main.js',
+      'tasks/DockerBuildxCacheV1/dist/main.js.LEGAL.txt',
+      'tasks/DockerBuildxCacheV1/dist/post.js',
+      'tasks/DockerBuildxCacheV1/dist/post.js.LEGAL.txt',
+      'tasks/DockerBuildxCacheV1/icon.png',
+      'tasks/DockerBuildxCacheV1/task.json',
+    ]);
+    const packed = JSON.parse(vsix.readAsText('tasks/DockerBuildxCacheV1/task.json')) as { version: Record<string, number>; execution: Record<string, { target: string }> };
+    assert.equal(`${packed.version.Major}.${packed.version.Minor}.${packed.version.Patch}`, pkg.version);
+    for (const handler of Object.values(packed.execution)) assert.ok(fs.existsSync(path.join(unpacked, 'tasks', 'DockerBuildxCacheV1', handler.target)));
+    const icon = vsix.readFile('images/icon.png');
+    assert.ok(icon !== null);
+    assert.equal(icon.readUInt32BE(16), 128);
+    assert.equal(icon.readUInt32BE(20), 128);
+  });
+
+  it('starts: the bundled main step runs from the package and fails on bad input with its own message', async () => {
+    const ws = tempDir('dbxc-vsix-ws-');
+    const taskDir = path.join(unpacked, 'tasks', 'DockerBuildxCacheV1');
+    const r = await runStep('main', stepEnv({ imageName: 'app' }, { 'System.DefaultWorkingDirectory': ws, 'Agent.TempDirectory': ws }), ws, taskDir);
+    assert.equal(r.result, 'Failed');
+    // The message comes from the packaged task.json, so the bundle found its resources.
+    assert.deepEqual(r.errors, [`Input 'dockerfile': no Dockerfile at 'Dockerfile' (resolved to ${path.join(ws, 'Dockerfile')}). Set it to the Dockerfile's path relative to System.DefaultWorkingDirectory, for example 'src/app/Dockerfile'.`]);
+  });
+
+  it('starts: the bundled post-job step runs from the package', async () => {
+    const ws = tempDir('dbxc-vsix-ws-');
+    const r = await runStep('post', stepEnv({}, { 'Agent.JobStatus': 'Succeeded' }), ws, path.join(unpacked, 'tasks', 'DockerBuildxCacheV1'));
+    assert.equal(r.result, 'Succeeded');
+    assert.match(r.stdout, /Nothing to clean up/);
+  });
+});

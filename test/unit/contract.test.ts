@@ -1,0 +1,175 @@
+import * as assert from 'assert/strict';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const root = path.resolve(__dirname, '..', '..', '..');
+const taskDir = path.join(root, 'tasks', 'DockerBuildxCacheV1');
+
+interface Input {
+  name: string;
+  type: string;
+  label: string;
+  defaultValue?: string;
+  groupName?: string;
+  helpMarkDown?: string;
+  visibleRule?: string;
+  options?: Record<string, string>;
+}
+interface TaskJson {
+  name: string;
+  friendlyName: string;
+  category: string;
+  version: { Major: number; Minor: number; Patch: number };
+  minimumAgentVersion: string;
+  instanceNameFormat: string;
+  groups: { name: string; displayName: string }[];
+  inputs: Input[];
+  outputVariables: { name: string }[];
+  execution: Record<string, { target: string }>;
+  postjobexecution: Record<string, { target: string }>;
+  messages: Record<string, string>;
+}
+
+const task = JSON.parse(fs.readFileSync(path.join(taskDir, 'task.json'), 'utf8')) as TaskJson;
+const manifest = JSON.parse(fs.readFileSync(path.join(root, 'vss-extension.json'), 'utf8')) as Record<string, unknown>;
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+
+/** The public contract (shared/task-contract.md) for the inputs this version implements: name, type, default. */
+const CONTRACT: [string, string, string][] = [
+  ['dockerfile', 'filePath', 'Dockerfile'],
+  ['buildContext', 'string', '.'],
+  ['imageName', 'string', ''],
+  ['tags', 'multiLine', ''],
+  ['buildArgs', 'multiLine', ''],
+  ['target', 'string', ''],
+  ['platforms', 'string', ''],
+  ['labels', 'multiLine', ''],
+  ['secrets', 'multiLine', ''],
+  ['additionalArguments', 'string', ''],
+  ['noCache', 'boolean', 'false'],
+  ['pull', 'boolean', 'false'],
+  ['output', 'pickList', 'docker'],
+  ['outputPath', 'string', ''],
+  ['outputs', 'multiLine', ''],
+  ['cacheBackend', 'pickList', 'directory'],
+  ['cacheDir', 'string', '$(Pipeline.Workspace)/.buildx-cache'],
+  ['cacheMode', 'pickList', 'max'],
+  ['cacheCompression', 'pickList', 'gzip'],
+  ['driver', 'pickList', 'docker-container'],
+  ['builderName', 'string', ''],
+  ['driverOptions', 'multiLine', ''],
+  ['buildkitdFlags', 'string', ''],
+  ['buildkitdConfig', 'filePath', ''],
+  ['endpoint', 'string', ''],
+  ['removeBuilder', 'boolean', 'true'],
+];
+const PICK_OPTIONS: Record<string, string[]> = {
+  output: ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'],
+  cacheBackend: ['directory', 'none'],
+  cacheMode: ['max', 'min'],
+  cacheCompression: ['gzip', 'zstd', 'uncompressed'],
+  driver: ['docker-container', 'docker', 'kubernetes', 'remote'],
+};
+const OUTPUT_VARIABLES = ['builderName', 'metadataFile', 'imageId', 'digest'];
+
+describe('task.json: the public contract and the classic editor', () => {
+  it('has the contract identity', () => {
+    assert.equal(task.name, 'DockerBuildxCache');
+    assert.equal(task.category, 'Build');
+    assert.equal(task.version.Major, 1);
+    assert.ok(task.friendlyName.length <= 40, task.friendlyName);
+    assert.match(task.instanceNameFormat, /\$\(imageName\)/);
+  });
+
+  it('runs one bundled file per step on Node24 and Node20_1, with an agent that has Node20_1', () => {
+    assert.deepEqual(Object.keys(task.execution).sort(), ['Node20_1', 'Node24']);
+    assert.deepEqual(new Set(Object.values(task.execution).map((h) => h.target)), new Set(['dist/main.js']));
+    assert.deepEqual(Object.keys(task.postjobexecution).sort(), ['Node20_1', 'Node24']);
+    assert.deepEqual(new Set(Object.values(task.postjobexecution).map((h) => h.target)), new Set(['dist/post.js']));
+    // Node20_1 came with agent 3.232.1; agents without the Node24 handler fall back to it.
+    const [major = 0, minor = 0] = task.minimumAgentVersion.split('.').map(Number);
+    assert.ok(major > 3 || (major === 3 && minor >= 232), task.minimumAgentVersion);
+  });
+
+  it('has exactly the contract inputs, each with its type and default', () => {
+    assert.deepEqual(
+      task.inputs.map((i) => [i.name, i.type, i.defaultValue ?? '']),
+      CONTRACT,
+    );
+  });
+
+  it('puts every input in a group and gives it help with an example', () => {
+    assert.deepEqual(task.groups.map((g) => g.displayName), ['Build', 'Output', 'Cache', 'Builder']);
+    const groups = new Set(task.groups.map((g) => g.name));
+    for (const input of task.inputs) {
+      assert.ok(input.groupName !== undefined && groups.has(input.groupName), `${input.name} has no group`);
+      assert.match(input.helpMarkDown ?? '', /Example/, `${input.name} help has no example`);
+      assert.ok(input.label.length > 0);
+    }
+  });
+
+  it('offers each closed set as a pickList whose default is an option', () => {
+    for (const input of task.inputs.filter((i) => i.type === 'pickList')) {
+      assert.deepEqual(Object.keys(input.options ?? {}), PICK_OPTIONS[input.name], input.name);
+      assert.ok(Object.keys(input.options ?? {}).includes(input.defaultValue ?? ''), input.name);
+    }
+  });
+
+  it('has visibleRules that name real inputs and values', () => {
+    const byName = new Map(task.inputs.map((i) => [i.name, i]));
+    const rules = task.inputs.filter((i) => i.visibleRule !== undefined);
+    assert.deepEqual(rules.map((i) => i.name).sort(), ['builderName', 'buildkitdConfig', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheMode', 'driverOptions', 'outputPath', 'outputs', 'removeBuilder']);
+    for (const input of rules) {
+      const clauses = (input.visibleRule ?? '').split(/\s*(?:&&|\|\|)\s*/);
+      for (const clause of clauses) {
+        const m = /^(\w+) (=|!=) (\S+)$/.exec(clause);
+        assert.ok(m, `${input.name}: ${clause}`);
+        const [, ref = '', , value = ''] = m;
+        const target = byName.get(ref);
+        assert.ok(target, `${input.name} refers to ${ref}`);
+        assert.ok(Object.keys(target.options ?? {}).includes(value), `${input.name}: ${ref} has no value ${value}`);
+      }
+    }
+  });
+
+  it('declares the output variables it sets', () => {
+    assert.deepEqual(task.outputVariables.map((v) => v.name), OUTPUT_VARIABLES);
+  });
+
+  it('has a message for every key the code uses, and no message the code does not use', () => {
+    const used = new Set<string>();
+    const walk = (dir: string): void => {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        const file = path.join(dir, entry.name);
+        if (entry.isDirectory()) walk(file);
+        else if (file.endsWith('.ts')) for (const m of fs.readFileSync(file, 'utf8').matchAll(/\bloc\('(\w+)'/g)) used.add(m[1] ?? '');
+      }
+    };
+    walk(path.join(taskDir, 'src'));
+    assert.deepEqual([...used].filter((k) => !(k in task.messages)), [], 'keys without a message');
+    assert.deepEqual(Object.keys(task.messages).filter((k) => !used.has(k)), [], 'messages no code uses');
+  });
+
+  it('ships strings generated from task.json', () => {
+    execFileSync(process.execPath, [path.join(root, 'scripts', 'strings.mjs'), taskDir, '--check']);
+  });
+
+  it('has one version in the extension, the task and package.json', () => {
+    assert.equal(manifest.version, pkg.version);
+    assert.equal(`${task.version.Major}.${task.version.Minor}.${task.version.Patch}`, pkg.version);
+  });
+
+  it('documents every input and output variable in the README', () => {
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+    for (const input of task.inputs) assert.match(readme, new RegExp(`^\\| \`${input.name}\` \\| ${input.type} \\|`, 'm'), `README lacks ${input.name}`);
+    for (const output of task.outputVariables) assert.match(readme, new RegExp(`^\\| \`${output.name}\` \\|`, 'm'), `README lacks output ${output.name}`);
+  });
+
+  it('is a private Azure Pipelines extension for Azure DevOps', () => {
+    assert.equal(manifest.public, false);
+    assert.deepEqual(manifest.targets, [{ id: 'Microsoft.VisualStudio.Services' }]);
+    assert.deepEqual(manifest.categories, ['Azure Pipelines']);
+    assert.equal(typeof manifest.publisher, 'string');
+  });
+});
