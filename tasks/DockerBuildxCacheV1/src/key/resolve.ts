@@ -1,0 +1,153 @@
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { Minimatch, type MinimatchOptions } from 'minimatch';
+import { mapLimit } from '../fsutil';
+import { hasGlob, parseKey, type Segment } from './segments';
+
+/** A file that a key segment matched: its path relative to the working directory, size and SHA-256. */
+export interface MatchedFile {
+  readonly path: string;
+  readonly size: number;
+  readonly sha256: string;
+}
+
+export type ResolvedSegment =
+  | { readonly kind: 'literal'; readonly text: string; readonly value: string }
+  | { readonly kind: 'files'; readonly text: string; readonly value: string; readonly files: readonly MatchedFile[] };
+
+export interface ResolvedKey {
+  readonly segments: readonly ResolvedSegment[];
+  /** The resolved segments: literals as written, file segments as fingerprints. */
+  readonly values: readonly string[];
+  /** The values joined with `|`, as Cache@2 shows a resolved key. */
+  readonly text: string;
+}
+
+export class KeyResolveError extends Error {
+  override name = 'KeyResolveError';
+}
+
+/** Globs as Cache@2 matches them: dot files included, no brace expansion, case-sensitive on Linux. */
+const MATCH_OPTIONS: MinimatchOptions = { dot: true, nobrace: true, nocase: process.platform !== 'linux', windowsPathsNoEscape: true };
+const HASH_CONCURRENCY = 16;
+const SMALL_FILE = 1 << 22;
+
+const toPosix = (p: string): string => p.split(path.sep).join('/');
+
+/**
+ * Cache@2's fingerprint of a file segment: base64 SHA-256 over `\nSHA256(<path>)=[<size>]<sha256>`
+ * for each matched file, in ordinal order of their paths.
+ */
+export function fingerprint(files: readonly MatchedFile[]): string {
+  const text = files.map((f) => `\nSHA256(${f.path})=[${f.size}]${f.sha256}`).join('');
+  return crypto.createHash('sha256').update(text, 'utf8').digest('base64');
+}
+
+/** Where to start walking for an absolute glob, and how deep: the folder before the first glob part. */
+export function walkRoot(absolutePattern: string): { root: string; depth: number } {
+  const parts = absolutePattern.split('/');
+  const firstGlob = Math.max(1, parts.findIndex((p) => hasGlob(p)));
+  const rest = parts.slice(firstGlob);
+  return { root: parts.slice(0, firstGlob).join('/') || '/', depth: rest.includes('**') ? Infinity : rest.length };
+}
+
+async function sha256(file: string, size: number): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  if (size <= SMALL_FILE) return hash.update(await fs.promises.readFile(file)).digest('hex');
+  for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Files (absolute, posix) under `root` down to `depth`, skipping folders that an exclude rule removes whole. */
+async function walk(root: string, depth: number, prunes: readonly Minimatch[]): Promise<string[]> {
+  const found: string[] = [];
+  const visit = async (dir: string, level: number): Promise<void> => {
+    let entries: fs.Dirent[];
+    try {
+      entries = await fs.promises.readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    await Promise.all(
+      entries.map(async (entry) => {
+        const full = dir === '/' ? `/${entry.name}` : `${dir}/${entry.name}`;
+        if (entry.isDirectory()) {
+          if (level < depth && !prunes.some((m) => m.match(full))) await visit(full, level + 1);
+        } else if (entry.isFile()) {
+          found.push(full);
+        } else if (entry.isSymbolicLink()) {
+          const stat = await fs.promises.stat(full).catch(() => undefined);
+          if (stat?.isFile()) found.push(full);
+        }
+      }),
+    );
+  };
+  await visit(root, 1);
+  return found;
+}
+
+async function resolveFiles(segment: Extract<Segment, { kind: 'files' }>, workingDirectory: string): Promise<MatchedFile[]> {
+  const absolute = (rule: string): string => toPosix(path.resolve(workingDirectory, rule));
+  const includes = segment.include.map((r) => new Minimatch(absolute(r), MATCH_OPTIONS));
+  const excludes = segment.exclude.map((r) => new Minimatch(absolute(r), MATCH_OPTIONS));
+  // `!dir/**` excludes everything below dir, so the walk need not enter it.
+  const prunes = segment.exclude.filter((r) => r.endsWith('/**')).map((r) => new Minimatch(absolute(r.slice(0, -3)), MATCH_OPTIONS));
+
+  const candidates = new Set<string>();
+  const roots = new Map<string, number>();
+  for (const rule of segment.include) {
+    if (!hasGlob(rule)) {
+      // A plain path is one file: no need to list its folder.
+      const file = absolute(rule);
+      if ((await fs.promises.stat(file).catch(() => undefined))?.isFile() === true) candidates.add(file);
+      continue;
+    }
+    const { root, depth } = walkRoot(absolute(rule));
+    roots.set(root, Math.max(roots.get(root) ?? 0, depth));
+  }
+  for (const [root, depth] of roots) for (const file of await walk(root, depth, prunes)) candidates.add(file);
+
+  const matched = [...candidates].filter((f) => includes.some((m) => m.match(f)) && !excludes.some((m) => m.match(f))).sort();
+  return mapLimit(matched, HASH_CONCURRENCY, async (file) => {
+    const stat = await fs.promises.stat(file);
+    return { path: toPosix(path.relative(workingDirectory, file)), size: stat.size, sha256: await sha256(file, stat.size) };
+  });
+}
+
+/**
+ * Resolves a key: literals stay as written, each file segment becomes the fingerprint of the
+ * files it matches. A file segment that matches nothing is an error that names the segment.
+ */
+export async function resolveKey(text: string, workingDirectory: string): Promise<ResolvedKey> {
+  const segments: ResolvedSegment[] = [];
+  const unmatched: string[] = [];
+  for (const segment of parseKey(text)) {
+    if (segment.kind === 'literal') {
+      segments.push({ kind: 'literal', text: segment.text, value: segment.text });
+      continue;
+    }
+    const files = await resolveFiles(segment, workingDirectory);
+    if (files.length === 0) unmatched.push(segment.text);
+    segments.push({ kind: 'files', text: segment.text, value: fingerprint(files), files });
+  }
+  if (unmatched.length > 0) {
+    throw new KeyResolveError(`no file matches ${unmatched.map((s) => `'${s}'`).join(', ')} (paths are relative to ${workingDirectory})`);
+  }
+  const values = segments.map((s) => s.value);
+  return { segments, values, text: values.join('|') };
+}
+
+/** The log lines that show how a key was resolved, file by file, so a user can see why it changed. */
+export function describeKey(key: ResolvedKey): string[] {
+  const lines = [key.text];
+  for (const s of key.segments) {
+    if (s.kind === 'literal') {
+      lines.push(` - ${s.text} [string]`);
+      continue;
+    }
+    lines.push(` - ${s.text} [${hasGlob(s.text) || s.files.length > 1 ? `file pattern; matches: ${s.files.length}` : 'file'}] --> ${s.value}`);
+    for (const f of s.files) lines.push(`   - ${f.path} [${f.size} bytes] --> ${f.sha256}`);
+  }
+  return lines;
+}
