@@ -2,10 +2,24 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { csvSpec } from '../buildx/args';
 import type { CacheMode, Compression } from '../config';
+import { replaceDirectory } from '../fsutil';
 import { BLOBS_DIR, INDEX_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
 
 /** Sibling folders older than this are left-overs of a killed job and are swept away. */
 const STALE_MS = 60 * 60 * 1000;
+
+type SiblingKind = 'export' | 'old' | 'restore';
+
+/** Hidden siblings of a cache folder live on its filesystem, so that swapping them in is a rename. */
+function siblingPrefix(dir: string): string {
+  const base = path.basename(dir);
+  return `${base.startsWith('.') ? '' : '.'}${base}.`;
+}
+
+/** The sibling folder of `dir` where a job stages an export or a restore, or parks the old folder. */
+export function siblingPath(dir: string, kind: SiblingKind, id: string): string {
+  return path.join(path.dirname(dir), `${siblingPrefix(dir)}${kind}-${id}`);
+}
 
 export class CacheFolderError extends Error {
   override name = 'CacheFolderError';
@@ -81,7 +95,7 @@ export class CacheFolder {
       bytes += size;
       if (!previous.has(digest)) newBytes += size;
     }
-    await this.replaceWith(fresh);
+    await replaceDirectory(this.dir, fresh, this.sibling('old'));
     return {
       blobs: pruned.kept.size,
       bytes,
@@ -91,51 +105,15 @@ export class CacheFolder {
     };
   }
 
-  private async replaceWith(fresh: string): Promise<void> {
-    const old = this.sibling('old');
-    await fs.promises.rm(old, { recursive: true, force: true });
-    let moved = false;
-    try {
-      await fs.promises.rename(this.dir, old);
-      moved = true;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EBUSY' || code === 'EXDEV' || code === 'EPERM') return this.replaceContents(fresh);
-      if (code !== 'ENOENT') throw err;
-    }
-    try {
-      await fs.promises.rename(fresh, this.dir);
-    } catch (err) {
-      if (moved) await fs.promises.rename(old, this.dir);
-      throw err;
-    }
-    if (moved) await fs.promises.rm(old, { recursive: true, force: true });
-  }
-
-  /** For a `cacheDir` that cannot be renamed, such as a mount point: empty it and move the new content in. */
-  private async replaceContents(fresh: string): Promise<void> {
-    for (const name of await fs.promises.readdir(this.dir)) {
-      await fs.promises.rm(path.join(this.dir, name), { recursive: true, force: true });
-    }
-    await fs.promises.cp(fresh, this.dir, { recursive: true });
-    await fs.promises.rm(fresh, { recursive: true, force: true });
-  }
-
-  /** Hidden siblings of `cacheDir` on the same filesystem, so that the swap is a rename. */
-  private get siblingPrefix(): string {
-    const base = path.basename(this.dir);
-    return `${base.startsWith('.') ? '' : '.'}${base}.`;
-  }
-
-  private sibling(kind: 'export' | 'old'): string {
-    return path.join(path.dirname(this.dir), `${this.siblingPrefix}${kind}-${this.id}`);
+  private sibling(kind: SiblingKind): string {
+    return siblingPath(this.dir, kind, this.id);
   }
 
   private async sweep(): Promise<void> {
     const parent = path.dirname(this.dir);
-    const prefix = this.siblingPrefix;
+    const prefix = siblingPrefix(this.dir);
     for (const name of await fs.promises.readdir(parent)) {
-      if (!name.startsWith(prefix) || !/\.(export|old)-[0-9a-f]+$/.test(name)) continue;
+      if (!name.startsWith(prefix) || !/\.(export|old|restore)-[0-9a-f]+$/.test(name)) continue;
       const full = path.join(parent, name);
       const stat = await fs.promises.stat(full).catch(() => undefined);
       if (stat && Date.now() - stat.mtimeMs > STALE_MS) await fs.promises.rm(full, { recursive: true, force: true });

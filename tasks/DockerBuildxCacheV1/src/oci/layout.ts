@@ -125,10 +125,15 @@ export async function hashFile(file: string, algorithm: 'sha256' | 'sha512' = 's
   return `${algorithm}:${hash.digest('hex')}`;
 }
 
-const algorithmOf = (digest: string): 'sha256' | 'sha512' => (digest.startsWith('sha512:') ? 'sha512' : 'sha256');
+export const algorithmOf = (digest: string): 'sha256' | 'sha512' => (digest.startsWith('sha512:') ? 'sha512' : 'sha256');
+
+/** The root that BuildKit's local cache importer reads: the manifest index.json tags `latest`. */
+export function cacheRoot(index: Index): Descriptor | undefined {
+  return index.manifests.find((d) => d.annotations?.[REF_NAME] === CACHE_TAG);
+}
 
 /** Reads a blob and checks it against its descriptor: a manifest that does not match its digest is not used. */
-async function readVerified(dir: string, desc: Descriptor): Promise<Buffer> {
+export async function readVerified(dir: string, desc: Descriptor): Promise<Buffer> {
   const data = await fs.promises.readFile(blobPath(dir, desc.digest));
   const actual = `${algorithmOf(desc.digest)}:${crypto.createHash(algorithmOf(desc.digest)).update(data).digest('hex')}`;
   if (data.length !== desc.size || actual !== desc.digest) throw new LayoutError(`${desc.digest} does not match its digest or size`);
@@ -148,9 +153,7 @@ export interface VerifyResult {
  */
 export async function verifyLayout(dir: string, concurrency = 4): Promise<VerifyResult> {
   const index = await readLayoutIndex(dir);
-  if (!index.manifests.some((d) => d.annotations?.[REF_NAME] === CACHE_TAG)) {
-    throw new LayoutError(`index.json has no manifest tagged "${CACHE_TAG}"`);
-  }
+  if (cacheRoot(index) === undefined) throw new LayoutError(`index.json has no manifest tagged "${CACHE_TAG}"`);
   const live = await reachable(index, (d) => readVerified(dir, d));
   const leaves = [...live.values()].filter((d) => !isTraversable(d));
   let next = 0;

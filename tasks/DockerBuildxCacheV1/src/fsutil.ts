@@ -1,0 +1,109 @@
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
+
+export function isMissing(err: unknown): boolean {
+  return errno(err) === 'ENOENT';
+}
+
+/** The promise's value, or undefined when it failed because a file does not exist. */
+export async function unlessMissing<T>(promise: Promise<T>): Promise<T | undefined> {
+  try {
+    return await promise;
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` at once; results in input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+export const randomId = (): string => crypto.randomBytes(6).toString('hex');
+
+/** Writes a file so that readers see the old content or the new, never a part: a temp file, then a rename. */
+export async function writeFileAtomic(file: string, data: string | Buffer, tmpDir = path.dirname(file)): Promise<void> {
+  await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  await fs.promises.mkdir(tmpDir, { recursive: true });
+  const tmp = path.join(tmpDir, `.${path.basename(file)}.${randomId()}.tmp`);
+  try {
+    const handle = await fs.promises.open(tmp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Makes `dst` a hard link to `src`, so that it costs nothing per byte; across filesystems, a
+ * reflink where the filesystem can clone, else a copy.
+ */
+export async function linkOrCopy(src: string, dst: string): Promise<'linked' | 'copied'> {
+  try {
+    await fs.promises.link(src, dst);
+    return 'linked';
+  } catch (err) {
+    if (!['EXDEV', 'EPERM', 'ENOTSUP', 'EMLINK', 'EOPNOTSUPP'].includes(errno(err) ?? '')) throw err;
+  }
+  await fs.promises.copyFile(src, dst, fs.constants.COPYFILE_FICLONE);
+  return 'copied';
+}
+
+/**
+ * Puts the folder `fresh` in place of `dir`: two renames on one filesystem. A `dir` that cannot be
+ * renamed, such as a mount point, keeps its inode and gets the new content instead.
+ */
+export async function replaceDirectory(dir: string, fresh: string, old: string): Promise<void> {
+  await fs.promises.rm(old, { recursive: true, force: true });
+  let moved = false;
+  try {
+    await fs.promises.rename(dir, old);
+    moved = true;
+  } catch (err) {
+    const code = errno(err);
+    if (code === 'EBUSY' || code === 'EXDEV' || code === 'EPERM') return replaceContents(dir, fresh);
+    if (code !== 'ENOENT') throw err;
+  }
+  try {
+    await fs.promises.rename(fresh, dir);
+  } catch (err) {
+    if (moved) await fs.promises.rename(old, dir);
+    throw err;
+  }
+  if (moved) await fs.promises.rm(old, { recursive: true, force: true });
+}
+
+async function replaceContents(dir: string, fresh: string): Promise<void> {
+  for (const name of await fs.promises.readdir(dir)) {
+    await fs.promises.rm(path.join(dir, name), { recursive: true, force: true });
+  }
+  await fs.promises.cp(fresh, dir, { recursive: true });
+  await fs.promises.rm(fresh, { recursive: true, force: true });
+}
+
+/** Deletes files in `dir` (not below) older than `maxAgeMs`: what a killed job left behind. */
+export async function sweepOld(dir: string, maxAgeMs: number, now = Date.now()): Promise<void> {
+  const names = await fs.promises.readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const file = path.join(dir, name);
+    const stat = await fs.promises.lstat(file).catch(() => undefined);
+    if (stat && now - stat.mtimeMs > maxAgeMs) await fs.promises.rm(file, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,58 @@
+import { startsWithSegments } from '../key/segments';
+import type { BlobRef, Entry, HitKind, Lease } from './types';
+
+export interface Candidate {
+  readonly entry: Entry;
+  readonly hit: Exclude<HitKind, 'false'>;
+}
+
+const newestFirst = (a: Entry, b: Entry): number => b.created.localeCompare(a.created) || b.id.localeCompare(a.id);
+
+/**
+ * The entries to try, best first, as Cache@2 orders them: the exact key in each scope in turn,
+ * then each restore key (a prefix of whole segments) in each scope in turn; within one key and
+ * scope the newest entry first. Restoring walks this list until an entry restores.
+ */
+export function candidates(entries: readonly Entry[], scopes: readonly string[], key: readonly string[], restoreKeys: readonly (readonly string[])[]): Candidate[] {
+  const out: Candidate[] = [];
+  const seen = new Set<string>();
+  const take = (match: (e: Entry) => boolean, hit: Candidate['hit']): void => {
+    for (const scope of scopes) {
+      for (const entry of entries.filter((e) => e.scope === scope && match(e)).sort(newestFirst)) {
+        if (seen.has(entry.id)) continue;
+        seen.add(entry.id);
+        out.push({ entry, hit });
+      }
+    }
+  };
+  const exact = key.join('|');
+  take((e) => e.key === exact, 'true');
+  for (const prefix of restoreKeys) take((e) => startsWithSegments(e.segments, prefix), 'inexact');
+  return out;
+}
+
+/** The newest entry of a key in a scope: the one a new save would supersede. */
+export function newestOf(entries: readonly Entry[], scope: string, key: string): Entry | undefined {
+  return entries.filter((e) => e.scope === scope && e.key === key).sort(newestFirst)[0];
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Entries to remove: unused for the retention period, or superseded by a newer version of their key. */
+export function expiredEntries(entries: readonly Entry[], now: Date, retentionDays: number): Entry[] {
+  const cutoff = now.getTime() - retentionDays * DAY_MS;
+  const newest = new Map<string, Entry>();
+  for (const e of [...entries].sort(newestFirst)) {
+    const slot = `${e.scope}\n${e.key}`;
+    if (!newest.has(slot)) newest.set(slot, e);
+  }
+  return entries.filter((e) => Date.parse(e.lastUsed) < cutoff || newest.get(`${e.scope}\n${e.key}`) !== e);
+}
+
+/** Blobs that no entry and no live lease reaches. */
+export function unreferencedBlobs(blobs: ReadonlyMap<string, number>, entries: readonly Entry[], leases: readonly Lease[], now: Date): BlobRef[] {
+  const live = new Set<string>();
+  for (const e of entries) for (const b of e.blobs) live.add(b.digest);
+  for (const l of leases) if (Date.parse(l.expires) > now.getTime()) for (const d of l.blobs) live.add(d);
+  return [...blobs].filter(([digest]) => !live.has(digest)).map(([digest, size]) => ({ digest, size }));
+}

@@ -1,0 +1,284 @@
+import * as assert from 'assert/strict';
+import { spawn, spawnSync } from 'child_process';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
+import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
+import { restoreFromStore } from '../../tasks/DockerBuildxCacheV1/src/store/restore';
+import { EntryUnusableError, type CacheStore, type Entry } from '../../tasks/DockerBuildxCacheV1/src/store/types';
+import { cleanup, tempDir } from '../helpers';
+import { blobFiles, cacheLayout, writeLayout, type Blob } from '../oci-fixture';
+
+/** Every store implementation runs the same contract: add a line here for a new one. */
+const STORES: { name: string; open: (dir: string) => CacheStore; root: (dir: string) => string }[] = [
+  { name: 'local', open: (dir) => new LocalStore(dir), root: (dir) => path.join(dir, 'v1') },
+];
+
+const WORKER = path.join(__dirname, '..', 'store-worker.js');
+const bytes = (blobs: readonly Blob[]): number => blobs.reduce((a, b) => a + b.size, 0);
+const big = (seed: string, size: number): string => crypto.createHash('sha512').update(seed).digest('hex').repeat(Math.ceil(size / 128)).slice(0, size);
+
+for (const { name, open, root } of STORES) {
+  describe(`store contract: ${name}`, function () {
+    this.timeout(60000);
+    let storeDir: string;
+    let store: CacheStore;
+    let work: string;
+    const now = new Date('2026-11-28T12:00:00Z');
+
+    beforeEach(() => {
+      storeDir = tempDir('dbxc-store-');
+      store = open(storeDir);
+      work = tempDir('dbxc-work-');
+    });
+    afterEach(cleanup);
+
+    /** A cache folder holding these layers. */
+    function folder(label: string, layers: string[]): { dir: string; layout: ReturnType<typeof cacheLayout> } {
+      const dir = path.join(work, label);
+      const layout = cacheLayout(layers);
+      writeLayout(dir, layout.root, layout.blobs);
+      return { dir, layout };
+    }
+    const save = (dir: string, key = 'buildx|"Linux"|app', scope = 'refs/heads/main', at = now): ReturnType<CacheStore['save']> =>
+      store.save({ cacheDir: dir, key, segments: key.split('|'), scope, now: at });
+    const restoreTo = (label: string): string => path.join(work, label);
+
+    it('saves a cache folder and restores it, every blob verified and hard-linked', async () => {
+      const { dir, layout } = folder('v1', ['deps', 'app v1']);
+      const saved = await save(dir);
+      assert.equal(saved.status, 'saved');
+      assert.equal(saved.newBlobs, layout.blobs.length);
+      assert.equal(saved.newBytes, bytes(layout.blobs));
+
+      const target = restoreTo('restored');
+      const stats = await store.restore(saved.entry, target);
+      assert.deepEqual(stats, { blobs: layout.blobs.length, bytes: bytes(layout.blobs), linked: layout.blobs.length });
+      assert.deepEqual(blobFiles(target), layout.blobs.map((b) => b.digest).sort());
+      await verifyLayout(target);
+      assert.deepEqual(await store.stats(), { entries: 1, blobs: layout.blobs.length, bytes: bytes(layout.blobs) });
+    });
+
+    it('keeps store blobs read-only', async () => {
+      const { dir } = folder('v1', ['deps']);
+      await save(dir);
+      for (const d of blobFiles(root(storeDir))) assert.equal(fs.statSync(path.join(root(storeDir), 'blobs', 'sha256', d.slice(7))).mode & 0o222, 0);
+    });
+
+    it('records only the use when the cache did not change', async () => {
+      const { dir } = folder('v1', ['deps', 'app v1']);
+      const first = await save(dir);
+      const later = new Date(now.getTime() + 3600_000);
+      const second = await save(dir, undefined, undefined, later);
+      assert.equal(second.status, 'unchanged');
+      assert.equal(second.newBytes, 0);
+      assert.equal(second.entry.id, first.entry.id);
+      const { entries } = await store.list(['refs/heads/main']);
+      assert.equal(entries.length, 1);
+      assert.equal(entries[0]?.lastUsed, later.toISOString());
+    });
+
+    it('updates an exact key with a new version that costs only its new blobs; the newest wins', async () => {
+      const v1 = folder('v1', ['deps', 'app v1']);
+      const v2 = folder('v2', ['deps', 'app v2']);
+      await save(v1.dir);
+      const second = await save(v2.dir, undefined, undefined, new Date(now.getTime() + 1000));
+      assert.equal(second.status, 'saved');
+      const fresh = v2.layout.blobs.filter((b) => !v1.layout.blobs.some((o) => o.digest === b.digest));
+      assert.equal(second.newBytes, bytes(fresh));
+      const outcome = await restoreFromStore(store, ['refs/heads/main'], ['buildx', '"Linux"', 'app'], [], restoreTo('r'));
+      assert.equal(outcome.hit, 'true');
+      assert.equal(outcome.entry?.id, second.entry.id);
+      assert.deepEqual(blobFiles(restoreTo('r')), v2.layout.blobs.map((b) => b.digest).sort());
+    });
+
+    it('restores through a restore key as inexact, from the next scope', async () => {
+      const { dir } = folder('v1', ['deps']);
+      await save(dir, 'buildx|"Linux"|app|F1', 'refs/heads/main');
+      const outcome = await restoreFromStore(store, ['refs/heads/feat', 'refs/heads/main'], ['buildx', '"Linux"', 'app', 'F2'], [['buildx', '"Linux"', 'app']], restoreTo('r'));
+      assert.equal(outcome.hit, 'inexact');
+      assert.equal(outcome.entry?.key, 'buildx|"Linux"|app|F1');
+    });
+
+    it('misses cleanly when nothing matches', async () => {
+      const outcome = await restoreFromStore(store, ['refs/heads/main'], ['k'], [['j']], restoreTo('r'));
+      assert.deepEqual(outcome, { hit: 'false', skipped: [] });
+      assert.ok(!fs.existsSync(restoreTo('r')));
+    });
+
+    it('skips an entry whose blob changed on disk after the save, even with its mtime put back, and uses the next one', async () => {
+      const older = folder('old', ['deps', 'app v1']);
+      const newer = folder('new', ['other deps', 'app v2']);
+      await save(older.dir, 'k|F1');
+      await save(newer.dir, 'k|F2', undefined, new Date(now.getTime() + 1000));
+      const victim = newer.layout.layers[0] as Blob;
+      const file = path.join(root(storeDir), 'blobs', 'sha256', victim.digest.slice(7));
+      const stat = fs.statSync(file);
+      fs.chmodSync(file, 0o644);
+      const fd = fs.openSync(file, 'r+');
+      fs.writeSync(fd, Buffer.from('O'), 0, 1, 0);
+      fs.closeSync(fd);
+      fs.utimesSync(file, stat.atime, stat.mtime);
+
+      const outcome = await restoreFromStore(store, ['refs/heads/main'], ['k', 'F2'], [['k']], restoreTo('r'));
+      assert.equal(outcome.entry?.key, 'k|F1');
+      assert.equal(outcome.hit, 'inexact');
+      assert.equal(outcome.skipped.length, 1);
+      assert.match(outcome.skipped[0] ?? '', /k\|F2 .*blob sha256:[0-9a-f]{64} is corrupt in the store/);
+      await verifyLayout(restoreTo('r'));
+      // The corrupt copy is gone. The store had linked it from the saved folder, which shares the
+      // damage, so a good copy of that cache comes from an intact folder; its save repairs the entry.
+      assert.ok(!fs.existsSync(file));
+      const intact = folder('new-again', ['other deps', 'app v2']);
+      const again = await save(intact.dir, 'k|F2', undefined, new Date(now.getTime() + 2000));
+      assert.equal(again.status, 'saved');
+      assert.equal(again.newBlobs, 1);
+      await store.restore(again.entry, restoreTo('r2'));
+      await verifyLayout(restoreTo('r2'));
+    });
+
+    it('skips an entry with a missing blob, and one whose file is not a valid entry', async () => {
+      const a = folder('a', ['deps a']);
+      const saved = await save(a.dir, 'k|a');
+      fs.rmSync(path.join(root(storeDir), 'blobs', 'sha256', (a.layout.layers[0] as Blob).digest.slice(7)), { force: true });
+      await assert.rejects(store.restore(saved.entry, restoreTo('r')), EntryUnusableError);
+      assert.ok(!fs.existsSync(restoreTo('r')), 'a failed restore leaves no folder behind');
+
+      const scopeDirs = fs.readdirSync(path.join(root(storeDir), 'entries'));
+      const broken = path.join(root(storeDir), 'entries', scopeDirs[0] ?? '', '00000000000001-bad.json');
+      fs.writeFileSync(broken, '{"id":"00000000000001-bad","key":');
+      const listed = await store.list(['refs/heads/main']);
+      assert.equal(listed.entries.length, 1);
+      assert.equal(listed.skipped.length, 1);
+      assert.match(listed.skipped[0] ?? '', /00000000000001-bad\.json: /);
+      await store.prune({ retentionDays: 7, now });
+      assert.ok(!fs.existsSync(broken), 'prune removes an entry file that is not valid');
+    });
+
+    it('applies retention: unused entries and superseded versions go, then every blob no entry reaches', async () => {
+      const old = folder('old', ['old deps', 'old app']);
+      const v1 = folder('v1', ['deps', 'app v1']);
+      const v2 = folder('v2', ['deps', 'app v2']);
+      await save(old.dir, 'k|old', 'refs/heads/gone', new Date('2026-11-01T00:00:00Z'));
+      await save(v1.dir, 'k|app', 'refs/heads/main', new Date(now.getTime() - 2000));
+      await save(v2.dir, 'k|app', 'refs/heads/main', new Date(now.getTime() - 1000));
+      const report = await store.prune({ retentionDays: 7, now });
+      assert.equal(report.entriesRemoved, 2);
+      const left = await store.stats();
+      assert.deepEqual(left, { entries: 1, blobs: v2.layout.blobs.length, bytes: bytes(v2.layout.blobs) });
+      assert.deepEqual(blobFiles(root(storeDir)), v2.layout.blobs.map((b) => b.digest).sort());
+    });
+
+    it('never prunes a blob that a save in flight has leased', async () => {
+      const v1 = folder('v1', ['deps']);
+      await save(v1.dir, 'k|a', 'refs/heads/old', new Date('2026-10-01T00:00:00Z'));
+      // A save that has written its lease and found its blob in the store, but not yet its entry.
+      const digests = v1.layout.blobs.map((b) => b.digest);
+      fs.mkdirSync(path.join(root(storeDir), 'leases'), { recursive: true });
+      fs.writeFileSync(path.join(root(storeDir), 'leases', 'inflight.json'), JSON.stringify({ id: 'inflight', expires: new Date(now.getTime() + 60_000).toISOString(), blobs: digests }));
+      const report = await store.prune({ retentionDays: 7, now });
+      assert.equal(report.entriesRemoved, 1);
+      assert.equal(report.blobsRemoved, 0);
+      assert.deepEqual(blobFiles(root(storeDir)), [...digests].sort());
+      // Once the lease is gone (or stale), the blobs go.
+      const after = await store.prune({ retentionDays: 7, now: new Date(now.getTime() + 120_000) });
+      assert.equal(after.blobsRemoved, digests.length);
+    });
+
+    it('stays usable after a crash between the blob writes and the entry write', async () => {
+      const v1 = folder('v1', ['deps', 'app v1']);
+      const saved = await save(v1.dir, 'k|a');
+      // What a killed save leaves: its blobs, its lease, a half-written file in tmp, and no entry.
+      const entryFile = fs.readdirSync(path.join(root(storeDir), 'entries'), { recursive: true, withFileTypes: true }).find((e) => e.isFile());
+      fs.rmSync(path.join(entryFile?.parentPath ?? '', entryFile?.name ?? ''));
+      fs.writeFileSync(path.join(root(storeDir), 'leases', 'crashed.json'), JSON.stringify({ id: 'crashed', expires: new Date(now.getTime() + 1000).toISOString(), blobs: saved.entry.blobs.map((b) => b.digest) }));
+      fs.writeFileSync(path.join(root(storeDir), 'tmp', '.half.tmp'), 'partial');
+
+      assert.deepEqual((await restoreFromStore(store, ['refs/heads/main'], ['k', 'a'], [], restoreTo('r'))).hit, 'false');
+      const again = await save(v1.dir, 'k|a');
+      assert.equal(again.newBlobs, 0, 'the blobs the crashed save left are used');
+      await store.restore(again.entry, restoreTo('r'));
+      await verifyLayout(restoreTo('r'));
+      const later = new Date(now.getTime() + 2 * 3600_000);
+      await store.prune({ retentionDays: 7, now: later });
+      assert.deepEqual(fs.readdirSync(path.join(root(storeDir), 'leases')), []);
+      assert.deepEqual(fs.readdirSync(path.join(root(storeDir), 'tmp')), []);
+    });
+
+    it('survives saves killed at any moment: every entry left restores, nothing half-written is listed', async function () {
+      const layers = Array.from({ length: 6 }, (_, i) => big(`layer ${i}`, 2_000_000));
+      const { dir } = folder('big', layers);
+      for (const delay of [5, 20, 40, 80, 150]) {
+        const child = spawn(process.execPath, [WORKER, 'save', storeDir, dir, `k|crash${delay}`, 'refs/heads/main']);
+        await new Promise((r) => setTimeout(r, delay));
+        child.kill('SIGKILL');
+        await new Promise((r) => child.on('close', r));
+      }
+      const { entries, skipped } = await store.list(['refs/heads/main']);
+      assert.deepEqual(skipped, []);
+      for (const e of entries) {
+        await store.restore(e, restoreTo(`r-${e.id}`));
+        await verifyLayout(restoreTo(`r-${e.id}`));
+      }
+      const saved = await save(dir, 'k|after');
+      await store.restore(saved.entry, restoreTo('after'));
+      await verifyLayout(restoreTo('after'));
+    });
+
+    it('keeps the store valid under concurrent saves and prunes from separate processes, even of one key', async function () {
+      const caches = Array.from({ length: 6 }, (_, i) => folder(`c${i}`, ['shared deps', big(`own ${i}`, 300_000), big(`app ${i % 2}`, 200_000)]));
+      const run = (args: string[]): Promise<string> =>
+        new Promise((resolve, reject) => {
+          const child = spawn(process.execPath, [WORKER, ...args]);
+          let out = '';
+          let err = '';
+          child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+          child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+          child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(err))));
+        });
+      const results = await Promise.all([
+        ...caches.map((c, i) => run(['save', storeDir, c.dir, i % 2 === 0 ? 'k|same' : `k|own${i}`, 'refs/heads/main'])),
+        run(['prune', storeDir, '20']),
+        run(['prune', storeDir, '20']),
+      ]);
+      assert.equal(results.filter((r) => r.includes('"status"')).length, caches.length);
+
+      const { entries, skipped } = await store.list(['refs/heads/main']);
+      assert.deepEqual(skipped, []);
+      assert.ok(entries.length >= 1);
+      for (const e of entries) {
+        await store.restore(e, restoreTo(`r-${e.id}`));
+        await verifyLayout(restoreTo(`r-${e.id}`));
+      }
+      assert.deepEqual(fs.readdirSync(path.join(root(storeDir), 'leases')), [], 'every lease was released');
+      // After a final prune the store holds only what its entries reach.
+      await store.prune({ retentionDays: 7, now: new Date() });
+      const kept = (await store.list(['refs/heads/main'])).entries;
+      const reached = new Set(kept.flatMap((e: Entry) => e.blobs.map((b) => b.digest)));
+      assert.deepEqual(blobFiles(root(storeDir)), [...reached].sort());
+    });
+
+    it('fails a save on a full disk without a half-written entry, and keeps the earlier entries usable', async function () {
+      const small = tempDir('dbxc-small-');
+      const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small], { encoding: 'utf8' });
+      assert.equal(mounted.status, 0, `mounting a small tmpfs needs root: ${mounted.stderr}`);
+      try {
+        const full = open(small);
+        const fits = folder('fits', ['small deps']);
+        const first = await full.save({ cacheDir: fits.dir, key: 'k|a', segments: ['k', 'a'], scope: 's', now });
+        // Copy, not link: the cache folder is on another filesystem, so the store must write the bytes.
+        const tooBig = folder('big', [big('x', 3_000_000)]);
+        await assert.rejects(full.save({ cacheDir: tooBig.dir, key: 'k|b', segments: ['k', 'b'], scope: 's', now }), /ENOSPC|no space/i);
+        const { entries, skipped } = await full.list(['s']);
+        assert.deepEqual(skipped, []);
+        assert.deepEqual(entries.map((e) => e.id), [first.entry.id]);
+        await full.restore(first.entry, restoreTo('r'));
+        await verifyLayout(restoreTo('r'));
+        assert.deepEqual(fs.readdirSync(path.join(root(small), 'tmp')), []);
+      } finally {
+        spawnSync('umount', [small]);
+      }
+    });
+  });
+}
