@@ -4,7 +4,9 @@ import * as path from 'path';
 import { instanceIdOf } from '../../tasks/DockerBuildxCacheV1/src/agent';
 import { defaultBuilderName } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
 import { cleanup, tempDir, writeTree } from '../helpers';
-import { cacheLayout, writeLayout } from '../oci-fixture';
+import { resolveKey } from '../../tasks/DockerBuildxCacheV1/src/key/resolve';
+import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
+import { blobFiles, cacheLayout, writeLayout } from '../oci-fixture';
 import { runScenario, type MockRun } from './harness';
 import { DOCKER, type Scenario } from './types';
 
@@ -19,6 +21,7 @@ let ws: string;
 let agentTemp: string;
 let cacheDir: string;
 let metadata: string;
+let agentWork: string;
 
 function variables(): Record<string, string> {
   return {
@@ -28,6 +31,9 @@ function variables(): Record<string, string> {
     'System.JobId': JOB,
     'System.TaskInstanceId': TASK,
     'Agent.Name': 'agent-1',
+    'Agent.WorkFolder': agentWork,
+    'Agent.OS': 'Linux',
+    'Build.SourceBranch': 'refs/heads/main',
   };
 }
 
@@ -62,7 +68,8 @@ describe('mock-run: the main step', function () {
     agentTemp = tempDir();
     cacheDir = path.join(tempDir(), '.buildx-cache');
     metadata = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'metadata.json');
-    writeTree(ws, { Dockerfile: 'FROM scratch\n', 'buildkitd.toml': '[worker.oci]\n' });
+    agentWork = tempDir();
+    writeTree(ws, { Dockerfile: 'FROM scratch\n', 'buildkitd.toml': '[worker.oci]\n', 'deps.lock': 'left-pad\n' });
   });
   afterEach(cleanup);
 
@@ -80,20 +87,24 @@ describe('mock-run: the main step', function () {
     ]);
     assert.equal(run.outputs.builderName, BUILDER);
     assert.match(run.stdout, /loc_mock_StepsCached 1 1/);
-    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; cleanup?: string[] };
+    // The default backend is the local store: a miss in an empty store, a key from the Dockerfile.
+    assert.equal(run.outputs.cacheHit, 'false');
+    assert.match(run.outputs.cacheKey ?? '', /^buildx\|"Linux"\|"app"\|[A-Za-z0-9+/=]{44}$/);
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; cleanup?: string[]; save?: { scope: string; when: string; storePath: string } };
     assert.equal(state.removeBuilder, BUILDER);
     assert.deepEqual(state.cleanup, [path.dirname(metadata)]);
+    assert.deepEqual([state.save?.scope, state.save?.when, state.save?.storePath], ['refs/heads/main', 'onSuccess', path.join(agentWork, '_buildx_cache_store')]);
     assertWarnings(run, MOCK_BUILD_WARNINGS);
   });
 
-  it('docker-container with every builder input, an existing cache and a named builder that exists already', async () => {
+  it('docker-container with every builder input, an existing cache folder (directory) and a named builder that exists already', async () => {
     const old = cacheLayout(['deps']);
     writeLayout(cacheDir, old.root, old.blobs);
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
     const build = buildLine('ci', `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=min,compression=zstd --load`);
     const run = await runScenario(
       main(
-        { imageName: 'app', builderName: 'ci', driverOptions: 'network=host', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', cacheMode: 'min', cacheCompression: 'zstd', cacheDir },
+        { imageName: 'app', builderName: 'ci', driverOptions: 'network=host', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', cacheBackend: 'directory', cacheMode: 'min', cacheCompression: 'zstd', cacheDir },
         { [`${DOCKER} buildx inspect ci`]: ok, [`${DOCKER} buildx inspect --bootstrap ci`]: ok, [build]: ok },
       ),
     );
@@ -141,6 +152,62 @@ describe('mock-run: the main step', function () {
       assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
     });
   }
+
+  it('local store: restores the exact key, sets cacheHit, cacheKey, cacheRestoredKey and the hit variable, and imports the restored folder', async () => {
+    const storePath = path.join(agentWork, 'store');
+    const key = await resolveKey('buildx | deps.lock', ws);
+    const cached = cacheLayout(['deps layer', 'app layer']);
+    const source = path.join(tempDir(), 'source');
+    writeLayout(source, cached.root, cached.blobs);
+    await new LocalStore(storePath).save({ cacheDir: source, key: key.text, segments: key.values, scope: 'refs/heads/main', now: new Date() });
+
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine('default', `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario(
+      main({ imageName: 'app', driver: 'docker', cacheKey: 'buildx | deps.lock', localStorePath: storePath, cacheDir, cacheHitVar: 'BUILDX_HIT' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+    );
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands[1], build);
+    assert.deepEqual([run.outputs.cacheHit, run.outputs.cacheKey, run.outputs.cacheRestoredKey], ['true', key.text, key.text]);
+    assert.match(run.stdout, /##vso\[task\.setvariable variable=BUILDX_HIT;isOutput=false;issecret=false;\]true/);
+    assert.deepEqual(blobFiles(cacheDir), cached.blobs.map((b) => b.digest).sort());
+    // The log shows how the key was resolved, file by file.
+    assert.match(run.stdout, /- deps\.lock \[file\] --> /);
+    assert.match(run.stdout, / {3}- deps\.lock \[9 bytes\] --> [0-9a-f]{64}/);
+  });
+
+  it('local store: a pull request from a fork reads but never writes', async () => {
+    const run = await runScenario({
+      ...main({ imageName: 'app', driver: 'docker', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok }),
+      variables: { ...variables(), 'Build.SourceBranch': 'refs/pull/7/merge', 'System.PullRequest.TargetBranch': 'refs/heads/main', 'System.PullRequest.IsFork': 'True' },
+      exec: { [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', `--tag app:latest --cache-to type=local,dest=${path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`)},mode=max,compression=gzip --load`)]: ok },
+    });
+    assert.ok(run.succeeded, run.stdout);
+    assert.match(run.stdout, /loc_mock_ReadOnlyFork/);
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { save?: unknown };
+    assert.equal(state.save, undefined);
+    assert.match(run.stdout, /loc_mock_CacheMiss local store \S+ refs\/pull\/7\/merge, refs\/heads\/main, refs\/heads\/master/);
+  });
+
+  it('local store: a build secret used in the key is redacted in the output and in what is saved', async () => {
+    const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine('default', `--tag app:latest --secret id=tok,src=${secretFile} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheDir, cacheKey: 'k | "tok-hunter2"', secrets: 'tok=hunter2' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.outputs.cacheKey, 'k|"tok-***"');
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { save?: { segments: string[] }; summary?: { key: string } };
+    assert.deepEqual(state.save?.segments, ['k', '"tok-***"']);
+    assert.equal(state.summary?.key, 'k|"tok-***"');
+  });
+
+  it('saveCache never: the cache is read-only, so nothing is exported', async () => {
+    const build = buildLine('default', '--tag app:latest --load');
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheDir, saveCache: 'never' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands[1], build);
+    assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
+  });
 
   it('passes every build input and each output kind', async () => {
     const outputs: [Record<string, string>, string][] = [
@@ -281,7 +348,17 @@ describe('mock-run: the main step', function () {
     [{ output: 'push' }, 'output', 'InputPickInvalid'],
     [{ output: 'oci' }, 'outputPath', 'InputOutputPathRequired'],
     [{ output: 'custom' }, 'outputs', 'InputOutputsRequired'],
-    [{ cacheBackend: 'local' }, 'cacheBackend', 'InputPickInvalid'],
+    [{ cacheBackend: 's3' }, 'cacheBackend', 'InputPickInvalid'],
+    [{ cacheKey: 'a || b' }, 'cacheKey', 'InputKeyInvalid'],
+    [{ cacheKey: 'k | missing/*.lock' }, 'cacheKey', 'InputKeyNoMatch'],
+    [{ restoreKeys: '**' }, 'restoreKeys', 'InputKeyInvalid'],
+    [{ cacheKey: 'k | deps.lock', restoreKeys: 'k | nothing.lock' }, 'restoreKeys', 'InputKeyNoMatch'],
+    [{ localStorePath: '$(Not.Defined)/s' }, 'localStorePath', 'InputMacroUndefined'],
+    [{ saveCache: 'sometimes' }, 'saveCache', 'InputPickInvalid'],
+    [{ cacheScope: 'global' }, 'cacheScope', 'InputPickInvalid'],
+    [{ retentionDays: 'week' }, 'retentionDays', 'InputRetentionInvalid'],
+    [{ cacheHitVar: 'bad name' }, 'cacheHitVar', 'InputHitVarInvalid'],
+    [{ failOnCacheError: 'maybe' }, 'failOnCacheError', 'InputBoolInvalid'],
     [{ cacheDir: '$(Not.Defined)/c' }, 'cacheDir', 'InputMacroUndefined'],
     [{ cacheMode: 'all' }, 'cacheMode', 'InputPickInvalid'],
     [{ cacheCompression: 'lz4' }, 'cacheCompression', 'InputPickInvalid'],
@@ -312,6 +389,72 @@ describe('mock-run: the post-job step', function () {
   afterEach(cleanup);
 
   const state = (s: object): Record<string, string> => ({ 'DockerBuildxCache.State': JSON.stringify({ version: 1, cleanup: [], ...s }) });
+
+  /** A state whose save points at a real cache folder and a real store. */
+  function withSave(when: 'onSuccess' | 'always', extra: { storePath?: string; failOnError?: boolean } = {}): { taskVariables: Record<string, string>; storePath: string } {
+    const cacheDir = path.join(tempDir(), '.buildx-cache');
+    const layout = cacheLayout(['deps', 'app']);
+    writeLayout(cacheDir, layout.root, layout.blobs);
+    const storePath = extra.storePath ?? path.join(tempDir(), 'store');
+    const save = { storePath, cacheDir, segments: ['buildx', '"Linux"', 'app'], scope: 'refs/heads/main', retentionDays: 7, failOnError: extra.failOnError ?? false, when };
+    const summary = { backend: 'local', image: 'app:latest', key: 'buildx|"Linux"|app', hit: 'false', phases: [['Build', 1200]] };
+    return { taskVariables: state({ save, summary, removeBuilder: 'b1' }), storePath };
+  }
+  const withRm = { [`${DOCKER} buildx rm b1`]: ok };
+  const summaryFile = (run: MockRun): string => {
+    const m = /##vso\[task\.uploadsummary\](.*)$/m.exec(run.stdout);
+    assert.ok(m, 'a summary was uploaded');
+    return fs.readFileSync(m[1] ?? '', 'utf8');
+  };
+
+  const statuses: [string, 'onSuccess' | 'always', string, boolean][] = [
+    ['saves after a job that succeeded', 'onSuccess', 'Succeeded', true],
+    ['saves after a job that succeeded with issues', 'onSuccess', 'SucceededWithIssues', true],
+    ['does not save after a failed job with onSuccess', 'onSuccess', 'Failed', false],
+    ['does not save after a canceled job with onSuccess', 'onSuccess', 'Canceled', false],
+    ['saves after a failed job with always', 'always', 'Failed', true],
+  ];
+  for (const [name, when, status, saves] of statuses) {
+    it(`${name} (${status}), uploads the summary and still cleans up`, async () => {
+      const { taskVariables, storePath } = withSave(when);
+      const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': status, 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+      assert.ok(run.succeeded, run.stdout);
+      assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
+      const stats = await new LocalStore(storePath).stats();
+      assert.equal(stats.entries, saves ? 1 : 0);
+      const summary = summaryFile(run);
+      assert.match(summary, /\| Cache backend \| `local` \|/);
+      if (saves) {
+        assert.match(run.stdout, /loc_mock_Saved buildx\|"Linux"\|app refs\/heads\/main/);
+        assert.match(summary, /\| Bytes saved \| \d+ B in 4 new blobs \|/);
+        assert.match(summary, /\| Store size \| .* in 4 blobs, 1 entries \|/);
+      } else {
+        assert.match(run.stdout, new RegExp(`loc_mock_SaveSkippedJobStatus ${status}`));
+        assert.match(summary, new RegExp(`\\| Bytes saved \\| nothing \\(the job's status is ${status}\\)`));
+      }
+    });
+  }
+
+  it('a failed save is a warning, and the summary says so', async () => {
+    const blocker = path.join(tempDir(), 'not-a-folder');
+    fs.writeFileSync(blocker, 'x');
+    const { taskVariables } = withSave('always', { storePath: path.join(blocker, 'store') });
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded', 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+    assert.ok(run.succeeded, run.stdout);
+    assertWarnings(run, [/^loc_mock_WarnSaveFailed local store .*not-a-folder\/store ENOTDIR/]);
+    assert.match(summaryFile(run), /\| Bytes saved \| nothing \(see the warning in the log\) \|/);
+  });
+
+  it('with failOnCacheError a failed save fails the step, after the summary and the cleanup', async () => {
+    const blocker = path.join(tempDir(), 'not-a-folder');
+    fs.writeFileSync(blocker, 'x');
+    const { taskVariables } = withSave('always', { storePath: path.join(blocker, 'store'), failOnError: true });
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded', 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+    assert.ok(run.runner.failed);
+    assert.match(run.errors[0] ?? '', /^loc_mock_WarnSaveFailed local store .*ENOTDIR/);
+    assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
+    assert.match(summaryFile(run), /\| Bytes saved \| nothing \(loc_mock_WarnSaveFailed/);
+  });
 
   it('removes the builder the main step created and deletes the job-private folder', async () => {
     const jobDir = path.join(agentTemp, 'docker-buildx-cache-x');

@@ -6,7 +6,7 @@ import { cleanup, tempDir, writeTree } from '../helpers';
 let ws: string;
 
 function source(inputs: Record<string, string>, variables: Record<string, string> = {}): Source {
-  const vars: Record<string, string> = { 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': '/pw', ...variables };
+  const vars: Record<string, string> = { 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': '/pw', 'Agent.WorkFolder': '/aw', 'Agent.OS': 'Linux', ...variables };
   return { input: (name) => (inputs[name] ?? '').trim(), variable: (name) => vars[name] };
 }
 
@@ -27,7 +27,20 @@ describe('config: reading and validating inputs', () => {
     assert.equal(c.build.context, ws);
     assert.deepEqual(c.build.tags, ['app:latest']);
     assert.deepEqual(c.output, { kind: 'docker', specs: [] });
-    assert.deepEqual(c.cache, { backend: 'directory', dir: '/pw/.buildx-cache', mode: 'max', compression: 'gzip' });
+    assert.deepEqual(c.cache, {
+      backend: 'local',
+      dir: '/pw/.buildx-cache',
+      mode: 'max',
+      compression: 'gzip',
+      key: 'buildx | "Linux" | "app" | ./Dockerfile',
+      restoreKeys: ['buildx | "Linux" | "app"'],
+      storePath: '/aw/_buildx_cache_store',
+      save: 'onSuccess',
+      scope: 'branch',
+      retentionDays: 7,
+      hitVar: undefined,
+      failOnError: false,
+    });
     assert.equal(c.builder.driver, 'docker-container');
     assert.equal(c.builder.remove, true);
     assert.equal(c.build.noCache, false);
@@ -57,6 +70,12 @@ describe('config: reading and validating inputs', () => {
       assert.deepEqual(c.builder, { driver: 'docker-container', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), endpoint: 'ctx', remove: true })],
     ['remote driver with an endpoint', { imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' }, (c) => assert.equal(c.builder.endpoint, 'tcp://bk:1234')],
     ['buildkitdConfig left empty arrives as the working directory', { imageName: 'app', buildkitdConfig: ws }, (c) => assert.equal(c.builder.buildkitdConfig, undefined)],
+    ['the default key names a Dockerfile in a folder as a path', { imageName: 'reg.io/team/app', dockerfile: 'sub' }, (c) => assert.equal(c.cache.key, 'buildx | "Linux" | "reg.io/team/app" | sub/Dockerfile')],
+    ['the default key without an image', { output: 'cacheOnly' }, (c) => assert.deepEqual([c.cache.key, c.cache.restoreKeys], ['buildx | "Linux" | ./Dockerfile', ['buildx | "Linux"']])],
+    ['an explicit key has no restore keys unless given', { imageName: 'app', cacheKey: 'k | deps.lock' }, (c) => assert.deepEqual([c.cache.key, c.cache.restoreKeys], ['k | deps.lock', []])],
+    ['restore keys one per line', { imageName: 'app', cacheKey: 'k | deps.lock', restoreKeys: 'k\n\nj | x' }, (c) => assert.deepEqual(c.cache.restoreKeys, ['k', 'j | x'])],
+    ['store settings', { imageName: 'app', localStorePath: 'store', saveCache: 'afterBuild', cacheScope: 'shared', retentionDays: '0.5', cacheHitVar: 'HIT', failOnCacheError: 'true' }, (c) =>
+      assert.deepEqual([c.cache.storePath, c.cache.save, c.cache.scope, c.cache.retentionDays, c.cache.hitVar, c.cache.failOnError], [path.join(ws, 'store'), 'afterBuild', 'shared', 0.5, 'HIT', true])],
   ];
   for (const [name, inputs, check] of valid) {
     it(`accepts: ${name}`, () => check(read(inputs, { 'Agent.TempDirectory': '/agent-temp' })));
@@ -65,6 +84,7 @@ describe('config: reading and validating inputs', () => {
   const warnings: [string, Record<string, string>, RegExp][] = [
     ['builder inputs with the docker driver', { imageName: 'app', driver: 'docker', builderName: 'x', buildkitdFlags: '--debug' }, /no effect: builderName, buildkitdFlags/],
     ['a cache folder inside the build context', { imageName: 'app', cacheDir: '.cache' }, /inside the build context/],
+    ['store inputs with the directory backend', { imageName: 'app', cacheBackend: 'directory', cacheKey: 'k', retentionDays: '3' }, /cacheBackend 'directory' these inputs have no effect: cacheKey, retentionDays/],
   ];
   for (const [name, inputs, pattern] of warnings) {
     it(`warns about ${name}`, () => {
@@ -109,7 +129,21 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', output: 'push' }, 'output', /'push' is not one of: docker, registry, oci, tar, cacheOnly, custom/],
     [{ imageName: 'app', output: 'tar' }, 'outputPath', /output 'tar' writes a file/],
     [{ output: 'custom' }, 'outputs', /at least one --output spec/],
-    [{ imageName: 'app', cacheBackend: 's3' }, 'cacheBackend', /not one of: directory, none/],
+    [{ imageName: 'app', cacheBackend: 's3' }, 'cacheBackend', /not one of: local, directory, none/],
+    [{ imageName: 'app', cacheKey: 'a || b' }, 'cacheKey', /has an empty segment/],
+    [{ imageName: 'app', cacheKey: 'a | **' }, 'cacheKey', /'\*\*' is a reserved segment/],
+    [{ imageName: 'app', cacheKey: "a | 'q'" }, 'cacheKey', /cannot start with '/],
+    [{ imageName: 'app', restoreKeys: 'ok\n*' }, 'restoreKeys', /'\*' is a reserved segment/],
+    [{ imageName: 'app', cacheKey: 'k | !only/excluded.txt' }, 'cacheKey', /only excludes/],
+    [{ imageName: 'app', retentionDays: 'week' }, 'retentionDays', /not a number of days/],
+    [{ imageName: 'app', retentionDays: '0' }, 'retentionDays', /not a number of days/],
+    [{ imageName: 'app', retentionDays: '-3' }, 'retentionDays', /not a number of days/],
+    [{ imageName: 'app', cacheHitVar: 'has space' }, 'cacheHitVar', /not a variable name/],
+    [{ imageName: 'app', cacheHitVar: 'secret.x' }, 'cacheHitVar', /not a variable name/],
+    [{ imageName: 'app', saveCache: 'sometimes' }, 'saveCache', /not one of: onSuccess, always, afterBuild, never/],
+    [{ imageName: 'app', cacheScope: 'global' }, 'cacheScope', /not one of: branch, shared/],
+    [{ imageName: 'app', failOnCacheError: 'yes' }, 'failOnCacheError', /not true or false/],
+    [{ imageName: 'app', localStorePath: '$(Nope)/store' }, 'localStorePath', /Nope, which is not defined/],
     [{ imageName: 'app', cacheMode: 'all' }, 'cacheMode', /not one of: max, min/],
     [{ imageName: 'app', cacheCompression: 'lz4' }, 'cacheCompression', /not one of: gzip, zstd, uncompressed/],
     [{ imageName: 'app', cacheDir: '$(No.Such.Var)/cache' }, 'cacheDir', /No.Such.Var, which is not defined/],

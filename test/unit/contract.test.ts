@@ -52,10 +52,18 @@ const CONTRACT: [string, string, string][] = [
   ['output', 'pickList', 'docker'],
   ['outputPath', 'string', ''],
   ['outputs', 'multiLine', ''],
-  ['cacheBackend', 'pickList', 'directory'],
-  ['cacheDir', 'string', '$(Pipeline.Workspace)/.buildx-cache'],
+  ['cacheBackend', 'pickList', 'local'],
+  ['cacheKey', 'string', ''],
+  ['restoreKeys', 'multiLine', ''],
   ['cacheMode', 'pickList', 'max'],
   ['cacheCompression', 'pickList', 'gzip'],
+  ['cacheDir', 'string', '$(Pipeline.Workspace)/.buildx-cache'],
+  ['localStorePath', 'string', '$(Agent.WorkFolder)/_buildx_cache_store'],
+  ['saveCache', 'pickList', 'onSuccess'],
+  ['cacheScope', 'pickList', 'branch'],
+  ['retentionDays', 'string', '7'],
+  ['cacheHitVar', 'string', ''],
+  ['failOnCacheError', 'boolean', 'false'],
   ['driver', 'pickList', 'docker-container'],
   ['builderName', 'string', ''],
   ['driverOptions', 'multiLine', ''],
@@ -66,12 +74,14 @@ const CONTRACT: [string, string, string][] = [
 ];
 const PICK_OPTIONS: Record<string, string[]> = {
   output: ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'],
-  cacheBackend: ['directory', 'none'],
+  cacheBackend: ['local', 'directory', 'none'],
+  saveCache: ['onSuccess', 'always', 'afterBuild', 'never'],
+  cacheScope: ['branch', 'shared'],
   cacheMode: ['max', 'min'],
   cacheCompression: ['gzip', 'zstd', 'uncompressed'],
   driver: ['docker-container', 'docker', 'kubernetes', 'remote'],
 };
-const OUTPUT_VARIABLES = ['builderName', 'metadataFile', 'imageId', 'digest'];
+const OUTPUT_VARIABLES = ['cacheHit', 'cacheKey', 'cacheRestoredKey', 'imageId', 'digest', 'metadataFile', 'builderName'];
 
 describe('task.json: the public contract and the classic editor', () => {
   it('has the contract identity', () => {
@@ -119,7 +129,7 @@ describe('task.json: the public contract and the classic editor', () => {
   it('has visibleRules that name real inputs and values', () => {
     const byName = new Map(task.inputs.map((i) => [i.name, i]));
     const rules = task.inputs.filter((i) => i.visibleRule !== undefined);
-    assert.deepEqual(rules.map((i) => i.name).sort(), ['builderName', 'buildkitdConfig', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheMode', 'driverOptions', 'outputPath', 'outputs', 'removeBuilder']);
+    assert.deepEqual(rules.map((i) => i.name).sort(), ['builderName', 'buildkitdConfig', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache']);
     for (const input of rules) {
       const clauses = (input.visibleRule ?? '').split(/\s*(?:&&|\|\|)\s*/);
       for (const clause of clauses) {

@@ -1,4 +1,7 @@
 import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { Writable } from 'stream';
 import * as tl from 'azure-pipelines-task-lib/task';
 import { neutralise } from './buildx/sanitize';
@@ -57,6 +60,18 @@ export function debug(text: string): void {
 
 export function setOutput(name: string, value: string): void {
   tl.setVariable(name, value, false, true);
+}
+
+export function setVariable(name: string, value: string): void {
+  tl.setVariable(name, value);
+}
+
+/** Attaches markdown to the build's summary tab; the file name becomes the section's title. */
+export function uploadSummary(markdown: string, title: string): void {
+  const dir = variable('Agent.TempDirectory') ?? os.tmpdir();
+  const file = path.join(dir, `${title.replace(/[^\w .()-]+/g, '-')}.md`);
+  fs.writeFileSync(file, markdown);
+  tl.uploadSummary(file);
 }
 
 export function setSecret(value: string): void {

@@ -1,8 +1,10 @@
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as tl from 'azure-pipelines-task-lib/task';
 import { parse as shellParse } from 'shell-quote';
 import { variable, withoutEcho } from './agent';
+import { KeySyntaxError, parseKey } from './key/segments';
 import { loc } from './loc';
 
 /** Where inputs and agent variables come from: task-lib on an agent, a table in tests. */
@@ -27,8 +29,12 @@ export function taskSource(): Source {
 
 export const OUTPUT_KINDS = ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'] as const;
 export type OutputKind = (typeof OUTPUT_KINDS)[number];
-export const CACHE_BACKENDS = ['directory', 'none'] as const;
+export const CACHE_BACKENDS = ['local', 'directory', 'none'] as const;
 export type CacheBackend = (typeof CACHE_BACKENDS)[number];
+export const SAVE_WHEN = ['onSuccess', 'always', 'afterBuild', 'never'] as const;
+export type SaveWhen = (typeof SAVE_WHEN)[number];
+export const CACHE_SCOPES = ['branch', 'shared'] as const;
+export type CacheScope = (typeof CACHE_SCOPES)[number];
 export const CACHE_MODES = ['max', 'min'] as const;
 export type CacheMode = (typeof CACHE_MODES)[number];
 export const COMPRESSIONS = ['gzip', 'zstd', 'uncompressed'] as const;
@@ -70,6 +76,16 @@ export interface CacheConfig {
   readonly dir: string;
   readonly mode: CacheMode;
   readonly compression: Compression;
+  /** The key in Cache@2 syntax, before files are fingerprinted. */
+  readonly key: string;
+  readonly restoreKeys: readonly string[];
+  readonly storePath: string;
+  readonly save: SaveWhen;
+  readonly scope: CacheScope;
+  readonly retentionDays: number;
+  /** A variable to set to the hit kind, as Cache@2's cacheHitVar. */
+  readonly hitVar?: string;
+  readonly failOnError: boolean;
 }
 
 export interface BuilderConfig {
@@ -110,6 +126,10 @@ const PLATFORM = /^(?:local|[a-z0-9_]+\/[a-z0-9_]+(?:\/[a-z0-9_.]+)?)$/i;
 const BUILDER_NAME = /^[a-zA-Z][a-zA-Z0-9._-]*$/;
 const SECRET_ID = /^[A-Za-z0-9_.-]+$/;
 const UNEXPANDED_MACRO = /\$\(([A-Za-z0-9_.]+)\)/g;
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
+const RESERVED_VARIABLE_PREFIX = /^(endpoint|input|secret|securefile)[._]/i;
+/** Inputs that only the local store reads. */
+const STORE_INPUTS = ['cacheKey', 'restoreKeys', 'localStorePath', 'cacheScope', 'retentionDays'];
 
 export function readConfig(src: Source): Config {
   const warnings: string[] = [];
@@ -118,7 +138,7 @@ export function readConfig(src: Source): Config {
 
   const output = readOutput(src, resolve);
   const build = readBuild(src, workingDirectory, resolve, output.kind);
-  const cache = readCache(src, resolve, build.context, warnings);
+  const cache = readCache(src, resolve, build, workingDirectory, warnings);
   const builder = readBuilder(src, workingDirectory, resolve, warnings);
   return { workingDirectory, build, output, cache, builder, warnings };
 }
@@ -212,17 +232,65 @@ function readOutput(src: Source, resolve: (p: string) => string): OutputConfig {
   return { kind, specs: [] };
 }
 
-function readCache(src: Source, resolve: (p: string) => string, context: string, warnings: string[]): CacheConfig {
-  const backend = pick(src, 'cacheBackend', CACHE_BACKENDS, 'directory');
-  const raw = expandMacros(src, 'cacheDir', src.input('cacheDir') || '$(Pipeline.Workspace)/.buildx-cache');
-  const dir = resolve(raw);
-  if (backend !== 'none' && isInside(dir, context)) warnings.push(loc('WarnCacheDirInContext', dir, context));
+function readCache(src: Source, resolve: (p: string) => string, build: BuildConfig, workingDirectory: string, warnings: string[]): CacheConfig {
+  const backend = pick(src, 'cacheBackend', CACHE_BACKENDS, 'local');
+  const dir = resolve(expandMacros(src, 'cacheDir', src.input('cacheDir') || '$(Pipeline.Workspace)/.buildx-cache'));
+  if (backend !== 'none' && isInside(dir, build.context)) warnings.push(loc('WarnCacheDirInContext', dir, build.context));
+  const ignored = (backend === 'local' ? [] : STORE_INPUTS).filter((name) => src.input(name) !== '');
+  if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
+
+  const agentOs = src.variable('Agent.OS') ?? { Linux: 'Linux', Darwin: 'Darwin', Windows_NT: 'Windows_NT' }[os.type()] ?? os.type();
+  const dockerfile = path.relative(workingDirectory, build.dockerfile).split(path.sep).join('/');
+  const explicitKey = src.input('cacheKey');
+  const key = explicitKey || defaultKey(agentOs, build.imageName, dockerfile);
+  checkKey('cacheKey', key);
+  const restoreKeys = explicitKey === '' && src.input('restoreKeys') === '' ? [defaultRestoreKey(agentOs, build.imageName)] : lines(src.input('restoreKeys'));
+  for (const restoreKey of restoreKeys) checkKey('restoreKeys', restoreKey);
+
+  const retention = src.input('retentionDays') || '7';
+  const retentionDays = Number(retention);
+  if (!/^\d+(\.\d+)?$/.test(retention) || retentionDays <= 0) throw new InputError('retentionDays', loc('InputRetentionInvalid', retention));
+
+  const hitVar = src.input('cacheHitVar') || undefined;
+  if (hitVar !== undefined && (!VARIABLE_NAME.test(hitVar) || RESERVED_VARIABLE_PREFIX.test(hitVar))) throw new InputError('cacheHitVar', loc('InputHitVarInvalid', hitVar));
+
   return {
     backend,
     dir,
     mode: pick(src, 'cacheMode', CACHE_MODES, 'max'),
     compression: pick(src, 'cacheCompression', COMPRESSIONS, 'gzip'),
+    key,
+    restoreKeys,
+    storePath: resolve(expandMacros(src, 'localStorePath', src.input('localStorePath') || '$(Agent.WorkFolder)/_buildx_cache_store')),
+    save: pick(src, 'saveCache', SAVE_WHEN, 'onSuccess'),
+    scope: pick(src, 'cacheScope', CACHE_SCOPES, 'branch'),
+    retentionDays,
+    hitVar,
+    failOnError: readBool(src, 'failOnCacheError', false),
   };
+}
+
+/**
+ * The key when `cacheKey` is empty: `buildx | "<Agent.OS>" | "<imageName>" | <dockerfile>`. The
+ * image name is quoted so that its dots and slashes are not read as a path; the Dockerfile is
+ * written so that Cache@2's syntax reads it as a file, which a bare `Dockerfile` is not.
+ */
+export function defaultKey(agentOs: string, imageName: string | undefined, dockerfile: string): string {
+  const file = /[./]/.test(dockerfile) && !dockerfile.endsWith('.') ? dockerfile : `./${dockerfile}`;
+  return `${defaultRestoreKey(agentOs, imageName)} | ${file}`;
+}
+
+export function defaultRestoreKey(agentOs: string, imageName: string | undefined): string {
+  return ['buildx', `"${agentOs}"`, ...(imageName === undefined ? [] : [`"${imageName}"`])].join(' | ');
+}
+
+function checkKey(input: string, key: string): void {
+  try {
+    parseKey(key);
+  } catch (err) {
+    if (err instanceof KeySyntaxError) throw new InputError(input, loc('InputKeyInvalid', err.message));
+    throw err;
+  }
 }
 
 function readBuilder(src: Source, workingDirectory: string, resolve: (p: string) => string, warnings: string[]): BuilderConfig {

@@ -1,32 +1,47 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { formatBytes, info, instanceId, phase, setOutput, setSecret, variable, warn } from './agent';
-import { buildArgs, type CacheFlags } from './buildx/args';
-import { defaultBuilderName, ensureBuilder, type Builder } from './buildx/builder';
+import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './agent';
+import { buildWithCacheFallback, setBuildOutputs, writeSecrets } from './buildx/build';
+import { defaultBuilderName, ensureBuilder } from './buildx/builder';
 import { Docker, type DockerCli } from './buildx/docker';
-import { parseMetadata } from './buildx/metadata';
-import { ProgressParser, type StepCount } from './buildx/progress';
 import { CacheFolder, type CommitResult } from './cache/folder';
-import { readConfig, taskSource, type Config, type Secret } from './config';
+import { cacheTrouble, openStore, prepareFolder, prepareFromStore, resolveKeys, saveToStore, type PreparedCache, type SaveJob } from './cache/session';
+import { readConfig, taskSource, type Config } from './config';
 import { loadMessages, loc } from './loc';
+import { scopePlan, type ScopePlan } from './store/scopes';
+import type { HitKind } from './store/types';
 import { saveState, type PostState } from './state';
+import { summaryOfSave, type SummaryData } from './summary';
 
-export class BuildError extends Error {
-  override name = 'BuildError';
+/** The job so far, kept in the post-job step's state as it grows, so that a failure at any point leaves the post step what it needs. */
+class JobRecord {
+  private state: PostState & { readonly summary: SummaryData };
+
+  constructor(tempRoot: string, summary: SummaryData) {
+    this.state = { version: 1, cleanup: [tempRoot], summary };
+    saveState(this.state);
+  }
+
+  update(patch: Partial<Omit<PostState, 'version' | 'summary'>>, summary: Partial<SummaryData> = {}): void {
+    this.state = { ...this.state, ...patch, summary: { ...this.state.summary, ...summary } };
+    saveState(this.state);
+  }
+
+  /** One phase in its own log group, its time recorded for the summary. */
+  async timed<T>(title: string, work: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
+    const start = Date.now();
+    try {
+      return await phase(title, work, describe);
+    } finally {
+      this.update({}, { phases: [...this.state.summary.phases, [title, Date.now() - start]] });
+    }
+  }
 }
 
-/** The cache for one build: the flags to pass, and the fresh export folder to commit after a good build. */
-interface PreparedCache {
-  readonly flags: CacheFlags;
-  readonly pending?: { readonly folder: CacheFolder; readonly fresh: string };
-}
-
-interface BuildOutcome {
-  readonly code: number;
-  readonly steps: StepCount;
-  readonly failed: readonly string[];
-  readonly stderr: string;
+/** Replaces each build secret's value in text that goes to the store, the state or the summary. */
+function redactor(secrets: readonly string[]): (text: string) => string {
+  return (text) => secrets.reduce((t, s) => t.split(s).join('***'), text);
 }
 
 export async function runMain(docker?: DockerCli): Promise<void> {
@@ -34,153 +49,131 @@ export async function runMain(docker?: DockerCli): Promise<void> {
   const config = readConfig(taskSource());
   for (const secret of config.build.secrets) setSecret(secret.value);
   for (const warning of config.warnings) warn(warning);
+  const redact = redactor(config.build.secrets.map((s) => s.value));
   const cli = docker ?? Docker.locate();
   const id = instanceId();
 
   const tempRoot = path.join(variable('Agent.TempDirectory') ?? os.tmpdir(), `docker-buildx-cache-${id}`);
   await fs.promises.rm(tempRoot, { recursive: true, force: true });
   await fs.promises.mkdir(tempRoot, { recursive: true, mode: 0o700 });
-  let state: PostState = { version: 1, cleanup: [tempRoot] };
-  saveState(state);
+  const job = new JobRecord(tempRoot, { backend: config.cache.backend, image: config.build.tags[0] ?? config.build.imageName, phases: [] });
 
-  const builder = await phase(
+  const cache = await prepareCache(config, id, job, redact);
+
+  const builder = await job.timed(
     loc('PhaseBuilder'),
     () =>
       ensureBuilder(cli, config.builder, defaultBuilderName(variable('System.JobId'), variable('Agent.Name')), (name) => {
-        if (config.builder.remove) {
-          state = { ...state, removeBuilder: name };
-          saveState(state);
-        }
+        if (config.builder.remove) job.update({ removeBuilder: name });
       }),
     (b) => (b.created ? loc('BuilderCreated', b.name, config.builder.driver) : loc('BuilderReused', b.name, config.builder.driver)),
   );
   setOutput('builderName', builder.name);
 
-  const cache = await phase(loc('PhaseCache'), () => prepareCache(config, id), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
   let settled = false;
   try {
     const secretFiles = await writeSecrets(config.build.secrets, tempRoot);
     // buildx writes the oci and tar outputs but does not create their folder.
     if (config.output.path !== undefined) await fs.promises.mkdir(path.dirname(config.output.path), { recursive: true });
     const metadataFile = path.join(tempRoot, 'metadata.json');
-    const outcome = await phase(loc('PhaseBuild'), () => buildWithCacheFallback(cli, config, builder, cache, secretFiles, metadataFile), (o) =>
+    const outcome = await job.timed(loc('PhaseBuild'), () => buildWithCacheFallback(cli, config, builder, cache, secretFiles, metadataFile), (o) =>
       loc('StepsCached', o.steps.cached, o.steps.total),
     );
+    job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
 
     const pending = cache.pending;
     if (pending !== undefined && outcome.exported) {
       settled = true;
-      await phase(loc('PhaseCacheExport'), () => commitCache(pending.folder, pending.fresh), (r) =>
+      await job.timed(loc('PhaseCacheExport'), () => commitCache(config, pending.folder, pending.fresh), (r) =>
         r === undefined ? loc('CacheNotUpdated') : loc('CacheCommitted', formatBytes(r.bytes), r.blobs, formatBytes(r.newBytes), formatBytes(r.prunedBytes)),
       );
     }
-    await setBuildOutputs(cli, config, metadataFile);
+    const digest = await setBuildOutputs(cli, config, metadataFile);
+    job.update({}, { digest });
+
+    if (cache.save !== undefined && config.cache.save === 'afterBuild') {
+      const save = cache.save;
+      const saved = await job.timed(loc('PhaseSave'), () => saveToStore(save));
+      job.update({}, summaryOfSave(saved));
+    }
   } finally {
     await fs.promises.rm(path.join(tempRoot, 'secrets'), { recursive: true, force: true });
     if (!settled && cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
   }
 }
 
-async function prepareCache(config: Config, id: string): Promise<PreparedCache> {
-  if (config.cache.backend === 'none') return { flags: { from: [], to: [] } };
-  const folder = new CacheFolder(config.cache.dir, id);
-  try {
-    const found = await folder.inspect();
-    if (found.state === 'usable') info(loc('CacheFolderFound', folder.dir, formatBytes(found.bytes), found.blobs));
-    else if (found.state === 'empty') info(loc('CacheFolderEmpty', folder.dir));
-    else warn(loc('WarnCacheFolderUnusable', folder.dir, found.reason));
-    const fresh = await folder.begin();
-    const from = found.state === 'usable' ? [folder.importSpec()] : [];
-    return { pending: { folder, fresh }, flags: { from, to: [folder.exportSpec(fresh, config.cache.mode, config.cache.compression)] } };
-  } catch (err) {
-    warn(loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
-    return { flags: { from: [], to: [] } };
+type Prepared = PreparedCache & { readonly save?: SaveJob };
+
+/** The key and restore phases of each backend; sets the cache outputs, and hands the save to the post-job step. */
+async function prepareCache(config: Config, id: string, job: JobRecord, redact: (text: string) => string): Promise<Prepared> {
+  const backend = config.cache.backend;
+  if (backend === 'none') return { flags: { from: [], to: [] } };
+  if (backend === 'directory') {
+    const cache = await job.timed(loc('PhaseCache'), () => prepareFolder(config, id), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
+    setHitOutputs(config, cache.hit ?? 'false');
+    job.update({}, { hit: cache.hit });
+    return cache;
   }
+
+  const resolved = await job.timed(loc('PhaseKey'), () => resolveKeys(config));
+  // A build secret in a key never reaches the store: lookups and saves both use the redacted segments.
+  const key = resolved.key.values.map(redact);
+  const restoreKeys = resolved.restoreKeys.map((k) => k.values.map(redact));
+  const keyText = key.join('|');
+  setOutput('cacheKey', keyText);
+  const scopes = scopePlan(config.cache.scope, scopeVariables());
+  const store = openStore(config.cache.storePath);
+  const cache = await job.timed(loc('PhaseRestore'), () => prepareFromStore(config, id, store, key, restoreKeys, scopes), (c) =>
+    loc('RestoreDone', c.hit ?? 'false', formatBytes(c.bytesRestored ?? 0)),
+  );
+  const hit = cache.hit ?? 'false';
+  setHitOutputs(config, hit);
+  if (cache.restored !== undefined) setOutput('cacheRestoredKey', cache.restored.key);
+  job.update(
+    {},
+    {
+      key: keyText,
+      hit,
+      bytesRestored: cache.bytesRestored,
+      restored: cache.restored && { key: cache.restored.key, scope: cache.restored.scope, created: cache.restored.created },
+    },
+  );
+
+  const save = saveJob(config, scopes, key);
+  if (save !== undefined && (config.cache.save === 'onSuccess' || config.cache.save === 'always')) job.update({ save: { ...save, when: config.cache.save } });
+  return { ...cache, save };
 }
 
-/** Secret values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
-async function writeSecrets(secrets: readonly Secret[], tempRoot: string): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  if (secrets.length === 0) return files;
-  const dir = path.join(tempRoot, 'secrets');
-  await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-  for (const [i, secret] of secrets.entries()) {
-    const file = path.join(dir, `secret-${i}`);
-    await fs.promises.writeFile(file, secret.value, { mode: 0o600 });
-    files.set(secret.id, file);
+/** The save this job may do, or undefined, with the reason in the log and the summary. */
+function saveJob(config: Config, scopes: ScopePlan, segments: readonly string[]): SaveJob | undefined {
+  if (config.cache.save === 'never') return undefined;
+  if (scopes.write === undefined) {
+    info(loc('ReadOnlyFork'));
+    return undefined;
   }
-  return files;
+  return { storePath: config.cache.storePath, cacheDir: config.cache.dir, segments, scope: scopes.write, retentionDays: config.cache.retentionDays, failOnError: config.cache.failOnError };
 }
 
-async function runBuild(docker: DockerCli, args: string[]): Promise<BuildOutcome> {
-  const parser = new ProgressParser();
-  const result = await docker.run(args, { echo: true, onLine: (line) => {
-      parser.push(line);
-    } });
-  return { code: result.code, steps: parser.count(), failed: parser.failedVertices(), stderr: result.stderr };
+function scopeVariables(): Parameters<typeof scopePlan>[1] {
+  return {
+    sourceBranch: variable('Build.SourceBranch'),
+    targetBranch: variable('System.PullRequest.TargetBranch'),
+    isFork: variable('System.PullRequest.IsFork')?.toLowerCase() === 'true',
+    defaultBranch: variable('DockerBuildxCache.DefaultBranch'),
+  };
 }
 
-/** A build whose only failure was writing the cache; the image itself was built. */
-export function isCacheExportFailure(outcome: Pick<BuildOutcome, 'failed' | 'stderr'>): boolean {
-  return outcome.failed.some((name) => /^exporting cache\b/i.test(name)) || /cache export (?:feature )?is (?:currently )?not supported/i.test(outcome.stderr);
+function setHitOutputs(config: Config, hit: HitKind): void {
+  setOutput('cacheHit', hit);
+  if (config.cache.hitVar !== undefined) setVariable(config.cache.hitVar, hit);
 }
 
-function lastError(stderr: string): string {
-  const errors = stderr.split('\n').filter((l) => /^ERROR:|^error:/i.test(l.trim()));
-  return (errors[errors.length - 1] ?? '').trim();
-}
-
-/** Cache trouble never fails the build: when only the cache export failed, build once more without it. */
-async function buildWithCacheFallback(
-  docker: DockerCli,
-  config: Config,
-  builder: Builder,
-  cache: PreparedCache,
-  secretFiles: ReadonlyMap<string, string>,
-  metadataFile: string,
-): Promise<BuildOutcome & { exported: boolean }> {
-  const invocation = { builder: builder.name, build: config.build, output: config.output, metadataFile, secretFiles };
-  let outcome = await runBuild(docker, buildArgs({ ...invocation, cache: cache.flags }));
-  let exported = cache.flags.to.length > 0;
-  if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
-    warn(loc('WarnCacheExportFailed', lastError(outcome.stderr)));
-    if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
-    exported = false;
-    // The first attempt built the image; the retry only re-exports it, so its step count is the one to report.
-    const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from: cache.flags.from, to: [] } }));
-    outcome = { ...retry, steps: outcome.steps };
-  }
-  if (outcome.code !== 0) throw new BuildError(loc('BuildFailed', outcome.code, lastError(outcome.stderr) || loc('SeeLogAbove')));
-  return { ...outcome, exported };
-}
-
-async function commitCache(folder: CacheFolder, fresh: string): Promise<CommitResult | undefined> {
+async function commitCache(config: Config, folder: CacheFolder, fresh: string): Promise<CommitResult | undefined> {
   try {
     return await folder.commit(fresh);
   } catch (err) {
-    warn(loc('WarnCacheCommitFailed', folder.dir, (err as Error).message));
     await folder.discard(fresh);
+    cacheTrouble(config.cache.failOnError, loc('WarnCacheCommitFailed', folder.dir, (err as Error).message));
     return undefined;
   }
-}
-
-async function setBuildOutputs(docker: DockerCli, config: Config, metadataFile: string): Promise<void> {
-  setOutput('metadataFile', metadataFile);
-  let metadata;
-  try {
-    metadata = parseMetadata(await fs.promises.readFile(metadataFile, 'utf8'));
-  } catch (err) {
-    warn(loc('WarnMetadataUnreadable', metadataFile, (err as Error).message));
-    return;
-  }
-  if (metadata.digest !== undefined) setOutput('digest', metadata.digest);
-  let imageId = metadata.configDigest;
-  const firstTag = config.build.tags[0];
-  if (config.output.kind === 'docker' && firstTag !== undefined) {
-    // The engine's own image ID: the config digest in the classic store, the index digest in the containerd store.
-    const inspect = await docker.run(['image', 'inspect', '--format', '{{.Id}}', firstTag]);
-    if (inspect.code === 0 && inspect.stdout.trim() !== '') imageId = inspect.stdout.trim();
-  }
-  if (imageId !== undefined) setOutput('imageId', imageId);
-  info(loc('Outputs', imageId ?? '-', metadata.digest ?? '-'));
 }

@@ -1,11 +1,20 @@
 import * as fs from 'fs';
-import { info, warn } from './agent';
+import { info, phase, uploadSummary, variable, warn } from './agent';
 import { removeBuilder } from './buildx/builder';
 import { Docker, type DockerCli } from './buildx/docker';
+import { saveToStore } from './cache/session';
 import { loadMessages, loc } from './loc';
-import { loadState } from './state';
+import { loadState, type PostState } from './state';
+import { renderSummary, summaryOfSave, type SummaryData } from './summary';
 
-/** The post-job step: removes what the main step made for this job. Cleanup never fails the job. */
+/** Cache@2 saves after a job that succeeded; SucceededWithIssues counts, as in `succeeded()`. */
+const SUCCEEDED = new Set(['succeeded', 'succeededwithissues']);
+
+/**
+ * The post-job step: saves the cache when the job asks for it, uploads the summary, and removes
+ * what the main step made for this job. Cleanup never fails the job; only a save failure with
+ * `failOnCacheError` does.
+ */
 export async function runPost(docker?: DockerCli): Promise<void> {
   loadMessages();
   const state = loadState();
@@ -13,6 +22,35 @@ export async function runPost(docker?: DockerCli): Promise<void> {
     info(loc('PostNothingToDo'));
     return;
   }
+  let summary = state.summary;
+  let error: Error | undefined;
+  if (state.save !== undefined) {
+    const saved = await saveAfterJob(state.save);
+    error = saved.error;
+    if (summary !== undefined) summary = { ...summary, ...saved.patch, phases: saved.ms === undefined ? summary.phases : [...summary.phases, [loc('PhaseSave'), saved.ms]] };
+  }
+  if (summary !== undefined) uploadSummary(renderSummary(summary), `Buildx cache ${summary.image ?? ''}`.trim());
+  await cleanup(state, docker);
+  if (error !== undefined) throw error;
+}
+
+/** Saves when the job's status allows it. With failOnCacheError a failed save is returned as `error`, thrown after cleanup. */
+async function saveAfterJob(job: NonNullable<PostState['save']>): Promise<{ patch: Partial<SummaryData>; ms?: number; error?: Error }> {
+  const status = variable('Agent.JobStatus') ?? 'Succeeded';
+  if (job.when === 'onSuccess' && !SUCCEEDED.has(status.toLowerCase())) {
+    info(loc('SaveSkippedJobStatus', status));
+    return { patch: { saved: { status: 'skipped', reason: `the job's status is ${status}` } } };
+  }
+  const start = Date.now();
+  try {
+    return { patch: summaryOfSave(await phase(loc('PhaseSave'), () => saveToStore(job))), ms: Date.now() - start };
+  } catch (err) {
+    const error = err instanceof Error ? err : new Error(String(err));
+    return { patch: { saved: { status: 'failed', reason: error.message } }, ms: Date.now() - start, error };
+  }
+}
+
+async function cleanup(state: PostState, docker: DockerCli | undefined): Promise<void> {
   if (state.removeBuilder !== undefined) {
     const name = state.removeBuilder;
     try {

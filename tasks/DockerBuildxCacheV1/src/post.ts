@@ -1,6 +1,9 @@
-import { warn } from './agent';
+import { fail, warn } from './agent';
+import { CacheError } from './cache/session';
 import { runPost } from './post-step';
 
 runPost().catch((err: unknown) => {
-  warn(err instanceof Error ? err.message : String(err));
+  // Only cache trouble the user asked to fail on fails the post-job step; anything else is a warning.
+  if (err instanceof CacheError) fail(err.message);
+  else warn(err instanceof Error ? err.message : String(err));
 });

@@ -1,4 +1,6 @@
 import { getTaskState, setTaskState } from './agent';
+import type { SaveJob } from './cache/session';
+import type { SummaryData } from './summary';
 
 /** What the main step hands the post-job step, as one JSON task variable. The post step recomputes nothing. */
 export interface PostState {
@@ -7,6 +9,9 @@ export interface PostState {
   readonly removeBuilder?: string;
   /** Job-private folders to delete after the job, such as the one holding secret files. */
   readonly cleanup: readonly string[];
+  /** The save to do after the job, and when. */
+  readonly save?: SaveJob & { readonly when: 'onSuccess' | 'always' };
+  readonly summary?: SummaryData;
 }
 
 const KEY = 'DockerBuildxCache.State';
@@ -20,5 +25,5 @@ export function loadState(): PostState | undefined {
   if (raw === undefined || raw === '') return undefined;
   const parsed = JSON.parse(raw) as Partial<PostState>;
   if (parsed.version !== 1) return undefined;
-  return { version: 1, removeBuilder: parsed.removeBuilder, cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [] };
+  return { version: 1, removeBuilder: parsed.removeBuilder, cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [], save: parsed.save, summary: parsed.summary };
 }

@@ -1,0 +1,104 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { info, setOutput, warn } from '../agent';
+import type { PreparedCache } from '../cache/session';
+import type { Config, Secret } from '../config';
+import { loc } from '../loc';
+import { buildArgs } from './args';
+import type { Builder } from './builder';
+import type { DockerCli } from './docker';
+import { parseMetadata } from './metadata';
+import { ProgressParser, type StepCount } from './progress';
+
+export class BuildError extends Error {
+  override name = 'BuildError';
+}
+
+interface BuildOutcome {
+  readonly code: number;
+  readonly steps: StepCount;
+  readonly failed: readonly string[];
+  readonly stderr: string;
+}
+
+/** Secret values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
+export async function writeSecrets(secrets: readonly Secret[], tempRoot: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  if (secrets.length === 0) return files;
+  const dir = path.join(tempRoot, 'secrets');
+  await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const [i, secret] of secrets.entries()) {
+    const file = path.join(dir, `secret-${i}`);
+    await fs.promises.writeFile(file, secret.value, { mode: 0o600 });
+    files.set(secret.id, file);
+  }
+  return files;
+}
+
+async function runBuild(docker: DockerCli, args: string[]): Promise<BuildOutcome> {
+  const parser = new ProgressParser();
+  const result = await docker.run(args, {
+    echo: true,
+    onLine: (line) => {
+      parser.push(line);
+    },
+  });
+  return { code: result.code, steps: parser.count(), failed: parser.failedVertices(), stderr: result.stderr };
+}
+
+/** A build whose only failure was writing the cache; the image itself was built. */
+export function isCacheExportFailure(outcome: Pick<BuildOutcome, 'failed' | 'stderr'>): boolean {
+  return outcome.failed.some((name) => /^exporting cache\b/i.test(name)) || /cache export (?:feature )?is (?:currently )?not supported/i.test(outcome.stderr);
+}
+
+function lastError(stderr: string): string {
+  const errors = stderr.split('\n').filter((l) => /^ERROR:|^error:/i.test(l.trim()));
+  return (errors[errors.length - 1] ?? '').trim();
+}
+
+/** Cache trouble never fails the build: when only the cache export failed, build once more without it. */
+export async function buildWithCacheFallback(
+  docker: DockerCli,
+  config: Config,
+  builder: Builder,
+  cache: PreparedCache,
+  secretFiles: ReadonlyMap<string, string>,
+  metadataFile: string,
+): Promise<BuildOutcome & { exported: boolean }> {
+  const invocation = { builder: builder.name, build: config.build, output: config.output, metadataFile, secretFiles };
+  let outcome = await runBuild(docker, buildArgs({ ...invocation, cache: cache.flags }));
+  let exported = cache.flags.to.length > 0;
+  if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
+    warn(loc('WarnCacheExportFailed', lastError(outcome.stderr)));
+    if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
+    exported = false;
+    // The first attempt built the image; the retry only re-exports it, so its step count is the one to report.
+    const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from: cache.flags.from, to: [] } }));
+    outcome = { ...retry, steps: outcome.steps };
+  }
+  if (outcome.code !== 0) throw new BuildError(loc('BuildFailed', outcome.code, lastError(outcome.stderr) || loc('SeeLogAbove')));
+  return { ...outcome, exported };
+}
+
+/** Sets the imageId, digest and metadataFile outputs from buildx's metadata file; returns the digest. */
+export async function setBuildOutputs(docker: DockerCli, config: Config, metadataFile: string): Promise<string | undefined> {
+  setOutput('metadataFile', metadataFile);
+  let metadata;
+  try {
+    metadata = parseMetadata(await fs.promises.readFile(metadataFile, 'utf8'));
+  } catch (err) {
+    warn(loc('WarnMetadataUnreadable', metadataFile, (err as Error).message));
+    return undefined;
+  }
+  if (metadata.digest !== undefined) setOutput('digest', metadata.digest);
+  let imageId = metadata.configDigest;
+  const firstTag = config.build.tags[0];
+  if (config.output.kind === 'docker' && firstTag !== undefined) {
+    // The engine's own image ID: the config digest in the classic store, the index digest in the containerd store.
+    const inspect = await docker.run(['image', 'inspect', '--format', '{{.Id}}', firstTag]);
+    if (inspect.code === 0 && inspect.stdout.trim() !== '') imageId = inspect.stdout.trim();
+  }
+  if (imageId !== undefined) setOutput('imageId', imageId);
+  info(loc('Outputs', imageId ?? '-', metadata.digest ?? '-'));
+  return metadata.digest;
+}
