@@ -3,11 +3,10 @@ import * as crypto from 'crypto';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { cleanup, tempDir, writeTree } from '../helpers';
-import { cachedSteps, docker, runJob, type JobResult } from '../../scripts/agent';
+import { cachedSteps, docker, type JobResult } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
-
-const IMAGE = 'dbxc-e2e/app';
+import { cleanup, tempDir } from '../helpers';
+import { blobsOnDisk, folderBytes, IMAGE, rawCachedLines, reachableBlobs, Workspace } from './workspace';
 
 /** A Dockerfile with an expensive dependency step keyed by a lock file, then the sources. */
 const DOCKERFILE = `FROM ${BASE_IMAGE}
@@ -18,44 +17,14 @@ COPY src/ ./src/
 RUN cat src/main.txt > /app/out.txt && echo "##vso[task.setvariable variable=pwned]yes" && echo "##[error]not an error"
 `;
 
-/** Blobs that index.json reaches, walked independently of the task's own code. */
-function reachableBlobs(dir: string): Set<string> {
-  const seen = new Set<string>();
-  const index = JSON.parse(fs.readFileSync(path.join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string; mediaType: string }[] };
-  const queue = [...index.manifests];
-  for (let d = queue.shift(); d !== undefined; d = queue.shift()) {
-    if (seen.has(d.digest)) continue;
-    seen.add(d.digest);
-    if (!/manifest|index/.test(d.mediaType)) continue;
-    const json = JSON.parse(fs.readFileSync(path.join(dir, 'blobs', ...d.digest.split(':')), 'utf8')) as { manifests?: typeof queue; layers?: typeof queue; config?: (typeof queue)[0] };
-    queue.push(...(json.manifests ?? []), ...(json.layers ?? []), ...(json.config ? [json.config] : []));
-  }
-  return seen;
-}
-
-function blobsOnDisk(dir: string): Set<string> {
-  const base = path.join(dir, 'blobs', 'sha256');
-  return new Set(fs.readdirSync(base).map((h) => `sha256:${h}`));
-}
-
-function folderBytes(dir: string): number {
-  let total = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) total += fs.statSync(path.join(entry.parentPath, entry.name)).size;
-  }
-  return total;
-}
-
-/** `#N CACHED` lines in BuildKit's own output, counted without the task's parser. */
-const rawCachedLines = (stdout: string): number => stdout.split('\n').filter((l) => /^#\d+ CACHED$/.test(l)).length;
-
 describe('end to end: the bundled task on a real engine', function () {
   this.timeout(10 * 60 * 1000);
 
+  let w: Workspace;
   let ws: string;
   let pipelineWorkspace: string;
   let cacheDir: string;
-  const timings: { job: string; totalMs: number; build: string }[] = [];
+  const timings: Workspace['timings'] = [];
 
   before(() => {
     ensureEngine();
@@ -63,12 +32,13 @@ describe('end to end: the bundled task on a real engine', function () {
   });
 
   beforeEach(() => {
-    ws = tempDir('dbxc-e2e-ws-');
-    pipelineWorkspace = tempDir('dbxc-e2e-pw-');
-    cacheDir = path.join(pipelineWorkspace, '.buildx-cache');
-    writeTree(ws, { Dockerfile: DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' });
+    w = new Workspace({ Dockerfile: DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' });
+    ({ ws, pipelineWorkspace, cacheDir } = w);
   });
-  afterEach(cleanup);
+  afterEach(() => {
+    timings.push(...w.timings);
+    cleanup();
+  });
 
   after(() => {
     if (timings.length === 0) return;
@@ -76,24 +46,8 @@ describe('end to end: the bundled task on a real engine', function () {
     for (const t of timings) console.log(`      ${t.job.padEnd(28)} ${(t.totalMs / 1000).toFixed(1)}s  build ${t.build}`);
   });
 
-  /** A fresh job, as on a new agent: the engine's build cache and the image are gone. */
-  async function job(name: string, inputs: Record<string, string> = {}, extraVars: Record<string, string> = {}): Promise<JobResult> {
-    docker(['buildx', 'prune', '-af']);
-    spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8' });
-    const agentTemp = tempDir('dbxc-e2e-tmp-');
-    const variables = {
-      'System.DefaultWorkingDirectory': ws,
-      'Pipeline.Workspace': pipelineWorkspace,
-      'Agent.TempDirectory': agentTemp,
-      'System.JobId': crypto.randomUUID(),
-      'System.TaskInstanceId': crypto.randomUUID(),
-      'Agent.Name': 'e2e-agent',
-      ...extraVars,
-    };
-    const result = await runJob({ dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'e2e', driver: 'docker', cacheBackend: 'directory', ...inputs }, variables, ws);
-    timings.push({ job: name, totalMs: result.main.ms, build: /^Build: ([\d.]+s)/m.exec(result.main.stdout)?.[1] ?? 'failed' });
-    return result;
-  }
+  /** These tests are about the cache folder itself: the directory backend. */
+  const job = (name: string, inputs: Record<string, string> = {}): Promise<JobResult> => w.job(name, { cacheBackend: 'directory', ...inputs });
 
   function assertSucceeded(r: JobResult): void {
     assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);

@@ -1,0 +1,94 @@
+import { spawnSync } from 'child_process';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { docker, runJob, type JobResult } from '../../scripts/agent';
+import { tempDir } from '../helpers';
+
+/** Blobs that index.json reaches, walked independently of the task's own code. */
+export function reachableBlobs(dir: string): Set<string> {
+  const seen = new Set<string>();
+  const index = JSON.parse(fs.readFileSync(path.join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string; mediaType: string }[] };
+  const queue = [...index.manifests];
+  for (let d = queue.shift(); d !== undefined; d = queue.shift()) {
+    if (seen.has(d.digest)) continue;
+    seen.add(d.digest);
+    if (!/manifest|index/.test(d.mediaType)) continue;
+    const json = JSON.parse(fs.readFileSync(path.join(dir, 'blobs', ...d.digest.split(':')), 'utf8')) as { manifests?: typeof queue; layers?: typeof queue; config?: (typeof queue)[0] };
+    queue.push(...(json.manifests ?? []), ...(json.layers ?? []), ...(json.config ? [json.config] : []));
+  }
+  return seen;
+}
+
+export function blobsOnDisk(dir: string): Set<string> {
+  return new Set(fs.readdirSync(path.join(dir, 'blobs', 'sha256')).map((h) => `sha256:${h}`));
+}
+
+export function blobSize(dir: string, digest: string): number {
+  return fs.statSync(path.join(dir, 'blobs', ...digest.split(':'))).size;
+}
+
+export function folderBytes(dir: string): number {
+  if (!fs.existsSync(dir)) return 0;
+  let total = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += fs.statSync(path.join(entry.parentPath, entry.name)).size;
+  }
+  return total;
+}
+
+/** `#N CACHED` lines in BuildKit's own output, counted without the task's parser. */
+export const rawCachedLines = (stdout: string): number => stdout.split('\n').filter((l) => /^#\d+ CACHED$/.test(l)).length;
+
+/** Whether the Dockerfile step whose name starts with `prefix` was CACHED, from BuildKit's own lines. */
+export function stepCached(stdout: string, prefix: string): boolean {
+  const lines = stdout.split('\n');
+  const vertex = lines.map((l) => /^#(\d+) (\[[^\]]+\] .*)$/.exec(l)).find((m) => m?.[2]?.startsWith(prefix) === true)?.[1];
+  if (vertex === undefined) throw new Error(`no step ${prefix} in the log`);
+  return lines.includes(`#${vertex} CACHED`);
+}
+
+export const IMAGE = 'dbxc-e2e/app';
+
+/** A pipeline's folders on one agent, and jobs run in them as the agent runs them. */
+export class Workspace {
+  readonly ws = tempDir('dbxc-e2e-ws-');
+  readonly pipelineWorkspace = tempDir('dbxc-e2e-pw-');
+  readonly agentWork = tempDir('dbxc-e2e-work-');
+  readonly cacheDir = path.join(this.pipelineWorkspace, '.buildx-cache');
+  readonly storeDir = path.join(this.agentWork, '_buildx_cache_store');
+  readonly timings: { job: string; totalMs: number; build: string }[] = [];
+
+  constructor(files: Record<string, string>) {
+    for (const [rel, content] of Object.entries(files)) this.write(rel, content);
+  }
+
+  write(rel: string, content: string): void {
+    fs.mkdirSync(path.dirname(path.join(this.ws, rel)), { recursive: true });
+    fs.writeFileSync(path.join(this.ws, rel), content);
+  }
+
+  /** A fresh job, as on a new agent: the engine's build cache and the image are gone. */
+  async job(name: string, inputs: Record<string, string> = {}, variables: Record<string, string> = {}): Promise<JobResult> {
+    docker(['buildx', 'prune', '-af']);
+    spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8' });
+    const result = await runJob(
+      { dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'e2e', driver: 'docker', ...inputs },
+      {
+        'System.DefaultWorkingDirectory': this.ws,
+        'Pipeline.Workspace': this.pipelineWorkspace,
+        'Agent.TempDirectory': tempDir('dbxc-e2e-tmp-'),
+        'Agent.WorkFolder': this.agentWork,
+        'Agent.OS': 'Linux',
+        'System.JobId': crypto.randomUUID(),
+        'System.TaskInstanceId': crypto.randomUUID(),
+        'Agent.Name': 'e2e-agent',
+        'Build.SourceBranch': 'refs/heads/main',
+        ...variables,
+      },
+      this.ws,
+    );
+    this.timings.push({ job: name, totalMs: result.main.ms, build: /^Build: ([\d.]+s)/m.exec(result.main.stdout)?.[1] ?? 'failed' });
+    return result;
+  }
+}
