@@ -2,7 +2,6 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Minimatch, type MinimatchOptions } from 'minimatch';
-import { mapLimit } from '../fsutil';
 import { hasGlob, parseKey, type Segment } from './segments';
 
 /** A file that a key segment matched: its path relative to the working directory, size and SHA-256. */
@@ -30,10 +29,9 @@ export class KeyResolveError extends Error {
 
 /** Globs as Cache@2 matches them: dot files included, no brace expansion, case-sensitive on Linux. */
 const MATCH_OPTIONS: MinimatchOptions = { dot: true, nobrace: true, nocase: process.platform !== 'linux', windowsPathsNoEscape: true };
-const HASH_CONCURRENCY = 16;
 const SMALL_FILE = 1 << 22;
 
-const toPosix = (p: string): string => p.split(path.sep).join('/');
+const toPosix = path.sep === '/' ? (p: string): string => p : (p: string): string => p.split(path.sep).join('/');
 
 /**
  * Cache@2's fingerprint of a file segment: base64 SHA-256 over `\nSHA256(<path>)=[<size>]<sha256>`
@@ -52,38 +50,54 @@ export function walkRoot(absolutePattern: string): { root: string; depth: number
   return { root: parts.slice(0, firstGlob).join('/') || '/', depth: rest.includes('**') ? Infinity : rest.length };
 }
 
-async function sha256(file: string, size: number): Promise<string> {
+/**
+ * The size and SHA-256 of a file, from one open file: open, fstat, read, close. Small files are
+ * read synchronously, because for thousands of small files Node's asynchronous calls cost several
+ * times the work itself; large files stream.
+ */
+async function hashFileInfo(file: string): Promise<{ size: number; sha256: string }> {
   const hash = crypto.createHash('sha256');
-  if (size <= SMALL_FILE) return hash.update(await fs.promises.readFile(file)).digest('hex');
+  const fd = fs.openSync(file, 'r');
+  let size: number;
+  try {
+    size = fs.fstatSync(fd).size;
+    if (size <= SMALL_FILE) {
+      const buffer = Buffer.allocUnsafe(size);
+      let read = 0;
+      while (read < size) {
+        const n = fs.readSync(fd, buffer, read, size - read, read);
+        if (n === 0) break;
+        read += n;
+      }
+      return { size: read, sha256: hash.update(buffer.subarray(0, read)).digest('hex') };
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
   for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+  return { size, sha256: hash.digest('hex') };
 }
 
 /** Files (absolute, posix) under `root` down to `depth`, skipping folders that an exclude rule removes whole. */
-async function walk(root: string, depth: number, prunes: readonly Minimatch[]): Promise<string[]> {
+function walk(root: string, depth: number, prunes: readonly Minimatch[]): string[] {
   const found: string[] = [];
-  const visit = async (dir: string, level: number): Promise<void> => {
+  const visit = (dir: string, level: number): void => {
     let entries: fs.Dirent[];
     try {
-      entries = await fs.promises.readdir(dir, { withFileTypes: true });
+      entries = fs.readdirSync(dir, { withFileTypes: true });
     } catch {
       return;
     }
-    await Promise.all(
-      entries.map(async (entry) => {
-        const full = dir === '/' ? `/${entry.name}` : `${dir}/${entry.name}`;
-        if (entry.isDirectory()) {
-          if (level < depth && !prunes.some((m) => m.match(full))) await visit(full, level + 1);
-        } else if (entry.isFile()) {
-          found.push(full);
-        } else if (entry.isSymbolicLink()) {
-          const stat = await fs.promises.stat(full).catch(() => undefined);
-          if (stat?.isFile()) found.push(full);
-        }
-      }),
-    );
+    for (const entry of entries) {
+      const full = dir === '/' ? `/${entry.name}` : `${dir}/${entry.name}`;
+      if (entry.isDirectory()) {
+        if (level < depth && !prunes.some((m) => m.match(full))) visit(full, level + 1);
+      } else if (entry.isFile() || (entry.isSymbolicLink() && fs.statSync(full, { throwIfNoEntry: false })?.isFile() === true)) {
+        found.push(full);
+      }
+    }
   };
-  await visit(root, 1);
+  visit(root, 1);
   return found;
 }
 
@@ -100,19 +114,20 @@ async function resolveFiles(segment: Extract<Segment, { kind: 'files' }>, workin
     if (!hasGlob(rule)) {
       // A plain path is one file: no need to list its folder.
       const file = absolute(rule);
-      if ((await fs.promises.stat(file).catch(() => undefined))?.isFile() === true) candidates.add(file);
+      if (fs.statSync(file, { throwIfNoEntry: false })?.isFile() === true) candidates.add(file);
       continue;
     }
     const { root, depth } = walkRoot(absolute(rule));
     roots.set(root, Math.max(roots.get(root) ?? 0, depth));
   }
-  for (const [root, depth] of roots) for (const file of await walk(root, depth, prunes)) candidates.add(file);
+  for (const [root, depth] of roots) for (const file of walk(root, depth, prunes)) candidates.add(file);
 
   const matched = [...candidates].filter((f) => includes.some((m) => m.match(f)) && !excludes.some((m) => m.match(f))).sort();
-  return mapLimit(matched, HASH_CONCURRENCY, async (file) => {
-    const stat = await fs.promises.stat(file);
-    return { path: toPosix(path.relative(workingDirectory, file)), size: stat.size, sha256: await sha256(file, stat.size) };
-  });
+  const base = `${toPosix(path.resolve(workingDirectory))}/`;
+  const relative = (file: string): string => (file.startsWith(base) ? file.slice(base.length) : toPosix(path.relative(workingDirectory, file)));
+  const files: MatchedFile[] = [];
+  for (const file of matched) files.push({ path: relative(file), ...(await hashFileInfo(file)) });
+  return files;
 }
 
 /**
