@@ -157,6 +157,33 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
     assert.ok(stepCached(healed.main.stdout, DEPS_STEP));
   });
 
+  it('a store blob changed with its mtime put back (as bit rot leaves it) fails in BuildKit, and the build runs again without the cache', async () => {
+    assert.equal((await w.job('fill the store (bit rot)')).post.result, 'Succeeded');
+    const blobs = path.join(w.storeDir, 'v1', 'blobs', 'sha256');
+    const biggest = fs.readdirSync(blobs).map((h) => path.join(blobs, h)).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? '';
+    // Bit rot keeps the mtime to the nanosecond. Give the blob a whole-second mtime, let a job seal it,
+    // then change bytes and put that mtime back exactly.
+    fs.utimesSync(biggest, 1_700_000_000, 1_700_000_000);
+    assert.equal((await w.job('reseal')).main.outputs.cacheHit, 'true');
+    fs.chmodSync(biggest, 0o644);
+    const fd = fs.openSync(biggest, 'r+');
+    fs.writeSync(fd, Buffer.from('XXXX'), 0, 4, 1000);
+    fs.closeSync(fd);
+    fs.utimesSync(biggest, 1_700_000_000, 1_700_000_000);
+
+    const rotten = await w.job('bit rot');
+    assert.equal(rotten.main.result, 'Succeeded', rotten.main.stdout);
+    assert.equal(rotten.main.outputs.cacheHit, 'true', 'the seal trusted the blob');
+    assert.equal(rotten.main.warnings.length, 1, rotten.main.warnings.join('\n'));
+    assert.match(rotten.main.warnings[0] ?? '', /A restored cache blob does not match its digest/);
+
+    const healed = await w.job('after bit rot');
+    assert.equal(healed.main.result, 'Succeeded');
+    assert.deepEqual([...healed.main.warnings, ...healed.post.warnings], []);
+    assert.equal(healed.main.outputs.cacheHit, 'true');
+    assert.ok(stepCached(healed.main.stdout, DEPS_STEP));
+  });
+
   it('saveCache afterBuild saves in the main step; never keeps the store read-only', async () => {
     const after = await w.job('afterBuild', { saveCache: 'afterBuild' });
     assert.match(after.main.stdout, /^##\[group\]Save cache$/m);

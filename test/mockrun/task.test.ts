@@ -176,6 +176,33 @@ describe('mock-run: the main step', function () {
     assert.match(run.stdout, / {3}- deps\.lock \[9 bytes\] --> [0-9a-f]{64}/);
   });
 
+  it('local store: a restored blob that fails its digest in BuildKit: the entry is distrusted and the build runs again without the import', async () => {
+    const storePath = path.join(agentWork, 'store');
+    const key = await resolveKey('buildx | deps.lock', ws);
+    const cached = cacheLayout(['deps layer', 'app layer']);
+    const source = path.join(tempDir(), 'source');
+    writeLayout(source, cached.root, cached.blobs);
+    await new LocalStore(storePath).save({ cacheDir: source, key: key.text, segments: key.values, scope: 'refs/heads/main', now: new Date() });
+    const sealed = (): string[] => fs.readdirSync(path.join(storePath, 'v1', 'checked', 'sha256'));
+    assert.equal(sealed().length, cached.blobs.length);
+
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const to = `--cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`;
+    const withImport = buildLine('default', `--tag app:latest --cache-from type=local,src=${cacheDir} ${to}`);
+    const withoutImport = buildLine('default', `--tag app:latest ${to}`);
+    const digestError = 'ERROR: failed to solve: error writing layer blob: failed commit on ref "layer-sha256:aa": commit failed: unexpected commit digest sha256:bb, expected sha256:aa: failed precondition';
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker', cacheKey: 'buildx | deps.lock', localStorePath: storePath, cacheDir },
+        { [`${DOCKER} buildx inspect default`]: ok, [withImport]: { code: 1, stderr: `#9 exporting cache to client directory\n#9 ERROR: unexpected commit digest\n${digestError}` }, [withoutImport]: ok },
+      ),
+    );
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands.slice(1), [withImport, withoutImport]);
+    assert.match(run.warnings[0] ?? '', /^loc_mock_WarnCacheContentFailed ERROR: failed to solve: .*unexpected commit digest/);
+    assert.deepEqual(sealed(), [], 'every blob of the entry is checked in full before its next use');
+  });
+
   it('local store: a pull request from a fork reads but never writes', async () => {
     const run = await runScenario({
       ...main({ imageName: 'app', driver: 'docker', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok }),

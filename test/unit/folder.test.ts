@@ -61,6 +61,27 @@ describe('the bounded cache folder', () => {
     assert.deepEqual(fs.readdirSync(parent), ['.buildx-cache']);
   });
 
+  it('seeds a fresh export with links to the current blobs, so unchanged layers are not written again', async () => {
+    const v1 = cacheLayout(['deps', 'app v1']);
+    let fresh = await folder.begin();
+    writeLayout(fresh, v1.root, v1.blobs);
+    await folder.commit(fresh);
+
+    fresh = await folder.begin(true);
+    const deps = v1.layers[0] as Blob;
+    const inode = (dir: string): number => fs.statSync(path.join(dir, 'blobs', 'sha256', deps.digest.slice(7))).ino;
+    assert.deepEqual(blobFiles(fresh), v1.blobs.map((b) => b.digest).sort());
+    assert.equal(inode(fresh), inode(folder.dir));
+    assert.ok(!fs.existsSync(path.join(fresh, 'index.json')), 'BuildKit writes the new index.json');
+
+    // BuildKit adds what changed and a new index; the commit keeps only what that index reaches.
+    const v2 = cacheLayout(['deps', 'app v2']);
+    writeLayout(fresh, v2.root, v2.blobs);
+    const result = await folder.commit(fresh);
+    assert.deepEqual(blobFiles(folder.dir), v2.blobs.map((b) => b.digest).sort());
+    assert.ok(result.prunedBytes > 0);
+  });
+
   it('keeps the old folder when the export lacks a blob its index needs', async () => {
     const v1 = cacheLayout(['deps', 'app v1']);
     let fresh = await folder.begin();

@@ -31,8 +31,11 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
 
 export const randomId = (): string => crypto.randomBytes(6).toString('hex');
 
-/** Writes a file so that readers see the old content or the new, never a part: a temp file, then a rename. */
-export async function writeFileAtomic(file: string, data: string | Buffer, tmpDir = path.dirname(file)): Promise<void> {
+/**
+ * Writes a file so that readers see the old content or the new, never a part: a temp file, then a
+ * rename. `durable` also flushes it to disk first, for files that must survive a power cut.
+ */
+export async function writeFileAtomic(file: string, data: string | Buffer, tmpDir = path.dirname(file), durable = false): Promise<void> {
   await fs.promises.mkdir(path.dirname(file), { recursive: true });
   await fs.promises.mkdir(tmpDir, { recursive: true });
   const tmp = path.join(tmpDir, `.${path.basename(file)}.${randomId()}.tmp`);
@@ -40,7 +43,7 @@ export async function writeFileAtomic(file: string, data: string | Buffer, tmpDi
     const handle = await fs.promises.open(tmp, 'w');
     try {
       await handle.writeFile(data);
-      await handle.sync();
+      if (durable) await handle.sync();
     } finally {
       await handle.close();
     }

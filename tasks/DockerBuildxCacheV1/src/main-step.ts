@@ -1,12 +1,14 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './agent';
+import { formatBytes, formatSeconds, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './agent';
 import { buildWithCacheFallback, setBuildOutputs, writeSecrets } from './buildx/build';
 import { defaultBuilderName, ensureBuilder } from './buildx/builder';
-import { Docker, type DockerCli } from './buildx/docker';
+import { buffered, Docker, type DockerCli } from './buildx/docker';
 import { CacheFolder, type CommitResult } from './cache/folder';
-import { cacheTrouble, openStore, prepareFolder, prepareFromStore, resolveKeys, saveToStore, type PreparedCache, type SaveJob } from './cache/session';
+import { openStore, saveToStore, type SaveJob } from './cache/save';
+import { prepareFolder, prepareFromStore, resolveKeys, type PreparedCache } from './cache/session';
+import { cacheTrouble } from './cache/trouble';
 import { readConfig, taskSource, type Config } from './config';
 import { loadMessages, loc } from './loc';
 import { scopePlan, type ScopePlan } from './store/scopes';
@@ -58,15 +60,34 @@ export async function runMain(docker?: DockerCli): Promise<void> {
   await fs.promises.mkdir(tempRoot, { recursive: true, mode: 0o700 });
   const job = new JobRecord(tempRoot, { backend: config.cache.backend, image: config.build.tags[0] ?? config.build.imageName, phases: [] });
 
-  const cache = await prepareCache(config, id, job, redact);
+  // Keys first: a pattern that matches nothing is an input error, found before docker runs.
+  const keys = config.cache.backend === 'local' ? await resolveCacheKeys(config, job, redact) : undefined;
+
+  // The builder does not depend on the cache: make it ready while the cache is restored, and show
+  // its log in its own group afterwards.
+  const builderLog: string[] = [];
+  const builderStart = Date.now();
+  const pendingBuilder = ensureBuilder(buffered(cli, builderLog), config.builder, defaultBuilderName(variable('System.JobId'), variable('Agent.Name')), (name) => {
+    if (config.builder.remove) job.update({ removeBuilder: name });
+  }).then((b) => ({ ...b, ms: Date.now() - builderStart }));
+  pendingBuilder.catch(() => undefined);
+
+  const cache = await prepareCache(config, id, job, keys).catch(async (err: unknown) => {
+    await pendingBuilder.catch(() => undefined);
+    for (const line of builderLog) console.log(line);
+    throw err;
+  });
 
   const builder = await job.timed(
     loc('PhaseBuilder'),
-    () =>
-      ensureBuilder(cli, config.builder, defaultBuilderName(variable('System.JobId'), variable('Agent.Name')), (name) => {
-        if (config.builder.remove) job.update({ removeBuilder: name });
-      }),
-    (b) => (b.created ? loc('BuilderCreated', b.name, config.builder.driver) : loc('BuilderReused', b.name, config.builder.driver)),
+    async () => {
+      try {
+        return await pendingBuilder;
+      } finally {
+        for (const line of builderLog) console.log(line);
+      }
+    },
+    (b) => (b.created ? loc('BuilderCreated', b.name, config.builder.driver, formatSeconds(b.ms)) : loc('BuilderReused', b.name, config.builder.driver, formatSeconds(b.ms))),
   );
   setOutput('builderName', builder.name);
 
@@ -104,26 +125,34 @@ export async function runMain(docker?: DockerCli): Promise<void> {
 
 type Prepared = PreparedCache & { readonly save?: SaveJob };
 
-/** The key and restore phases of each backend; sets the cache outputs, and hands the save to the post-job step. */
-async function prepareCache(config: Config, id: string, job: JobRecord, redact: (text: string) => string): Promise<Prepared> {
-  const backend = config.cache.backend;
-  if (backend === 'none') return { flags: { from: [], to: [] } };
-  if (backend === 'directory') {
+/** The resolved key and restore keys, with build secrets redacted: lookups and saves both use these. */
+interface CacheKeys {
+  readonly key: readonly string[];
+  readonly restoreKeys: readonly (readonly string[])[];
+}
+
+async function resolveCacheKeys(config: Config, job: JobRecord, redact: (text: string) => string): Promise<CacheKeys> {
+  const resolved = await job.timed(loc('PhaseKey'), () => resolveKeys(config));
+  // A build secret in a key never reaches the store.
+  const key = resolved.key.values.map(redact);
+  setOutput('cacheKey', key.join('|'));
+  job.update({}, { key: key.join('|') });
+  return { key, restoreKeys: resolved.restoreKeys.map((k) => k.values.map(redact)) };
+}
+
+/** The restore phase of each backend; sets the cache outputs, and hands the save to the post-job step. */
+async function prepareCache(config: Config, id: string, job: JobRecord, keys: CacheKeys | undefined): Promise<Prepared> {
+  if (config.cache.backend === 'none') return { flags: { from: [], to: [] } };
+  if (config.cache.backend === 'directory' || keys === undefined) {
     const cache = await job.timed(loc('PhaseCache'), () => prepareFolder(config, id), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
     setHitOutputs(config, cache.hit ?? 'false');
     job.update({}, { hit: cache.hit });
     return cache;
   }
 
-  const resolved = await job.timed(loc('PhaseKey'), () => resolveKeys(config));
-  // A build secret in a key never reaches the store: lookups and saves both use the redacted segments.
-  const key = resolved.key.values.map(redact);
-  const restoreKeys = resolved.restoreKeys.map((k) => k.values.map(redact));
-  const keyText = key.join('|');
-  setOutput('cacheKey', keyText);
   const scopes = scopePlan(config.cache.scope, scopeVariables());
   const store = openStore(config.cache.storePath);
-  const cache = await job.timed(loc('PhaseRestore'), () => prepareFromStore(config, id, store, key, restoreKeys, scopes), (c) =>
+  const cache = await job.timed(loc('PhaseRestore'), () => prepareFromStore(config, id, store, keys.key, keys.restoreKeys, scopes), (c) =>
     loc('RestoreDone', c.hit ?? 'false', formatBytes(c.bytesRestored ?? 0)),
   );
   const hit = cache.hit ?? 'false';
@@ -132,14 +161,13 @@ async function prepareCache(config: Config, id: string, job: JobRecord, redact: 
   job.update(
     {},
     {
-      key: keyText,
       hit,
       bytesRestored: cache.bytesRestored,
       restored: cache.restored && { key: cache.restored.key, scope: cache.restored.scope, created: cache.restored.created },
     },
   );
 
-  const save = saveJob(config, scopes, key);
+  const save = saveJob(config, scopes, keys.key);
   if (save !== undefined && (config.cache.save === 'onSuccess' || config.cache.save === 'always')) job.update({ save: { ...save, when: config.cache.save } });
   return { ...cache, save };
 }

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import { info, phase, uploadSummary, variable, warn } from './agent';
 import { removeBuilder } from './buildx/builder';
 import { Docker, type DockerCli } from './buildx/docker';
-import { saveToStore } from './cache/session';
+import { saveToStore } from './cache/save';
 import { loadMessages, loc } from './loc';
 import { loadState, type PostState } from './state';
 import { renderSummary, summaryOfSave, type SummaryData } from './summary';

@@ -1,5 +1,5 @@
 import { fail, warn } from './agent';
-import { CacheError } from './cache/session';
+import { CacheError } from './cache/trouble';
 import { runPost } from './post-step';
 
 runPost().catch((err: unknown) => {

@@ -1,5 +1,5 @@
 import { getTaskState, setTaskState } from './agent';
-import type { SaveJob } from './cache/session';
+import type { SaveJob } from './cache/save';
 import type { SummaryData } from './summary';
 
 /** What the main step hands the post-job step, as one JSON task variable. The post step recomputes nothing. */

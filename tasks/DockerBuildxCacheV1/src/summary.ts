@@ -1,5 +1,5 @@
 import { formatBytes, formatSeconds } from './agent';
-import type { SaveOutcome } from './cache/session';
+import type { SaveOutcome } from './cache/save';
 import type { HitKind } from './store/types';
 
 /** What the build's summary tab shows. Filled by the main step, completed by the post-job step. */

@@ -56,7 +56,19 @@ function lastError(stderr: string): string {
   return (errors[errors.length - 1] ?? '').trim();
 }
 
-/** Cache trouble never fails the build: when only the cache export failed, build once more without it. */
+/**
+ * A build that failed on the content of an imported cache blob (a digest or length that does not
+ * match): the blob changed on disk after it was last checked.
+ */
+export function isCacheContentFailure(outcome: Pick<BuildOutcome, 'stderr'>): boolean {
+  return /unexpected commit digest|failed to read expected number of bytes|digest mismatch|content sha256:[0-9a-f]{64}: not found/i.test(outcome.stderr);
+}
+
+/**
+ * Cache trouble never fails the build. When an imported cache blob turns out corrupt, the entry is
+ * distrusted and the build runs again without the import; when only the cache export failed, it
+ * runs again without the export.
+ */
 export async function buildWithCacheFallback(
   docker: DockerCli,
   config: Config,
@@ -66,14 +78,22 @@ export async function buildWithCacheFallback(
   metadataFile: string,
 ): Promise<BuildOutcome & { exported: boolean }> {
   const invocation = { builder: builder.name, build: config.build, output: config.output, metadataFile, secretFiles };
+  let from = cache.flags.from;
   let outcome = await runBuild(docker, buildArgs({ ...invocation, cache: cache.flags }));
+  if (outcome.code !== 0 && from.length > 0 && isCacheContentFailure(outcome)) {
+    warn(loc('WarnCacheContentFailed', lastError(outcome.stderr)));
+    await cache.distrust?.();
+    if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
+    from = [];
+    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.flags.to } }));
+  }
   let exported = cache.flags.to.length > 0;
   if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
     warn(loc('WarnCacheExportFailed', lastError(outcome.stderr)));
     if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
     exported = false;
     // The first attempt built the image; the retry only re-exports it, so its step count is the one to report.
-    const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from: cache.flags.from, to: [] } }));
+    const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: [] } }));
     outcome = { ...retry, steps: outcome.steps };
   }
   if (outcome.code !== 0) throw new BuildError(loc('BuildFailed', outcome.code, lastError(outcome.stderr) || loc('SeeLogAbove')));

@@ -4,6 +4,8 @@ import { neutralise } from './sanitize';
 export interface RunOptions {
   /** Show each output line in the log, neutralised. */
   readonly echo?: boolean;
+  /** Where the command line and echoed lines go; the log by default. */
+  readonly print?: (line: string) => void;
   /** Called with each output line (stdout and stderr) as it arrives. */
   readonly onLine?: (line: string) => void;
   readonly env?: NodeJS.ProcessEnv;
@@ -38,6 +40,11 @@ export function displayCommand(tool: string, args: readonly string[]): string {
   return [tool, ...args].map((a) => (a === '' || /[^\w@%+=:,./-]/.test(a) ? `'${a.replace(/'/g, `'\\''`)}'` : a)).join(' ');
 }
 
+/** A docker CLI whose log lines are kept in `lines`, for work that runs while another log group is open. */
+export function buffered(docker: DockerCli, lines: string[]): DockerCli {
+  return { run: (args, options) => docker.run(args, { ...options, print: (line) => lines.push(line) }) };
+}
+
 export class Docker implements DockerCli {
   constructor(private readonly toolPath: string) {}
 
@@ -46,14 +53,15 @@ export class Docker implements DockerCli {
   }
 
   async run(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    console.log(`[command]${neutralise(displayCommand(this.toolPath, args))}`);
+    const print = options.print ?? ((line: string): void => console.log(line));
+    print(`[command]${neutralise(displayCommand(this.toolPath, args))}`);
     const out = new Tail();
     const err = new Tail();
     const tool = tl.tool(this.toolPath).arg([...args]);
     const handle = (tail: Tail) => (line: string) => {
       tail.push(line);
       options.onLine?.(line);
-      if (options.echo === true) console.log(neutralise(line));
+      if (options.echo === true) print(neutralise(line));
     };
     tool.on('stdline', handle(out));
     tool.on('errline', handle(err));

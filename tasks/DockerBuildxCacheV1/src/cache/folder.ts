@@ -3,7 +3,7 @@ import * as path from 'path';
 import { csvSpec } from '../buildx/args';
 import type { CacheMode, Compression } from '../config';
 import { replaceDirectory } from '../fsutil';
-import { BLOBS_DIR, INDEX_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
+import { BLOBS_DIR, blobPath, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
 
 /** Sibling folders older than this are left-overs of a killed job and are swept away. */
 const STALE_MS = 60 * 60 * 1000;
@@ -68,14 +68,34 @@ export class CacheFolder {
     return csvSpec({ type: 'local', dest, mode, compression });
   }
 
-  /** Creates the parent folder, sweeps stale siblings and returns a fresh export path (not yet created). */
-  async begin(): Promise<string> {
+  /**
+   * Creates the parent folder, sweeps stale siblings and returns a fresh export folder. With `seed`,
+   * the fresh folder starts with hard links to the cache folder's blobs: BuildKit's exporter skips a
+   * blob that exists, so an unchanged layer costs a link, not a rewrite of every byte. The prune
+   * after the build removes whatever the new index.json does not reach.
+   */
+  async begin(seed = false): Promise<string> {
     const parent = path.dirname(this.dir);
     await fs.promises.mkdir(parent, { recursive: true });
     await this.sweep();
     const fresh = this.sibling('export');
     await fs.promises.rm(fresh, { recursive: true, force: true });
+    if (seed) await this.seed(fresh);
     return fresh;
+  }
+
+  private async seed(fresh: string): Promise<void> {
+    try {
+      for (const digest of (await blobSizes(this.dir)).keys()) {
+        const dest = blobPath(fresh, digest);
+        await fs.promises.mkdir(path.dirname(dest), { recursive: true });
+        await fs.promises.link(blobPath(this.dir, digest), dest);
+      }
+      await fs.promises.writeFile(path.join(fresh, LAYOUT_FILE), LAYOUT_CONTENT);
+    } catch {
+      // Across filesystems, say: BuildKit then writes every blob itself.
+      await fs.promises.rm(fresh, { recursive: true, force: true });
+    }
   }
 
   async discard(fresh: string): Promise<void> {

@@ -1,27 +1,14 @@
 import * as fs from 'fs';
-import * as path from 'path';
 import { formatBytes, info, warn } from '../agent';
 import type { CacheFlags } from '../buildx/args';
 import { InputError, type Config } from '../config';
 import { describeKey, KeyResolveError, resolveKey, type ResolvedKey } from '../key/resolve';
 import { loc } from '../loc';
-import { INDEX_FILE } from '../oci/layout';
-import { LocalStore } from '../store/local';
 import { restoreFromStore } from '../store/restore';
 import type { ScopePlan } from '../store/scopes';
-import type { CacheStore, Entry, HitKind, SaveResult, StoreStats } from '../store/types';
+import type { CacheStore, Entry, HitKind } from '../store/types';
 import { CacheFolder } from './folder';
-
-/** Cache trouble that the user asked to fail the task (`failOnCacheError`). */
-export class CacheError extends Error {
-  override name = 'CacheError';
-}
-
-/** Cache trouble is a warning, and the build goes on without the cache, unless the user asked for an error. */
-export function cacheTrouble(failOnError: boolean, message: string): void {
-  if (failOnError) throw new CacheError(message);
-  warn(message);
-}
+import { cacheTrouble } from './trouble';
 
 /** The cache of one build: what to import and export, and what was restored. */
 export interface PreparedCache {
@@ -31,6 +18,8 @@ export interface PreparedCache {
   readonly hit?: HitKind;
   readonly restored?: Entry;
   readonly bytesRestored?: number;
+  /** Called when the build fails on the restored content: the store checks the entry in full next time. */
+  readonly distrust?: () => Promise<void>;
 }
 
 export interface ResolvedKeys {
@@ -56,15 +45,10 @@ export async function resolveKeys(config: Config): Promise<ResolvedKeys> {
   return { key, restoreKeys };
 }
 
-/** The store behind `cacheBackend: local`; the one place that chooses a store implementation. */
-export function openStore(storePath: string): CacheStore {
-  return new LocalStore(storePath);
-}
-
-/** A fresh export folder next to the cache folder, unless nothing will be saved. */
-async function exportTo(config: Config, folder: CacheFolder): Promise<Pick<PreparedCache, 'pending' | 'flags'>> {
+/** A fresh export folder next to the cache folder, seeded with the cache being imported; none when nothing will be saved. */
+async function exportTo(config: Config, folder: CacheFolder, seed: boolean): Promise<Pick<PreparedCache, 'pending' | 'flags'>> {
   if (config.cache.save === 'never') return { flags: { from: [], to: [] } };
-  const fresh = await folder.begin();
+  const fresh = await folder.begin(seed);
   return { pending: { folder, fresh }, flags: { from: [], to: [folder.exportSpec(fresh, config.cache.mode, config.cache.compression)] } };
 }
 
@@ -76,7 +60,7 @@ export async function prepareFolder(config: Config, id: string): Promise<Prepare
     if (found.state === 'usable') info(loc('CacheFolderFound', folder.dir, formatBytes(found.bytes), found.blobs));
     else if (found.state === 'empty') info(loc('CacheFolderEmpty', folder.dir));
     else warn(loc('WarnCacheFolderUnusable', folder.dir, found.reason));
-    const out = await exportTo(config, folder);
+    const out = await exportTo(config, folder, found.state === 'usable');
     return { ...out, hit: found.state === 'usable' ? 'true' : 'false', flags: { from: found.state === 'usable' ? [folder.importSpec()] : [], to: out.flags.to } };
   } catch (err) {
     cacheTrouble(config.cache.failOnError, loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
@@ -111,56 +95,13 @@ export async function prepareFromStore(
     info(loc('CacheRestored', outcome.hit, e.key, e.scope, e.created, formatBytes(outcome.stats.bytes), outcome.stats.blobs, outcome.stats.linked));
   }
   try {
-    const out = await exportTo(config, folder);
-    const from = outcome.entry !== undefined ? [folder.importSpec()] : [];
-    return { ...out, flags: { from, to: out.flags.to }, hit: outcome.hit, restored: outcome.entry, bytesRestored: outcome.stats?.bytes ?? 0 };
+    const out = await exportTo(config, folder, outcome.entry !== undefined);
+    const entry = outcome.entry;
+    const from = entry !== undefined ? [folder.importSpec()] : [];
+    const distrust = entry === undefined ? undefined : (): Promise<void> => store.distrust(entry);
+    return { ...out, flags: { from, to: out.flags.to }, hit: outcome.hit, restored: entry, bytesRestored: outcome.stats?.bytes ?? 0, distrust };
   } catch (err) {
     cacheTrouble(config.cache.failOnError, loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
     return { flags: { from: [], to: [] }, hit: outcome.hit, restored: outcome.entry, bytesRestored: outcome.stats?.bytes ?? 0 };
-  }
-}
-
-/** What the save needs, handed from the main step to the post-job step. */
-export interface SaveJob {
-  readonly storePath: string;
-  readonly cacheDir: string;
-  /** The resolved key's segments. */
-  readonly segments: readonly string[];
-  readonly scope: string;
-  readonly retentionDays: number;
-  readonly failOnError: boolean;
-}
-
-export interface SaveOutcome {
-  readonly result?: SaveResult;
-  /** Why nothing was saved, when that was not a failure. */
-  readonly skipped?: string;
-  readonly pruned?: { entries: number; blobs: number; bytes: number };
-  readonly stats?: StoreStats;
-}
-
-/** Saves the cache folder as the newest version of its key, then applies retention. */
-export async function saveToStore(job: SaveJob, store: CacheStore = openStore(job.storePath)): Promise<SaveOutcome> {
-  if (!fs.existsSync(path.join(job.cacheDir, INDEX_FILE))) {
-    info(loc('NothingToSave', job.cacheDir));
-    return { skipped: loc('NothingToSave', job.cacheDir) };
-  }
-  let result: SaveResult;
-  try {
-    result = await store.save({ cacheDir: job.cacheDir, key: job.segments.join('|'), segments: job.segments, scope: job.scope, now: new Date() });
-  } catch (err) {
-    cacheTrouble(job.failOnError, loc('WarnSaveFailed', store.description, (err as Error).message));
-    return {};
-  }
-  if (result.status === 'unchanged') info(loc('SaveUnchanged', result.entry.key, result.entry.scope));
-  else info(loc('Saved', result.entry.key, result.entry.scope, formatBytes(result.newBytes), result.newBlobs));
-  try {
-    const report = await store.prune({ retentionDays: job.retentionDays, now: new Date() });
-    const stats = await store.stats();
-    info(loc('Pruned', report.entriesRemoved, report.blobsRemoved, formatBytes(report.bytesRemoved), formatBytes(stats.bytes), stats.blobs, stats.entries));
-    return { result, pruned: { entries: report.entriesRemoved, blobs: report.blobsRemoved, bytes: report.bytesRemoved }, stats };
-  } catch (err) {
-    cacheTrouble(job.failOnError, loc('WarnPruneFailed', store.description, (err as Error).message));
-    return { result };
   }
 }

@@ -39,7 +39,7 @@ import {
  * A content-addressed store on a local path or a mounted share:
  *
  *   <storePath>/v1/blobs/sha256/<hex>        each blob once, read-only
- *   <storePath>/v1/checked/sha256/<hex>      size, mtime, ctime and inode when the blob last hashed right
+ *   <storePath>/v1/checked/sha256/<hex>      size, mtime and inode when the blob last hashed right
  *   <storePath>/v1/entries/<scope>/<id>.json one per saved cache; its mtime is its last use
  *   <storePath>/v1/leases/<id>.json          blobs that a save or restore in flight is about to use
  *   <storePath>/v1/trash/                    blobs the pruner is about to delete, until it has looked again
@@ -84,15 +84,18 @@ export class LocalStore implements CacheStore {
   // ---------------------------------------------------------------- blobs
 
   /**
-   * Whether the store holds the blob intact. The blob is hashed unless its size, mtime, ctime and
-   * inode are those recorded when it last hashed right; any write to the file changes its ctime.
+   * Whether the store holds the blob intact. The blob is hashed unless its size, mtime and inode
+   * are those sealed when it last hashed right, as git's index does with core.trustctime off: ctime
+   * changes with every hard link made or removed, which restores do all the time. A change that
+   * keeps the mtime (or bit rot) gets past the seal; BuildKit then fails on the digest, and the
+   * build distrusts the entry (see `distrust`) and runs again without it.
    */
   private async blobState(ref: BlobRef): Promise<'ok' | 'missing' | 'corrupt'> {
     const file = this.blobFile(ref.digest);
     const stat = await unlessMissing(fs.promises.lstat(file));
     if (stat === undefined) return 'missing';
     if (!stat.isFile() || stat.size !== ref.size) return 'corrupt';
-    const seal = `${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.ino}`;
+    const seal = sealOf(stat);
     if ((await fs.promises.readFile(this.checkedFile(ref.digest), 'utf8').catch(() => '')) === seal) return 'ok';
     if ((await hashFile(file, algorithmOf(ref.digest))) !== ref.digest) return 'corrupt';
     await writeFileAtomic(this.checkedFile(ref.digest), seal, this.dir('tmp'));
@@ -118,8 +121,7 @@ export class LocalStore implements CacheStore {
     } finally {
       await fs.promises.rm(tmp, { force: true });
     }
-    const stat = await fs.promises.stat(this.blobFile(ref.digest));
-    await writeFileAtomic(this.checkedFile(ref.digest), `${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.ino}`, this.dir('tmp'));
+    await writeFileAtomic(this.checkedFile(ref.digest), sealOf(await fs.promises.stat(this.blobFile(ref.digest))), this.dir('tmp'));
   }
 
   /** Puts a blob the pruner moved to trash back in place; false when it is not there (any more). */
@@ -235,6 +237,10 @@ export class LocalStore implements CacheStore {
     return { entries: all.flatMap((r) => r.entries), corrupt: all.flatMap((r) => r.corrupt) };
   }
 
+  async distrust(entry: Entry): Promise<void> {
+    for (const blob of entry.blobs) await fs.promises.rm(this.checkedFile(blob.digest), { force: true });
+  }
+
   async touch(entry: Entry, now: Date): Promise<void> {
     await this.touchIfPresent(entry, now);
   }
@@ -328,7 +334,7 @@ export class LocalStore implements CacheStore {
         index: JSON.parse(JSON.stringify(index)) as unknown,
         blobs,
       };
-      await writeFileAtomic(this.entryFile(entry), JSON.stringify(entry), this.dir('tmp'));
+      await writeFileAtomic(this.entryFile(entry), JSON.stringify(entry), this.dir('tmp'), true);
       await fs.promises.utimes(this.entryFile(entry), req.now, req.now);
       // A prune that began before this save's lease may have taken a blob since the check above.
       await mapLimit(blobs, this.concurrency, (ref) => this.ensureBlob(ref, blobPath(req.cacheDir, ref.digest)));
@@ -353,7 +359,8 @@ export class LocalStore implements CacheStore {
 
     const condemned: { ref: BlobRef; trash: string }[] = [];
     await fs.promises.mkdir(this.dir('trash'), { recursive: true });
-    for (const ref of unreferencedBlobs(await this.listBlobs(), kept, leases, now)) {
+    const blobs = await this.listBlobs();
+    for (const ref of unreferencedBlobs(blobs, kept, leases, now)) {
       const trash = path.join(this.dir('trash'), `${ref.digest.replace(':', '-')}.${randomId()}`);
       try {
         await fs.promises.rename(this.blobFile(ref.digest), trash);
@@ -364,7 +371,8 @@ export class LocalStore implements CacheStore {
     }
     // A save or restore that started after the first look may reference a condemned blob by now.
     const referenced = new Set<string>();
-    for (const e of (await this.listAll()).entries) for (const b of e.blobs) referenced.add(b.digest);
+    const left = (await this.listAll()).entries;
+    for (const e of left) for (const b of e.blobs) referenced.add(b.digest);
     for (const l of await this.listLeases()) if (Date.parse(l.expires) > now.getTime()) for (const d of l.blobs) referenced.add(d);
     let blobsRemoved = 0;
     let bytesRemoved = 0;
@@ -376,13 +384,15 @@ export class LocalStore implements CacheStore {
       }
       await fs.promises.rm(trash, { force: true });
       await fs.promises.rm(this.checkedFile(ref.digest), { force: true });
+      blobs.delete(ref.digest);
       blobsRemoved++;
       bytesRemoved += ref.size;
     }
     const hour = 60 * 60 * 1000;
     await sweepOld(this.dir('tmp'), hour, now.getTime());
     await sweepOld(this.dir('trash'), hour, now.getTime());
-    return { entriesRemoved: expired.length + corrupt.length, blobsRemoved, bytesRemoved };
+    const after = { entries: left.length, blobs: blobs.size, bytes: [...blobs.values()].reduce((a, b) => a + b, 0) };
+    return { entriesRemoved: expired.length + corrupt.length, blobsRemoved, bytesRemoved, after };
   }
 
   async stats(): Promise<StoreStats> {
@@ -390,6 +400,11 @@ export class LocalStore implements CacheStore {
     const { entries } = await this.listAll();
     return { entries: entries.length, blobs: blobs.size, bytes: [...blobs.values()].reduce((a, b) => a + b, 0) };
   }
+}
+
+/** What stands in for hashing a blob again while the file is unchanged. */
+function sealOf(stat: fs.Stats): string {
+  return `${stat.size}:${stat.mtimeMs}:${stat.ino}`;
 }
 
 function isBlobRef(value: unknown): value is BlobRef {

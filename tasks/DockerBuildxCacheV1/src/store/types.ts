@@ -65,6 +65,8 @@ export interface PruneReport {
   readonly entriesRemoved: number;
   readonly blobsRemoved: number;
   readonly bytesRemoved: number;
+  /** The store as the prune left it. */
+  readonly after: StoreStats;
 }
 
 export interface StoreStats {
@@ -90,6 +92,8 @@ export interface CacheStore {
   restore(entry: Entry, cacheDir: string): Promise<RestoreStats>;
   /** Records that the entry was used now. */
   touch(entry: Entry, now: Date): Promise<void>;
+  /** The build failed on this entry's content: check every one of its blobs in full before it is used again. */
+  distrust(entry: Entry): Promise<void>;
   /** Saves `cacheDir` as a new version of the key, adding only the blobs the store lacks. */
   save(request: SaveRequest): Promise<SaveResult>;
   /** Removes entries unused for the retention period and superseded versions, then blobs no entry reaches. */
