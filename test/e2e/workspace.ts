@@ -69,7 +69,7 @@ export class Workspace {
   }
 
   /** A fresh job, as on a new agent: the engine's build cache and the image are gone. */
-  async job(name: string, inputs: Record<string, string> = {}, variables: Record<string, string> = {}): Promise<JobResult> {
+  async job(name: string, inputs: Record<string, string> = {}, variables: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}): Promise<JobResult> {
     docker(['buildx', 'prune', '-af']);
     spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8' });
     const result = await runJob(
@@ -87,6 +87,7 @@ export class Workspace {
         ...variables,
       },
       this.ws,
+      env,
     );
     this.timings.push({ job: name, totalMs: result.main.ms, build: /^Build: ([\d.]+s)/m.exec(result.main.stdout)?.[1] ?? 'failed' });
     return result;

@@ -1,5 +1,7 @@
 // One generic MockTestRunner scenario: the test that spawns it passes the inputs, agent variables,
 // task variables and docker answers as JSON in DBXC_MOCK_SCENARIO, so each case is one table row.
+import * as crypto from 'crypto';
+import * as fs from 'fs';
 import * as path from 'path';
 import { TaskMockRunner } from 'azure-pipelines-task-lib/mock-run';
 import { DOCKER, type Scenario } from './types';
@@ -15,4 +17,26 @@ for (const [name, value] of Object.entries(scenario.inputs ?? {})) tmr.setInput(
 for (const [name, value] of Object.entries(scenario.variables ?? {})) process.env[envKey(name)] = value;
 for (const [name, value] of Object.entries(scenario.taskVariables ?? {})) process.env[`VSTS_TASKVARIABLE_${envKey(name)}`] = value;
 tmr.setAnswers({ which: { docker: DOCKER }, checkPath: { [DOCKER]: true }, exec: scenario.exec ?? {} });
+const tools = scenario.tools;
+if (tools !== undefined) {
+  // The agent's tool cache, on a folder: each download is logged, so tests see what was fetched.
+  const toolDir = (tool: string, version: string, arch = ''): string => path.join(tools.dir, tool, version, arch);
+  tmr.registerMock('azure-pipelines-tool-lib/tool', {
+    findLocalTool: (tool: string, version: string, arch?: string): string => (fs.existsSync(path.join(toolDir(tool, version, arch), '.complete')) ? toolDir(tool, version, arch) : ''),
+    downloadTool: (url: string): Promise<string> => {
+      console.log(`[download] ${url}`);
+      const content = tools.downloads[url];
+      if (content === undefined) return Promise.reject(new Error('Unexpected HTTP response: 404'));
+      const file = path.join(tools.dir, `.download-${crypto.randomUUID()}`);
+      fs.writeFileSync(file, content);
+      return Promise.resolve(file);
+    },
+    cacheFile: (source: string, target: string, tool: string, version: string, arch?: string): Promise<string> => {
+      fs.mkdirSync(toolDir(tool, version, arch), { recursive: true });
+      fs.copyFileSync(source, path.join(toolDir(tool, version, arch), target));
+      fs.writeFileSync(path.join(toolDir(tool, version, arch), '.complete'), '');
+      return Promise.resolve(toolDir(tool, version, arch));
+    },
+  });
+}
 tmr.run();

@@ -1,4 +1,5 @@
 import * as assert from 'assert/strict';
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { instanceIdOf } from '../../tasks/DockerBuildxCacheV1/src/agent';
@@ -15,6 +16,14 @@ const TASK = '7d1b5e3a-0000-4000-8000-000000000002';
 const ID = instanceIdOf(JOB, TASK);
 const BUILDER = defaultBuilderName(JOB, 'agent-1');
 const ok = { code: 0, stdout: '' };
+/** What the preflight runs before the builder, as the log shows it: versions, and the image store for the docker driver. */
+const PREFLIGHT = [`${DOCKER} version --format '{{json .}}'`, `${DOCKER} buildx version`];
+const PREFLIGHT_DOCKER = [...PREFLIGHT, `${DOCKER} info --format '{{json .DriverStatus}}'`];
+const preflightAnswers = (buildx = '0.19.2', store = 'io.containerd.snapshotter.v1'): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
+  [`${DOCKER} version --format {{json .}}`]: { code: 0, stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}' },
+  [`${DOCKER} buildx version`]: { code: 0, stdout: `github.com/docker/buildx v${buildx} abc` },
+  [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 0, stdout: `[["driver-type","${store}"]]` },
+});
 const missing = { code: 1, stdout: '', stderr: 'ERROR: no builder found' };
 
 let ws: string;
@@ -38,7 +47,7 @@ function variables(): Record<string, string> {
 }
 
 function main(inputs: Record<string, string>, exec: Record<string, { code: number; stdout?: string; stderr?: string }>): Scenario {
-  return { step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', ...inputs }, variables: variables(), exec };
+  return { step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', ...inputs }, variables: variables(), exec: { ...preflightAnswers(), ...exec } };
 }
 
 /** The `buildx build` command line the task must run, from its variable parts. */
@@ -80,6 +89,7 @@ describe('mock-run: the main step', function () {
 
     assert.ok(run.succeeded, run.stdout);
     assert.deepEqual(run.commands, [
+      ...PREFLIGHT,
       `${DOCKER} buildx inspect ${BUILDER}`,
       `${DOCKER} buildx create --name ${BUILDER} --driver docker-container`,
       `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
@@ -109,7 +119,7 @@ describe('mock-run: the main step', function () {
       ),
     );
     assert.ok(run.succeeded, run.stdout);
-    assert.deepEqual(run.commands, [`${DOCKER} buildx inspect ci`, `${DOCKER} buildx inspect --bootstrap ci`, build]);
+    assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect ci`, `${DOCKER} buildx inspect --bootstrap ci`, build]);
     assert.equal(run.outputs.builderName, 'ci');
     // A reused builder is never the task's to remove.
     const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string };
@@ -148,7 +158,7 @@ describe('mock-run: the main step', function () {
       const build = buildLine(builder, '--tag app:v1 --tag app:latest --load');
       const run = await runScenario(main({ imageName: 'app', tags: 'v1\nlatest', ...inputs }, { ...builderExec, [build]: ok }));
       assert.ok(run.succeeded, run.stdout);
-      assert.deepEqual(run.commands, [...builderCommands, build]);
+      assert.deepEqual(run.commands, [...(inputs.driver === 'docker' ? PREFLIGHT_DOCKER : PREFLIGHT), ...builderCommands, build]);
       assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
     });
   }
@@ -167,7 +177,7 @@ describe('mock-run: the main step', function () {
       main({ imageName: 'app', driver: 'docker', cacheKey: 'buildx | deps.lock', localStorePath: storePath, cacheDir, cacheHitVar: 'BUILDX_HIT' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
     );
     assert.ok(run.succeeded, run.stdout);
-    assert.equal(run.commands[1], build);
+    assert.equal(run.commands.at(-1), build);
     assert.deepEqual([run.outputs.cacheHit, run.outputs.cacheKey, run.outputs.cacheRestoredKey], ['true', key.text, key.text]);
     assert.match(run.stdout, /##vso\[task\.setvariable variable=BUILDX_HIT;isOutput=false;issecret=false;\]true/);
     assert.deepEqual(blobFiles(cacheDir), cached.blobs.map((b) => b.digest).sort());
@@ -198,7 +208,7 @@ describe('mock-run: the main step', function () {
       ),
     );
     assert.ok(run.succeeded, run.stdout);
-    assert.deepEqual(run.commands.slice(1), [withImport, withoutImport]);
+    assert.deepEqual(run.commands.slice(-2), [withImport, withoutImport]);
     assert.match(run.warnings[0] ?? '', /^loc_mock_WarnCacheContentFailed ERROR: failed to solve: .*unexpected commit digest/);
     assert.deepEqual(sealed(), [], 'every blob of the entry is checked in full before its next use');
   });
@@ -207,7 +217,7 @@ describe('mock-run: the main step', function () {
     const run = await runScenario({
       ...main({ imageName: 'app', driver: 'docker', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok }),
       variables: { ...variables(), 'Build.SourceBranch': 'refs/pull/7/merge', 'System.PullRequest.TargetBranch': 'refs/heads/main', 'System.PullRequest.IsFork': 'True' },
-      exec: { [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', `--tag app:latest --cache-to type=local,dest=${path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`)},mode=max,compression=gzip --load`)]: ok },
+      exec: { ...preflightAnswers(), [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', `--tag app:latest --cache-to type=local,dest=${path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`)},mode=max,compression=gzip --load`)]: ok },
     });
     assert.ok(run.succeeded, run.stdout);
     assert.match(run.stdout, /loc_mock_ReadOnlyFork/);
@@ -232,8 +242,63 @@ describe('mock-run: the main step', function () {
     const build = buildLine('default', '--tag app:latest --load');
     const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheDir, saveCache: 'never' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
     assert.ok(run.succeeded, run.stdout);
-    assert.equal(run.commands[1], build);
+    assert.equal(run.commands.at(-1), build);
     assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
+  });
+
+  describe('buildxVersion: the tool cache', () => {
+    const mirror = 'https://mirror.example/buildx/releases';
+    const binary = '#!/bin/sh\necho pinned buildx\n';
+    const sha = (text: string): string => crypto.createHash('sha256').update(text).digest('hex');
+    const asset = `${mirror}/download/v0.19.2/buildx-v0.19.2.linux-amd64`;
+    const checksums = `${mirror}/download/v0.19.2/checksums.txt`;
+    const latest = `${mirror}/latest/download/checksums.txt`;
+    let tools: { dir: string; downloads: Record<string, string> };
+    beforeEach(() => {
+      tools = { dir: tempDir(), downloads: { [asset]: binary, [checksums]: `${sha(binary)}  buildx-v0.19.2.linux-amd64\n`, [latest]: `${sha(binary)}  buildx-v0.19.2.linux-amd64\n` } };
+    });
+    const run = (version: string): Promise<MockRun> =>
+      runScenario({
+        ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', buildxVersion: version, buildxDownloadUrl: mirror }, { [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', '--tag app:latest --load')]: ok }),
+        tools,
+      });
+    const downloads = (r: MockRun): string[] => r.stdout.split('\n').filter((l) => l.startsWith('[download] ')).map((l) => l.slice(11));
+    const plugin = (): string => path.join(agentTemp, `docker-buildx-cache-${ID}`, 'docker-config', 'cli-plugins', 'docker-buildx');
+
+    it('downloads and verifies a version, caches it, and makes it the plugin of a job-private docker config', async () => {
+      const r = await run('0.19.2');
+      assert.ok(r.succeeded, r.stdout);
+      assert.deepEqual(downloads(r), [checksums, asset]);
+      assert.match(r.stdout, /loc_mock_BuildxInstalled 0\.19\.2 https:\/\/mirror\.example\/.*buildx-v0\.19\.2\.linux-amd64, SHA-256 verified, now in the tool cache/);
+      assert.equal(fs.readFileSync(plugin(), 'utf8'), binary);
+      assert.equal(fs.realpathSync(plugin()), path.join(tools.dir, 'docker-buildx', '0.19.2', 'amd64', 'docker-buildx'));
+      const state = JSON.parse(r.taskVariables['DockerBuildxCache.State'] ?? '{}') as { dockerConfig?: string };
+      assert.equal(state.dockerConfig, path.dirname(path.dirname(plugin())));
+      assert.match(r.stdout, /loc_mock_PreflightBuildx 0\.19\.2 https:\/\/mirror\.example/);
+    });
+
+    it('a second job finds it in the tool cache and downloads nothing', async () => {
+      await run('0.19.2');
+      const second = await run('0.19.2');
+      assert.ok(second.succeeded, second.stdout);
+      assert.deepEqual(downloads(second), []);
+      assert.match(second.stdout, /loc_mock_BuildxInstalled 0\.19\.2 the tool cache/);
+    });
+
+    it('resolves latest from the newest release checksums', async () => {
+      const r = await run('latest');
+      assert.ok(r.succeeded, r.stdout);
+      assert.deepEqual(downloads(r), [latest, asset]);
+    });
+
+    it('rejects a corrupted download with a clear error, never caches it, and never runs docker', async () => {
+      tools.downloads[asset] = 'tampered';
+      const r = await run('0.19.2');
+      assert.ok(r.runner.failed);
+      assert.match(r.errors[0] ?? '', /^Input 'buildxVersion': loc_mock_BuildxInstallFailed 0\.19\.2 .*does not match its published SHA-256/);
+      assert.ok(!fs.existsSync(path.join(tools.dir, 'docker-buildx')));
+      assert.deepEqual(r.commands, []);
+    });
   });
 
   it('passes every build input and each output kind', async () => {
@@ -264,7 +329,7 @@ describe('mock-run: the main step', function () {
       const head = `${DOCKER} buildx build --builder default --progress plain --file ${ws}/Dockerfile ${middle} --metadata-file ${metadata}`;
       const run = await runScenario(main(inputs, { [`${DOCKER} buildx inspect default`]: ok, [`${head} --provenance=false --annotation index:title=my app ${ws}`]: ok }));
       assert.ok(run.succeeded, `${outputInputs.output ?? ''}: ${run.stdout}`);
-      assert.deepEqual(run.commands, [`${DOCKER} buildx inspect default`, `${head} --provenance=false --annotation 'index:title=my app' ${ws}`]);
+      assert.deepEqual(run.commands, [...PREFLIGHT_DOCKER, `${DOCKER} buildx inspect default`, `${head} --provenance=false --annotation 'index:title=my app' ${ws}`]);
     }
   });
 
@@ -273,7 +338,7 @@ describe('mock-run: the main step', function () {
     const build = buildLine('default', `--tag app:latest --secret id=npmrc,src=${secretFile} --load`);
     const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', secrets: 'npmrc=s3cr3t-value' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
     assert.ok(run.succeeded, run.stdout);
-    assert.equal(run.commands[1], build);
+    assert.equal(run.commands.at(-1), build);
     assert.match(run.stdout, /##vso\[task\.setsecret\]s3cr3t-value/);
     assert.equal(run.stdout.split('s3cr3t-value').length - 1, 1, 'the value appears only in the setsecret command');
     assert.ok(!fs.existsSync(secretFile), 'the secret file is deleted after the build');
@@ -312,7 +377,7 @@ describe('mock-run: the main step', function () {
       ),
     );
     assert.ok(run.succeeded, run.stdout);
-    assert.deepEqual(run.commands.slice(1), [withExport, withoutExport]);
+    assert.deepEqual(run.commands.slice(-2), [withExport, withoutExport]);
     assertWarnings(run, [/^loc_mock_WarnCacheExportFailed ERROR: failed to solve: error writing layer blob: no space left on device/, /^loc_mock_WarnMetadataUnreadable /]);
   });
 
@@ -345,11 +410,41 @@ describe('mock-run: the main step', function () {
     assert.match(run.stdout, /#5 0\.1 # #\[error\]fake/);
   });
 
-  it('fails with the reason when no engine answers', async () => {
-    const run = await runScenario(main({ imageName: 'app', driver: 'docker' }, { [`${DOCKER} buildx inspect default`]: { code: 1, stdout: '', stderr: 'ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' } }));
+  it('fails with the likely cause when no engine answers', async () => {
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker' },
+        { [`${DOCKER} version --format {{json .}}`]: { code: 1, stdout: '{"Client":{"Version":"28.2.2"},"Server":null}', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' } },
+      ),
+    );
     assert.ok(run.runner.failed);
-    assert.match(run.errors[0] ?? '', /Cannot connect to the Docker daemon/);
+    assert.match(run.errors[0] ?? '', /^loc_mock_PreflightNoEngine \S+ Cannot connect to the Docker daemon/);
   });
+
+  // Feature gates, from what the preflight finds.
+  const gateCases: [string, Record<string, string>, ReturnType<typeof preflightAnswers>, RegExp | undefined, string | RegExp][] = [
+    ['the classic image store: a warning, and the docker driver builds without exporting cache', { driver: 'docker' }, preflightAnswers('0.19.2', 'Backing Filesystem'), /^loc_mock_WarnNoContainerdStore/, '--tag app:latest --load'],
+    ['buildx 0.35: the local export drops stale blobs itself', { driver: 'docker' }, preflightAnswers('0.35.0'), undefined, `--tag app:latest --cache-to type=local,dest=EXPORT,mode=max,compression=gzip,reset=true --load`],
+    ['buildx older than the task needs: an error naming buildxVersion', { driver: 'docker' }, preflightAnswers('0.9.1'), undefined, /^loc_mock_PreflightBuildxTooOld 0\.9\.1 0\.10\.0 0\.10\.0/],
+    ['no buildx plugin: an error naming buildxVersion', { driver: 'docker' }, { ...preflightAnswers(), [`${DOCKER} buildx version`]: { code: 1, stderr: "docker: 'buildx' is not a docker command." } }, undefined, /^loc_mock_PreflightNoBuildx docker: 'buildx' is not a docker command\./],
+  ];
+  for (const [name, inputs, answers, warning, expected] of gateCases) {
+    it(`gates: ${name}`, async () => {
+      const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+      const build = typeof expected === 'string' ? buildLine('default', expected.replace('EXPORT', exportDir)) : 'none';
+      const run = await runScenario(main({ imageName: 'app', cacheDir, ...inputs }, { ...answers, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+      if (typeof expected === 'string') {
+        assert.ok(run.succeeded, run.stdout);
+        assert.equal(run.commands.at(-1), build);
+        if (warning !== undefined) assert.match(run.warnings[0] ?? '', warning);
+        else assert.ok(!run.warnings.some((w) => /ContainerdStore/.test(w)));
+      } else {
+        assert.ok(run.runner.failed);
+        assert.match(run.errors[0] ?? '', expected);
+        assert.ok(!run.commands.some((c) => c.includes('buildx build')));
+      }
+    });
+  }
 
   // Every validation error stops the task before docker runs, naming the input and the message key.
   const invalid: [Record<string, string>, string, string][] = [

@@ -1,6 +1,6 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
-import { defaultBuilderName, ensureBuilder, BuilderError } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
+import { defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/buildx/docker';
 import type { BuilderConfig } from '../../tasks/DockerBuildxCacheV1/src/config';
 
@@ -31,10 +31,10 @@ describe('builder lifecycle', () => {
     const { docker, run } = fakeDocker({
       'buildx inspect job-b': missing,
       'buildx create --name job-b --driver docker-container': ok,
-      'buildx inspect --bootstrap job-b': ok,
+      'buildx inspect --bootstrap job-b': { code: 0, stdout: 'Name: job-b\nDriver: docker-container\nPlatforms: linux/amd64, linux/arm64\n', stderr: '' },
     });
     const created = sinon.spy();
-    assert.deepEqual(await ensureBuilder(docker, config(), 'job-b', created), { name: 'job-b', created: true });
+    assert.deepEqual(await ensureBuilder(docker, config(), 'job-b', created), { name: 'job-b', created: true, platforms: ['linux/amd64', 'linux/arm64'] });
     assert.ok(created.calledOnceWith('job-b'));
     assert.deepEqual(run.args.map((a) => a[0].join(' ')), ['buildx inspect job-b', 'buildx create --name job-b --driver docker-container', 'buildx inspect --bootstrap job-b']);
   });
@@ -42,7 +42,7 @@ describe('builder lifecycle', () => {
   it('reuses an existing builder with the requested name and never claims it', async () => {
     const { docker, run } = fakeDocker({ 'buildx inspect shared': ok, 'buildx inspect --bootstrap shared': ok });
     const created = sinon.spy();
-    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', created), { name: 'shared', created: false });
+    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', created), { name: 'shared', created: false, platforms: [] });
     assert.ok(created.notCalled);
     assert.ok(!run.args.some((a) => a[0].includes('create')));
   });
@@ -53,7 +53,7 @@ describe('builder lifecycle', () => {
       'buildx create --name shared --driver docker-container': { code: 1, stdout: '', stderr: 'ERROR: existing instance for "shared"' },
       'buildx inspect --bootstrap shared': ok,
     });
-    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', () => undefined), { name: 'shared', created: false });
+    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', () => undefined), { name: 'shared', created: false, platforms: [] });
   });
 
   it('fails with buildx own words when create fails', async () => {
@@ -86,7 +86,7 @@ describe('builder lifecycle', () => {
   for (const [name, extra, builder] of dockerDriver) {
     it(`docker driver uses ${name} and creates nothing`, async () => {
       const { docker, run } = fakeDocker({ [`buildx inspect ${builder}`]: ok });
-      assert.deepEqual(await ensureBuilder(docker, config({ driver: 'docker', ...extra }), 'job-b', () => undefined), { name: builder, created: false });
+      assert.deepEqual(await ensureBuilder(docker, config({ driver: 'docker', ...extra }), 'job-b', () => undefined), { name: builder, created: false, platforms: [] });
       assert.equal(run.callCount, 1);
     });
   }
@@ -95,6 +95,15 @@ describe('builder lifecycle', () => {
     const { docker } = fakeDocker({ 'buildx inspect default': { code: 1, stdout: '', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' } });
     await assert.rejects(ensureBuilder(docker, config({ driver: 'docker' }), 'job-b', () => undefined), /Cannot connect to the Docker daemon/);
   });
+});
+
+describe('builder platforms', () => {
+  const cases: [string, string[]][] = [
+    ['Name: default\nDriver: docker\nPlatforms:        linux/amd64, linux/amd64/v2, linux/amd64/v3\nLabels:', ['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3']],
+    ['Name: b\nPlatforms: \n', []],
+    ['Name: b\nStatus: inactive\n', []],
+  ];
+  for (const [text, platforms] of cases) it(JSON.stringify(text.slice(0, 40)), () => assert.deepEqual(parsePlatforms(text), platforms));
 });
 
 describe('default builder names', () => {

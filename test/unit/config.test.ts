@@ -67,8 +67,11 @@ describe('config: reading and validating inputs', () => {
     ['cacheDir macros left by the agent are expanded', { imageName: 'app', cacheDir: '$(Agent.TempDirectory)/c' }, (c) => assert.equal(c.cache.dir, '/agent-temp/c')],
     ['relative cacheDir from the working directory', { imageName: 'app', cacheDir: '../cache' }, (c) => assert.equal(c.cache.dir, path.resolve(ws, '../cache'))],
     ['builder settings', { imageName: 'app', builderName: 'ci.builder-1', driverOptions: 'network=host\nimage=moby/buildkit:v0.13', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', endpoint: 'ctx' }, (c) =>
-      assert.deepEqual(c.builder, { driver: 'docker-container', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), endpoint: 'ctx', remove: true })],
+      assert.deepEqual(c.builder, { buildxVersion: undefined, buildxDownloadUrl: undefined, driver: 'docker-container', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), endpoint: 'ctx', remove: true })],
     ['remote driver with an endpoint', { imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' }, (c) => assert.equal(c.builder.endpoint, 'tcp://bk:1234')],
+    ['a pinned buildx from a mirror', { imageName: 'app', buildxVersion: 'v0.19.2', buildxDownloadUrl: 'https://mirror.example/buildx/releases' }, (c) =>
+      assert.deepEqual([c.builder.buildxVersion, c.builder.buildxDownloadUrl], ['0.19.2', 'https://mirror.example/buildx/releases'])],
+    ['the latest buildx', { imageName: 'app', buildxVersion: 'latest' }, (c) => assert.equal(c.builder.buildxVersion, 'latest')],
     ['buildkitdConfig left empty arrives as the working directory', { imageName: 'app', buildkitdConfig: ws }, (c) => assert.equal(c.builder.buildkitdConfig, undefined)],
     ['the default key names a Dockerfile in a folder as a path', { imageName: 'reg.io/team/app', dockerfile: 'sub' }, (c) => assert.equal(c.cache.key, 'buildx | "Linux" | "reg.io/team/app" | sub/Dockerfile')],
     ['the default key without an image', { output: 'cacheOnly' }, (c) => assert.deepEqual([c.cache.key, c.cache.restoreKeys], ['buildx | "Linux" | ./Dockerfile', ['buildx | "Linux"']])],
@@ -84,6 +87,7 @@ describe('config: reading and validating inputs', () => {
   const warnings: [string, Record<string, string>, RegExp][] = [
     ['builder inputs with the docker driver', { imageName: 'app', driver: 'docker', builderName: 'x', buildkitdFlags: '--debug' }, /no effect: builderName, buildkitdFlags/],
     ['a cache folder inside the build context', { imageName: 'app', cacheDir: '.cache' }, /inside the build context/],
+    ['a download mirror without a version', { imageName: 'app', buildxDownloadUrl: 'https://mirror.example/x' }, /buildxDownloadUrl has no effect without buildxVersion/],
     ['store inputs with the directory backend', { imageName: 'app', cacheBackend: 'directory', cacheKey: 'k', retentionDays: '3' }, /cacheBackend 'directory' these inputs have no effect: cacheKey, retentionDays/],
   ];
   for (const [name, inputs, pattern] of warnings) {
@@ -153,6 +157,9 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', buildkitdConfig: 'missing.toml' }, 'buildkitdConfig', /no file at 'missing.toml'/],
     [{ imageName: 'app', driver: 'remote' }, 'endpoint', /remote driver needs the BuildKit address/],
     [{ imageName: 'app', removeBuilder: 'maybe' }, 'removeBuilder', /not true or false/],
+    [{ imageName: 'app', buildxVersion: '0.19' }, 'buildxVersion', /not a buildx version.*'latest' or a version such as '0\.19\.2'/],
+    [{ imageName: 'app', buildxVersion: 'newest' }, 'buildxVersion', /not a buildx version/],
+    [{ imageName: 'app', buildxVersion: 'latest', buildxDownloadUrl: 'ftp://mirror' }, 'buildxDownloadUrl', /not an http or https URL/],
   ];
   for (const [inputs, input, pattern] of invalid) {
     it(`rejects ${input}: ${JSON.stringify(inputs)}`, () => {

@@ -71,6 +71,8 @@ const CONTRACT: [string, string, string][] = [
   ['buildkitdConfig', 'filePath', ''],
   ['endpoint', 'string', ''],
   ['removeBuilder', 'boolean', 'true'],
+  ['buildxVersion', 'string', ''],
+  ['buildxDownloadUrl', 'string', ''],
 ];
 const PICK_OPTIONS: Record<string, string[]> = {
   output: ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'],

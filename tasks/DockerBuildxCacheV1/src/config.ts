@@ -89,6 +89,10 @@ export interface CacheConfig {
 }
 
 export interface BuilderConfig {
+  /** `latest` or `X.Y.Z`: the buildx to install through the tool cache; undefined uses the installed plugin. */
+  readonly buildxVersion?: string;
+  /** A mirror laid out like https://github.com/docker/buildx/releases. */
+  readonly buildxDownloadUrl?: string;
   readonly driver: Driver;
   readonly name?: string;
   readonly driverOptions: readonly string[];
@@ -314,7 +318,13 @@ function readBuilder(src: Source, workingDirectory: string, resolve: (p: string)
       .map(([k]) => k);
     if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithDockerDriver', ignored.join(', ')));
   }
-  return { driver, name, driverOptions, buildkitdFlags, buildkitdConfig, endpoint, remove: readBool(src, 'removeBuilder', true) };
+  const rawVersion = src.input('buildxVersion');
+  if (rawVersion !== '' && rawVersion !== 'latest' && !/^v?\d+\.\d+\.\d+$/.test(rawVersion)) throw new InputError('buildxVersion', loc('InputBuildxVersionInvalid', rawVersion));
+  const buildxVersion = rawVersion === '' ? undefined : rawVersion.replace(/^v/, '');
+  const buildxDownloadUrl = src.input('buildxDownloadUrl') || undefined;
+  if (buildxDownloadUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(buildxDownloadUrl)) throw new InputError('buildxDownloadUrl', loc('InputDownloadUrlInvalid', buildxDownloadUrl));
+  if (buildxDownloadUrl !== undefined && buildxVersion === undefined) warnings.push(loc('WarnDownloadUrlWithoutVersion'));
+  return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, endpoint, remove: readBool(src, 'removeBuilder', true) };
 }
 
 function readSecrets(src: Source): Secret[] {

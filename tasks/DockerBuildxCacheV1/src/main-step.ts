@@ -1,10 +1,10 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { formatBytes, formatSeconds, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './agent';
+import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './agent';
 import { buildWithCacheFallback, setBuildOutputs, writeSecrets } from './buildx/build';
-import { defaultBuilderName, ensureBuilder } from './buildx/builder';
-import { buffered, Docker, type DockerCli } from './buildx/docker';
+import { Docker } from './buildx/docker';
+import type { Gates } from './buildx/preflight';
 import { CacheFolder, type CommitResult } from './cache/folder';
 import { openStore, saveToStore, type SaveJob } from './cache/save';
 import { prepareFolder, prepareFromStore, resolveKeys, type PreparedCache } from './cache/session';
@@ -13,6 +13,7 @@ import { readConfig, taskSource, type Config } from './config';
 import { loadMessages, loc } from './loc';
 import { scopePlan, type ScopePlan } from './store/scopes';
 import type { HitKind } from './store/types';
+import { buildxCli, startSetup } from './setup';
 import { saveState, type PostState } from './state';
 import { summaryOfSave, type SummaryData } from './summary';
 
@@ -46,13 +47,13 @@ function redactor(secrets: readonly string[]): (text: string) => string {
   return (text) => secrets.reduce((t, s) => t.split(s).join('***'), text);
 }
 
-export async function runMain(docker?: DockerCli): Promise<void> {
+export async function runMain(): Promise<void> {
   loadMessages();
   const config = readConfig(taskSource());
   for (const secret of config.build.secrets) setSecret(secret.value);
   for (const warning of config.warnings) warn(warning);
   const redact = redactor(config.build.secrets.map((s) => s.value));
-  const cli = docker ?? Docker.locate();
+  const cli = Docker.locate();
   const id = instanceId();
 
   const tempRoot = path.join(variable('Agent.TempDirectory') ?? os.tmpdir(), `docker-buildx-cache-${id}`);
@@ -63,33 +64,21 @@ export async function runMain(docker?: DockerCli): Promise<void> {
   // Keys first: a pattern that matches nothing is an input error, found before docker runs.
   const keys = config.cache.backend === 'local' ? await resolveCacheKeys(config, job, redact) : undefined;
 
-  // The builder does not depend on the cache: make it ready while the cache is restored, and show
-  // its log in its own group afterwards.
-  const builderLog: string[] = [];
-  const builderStart = Date.now();
-  const pendingBuilder = ensureBuilder(buffered(cli, builderLog), config.builder, defaultBuilderName(variable('System.JobId'), variable('Agent.Name')), (name) => {
-    if (config.builder.remove) job.update({ removeBuilder: name });
-  }).then((b) => ({ ...b, ms: Date.now() - builderStart }));
-  pendingBuilder.catch(() => undefined);
-
-  const cache = await prepareCache(config, id, job, keys).catch(async (err: unknown) => {
-    await pendingBuilder.catch(() => undefined);
-    for (const line of builderLog) console.log(line);
+  // Then the buildx to use, before any buildx command; then the preflight and the builder, which do
+  // not depend on the cache, while the cache is restored.
+  const buildx = await buildxCli(config, cli, tempRoot, job);
+  const docker = buildx.docker;
+  const setup = startSetup(docker, config, job, buildx.source, variable('System.JobId'), variable('Agent.Name'));
+  const prepared = await prepareCache(config, id, job, keys).catch(async (err: unknown) => {
+    await setup.flush();
     throw err;
   });
-
-  const builder = await job.timed(
-    loc('PhaseBuilder'),
-    async () => {
-      try {
-        return await pendingBuilder;
-      } finally {
-        for (const line of builderLog) console.log(line);
-      }
-    },
-    (b) => (b.created ? loc('BuilderCreated', b.name, config.builder.driver, formatSeconds(b.ms)) : loc('BuilderReused', b.name, config.builder.driver, formatSeconds(b.ms))),
-  );
+  const { preflight, builder } = await setup.show().catch(async (err: unknown) => {
+    if (prepared.pending !== undefined) await prepared.pending.folder.discard(prepared.pending.fresh);
+    throw err;
+  });
   setOutput('builderName', builder.name);
+  const cache = await applyGates(config, prepared, preflight.gates);
 
   let settled = false;
   try {
@@ -97,7 +86,7 @@ export async function runMain(docker?: DockerCli): Promise<void> {
     // buildx writes the oci and tar outputs but does not create their folder.
     if (config.output.path !== undefined) await fs.promises.mkdir(path.dirname(config.output.path), { recursive: true });
     const metadataFile = path.join(tempRoot, 'metadata.json');
-    const outcome = await job.timed(loc('PhaseBuild'), () => buildWithCacheFallback(cli, config, builder, cache, secretFiles, metadataFile), (o) =>
+    const outcome = await job.timed(loc('PhaseBuild'), () => buildWithCacheFallback(docker, config, builder, cache, secretFiles, metadataFile), (o) =>
       loc('StepsCached', o.steps.cached, o.steps.total),
     );
     job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
@@ -109,7 +98,7 @@ export async function runMain(docker?: DockerCli): Promise<void> {
         r === undefined ? loc('CacheNotUpdated') : loc('CacheCommitted', formatBytes(r.bytes), r.blobs, formatBytes(r.newBytes), formatBytes(r.prunedBytes)),
       );
     }
-    const digest = await setBuildOutputs(cli, config, metadataFile);
+    const digest = await setBuildOutputs(docker, config, metadataFile);
     job.update({}, { digest });
 
     if (cache.save !== undefined && config.cache.save === 'afterBuild') {
@@ -194,6 +183,18 @@ function scopeVariables(): Parameters<typeof scopePlan>[1] {
 function setHitOutputs(config: Config, hit: HitKind): void {
   setOutput('cacheHit', hit);
   if (config.cache.hitVar !== undefined) setVariable(config.cache.hitVar, hit);
+}
+
+/** What the preflight found this builder cannot do: no cache export without the containerd store, reset=true from buildx 0.35. */
+async function applyGates(config: Config, cache: Prepared, gates: Gates): Promise<Prepared> {
+  const pending = cache.pending;
+  if (pending === undefined) return cache;
+  if (!gates.cacheExport) {
+    await pending.folder.discard(pending.fresh);
+    return { ...cache, pending: undefined, flags: { from: cache.flags.from, to: [] } };
+  }
+  if (!gates.resetOnExport) return cache;
+  return { ...cache, flags: { from: cache.flags.from, to: [pending.folder.exportSpec(pending.fresh, config.cache.mode, config.cache.compression, true)] } };
 }
 
 async function commitCache(config: Config, folder: CacheFolder, fresh: string): Promise<CommitResult | undefined> {

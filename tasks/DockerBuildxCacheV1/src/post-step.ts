@@ -54,7 +54,8 @@ async function cleanup(state: PostState, docker: DockerCli | undefined): Promise
   if (state.removeBuilder !== undefined) {
     const name = state.removeBuilder;
     try {
-      const result = await removeBuilder(docker ?? Docker.locate(), name);
+      const cli = docker ?? (state.dockerConfig !== undefined ? Docker.locate({ ...process.env, DOCKER_CONFIG: state.dockerConfig }) : Docker.locate());
+      const result = await removeBuilder(cli, name);
       if (result.code !== 0) warn(loc('WarnBuilderRemoveFailed', name, (result.stderr || result.stdout).trim()));
       else info(loc('BuilderRemoved', name));
     } catch (err) {

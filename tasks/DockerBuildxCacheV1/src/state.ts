@@ -9,6 +9,8 @@ export interface PostState {
   readonly removeBuilder?: string;
   /** Job-private folders to delete after the job, such as the one holding secret files. */
   readonly cleanup: readonly string[];
+  /** The job-private DOCKER_CONFIG, when the job has one: builders created there are removed there. */
+  readonly dockerConfig?: string;
   /** The save to do after the job, and when. */
   readonly save?: SaveJob & { readonly when: 'onSuccess' | 'always' };
   readonly summary?: SummaryData;
@@ -25,5 +27,5 @@ export function loadState(): PostState | undefined {
   if (raw === undefined || raw === '') return undefined;
   const parsed = JSON.parse(raw) as Partial<PostState>;
   if (parsed.version !== 1) return undefined;
-  return { version: 1, removeBuilder: parsed.removeBuilder, cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [], save: parsed.save, summary: parsed.summary };
+  return { version: 1, removeBuilder: parsed.removeBuilder, cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [], dockerConfig: parsed.dockerConfig, save: parsed.save, summary: parsed.summary };
 }

@@ -7,6 +7,17 @@ export interface Builder {
   readonly name: string;
   /** True when this job created the builder; only then may the post-job step remove it. */
   readonly created: boolean;
+  /** The platforms the builder reports, when it does. */
+  readonly platforms: readonly string[];
+}
+
+/** The `Platforms:` of `docker buildx inspect` output. */
+export function parsePlatforms(inspect: string): string[] {
+  const line = /^Platforms:\s*(.*)$/m.exec(inspect)?.[1] ?? '';
+  return line
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
 }
 
 export class BuilderError extends Error {
@@ -37,7 +48,7 @@ export async function ensureBuilder(docker: DockerCli, config: BuilderConfig, de
     const name = config.endpoint ?? 'default';
     const inspect = await docker.run(['buildx', 'inspect', name], { echo: true });
     if (inspect.code !== 0) throw new BuilderError(explain(`docker buildx inspect ${name}`, inspect));
-    return { name, created: false };
+    return { name, created: false, platforms: parsePlatforms(inspect.stdout) };
   }
 
   const name = config.name ?? defaultName;
@@ -55,7 +66,7 @@ export async function ensureBuilder(docker: DockerCli, config: BuilderConfig, de
   }
   const bootstrap = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo: true });
   if (bootstrap.code !== 0) throw new BuilderError(explain(`docker buildx inspect --bootstrap ${name}`, bootstrap));
-  return { name, created };
+  return { name, created, platforms: parsePlatforms(bootstrap.stdout) };
 }
 
 export async function removeBuilder(docker: DockerCli, name: string): Promise<RunResult> {

@@ -46,10 +46,19 @@ export function buffered(docker: DockerCli, lines: string[]): DockerCli {
 }
 
 export class Docker implements DockerCli {
-  constructor(private readonly toolPath: string) {}
+  /** `env` replaces the environment of every docker run, for a job-private DOCKER_CONFIG. */
+  constructor(
+    private readonly toolPath: string,
+    private readonly env?: NodeJS.ProcessEnv,
+  ) {}
 
-  static locate(): Docker {
-    return new Docker(tl.which('docker', true));
+  static locate(env?: NodeJS.ProcessEnv): Docker {
+    return new Docker(tl.which('docker', true), env);
+  }
+
+  /** The same docker, run with a different DOCKER_CONFIG. */
+  withConfig(dockerConfig: string): Docker {
+    return new Docker(this.toolPath, { ...(this.env ?? process.env), DOCKER_CONFIG: dockerConfig });
   }
 
   async run(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
@@ -65,7 +74,7 @@ export class Docker implements DockerCli {
     };
     tool.on('stdline', handle(out));
     tool.on('errline', handle(err));
-    const code = await tool.execAsync({ silent: true, ignoreReturnCode: true, failOnStdErr: false, env: options.env });
+    const code = await tool.execAsync({ silent: true, ignoreReturnCode: true, failOnStdErr: false, env: options.env ?? this.env });
     return { code, stdout: out.value(), stderr: err.value() };
   }
 }

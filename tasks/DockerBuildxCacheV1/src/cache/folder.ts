@@ -64,8 +64,9 @@ export class CacheFolder {
     return csvSpec({ type: 'local', src: this.dir });
   }
 
-  exportSpec(dest: string, mode: CacheMode, compression: Compression): string {
-    return csvSpec({ type: 'local', dest, mode, compression });
+  /** `reset`: buildx drops the blobs the new cache does not reach itself (buildx 0.35 and later). */
+  exportSpec(dest: string, mode: CacheMode, compression: Compression, reset = false): string {
+    return csvSpec({ type: 'local', dest, mode, compression, reset: reset ? 'true' : undefined });
   }
 
   /**

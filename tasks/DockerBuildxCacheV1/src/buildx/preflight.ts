@@ -1,0 +1,102 @@
+import type { Config } from '../config';
+import { loc } from '../loc';
+import type { DockerCli } from './docker';
+import { compareVersions } from './install';
+
+/** The oldest buildx whose flags this task uses (`--metadata-file`, cache `compression=`, `--builder`). */
+export const MIN_BUILDX = '0.10.0';
+/** From this buildx on, a local cache export takes `reset=true` and drops the blobs it no longer reaches itself. */
+export const RESET_EXPORT_BUILDX = '0.35.0';
+
+export class PreflightError extends Error {
+  override name = 'PreflightError';
+}
+
+export interface Versions {
+  readonly client?: string;
+  readonly server?: string;
+}
+
+export function parseDockerVersion(json: string): Versions {
+  try {
+    const v = JSON.parse(json) as { Client?: { Version?: string }; Server?: { Version?: string; Components?: { Name?: string; Version?: string }[] } | null };
+    const server = v.Server?.Components?.find((c) => c.Name === 'Engine')?.Version ?? v.Server?.Version;
+    return { client: v.Client?.Version, server };
+  } catch {
+    return {};
+  }
+}
+
+/** `github.com/docker/buildx v0.19.2 1a2b3c` or, from a distribution, `github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3`. */
+export function parseBuildxVersion(text: string): string | undefined {
+  return /buildx v?(\d+\.\d+\.\d+)/.exec(text)?.[1];
+}
+
+/** Whether `docker info` shows the containerd image store, which the docker driver needs to export cache. */
+export function hasContainerdStore(driverStatus: string): boolean {
+  return /io\.containerd\.snapshotter\.v1/.test(driverStatus);
+}
+
+export interface Gates {
+  /** False when the builder cannot export cache: the build then runs without exporting it. */
+  readonly cacheExport: boolean;
+  /** True when buildx drops stale blobs from a local cache export itself (`reset=true`). */
+  readonly resetOnExport: boolean;
+  readonly warnings: readonly string[];
+}
+
+/**
+ * What the task may ask of this buildx and engine. A buildx older than the task needs is an error
+ * that names `buildxVersion` as the fix; a feature the engine lacks is a warning, never silent.
+ */
+export function gates(config: Config, buildx: string, containerdStore: boolean | undefined): Gates {
+  if (compareVersions(buildx, MIN_BUILDX) < 0) throw new PreflightError(loc('PreflightBuildxTooOld', buildx, MIN_BUILDX, MIN_BUILDX));
+  const warnings: string[] = [];
+  const exporting = config.cache.backend !== 'none' && config.cache.save !== 'never';
+  let cacheExport = exporting;
+  if (exporting && config.builder.driver === 'docker' && containerdStore === false) {
+    warnings.push(loc('WarnNoContainerdStore'));
+    cacheExport = false;
+  }
+  return { cacheExport, resetOnExport: cacheExport && compareVersions(buildx, RESET_EXPORT_BUILDX) >= 0, warnings };
+}
+
+export interface Preflight {
+  readonly versions: Versions;
+  readonly buildx: string;
+  readonly containerdStore?: boolean;
+  readonly gates: Gates;
+  /** Lines for the log's preflight group. */
+  readonly report: readonly string[];
+}
+
+/** The engine as docker sees it: where it is, for the message when it cannot be reached. */
+export function engineAddress(): string {
+  return process.env.DOCKER_HOST ?? (process.env.DOCKER_CONTEXT !== undefined ? `the docker context ${process.env.DOCKER_CONTEXT}` : 'unix:///var/run/docker.sock');
+}
+
+/** Docker client and server, buildx and where it came from, and the engine's image store. */
+export async function preflight(docker: DockerCli, config: Config, buildxSource: string): Promise<Preflight> {
+  const [version, buildxVersion, info] = await Promise.all([
+    docker.run(['version', '--format', '{{json .}}']),
+    docker.run(['buildx', 'version']),
+    config.builder.driver === 'docker' ? docker.run(['info', '--format', '{{json .DriverStatus}}']) : undefined,
+  ]);
+  const versions = parseDockerVersion(version.stdout.trim());
+  const needsEngine = config.builder.driver === 'docker' || config.builder.driver === 'docker-container' || config.output.kind === 'docker';
+  if (versions.server === undefined && needsEngine) {
+    throw new PreflightError(loc('PreflightNoEngine', engineAddress(), (version.stderr || version.stdout).trim().split('\n').pop() ?? ''));
+  }
+  const buildx = parseBuildxVersion(buildxVersion.stdout);
+  if (buildxVersion.code !== 0 || buildx === undefined) {
+    throw new PreflightError(loc('PreflightNoBuildx', (buildxVersion.stderr || buildxVersion.stdout).trim().split('\n').pop() ?? ''));
+  }
+  const containerdStore = info?.code === 0 ? hasContainerdStore(info.stdout) : undefined;
+  const g = gates(config, buildx, containerdStore);
+  const report = [
+    loc('PreflightDocker', versions.client ?? '?', versions.server ?? loc('PreflightNotReachable', engineAddress())),
+    loc('PreflightBuildx', buildx, buildxSource),
+    ...(containerdStore === undefined ? [] : [loc('PreflightStore', containerdStore ? 'containerd' : 'classic')]),
+  ];
+  return { versions, buildx, containerdStore, gates: g, report };
+}
