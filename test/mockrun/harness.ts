@@ -1,6 +1,23 @@
+import * as fs from 'fs';
 import * as path from 'path';
 import { MockTestRunner } from 'azure-pipelines-task-lib/mock-test';
-import type { Scenario } from './types';
+import { DOCKER, type Scenario } from './types';
+
+/**
+ * The login script: appends its arguments and standard input to $FAKE_DOCKER_LOG as one JSON line,
+ * and refuses a password other than $FAKE_DOCKER_PASSWORD when that is set.
+ */
+const LOGIN_SCRIPT = `#!/bin/sh
+input=$(cat)
+printf '{"args":"%s","stdin":"%s","config":"%s"}\\n' "$*" "$input" "$DOCKER_CONFIG" >> "\${FAKE_DOCKER_LOG:-/dev/null}"
+if [ -n "$FAKE_DOCKER_PASSWORD" ] && [ "$input" != "$FAKE_DOCKER_PASSWORD" ]; then
+  echo 'Error response from daemon: Get "https://registry/v2/": unauthorized: incorrect username or password' >&2
+  exit 1
+fi
+echo "Login Succeeded"
+`;
+fs.mkdirSync(path.dirname(DOCKER), { recursive: true });
+fs.writeFileSync(DOCKER, LOGIN_SCRIPT, { mode: 0o755 });
 
 const scenarioJs = path.join(__dirname, 'scenario.js');
 const taskJson = path.join(__dirname, '..', '..', 'tasks', 'DockerBuildxCacheV1', 'task.json');

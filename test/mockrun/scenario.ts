@@ -16,6 +16,7 @@ const tmr = new TaskMockRunner(path.join(taskSrc, scenario.step === 'main' ? 'ma
 for (const [name, value] of Object.entries(scenario.inputs ?? {})) tmr.setInput(name, value);
 for (const [name, value] of Object.entries(scenario.variables ?? {})) process.env[envKey(name)] = value;
 for (const [name, value] of Object.entries(scenario.taskVariables ?? {})) process.env[`VSTS_TASKVARIABLE_${envKey(name)}`] = value;
+for (const [name, value] of Object.entries(scenario.env ?? {})) process.env[name] = value;
 tmr.setAnswers({ which: { docker: DOCKER }, checkPath: { [DOCKER]: true }, exec: scenario.exec ?? {} });
 const tools = scenario.tools;
 if (tools !== undefined) {

@@ -1,6 +1,8 @@
 import * as assert from 'assert/strict';
 import * as crypto from 'crypto';
+import { spawn, type ChildProcessWithoutNullStreams } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { instanceIdOf } from '../../tasks/DockerBuildxCacheV1/src/agent';
 import { defaultBuilderName } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
@@ -8,6 +10,7 @@ import { cleanup, tempDir, writeTree } from '../helpers';
 import { resolveKey } from '../../tasks/DockerBuildxCacheV1/src/key/resolve';
 import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
 import { blobFiles, cacheLayout, writeLayout } from '../oci-fixture';
+import { TokenServer } from '../token-server';
 import { runScenario, type MockRun } from './harness';
 import { DOCKER, type Scenario } from './types';
 
@@ -301,6 +304,125 @@ describe('mock-run: the main step', function () {
     });
   });
 
+  describe('containerRegistry: logins into a job-private docker config', () => {
+    // MockTestRunner blocks this process while the task runs, so the token server runs in its own.
+    let tokenProcess: ChildProcessWithoutNullStreams;
+    let tokenBase: string;
+    let tokenLog: string;
+    let log: string;
+    let tokenDir: string;
+    before(async () => {
+      // Not a tempDir(): those go after each test, and this one lives as long as the server.
+      tokenDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbxc-token-server-'));
+      tokenLog = path.join(tokenDir, 'requests.jsonl');
+      tokenProcess = spawn(process.execPath, [path.join(__dirname, '..', 'token-server.js'), tokenLog]);
+      tokenBase = await new Promise<string>((resolve) => tokenProcess.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
+    });
+    after(() => {
+      tokenProcess.kill();
+      fs.rmSync(tokenDir, { recursive: true, force: true });
+    });
+    beforeEach(() => {
+      log = path.join(tempDir(), 'logins.jsonl');
+      fs.rmSync(tokenLog, { force: true });
+    });
+    const tokenRequests = (): string[] => (fs.existsSync(tokenLog) ? fs.readFileSync(tokenLog, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { path: string }).path) : []);
+
+    /** ENDPOINT_* variables as the agent sets them for a service connection. */
+    const endpoint = (id: string, scheme: string, params: Record<string, string>, data: Record<string, string> = {}): Record<string, string> => ({
+      [`ENDPOINT_URL_${id}`]: 'https://registry.example/',
+      [`ENDPOINT_AUTH_SCHEME_${id}`]: scheme,
+      ...Object.fromEntries(Object.entries(params).map(([k, v]) => [`ENDPOINT_AUTH_PARAMETER_${id}_${k.toUpperCase()}`, v])),
+      ...Object.fromEntries(Object.entries(data).map(([k, v]) => [`ENDPOINT_DATA_${id}_${k.toUpperCase()}`, v])),
+    });
+    const push = (): string => buildLine('default', '--tag registry.example/app:latest --push');
+    const run = (env: Record<string, string>, extraVars: Record<string, string> = {}): Promise<MockRun> =>
+      runScenario({
+        ...main({ imageName: 'registry.example/app', driver: 'docker', cacheBackend: 'none', output: 'registry', containerRegistry: 'conn' }, { [`${DOCKER} buildx inspect default`]: ok, [push()]: ok }),
+        variables: { ...variables(), ...extraVars },
+        env: { FAKE_DOCKER_LOG: log, ...env },
+      });
+    const logins = (): { args: string; stdin: string; config: string }[] =>
+      fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { args: string; stdin: string; config: string }) : [];
+
+    it('a user name and password: docker login --password-stdin into the private config, then the push', async () => {
+      const r = await run(endpoint('conn', 'UsernamePassword', { registry: 'registry.example', username: 'ci-bot', password: 'pa55-w0rd' }, { registrytype: 'Others' }));
+      assert.ok(r.succeeded, r.stdout);
+      const config = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'docker-config');
+      assert.deepEqual(logins(), [{ args: 'login --username ci-bot --password-stdin registry.example', stdin: 'pa55-w0rd', config }]);
+      assert.equal(r.commands.at(-1), push());
+      assert.match(r.stdout, /loc_mock_LoggedIn registry\.example user name and password/);
+      // The password is registered as a secret, and appears nowhere else: not on a command line.
+      assert.equal(r.stdout.split('pa55-w0rd').length - 1, 1);
+      assert.match(r.stdout, /##vso\[task\.setsecret\]pa55-w0rd/);
+      const state = JSON.parse(r.taskVariables['DockerBuildxCache.State'] ?? '{}') as { dockerConfig?: string };
+      assert.equal(state.dockerConfig, config);
+    });
+
+    it('ACR with workload identity federation: OIDC token, Entra ID, the registry exchange, then a login with the refresh token', async () => {
+      const r = await run(
+        {
+          ...endpoint('conn', 'WorkloadIdentityFederation', { loginServer: tokenBase, serviceprincipalid: 'client', tenantid: 'tenant' }, { registrytype: 'ACR', activeDirectoryAuthority: `${tokenBase}/` }),
+          ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN: TokenServer.JOB_TOKEN,
+        },
+        { 'System.OidcRequestUri': `${tokenBase}/oidc` },
+      );
+      assert.ok(r.succeeded, r.stdout);
+      assert.deepEqual(tokenRequests(), ['/oidc', '/tenant/oauth2/v2.0/token', '/oauth2/exchange']);
+      assert.deepEqual(logins().map((l) => [l.args, l.stdin]), [[`login --username 00000000-0000-0000-0000-000000000000 --password-stdin ${tokenBase}`, TokenServer.REFRESH]]);
+      for (const token of [TokenServer.OIDC, TokenServer.ACCESS, TokenServer.REFRESH]) assert.match(r.stdout, new RegExp(`##vso\\[task\\.setsecret\\]${token}`));
+      assert.match(r.stdout, /loc_mock_LoggedIn \S+ workload identity federation/);
+    });
+
+    it("ACR with the agent's managed identity", async () => {
+      const r = await run({ ...endpoint('conn', 'ManagedServiceIdentity', { loginServer: tokenBase }, { registrytype: 'ACR' }), IMDS_ENDPOINT: tokenBase });
+      assert.ok(r.succeeded, r.stdout);
+      assert.deepEqual(tokenRequests(), ['/metadata/identity/oauth2/token', '/oauth2/exchange']);
+      assert.deepEqual(logins().map((l) => l.stdin), [TokenServer.REFRESH]);
+    });
+
+    it('ACR with a service principal and secret logs in with them', async () => {
+      const r = await run(endpoint('conn', 'ServicePrincipal', { loginServer: 'myacr.azurecr.io', serviceprincipalid: 'sp-id', serviceprincipalkey: 'sp-secret' }, { registrytype: 'ACR' }));
+      assert.ok(r.succeeded, r.stdout);
+      assert.deepEqual(logins().map((l) => [l.args, l.stdin]), [['login --username sp-id --password-stdin myacr.azurecr.io', 'sp-secret']]);
+    });
+
+    const failures: [string, Record<string, string>, RegExp][] = [
+      ['wrong credentials', { ...endpoint('conn', 'UsernamePassword', { registry: 'registry.example', username: 'u', password: 'wrong' }), FAKE_DOCKER_PASSWORD: 'right' }, /^loc_mock_LoginFailed registry\.example user name and password Error response from daemon: .*unauthorized/],
+      ['a connection that does not exist', {}, /^Input 'containerRegistry': loc_mock_InputConnectionMissing conn/],
+      ['an Azure Resource Manager connection', endpoint('conn', 'WorkloadIdentityFederation', { serviceprincipalid: 'id', tenantid: 't' }, { environment: 'AzureCloud' }), /^Input 'containerRegistry': loc_mock_InputConnectionWrongType conn/],
+      ['a federated credential Entra ID refuses', { ...endpoint('conn', 'WorkloadIdentityFederation', { loginServer: 'a.azurecr.io', serviceprincipalid: 'client', tenantid: 'nobody' }, { registrytype: 'ACR', activeDirectoryAuthority: 'http://127.0.0.1:1/' }), ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN: 'x' }, /^loc_mock_CredentialsFailed conn /],
+    ];
+    for (const [name, env, pattern] of failures) {
+      it(`fails clearly with ${name}, before any build`, async () => {
+        const r = await run(env, { 'System.OidcRequestUri': `${tokenBase}/oidc` });
+        assert.ok(r.runner.failed);
+        assert.match(r.errors[0] ?? '', pattern);
+        assert.ok(!r.commands.some((c) => c.includes('buildx build')));
+      });
+    }
+  });
+
+  describe('cacheBackend registry', () => {
+    const ref = 'registry.example/app:buildcache';
+    const inspect = `${DOCKER} buildx imagetools inspect ${ref}`;
+    const cases: [string, Record<string, string>, { code: number; stderr?: string }, string, string][] = [
+      ['an existing cache: imported and exported', {}, { code: 0 }, 'true', `--cache-from type=registry,ref=${ref} --cache-to type=registry,ref=${ref},mode=max,compression=gzip,image-manifest=true,oci-mediatypes=true`],
+      ['no cache yet: only exported', { cacheMode: 'min', cacheCompression: 'zstd' }, { code: 1, stderr: `ERROR: ${ref}: not found` }, 'false', `--cache-to type=registry,ref=${ref},mode=min,compression=zstd,image-manifest=true,oci-mediatypes=true`],
+      ['read-only: only imported', { saveCache: 'never' }, { code: 0 }, 'true', `--cache-from type=registry,ref=${ref}`],
+    ];
+    for (const [name, inputs, answer, hit, flags] of cases) {
+      it(name, async () => {
+        const build = buildLine('default', `--tag app:latest ${flags} --load`);
+        const r = await runScenario(main({ imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: ref, ...inputs }, { [inspect]: answer, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+        assert.ok(r.succeeded, r.stdout);
+        assert.equal(r.commands.at(-1), build);
+        assert.equal(r.outputs.cacheHit, hit);
+        assert.deepEqual(r.warnings.filter((w) => !/WarnMetadataUnreadable/.test(w)), []);
+      });
+    }
+  });
+
   it('passes every build input and each output kind', async () => {
     const outputs: [Record<string, string>, string][] = [
       [{ output: 'registry' }, '--push'],
@@ -471,6 +593,8 @@ describe('mock-run: the main step', function () {
     [{ output: 'oci' }, 'outputPath', 'InputOutputPathRequired'],
     [{ output: 'custom' }, 'outputs', 'InputOutputsRequired'],
     [{ cacheBackend: 's3' }, 'cacheBackend', 'InputPickInvalid'],
+    [{ cacheBackend: 'registry' }, 'registryCacheRef', 'InputRegistryCacheRefRequired'],
+    [{ cacheBackend: 'registry', registryCacheRef: 'Bad/Ref' }, 'registryCacheRef', 'InputReferenceInvalid'],
     [{ cacheKey: 'a || b' }, 'cacheKey', 'InputKeyInvalid'],
     [{ cacheKey: 'k | missing/*.lock' }, 'cacheKey', 'InputKeyNoMatch'],
     [{ restoreKeys: '**' }, 'restoreKeys', 'InputKeyInvalid'],

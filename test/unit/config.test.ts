@@ -26,7 +26,7 @@ describe('config: reading and validating inputs', () => {
     assert.equal(c.build.dockerfile, path.join(ws, 'Dockerfile'));
     assert.equal(c.build.context, ws);
     assert.deepEqual(c.build.tags, ['app:latest']);
-    assert.deepEqual(c.output, { kind: 'docker', specs: [] });
+    assert.deepEqual(c.output, { kind: 'docker', specs: [], registryConnection: undefined });
     assert.deepEqual(c.cache, {
       backend: 'local',
       dir: '/pw/.buildx-cache',
@@ -40,6 +40,7 @@ describe('config: reading and validating inputs', () => {
       retentionDays: 7,
       hitVar: undefined,
       failOnError: false,
+      registryRef: undefined,
     });
     assert.equal(c.builder.driver, 'docker-container');
     assert.equal(c.builder.remove, true);
@@ -60,7 +61,10 @@ describe('config: reading and validating inputs', () => {
     ['secrets keep = in values', { imageName: 'app', secrets: 'npmrc=abc==\ntoken=t' }, (c) => assert.deepEqual(c.build.secrets, [{ id: 'npmrc', value: 'abc==' }, { id: 'token', value: 't' }])],
     ['additional arguments split like a shell', { imageName: 'app', additionalArguments: `--label "a=b c" --ssh default` }, (c) => assert.deepEqual(c.build.additionalArguments, ['--label', 'a=b c', '--ssh', 'default'])],
     ['booleans in any case', { imageName: 'app', noCache: 'True', pull: 'TRUE', removeBuilder: 'false' }, (c) => assert.deepEqual([c.build.noCache, c.build.pull, c.builder.remove], [true, true, false])],
-    ['oci output path resolved', { imageName: 'app', output: 'oci', outputPath: 'out/image.tar' }, (c) => assert.deepEqual(c.output, { kind: 'oci', path: path.join(ws, 'out/image.tar'), specs: [] })],
+    ['oci output path resolved', { imageName: 'app', output: 'oci', outputPath: 'out/image.tar' }, (c) => assert.deepEqual(c.output, { kind: 'oci', path: path.join(ws, 'out/image.tar'), specs: [], registryConnection: undefined })],
+    ['a registry connection', { imageName: 'app', output: 'registry', containerRegistry: 'acr-conn' }, (c) => assert.equal(c.output.registryConnection, 'acr-conn')],
+    ['a registry cache', { imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'myacr.azurecr.io/team/app:buildcache' }, (c) => assert.equal(c.cache.registryRef, 'myacr.azurecr.io/team/app:buildcache')],
+    ['a registry cache on a registry with a port', { imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'localhost:5000/app' }, (c) => assert.equal(c.cache.registryRef, 'localhost:5000/app')],
     ['custom outputs', { output: 'custom', outputs: 'type=local,dest=a\ntype=tar,dest=b.tar' }, (c) => assert.deepEqual(c.output.specs, ['type=local,dest=a', 'type=tar,dest=b.tar'])],
     ['cacheOnly needs no image', { output: 'cacheOnly' }, (c) => assert.deepEqual(c.build.tags, [])],
     ['pick lists ignore case', { imageName: 'app', output: 'CACHEONLY', cacheCompression: 'ZSTD' }, (c) => assert.deepEqual([c.output.kind, c.cache.compression], ['cacheOnly', 'zstd'])],
@@ -88,6 +92,7 @@ describe('config: reading and validating inputs', () => {
     ['builder inputs with the docker driver', { imageName: 'app', driver: 'docker', builderName: 'x', buildkitdFlags: '--debug' }, /no effect: builderName, buildkitdFlags/],
     ['a cache folder inside the build context', { imageName: 'app', cacheDir: '.cache' }, /inside the build context/],
     ['a download mirror without a version', { imageName: 'app', buildxDownloadUrl: 'https://mirror.example/x' }, /buildxDownloadUrl has no effect without buildxVersion/],
+    ['a registry cache reference with another backend', { imageName: 'app', registryCacheRef: 'r/app:c' }, /cacheBackend 'local' these inputs have no effect: registryCacheRef/],
     ['store inputs with the directory backend', { imageName: 'app', cacheBackend: 'directory', cacheKey: 'k', retentionDays: '3' }, /cacheBackend 'directory' these inputs have no effect: cacheKey, retentionDays/],
   ];
   for (const [name, inputs, pattern] of warnings) {
@@ -133,7 +138,10 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', output: 'push' }, 'output', /'push' is not one of: docker, registry, oci, tar, cacheOnly, custom/],
     [{ imageName: 'app', output: 'tar' }, 'outputPath', /output 'tar' writes a file/],
     [{ output: 'custom' }, 'outputs', /at least one --output spec/],
-    [{ imageName: 'app', cacheBackend: 's3' }, 'cacheBackend', /not one of: local, directory, none/],
+    [{ imageName: 'app', cacheBackend: 's3' }, 'cacheBackend', /not one of: local, directory, registry, none/],
+    [{ imageName: 'app', cacheBackend: 'registry' }, 'registryCacheRef', /needs the image reference to keep the cache at/],
+    [{ imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'My/App:cache' }, 'registryCacheRef', /'My\/App:cache' is not an image reference/],
+    [{ imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'app:bad tag' }, 'registryCacheRef', /is not an image reference/],
     [{ imageName: 'app', cacheKey: 'a || b' }, 'cacheKey', /has an empty segment/],
     [{ imageName: 'app', cacheKey: 'a | **' }, 'cacheKey', /'\*\*' is a reserved segment/],
     [{ imageName: 'app', cacheKey: "a | 'q'" }, 'cacheKey', /cannot start with '/],

@@ -52,6 +52,7 @@ const CONTRACT: [string, string, string][] = [
   ['output', 'pickList', 'docker'],
   ['outputPath', 'string', ''],
   ['outputs', 'multiLine', ''],
+  ['containerRegistry', 'connectedService:dockerregistry', ''],
   ['cacheBackend', 'pickList', 'local'],
   ['cacheKey', 'string', ''],
   ['restoreKeys', 'multiLine', ''],
@@ -59,6 +60,7 @@ const CONTRACT: [string, string, string][] = [
   ['cacheCompression', 'pickList', 'gzip'],
   ['cacheDir', 'string', '$(Pipeline.Workspace)/.buildx-cache'],
   ['localStorePath', 'string', '$(Agent.WorkFolder)/_buildx_cache_store'],
+  ['registryCacheRef', 'string', ''],
   ['saveCache', 'pickList', 'onSuccess'],
   ['cacheScope', 'pickList', 'branch'],
   ['retentionDays', 'string', '7'],
@@ -76,7 +78,7 @@ const CONTRACT: [string, string, string][] = [
 ];
 const PICK_OPTIONS: Record<string, string[]> = {
   output: ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'],
-  cacheBackend: ['local', 'directory', 'none'],
+  cacheBackend: ['local', 'directory', 'registry', 'none'],
   saveCache: ['onSuccess', 'always', 'afterBuild', 'never'],
   cacheScope: ['branch', 'shared'],
   cacheMode: ['max', 'min'],
@@ -131,7 +133,7 @@ describe('task.json: the public contract and the classic editor', () => {
   it('has visibleRules that name real inputs and values', () => {
     const byName = new Map(task.inputs.map((i) => [i.name, i]));
     const rules = task.inputs.filter((i) => i.visibleRule !== undefined);
-    assert.deepEqual(rules.map((i) => i.name).sort(), ['builderName', 'buildkitdConfig', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache']);
+    assert.deepEqual(rules.map((i) => i.name).sort(), ['builderName', 'buildkitdConfig', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache']);
     for (const input of rules) {
       const clauses = (input.visibleRule ?? '').split(/\s*(?:&&|\|\|)\s*/);
       for (const clause of clauses) {

@@ -143,11 +143,13 @@ describe('the job-private docker config', () => {
       'cli-plugins/docker-buildx': 'the agent plugin',
     });
     const dir = await createDockerConfig(path.join(tempDir(), 'docker-config'), agent);
-    assert.equal(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'), '{"credsStore":"pass","currentContext":"ci"}');
+    // The global credential store is left out, so that a login stays in this folder.
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), { currentContext: 'ci' });
     assert.ok(fs.existsSync(path.join(dir, 'contexts', 'meta', 'abc', 'meta.json')));
     assert.ok(fs.existsSync(path.join(dir, 'buildx', 'instances', 'shared')));
     assert.ok(!fs.existsSync(path.join(dir, 'buildx', 'refs')));
-    assert.ok(!fs.existsSync(path.join(dir, 'cli-plugins')));
+    // The agent's plugins stay visible.
+    assert.equal(fs.readFileSync(path.join(dir, 'cli-plugins', 'docker-buildx'), 'utf8'), 'the agent plugin');
     assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
 
     const binary = path.join(tempDir(), 'docker-buildx');

@@ -29,7 +29,7 @@ export function taskSource(): Source {
 
 export const OUTPUT_KINDS = ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'] as const;
 export type OutputKind = (typeof OUTPUT_KINDS)[number];
-export const CACHE_BACKENDS = ['local', 'directory', 'none'] as const;
+export const CACHE_BACKENDS = ['local', 'directory', 'registry', 'none'] as const;
 export type CacheBackend = (typeof CACHE_BACKENDS)[number];
 export const SAVE_WHEN = ['onSuccess', 'always', 'afterBuild', 'never'] as const;
 export type SaveWhen = (typeof SAVE_WHEN)[number];
@@ -65,6 +65,8 @@ export interface BuildConfig {
 
 export interface OutputConfig {
   readonly kind: OutputKind;
+  /** The id of the `containerRegistry` service connection to log in with. */
+  readonly registryConnection?: string;
   /** Absolute path, for `oci` and `tar`. */
   readonly path?: string;
   /** Raw `--output` specs, for `custom`. */
@@ -86,6 +88,8 @@ export interface CacheConfig {
   /** A variable to set to the hit kind, as Cache@2's cacheHitVar. */
   readonly hitVar?: string;
   readonly failOnError: boolean;
+  /** For `registry`: the image reference BuildKit keeps its cache at. */
+  readonly registryRef?: string;
 }
 
 export interface BuilderConfig {
@@ -207,6 +211,20 @@ function readDockerfile(src: Source, workingDirectory: string, resolve: (p: stri
   return dockerfile;
 }
 
+/** A full reference, `repository[:tag]`, such as `myacr.azurecr.io/app:buildcache`. */
+function validateReference(input: string, ref: string): void {
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  const [repository, tag] = colon > slash ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, undefined];
+  try {
+    validateImageName(repository);
+  } catch (err) {
+    if (err instanceof InputError) throw new InputError(input, loc('InputReferenceInvalid', ref));
+    throw err;
+  }
+  if (tag !== undefined && !TAG.test(tag)) throw new InputError(input, loc('InputReferenceInvalid', ref));
+}
+
 function validateImageName(name: string): void {
   const parts = name.split('/');
   const last = parts[parts.length - 1] ?? '';
@@ -223,17 +241,18 @@ function validateImageName(name: string): void {
 
 function readOutput(src: Source, resolve: (p: string) => string): OutputConfig {
   const kind = pick(src, 'output', OUTPUT_KINDS, 'docker');
+  const registryConnection = src.input('containerRegistry') || undefined;
   if (kind === 'oci' || kind === 'tar') {
     const raw = src.input('outputPath');
     if (raw === '') throw new InputError('outputPath', loc('InputOutputPathRequired', kind));
-    return { kind, path: resolve(raw), specs: [] };
+    return { kind, path: resolve(raw), specs: [], registryConnection };
   }
   if (kind === 'custom') {
     const specs = lines(src.input('outputs'));
     if (specs.length === 0) throw new InputError('outputs', loc('InputOutputsRequired'));
-    return { kind, specs };
+    return { kind, specs, registryConnection };
   }
-  return { kind, specs: [] };
+  return { kind, specs: [], registryConnection };
 }
 
 function readCache(src: Source, resolve: (p: string) => string, build: BuildConfig, workingDirectory: string, warnings: string[]): CacheConfig {
@@ -255,6 +274,12 @@ function readCache(src: Source, resolve: (p: string) => string, build: BuildConf
   const retentionDays = Number(retention);
   if (!/^\d+(\.\d+)?$/.test(retention) || retentionDays <= 0) throw new InputError('retentionDays', loc('InputRetentionInvalid', retention));
 
+  const rawRef = src.input('registryCacheRef');
+  if (backend === 'registry' && rawRef === '') throw new InputError('registryCacheRef', loc('InputRegistryCacheRefRequired'));
+  if (backend !== 'registry' && rawRef !== '') warnings.push(loc('WarnIgnoredWithBackend', backend, 'registryCacheRef'));
+  if (rawRef !== '') validateReference('registryCacheRef', rawRef);
+  const registryRef = rawRef === '' ? undefined : rawRef;
+
   const hitVar = src.input('cacheHitVar') || undefined;
   if (hitVar !== undefined && (!VARIABLE_NAME.test(hitVar) || RESERVED_VARIABLE_PREFIX.test(hitVar))) throw new InputError('cacheHitVar', loc('InputHitVarInvalid', hitVar));
 
@@ -271,6 +296,7 @@ function readCache(src: Source, resolve: (p: string) => string, build: BuildConf
     retentionDays,
     hitVar,
     failOnError: readBool(src, 'failOnCacheError', false),
+    registryRef,
   };
 }
 

@@ -8,17 +8,31 @@ export function agentDockerConfig(): string {
 }
 
 /**
- * A DOCKER_CONFIG private to this job. The agent's config.json (credential helpers, current
- * context), its contexts and its buildx builders are copied in, so the job sees what the agent has;
- * what the job adds (plugins, builders, logins) stays in this folder, which the post-job step deletes.
+ * A DOCKER_CONFIG private to this job. The agent's config.json (per-registry credential helpers,
+ * current context), its contexts, its buildx builders and its CLI plugins are brought in, so the job
+ * sees what the agent has; what the job adds (a buildx, builders, logins) stays in this folder, which
+ * the post-job step deletes. The agent's global credential store (`credsStore`) is left out, so that
+ * a login is written to this folder and never outlives the job.
  */
 export async function createDockerConfig(dir: string, source: string = agentDockerConfig()): Promise<string> {
   await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-  for (const part of ['config.json', 'contexts', path.join('buildx', 'instances'), path.join('buildx', 'defaults'), path.join('buildx', 'current')]) {
+  for (const part of ['contexts', path.join('buildx', 'instances'), path.join('buildx', 'defaults'), path.join('buildx', 'current')]) {
     const from = path.join(source, part);
     if (!fs.existsSync(from)) continue;
     await fs.promises.mkdir(path.dirname(path.join(dir, part)), { recursive: true });
     await fs.promises.cp(from, path.join(dir, part), { recursive: true });
+  }
+  const configFile = path.join(source, 'config.json');
+  if (fs.existsSync(configFile)) {
+    const config = JSON.parse(await fs.promises.readFile(configFile, 'utf8')) as Record<string, unknown>;
+    delete config.credsStore;
+    await fs.promises.writeFile(path.join(dir, 'config.json'), JSON.stringify(config, null, 2), { mode: 0o600 });
+  }
+  // The CLI looks for plugins in DOCKER_CONFIG/cli-plugins before the system folders: keep the agent's.
+  const plugins = path.join(source, 'cli-plugins');
+  for (const name of await fs.promises.readdir(plugins).catch(() => [] as string[])) {
+    await fs.promises.mkdir(path.join(dir, 'cli-plugins'), { recursive: true });
+    await fs.promises.symlink(path.join(plugins, name), path.join(dir, 'cli-plugins', name));
   }
   return dir;
 }

@@ -3,17 +3,17 @@ import * as os from 'os';
 import * as path from 'path';
 import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './agent';
 import { buildWithCacheFallback, setBuildOutputs, writeSecrets } from './buildx/build';
-import { Docker } from './buildx/docker';
+import { Docker, type DockerCli } from './buildx/docker';
 import type { Gates } from './buildx/preflight';
 import { CacheFolder, type CommitResult } from './cache/folder';
 import { openStore, saveToStore, type SaveJob } from './cache/save';
-import { prepareFolder, prepareFromStore, resolveKeys, type PreparedCache } from './cache/session';
+import { prepareFolder, prepareFromStore, prepareRegistry, resolveKeys, type PreparedCache } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import { readConfig, taskSource, type Config } from './config';
 import { loadMessages, loc } from './loc';
 import { scopePlan, type ScopePlan } from './store/scopes';
 import type { HitKind } from './store/types';
-import { buildxCli, startSetup } from './setup';
+import { dockerSession, startSetup } from './setup';
 import { saveState, type PostState } from './state';
 import { summaryOfSave, type SummaryData } from './summary';
 
@@ -66,10 +66,10 @@ export async function runMain(): Promise<void> {
 
   // Then the buildx to use, before any buildx command; then the preflight and the builder, which do
   // not depend on the cache, while the cache is restored.
-  const buildx = await buildxCli(config, cli, tempRoot, job);
+  const buildx = await dockerSession(config, cli, tempRoot, job);
   const docker = buildx.docker;
   const setup = startSetup(docker, config, job, buildx.source, variable('System.JobId'), variable('Agent.Name'));
-  const prepared = await prepareCache(config, id, job, keys).catch(async (err: unknown) => {
+  const prepared = await prepareCache(config, id, job, keys, docker).catch(async (err: unknown) => {
     await setup.flush();
     throw err;
   });
@@ -130,8 +130,14 @@ async function resolveCacheKeys(config: Config, job: JobRecord, redact: (text: s
 }
 
 /** The restore phase of each backend; sets the cache outputs, and hands the save to the post-job step. */
-async function prepareCache(config: Config, id: string, job: JobRecord, keys: CacheKeys | undefined): Promise<Prepared> {
+async function prepareCache(config: Config, id: string, job: JobRecord, keys: CacheKeys | undefined, docker: DockerCli): Promise<Prepared> {
   if (config.cache.backend === 'none') return { flags: { from: [], to: [] } };
+  if (config.cache.backend === 'registry') {
+    const cache = await job.timed(loc('PhaseCache'), () => prepareRegistry(config, docker), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
+    setHitOutputs(config, cache.hit ?? 'false');
+    job.update({}, { hit: cache.hit, key: config.cache.registryRef });
+    return cache;
+  }
   if (config.cache.backend === 'directory' || keys === undefined) {
     const cache = await job.timed(loc('PhaseCache'), () => prepareFolder(config, id), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
     setHitOutputs(config, cache.hit ?? 'false');
@@ -188,11 +194,11 @@ function setHitOutputs(config: Config, hit: HitKind): void {
 /** What the preflight found this builder cannot do: no cache export without the containerd store, reset=true from buildx 0.35. */
 async function applyGates(config: Config, cache: Prepared, gates: Gates): Promise<Prepared> {
   const pending = cache.pending;
-  if (pending === undefined) return cache;
   if (!gates.cacheExport) {
-    await pending.folder.discard(pending.fresh);
+    if (pending !== undefined) await pending.folder.discard(pending.fresh);
     return { ...cache, pending: undefined, flags: { from: cache.flags.from, to: [] } };
   }
+  if (pending === undefined) return cache;
   if (!gates.resetOnExport) return cache;
   return { ...cache, flags: { from: cache.flags.from, to: [pending.folder.exportSpec(pending.fresh, config.cache.mode, config.cache.compression, true)] } };
 }

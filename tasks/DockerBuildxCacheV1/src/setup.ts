@@ -6,6 +6,7 @@ import { installBuildx, InstallError, RELEASES } from './buildx/install';
 import { preflight, type Preflight } from './buildx/preflight';
 import type { Config } from './config';
 import { InputError } from './config';
+import { registryLogin } from './auth/login';
 import { createDockerConfig, installPlugin } from './docker-config';
 import { loc } from './loc';
 
@@ -16,24 +17,31 @@ export interface Recorder {
 }
 
 /**
- * The buildx this job uses. Empty `buildxVersion`: the docker CLI's own plugin. Otherwise that
- * version from the agent's tool cache (downloaded and verified when missing), installed as the
- * plugin of a job-private DOCKER_CONFIG that the post-job step deletes.
+ * The docker this job runs. With neither `buildxVersion` nor `containerRegistry` set, the agent's
+ * own. Otherwise one with a job-private DOCKER_CONFIG (deleted by the post-job step): with the
+ * pinned buildx from the agent's tool cache (downloaded and verified when missing) as its plugin,
+ * and logged in to the registry of the connection.
  */
-export async function buildxCli(config: Config, docker: Docker, tempRoot: string, job: Recorder): Promise<{ docker: Docker; source: string }> {
+export async function dockerSession(config: Config, docker: Docker, tempRoot: string, job: Recorder): Promise<{ docker: Docker; source: string }> {
   const version = config.builder.buildxVersion;
-  if (version === undefined) return { docker, source: loc('BuildxInstalledPlugin') };
+  const connection = config.output.registryConnection;
+  if (version === undefined && connection === undefined) return { docker, source: loc('BuildxInstalledPlugin') };
   const base = config.builder.buildxDownloadUrl ?? RELEASES;
-  const installed = await job
-    .timed(loc('PhaseBuildx'), () => installBuildx(version, base), (i) => loc('BuildxInstalled', i.version, i.source))
-    .catch((err: unknown) => {
-      if (err instanceof InstallError) throw new InputError('buildxVersion', loc('BuildxInstallFailed', version, err.message, base));
-      throw err;
-    });
+  const installed =
+    version === undefined
+      ? undefined
+      : await job.timed(loc('PhaseBuildx'), () => installBuildx(version, base), (i) => loc('BuildxInstalled', i.version, i.source)).catch((err: unknown) => {
+          if (err instanceof InstallError) throw new InputError('buildxVersion', loc('BuildxInstallFailed', version, err.message, base));
+          throw err;
+        });
   const dockerConfig = await createDockerConfig(path.join(tempRoot, 'docker-config'));
   job.update({ dockerConfig });
-  await installPlugin(dockerConfig, installed.path);
-  return { docker: docker.withConfig(dockerConfig), source: installed.source };
+  if (installed !== undefined) await installPlugin(dockerConfig, installed.path);
+  const session = docker.withConfig(dockerConfig);
+  if (connection !== undefined) {
+    await job.timed(loc('PhaseLogin'), () => registryLogin(session, connection), (l) => loc('LoggedIn', l.registry, l.method));
+  }
+  return { docker: session, source: installed?.source ?? loc('BuildxInstalledPlugin') };
 }
 
 export interface Setup {

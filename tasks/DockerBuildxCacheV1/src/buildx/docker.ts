@@ -1,3 +1,4 @@
+import { spawn } from 'child_process';
 import * as tl from 'azure-pipelines-task-lib/task';
 import { neutralise } from './sanitize';
 
@@ -6,6 +7,8 @@ export interface RunOptions {
   readonly echo?: boolean;
   /** Where the command line and echoed lines go; the log by default. */
   readonly print?: (line: string) => void;
+  /** Written to the command's standard input, such as a password for `--password-stdin`. */
+  readonly input?: string;
   /** Called with each output line (stdout and stderr) as it arrives. */
   readonly onLine?: (line: string) => void;
   readonly env?: NodeJS.ProcessEnv;
@@ -64,6 +67,7 @@ export class Docker implements DockerCli {
   async run(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const print = options.print ?? ((line: string): void => console.log(line));
     print(`[command]${neutralise(displayCommand(this.toolPath, args))}`);
+    if (options.input !== undefined) return this.runWithInput(args, options.input, options, print);
     const out = new Tail();
     const err = new Tail();
     const tool = tl.tool(this.toolPath).arg([...args]);
@@ -76,5 +80,28 @@ export class Docker implements DockerCli {
     tool.on('errline', handle(err));
     const code = await tool.execAsync({ silent: true, ignoreReturnCode: true, failOnStdErr: false, env: options.env ?? this.env });
     return { code, stdout: out.value(), stderr: err.value() };
+  }
+
+  /** task-lib's tool runner has no standard input, so a command that reads one runs here. */
+  private runWithInput(args: readonly string[], input: string, options: RunOptions, print: (line: string) => void): Promise<RunResult> {
+    return new Promise((resolve) => {
+      const child = spawn(this.toolPath, [...args], { env: options.env ?? this.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', (e) => {
+        resolve({ code: -1, stdout, stderr: e.message });
+      });
+      child.on('close', (code) => {
+        for (const line of `${stdout}${stderr}`.split('\n').filter((l) => l !== '')) {
+          options.onLine?.(line);
+          if (options.echo === true) print(neutralise(line));
+        }
+        resolve({ code: code ?? -1, stdout, stderr });
+      });
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(input);
+    });
   }
 }

@@ -1,0 +1,66 @@
+import * as tl from 'azure-pipelines-task-lib/task';
+import { withoutEcho } from '../agent';
+import { InputError } from '../config';
+import { loc } from '../loc';
+
+/** A `dockerregistry` service connection, as the agent hands it to the task. */
+export type Connection =
+  | { readonly kind: 'password'; readonly registry: string; readonly username: string; readonly password: string }
+  | { readonly kind: 'acr-secret'; readonly registry: string; readonly clientId: string; readonly secret: string }
+  | { readonly kind: 'acr-federated'; readonly registry: string; readonly clientId: string; readonly tenantId: string; readonly authority: string; readonly connectionId: string }
+  | { readonly kind: 'acr-managed-identity'; readonly registry: string; readonly clientId?: string };
+
+/** How the agent exposes a service connection; task-lib on an agent, a table in tests. */
+export interface EndpointReader {
+  url(id: string): string | undefined;
+  scheme(id: string): string | undefined;
+  param(id: string, key: string): string | undefined;
+  data(id: string, key: string): string | undefined;
+}
+
+/** An authorization parameter of a connection, without task-lib's debug line that would print its value. */
+export function authParameter(id: string, key: string): string | undefined {
+  return withoutEcho(`##vso[task.debug]${id} auth param ${key} = `, () => tl.getEndpointAuthorizationParameter(id, key, true));
+}
+
+export const taskEndpoints: EndpointReader = {
+  url: (id) => tl.getEndpointUrl(id, true),
+  scheme: (id) => tl.getEndpointAuthorizationScheme(id, true),
+  param: authParameter,
+  data: (id, key) => tl.getEndpointDataParameter(id, key, true),
+};
+
+const AUTHORITY = 'https://login.microsoftonline.com/';
+
+/**
+ * Reads the `containerRegistry` connection: a user name and password for any registry, or for
+ * Azure Container Registry a service principal with a secret, workload identity federation, or the
+ * agent's managed identity. An absent or foreign connection is an input error that says so.
+ */
+export function readConnection(id: string, ep: EndpointReader = taskEndpoints): Connection {
+  const scheme = ep.scheme(id);
+  if (scheme === undefined && ep.url(id) === undefined) throw new InputError('containerRegistry', loc('InputConnectionMissing', id));
+  const registryType = ep.data(id, 'registrytype');
+  const need = (key: string): string => {
+    const value = ep.param(id, key);
+    if (value === undefined || value === '') throw new InputError('containerRegistry', loc('InputConnectionIncomplete', id, key));
+    return value;
+  };
+
+  if (registryType === 'ACR') {
+    const registry = need('loginServer').toLowerCase();
+    switch (scheme) {
+      case 'ServicePrincipal':
+        return { kind: 'acr-secret', registry, clientId: need('serviceprincipalid'), secret: need('serviceprincipalkey') };
+      case 'WorkloadIdentityFederation':
+        return { kind: 'acr-federated', registry, clientId: need('serviceprincipalid'), tenantId: need('tenantid'), authority: ep.data(id, 'activeDirectoryAuthority') ?? AUTHORITY, connectionId: id };
+      case 'ManagedServiceIdentity':
+        return { kind: 'acr-managed-identity', registry, clientId: ep.param(id, 'serviceprincipalid') || undefined };
+      default:
+        throw new InputError('containerRegistry', loc('InputConnectionScheme', id, scheme ?? '-'));
+    }
+  }
+  // An AzureRM or other connection has another scheme; a generic one without a registry is incomplete.
+  if (scheme !== 'UsernamePassword') throw new InputError('containerRegistry', loc('InputConnectionWrongType', id));
+  return { kind: 'password', registry: need('registry'), username: need('username'), password: need('password') };
+}

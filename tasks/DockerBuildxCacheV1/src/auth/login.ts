@@ -1,0 +1,42 @@
+import { setSecret, variable } from '../agent';
+import type { DockerCli } from '../buildx/docker';
+import { loc } from '../loc';
+import { authParameter, readConnection, taskEndpoints, type EndpointReader } from './connection';
+import { agentHttp, CredentialError, credentialsFor, type Http, type JobIdentity } from './tokens';
+
+export class LoginError extends Error {
+  override name = 'LoginError';
+}
+
+/** Where this job gets OIDC tokens for service connections, and its own access token. */
+export function jobIdentity(): JobIdentity {
+  const collection = variable('System.CollectionUri');
+  const planUri =
+    collection === undefined
+      ? undefined
+      : `${collection.replace(/\/?$/, '/')}${variable('System.TeamProjectId') ?? ''}/_apis/distributedtask/hubs/${variable('System.HostType') ?? 'build'}/plans/${variable('System.PlanId') ?? ''}/jobs/${variable('System.JobId') ?? ''}/oidctoken`;
+  return {
+    oidcRequestUri: variable('System.OidcRequestUri') ?? planUri,
+    accessToken: authParameter('SystemVssConnection', 'AccessToken') ?? variable('System.AccessToken'),
+  };
+}
+
+/**
+ * Logs in to the registry of the `containerRegistry` connection. The password (or the registry's
+ * refresh token) is registered as a secret and goes to `docker login --password-stdin`, never on a
+ * command line; `docker` here runs with the job-private DOCKER_CONFIG, so the login dies with the job.
+ */
+export async function registryLogin(docker: DockerCli, connectionId: string, http: Http = agentHttp, endpoints: EndpointReader = taskEndpoints): Promise<{ registry: string; method: string }> {
+  const connection = readConnection(connectionId, endpoints);
+  const credentials = await credentialsFor(connection, http, jobIdentity()).catch((err: unknown) => {
+    if (err instanceof CredentialError) throw new LoginError(loc('CredentialsFailed', connectionId, err.message));
+    throw err;
+  });
+  setSecret(credentials.password);
+  const result = await docker.run(['login', '--username', credentials.username, '--password-stdin', credentials.registry], { input: credentials.password, echo: true });
+  if (result.code !== 0) {
+    const reason = (result.stderr || result.stdout).trim().split('\n').pop() ?? '';
+    throw new LoginError(loc('LoginFailed', credentials.registry, credentials.method, reason));
+  }
+  return { registry: credentials.registry, method: credentials.method };
+}
