@@ -92,9 +92,13 @@ export async function runStep(entry: 'main' | 'post', env: NodeJS.ProcessEnv, cw
   };
 }
 
-/** One job: the main step, then the post-job step with the main step's task variables and the job status. */
-export async function runJob(inputs: Record<string, string>, variables: Record<string, string>, cwd: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<JobResult> {
+/**
+ * One job: the main step, then the post-job step with the main step's task variables and the job
+ * status. `between` sees what the main step left before the post-job step deletes it.
+ */
+export async function runJob(inputs: Record<string, string>, variables: Record<string, string>, cwd: string, extraEnv: NodeJS.ProcessEnv = {}, between?: (main: StepResult) => void): Promise<JobResult> {
   const main = await runStep('main', stepEnv(inputs, variables, extraEnv), cwd);
+  between?.(main);
   const postEnv = stepEnv(inputs, { ...variables, 'Agent.JobStatus': main.result }, extraEnv);
   for (const [name, value] of Object.entries(main.taskVariables)) postEnv[`VSTS_TASKVARIABLE_${envKey(name)}`] = value;
   const post = await runStep('post', postEnv, cwd);

@@ -116,6 +116,19 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
     assert.deepEqual(fs.readdirSync(agentTemp).filter((f) => !f.endsWith('.md') && f !== '.taskkey'), [], `the job-private folders are deleted: ${fs.readdirSync(agentTemp, { recursive: true }).join(', ')}`);
   });
 
+  it('a builder the task creates lives in the job-private config, where the post-job step finds and removes it', async () => {
+    // docker-container cannot boot here (its BuildKit image cannot be pulled), but `buildx create`
+    // records the builder in the config, and the post-job step must remove it from the same one.
+    const r = await w.job('builder in private config', { driver: 'docker-container', cacheBackend: 'none', containerRegistry: 'REG' }, {}, connection());
+    const name = r.main.outputs.builderName ?? /--name (buildx-cache-[0-9a-f]+)/.exec(r.main.stdout)?.[1];
+    assert.match(name ?? '', /^buildx-cache-[0-9a-f]+$/, r.main.stdout);
+    assert.match(r.main.stdout, new RegExp(`docker buildx create --name ${name ?? ''}`));
+    assert.equal(r.post.result, 'Succeeded');
+    assert.deepEqual(r.post.warnings, []);
+    assert.match(r.post.stdout, new RegExp(`Removed builder ${name ?? ''}`));
+    assert.doesNotMatch(docker(['buildx', 'ls']), new RegExp(name ?? 'unreachable'), 'the agent never saw the builder');
+  });
+
   it('registry cache: a fresh engine imports the layers, and a source change rebuilds only what changed', async () => {
     const ref = `${registry.host}/${repo}/cache:main`;
     const inputs = { cacheBackend: 'registry', registryCacheRef: ref, containerRegistry: 'REG', ...secretInputs('t0ken') };
@@ -168,12 +181,18 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
   // A build secret must not reach the log, the image, the cache (in the registry or the store), the
   // summary or the state the post-job step reads; the registry password neither.
   for (const backend of ['registry', 'local'] as const) {
-    it(`build secrets stay out of the log, the image, the ${backend} cache and the summary`, async () => {
+    it(`build secrets stay out of the log, the metadata, the image, the ${backend} cache and the summary`, async () => {
       const token = `tok-${crypto.randomBytes(12).toString('hex')}`;
       const image = `${registry.host}/${repo}`;
       const cacheInputs: Record<string, string> = backend === 'registry' ? { registryCacheRef: `${image}/cache:main` } : {};
-      const r = await w.job(`secrets, ${backend} cache`, { imageName: image, tags: 'v1', output: 'registry', containerRegistry: 'REG', cacheBackend: backend, ...cacheInputs, ...secretInputs(token) }, {}, connection());
+      // What the main step leaves for the post-job step: buildx's metadata and the job's folder.
+      const left: string[] = [];
+      const r = await w.job(`secrets, ${backend} cache`, { imageName: image, tags: 'v1', output: 'registry', containerRegistry: 'REG', cacheBackend: backend, ...cacheInputs, ...secretInputs(token) }, {}, connection(), (main) => {
+        const metadata = main.outputs.metadataFile ?? '';
+        left.push(fs.readFileSync(metadata, 'utf8'), ...[...readableFiles(path.dirname(metadata))].map(([, content]) => content.toString('latin1')));
+      });
       assertSucceeded(r);
+      assert.match(left[0] ?? '', /"containerimage\.digest"/, 'the metadata file was read');
 
       // It was mounted: the image holds its hash.
       const hash = crypto.createHash('sha256').update(token).digest('hex');
@@ -188,6 +207,7 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
           assert.ok(!step.stderr.includes(needle));
           assert.ok(!Object.values(step.taskVariables).some((v) => v.includes(needle)), 'not in the task state');
         }
+        assert.ok(!left.some((content) => content.includes(needle)), 'not in the metadata, nor anything else the main step left');
         assert.deepEqual(filesContaining(blobs, needle), [], 'not in the registry: image or cache');
         assert.deepEqual(filesContaining(w.storeDir, needle), [], 'not in the local store');
         assert.deepEqual(filesContaining(w.cacheDir, needle), [], 'not in the cache folder');

@@ -2,7 +2,7 @@ import { spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { docker, runJob, type JobResult } from '../../scripts/agent';
+import { docker, runJob, type JobResult, type StepResult } from '../../scripts/agent';
 import { tempDir } from '../helpers';
 
 /** Blobs that index.json reaches, walked independently of the task's own code. */
@@ -69,7 +69,7 @@ export class Workspace {
   }
 
   /** A fresh job, as on a new agent: the engine's build cache and the image are gone. */
-  async job(name: string, inputs: Record<string, string> = {}, variables: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}): Promise<JobResult> {
+  async job(name: string, inputs: Record<string, string> = {}, variables: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}, between?: (main: StepResult) => void): Promise<JobResult> {
     docker(['buildx', 'prune', '-af']);
     spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8' });
     const result = await runJob(
@@ -88,6 +88,7 @@ export class Workspace {
       },
       this.ws,
       env,
+      between,
     );
     this.timings.push({ job: name, totalMs: result.main.ms, build: /^Build: ([\d.]+s)/m.exec(result.main.stdout)?.[1] ?? 'failed' });
     return result;
