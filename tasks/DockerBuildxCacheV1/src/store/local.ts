@@ -1,4 +1,3 @@
-import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { siblingPath } from '../cache/folder';
@@ -6,7 +5,6 @@ import { isMissing, linkOrCopy, mapLimit, randomId, replaceDirectory, sweepOld, 
 import {
   algorithmOf,
   blobPath,
-  cacheRoot,
   hashFile,
   INDEX_FILE,
   isDigest,
@@ -15,17 +13,19 @@ import {
   LayoutError,
   parseIndex,
   reachable,
-  readLayoutIndex,
   readVerified,
   type Descriptor,
   type Index,
 } from '../oci/layout';
+import { newEntry, parseEntry, savedLayout } from './entry';
+import { entryId, LAYOUT_VERSION, scopeSlug } from './names';
 import { expiredEntries, newestOf, unreferencedBlobs } from './select';
 import {
   EntryUnusableError,
   type BlobRef,
   type CacheStore,
   type Entry,
+  type EntryHead,
   type Lease,
   type PruneReport,
   type RestoreStats,
@@ -59,7 +59,7 @@ export class LocalStore implements CacheStore {
 
   constructor(storePath: string, options: { leaseMinutes?: number } = {}) {
     this.description = `local store ${storePath}`;
-    this.root = path.join(storePath, 'v1');
+    this.root = path.join(storePath, LAYOUT_VERSION);
     this.leaseMs = (options.leaseMinutes ?? 180) * 60 * 1000;
   }
 
@@ -77,8 +77,7 @@ export class LocalStore implements CacheStore {
   }
 
   private scopeDir(scope: string): string {
-    const slug = scope.replace(/[^A-Za-z0-9._-]+/g, '_').slice(-60);
-    return path.join(this.dir('entries'), `${slug}-${crypto.createHash('sha256').update(scope).digest('hex').slice(0, 12)}`);
+    return path.join(this.dir('entries'), scopeSlug(scope));
   }
 
   // ---------------------------------------------------------------- blobs
@@ -206,6 +205,18 @@ export class LocalStore implements CacheStore {
     return path.join(this.scopeDir(entry.scope), `${entry.id}.json`);
   }
 
+  /** The whole entry behind a listed one: its index and blob list. */
+  private async body(head: EntryHead): Promise<Entry> {
+    if ('blobs' in head && 'index' in head) return head as Entry;
+    const file = this.entryFile(head);
+    try {
+      const [text, stat] = await Promise.all([fs.promises.readFile(file, 'utf8'), fs.promises.stat(file)]);
+      return parseEntry(text, head.id, stat.mtime);
+    } catch (err) {
+      throw new EntryUnusableError(isMissing(err) ? 'the entry is gone' : `${file}: ${(err as Error).message}`);
+    }
+  }
+
   private async readEntries(dir: string, scope?: string): Promise<{ entries: Entry[]; skipped: string[]; corrupt: string[] }> {
     const entries: Entry[] = [];
     const skipped: string[] = [];
@@ -237,22 +248,24 @@ export class LocalStore implements CacheStore {
     return { entries: all.flatMap((r) => r.entries), corrupt: all.flatMap((r) => r.corrupt) };
   }
 
-  async distrust(entry: Entry): Promise<void> {
-    for (const blob of entry.blobs) await fs.promises.rm(this.checkedFile(blob.digest), { force: true });
+  async distrust(head: EntryHead): Promise<void> {
+    const entry = await this.body(head).catch(() => undefined);
+    for (const blob of entry?.blobs ?? []) await fs.promises.rm(this.checkedFile(blob.digest), { force: true });
   }
 
-  async touch(entry: Entry, now: Date): Promise<void> {
+  async touch(entry: EntryHead, now: Date): Promise<void> {
     await this.touchIfPresent(entry, now);
   }
 
   /** The entry file's mtime is its last use. utimes never brings back an entry that a prune removed: false then. */
-  private async touchIfPresent(entry: Entry, now: Date): Promise<boolean> {
+  private async touchIfPresent(entry: EntryHead, now: Date): Promise<boolean> {
     return (await unlessMissing(fs.promises.utimes(this.entryFile(entry), now, now).then(() => true))) === true;
   }
 
   // ---------------------------------------------------------------- restore
 
-  async restore(entry: Entry, cacheDir: string): Promise<RestoreStats> {
+  async restore(head: EntryHead, cacheDir: string): Promise<RestoreStats> {
+    const entry = await this.body(head);
     const index = parseIndex(JSON.stringify(entry.index));
     const lease = await this.lease(entry.blobs.map((b) => b.digest));
     const staging = siblingPath(cacheDir, 'restore', randomId());
@@ -300,11 +313,8 @@ export class LocalStore implements CacheStore {
   // ---------------------------------------------------------------- save
 
   async save(req: SaveRequest): Promise<SaveResult> {
-    const index = await readLayoutIndex(req.cacheDir);
-    const root = cacheRoot(index);
-    if (root === undefined) throw new LayoutError(`${req.cacheDir}/index.json has no manifest tagged "latest"`);
-    const live = await reachable(index, (d) => readVerified(req.cacheDir, d));
-    const blobs: BlobRef[] = [...live.values()].map((d) => ({ digest: d.digest, size: d.size }));
+    const layout = await savedLayout(req.cacheDir);
+    const { root, blobs } = layout;
 
     const { entries } = await this.list([req.scope]);
     const newest = newestOf(entries, req.scope, req.key);
@@ -323,17 +333,7 @@ export class LocalStore implements CacheStore {
     const lease = await this.lease(blobs.map((b) => b.digest), req.now);
     try {
       const sizes = await mapLimit(blobs, this.concurrency, (ref) => this.ensureBlob(ref, blobPath(req.cacheDir, ref.digest)));
-      const entry: Entry = {
-        id: `${String(req.now.getTime()).padStart(14, '0')}-${randomId()}`,
-        key: req.key,
-        segments: req.segments,
-        scope: req.scope,
-        created: req.now.toISOString(),
-        lastUsed: req.now.toISOString(),
-        root: root.digest,
-        index: JSON.parse(JSON.stringify(index)) as unknown,
-        blobs,
-      };
+      const entry = newEntry(req, entryId(req.now, randomId()), layout);
       await writeFileAtomic(this.entryFile(entry), JSON.stringify(entry), this.dir('tmp'), true);
       await fs.promises.utimes(this.entryFile(entry), req.now, req.now);
       // A prune that began before this save's lease may have taken a blob since the check above.
@@ -405,25 +405,4 @@ export class LocalStore implements CacheStore {
 /** What stands in for hashing a blob again while the file is unchanged. */
 function sealOf(stat: fs.Stats): string {
   return `${stat.size}:${stat.mtimeMs}:${stat.ino}`;
-}
-
-function isBlobRef(value: unknown): value is BlobRef {
-  const b = value as Partial<BlobRef> | null;
-  return b !== null && typeof b === 'object' && isDigest(b.digest) && Number.isInteger(b.size) && (b.size ?? -1) >= 0;
-}
-
-/** Reads an entry file strictly: anything malformed is skipped as if the entry were absent. */
-export function parseEntry(text: string, id: string, mtime: Date): Entry {
-  const e = JSON.parse(text) as Partial<Entry>;
-  const str = (v: unknown): v is string => typeof v === 'string' && v !== '';
-  if (e.id !== id) throw new Error('its id does not match its file name');
-  if (!str(e.key) || !str(e.scope) || !str(e.created) || Number.isNaN(Date.parse(e.created))) throw new Error('it lacks its key, scope or creation time');
-  if (!Array.isArray(e.segments) || !e.segments.every(str) || e.segments.join('|') !== e.key) throw new Error('its segments do not make its key');
-  if (!isDigest(e.root)) throw new Error('its root is not a digest');
-  const blobs: unknown = e.blobs;
-  if (!Array.isArray(blobs) || !blobs.every(isBlobRef)) throw new Error('its blob list is malformed');
-  const index = parseIndex(JSON.stringify(e.index ?? null), 'its index');
-  if (cacheRoot(index)?.digest !== e.root) throw new Error('its index does not tag its root');
-  if (!blobs.some((b) => b.digest === e.root)) throw new Error('its blob list lacks its root');
-  return { ...(e as Entry), lastUsed: new Date(Math.max(mtime.getTime(), Date.parse(e.created))).toISOString() };
 }

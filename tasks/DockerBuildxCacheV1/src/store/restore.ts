@@ -1,9 +1,9 @@
 import { candidates } from './select';
-import { EntryUnusableError, type CacheStore, type Entry, type HitKind, type RestoreStats } from './types';
+import { EntryUnusableError, type CacheStore, type EntryHead, type HitKind, type RestoreStats } from './types';
 
 export interface RestoreOutcome {
   readonly hit: HitKind;
-  readonly entry?: Entry;
+  readonly entry?: EntryHead;
   readonly stats?: RestoreStats;
   /** Entries that could not be read or restored, each with the reason; they were skipped as if absent. */
   readonly skipped: readonly string[];

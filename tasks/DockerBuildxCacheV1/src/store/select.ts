@@ -1,22 +1,22 @@
 import { startsWithSegments } from '../key/segments';
-import type { BlobRef, Entry, HitKind, Lease } from './types';
+import type { BlobRef, Entry, EntryHead, HitKind, Lease } from './types';
 
 export interface Candidate {
-  readonly entry: Entry;
+  readonly entry: EntryHead;
   readonly hit: Exclude<HitKind, 'false'>;
 }
 
-const newestFirst = (a: Entry, b: Entry): number => b.created.localeCompare(a.created) || b.id.localeCompare(a.id);
+const newestFirst = (a: EntryHead, b: EntryHead): number => b.created.localeCompare(a.created) || b.id.localeCompare(a.id);
 
 /**
  * The entries to try, best first, as Cache@2 orders them: the exact key in each scope in turn,
  * then each restore key (a prefix of whole segments) in each scope in turn; within one key and
  * scope the newest entry first. Restoring walks this list until an entry restores.
  */
-export function candidates(entries: readonly Entry[], scopes: readonly string[], key: readonly string[], restoreKeys: readonly (readonly string[])[]): Candidate[] {
+export function candidates(entries: readonly EntryHead[], scopes: readonly string[], key: readonly string[], restoreKeys: readonly (readonly string[])[]): Candidate[] {
   const out: Candidate[] = [];
   const seen = new Set<string>();
-  const take = (match: (e: Entry) => boolean, hit: Candidate['hit']): void => {
+  const take = (match: (e: EntryHead) => boolean, hit: Candidate['hit']): void => {
     for (const scope of scopes) {
       for (const entry of entries.filter((e) => e.scope === scope && match(e)).sort(newestFirst)) {
         if (seen.has(entry.id)) continue;
@@ -32,16 +32,16 @@ export function candidates(entries: readonly Entry[], scopes: readonly string[],
 }
 
 /** The newest entry of a key in a scope: the one a new save would supersede. */
-export function newestOf(entries: readonly Entry[], scope: string, key: string): Entry | undefined {
+export function newestOf<E extends EntryHead>(entries: readonly E[], scope: string, key: string): E | undefined {
   return entries.filter((e) => e.scope === scope && e.key === key).sort(newestFirst)[0];
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** Entries to remove: unused for the retention period, or superseded by a newer version of their key. */
-export function expiredEntries(entries: readonly Entry[], now: Date, retentionDays: number): Entry[] {
+export function expiredEntries<E extends EntryHead>(entries: readonly E[], now: Date, retentionDays: number): E[] {
   const cutoff = now.getTime() - retentionDays * DAY_MS;
-  const newest = new Map<string, Entry>();
+  const newest = new Map<string, E>();
   for (const e of [...entries].sort(newestFirst)) {
     const slot = `${e.scope}\n${e.key}`;
     if (!newest.has(slot)) newest.set(slot, e);

@@ -7,10 +7,10 @@ export interface BlobRef {
 }
 
 /**
- * One saved cache: a key in a scope, and the root index.json of an OCI layout whose blobs the
- * store keeps once each, by digest. Entries of one key are versions; the newest wins.
+ * What a listing tells about a saved cache: enough to choose it, without its index and blob list.
+ * Entries of one key are versions; the newest wins.
  */
-export interface Entry {
+export interface EntryHead {
   readonly id: string;
   /** The resolved key, segments joined with `|`. */
   readonly key: string;
@@ -20,6 +20,13 @@ export interface Entry {
   readonly lastUsed: string;
   /** The digest of the cache root that index.json tags `latest`: two entries with one root hold the same cache. */
   readonly root: string;
+}
+
+/**
+ * One saved cache: a key in a scope, and the root index.json of an OCI layout whose blobs the
+ * store keeps once each, by digest.
+ */
+export interface Entry extends EntryHead {
   /** The layout's index.json, as written. */
   readonly index: unknown;
   /** Every blob the index reaches. */
@@ -36,8 +43,10 @@ export interface Lease {
 export interface RestoreStats {
   readonly blobs: number;
   readonly bytes: number;
-  /** Blobs linked (hard link or reflink) rather than copied. */
+  /** Blobs linked (hard link or reflink) rather than copied, or taken from the cache folder. */
   readonly linked: number;
+  /** Bytes that came over the network, for a remote store. */
+  readonly downloaded?: number;
 }
 
 export interface SaveRequest {
@@ -86,14 +95,17 @@ export class EntryUnusableError extends Error {
  */
 export interface CacheStore {
   readonly description: string;
-  /** The entries of these scopes. Entries that cannot be read are left out and named in `skipped`. */
-  list(scopes: readonly string[]): Promise<{ entries: Entry[]; skipped: string[] }>;
-  /** Puts the entry's layout in place of `cacheDir`, every blob verified by digest. */
-  restore(entry: Entry, cacheDir: string): Promise<RestoreStats>;
+  /** The entries of these scopes, one listing each. Entries that cannot be read are left out and named in `skipped`. */
+  list(scopes: readonly string[]): Promise<{ entries: EntryHead[]; skipped: string[] }>;
+  /**
+   * Puts the entry's layout in place of `cacheDir`, every blob verified by digest. An entry that
+   * is gone, or has a blob missing or corrupt, is an EntryUnusableError.
+   */
+  restore(entry: EntryHead, cacheDir: string): Promise<RestoreStats>;
   /** Records that the entry was used now. */
-  touch(entry: Entry, now: Date): Promise<void>;
+  touch(entry: EntryHead, now: Date): Promise<void>;
   /** The build failed on this entry's content: check every one of its blobs in full before it is used again. */
-  distrust(entry: Entry): Promise<void>;
+  distrust(entry: EntryHead): Promise<void>;
   /** Saves `cacheDir` as a new version of the key, adding only the blobs the store lacks. */
   save(request: SaveRequest): Promise<SaveResult>;
   /** Removes entries unused for the retention period and superseded versions, then blobs no entry reaches. */

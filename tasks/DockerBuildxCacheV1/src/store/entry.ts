@@ -1,0 +1,47 @@
+import { cacheRoot, isDigest, LayoutError, parseIndex, reachable, readLayoutIndex, readVerified, type Descriptor, type Index } from '../oci/layout';
+import type { BlobRef, Entry, SaveRequest } from './types';
+
+function isBlobRef(value: unknown): value is BlobRef {
+  const b = value as Partial<BlobRef> | null;
+  return b !== null && typeof b === 'object' && isDigest(b.digest) && Number.isInteger(b.size) && (b.size ?? -1) >= 0;
+}
+
+/** Reads an entry file strictly: anything malformed is skipped as if the entry were absent. */
+export function parseEntry(text: string, id: string, mtime: Date): Entry {
+  const e = JSON.parse(text) as Partial<Entry>;
+  const str = (v: unknown): v is string => typeof v === 'string' && v !== '';
+  if (e.id !== id) throw new Error('its id does not match its file name');
+  if (!str(e.key) || !str(e.scope) || !str(e.created) || Number.isNaN(Date.parse(e.created))) throw new Error('it lacks its key, scope or creation time');
+  if (!Array.isArray(e.segments) || !e.segments.every(str) || e.segments.join('|') !== e.key) throw new Error('its segments do not make its key');
+  if (!isDigest(e.root)) throw new Error('its root is not a digest');
+  const blobs: unknown = e.blobs;
+  if (!Array.isArray(blobs) || !blobs.every(isBlobRef)) throw new Error('its blob list is malformed');
+  const index = parseIndex(JSON.stringify(e.index ?? null), 'its index');
+  if (cacheRoot(index)?.digest !== e.root) throw new Error('its index does not tag its root');
+  if (!blobs.some((b) => b.digest === e.root)) throw new Error('its blob list lacks its root');
+  return { ...(e as Entry), lastUsed: new Date(Math.max(mtime.getTime(), Date.parse(e.created))).toISOString() };
+}
+
+/** The cache folder as a save sees it: its index, the root it tags, and every blob the root reaches, verified. */
+export async function savedLayout(cacheDir: string): Promise<{ index: Index; root: Descriptor; blobs: BlobRef[] }> {
+  const index = await readLayoutIndex(cacheDir);
+  const root = cacheRoot(index);
+  if (root === undefined) throw new LayoutError(`${cacheDir}/index.json has no manifest tagged "latest"`);
+  const live = await reachable(index, (d) => readVerified(cacheDir, d));
+  return { index, root, blobs: [...live.values()].map((d) => ({ digest: d.digest, size: d.size })) };
+}
+
+/** A new version of the request's key, holding the layout. */
+export function newEntry(req: SaveRequest, id: string, layout: { index: Index; root: Descriptor; blobs: BlobRef[] }): Entry {
+  return {
+    id,
+    key: req.key,
+    segments: req.segments,
+    scope: req.scope,
+    created: req.now.toISOString(),
+    lastUsed: req.now.toISOString(),
+    root: layout.root.digest,
+    index: JSON.parse(JSON.stringify(layout.index)) as unknown,
+    blobs: layout.blobs,
+  };
+}
