@@ -16,7 +16,7 @@ export interface Source {
 }
 
 /** Inputs whose values are secrets: never echoed, never in an error message. */
-export const SECRET_INPUTS: ReadonlySet<string> = new Set(['secrets']);
+export const SECRET_INPUTS: ReadonlySet<string> = new Set(['secrets', 'storageConnectionString']);
 
 /** Inputs and variables as the agent passes them. This is the only place that reads inputs. */
 export function taskSource(): Source {
@@ -29,7 +29,7 @@ export function taskSource(): Source {
 
 export const OUTPUT_KINDS = ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'] as const;
 export type OutputKind = (typeof OUTPUT_KINDS)[number];
-export const CACHE_BACKENDS = ['local', 'directory', 'registry', 'none'] as const;
+export const CACHE_BACKENDS = ['local', 'azureBlob', 'directory', 'registry', 'none'] as const;
 export type CacheBackend = (typeof CACHE_BACKENDS)[number];
 export const SAVE_WHEN = ['onSuccess', 'always', 'afterBuild', 'never'] as const;
 export type SaveWhen = (typeof SAVE_WHEN)[number];
@@ -90,6 +90,23 @@ export interface CacheConfig {
   readonly failOnError: boolean;
   /** For `registry`: the image reference BuildKit keeps its cache at. */
   readonly registryRef?: string;
+  /** For `azureBlob`: the container, and the service connection unless the secret input says how to reach it. */
+  readonly azure?: AzureStoreConfig;
+}
+
+export interface AzureStoreConfig {
+  readonly accountUrl?: string;
+  readonly container: string;
+  /** The `azureSubscription` service connection; without it, `storageConnectionString`. */
+  readonly connection?: string;
+}
+
+/** Whether the backend keeps entries under keys in a store. */
+export const isStoreBackend = (backend: CacheBackend): backend is 'local' | 'azureBlob' => backend === 'local' || backend === 'azureBlob';
+
+/** `storageConnectionString`, read without an echo when it is needed: it never goes into the config or the task state. */
+export function storageSecret(src: Source = taskSource()): string | undefined {
+  return src.input('storageConnectionString') || undefined;
 }
 
 export interface BuilderConfig {
@@ -136,8 +153,11 @@ const SECRET_ID = /^[A-Za-z0-9_.-]+$/;
 const UNEXPANDED_MACRO = /\$\(([A-Za-z0-9_.]+)\)/g;
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const RESERVED_VARIABLE_PREFIX = /^(endpoint|input|secret|securefile)[._]/i;
-/** Inputs that only the local store reads. */
-const STORE_INPUTS = ['cacheKey', 'restoreKeys', 'localStorePath', 'cacheScope', 'retentionDays'];
+/** Inputs that only the stores read, both of them or one. */
+const STORE_INPUTS = ['cacheKey', 'restoreKeys', 'cacheScope', 'retentionDays'];
+const LOCAL_INPUTS = ['localStorePath'];
+const AZURE_INPUTS = ['azureSubscription', 'storageAccountUrl', 'storageContainer', 'storageConnectionString'];
+const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/;
 
 export function readConfig(src: Source): Config {
   const warnings: string[] = [];
@@ -259,7 +279,7 @@ function readCache(src: Source, resolve: (p: string) => string, build: BuildConf
   const backend = pick(src, 'cacheBackend', CACHE_BACKENDS, 'local');
   const dir = resolve(expandMacros(src, 'cacheDir', src.input('cacheDir') || '$(Pipeline.Workspace)/.buildx-cache'));
   if (backend !== 'none' && isInside(dir, build.context)) warnings.push(loc('WarnCacheDirInContext', dir, build.context));
-  const ignored = (backend === 'local' ? [] : STORE_INPUTS).filter((name) => src.input(name) !== '');
+  const ignored = [...(isStoreBackend(backend) ? [] : STORE_INPUTS), ...(backend === 'local' ? [] : LOCAL_INPUTS), ...(backend === 'azureBlob' ? [] : AZURE_INPUTS)].filter((name) => src.input(name) !== '');
   if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
 
   const agentOs = src.variable('Agent.OS') ?? { Linux: 'Linux', Darwin: 'Darwin', Windows_NT: 'Windows_NT' }[os.type()] ?? os.type();
@@ -280,6 +300,8 @@ function readCache(src: Source, resolve: (p: string) => string, build: BuildConf
   if (rawRef !== '') validateReference('registryCacheRef', rawRef);
   const registryRef = rawRef === '' ? undefined : rawRef;
 
+  const azure = backend === 'azureBlob' ? readAzureStore(src, warnings) : undefined;
+
   const hitVar = src.input('cacheHitVar') || undefined;
   if (hitVar !== undefined && (!VARIABLE_NAME.test(hitVar) || RESERVED_VARIABLE_PREFIX.test(hitVar))) throw new InputError('cacheHitVar', loc('InputHitVarInvalid', hitVar));
 
@@ -297,7 +319,37 @@ function readCache(src: Source, resolve: (p: string) => string, build: BuildConf
     hitVar,
     failOnError: readBool(src, 'failOnCacheError', false),
     registryRef,
+    azure,
   };
+}
+
+/** `azureBlob`: a container, reached with the service connection or the secret input. */
+function readAzureStore(src: Source, warnings: string[]): AzureStoreConfig {
+  const connection = src.input('azureSubscription') || undefined;
+  const rawUrl = src.input('storageAccountUrl');
+  let accountUrl: string | undefined;
+  if (rawUrl !== '') {
+    let url: URL | undefined;
+    try {
+      url = new URL(rawUrl);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || !/^https?:$/.test(url.protocol) || url.search !== '') throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlInvalid', rawUrl));
+    // The storage SDK sends Entra ID tokens over HTTPS only.
+    if (connection !== undefined && url.protocol !== 'https:') throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlInvalid', rawUrl));
+    accountUrl = rawUrl.replace(/\/+$/, '');
+  }
+  const container = src.input('storageContainer') || 'buildx-cache';
+  if (!CONTAINER_NAME.test(container)) throw new InputError('storageContainer', loc('InputAzureContainerInvalid', container));
+  const hasSecret = storageSecret(src) !== undefined;
+  if (connection !== undefined) {
+    if (accountUrl === undefined) throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlRequired'));
+    if (hasSecret) warnings.push(loc('WarnAzureBothAuth'));
+  } else if (!hasSecret) {
+    throw new InputError('azureSubscription', loc('InputAzureAuthRequired'));
+  }
+  return { accountUrl, container, connection };
 }
 
 /**

@@ -6,13 +6,13 @@ import { buildWithCacheFallback, setBuildOutputs, writeSecrets } from './buildx/
 import { Docker, type DockerCli } from './buildx/docker';
 import type { Gates } from './buildx/preflight';
 import { CacheFolder, type CommitResult } from './cache/folder';
-import { openStore, saveToStore, type SaveJob } from './cache/save';
+import { describeStore, openStore, saveToStore, storeSpec, type SaveJob } from './cache/save';
 import { prepareFolder, prepareFromStore, prepareRegistry, resolveKeys, type PreparedCache } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
-import { readConfig, taskSource, type Config } from './config';
+import { InputError, isStoreBackend, readConfig, taskSource, type Config } from './config';
 import { loadMessages, loc } from './loc';
 import { scopePlan, type ScopePlan } from './store/scopes';
-import type { HitKind } from './store/types';
+import type { CacheStore, HitKind } from './store/types';
 import { dockerSession, startSetup } from './setup';
 import { saveState, type PostState } from './state';
 import { summaryOfSave, type SummaryData } from './summary';
@@ -62,7 +62,7 @@ export async function runMain(): Promise<void> {
   const job = new JobRecord(tempRoot, { backend: config.cache.backend, image: config.build.tags[0] ?? config.build.imageName, phases: [] });
 
   // Keys first: a pattern that matches nothing is an input error, found before docker runs.
-  const keys = config.cache.backend === 'local' ? await resolveCacheKeys(config, job, redact) : undefined;
+  const keys = isStoreBackend(config.cache.backend) ? await resolveCacheKeys(config, job, redact) : undefined;
 
   // Then the buildx to use, before any buildx command; then the preflight and the builder, which do
   // not depend on the cache, while the cache is restored.
@@ -146,7 +146,17 @@ async function prepareCache(config: Config, id: string, job: JobRecord, keys: Ca
   }
 
   const scopes = scopePlan(config.cache.scope, scopeVariables());
-  const store = openStore(config.cache.storePath);
+  let store: CacheStore;
+  try {
+    store = openStore(storeSpec(config));
+  } catch (err) {
+    // Bad input fails the task; anything else about the store is cache trouble: build without it.
+    if (err instanceof InputError) throw err;
+    cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', describeStore(storeSpec(config)), (err as Error).message));
+    setHitOutputs(config, 'false');
+    job.update({}, { hit: 'false' });
+    return { flags: { from: [], to: [] }, hit: 'false' };
+  }
   const cache = await job.timed(loc('PhaseRestore'), () => prepareFromStore(config, id, store, keys.key, keys.restoreKeys, scopes), (c) =>
     loc('RestoreDone', c.hit ?? 'false', formatBytes(c.bytesRestored ?? 0)),
   );
@@ -158,6 +168,7 @@ async function prepareCache(config: Config, id: string, job: JobRecord, keys: Ca
     {
       hit,
       bytesRestored: cache.bytesRestored,
+      bytesDownloaded: cache.bytesDownloaded,
       restored: cache.restored && { key: cache.restored.key, scope: cache.restored.scope, created: cache.restored.created },
     },
   );
@@ -174,7 +185,7 @@ function saveJob(config: Config, scopes: ScopePlan, segments: readonly string[])
     info(loc('ReadOnlyFork'));
     return undefined;
   }
-  return { storePath: config.cache.storePath, cacheDir: config.cache.dir, segments, scope: scopes.write, retentionDays: config.cache.retentionDays, failOnError: config.cache.failOnError };
+  return { store: storeSpec(config), cacheDir: config.cache.dir, segments, scope: scopes.write, retentionDays: config.cache.retentionDays, failOnError: config.cache.failOnError };
 }
 
 function scopeVariables(): Parameters<typeof scopePlan>[1] {

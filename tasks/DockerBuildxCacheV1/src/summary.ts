@@ -10,6 +10,7 @@ export interface SummaryData {
   readonly hit?: HitKind;
   readonly restored?: { readonly key: string; readonly scope: string; readonly created: string };
   readonly bytesRestored?: number;
+  readonly bytesDownloaded?: number;
   readonly steps?: { readonly cached: number; readonly total: number };
   readonly digest?: string;
   readonly saved?: { readonly status: 'saved' | 'unchanged' | 'skipped' | 'failed'; readonly bytes?: number; readonly blobs?: number; readonly reason?: string };
@@ -31,6 +32,7 @@ export function renderSummary(s: SummaryData): string {
   if (s.hit !== undefined) rows.push(['Cache hit', HIT_TEXT[s.hit]]);
   if (s.restored !== undefined) rows.push(['Restored entry', `${code(s.restored.key)} from ${code(s.restored.scope)}, saved ${cell(s.restored.created)}`]);
   if (s.bytesRestored !== undefined) rows.push(['Bytes restored', formatBytes(s.bytesRestored)]);
+  if (s.bytesDownloaded !== undefined) rows.push(['Bytes downloaded', formatBytes(s.bytesDownloaded)]);
   if (s.saved !== undefined) {
     const saved = s.saved;
     const text =

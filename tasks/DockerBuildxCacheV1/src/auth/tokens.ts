@@ -1,5 +1,5 @@
 import * as tl from 'azure-pipelines-task-lib/task';
-import { HttpClient } from 'typed-rest-client/HttpClient';
+import { agentProxy, loadRemote } from '../lazy';
 import type { Connection } from './connection';
 
 /** The few HTTP calls the logins need; the agent's proxy is honoured. Tests point them at a local server. */
@@ -8,12 +8,7 @@ export interface Http {
 }
 
 export const agentHttp: Http = {
-  async request(method, url, headers, body) {
-    const proxy = tl.getHttpProxyConfiguration(url) ?? undefined;
-    const client = new HttpClient('docker-buildx-cache', undefined, { proxy, socketTimeout: 30000 });
-    const response = method === 'GET' ? await client.get(url, headers) : await client.post(url, body ?? '', headers);
-    return { status: response.message.statusCode ?? 0, body: await response.readBody() };
-  },
+  request: (method, url, headers, body) => loadRemote().httpRequest(method, url, headers, body, agentProxy(url)),
 };
 
 export class CredentialError extends Error {
@@ -30,7 +25,10 @@ export interface Credentials {
 
 /** ACR's user name for a refresh token from the token exchange. */
 export const ACR_TOKEN_USER = '00000000-0000-0000-0000-000000000000';
-const ARM_SCOPE = 'https://management.azure.com/.default';
+/** Azure Resource Manager, whose tokens ACR's exchange takes; and Azure Storage. */
+export const ARM_RESOURCE = 'https://management.azure.com/';
+export const STORAGE_RESOURCE = 'https://storage.azure.com/';
+const scopeOf = (resource: string): string => `${resource}.default`;
 
 const form = (fields: Record<string, string>): string => new URLSearchParams(fields).toString();
 
@@ -61,17 +59,24 @@ export function oidcToken(http: Http, requestUri: string, accessToken: string, c
   return tokenStep(http, 'the OIDC token from Azure DevOps', 'POST', url, { Authorization: `Bearer ${accessToken}`, 'Content-Type': 'application/json' }, 'oidcToken', '{}');
 }
 
+const tokenUrl = (authority: string, tenantId: string): string => `${authority.replace(/\/+$/, '')}/${encodeURIComponent(tenantId)}/oauth2/v2.0/token`;
+
 /** An Entra ID access token for a service principal that presents the OIDC token as its client assertion. */
-export function entraToken(http: Http, authority: string, tenantId: string, clientId: string, assertion: string): Promise<string> {
-  const url = `${authority.replace(/\/+$/, '')}/${encodeURIComponent(tenantId)}/oauth2/v2.0/token`;
-  const body = form({ grant_type: 'client_credentials', client_id: clientId, scope: ARM_SCOPE, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
-  return tokenStep(http, 'the Entra ID token for the federated credential', 'POST', url, { 'Content-Type': 'application/x-www-form-urlencoded' }, 'access_token', body);
+export function entraToken(http: Http, authority: string, tenantId: string, clientId: string, assertion: string, resource = ARM_RESOURCE): Promise<string> {
+  const body = form({ grant_type: 'client_credentials', client_id: clientId, scope: scopeOf(resource), client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
+  return tokenStep(http, 'the Entra ID token for the federated credential', 'POST', tokenUrl(authority, tenantId), { 'Content-Type': 'application/x-www-form-urlencoded' }, 'access_token', body);
+}
+
+/** An Entra ID access token for a service principal with a client secret. */
+export function entraSecretToken(http: Http, authority: string, tenantId: string, clientId: string, secret: string, resource: string): Promise<string> {
+  const body = form({ grant_type: 'client_credentials', client_id: clientId, scope: scopeOf(resource), client_secret: secret });
+  return tokenStep(http, 'the Entra ID token for the service principal', 'POST', tokenUrl(authority, tenantId), { 'Content-Type': 'application/x-www-form-urlencoded' }, 'access_token', body);
 }
 
 /** An access token of the agent's managed identity, from the instance metadata service. */
-export function imdsToken(http: Http, clientId?: string): Promise<string> {
+export function imdsToken(http: Http, clientId?: string, resource = ARM_RESOURCE): Promise<string> {
   const base = process.env.IMDS_ENDPOINT ?? 'http://169.254.169.254';
-  const url = `${base.replace(/\/+$/, '')}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://management.azure.com/')}${clientId !== undefined ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
+  const url = `${base.replace(/\/+$/, '')}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(resource)}${clientId !== undefined ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
   return tokenStep(http, "the managed identity's token", 'GET', url, { Metadata: 'true' }, 'access_token');
 }
 

@@ -1,20 +1,50 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { formatBytes, info } from '../agent';
+import { formatBytes, info, variable } from '../agent';
+import { openContainer } from '../auth/storage';
+import { storageSecret, type AzureStoreConfig, type Config } from '../config';
 import { loc } from '../loc';
 import { INDEX_FILE } from '../oci/layout';
+import { AzureBlobStore } from '../store/blob';
 import { LocalStore } from '../store/local';
 import type { CacheStore, SaveResult, StoreStats } from '../store/types';
 import { cacheTrouble } from './trouble';
 
-/** The store behind `cacheBackend: local`; the one place that chooses a store implementation. */
-export function openStore(storePath: string): CacheStore {
-  return new LocalStore(storePath);
+/** Which store, and where: no secret, so that it can go to the post-job step. */
+export type StoreSpec = { readonly kind: 'local'; readonly path: string } | ({ readonly kind: 'azureBlob' } & AzureStoreConfig);
+
+export function storeSpec(config: Config): StoreSpec {
+  return config.cache.azure !== undefined ? { kind: 'azureBlob', ...config.cache.azure } : { kind: 'local', path: config.cache.storePath };
+}
+
+/** The store in words, before it is opened. */
+export function describeStore(spec: StoreSpec): string {
+  return spec.kind === 'local' ? `local store ${spec.path}` : loc('StoreAzureDescription', `${spec.accountUrl ?? ''}/${spec.container}`);
+}
+
+/** How long one restore, save or prune may take against Azure before the task gives up on it; a pipeline variable overrides it. */
+function azureBudgetMs(): number {
+  const minutes = Number(variable('DockerBuildxCache.StoreTimeoutMinutes') ?? '');
+  return (Number.isFinite(minutes) && minutes > 0 ? minutes : 15) * 60_000;
+}
+
+/**
+ * The store of a spec; the one place that chooses a store implementation. Opening Azure reads the
+ * secret input or the service connection and logs which method is used; a missing connection is
+ * an InputError.
+ */
+export function openStore(spec: StoreSpec): CacheStore {
+  if (spec.kind === 'local') return new LocalStore(spec.path);
+  const { client, method } = openContainer(spec, storageSecret());
+  // A SAS URL's query is a secret: the description has the container's address only.
+  const where = client.url.split('?')[0] ?? '';
+  info(loc('StoreOpened', where, method));
+  return new AzureBlobStore(client, loc('StoreAzureDescription', where), { budgetMs: azureBudgetMs() });
 }
 
 /** What the save needs, handed from the main step to the post-job step. */
 export interface SaveJob {
-  readonly storePath: string;
+  readonly store: StoreSpec;
   readonly cacheDir: string;
   /** The resolved key's segments. */
   readonly segments: readonly string[];
@@ -32,12 +62,19 @@ export interface SaveOutcome {
 }
 
 /** Saves the cache folder as the newest version of its key, then applies retention. */
-export async function saveToStore(job: SaveJob, store: CacheStore = openStore(job.storePath)): Promise<SaveOutcome> {
+export async function saveToStore(job: SaveJob, open: (spec: StoreSpec) => CacheStore = openStore): Promise<SaveOutcome> {
   if (!fs.existsSync(path.join(job.cacheDir, INDEX_FILE))) {
     info(loc('NothingToSave', job.cacheDir));
     return { skipped: loc('NothingToSave', job.cacheDir) };
   }
+  let store: CacheStore;
   let result: SaveResult;
+  try {
+    store = open(job.store);
+  } catch (err) {
+    cacheTrouble(job.failOnError, loc('WarnSaveFailed', describeStore(job.store), (err as Error).message));
+    return {};
+  }
   try {
     result = await store.save({ cacheDir: job.cacheDir, key: job.segments.join('|'), segments: job.segments, scope: job.scope, now: new Date() });
   } catch (err) {

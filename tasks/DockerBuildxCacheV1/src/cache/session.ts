@@ -8,7 +8,7 @@ import { describeKey, KeyResolveError, resolveKey, type ResolvedKey } from '../k
 import { loc } from '../loc';
 import { restoreFromStore } from '../store/restore';
 import type { ScopePlan } from '../store/scopes';
-import type { CacheStore, Entry, HitKind } from '../store/types';
+import type { CacheStore, EntryHead, HitKind } from '../store/types';
 import { CacheFolder } from './folder';
 import { cacheTrouble } from './trouble';
 
@@ -18,8 +18,10 @@ export interface PreparedCache {
   /** The fresh export folder, committed in place of the cache folder after a good build. */
   readonly pending?: { readonly folder: CacheFolder; readonly fresh: string };
   readonly hit?: HitKind;
-  readonly restored?: Entry;
+  readonly restored?: EntryHead;
   readonly bytesRestored?: number;
+  /** What came over the network, for a remote store. */
+  readonly bytesDownloaded?: number;
   /** Called when the build fails on the restored content: the store checks the entry in full next time. */
   readonly distrust?: () => Promise<void>;
 }
@@ -94,14 +96,16 @@ export async function prepareFromStore(
     info(loc('CacheMiss', store.description, scopes.read.join(', ')));
   } else {
     const e = outcome.entry;
-    info(loc('CacheRestored', outcome.hit, e.key, e.scope, e.created, formatBytes(outcome.stats.bytes), outcome.stats.blobs, outcome.stats.linked));
+    const s = outcome.stats;
+    if (s.downloaded === undefined) info(loc('CacheRestored', outcome.hit, e.key, e.scope, e.created, formatBytes(s.bytes), s.blobs, s.linked));
+    else info(loc('CacheRestoredRemote', outcome.hit, e.key, e.scope, e.created, formatBytes(s.bytes), s.blobs, formatBytes(s.downloaded), s.linked));
   }
   try {
     const out = await exportTo(config, folder, outcome.entry !== undefined);
     const entry = outcome.entry;
     const from = entry !== undefined ? [folder.importSpec()] : [];
     const distrust = entry === undefined ? undefined : (): Promise<void> => store.distrust(entry);
-    return { ...out, flags: { from, to: out.flags.to }, hit: outcome.hit, restored: entry, bytesRestored: outcome.stats?.bytes ?? 0, distrust };
+    return { ...out, flags: { from, to: out.flags.to }, hit: outcome.hit, restored: entry, bytesRestored: outcome.stats?.bytes ?? 0, bytesDownloaded: outcome.stats?.downloaded, distrust };
   } catch (err) {
     cacheTrouble(config.cache.failOnError, loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
     return { flags: { from: [], to: [] }, hit: outcome.hit, restored: outcome.entry, bytesRestored: outcome.stats?.bytes ?? 0 };

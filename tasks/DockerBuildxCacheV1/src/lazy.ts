@@ -1,0 +1,16 @@
+import * as tl from 'azure-pipelines-task-lib/task';
+import type { Proxy } from './remote';
+
+/**
+ * The Azure SDK and the HTTP client, from their own bundle next to this one: scripts/build.mjs
+ * resolves this require to `./remote.js`. Only jobs that fetch tokens or use `azureBlob` load it.
+ */
+export function loadRemote(): typeof import('./remote') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand, from a separate bundle
+  return require('./remote') as typeof import('./remote');
+}
+
+/** The agent's proxy for a URL, if it has one that the URL does not bypass. */
+export function agentProxy(url: string): Proxy | undefined {
+  return tl.getHttpProxyConfiguration(url) ?? undefined;
+}
