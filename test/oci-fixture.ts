@@ -37,6 +37,14 @@ export function writeLayout(dir: string, root: Blob, blobs: readonly Blob[], ext
   for (const b of [...blobs, ...extra]) fs.writeFileSync(path.join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.data);
 }
 
+/** A cache folder `label` under `work`, holding these layers. */
+export function cacheFolder(work: string, label: string, layers: readonly string[]): { dir: string; layout: ReturnType<typeof cacheLayout> } {
+  const dir = path.join(work, label);
+  const layout = cacheLayout(layers);
+  writeLayout(dir, layout.root, layout.blobs);
+  return { dir, layout };
+}
+
 export function blobFiles(dir: string): string[] {
   const base = path.join(dir, 'blobs', 'sha256');
   return fs.existsSync(base) ? fs.readdirSync(base).map((h) => `sha256:${h}`).sort() : [];

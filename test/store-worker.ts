@@ -1,11 +1,24 @@
 // A separate process that saves to or prunes a store, for the concurrency and crash tests.
 //   node store-worker.js save <store> <cacheDir> <key> <scope>
 //   node store-worker.js prune <store> <rounds>
+// <store> is `local:<dir>` or `azure:<blob url>:<container>` (Azurite, with the emulator's key).
+import { BlobServiceClient } from '@azure/storage-blob';
+import { connectionString } from '../scripts/azurite';
+import { AzureBlobStore } from '../tasks/DockerBuildxCacheV1/src/store/blob';
 import { LocalStore } from '../tasks/DockerBuildxCacheV1/src/store/local';
+import type { CacheStore } from '../tasks/DockerBuildxCacheV1/src/store/types';
+
+function open(spec: string): CacheStore {
+  if (spec.startsWith('local:')) return new LocalStore(spec.slice(6));
+  const m = /^azure:(.+):([a-z0-9-]+)$/.exec(spec);
+  if (m === null) throw new Error(`unknown store ${spec}`);
+  const container = BlobServiceClient.fromConnectionString(connectionString(m[1] ?? '')).getContainerClient(m[2] ?? '');
+  return new AzureBlobStore(container, spec, { graceMinutes: 0, singleShotBytes: 1 << 20, blockBytes: 256 << 10 });
+}
 
 async function main(): Promise<void> {
-  const [command, storePath = '', a = '', b = '', c = ''] = process.argv.slice(2);
-  const store = new LocalStore(storePath);
+  const [command, spec = '', a = '', b = '', c = ''] = process.argv.slice(2);
+  const store = open(spec);
   if (command === 'save') {
     const result = await store.save({ cacheDir: a, key: b, segments: b.split('|'), scope: c, now: new Date() });
     process.stdout.write(JSON.stringify({ status: result.status, id: result.entry.id }));

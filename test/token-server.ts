@@ -12,6 +12,18 @@ export class TokenServer {
   static readonly MI_ACCESS = 'managed-identity-access-token';
   static readonly REFRESH = 'acr-refresh-token';
   static readonly JOB_TOKEN = 'job-access-token';
+  static readonly SP_SECRET = 'service-principal-secret';
+  static readonly STORAGE = 'https://storage.azure.com/';
+
+  /**
+   * An Entra ID access token for Azure Storage as Azurite's `--oauth basic` checks it: a JWT whose
+   * audience is Storage, issued by a tenant, valid now. Its signature is not checked, so it has none.
+   */
+  static storageToken(tenant: string): string {
+    const now = Math.floor(Date.now() / 1000);
+    const part = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+    return `${part({ typ: 'JWT', alg: 'RS256' })}.${part({ aud: 'https://storage.azure.com', iss: `https://sts.windows.net/${tenant}/`, iat: now - 60, nbf: now - 60, exp: now + 3600, tid: tenant })}.c2ln`;
+  }
 
   readonly requests: { method: string; path: string; form: Record<string, string>; headers: http.IncomingHttpHeaders }[] = [];
   /** Each request is also appended here as a JSON line, for tests in another process. */
@@ -37,10 +49,14 @@ export class TokenServer {
     if (url.pathname === '/oidc' && req.headers.authorization === `Bearer ${TokenServer.JOB_TOKEN}` && url.searchParams.get('serviceConnectionId') !== null) {
       return [200, { oidcToken: TokenServer.OIDC }];
     }
-    if (/^\/[^/]+\/oauth2\/v2\.0\/token$/.test(url.pathname) && form.client_assertion === TokenServer.OIDC && form.grant_type === 'client_credentials') {
-      return [200, { token_type: 'Bearer', access_token: TokenServer.ACCESS }];
+    const tenant = /^\/([^/]+)\/oauth2\/v2\.0\/token$/.exec(url.pathname)?.[1];
+    if (tenant !== undefined && form.grant_type === 'client_credentials' && (form.client_assertion === TokenServer.OIDC || form.client_secret === TokenServer.SP_SECRET)) {
+      const storage = form.scope === `${TokenServer.STORAGE}.default`;
+      return [200, { token_type: 'Bearer', access_token: storage ? TokenServer.storageToken(tenant) : TokenServer.ACCESS }];
     }
-    if (url.pathname === '/metadata/identity/oauth2/token' && req.headers.metadata === 'true') return [200, { access_token: TokenServer.MI_ACCESS }];
+    if (url.pathname === '/metadata/identity/oauth2/token' && req.headers.metadata === 'true') {
+      return [200, { access_token: url.searchParams.get('resource') === TokenServer.STORAGE ? TokenServer.storageToken('managed-identity') : TokenServer.MI_ACCESS }];
+    }
     if (url.pathname === '/oauth2/exchange' && form.grant_type === 'access_token' && (form.access_token === TokenServer.ACCESS || form.access_token === TokenServer.MI_ACCESS)) {
       return [200, { refresh_token: TokenServer.REFRESH }];
     }

@@ -1,8 +1,6 @@
 import * as assert from 'assert/strict';
 import * as crypto from 'crypto';
-import { spawn, type ChildProcessWithoutNullStreams } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { instanceIdOf } from '../../tasks/DockerBuildxCacheV1/src/agent';
 import { defaultBuilderName } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
@@ -11,6 +9,10 @@ import { resolveKey } from '../../tasks/DockerBuildxCacheV1/src/key/resolve';
 import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
 import { blobFiles, cacheLayout, writeLayout } from '../oci-fixture';
 import { TokenServer } from '../token-server';
+import { TokenProcess } from './token-process';
+import { connectionString, EMULATOR_KEY, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
+import { AzureBlobStore } from '../../tasks/DockerBuildxCacheV1/src/store/blob';
+import { ContainerSASPermissions } from '@azure/storage-blob';
 import { runScenario, type MockRun } from './harness';
 import { DOCKER, type Scenario } from './types';
 
@@ -28,6 +30,14 @@ const preflightAnswers = (buildx = '0.19.2', store = 'io.containerd.snapshotter.
   [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 0, stdout: `[["driver-type","${store}"]]` },
 });
 const missing = { code: 1, stdout: '', stderr: 'ERROR: no builder found' };
+
+/** ENDPOINT_* variables as the agent sets them for a service connection. */
+const endpoint = (id: string, scheme: string, params: Record<string, string>, data: Record<string, string> = {}, url = 'https://registry.example/'): Record<string, string> => ({
+  [`ENDPOINT_URL_${id}`]: url,
+  [`ENDPOINT_AUTH_SCHEME_${id}`]: scheme,
+  ...Object.fromEntries(Object.entries(params).map(([k, v]) => [`ENDPOINT_AUTH_PARAMETER_${id}_${k.toUpperCase()}`, v])),
+  ...Object.fromEntries(Object.entries(data).map(([k, v]) => [`ENDPOINT_DATA_${id}_${k.toUpperCase()}`, v])),
+});
 
 let ws: string;
 let agentTemp: string;
@@ -103,10 +113,10 @@ describe('mock-run: the main step', function () {
     // The default backend is the local store: a miss in an empty store, a key from the Dockerfile.
     assert.equal(run.outputs.cacheHit, 'false');
     assert.match(run.outputs.cacheKey ?? '', /^buildx\|"Linux"\|"app"\|[A-Za-z0-9+/=]{44}$/);
-    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; cleanup?: string[]; save?: { scope: string; when: string; storePath: string } };
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; cleanup?: string[]; save?: { scope: string; when: string; store: { kind: string; path: string } } };
     assert.equal(state.removeBuilder, BUILDER);
     assert.deepEqual(state.cleanup, [path.dirname(metadata)]);
-    assert.deepEqual([state.save?.scope, state.save?.when, state.save?.storePath], ['refs/heads/main', 'onSuccess', path.join(agentWork, '_buildx_cache_store')]);
+    assert.deepEqual([state.save?.scope, state.save?.when, state.save?.store], ['refs/heads/main', 'onSuccess', { kind: 'local', path: path.join(agentWork, '_buildx_cache_store') }]);
     assertWarnings(run, MOCK_BUILD_WARNINGS);
   });
 
@@ -305,36 +315,16 @@ describe('mock-run: the main step', function () {
   });
 
   describe('containerRegistry: logins into a job-private docker config', () => {
-    // MockTestRunner blocks this process while the task runs, so the token server runs in its own.
-    let tokenProcess: ChildProcessWithoutNullStreams;
-    let tokenBase: string;
-    let tokenLog: string;
+    const tokens = new TokenProcess();
     let log: string;
-    let tokenDir: string;
-    before(async () => {
-      // Not a tempDir(): those go after each test, and this one lives as long as the server.
-      tokenDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbxc-token-server-'));
-      tokenLog = path.join(tokenDir, 'requests.jsonl');
-      tokenProcess = spawn(process.execPath, [path.join(__dirname, '..', 'token-server.js'), tokenLog]);
-      tokenBase = await new Promise<string>((resolve) => tokenProcess.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
-    });
-    after(() => {
-      tokenProcess.kill();
-      fs.rmSync(tokenDir, { recursive: true, force: true });
-    });
+    before(() => tokens.start());
+    after(() => tokens.stop());
     beforeEach(() => {
       log = path.join(tempDir(), 'logins.jsonl');
-      fs.rmSync(tokenLog, { force: true });
+      tokens.clear();
     });
-    const tokenRequests = (): string[] => (fs.existsSync(tokenLog) ? fs.readFileSync(tokenLog, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { path: string }).path) : []);
+    const tokenRequests = (): string[] => tokens.requests();
 
-    /** ENDPOINT_* variables as the agent sets them for a service connection. */
-    const endpoint = (id: string, scheme: string, params: Record<string, string>, data: Record<string, string> = {}): Record<string, string> => ({
-      [`ENDPOINT_URL_${id}`]: 'https://registry.example/',
-      [`ENDPOINT_AUTH_SCHEME_${id}`]: scheme,
-      ...Object.fromEntries(Object.entries(params).map(([k, v]) => [`ENDPOINT_AUTH_PARAMETER_${id}_${k.toUpperCase()}`, v])),
-      ...Object.fromEntries(Object.entries(data).map(([k, v]) => [`ENDPOINT_DATA_${id}_${k.toUpperCase()}`, v])),
-    });
     const push = (): string => buildLine('default', '--tag registry.example/app:latest --push');
     const run = (env: Record<string, string>, extraVars: Record<string, string> = {}): Promise<MockRun> =>
       runScenario({
@@ -362,20 +352,20 @@ describe('mock-run: the main step', function () {
     it('ACR with workload identity federation: OIDC token, Entra ID, the registry exchange, then a login with the refresh token', async () => {
       const r = await run(
         {
-          ...endpoint('conn', 'WorkloadIdentityFederation', { loginServer: tokenBase, serviceprincipalid: 'client', tenantid: 'tenant' }, { registrytype: 'ACR', activeDirectoryAuthority: `${tokenBase}/` }),
+          ...endpoint('conn', 'WorkloadIdentityFederation', { loginServer: tokens.base, serviceprincipalid: 'client', tenantid: 'tenant' }, { registrytype: 'ACR', activeDirectoryAuthority: `${tokens.base}/` }),
           ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN: TokenServer.JOB_TOKEN,
         },
-        { 'System.OidcRequestUri': `${tokenBase}/oidc` },
+        { 'System.OidcRequestUri': `${tokens.base}/oidc` },
       );
       assert.ok(r.succeeded, r.stdout);
       assert.deepEqual(tokenRequests(), ['/oidc', '/tenant/oauth2/v2.0/token', '/oauth2/exchange']);
-      assert.deepEqual(logins().map((l) => [l.args, l.stdin]), [[`login --username 00000000-0000-0000-0000-000000000000 --password-stdin ${tokenBase}`, TokenServer.REFRESH]]);
+      assert.deepEqual(logins().map((l) => [l.args, l.stdin]), [[`login --username 00000000-0000-0000-0000-000000000000 --password-stdin ${tokens.base}`, TokenServer.REFRESH]]);
       for (const token of [TokenServer.OIDC, TokenServer.ACCESS, TokenServer.REFRESH]) assert.match(r.stdout, new RegExp(`##vso\\[task\\.setsecret\\]${token}`));
       assert.match(r.stdout, /loc_mock_LoggedIn \S+ workload identity federation/);
     });
 
     it("ACR with the agent's managed identity", async () => {
-      const r = await run({ ...endpoint('conn', 'ManagedServiceIdentity', { loginServer: tokenBase }, { registrytype: 'ACR' }), IMDS_ENDPOINT: tokenBase });
+      const r = await run({ ...endpoint('conn', 'ManagedServiceIdentity', { loginServer: tokens.base }, { registrytype: 'ACR' }), IMDS_ENDPOINT: tokens.base });
       assert.ok(r.succeeded, r.stdout);
       assert.deepEqual(tokenRequests(), ['/metadata/identity/oauth2/token', '/oauth2/exchange']);
       assert.deepEqual(logins().map((l) => l.stdin), [TokenServer.REFRESH]);
@@ -395,7 +385,7 @@ describe('mock-run: the main step', function () {
     ];
     for (const [name, env, pattern] of failures) {
       it(`fails clearly with ${name}, before any build`, async () => {
-        const r = await run(env, { 'System.OidcRequestUri': `${tokenBase}/oidc` });
+        const r = await run(env, { 'System.OidcRequestUri': `${tokens.base}/oidc` });
         assert.ok(r.runner.failed);
         assert.match(r.errors[0] ?? '', pattern);
         assert.ok(!r.commands.some((c) => c.includes('buildx build')));
@@ -419,6 +409,184 @@ describe('mock-run: the main step', function () {
         assert.equal(r.commands.at(-1), build);
         assert.equal(r.outputs.cacheHit, hit);
         assert.deepEqual(r.warnings.filter((w) => !/WarnMetadataUnreadable/.test(w)), []);
+      });
+    }
+  });
+
+  describe('cacheBackend azureBlob: Azurite, with Entra ID tokens over HTTPS', () => {
+    const tokens = new TokenProcess();
+    let azurite: Azurite;
+    before(async () => {
+      azurite = ensureAzurite();
+      await tokens.start();
+      // The task's process trusts the HTTPS instance's self-signed certificate, as an agent would a company CA.
+      process.env.NODE_EXTRA_CA_CERTS = azurite.ca;
+    });
+    after(() => {
+      delete process.env.NODE_EXTRA_CA_CERTS;
+      tokens.stop();
+    });
+    beforeEach(() => tokens.clear());
+
+    const name = (): string => `mockrun-${crypto.randomBytes(5).toString('hex')}`;
+    const arm = (scheme: string, params: Record<string, string>): Record<string, string> =>
+      endpoint('arm', scheme, params, { environmentAuthorityUrl: `${tokens.base}/` }, 'https://management.azure.com/');
+    type Connection = { env: Record<string, string>; requests: string[]; method: RegExp };
+    /** The connections, once the token server has its address. */
+    const connections = (): Record<string, Connection> => ({
+      'workload identity federation': {
+        env: { ...arm('WorkloadIdentityFederation', { tenantid: 'tenant-a', serviceprincipalid: 'client' }), ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN: TokenServer.JOB_TOKEN },
+        requests: ['/oidc', '/tenant-a/oauth2/v2.0/token'],
+        method: /loc_mock_StoreAuthConnection workload identity federation arm/,
+      },
+      'a service principal and secret': {
+        env: arm('ServicePrincipal', { tenantid: 'tenant-b', serviceprincipalid: 'client', serviceprincipalkey: TokenServer.SP_SECRET, authenticationType: 'spnKey' }),
+        requests: ['/tenant-b/oauth2/v2.0/token'],
+        method: /loc_mock_StoreAuthConnection service principal and secret arm/,
+      },
+      'the managed identity': {
+        env: { ...arm('ManagedServiceIdentity', {}), IMDS_ENDPOINT: tokens.base },
+        requests: ['/metadata/identity/oauth2/token'],
+        method: /loc_mock_StoreAuthConnection managed identity arm/,
+      },
+    });
+    const connection = (kind: string): Connection => {
+      const c = connections()[kind];
+      assert.ok(c);
+      return c;
+    };
+    const KINDS = ['workload identity federation', 'a service principal and secret', 'the managed identity'];
+    const jobVariables = (): Record<string, string> => ({ ...variables(), 'System.OidcRequestUri': `${tokens.base}/oidc` });
+
+    /** The post-job step saving a two-layer cache folder under `segments`; the store spec is what the main step hands over. */
+    async function postSave(store: object, env: Record<string, string>, inputs: Record<string, string> = {}): Promise<{ run: MockRun; blobs: string[] }> {
+      const key = await resolveKey('buildx | deps.lock', ws);
+      const dir = path.join(tempDir(), '.buildx-cache');
+      const layout = cacheLayout(['deps layer', 'app layer']);
+      writeLayout(dir, layout.root, layout.blobs);
+      const save = { store, cacheDir: dir, segments: key.values, scope: 'refs/heads/main', retentionDays: 7, failOnError: false, when: 'onSuccess' };
+      const summary = { backend: 'azureBlob', image: 'app:latest', key: key.text, hit: 'false', phases: [] };
+      const run = await runScenario({
+        step: 'post',
+        inputs,
+        variables: { ...jobVariables(), 'Agent.JobStatus': 'Succeeded' },
+        taskVariables: { 'DockerBuildxCache.State': JSON.stringify({ version: 1, cleanup: [], save, summary }) },
+        env,
+      });
+      return { run, blobs: layout.blobs.map((b) => b.digest).sort() };
+    }
+
+    /** The main step restoring `buildx | deps.lock` from the container and building with it. */
+    function mainRestore(inputs: Record<string, string>, env: Record<string, string>, importsCache = true): Promise<MockRun> {
+      const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+      const from = importsCache ? `--cache-from type=local,src=${cacheDir} ` : '';
+      const build = buildLine('default', `--tag app:latest ${from}--cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+      return runScenario({
+        ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'azureBlob', cacheKey: 'buildx | deps.lock', cacheDir, ...inputs }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+        variables: jobVariables(),
+        env,
+      });
+    }
+
+    /** A token registered as a secret appears in no other line of the log. */
+    function assertTokensSecret(run: MockRun): void {
+      const jwts = [...run.stdout.matchAll(/##vso\[task\.setsecret\](eyJ[\w-]+\.[\w-]+\.[\w-]*)/g)].map((m) => m[1] ?? '');
+      assert.ok(jwts.length > 0, 'the storage token is registered as a secret');
+      for (const jwt of jwts) assert.deepEqual(run.stdout.split('\n').filter((l) => l.includes(jwt) && !l.startsWith('##vso[task.setsecret]')), []);
+    }
+
+    KINDS.forEach((saver, i) => {
+      const restorer = KINDS[(i + 1) % KINDS.length] ?? saver;
+      it(`saves with ${saver} and restores with ${restorer}: each asks Entra ID for one Storage token`, async () => {
+        const container = name();
+        const spec = { kind: 'azureBlob', accountUrl: azurite.oauthUrl, container, connection: 'arm' };
+        const s = connection(saver);
+        const { run: saved, blobs } = await postSave(spec, s.env);
+        assert.ok(saved.succeeded, saved.stdout);
+        assert.deepEqual(saved.warnings, []);
+        assert.match(saved.stdout, new RegExp(`loc_mock_StoreOpened ${azurite.oauthUrl}/${container} loc_mock_StoreAuthConnection`));
+        assert.match(saved.stdout, /loc_mock_Saved buildx\|/);
+        assert.deepEqual(tokens.requests(), s.requests);
+        assertTokensSecret(saved);
+
+        tokens.clear();
+        const r = connection(restorer);
+        const run = await mainRestore({ azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: container }, r.env);
+        assert.ok(run.succeeded, run.stdout);
+        assert.equal(run.outputs.cacheHit, 'true');
+        assert.deepEqual(blobFiles(cacheDir), blobs);
+        assert.deepEqual(tokens.requests(), r.requests);
+        assert.match(run.stdout, r.method);
+        assertTokensSecret(run);
+        const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { save?: { store: object } };
+        assert.deepEqual(state.save?.store, spec, 'the post step gets where the store is, and no secret');
+      });
+    });
+
+    it('a token Entra ID will not give: a warning, and the build runs without the cache', async () => {
+      const env = { ...endpoint('arm', 'ServicePrincipal', { tenantid: 't', serviceprincipalid: 'client', serviceprincipalkey: 'wrong-secret' }, { environmentAuthorityUrl: `${tokens.base}/` }) };
+      const run = await mainRestore({ azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: name() }, env, false);
+      assert.ok(run.succeeded, run.stdout);
+      assert.equal(run.outputs.cacheHit, 'false');
+      assert.match(run.warnings[0] ?? '', /^loc_mock_WarnRestoreFailed loc_mock_StoreAzureDescription \S+ the Entra ID token for the service principal: \S+ answered 400/);
+      assert.deepEqual(run.stdout.split('\n').filter((l) => l.includes('wrong-secret') && !l.startsWith('##vso[task.setsecret]')), []);
+    });
+
+    it('with failOnCacheError, a token Entra ID will not give fails the step before the build', async () => {
+      const env = { ...endpoint('arm', 'ServicePrincipal', { tenantid: 't', serviceprincipalid: 'client', serviceprincipalkey: 'wrong-secret' }, { environmentAuthorityUrl: `${tokens.base}/` }) };
+      const run = await mainRestore({ azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: name(), failOnCacheError: 'true' }, env, false);
+      assert.ok(run.runner.failed);
+      assert.match(run.errors[0] ?? '', /^loc_mock_WarnRestoreFailed /);
+      assert.ok(!run.commands.some((c) => c.includes('buildx build')));
+    });
+
+    /** The shared-key instance, reached with the secret input in its three forms. */
+    const secrets: [string, (c: ReturnType<typeof freshContainer>) => Promise<{ inputs: Record<string, string>; secret: string }>][] = [
+      ['a connection string', () => Promise.resolve({ inputs: { storageConnectionString: connectionString(azurite.blobUrl) }, secret: EMULATOR_KEY })],
+      ['a SAS URL of the container', async (c) => {
+        const url = await c.generateSasUrl({ permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3600_000) });
+        return { inputs: { storageConnectionString: url }, secret: new URL(url).searchParams.get('sig') ?? '' };
+      }],
+      ['a SAS token with storageAccountUrl', async (c) => {
+        const url = await c.generateSasUrl({ permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3600_000) });
+        return { inputs: { storageConnectionString: new URL(url).search.slice(1), storageAccountUrl: azurite.blobUrl }, secret: new URL(url).searchParams.get('sig') ?? '' };
+      }],
+    ];
+    for (const [kind, access] of secrets) {
+      it(`${kind}: restores what another job saved, the secret only ever in setsecret lines`, async () => {
+        const c = freshContainer(azurite.blobUrl, 'mockrun');
+        await c.create();
+        const { inputs, secret } = await access(c);
+        const key = await resolveKey('buildx | deps.lock', ws);
+        const layout = cacheLayout(['deps layer', 'app layer']);
+        const source = path.join(tempDir(), 'source');
+        writeLayout(source, layout.root, layout.blobs);
+        await new AzureBlobStore(c, 'seed').save({ cacheDir: source, key: key.text, segments: key.values, scope: 'refs/heads/main', now: new Date() });
+
+        const run = await mainRestore({ ...inputs, storageContainer: c.containerName }, {});
+        assert.ok(run.succeeded, run.stdout);
+        assert.equal(run.outputs.cacheHit, 'true');
+        assert.deepEqual(blobFiles(cacheDir), layout.blobs.map((b) => b.digest).sort());
+        assert.ok(secret.length > 10);
+        assert.deepEqual(run.stdout.split('\n').filter((l) => l.includes(secret) && !l.startsWith('##vso[task.setsecret]')), []);
+        assert.ok(!JSON.stringify(run.taskVariables).includes(secret), 'not in the task state');
+      });
+    }
+
+    const invalid: [string, Record<string, string>, Record<string, string>, RegExp][] = [
+      ['a connection that does not exist', { azureSubscription: 'nope', storageAccountUrl: 'https://a.blob.core.windows.net' }, {}, /^Input 'azureSubscription': loc_mock_InputConnectionMissing nope/],
+      ['a Docker Registry connection', { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' }, endpoint('arm', 'UsernamePassword', { username: 'u', password: 'p' }), /^Input 'azureSubscription': loc_mock_InputAzureScheme arm UsernamePassword/],
+      ['a certificate service principal', { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' }, endpoint('arm', 'ServicePrincipal', { tenantid: 't', serviceprincipalid: 'c', authenticationType: 'spnCertificate', servicePrincipalCertificate: 'pem' }), /^Input 'azureSubscription': loc_mock_InputAzureCertificate arm/],
+      ['a federated connection without its tenant', { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' }, endpoint('arm', 'WorkloadIdentityFederation', { serviceprincipalid: 'c' }), /^Input 'azureSubscription': loc_mock_InputConnectionIncomplete arm tenantid/],
+      ['a connection string that is not one', { storageConnectionString: 'AccountName=x;Nonsense' }, {}, /^Input 'storageConnectionString': loc_mock_InputAzureConnectionString /],
+      ['a SAS token without an account URL', { storageConnectionString: 'sv=2024-08-04&sig=abc' }, {}, /^Input 'storageAccountUrl': loc_mock_InputAzureSasNeedsUrl/],
+    ];
+    for (const [what, inputs, env, pattern] of invalid) {
+      it(`fails clearly with ${what}, before any build`, async () => {
+        const run = await mainRestore(inputs, env, false);
+        assert.ok(run.runner.failed);
+        assert.match(run.errors[0] ?? '', pattern);
+        assert.ok(!run.commands.some((c) => c.includes('buildx build')));
       });
     }
   });
@@ -642,7 +810,7 @@ describe('mock-run: the post-job step', function () {
     const layout = cacheLayout(['deps', 'app']);
     writeLayout(cacheDir, layout.root, layout.blobs);
     const storePath = extra.storePath ?? path.join(tempDir(), 'store');
-    const save = { storePath, cacheDir, segments: ['buildx', '"Linux"', 'app'], scope: 'refs/heads/main', retentionDays: 7, failOnError: extra.failOnError ?? false, when };
+    const save = { store: { kind: 'local', path: storePath }, cacheDir, segments: ['buildx', '"Linux"', 'app'], scope: 'refs/heads/main', retentionDays: 7, failOnError: extra.failOnError ?? false, when };
     const summary = { backend: 'local', image: 'app:latest', key: 'buildx|"Linux"|app', hit: 'false', phases: [['Build', 1200]] };
     return { taskVariables: state({ save, summary, removeBuilder: 'b1' }), storePath };
   }

@@ -37,7 +37,7 @@ describe('the packaged extension (.vsix)', function () {
     assert.deepEqual(contributions.map((c) => [c.type, c.properties.name]), [['ms.vss-distributed-task.task', 'tasks/DockerBuildxCacheV1']]);
   });
 
-  it('ships the task as built: task.json, strings, icon and the two bundles, and nothing else', () => {
+  it('ships the task as built: task.json, strings, icon, the two step bundles and the Azure bundle, and nothing else', () => {
     const files = vsix.getEntries().filter((e) => !e.isDirectory).map((e) => e.entryName).filter((n) => n.startsWith('tasks/')).sort();
     assert.deepEqual(files, [
       'tasks/DockerBuildxCacheV1/Strings/resources.resjson/en-US/resources.resjson',
@@ -45,6 +45,7 @@ describe('the packaged extension (.vsix)', function () {
       'tasks/DockerBuildxCacheV1/dist/main.js.LEGAL.txt',
       'tasks/DockerBuildxCacheV1/dist/post.js',
       'tasks/DockerBuildxCacheV1/dist/post.js.LEGAL.txt',
+      'tasks/DockerBuildxCacheV1/dist/remote.js',
       'tasks/DockerBuildxCacheV1/icon.png',
       'tasks/DockerBuildxCacheV1/task.json',
     ]);
@@ -55,6 +56,18 @@ describe('the packaged extension (.vsix)', function () {
     assert.ok(icon !== null);
     assert.equal(icon.readUInt32BE(16), 128);
     assert.equal(icon.readUInt32BE(20), 128);
+  });
+
+  it('ships the Azure bundle that both steps load only when a job needs it', () => {
+    const dist = path.join(unpacked, 'tasks', 'DockerBuildxCacheV1', 'dist');
+    for (const step of ['main.js', 'post.js']) {
+      const code = fs.readFileSync(path.join(dist, step), 'utf8');
+      assert.match(code, /require\("\.\/remote\.js"\)/, `${step} loads remote.js`);
+      assert.ok(!code.includes('BlobServiceClient'), `${step} does not carry the storage SDK itself`);
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const remote = require(path.join(dist, 'remote.js')) as Record<string, unknown>;
+    assert.deepEqual(['containerClient', 'httpRequest'].map((name) => typeof remote[name]), ['function', 'function']);
   });
 
   it('starts: the bundled main step runs from the package and fails on bad input with its own message', async () => {

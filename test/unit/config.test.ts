@@ -41,6 +41,7 @@ describe('config: reading and validating inputs', () => {
       hitVar: undefined,
       failOnError: false,
       registryRef: undefined,
+      azure: undefined,
     });
     assert.equal(c.builder.driver, 'docker-container');
     assert.equal(c.builder.remove, true);
@@ -64,6 +65,9 @@ describe('config: reading and validating inputs', () => {
     ['oci output path resolved', { imageName: 'app', output: 'oci', outputPath: 'out/image.tar' }, (c) => assert.deepEqual(c.output, { kind: 'oci', path: path.join(ws, 'out/image.tar'), specs: [], registryConnection: undefined })],
     ['a registry connection', { imageName: 'app', output: 'registry', containerRegistry: 'acr-conn' }, (c) => assert.equal(c.output.registryConnection, 'acr-conn')],
     ['a registry cache', { imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'myacr.azurecr.io/team/app:buildcache' }, (c) => assert.equal(c.cache.registryRef, 'myacr.azurecr.io/team/app:buildcache')],
+    ['an Azure container through a service connection', { imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm', storageAccountUrl: 'https://acct.blob.core.windows.net/' }, (c) => assert.deepEqual(c.cache.azure, { accountUrl: 'https://acct.blob.core.windows.net', container: 'buildx-cache', connection: 'arm' })],
+    ['an Azure container through a secret connection string', { imageName: 'app', cacheBackend: 'AZUREBLOB', storageConnectionString: 'AccountName=a;AccountKey=k', storageContainer: 'team-cache' }, (c) => assert.deepEqual(c.cache.azure, { accountUrl: undefined, container: 'team-cache', connection: undefined })],
+    ['an emulator over http with a SAS', { imageName: 'app', cacheBackend: 'azureBlob', storageAccountUrl: 'http://127.0.0.1:10000/devstoreaccount1', storageConnectionString: 'sv=2024&sig=x' }, (c) => assert.equal(c.cache.azure?.accountUrl, 'http://127.0.0.1:10000/devstoreaccount1')],
     ['a registry cache on a registry with a port', { imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'localhost:5000/app' }, (c) => assert.equal(c.cache.registryRef, 'localhost:5000/app')],
     ['custom outputs', { output: 'custom', outputs: 'type=local,dest=a\ntype=tar,dest=b.tar' }, (c) => assert.deepEqual(c.output.specs, ['type=local,dest=a', 'type=tar,dest=b.tar'])],
     ['cacheOnly needs no image', { output: 'cacheOnly' }, (c) => assert.deepEqual(c.build.tags, [])],
@@ -93,6 +97,9 @@ describe('config: reading and validating inputs', () => {
     ['a cache folder inside the build context', { imageName: 'app', cacheDir: '.cache' }, /inside the build context/],
     ['a download mirror without a version', { imageName: 'app', buildxDownloadUrl: 'https://mirror.example/x' }, /buildxDownloadUrl has no effect without buildxVersion/],
     ['a registry cache reference with another backend', { imageName: 'app', registryCacheRef: 'r/app:c' }, /cacheBackend 'local' these inputs have no effect: registryCacheRef/],
+    ['both a service connection and a connection string', { imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net', storageConnectionString: 'x' }, /both azureSubscription and storageConnectionString are set; the service connection is used/],
+    ['Azure inputs with the local backend', { imageName: 'app', storageContainer: 'c' }, /cacheBackend 'local' these inputs have no effect: storageContainer/],
+    ['local store inputs with the Azure backend', { imageName: 'app', cacheBackend: 'azureBlob', storageConnectionString: 'x', localStorePath: '/s' }, /cacheBackend 'azureBlob' these inputs have no effect: localStorePath/],
     ['store inputs with the directory backend', { imageName: 'app', cacheBackend: 'directory', cacheKey: 'k', retentionDays: '3' }, /cacheBackend 'directory' these inputs have no effect: cacheKey, retentionDays/],
   ];
   for (const [name, inputs, pattern] of warnings) {
@@ -138,7 +145,14 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', output: 'push' }, 'output', /'push' is not one of: docker, registry, oci, tar, cacheOnly, custom/],
     [{ imageName: 'app', output: 'tar' }, 'outputPath', /output 'tar' writes a file/],
     [{ output: 'custom' }, 'outputs', /at least one --output spec/],
-    [{ imageName: 'app', cacheBackend: 's3' }, 'cacheBackend', /not one of: local, directory, registry, none/],
+    [{ imageName: 'app', cacheBackend: 's3' }, 'cacheBackend', /not one of: local, azureBlob, directory, registry, none/],
+    [{ imageName: 'app', cacheBackend: 'azureBlob' }, 'azureSubscription', /needs either azureSubscription .* or storageConnectionString/],
+    [{ imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm' }, 'storageAccountUrl', /needs the storage account's blob endpoint/],
+    [{ imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm', storageAccountUrl: 'http://acct.blob.core.windows.net' }, 'storageAccountUrl', /a service connection needs https/],
+    [{ imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm', storageAccountUrl: 'https://acct.blob.core.windows.net?sv=1&sig=x' }, 'storageAccountUrl', /without a query/],
+    [{ imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm', storageAccountUrl: 'acct' }, 'storageAccountUrl', /'acct' is not a storage account URL/],
+    [{ imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net', storageContainer: 'Build_Cache' }, 'storageContainer', /'Build_Cache' is not a valid container name/],
+    [{ imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net', storageContainer: 'a--b' }, 'storageContainer', /not a valid container name/],
     [{ imageName: 'app', cacheBackend: 'registry' }, 'registryCacheRef', /needs the image reference to keep the cache at/],
     [{ imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'My/App:cache' }, 'registryCacheRef', /'My\/App:cache' is not an image reference/],
     [{ imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'app:bad tag' }, 'registryCacheRef', /is not an image reference/],
@@ -191,6 +205,11 @@ describe('config: reading and validating inputs', () => {
         (err: Error) => !err.message.includes('hunter2'),
       );
     }
+  });
+
+  it('keeps the storage connection string out of the configuration, which goes into the task state', () => {
+    const c = read({ imageName: 'app', cacheBackend: 'azureBlob', storageConnectionString: 'AccountName=a;AccountKey=hunter2' });
+    assert.ok(!JSON.stringify(c).includes('hunter2'));
   });
 });
 

@@ -60,6 +60,10 @@ const CONTRACT: [string, string, string][] = [
   ['cacheCompression', 'pickList', 'gzip'],
   ['cacheDir', 'string', '$(Pipeline.Workspace)/.buildx-cache'],
   ['localStorePath', 'string', '$(Agent.WorkFolder)/_buildx_cache_store'],
+  ['azureSubscription', 'connectedService:AzureRM', ''],
+  ['storageAccountUrl', 'string', ''],
+  ['storageContainer', 'string', 'buildx-cache'],
+  ['storageConnectionString', 'string', ''],
   ['registryCacheRef', 'string', ''],
   ['saveCache', 'pickList', 'onSuccess'],
   ['cacheScope', 'pickList', 'branch'],
@@ -78,7 +82,7 @@ const CONTRACT: [string, string, string][] = [
 ];
 const PICK_OPTIONS: Record<string, string[]> = {
   output: ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'],
-  cacheBackend: ['local', 'directory', 'registry', 'none'],
+  cacheBackend: ['local', 'azureBlob', 'directory', 'registry', 'none'],
   saveCache: ['onSuccess', 'always', 'afterBuild', 'never'],
   cacheScope: ['branch', 'shared'],
   cacheMode: ['max', 'min'],
@@ -133,7 +137,7 @@ describe('task.json: the public contract and the classic editor', () => {
   it('has visibleRules that name real inputs and values', () => {
     const byName = new Map(task.inputs.map((i) => [i.name, i]));
     const rules = task.inputs.filter((i) => i.visibleRule !== undefined);
-    assert.deepEqual(rules.map((i) => i.name).sort(), ['builderName', 'buildkitdConfig', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache']);
+    assert.deepEqual(rules.map((i) => i.name).sort(), ['azureSubscription', 'builderName', 'buildkitdConfig', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache', 'storageAccountUrl', 'storageConnectionString', 'storageContainer']);
     for (const input of rules) {
       const clauses = (input.visibleRule ?? '').split(/\s*(?:&&|\|\|)\s*/);
       for (const clause of clauses) {

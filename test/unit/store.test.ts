@@ -3,49 +3,159 @@ import { spawn, spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import type { ContainerClient } from '@azure/storage-blob';
+import { ensureAzurite, freshContainer } from '../../scripts/azurite';
 import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
+import { AzureBlobStore } from '../../tasks/DockerBuildxCacheV1/src/store/blob';
 import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
+import { scopeSlug } from '../../tasks/DockerBuildxCacheV1/src/store/names';
 import { restoreFromStore } from '../../tasks/DockerBuildxCacheV1/src/store/restore';
-import { EntryUnusableError, type CacheStore, type Entry } from '../../tasks/DockerBuildxCacheV1/src/store/types';
+import { EntryUnusableError, type CacheStore, type Entry, type EntryHead } from '../../tasks/DockerBuildxCacheV1/src/store/types';
 import { cleanup, tempDir } from '../helpers';
-import { blobFiles, cacheLayout, writeLayout, type Blob } from '../oci-fixture';
+import { blobFiles, cacheFolder, type Blob } from '../oci-fixture';
+
+/**
+ * One store under test, opened fresh for each test, with what the contract needs to look inside it
+ * and to damage it the way real stores get damaged.
+ */
+interface Harness {
+  readonly store: CacheStore;
+  /** How the worker process opens the same store: `local:<dir>` or `azure:<blob url>:<container>`. */
+  readonly spec: string;
+  blobs(): Promise<string[]>;
+  /** Changes the blob's content, keeping its size. */
+  damage(digest: string): Promise<void>;
+  remove(digest: string): Promise<void>;
+  /** Removes every entry, as a save killed before its entry write leaves the store. */
+  dropEntries(): Promise<void>;
+  /** Writes a file where the scope's entries are that is not an entry; returns whether it is still there. */
+  writeBroken(scope: string): Promise<() => Promise<boolean>>;
+  /** A lease of a save in flight. */
+  lease(id: string, digests: readonly string[], expires: Date): Promise<void>;
+  leases(): Promise<string[]>;
+}
+
+const localHarness = (): Promise<Harness> => {
+  const dir = tempDir('dbxc-store-');
+  const root = path.join(dir, 'v1');
+  const store = new LocalStore(dir);
+  return Promise.resolve({
+    store,
+    spec: `local:${dir}`,
+    blobs: () => Promise.resolve(blobFiles(root)),
+    damage: (digest) => {
+      damageFile(path.join(root, 'blobs', 'sha256', digest.slice(7)), false);
+      return Promise.resolve();
+    },
+    remove: (digest) => fs.promises.rm(path.join(root, 'blobs', 'sha256', digest.slice(7)), { force: true }),
+    dropEntries: () => fs.promises.rm(path.join(root, 'entries'), { recursive: true, force: true }),
+    writeBroken(scope) {
+      const file = path.join(root, 'entries', scopeSlug(scope), '00000000000001-bad.json');
+      fs.writeFileSync(file, '{"id":"00000000000001-bad","key":');
+      return Promise.resolve(() => Promise.resolve(fs.existsSync(file)));
+    },
+    lease(id, digests, expires) {
+      fs.mkdirSync(path.join(root, 'leases'), { recursive: true });
+      fs.writeFileSync(path.join(root, 'leases', `${id}.json`), JSON.stringify({ id, expires: expires.toISOString(), blobs: digests }));
+      return Promise.resolve();
+    },
+    leases: () => Promise.resolve(fs.existsSync(path.join(root, 'leases')) ? fs.readdirSync(path.join(root, 'leases')) : []),
+  });
+};
+
+const azureHarness = async (): Promise<Harness> => {
+  const { blobUrl } = ensureAzurite();
+  const container: ContainerClient = freshContainer(blobUrl);
+  await container.create();
+  // No grace period: the contract's retention test prunes blobs it has just written.
+  const store = new AzureBlobStore(container, `Azure Blob container ${container.containerName}`, { graceMinutes: 0, singleShotBytes: 1 << 20, blockBytes: 256 << 10 });
+  const names = async (prefix: string): Promise<string[]> => {
+    const out: string[] = [];
+    for await (const item of container.listBlobsFlat({ prefix })) out.push(item.name);
+    return out;
+  };
+  return {
+    store,
+    spec: `azure:${blobUrl}:${container.containerName}`,
+    blobs: async () => (await names('v1/blobs/')).map((n) => n.slice('v1/blobs/'.length).replace('/', ':')).sort(),
+    async damage(digest) {
+      const client = container.getBlockBlobClient(`v1/blobs/${digest.replace(':', '/')}`);
+      const data = await client.downloadToBuffer();
+      data[0] = data[0] === 0x4f ? 0x50 : 0x4f;
+      await client.upload(data, data.length);
+    },
+    async remove(digest) {
+      await container.getBlobClient(`v1/blobs/${digest.replace(':', '/')}`).deleteIfExists();
+    },
+    async dropEntries() {
+      for (const name of await names('v1/entries/')) await container.getBlobClient(name).delete();
+    },
+    async writeBroken(scope) {
+      const client = container.getBlockBlobClient(`v1/entries/${scopeSlug(scope)}/00000000000001-bad.json`);
+      await client.upload('{"id":', 6, { metadata: { segments: 'not base64 json' } });
+      return async () => (await client.exists());
+    },
+    async lease(id, digests, expires) {
+      const body = JSON.stringify({ id, expires: expires.toISOString(), blobs: digests });
+      await container.getBlockBlobClient(`v1/leases/${id}.json`).upload(body, body.length, { metadata: { expires: expires.toISOString() } });
+    },
+    leases: () => names('v1/leases/'),
+  };
+};
 
 /** Every store implementation runs the same contract: add a line here for a new one. */
-const STORES: { name: string; open: (dir: string) => CacheStore; root: (dir: string) => string }[] = [
-  { name: 'local', open: (dir) => new LocalStore(dir), root: (dir) => path.join(dir, 'v1') },
+const STORES: { name: string; open: () => Promise<Harness> }[] = [
+  { name: 'local', open: localHarness },
+  { name: 'Azure Blob (Azurite)', open: azureHarness },
 ];
 
 const WORKER = path.join(__dirname, '..', 'store-worker.js');
 const bytes = (blobs: readonly Blob[]): number => blobs.reduce((a, b) => a + b.size, 0);
 const big = (seed: string, size: number): string => crypto.createHash('sha512').update(seed).digest('hex').repeat(Math.ceil(size / 128)).slice(0, size);
 
-for (const { name, open, root } of STORES) {
+/** Changes one byte of a file; `keepMtime` puts its modification time back, as bit rot would leave it. */
+function damageFile(file: string, keepMtime: boolean): string {
+  const stat = fs.statSync(file);
+  fs.chmodSync(file, 0o644);
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.from('O'), 0, 1, 0);
+  fs.closeSync(fd);
+  if (keepMtime) fs.utimesSync(file, stat.atimeMs / 1000, stat.mtimeMs / 1000);
+  return file;
+}
+
+function runWorker(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WORKER, ...args]);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(err))));
+  });
+}
+
+for (const { name, open } of STORES) {
   describe(`store contract: ${name}`, function () {
-    this.timeout(60000);
-    let storeDir: string;
+    this.timeout(120000);
+    let h: Harness;
     let store: CacheStore;
     let work: string;
     const now = new Date('2026-11-28T12:00:00Z');
 
-    beforeEach(() => {
-      storeDir = tempDir('dbxc-store-');
-      store = open(storeDir);
+    beforeEach(async () => {
+      h = await open();
+      store = h.store;
       work = tempDir('dbxc-work-');
     });
     afterEach(cleanup);
 
-    /** A cache folder holding these layers. */
-    function folder(label: string, layers: string[]): { dir: string; layout: ReturnType<typeof cacheLayout> } {
-      const dir = path.join(work, label);
-      const layout = cacheLayout(layers);
-      writeLayout(dir, layout.root, layout.blobs);
-      return { dir, layout };
-    }
+    const folder = (label: string, layers: string[]): ReturnType<typeof cacheFolder> => cacheFolder(work, label, layers);
     const save = (dir: string, key = 'buildx|"Linux"|app', scope = 'refs/heads/main', at = now): ReturnType<CacheStore['save']> =>
       store.save({ cacheDir: dir, key, segments: key.split('|'), scope, now: at });
     const restoreTo = (label: string): string => path.join(work, label);
 
-    it('saves a cache folder and restores it, every blob verified and hard-linked', async () => {
+    it('saves a cache folder and restores it, every blob verified', async () => {
       const { dir, layout } = folder('v1', ['deps', 'app v1']);
       const saved = await save(dir);
       assert.equal(saved.status, 'saved');
@@ -54,16 +164,12 @@ for (const { name, open, root } of STORES) {
 
       const target = restoreTo('restored');
       const stats = await store.restore(saved.entry, target);
-      assert.deepEqual(stats, { blobs: layout.blobs.length, bytes: bytes(layout.blobs), linked: layout.blobs.length });
+      assert.equal(stats.blobs, layout.blobs.length);
+      assert.equal(stats.bytes, bytes(layout.blobs));
       assert.deepEqual(blobFiles(target), layout.blobs.map((b) => b.digest).sort());
       await verifyLayout(target);
       assert.deepEqual(await store.stats(), { entries: 1, blobs: layout.blobs.length, bytes: bytes(layout.blobs) });
-    });
-
-    it('keeps store blobs read-only', async () => {
-      const { dir } = folder('v1', ['deps']);
-      await save(dir);
-      for (const d of blobFiles(root(storeDir))) assert.equal(fs.statSync(path.join(root(storeDir), 'blobs', 'sha256', d.slice(7))).mode & 0o222, 0);
+      assert.deepEqual(await h.blobs(), layout.blobs.map((b) => b.digest).sort());
     });
 
     it('records only the use when the cache did not change', async () => {
@@ -107,24 +213,13 @@ for (const { name, open, root } of STORES) {
       assert.ok(!fs.existsSync(restoreTo('r')));
     });
 
-    /** Changes one byte of a store blob; `keepMtime` puts its modification time back, as bit rot would leave it. */
-    function damage(digest: string, keepMtime: boolean): string {
-      const file = path.join(root(storeDir), 'blobs', 'sha256', digest.slice(7));
-      const stat = fs.statSync(file);
-      fs.chmodSync(file, 0o644);
-      const fd = fs.openSync(file, 'r+');
-      fs.writeSync(fd, Buffer.from('O'), 0, 1, 0);
-      fs.closeSync(fd);
-      if (keepMtime) fs.utimesSync(file, stat.atimeMs / 1000, stat.mtimeMs / 1000);
-      return file;
-    }
-
-    it('skips an entry whose blob changed on disk after the save, uses the next one, and takes a good copy at the next save', async () => {
+    it('skips an entry whose blob was damaged after the save, uses the next one, and takes a good copy at the next save', async () => {
       const older = folder('old', ['deps', 'app v1']);
       const newer = folder('new', ['other deps', 'app v2']);
       await save(older.dir, 'k|F1');
       await save(newer.dir, 'k|F2', undefined, new Date(now.getTime() + 1000));
-      const file = damage((newer.layout.layers[0] as Blob).digest, false);
+      const damaged = (newer.layout.layers[0] as Blob).digest;
+      await h.damage(damaged);
 
       const outcome = await restoreFromStore(store, ['refs/heads/main'], ['k', 'F2'], [['k']], restoreTo('r'));
       assert.equal(outcome.entry?.key, 'k|F1');
@@ -132,9 +227,8 @@ for (const { name, open, root } of STORES) {
       assert.equal(outcome.skipped.length, 1);
       assert.match(outcome.skipped[0] ?? '', /k\|F2 .*blob sha256:[0-9a-f]{64} is corrupt in the store/);
       await verifyLayout(restoreTo('r'));
-      // The corrupt copy is gone. The store had linked it from the saved folder, which shares the
-      // damage, so a good copy of that cache comes from an intact folder; its save repairs the entry.
-      assert.ok(!fs.existsSync(file));
+      // The corrupt copy is gone, so the next save of an intact folder puts a good one back.
+      assert.ok(!(await h.blobs()).includes(damaged));
       const intact = folder('new-again', ['other deps', 'app v2']);
       const again = await save(intact.dir, 'k|F2', undefined, new Date(now.getTime() + 2000));
       assert.equal(again.status, 'saved');
@@ -143,37 +237,20 @@ for (const { name, open, root } of STORES) {
       await verifyLayout(restoreTo('r2'));
     });
 
-    it('trusts a blob whose size, mtime and inode are sealed, until the entry is distrusted; then checks it in full', async () => {
-      const v1 = folder('v1', ['deps', 'app v1']);
-      const saved = await save(v1.dir, 'k|a');
-      // Bit rot keeps the mtime to the nanosecond; a whole-second mtime, sealed by one restore, can be put back exactly.
-      const layer = path.join(root(storeDir), 'blobs', 'sha256', (v1.layout.layers[0] as Blob).digest.slice(7));
-      fs.utimesSync(layer, 1_700_000_000, 1_700_000_000);
-      await store.restore(saved.entry, restoreTo('resealed'));
-      damage((v1.layout.layers[0] as Blob).digest, true);
-      // The seal stands in for hashing: a change that keeps the mtime gets past it, as in git.
-      await store.restore(saved.entry, restoreTo('trusted'));
-      // A build that failed on the content distrusts the entry: the next restore hashes every blob.
-      await store.distrust(saved.entry);
-      await assert.rejects(store.restore(saved.entry, restoreTo('checked')), (e: Error) => e instanceof EntryUnusableError && /is corrupt in the store/.test(e.message));
-    });
-
     it('skips an entry with a missing blob, and one whose file is not a valid entry', async () => {
       const a = folder('a', ['deps a']);
       const saved = await save(a.dir, 'k|a');
-      fs.rmSync(path.join(root(storeDir), 'blobs', 'sha256', (a.layout.layers[0] as Blob).digest.slice(7)), { force: true });
+      await h.remove((a.layout.layers[0] as Blob).digest);
       await assert.rejects(store.restore(saved.entry, restoreTo('r')), EntryUnusableError);
       assert.ok(!fs.existsSync(restoreTo('r')), 'a failed restore leaves no folder behind');
 
-      const scopeDirs = fs.readdirSync(path.join(root(storeDir), 'entries'));
-      const broken = path.join(root(storeDir), 'entries', scopeDirs[0] ?? '', '00000000000001-bad.json');
-      fs.writeFileSync(broken, '{"id":"00000000000001-bad","key":');
+      const stillThere = await h.writeBroken('refs/heads/main');
       const listed = await store.list(['refs/heads/main']);
       assert.equal(listed.entries.length, 1);
       assert.equal(listed.skipped.length, 1);
       assert.match(listed.skipped[0] ?? '', /00000000000001-bad\.json: /);
       await store.prune({ retentionDays: 7, now });
-      assert.ok(!fs.existsSync(broken), 'prune removes an entry file that is not valid');
+      assert.ok(!(await stillThere()), 'prune removes an entry file that is not valid');
     });
 
     it('applies retention: unused entries and superseded versions go, then every blob no entry reaches', async () => {
@@ -188,7 +265,7 @@ for (const { name, open, root } of STORES) {
       const left = await store.stats();
       assert.deepEqual(report.after, left);
       assert.deepEqual(left, { entries: 1, blobs: v2.layout.blobs.length, bytes: bytes(v2.layout.blobs) });
-      assert.deepEqual(blobFiles(root(storeDir)), v2.layout.blobs.map((b) => b.digest).sort());
+      assert.deepEqual(await h.blobs(), v2.layout.blobs.map((b) => b.digest).sort());
     });
 
     it('never prunes a blob that a save in flight has leased', async () => {
@@ -196,12 +273,11 @@ for (const { name, open, root } of STORES) {
       await save(v1.dir, 'k|a', 'refs/heads/old', new Date('2026-10-01T00:00:00Z'));
       // A save that has written its lease and found its blob in the store, but not yet its entry.
       const digests = v1.layout.blobs.map((b) => b.digest);
-      fs.mkdirSync(path.join(root(storeDir), 'leases'), { recursive: true });
-      fs.writeFileSync(path.join(root(storeDir), 'leases', 'inflight.json'), JSON.stringify({ id: 'inflight', expires: new Date(now.getTime() + 60_000).toISOString(), blobs: digests }));
+      await h.lease('inflight', digests, new Date(now.getTime() + 60_000));
       const report = await store.prune({ retentionDays: 7, now });
       assert.equal(report.entriesRemoved, 1);
       assert.equal(report.blobsRemoved, 0);
-      assert.deepEqual(blobFiles(root(storeDir)), [...digests].sort());
+      assert.deepEqual(await h.blobs(), [...digests].sort());
       // Once the lease is gone (or stale), the blobs go.
       const after = await store.prune({ retentionDays: 7, now: new Date(now.getTime() + 120_000) });
       assert.equal(after.blobsRemoved, digests.length);
@@ -210,31 +286,28 @@ for (const { name, open, root } of STORES) {
     it('stays usable after a crash between the blob writes and the entry write', async () => {
       const v1 = folder('v1', ['deps', 'app v1']);
       const saved = await save(v1.dir, 'k|a');
-      // What a killed save leaves: its blobs, its lease, a half-written file in tmp, and no entry.
-      const entryFile = fs.readdirSync(path.join(root(storeDir), 'entries'), { recursive: true, withFileTypes: true }).find((e) => e.isFile());
-      fs.rmSync(path.join(entryFile?.parentPath ?? '', entryFile?.name ?? ''));
-      fs.writeFileSync(path.join(root(storeDir), 'leases', 'crashed.json'), JSON.stringify({ id: 'crashed', expires: new Date(now.getTime() + 1000).toISOString(), blobs: saved.entry.blobs.map((b) => b.digest) }));
-      fs.writeFileSync(path.join(root(storeDir), 'tmp', '.half.tmp'), 'partial');
+      // What a killed save leaves: its blobs and its lease, and no entry.
+      await h.dropEntries();
+      await h.lease('crashed', saved.entry.blobs.map((b) => b.digest), new Date(now.getTime() + 1000));
 
       assert.deepEqual((await restoreFromStore(store, ['refs/heads/main'], ['k', 'a'], [], restoreTo('r'))).hit, 'false');
       const again = await save(v1.dir, 'k|a');
       assert.equal(again.newBlobs, 0, 'the blobs the crashed save left are used');
       await store.restore(again.entry, restoreTo('r'));
       await verifyLayout(restoreTo('r'));
-      const later = new Date(now.getTime() + 2 * 3600_000);
-      await store.prune({ retentionDays: 7, now: later });
-      assert.deepEqual(fs.readdirSync(path.join(root(storeDir), 'leases')), []);
-      assert.deepEqual(fs.readdirSync(path.join(root(storeDir), 'tmp')), []);
+      await store.prune({ retentionDays: 7, now: new Date(now.getTime() + 2 * 3600_000) });
+      assert.deepEqual(await h.leases(), []);
     });
 
     it('survives saves killed at any moment: every entry left restores, nothing half-written is listed', async function () {
       const layers = Array.from({ length: 6 }, (_, i) => big(`layer ${i}`, 2_000_000));
       const { dir } = folder('big', layers);
-      for (const delay of [5, 20, 40, 80, 150]) {
-        const child = spawn(process.execPath, [WORKER, 'save', storeDir, dir, `k|crash${delay}`, 'refs/heads/main']);
+      for (const delay of [5, 40, 150, 400, 800]) {
+        const child = spawn(process.execPath, [WORKER, 'save', h.spec, dir, `k|crash${delay}`, 'refs/heads/main']);
+        const closed = new Promise((r) => child.on('close', r));
         await new Promise((r) => setTimeout(r, delay));
         child.kill('SIGKILL');
-        await new Promise((r) => child.on('close', r));
+        await closed;
       }
       const { entries, skipped } = await store.list(['refs/heads/main']);
       assert.deepEqual(skipped, []);
@@ -249,19 +322,10 @@ for (const { name, open, root } of STORES) {
 
     it('keeps the store valid under concurrent saves and prunes from separate processes, even of one key', async function () {
       const caches = Array.from({ length: 6 }, (_, i) => folder(`c${i}`, ['shared deps', big(`own ${i}`, 300_000), big(`app ${i % 2}`, 200_000)]));
-      const run = (args: string[]): Promise<string> =>
-        new Promise((resolve, reject) => {
-          const child = spawn(process.execPath, [WORKER, ...args]);
-          let out = '';
-          let err = '';
-          child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-          child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-          child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(err))));
-        });
       const results = await Promise.all([
-        ...caches.map((c, i) => run(['save', storeDir, c.dir, i % 2 === 0 ? 'k|same' : `k|own${i}`, 'refs/heads/main'])),
-        run(['prune', storeDir, '20']),
-        run(['prune', storeDir, '20']),
+        ...caches.map((c, i) => runWorker(['save', h.spec, c.dir, i % 2 === 0 ? 'k|same' : `k|own${i}`, 'refs/heads/main'])),
+        runWorker(['prune', h.spec, '20']),
+        runWorker(['prune', h.spec, '20']),
       ]);
       assert.equal(results.filter((r) => r.includes('"status"')).length, caches.length);
 
@@ -272,34 +336,101 @@ for (const { name, open, root } of STORES) {
         await store.restore(e, restoreTo(`r-${e.id}`));
         await verifyLayout(restoreTo(`r-${e.id}`));
       }
-      assert.deepEqual(fs.readdirSync(path.join(root(storeDir), 'leases')), [], 'every lease was released');
+      assert.deepEqual(await h.leases(), [], 'every lease was released');
       // After a final prune the store holds only what its entries reach.
       await store.prune({ retentionDays: 7, now: new Date() });
       const kept = (await store.list(['refs/heads/main'])).entries;
-      const reached = new Set(kept.flatMap((e: Entry) => e.blobs.map((b) => b.digest)));
-      assert.deepEqual(blobFiles(root(storeDir)), [...reached].sort());
-    });
-
-    it('fails a save on a full disk without a half-written entry, and keeps the earlier entries usable', async function () {
-      const small = tempDir('dbxc-small-');
-      const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small], { encoding: 'utf8' });
-      assert.equal(mounted.status, 0, `mounting a small tmpfs needs root: ${mounted.stderr}`);
-      try {
-        const full = open(small);
-        const fits = folder('fits', ['small deps']);
-        const first = await full.save({ cacheDir: fits.dir, key: 'k|a', segments: ['k', 'a'], scope: 's', now });
-        // Copy, not link: the cache folder is on another filesystem, so the store must write the bytes.
-        const tooBig = folder('big', [big('x', 3_000_000)]);
-        await assert.rejects(full.save({ cacheDir: tooBig.dir, key: 'k|b', segments: ['k', 'b'], scope: 's', now }), /ENOSPC|no space/i);
-        const { entries, skipped } = await full.list(['s']);
-        assert.deepEqual(skipped, []);
-        assert.deepEqual(entries.map((e) => e.id), [first.entry.id]);
-        await full.restore(first.entry, restoreTo('r'));
-        await verifyLayout(restoreTo('r'));
-        assert.deepEqual(fs.readdirSync(path.join(root(small), 'tmp')), []);
-      } finally {
-        spawnSync('umount', [small]);
+      const reached = new Set<string>();
+      for (const e of kept) {
+        const r = restoreTo(`final-${e.id}`);
+        await store.restore(e, r);
+        for (const d of blobFiles(r)) reached.add(d);
       }
+      assert.deepEqual(await h.blobs(), [...reached].sort());
     });
   });
 }
+
+describe('store: local only', function () {
+  this.timeout(60000);
+  const now = new Date('2026-11-28T12:00:00Z');
+  let storeDir: string;
+  let store: LocalStore;
+  let work: string;
+  const root = (dir: string): string => path.join(dir, 'v1');
+
+  beforeEach(() => {
+    storeDir = tempDir('dbxc-store-');
+    store = new LocalStore(storeDir);
+    work = tempDir('dbxc-work-');
+  });
+  afterEach(cleanup);
+
+  const folder = (label: string, layers: string[]): ReturnType<typeof cacheFolder> => cacheFolder(work, label, layers);
+  const save = (dir: string, key = 'buildx|"Linux"|app', scope = 'refs/heads/main', at = now): ReturnType<CacheStore['save']> =>
+    store.save({ cacheDir: dir, key, segments: key.split('|'), scope, now: at });
+  const restoreTo = (label: string): string => path.join(work, label);
+
+  it('hard-links restored blobs, and keeps store blobs read-only', async () => {
+    const { dir, layout } = folder('v1', ['deps', 'app v1']);
+    const saved = await save(dir);
+    const stats = await store.restore(saved.entry, restoreTo('r'));
+    assert.equal(stats.linked, layout.blobs.length);
+    assert.equal(stats.downloaded, undefined);
+    for (const d of blobFiles(root(storeDir))) assert.equal(fs.statSync(path.join(root(storeDir), 'blobs', 'sha256', d.slice(7))).mode & 0o222, 0);
+  });
+
+  it('trusts a blob whose size, mtime and inode are sealed, until the entry is distrusted; then checks it in full', async () => {
+    const v1 = folder('v1', ['deps', 'app v1']);
+    const saved = await save(v1.dir, 'k|a');
+    // Bit rot keeps the mtime to the nanosecond; a whole-second mtime, sealed by one restore, can be put back exactly.
+    const layer = path.join(root(storeDir), 'blobs', 'sha256', (v1.layout.layers[0] as Blob).digest.slice(7));
+    fs.utimesSync(layer, 1_700_000_000, 1_700_000_000);
+    await store.restore(saved.entry, restoreTo('resealed'));
+    damageFile(layer, true);
+    // The seal stands in for hashing: a change that keeps the mtime gets past it, as in git.
+    await store.restore(saved.entry, restoreTo('trusted'));
+    // A build that failed on the content distrusts the entry: the next restore hashes every blob.
+    await store.distrust(saved.entry);
+    await assert.rejects(store.restore(saved.entry, restoreTo('checked')), (e: Error) => e instanceof EntryUnusableError && /is corrupt in the store/.test(e.message));
+  });
+
+  it('restores an entry known only by its listing', async () => {
+    const v1 = folder('v1', ['deps']);
+    const saved = await save(v1.dir, 'k|a');
+    const e: Entry = saved.entry;
+    const head: EntryHead = { id: e.id, key: e.key, segments: e.segments, scope: e.scope, created: e.created, lastUsed: e.lastUsed, root: e.root };
+    await store.restore(head, restoreTo('r'));
+    await verifyLayout(restoreTo('r'));
+  });
+
+  it('cleans what a crashed save leaves in tmp', async () => {
+    const v1 = folder('v1', ['deps']);
+    await save(v1.dir, 'k|a');
+    fs.writeFileSync(path.join(root(storeDir), 'tmp', '.half.tmp'), 'partial');
+    await store.prune({ retentionDays: 7, now: new Date(Date.now() + 2 * 3600_000) });
+    assert.deepEqual(fs.readdirSync(path.join(root(storeDir), 'tmp')), []);
+  });
+
+  it('fails a save on a full disk without a half-written entry, and keeps the earlier entries usable', async function () {
+    const small = tempDir('dbxc-small-');
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small], { encoding: 'utf8' });
+    assert.equal(mounted.status, 0, `mounting a small tmpfs needs root: ${mounted.stderr}`);
+    try {
+      const full = new LocalStore(small);
+      const fits = folder('fits', ['small deps']);
+      const first = await full.save({ cacheDir: fits.dir, key: 'k|a', segments: ['k', 'a'], scope: 's', now });
+      // Copy, not link: the cache folder is on another filesystem, so the store must write the bytes.
+      const tooBig = folder('big', [big('x', 3_000_000)]);
+      await assert.rejects(full.save({ cacheDir: tooBig.dir, key: 'k|b', segments: ['k', 'b'], scope: 's', now }), /ENOSPC|no space/i);
+      const { entries, skipped } = await full.list(['s']);
+      assert.deepEqual(skipped, []);
+      assert.deepEqual(entries.map((e) => e.id), [first.entry.id]);
+      await full.restore(first.entry, restoreTo('r'));
+      await verifyLayout(restoreTo('r'));
+      assert.deepEqual(fs.readdirSync(path.join(root(small), 'tmp')), []);
+    } finally {
+      spawnSync('umount', [small]);
+    }
+  });
+});

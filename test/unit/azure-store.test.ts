@@ -1,0 +1,200 @@
+import * as assert from 'assert/strict';
+import * as fs from 'fs';
+import * as http from 'http';
+import type { AddressInfo } from 'net';
+import * as path from 'path';
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import { connectionString, ensureAzurite, freshContainer, PrivateAzurite } from '../../scripts/azurite';
+import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
+import { AzureBlobStore, type BlobStoreOptions } from '../../tasks/DockerBuildxCacheV1/src/store/blob';
+import { restoreFromStore } from '../../tasks/DockerBuildxCacheV1/src/store/restore';
+import { cleanup, tempDir } from '../helpers';
+import { blobFiles, cacheFolder } from '../oci-fixture';
+
+/**
+ * A reverse proxy in front of Azurite that records each request, and can stop answering: the
+ * requests a store makes are then visible, and a store that hangs can be made.
+ */
+class RecordingProxy {
+  readonly requests: string[] = [];
+  hang = false;
+  private readonly server: http.Server;
+
+  constructor(private readonly target: URL) {
+    this.server = http.createServer((req, res) => {
+      this.requests.push(`${req.method ?? ''} ${req.url ?? ''}`);
+      if (this.hang) return;
+      const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}${this.target.pathname}`;
+  }
+
+  /** The writes, as `METHOD what`: blob uploads, block uploads, metadata. */
+  writes(): string[] {
+    return this.requests.filter((r) => r.startsWith('PUT ') || r.startsWith('DELETE '));
+  }
+
+  stop(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+const containerAt = (blobUrl: string, name: string): ContainerClient => BlobServiceClient.fromConnectionString(connectionString(blobUrl)).getContainerClient(name);
+const big = (seed: string, size: number): string => seed.repeat(Math.ceil(size / seed.length)).slice(0, size);
+
+describe('store: Azure Blob only (Azurite)', function () {
+  this.timeout(120000);
+  let blobUrl: string;
+  let container: ContainerClient;
+  let proxy: RecordingProxy;
+  let work: string;
+  const now = new Date('2026-11-28T12:00:00Z');
+
+  before(() => {
+    ({ blobUrl } = ensureAzurite());
+  });
+  beforeEach(async () => {
+    container = freshContainer(blobUrl);
+    await container.create();
+    proxy = new RecordingProxy(new URL(blobUrl));
+    work = tempDir('dbxc-azure-');
+  });
+  afterEach(async () => {
+    await proxy.stop();
+    cleanup();
+  });
+
+  /** The store, through the recording proxy. */
+  async function store(options: BlobStoreOptions = {}): Promise<AzureBlobStore> {
+    const url = await proxy.start();
+    return new AzureBlobStore(containerAt(url, container.containerName), 'test', { graceMinutes: 0, ...options });
+  }
+  const folder = (label: string, layers: string[]): ReturnType<typeof cacheFolder> => cacheFolder(work, label, layers);
+  const request = (dir: string, at = now): Parameters<AzureBlobStore['save']>[0] => ({ cacheDir: dir, key: 'k|a', segments: ['k', 'a'], scope: 'refs/heads/main', now: at });
+
+  it('an unchanged cache uploads nothing but a last-use mark', async () => {
+    const s = await store();
+    const { dir } = folder('v1', ['deps', 'app']);
+    await s.save(request(dir));
+    proxy.requests.length = 0;
+    const again = await s.save(request(dir, new Date(now.getTime() + 60_000)));
+    assert.equal(again.status, 'unchanged');
+    assert.deepEqual(
+      proxy.writes().map((w) => w.replace(/\/v1\/entries\/[^?]+/, '/v1/entries/<entry>')),
+      [`PUT /devstoreaccount1/${container.containerName}/v1/entries/<entry>?comp=metadata`],
+    );
+  });
+
+  it('finds the entry with one listing per scope read, however many entries other scopes hold, and reads one entry', async () => {
+    const s = await store();
+    const { dir } = folder('v1', ['deps', 'app']);
+    const scopes = ['refs/heads/feature/x', 'refs/heads/main', 'refs/heads/master'];
+    for (let i = 0; i < 12; i++) await s.save({ ...request(dir), scope: `refs/heads/other-${i}`, now: new Date(now.getTime() + i * 1000) });
+    await s.save({ ...request(dir), key: 'k|b', segments: ['k', 'b'], now: new Date(now.getTime() + 20_000) });
+    await s.save({ ...request(dir), now: new Date(now.getTime() + 30_000) });
+
+    proxy.requests.length = 0;
+    const outcome = await restoreFromStore(s, scopes, ['k', 'a'], [['k']], path.join(work, 'cache'));
+    assert.equal(outcome.hit, 'true');
+    const lists = proxy.requests.filter((r) => r.includes('comp=list'));
+    assert.equal(lists.length, scopes.length, lists.join('\n'));
+    for (const l of lists) assert.match(decodeURIComponent(l), /prefix=v1\/entries\/[^&]+\//);
+    assert.equal(proxy.requests.filter((r) => r.startsWith('GET ') && r.includes('/v1/entries/') && !r.includes('comp=')).length, 1, 'one entry downloaded');
+  });
+
+  it('restore downloads only the blobs the cache folder lacks, and verifies the ones it has', async () => {
+    const s = await store();
+    const v1 = folder('v1', ['deps', 'app v1']);
+    const v2 = folder('v2', ['deps', 'app v2']);
+    await s.save(request(v1.dir));
+    const saved = await s.save(request(v2.dir, new Date(now.getTime() + 1000)));
+    // The cache folder holds v1, as the last job left it; one of its blobs was damaged meanwhile.
+    const cacheDir = path.join(work, 'cache');
+    fs.cpSync(v1.dir, cacheDir, { recursive: true });
+    const deps = v1.layout.layers[0];
+    assert.ok(deps !== undefined);
+    fs.writeFileSync(path.join(cacheDir, 'blobs', 'sha256', deps.digest.slice(7)), 'DAMAGED');
+
+    proxy.requests.length = 0;
+    const stats = await s.restore(saved.entry, cacheDir);
+    const fresh = v2.layout.blobs.filter((b) => !v1.layout.blobs.some((o) => o.digest === b.digest) || b.digest === deps.digest);
+    assert.equal(stats.downloaded, fresh.reduce((a, b) => a + b.size, 0));
+    assert.equal(stats.linked, v2.layout.blobs.length - fresh.length);
+    const downloads = proxy.requests.filter((r) => r.startsWith('GET ') && r.includes('/v1/blobs/')).map((r) => `sha256:${r.split('/').pop() ?? ''}`);
+    assert.deepEqual(downloads.sort(), fresh.map((b) => b.digest).sort());
+    await verifyLayout(cacheDir);
+    assert.deepEqual(blobFiles(cacheDir), v2.layout.blobs.map((b) => b.digest).sort());
+  });
+
+  it('uploads a large blob as parallel blocks, created only if absent', async () => {
+    const s = await store({ singleShotBytes: 1 << 20, blockBytes: 256 << 10, blockConcurrency: 4 });
+    const { dir, layout } = folder('big', [big('layer ', 3 << 20)]);
+    const saved = await s.save(request(dir));
+    assert.equal(saved.newBlobs, layout.blobs.length);
+    const layer = layout.layers[0]?.digest.slice(7) ?? '';
+    const blocks = proxy.writes().filter((w) => w.includes(layer) && w.includes('comp=block&'));
+    assert.equal(blocks.length, 12);
+    assert.equal(proxy.writes().filter((w) => w.includes(layer) && w.includes('comp=blocklist')).length, 1);
+    await s.restore(saved.entry, path.join(work, 'r'));
+    await verifyLayout(path.join(work, 'r'));
+  });
+
+  it('keeps an unreferenced blob younger than the grace period: a save may be about to reference it', async () => {
+    const s = await store({ graceMinutes: 60 });
+    const { dir, layout } = folder('v1', ['deps']);
+    await s.save({ ...request(dir), now: new Date('2026-10-01T00:00:00Z') });
+    const report = await s.prune({ retentionDays: 7, now });
+    assert.equal(report.entriesRemoved, 1);
+    assert.equal(report.blobsRemoved, 0);
+    assert.equal(report.after.blobs, layout.blobs.length);
+  });
+
+  it('a store that stops answering gives up within its time budget', async () => {
+    const s = await store({ budgetMs: 2000 });
+    proxy.hang = true;
+    await assert.rejects(restoreFromStore(s, ['refs/heads/main'], ['k', 'a'], [], path.join(work, 'r')), /abort/i);
+  });
+
+  it('a store that cannot be reached fails after its retries, not never', async () => {
+    const s = new AzureBlobStore(containerAt('http://127.0.0.1:9/devstoreaccount1', 'nowhere'), 'test');
+    await assert.rejects(s.list(['refs/heads/main']), /ECONNREFUSED|connect/i);
+  });
+
+  it('Azurite killed in the middle of a save: a later restore is a clean miss or a clean hit, and the next save works', async () => {
+    const azurite = new PrivateAzurite(10150, tempDir('dbxc-azurite-'));
+    await azurite.start();
+    try {
+      const c = containerAt(azurite.blobUrl, 'crash');
+      await c.create();
+      const s = new AzureBlobStore(c, 'test', { singleShotBytes: 1 << 20, blockBytes: 256 << 10, budgetMs: 20_000 });
+      const { dir, layout } = folder('big', Array.from({ length: 6 }, (_, i) => big(`layer ${i} `, 2 << 20)));
+      const saving = s.save(request(dir));
+      await new Promise((r) => setTimeout(r, 400));
+      await azurite.kill();
+      await assert.rejects(saving);
+
+      await azurite.start();
+      const target = path.join(work, 'restored');
+      const outcome = await restoreFromStore(s, ['refs/heads/main'], ['k', 'a'], [], target);
+      if (outcome.hit === 'false') assert.ok(!fs.existsSync(target), 'a miss leaves no folder');
+      else await verifyLayout(target);
+      const again = await s.save(request(dir, new Date(now.getTime() + 1000)));
+      assert.ok(again.entry.blobs.length === layout.blobs.length);
+      const after = await restoreFromStore(s, ['refs/heads/main'], ['k', 'a'], [], path.join(work, 'after'));
+      assert.equal(after.hit, 'true');
+      await verifyLayout(path.join(work, 'after'));
+    } finally {
+      await azurite.kill();
+    }
+  });
+});
