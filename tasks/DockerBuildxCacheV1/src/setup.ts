@@ -52,21 +52,26 @@ export interface Setup {
 }
 
 /**
- * Starts the preflight and then the builder, neither of which depends on the cache, so that they
- * run while the cache is restored. Their log is kept and shown in their own groups afterwards.
+ * Starts the preflight and the builder, neither of which depends on the cache, so that they run
+ * while the cache is restored. The docker driver's builder is only looked at, so that runs beside
+ * the preflight; a builder that may be created waits for the preflight to pass. Their log is kept
+ * and shown in their own groups afterwards, the builder's only once the preflight passed.
  */
 export function startSetup(docker: DockerCli, config: Config, job: Recorder, buildxSource: string, jobId?: string, agentName?: string): Setup {
   const preflightLog: string[] = [];
   const builderLog: string[] = [];
   const checked = preflight(buffered(docker, preflightLog), config, buildxSource);
-  const ready = checked.then(async () => {
+  const startBuilder = async (): Promise<Builder & { ms: number }> => {
     const start = Date.now();
     const builder = await ensureBuilder(buffered(docker, builderLog), config.builder, defaultBuilderName(jobId, agentName), (name) => {
       if (config.builder.remove) job.update({ removeBuilder: name });
     });
     return { ...builder, ms: Date.now() - start };
-  });
+  };
+  const looked = config.builder.driver === 'docker' ? startBuilder() : undefined;
+  const ready = checked.then(() => looked ?? startBuilder());
   checked.catch(() => undefined);
+  looked?.catch(() => undefined);
   ready.catch(() => undefined);
   const print = (lines: string[]): void => {
     for (const line of lines.splice(0)) console.log(line);
@@ -100,7 +105,7 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
       return { preflight: p, builder };
     },
     async flush() {
-      await Promise.allSettled([checked, ready]);
+      await Promise.allSettled([checked, ready, looked]);
       print(preflightLog);
       print(builderLog);
     },
