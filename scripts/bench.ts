@@ -6,6 +6,7 @@
 //   - template, key = Dockerfile:            Cache@2 emulated around buildx with a local cache folder
 //   - template, key = Dockerfile + lock file: the same with the lock file in the key
 //   - task, local store:                     the bundled task (main step, post-job step) with its defaults
+//   - task, Azure Blob store:                the same with cacheBackend azureBlob on Azurite (scripts/azurite.sh)
 // Then key resolution over a 10,000-file tree against `find … | xargs sha256sum`.
 // Writes BENCHMARKS.md. Nothing here fails on timing: it reports ratios measured in the same run.
 import { execFileSync, spawnSync } from 'child_process';
@@ -14,7 +15,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { resolveKey } from '../tasks/DockerBuildxCacheV1/src/key/resolve';
+import type { ContainerClient } from '@azure/storage-blob';
 import { docker, ROOT, runJob } from './agent';
+import { connectionString, ensureAzurite, freshContainer } from './azurite';
 import { BASE_IMAGE, ensureEngine } from './engine';
 
 const REVISIONS = 10;
@@ -54,6 +57,53 @@ interface Row {
   readonly cacheBytes: number;
   /** For the task: milliseconds of its overhead by where they go. */
   readonly parts?: Readonly<Record<string, number>>;
+  /** For a remote store: bytes the restore downloaded. */
+  readonly downloadedBytes?: number;
+}
+
+/** What the benchmark reads of a store: its blobs and its entries. */
+interface StoreView {
+  readonly name: string;
+  /** The task's inputs that choose the store. */
+  readonly inputs: (work: string) => Record<string, string>;
+  /** digest hex → size. */
+  blobs(work: string): Promise<Map<string, number>>;
+  entries(work: string): Promise<{ key: string; created: string; blobs: { size: number }[] }[]>;
+}
+
+const localStore: StoreView = {
+  name: 'local store',
+  inputs: () => ({}),
+  blobs: (work) => {
+    const dir = path.join(work, '_buildx_cache_store', 'v1', 'blobs', 'sha256');
+    return Promise.resolve(new Map(fs.existsSync(dir) ? fs.readdirSync(dir).map((h) => [h, fs.statSync(path.join(dir, h)).size]) : []));
+  },
+  entries: (work) => {
+    const dir = path.join(work, '_buildx_cache_store', 'v1', 'entries');
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()) : [];
+    return Promise.resolve(files.map((f) => JSON.parse(fs.readFileSync(path.join(f.parentPath, f.name), 'utf8')) as { key: string; created: string; blobs: { size: number }[] }));
+  },
+};
+
+function azureStore(container: ContainerClient, blobUrl: string): StoreView {
+  return {
+    name: 'Azure Blob store (Azurite)',
+    inputs: () => ({ cacheBackend: 'azureBlob', storageConnectionString: connectionString(blobUrl), storageContainer: container.containerName }),
+    async blobs() {
+      const out = new Map<string, number>();
+      if (!(await container.exists())) return out;
+      for await (const b of container.listBlobsFlat({ prefix: 'v1/blobs/sha256/' })) out.set(path.basename(b.name), b.properties.contentLength ?? 0);
+      return out;
+    },
+    async entries() {
+      const out: { key: string; created: string; blobs: { size: number }[] }[] = [];
+      if (!(await container.exists())) return out;
+      for await (const b of container.listBlobsFlat({ prefix: 'v1/entries/' })) {
+        out.push(JSON.parse((await container.getBlobClient(b.name).downloadToBuffer()).toString('utf8')) as { key: string; created: string; blobs: { size: number }[] });
+      }
+      return out;
+    },
+  };
 }
 
 interface Pipeline {
@@ -180,10 +230,9 @@ function template(name: string, keyText: string): Pipeline {
 }
 
 /** The bundled task, run as the agent runs it: the main step, then the post-job step that saves. */
-function task(name: string): Pipeline {
+function task(name: string, store: StoreView): Pipeline {
   const dir = path.join(OUT, name.replace(/\W+/g, '-'));
   const work = path.join(dir, '_work');
-  const store = path.join(work, '_buildx_cache_store', 'v1');
   const pipelineWorkspace = path.join(dir, 'pw');
   let previous = new Map<string, number>();
   fs.rmSync(dir, { recursive: true, force: true });
@@ -192,20 +241,16 @@ function task(name: string): Pipeline {
     async job(rev, ws): Promise<Row> {
       freshEngineState();
       fs.rmSync(pipelineWorkspace, { recursive: true, force: true });
-      const storeBlobs = (): Map<string, number> =>
-        new Map(fs.existsSync(path.join(store, 'blobs', 'sha256')) ? fs.readdirSync(path.join(store, 'blobs', 'sha256')).map((h) => [h, fs.statSync(path.join(store, 'blobs', 'sha256', h)).size]) : []);
-      const before = storeBlobs();
+      const before = await store.blobs(work);
       // What each key's newest entry holds before the job: the restore takes one of them.
       const entryBytes = new Map<string, number>();
-      const entriesDir = path.join(store, 'entries');
-      const entryFiles = fs.existsSync(entriesDir) ? fs.readdirSync(entriesDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()) : [];
-      for (const e of entryFiles.map((f) => JSON.parse(fs.readFileSync(path.join(f.parentPath, f.name), 'utf8')) as { key: string; created: string; blobs: { size: number }[] }).sort((a, b) => a.created.localeCompare(b.created))) {
+      for (const e of (await store.entries(work)).sort((a, b) => a.created.localeCompare(b.created))) {
         entryBytes.set(e.key, e.blobs.reduce((sum, b) => sum + b.size, 0));
       }
       const temp = path.join(dir, '_temp');
       fs.mkdirSync(temp, { recursive: true });
       const result = await runJob(
-        { dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'bench', driver: 'docker' },
+        { dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'bench', driver: 'docker', ...store.inputs(work) },
         {
           'System.DefaultWorkingDirectory': ws,
           'Pipeline.Workspace': pipelineWorkspace,
@@ -223,12 +268,12 @@ function task(name: string): Pipeline {
       const buildS = phase(result.main.stdout, 'Build');
       const cacheDir = path.join(pipelineWorkspace, '.buildx-cache');
       const now = reachable(cacheDir);
-      const after = storeBlobs();
+      const after = await store.blobs(work);
       const changedBytes = [...now].filter(([d]) => !previous.has(d)).reduce((s, [, n]) => s + n, 0);
       const restoredBytes = entryBytes.get(result.main.outputs.cacheRestoredKey ?? '') ?? 0;
       previous = now;
       // The main step's phases in milliseconds, from the state it hands to the post-job step.
-      const state = JSON.parse(result.main.taskVariables['DockerBuildxCache.State'] ?? '{}') as { summary?: { phases?: [string, number][] } };
+      const state = JSON.parse(result.main.taskVariables['DockerBuildxCache.State'] ?? '{}') as { summary?: { phases?: [string, number][]; bytesDownloaded?: number } };
       const phases = new Map(state.summary?.phases ?? []);
       const inPhases = [...phases.values()].reduce((a, b) => a + b, 0);
       const parts = {
@@ -252,7 +297,8 @@ function task(name: string): Pipeline {
         restoredBytes,
         savedBytes: [...after].filter(([h]) => !before.has(h)).reduce((s, [, n]) => s + n, 0),
         changedBytes,
-        storeBytes: folderBytes(store),
+        storeBytes: [...after.values()].reduce((a, b) => a + b, 0),
+        downloadedBytes: state.summary?.bytesDownloaded,
         cacheBytes: [...now.values()].reduce((a, b) => a + b, 0),
       };
     },
@@ -309,12 +355,13 @@ async function keyBench(): Promise<{ files: number; ours: number; baseline: numb
 }
 
 function table(rows: readonly Row[]): string[] {
+  const remote = rows.some((r) => r.downloadedBytes !== undefined);
   return [
-    '| rev | hit | deps step | steps cached | key s | restore s | build s | save s | overhead s | restored | saved | changed layers | store |',
-    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| rev | hit | deps step | steps cached | key s | restore s | build s | save s | overhead s | restored |${remote ? ' downloaded |' : ''} saved | changed layers | store |`,
+    `|---:|---|---|---:|---:|---:|---:|---:|---:|---:|${remote ? '---:|' : ''}---:|---:|---:|`,
     ...rows.map(
       (r) =>
-        `| ${r.rev} | ${r.hit} | ${r.depsCached ? 'cached' : 'built'} | ${r.cached}/${r.total} | ${s1(r.key)} | ${s1(r.restore)} | ${s1(r.build)} | ${s1(r.save)} | ${s1(r.overhead)} | ${mb(r.restoredBytes)} | ${mb(r.savedBytes)} | ${mb(r.changedBytes)} | ${mb(r.storeBytes)} |`,
+        `| ${r.rev} | ${r.hit} | ${r.depsCached ? 'cached' : 'built'} | ${r.cached}/${r.total} | ${s1(r.key)} | ${s1(r.restore)} | ${s1(r.build)} | ${s1(r.save)} | ${s1(r.overhead)} | ${mb(r.restoredBytes)} |${remote ? ` ${mb(r.downloadedBytes ?? 0)} |` : ''} ${mb(r.savedBytes)} | ${mb(r.changedBytes)} | ${mb(r.storeBytes)} |`,
     ),
   ];
 }
@@ -335,8 +382,14 @@ function totals(rows: readonly Row[]): { wall: number; build: number; depsCached
 async function main(): Promise<void> {
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs')], { stdio: 'inherit' });
   ensureEngine();
+  const azurite = ensureAzurite();
   fs.mkdirSync(OUT, { recursive: true });
-  const pipelines = [template('template, key = Dockerfile', 'buildx | "Linux" | ./Dockerfile'), template('template, key = Dockerfile + lock file', 'buildx | "Linux" | ./Dockerfile | deps.lock'), task('task, local store')];
+  const pipelines = [
+    template('template, key = Dockerfile', 'buildx | "Linux" | ./Dockerfile'),
+    template('template, key = Dockerfile + lock file', 'buildx | "Linux" | ./Dockerfile | deps.lock'),
+    task('task, local store', localStore),
+    task('task, Azure Blob store (Azurite)', azureStore(freshContainer(azurite.blobUrl, 'bench'), azurite.blobUrl)),
+  ];
   const results: [Pipeline, Row[]][] = [];
   for (const p of pipelines) results.push([p, await runPipeline(p)]);
   const keys = await keyBench();
@@ -348,11 +401,15 @@ async function main(): Promise<void> {
     }),
   );
 
-  const [tplDocker, tplLock, ours] = results.map(([, rows]) => rows) as [Row[], Row[], Row[]];
+  const [tplDocker, tplLock, ours, azure] = results.map(([, rows]) => rows) as [Row[], Row[], Row[], Row[]];
+  const sourceOnlyOf = (rows: Row[]): Row[] => rows.filter((r) => r.rev > 1 && !LOCK_CHANGES.has(r.rev));
+  const azureSourceOnly = sourceOnlyOf(azure);
+  const localSourceOnly = sourceOnlyOf(ours);
+  const t4 = totals(azure);
   const t = { docker: totals(tplDocker), lock: totals(tplLock), ours: totals(ours) };
   const warm = ours.filter((r) => r.depsCached);
   const overheadRatio = median(warm.map((r) => r.overhead / r.build));
-  const sourceOnly = ours.filter((r) => r.rev > 1 && !LOCK_CHANGES.has(r.rev));
+  const sourceOnly = localSourceOnly;
   const saveRatio = Math.max(...sourceOnly.map((r) => r.savedBytes / r.changedBytes));
   const storeRatio = t.ours.store / t.ours.cache;
   const keyRatio = keys.ours / keys.baseline;
@@ -371,7 +428,7 @@ async function main(): Promise<void> {
     'The workload: a dependency step keyed by a lock file (a checksum loop over 120 MiB of random data, leaving a layer of about 126 MB), then an application step keyed by the sources (a layer of about 0.5 MB). Ten revisions run as ten fresh jobs per pipeline: before each job the engine\'s build cache and the image are removed. The sources change at every revision, the lock file at revisions 5 and 9.',
     '',
     '- **template**: today\'s Cache@2 template, emulated: Cache@2 restores a tar of the cache folder (the exact key, else the newest entry of the restore key `buildx | "Linux"`), `docker buildx build` runs with `--cache-from`/`--cache-to type=local` on that folder with `mode=max`, and Cache@2 saves a new tar in the post-job step only when the key was not an exact hit. Once with the Dockerfile alone in the key, once with the Dockerfile and the lock file.',
-    '- **task**: the bundled task run as the agent runs it (main step, then post-job step) with its defaults: the local store, the default key, `saveCache: onSuccess`, retention 7 days.',
+    '- **task**: the bundled task run as the agent runs it (main step, then post-job step) with its defaults: the local store, the default key, `saveCache: onSuccess`, retention 7 days. Once more with `cacheBackend: azureBlob` on Azurite (loopback, a connection string): like a Microsoft-hosted agent, each job starts without a cache folder and downloads what it restores.',
     '',
     'Times are wall seconds of one run on a noisy two-core machine; compare them within the run. *overhead* is everything but the `docker buildx build` process: key, restore, save, and for the task its own start-up and cache export commit. *changed layers* is what this build\'s cache reaches that the previous build\'s did not.',
     '',
@@ -394,6 +451,23 @@ async function main(): Promise<void> {
     `| the store after ${REVISIONS} revisions is at most 1.3× one build's cache | ${storeRatio.toFixed(2)}× (the lock-file template: ${(t.lock.store / t.ours.cache).toFixed(2)}×, growing with every lock change) | ${storeRatio <= 1.3 ? 'yes' : 'no'} |`,
     `| the dependency step is cached in every run after its first build with the same lock file | ${t.ours.depsCached} of ${t.ours.depsCachable} (the Dockerfile-only template: ${t.docker.depsCached} of ${t.docker.depsCachable}) | ${t.ours.depsCached === t.ours.depsCachable ? 'yes' : 'no'} |`,
     `| key resolution over ${keys.files} files with \`**\` takes at most 1.5× \`find … \\| xargs sha256sum\` | ${s1(keys.ours * 1000)} ms against ${s1(keys.baseline * 1000)} ms: ${keyRatio.toFixed(2)}× | ${keyRatio <= 1.5 ? 'yes' : 'no'} |`,
+    '',
+    '## The Azure Blob store',
+    '',
+    `The same ten jobs with \`cacheBackend: azureBlob\` on Azurite. Medians over the ${azureSourceOnly.length} source-only revisions (the dependency layer unchanged), against the local store in the same run:`,
+    '',
+    '| | local store | Azure Blob store (Azurite) |',
+    '|---|---:|---:|',
+    `| dependency step cached, of the ${t4.depsCachable} runs that could | ${t.ours.depsCached} | ${t4.depsCached} |`,
+    `| restore phase | ${s1(median(localSourceOnly.map((r) => r.restore)))} s | ${s1(median(azureSourceOnly.map((r) => r.restore)))} s |`,
+    `| bytes downloaded by the restore | (linked) | ${mb(median(azureSourceOnly.map((r) => r.downloadedBytes ?? 0)))} of ${mb(median(azureSourceOnly.map((r) => r.restoredBytes)))} |`,
+    `| save phase | ${s1(median(localSourceOnly.map((r) => r.save)))} s | ${s1(median(azureSourceOnly.map((r) => r.save)))} s |`,
+    `| bytes saved (uploaded) | ${mb(median(localSourceOnly.map((r) => r.savedBytes)))} | ${mb(median(azureSourceOnly.map((r) => r.savedBytes)))} |`,
+    `| changed layers | ${mb(median(localSourceOnly.map((r) => r.changedBytes)))} | ${mb(median(azureSourceOnly.map((r) => r.changedBytes)))} |`,
+    `| total wall time of the ${REVISIONS} jobs | ${s1(t.ours.wall)} s | ${s1(t4.wall)} s |`,
+    `| store after ${REVISIONS} revisions, ÷ one build's cache | ${storeRatio.toFixed(2)}× | ${(t4.store / t4.cache).toFixed(2)}× |`,
+    '',
+    'The Azure store keeps an unreferenced blob for an hour after its upload (another job\'s save may be about to reference it), so within this run it still holds the dependency layers that the lock changes replaced; the first retention an hour later deletes them (STORE-BENCHMARKS.md shows it).',
     '',
     '### Where the task\'s overhead goes',
     '',
