@@ -28,24 +28,22 @@ export async function bundle() {
   syncStrings(taskDir);
   const dist = path.join(taskDir, 'dist');
   fs.rmSync(dist, { recursive: true, force: true });
-  const result = await esbuild.build({
-    entryPoints: { main: path.join(taskDir, 'src', 'main.ts'), post: path.join(taskDir, 'src', 'post.ts'), remote: path.join(taskDir, 'src', 'remote.ts') },
-    outdir: dist,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    minify: true,
-    legalComments: 'linked',
-    metafile: true,
-    logLevel: 'warning',
+  const common = { outdir: dist, bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true, legalComments: 'linked', metafile: true, logLevel: 'warning' };
+  const steps = await esbuild.build({
+    ...common,
+    entryPoints: { main: path.join(taskDir, 'src', 'main.ts'), post: path.join(taskDir, 'src', 'post.ts') },
     plugins: [remoteBundle],
-    // The storage SDK imports Apache Arrow dynamically, only to parse the opt-in Arrow format of
-    // blob listings (listBlobFlatSegmentApacheArrow), which this task never asks for: a quarter of
-    // remote.js that would never run.
-    external: ['apache-arrow'],
   });
-  for (const [file, out] of Object.entries(result.metafile.outputs)) console.log(`${path.relative(root, file)}: ${(out.bytes / 1024).toFixed(0)} KiB`);
+  const remote = await esbuild.build({
+    ...common,
+    entryPoints: { remote: path.join(taskDir, 'src', 'remote.ts') },
+    // The storage SDK's ESM build finds itself through `import.meta.url` (its CRC-64 module does,
+    // at load), which a CommonJS bundle lacks: it is given the bundle's own URL. Its CommonJS build
+    // would need no help, but bundles a third bigger and loads twice as slowly (measured).
+    define: { 'import.meta.url': '__bundleUrl' },
+    banner: { js: 'var __bundleUrl = require("url").pathToFileURL(__filename).href;' },
+  });
+  for (const [file, out] of Object.entries({ ...steps.metafile.outputs, ...remote.metafile.outputs })) console.log(`${path.relative(root, file)}: ${(out.bytes / 1024).toFixed(0)} KiB`);
 }
 
 export function compileTests() {

@@ -2,6 +2,7 @@ import * as assert from 'assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import * as semver from 'semver';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const taskDir = path.join(root, 'tasks', 'DockerBuildxCacheV1');
@@ -182,6 +183,18 @@ describe('task.json: the public contract and the classic editor', () => {
     const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
     for (const input of task.inputs) assert.match(readme, new RegExp(`^\\| \`${input.name}\` \\| ${input.type} \\|`, 'm'), `README lacks ${input.name}`);
     for (const output of task.outputVariables) assert.match(readme, new RegExp(`^\\| \`${output.name}\` \\|`, 'm'), `README lacks output ${output.name}`);
+  });
+
+  it('bundles only packages that support Node 20, which agents without the Node24 handler run', () => {
+    const dirs = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8' }).trim().split('\n').slice(1);
+    assert.ok(dirs.length > 10, dirs.join('\n'));
+    const unsupported = dirs.flatMap((dir) => {
+      const { name, version, engines } = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name: string; version: string; engines?: { node?: string } };
+      const range = engines?.node;
+      // Agents ship a recent Node 20 for the Node20_1 handler.
+      return range === undefined || semver.satisfies('20.19.0', range, true) ? [] : [`${name}@${version} needs node ${range}`];
+    });
+    assert.deepEqual(unsupported, []);
   });
 
   it('is a private Azure Pipelines extension for Azure DevOps', () => {
