@@ -19,7 +19,8 @@ import { AzureBlobStore } from '../tasks/DockerBuildxCacheV1/src/store/blob';
 import { LocalStore } from '../tasks/DockerBuildxCacheV1/src/store/local';
 import { restoreFromStore } from '../tasks/DockerBuildxCacheV1/src/store/restore';
 import type { CacheStore } from '../tasks/DockerBuildxCacheV1/src/store/types';
-import { blob, CACHE_CONFIG, desc, INDEX, LAYER, writeLayout, type Blob } from '../test/oci-fixture';
+import { cacheFolder } from '../test/oci-fixture';
+import { folderBytes, mb, median } from './measure';
 
 const REVISIONS = 10;
 const LOCK_CHANGES = new Set([5, 9]);
@@ -28,17 +29,11 @@ const SCOPE = 'refs/heads/main';
 const KEY = ['buildx', '"Linux"', '"app"'];
 
 const random = (bytes: number): Buffer => crypto.randomBytes(bytes);
-const BASE = Array.from({ length: 8 }, () => blob(LAYER, random(1 << 20)));
+const BASE = Array.from({ length: 8 }, () => random(1 << 20));
 
-/** The cache folder a build of the revision leaves. */
-function revision(rev: number, deps: Blob): string {
-  const dir = path.join(OUT, 'revisions', String(rev));
-  const app = blob(LAYER, random(512 << 10));
-  const layers = [...BASE, deps, app];
-  const config = blob(CACHE_CONFIG, { layers: layers.map((l) => ({ blob: l.digest })), rev });
-  const root = blob(INDEX, { schemaVersion: 2, mediaType: INDEX, manifests: [...layers.map(desc), desc(config)] });
-  writeLayout(dir, root, [...layers, config, root]);
-  return dir;
+/** The cache folder a build of the revision leaves: the base layers, the dependency layer and a new application layer. */
+function revision(rev: number, deps: Buffer): string {
+  return cacheFolder(path.join(OUT, 'revisions'), String(rev), [...BASE, deps, random(512 << 10)]).dir;
 }
 
 interface Row {
@@ -51,9 +46,6 @@ interface Row {
   pruneMs: number;
   store: number;
 }
-
-const folderBytes = (dir: string): number =>
-  fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).reduce((s, e) => s + fs.statSync(path.join(e.parentPath, e.name)).size, 0) : 0;
 
 async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
   const t = process.hrtime.bigint();
@@ -120,10 +112,8 @@ async function tarRun(container: ContainerClient, revs: string[]): Promise<Row[]
   return rows;
 }
 
-const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 const s2 = (ms: number): string => (ms / 1000).toFixed(2);
 const sum = (rows: Row[], f: (r: Row) => number): number => rows.reduce((a, r) => a + f(r), 0);
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 function table(rows: Row[]): string[] {
   return [
@@ -142,10 +132,10 @@ async function containerBytes(container: ContainerClient): Promise<number> {
 async function main(): Promise<void> {
   const azurite = ensureAzurite();
   fs.rmSync(OUT, { recursive: true, force: true });
-  let deps = blob(LAYER, random(120 << 20));
+  let deps = random(120 << 20);
   const revs: string[] = [];
   for (let rev = 1; rev <= REVISIONS; rev++) {
-    if (LOCK_CHANGES.has(rev)) deps = blob(LAYER, random(120 << 20));
+    if (LOCK_CHANGES.has(rev)) deps = random(120 << 20);
     revs.push(revision(rev, deps));
   }
   const cache = folderBytes(revs[0] ?? '');

@@ -19,6 +19,7 @@ import type { ContainerClient } from '@azure/storage-blob';
 import { docker, ROOT, runJob } from './agent';
 import { connectionString, ensureAzurite, freshContainer } from './azurite';
 import { BASE_IMAGE, ensureEngine } from './engine';
+import { folderBytes, mb, median } from './measure';
 
 const REVISIONS = 10;
 const LOCK_CHANGES = new Set([5, 9]);
@@ -112,14 +113,6 @@ interface Pipeline {
 }
 
 const seconds = (ms: number): number => ms / 1000;
-
-function folderBytes(dir: string): number {
-  if (!fs.existsSync(dir)) return 0;
-  return fs
-    .readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile())
-    .reduce((sum, e) => sum + fs.statSync(path.join(e.parentPath, e.name)).size, 0);
-}
 
 /** digest → size of what a cache folder's index.json reaches. */
 function reachable(dir: string): Map<string, number> {
@@ -327,9 +320,7 @@ async function runPipeline(p: Pipeline): Promise<Row[]> {
   return rows;
 }
 
-const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 const s1 = (v: number): string => v.toFixed(1);
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 /** Key resolution over 10,000 files with a `**` glob, against find | xargs sha256sum over the same files. */
 async function keyBench(): Promise<{ files: number; ours: number; baseline: number }> {

@@ -10,14 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { docker, ROOT, runJob, type JobResult } from './agent';
 import { BASE_IMAGE, ensureEngine } from './engine';
-
-function folderBytes(dir: string): number {
-  if (!fs.existsSync(dir)) return 0;
-  return fs
-    .readdirSync(dir, { withFileTypes: true, recursive: true })
-    .filter((e) => e.isFile())
-    .reduce((sum, e) => sum + fs.statSync(path.join(e.parentPath, e.name)).size, 0);
-}
+import { folderBytes } from './measure';
 
 async function main(): Promise<void> {
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'package.mjs')], { stdio: 'inherit' });

@@ -22,7 +22,7 @@ export function blob(mediaType: string, data: string | Buffer | object): Blob {
 export const desc = (b: Blob): { mediaType: string; digest: string; size: number } => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
 
 /** A cache in BuildKit's default shape: index.json → a cache index listing the layers and the cache config. */
-export function cacheLayout(layerContents: readonly string[]): { blobs: Blob[]; root: Blob; layers: Blob[] } {
+export function cacheLayout(layerContents: readonly (string | Buffer)[]): { blobs: Blob[]; root: Blob; layers: Blob[] } {
   const layers = layerContents.map((c) => blob(LAYER, c));
   const config = blob(CACHE_CONFIG, { layers: layers.map((l) => ({ blob: l.digest })) });
   const root = blob(INDEX, { schemaVersion: 2, mediaType: INDEX, manifests: [...layers.map(desc), desc(config)] });
@@ -38,7 +38,7 @@ export function writeLayout(dir: string, root: Blob, blobs: readonly Blob[], ext
 }
 
 /** A cache folder `label` under `work`, holding these layers. */
-export function cacheFolder(work: string, label: string, layers: readonly string[]): { dir: string; layout: ReturnType<typeof cacheLayout> } {
+export function cacheFolder(work: string, label: string, layers: readonly (string | Buffer)[]): { dir: string; layout: ReturnType<typeof cacheLayout> } {
   const dir = path.join(work, label);
   const layout = cacheLayout(layers);
   writeLayout(dir, layout.root, layout.blobs);

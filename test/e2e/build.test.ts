@@ -5,8 +5,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { cachedSteps, docker, type JobResult } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
+import { folderBytes } from '../../scripts/measure';
 import { cleanup, tempDir } from '../helpers';
-import { blobsOnDisk, folderBytes, IMAGE, rawCachedLines, reachableBlobs, Workspace } from './workspace';
+import { blobsOnDisk, IMAGE, rawCachedLines, reachableBlobs, Workspace } from './workspace';
 
 /** A Dockerfile with an expensive dependency step keyed by a lock file, then the sources. */
 const DOCKERFILE = `FROM ${BASE_IMAGE}

@@ -3,8 +3,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { type JobResult, type StepResult } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
+import { folderBytes } from '../../scripts/measure';
 import { cleanup } from '../helpers';
-import { blobSize, folderBytes, reachableBlobs, stepCached, Workspace } from './workspace';
+import { blobSize, reachableBlobs, stepCached, Workspace } from './workspace';
 
 /** A dependency step keyed by a lock file (8 MB of incompressible bytes), then the sources. */
 const DOCKERFILE = `FROM ${BASE_IMAGE}

@@ -28,15 +28,6 @@ export function blobSize(dir: string, digest: string): number {
   return fs.statSync(path.join(dir, 'blobs', ...digest.split(':'))).size;
 }
 
-export function folderBytes(dir: string): number {
-  if (!fs.existsSync(dir)) return 0;
-  let total = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) total += fs.statSync(path.join(entry.parentPath, entry.name)).size;
-  }
-  return total;
-}
-
 /** `#N CACHED` lines in BuildKit's own output, counted without the task's parser. */
 export const rawCachedLines = (stdout: string): number => stdout.split('\n').filter((l) => /^#\d+ CACHED$/.test(l)).length;
 
