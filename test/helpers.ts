@@ -23,3 +23,11 @@ export function writeTree(root: string, files: Record<string, string | Buffer>):
     fs.writeFileSync(file, content);
   }
 }
+
+/**
+ * The lines of a step's output that show `needle` as the agent would: a setsecret line is the
+ * command that masks it, not output.
+ */
+export function linesShowing(stdout: string, needle: string): string[] {
+  return stdout.split('\n').filter((l) => l.includes(needle) && !l.startsWith('##vso[task.setsecret]'));
+}

@@ -5,7 +5,7 @@ import type { ContainerClient } from '@azure/storage-blob';
 import type { JobResult } from '../../scripts/agent';
 import { connectionString, EMULATOR_KEY, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
-import { cleanup } from '../helpers';
+import { cleanup, linesShowing } from '../helpers';
 import { reachableBlobs, stepCached, Workspace } from './workspace';
 
 /** A dependency step keyed by a lock file (4 MB of incompressible bytes), then the sources. */
@@ -82,7 +82,7 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
     // The account key never reaches the log, the task state or the summary.
     for (const job of [first, second]) {
       for (const step of [job.main, job.post]) {
-        assert.deepEqual(step.stdout.split('\n').filter((l) => l.includes(EMULATOR_KEY) && !l.startsWith('##vso[task.setsecret]')), []);
+        assert.deepEqual(linesShowing(step.stdout, EMULATOR_KEY), []);
         assert.ok(!step.stderr.includes(EMULATOR_KEY));
         assert.ok(!JSON.stringify(step.taskVariables).includes(EMULATOR_KEY));
       }

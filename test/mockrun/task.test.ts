@@ -4,10 +4,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { instanceIdOf } from '../../tasks/DockerBuildxCacheV1/src/agent';
 import { defaultBuilderName } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
-import { cleanup, tempDir, writeTree } from '../helpers';
-import { resolveKey } from '../../tasks/DockerBuildxCacheV1/src/key/resolve';
+import { cleanup, linesShowing, tempDir, writeTree } from '../helpers';
+import { resolveKey, type ResolvedKey } from '../../tasks/DockerBuildxCacheV1/src/key/resolve';
 import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
-import { blobFiles, cacheLayout, writeLayout } from '../oci-fixture';
+import type { CacheStore } from '../../tasks/DockerBuildxCacheV1/src/store/types';
+import { blobFiles, cacheFolder, cacheLayout, writeLayout, type Blob } from '../oci-fixture';
 import { TokenServer } from '../token-server';
 import { TokenProcess } from './token-process';
 import { connectionString, EMULATOR_KEY, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
@@ -57,6 +58,14 @@ function variables(): Record<string, string> {
     'Agent.OS': 'Linux',
     'Build.SourceBranch': 'refs/heads/main',
   };
+}
+
+/** What an earlier job keyed `buildx | deps.lock` saved in the store: a two-layer cache. */
+async function seedStore(store: CacheStore): Promise<{ key: ResolvedKey; blobs: Blob[] }> {
+  const key = await resolveKey('buildx | deps.lock', ws);
+  const { dir, layout } = cacheFolder(tempDir(), 'source', ['deps layer', 'app layer']);
+  await store.save({ cacheDir: dir, key: key.text, segments: key.values, scope: 'refs/heads/main', now: new Date() });
+  return { key, blobs: layout.blobs };
 }
 
 function main(inputs: Record<string, string>, exec: Record<string, { code: number; stdout?: string; stderr?: string }>): Scenario {
@@ -178,11 +187,7 @@ describe('mock-run: the main step', function () {
 
   it('local store: restores the exact key, sets cacheHit, cacheKey, cacheRestoredKey and the hit variable, and imports the restored folder', async () => {
     const storePath = path.join(agentWork, 'store');
-    const key = await resolveKey('buildx | deps.lock', ws);
-    const cached = cacheLayout(['deps layer', 'app layer']);
-    const source = path.join(tempDir(), 'source');
-    writeLayout(source, cached.root, cached.blobs);
-    await new LocalStore(storePath).save({ cacheDir: source, key: key.text, segments: key.values, scope: 'refs/heads/main', now: new Date() });
+    const { key, blobs: cached } = await seedStore(new LocalStore(storePath));
 
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
     const build = buildLine('default', `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
@@ -193,7 +198,7 @@ describe('mock-run: the main step', function () {
     assert.equal(run.commands.at(-1), build);
     assert.deepEqual([run.outputs.cacheHit, run.outputs.cacheKey, run.outputs.cacheRestoredKey], ['true', key.text, key.text]);
     assert.match(run.stdout, /##vso\[task\.setvariable variable=BUILDX_HIT;isOutput=false;issecret=false;\]true/);
-    assert.deepEqual(blobFiles(cacheDir), cached.blobs.map((b) => b.digest).sort());
+    assert.deepEqual(blobFiles(cacheDir), cached.map((b) => b.digest).sort());
     // The log shows how the key was resolved, file by file.
     assert.match(run.stdout, /- deps\.lock \[file\] --> /);
     assert.match(run.stdout, / {3}- deps\.lock \[9 bytes\] --> [0-9a-f]{64}/);
@@ -201,13 +206,9 @@ describe('mock-run: the main step', function () {
 
   it('local store: a restored blob that fails its digest in BuildKit: the entry is distrusted and the build runs again without the import', async () => {
     const storePath = path.join(agentWork, 'store');
-    const key = await resolveKey('buildx | deps.lock', ws);
-    const cached = cacheLayout(['deps layer', 'app layer']);
-    const source = path.join(tempDir(), 'source');
-    writeLayout(source, cached.root, cached.blobs);
-    await new LocalStore(storePath).save({ cacheDir: source, key: key.text, segments: key.values, scope: 'refs/heads/main', now: new Date() });
+    const { blobs: cached } = await seedStore(new LocalStore(storePath));
     const sealed = (): string[] => fs.readdirSync(path.join(storePath, 'v1', 'checked', 'sha256'));
-    assert.equal(sealed().length, cached.blobs.length);
+    assert.equal(sealed().length, cached.length);
 
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
     const to = `--cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`;
@@ -461,9 +462,7 @@ describe('mock-run: the main step', function () {
     /** The post-job step saving a two-layer cache folder under `segments`; the store spec is what the main step hands over. */
     async function postSave(store: object, env: Record<string, string>, inputs: Record<string, string> = {}): Promise<{ run: MockRun; blobs: string[] }> {
       const key = await resolveKey('buildx | deps.lock', ws);
-      const dir = path.join(tempDir(), '.buildx-cache');
-      const layout = cacheLayout(['deps layer', 'app layer']);
-      writeLayout(dir, layout.root, layout.blobs);
+      const { dir, layout } = cacheFolder(tempDir(), '.buildx-cache', ['deps layer', 'app layer']);
       const save = { store, cacheDir: dir, segments: key.values, scope: 'refs/heads/main', retentionDays: 7, failOnError: false, when: 'onSuccess' };
       const summary = { backend: 'azureBlob', image: 'app:latest', key: key.text, hit: 'false', phases: [] };
       const run = await runScenario({
@@ -492,7 +491,7 @@ describe('mock-run: the main step', function () {
     function assertTokensSecret(run: MockRun): void {
       const jwts = [...run.stdout.matchAll(/##vso\[task\.setsecret\](eyJ[\w-]+\.[\w-]+\.[\w-]*)/g)].map((m) => m[1] ?? '');
       assert.ok(jwts.length > 0, 'the storage token is registered as a secret');
-      for (const jwt of jwts) assert.deepEqual(run.stdout.split('\n').filter((l) => l.includes(jwt) && !l.startsWith('##vso[task.setsecret]')), []);
+      for (const jwt of jwts) assert.deepEqual(linesShowing(run.stdout, jwt), []);
     }
 
     KINDS.forEach((saver, i) => {
@@ -529,7 +528,7 @@ describe('mock-run: the main step', function () {
       assert.ok(run.succeeded, run.stdout);
       assert.equal(run.outputs.cacheHit, 'false');
       assert.match(run.warnings[0] ?? '', /^loc_mock_WarnRestoreFailed loc_mock_StoreAzureDescription \S+ the Entra ID token for the service principal: \S+ answered 400/);
-      assert.deepEqual(run.stdout.split('\n').filter((l) => l.includes('wrong-secret') && !l.startsWith('##vso[task.setsecret]')), []);
+      assert.deepEqual(linesShowing(run.stdout, 'wrong-secret'), []);
     });
 
     it('with failOnCacheError, a token Entra ID will not give fails the step before the build', async () => {
@@ -557,18 +556,14 @@ describe('mock-run: the main step', function () {
         const c = freshContainer(azurite.blobUrl, 'mockrun');
         await c.create();
         const { inputs, secret } = await access(c);
-        const key = await resolveKey('buildx | deps.lock', ws);
-        const layout = cacheLayout(['deps layer', 'app layer']);
-        const source = path.join(tempDir(), 'source');
-        writeLayout(source, layout.root, layout.blobs);
-        await new AzureBlobStore(c, 'seed').save({ cacheDir: source, key: key.text, segments: key.values, scope: 'refs/heads/main', now: new Date() });
+        const { blobs } = await seedStore(new AzureBlobStore(c, 'seed'));
 
         const run = await mainRestore({ ...inputs, storageContainer: c.containerName }, {});
         assert.ok(run.succeeded, run.stdout);
         assert.equal(run.outputs.cacheHit, 'true');
-        assert.deepEqual(blobFiles(cacheDir), layout.blobs.map((b) => b.digest).sort());
+        assert.deepEqual(blobFiles(cacheDir), blobs.map((b) => b.digest).sort());
         assert.ok(secret.length > 10);
-        assert.deepEqual(run.stdout.split('\n').filter((l) => l.includes(secret) && !l.startsWith('##vso[task.setsecret]')), []);
+        assert.deepEqual(linesShowing(run.stdout, secret), []);
         assert.ok(!JSON.stringify(run.taskVariables).includes(secret), 'not in the task state');
       });
     }
