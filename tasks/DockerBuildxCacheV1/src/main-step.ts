@@ -6,7 +6,7 @@ import { buildWithCacheFallback, setBuildOutputs, writeSecrets } from './buildx/
 import { Docker, type DockerCli } from './buildx/docker';
 import type { Gates } from './buildx/preflight';
 import { CacheFolder, type CommitResult } from './cache/folder';
-import { describeStore, openStore, saveToStore, storeSpec, type SaveJob } from './cache/save';
+import { describeStore, openStore, saveToStore, storeSpec, type SaveJob, type StoreSpec } from './cache/save';
 import { prepareFolder, prepareFromStore, prepareRegistry, resolveKeys, type PreparedCache } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import { InputError, isStoreBackend, readConfig, taskSource, type Config } from './config';
@@ -146,13 +146,14 @@ async function prepareCache(config: Config, id: string, job: JobRecord, keys: Ca
   }
 
   const scopes = scopePlan(config.cache.scope, scopeVariables());
+  const spec = storeSpec(config);
   let store: CacheStore;
   try {
-    store = openStore(storeSpec(config));
+    store = openStore(spec);
   } catch (err) {
     // Bad input fails the task; anything else about the store is cache trouble: build without it.
     if (err instanceof InputError) throw err;
-    cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', describeStore(storeSpec(config)), (err as Error).message));
+    cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', describeStore(spec), (err as Error).message));
     setHitOutputs(config, 'false');
     job.update({}, { hit: 'false' });
     return { flags: { from: [], to: [] }, hit: 'false' };
@@ -173,19 +174,19 @@ async function prepareCache(config: Config, id: string, job: JobRecord, keys: Ca
     },
   );
 
-  const save = saveJob(config, scopes, keys.key);
+  const save = saveJob(config, spec, scopes, keys.key);
   if (save !== undefined && (config.cache.save === 'onSuccess' || config.cache.save === 'always')) job.update({ save: { ...save, when: config.cache.save } });
   return { ...cache, save };
 }
 
 /** The save this job may do, or undefined, with the reason in the log and the summary. */
-function saveJob(config: Config, scopes: ScopePlan, segments: readonly string[]): SaveJob | undefined {
+function saveJob(config: Config, store: StoreSpec, scopes: ScopePlan, segments: readonly string[]): SaveJob | undefined {
   if (config.cache.save === 'never') return undefined;
   if (scopes.write === undefined) {
     info(loc('ReadOnlyFork'));
     return undefined;
   }
-  return { store: storeSpec(config), cacheDir: config.cache.dir, segments, scope: scopes.write, retentionDays: config.cache.retentionDays, failOnError: config.cache.failOnError };
+  return { store, cacheDir: config.cache.dir, segments, scope: scopes.write, retentionDays: config.cache.retentionDays, failOnError: config.cache.failOnError };
 }
 
 function scopeVariables(): Parameters<typeof scopePlan>[1] {
