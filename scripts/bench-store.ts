@@ -1,6 +1,6 @@
 // npm run bench:store: what a job pays to restore and save its cache in each store, over the same
 // ten revisions of a BuildKit cache, with the Azure Blob store on Azurite (scripts/azurite.sh).
-// Writes STORE-BENCHMARKS.md. Nothing here fails on timing: it reports ratios measured in the same run.
+// Writes out/STORE-BENCHMARKS.md (STORE-BENCHMARKS.md with --update). Nothing here fails on timing: it reports ratios measured in the same run.
 //
 // The cache is synthetic, with the shape of the benchmark's real one (BENCHMARKS.md): eight 1 MB base
 // layers that never change, a 120 MiB dependency layer that changes at revisions 5 and 9, and a
@@ -20,7 +20,7 @@ import { LocalStore } from '../tasks/DockerBuildxCacheV1/src/store/local';
 import { restoreFromStore } from '../tasks/DockerBuildxCacheV1/src/store/restore';
 import type { CacheStore } from '../tasks/DockerBuildxCacheV1/src/store/types';
 import { cacheFolder } from '../test/oci-fixture';
-import { folderBytes, mb, median } from './measure';
+import { folderBytes, mb, median, writeReport } from './measure';
 
 const REVISIONS = 10;
 const LOCK_CHANGES = new Set([5, 9]);
@@ -185,8 +185,8 @@ async function main(): Promise<void> {
     '',
     ...results.flatMap(([name, rows]) => [`## ${name}`, '', ...table(rows), '']),
   ].join('\n');
-  fs.writeFileSync(path.join(ROOT, 'STORE-BENCHMARKS.md'), md);
-  console.log(`\n${md}`);
+  const report = writeReport(ROOT, 'STORE-BENCHMARKS.md', md);
+  console.log(`\n${md}\n\nWritten to ${path.relative(process.cwd(), report)}`);
 }
 
 main().catch((err: unknown) => {

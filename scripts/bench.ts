@@ -8,7 +8,7 @@
 //   - task, local store:                     the bundled task (main step, post-job step) with its defaults
 //   - task, Azure Blob store:                the same with cacheBackend azureBlob on Azurite (scripts/azurite.sh)
 // Then key resolution over a 10,000-file tree against `find … | xargs sha256sum`.
-// Writes BENCHMARKS.md. Nothing here fails on timing: it reports ratios measured in the same run.
+// Writes out/BENCHMARKS.md (BENCHMARKS.md with --update). Nothing here fails on timing: it reports ratios measured in the same run.
 import { execFileSync, spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -19,7 +19,7 @@ import type { ContainerClient } from '@azure/storage-blob';
 import { docker, ROOT, runJob } from './agent';
 import { connectionString, ensureAzurite, freshContainer } from './azurite';
 import { BASE_IMAGE, ensureEngine } from './engine';
-import { folderBytes, mb, median } from './measure';
+import { folderBytes, mb, median, writeReport } from './measure';
 
 const REVISIONS = 10;
 const LOCK_CHANGES = new Set([5, 9]);
@@ -470,8 +470,8 @@ async function main(): Promise<void> {
     '',
     ...results.flatMap(([p, rows]) => [`## ${p.name}`, '', ...table(rows), '']),
   ].join('\n');
-  fs.writeFileSync(path.join(ROOT, 'BENCHMARKS.md'), md);
-  console.log(`\n${md}`);
+  const report = writeReport(ROOT, 'BENCHMARKS.md', md);
+  console.log(`\n${md}\n\nWritten to ${path.relative(process.cwd(), report)}`);
 }
 
 main().catch((err: unknown) => {
