@@ -28,7 +28,10 @@ export async function bundle() {
   syncStrings(taskDir);
   const dist = path.join(taskDir, 'dist');
   fs.rmSync(dist, { recursive: true, force: true });
-  const common = { outdir: dist, bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true, legalComments: 'linked', metafile: true, logLevel: 'warning' };
+  // debug (in the HTTP client's proxy agents) requires supports-color inside a try, for colours
+  // only. It is not a dependency of ours, so it stays out: whether a dev dependency happens to be
+  // installed must not change what ships.
+  const common = { external: ['supports-color'], outdir: dist, bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true, legalComments: 'linked', metafile: true, logLevel: 'warning' };
   const steps = await esbuild.build({
     ...common,
     entryPoints: { main: path.join(taskDir, 'src', 'main.ts'), post: path.join(taskDir, 'src', 'post.ts') },
