@@ -31,7 +31,7 @@ export async function bundle() {
   // debug (in the HTTP client's proxy agents) requires supports-color inside a try, for colours
   // only. It is not a dependency of ours, so it stays out: whether a dev dependency happens to be
   // installed must not change what ships.
-  const common = { external: ['supports-color'], outdir: dist, bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true, legalComments: 'linked', metafile: true, logLevel: 'warning' };
+  const common = { absWorkingDir: root, external: ['supports-color'], outdir: dist, bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true, legalComments: 'linked', metafile: true, logLevel: 'warning' };
   const steps = await esbuild.build({
     ...common,
     entryPoints: { main: path.join(taskDir, 'src', 'main.ts'), post: path.join(taskDir, 'src', 'post.ts') },
@@ -46,7 +46,11 @@ export async function bundle() {
     define: { 'import.meta.url': '__bundleUrl' },
     banner: { js: 'var __bundleUrl = require("url").pathToFileURL(__filename).href;' },
   });
-  for (const [file, out] of Object.entries({ ...steps.metafile.outputs, ...remote.metafile.outputs })) console.log(`${path.relative(root, file)}: ${(out.bytes / 1024).toFixed(0)} KiB`);
+  // One metafile for the three bundles, in esbuild's format with paths relative to the root: what
+  // each bundle holds, which the third-party notices are made from (scripts/notices.mjs).
+  const metafile = { inputs: { ...steps.metafile.inputs, ...remote.metafile.inputs }, outputs: { ...steps.metafile.outputs, ...remote.metafile.outputs } };
+  for (const [file, out] of Object.entries(metafile.outputs)) console.log(`${file}: ${(out.bytes / 1024).toFixed(0)} KiB`);
+  return metafile;
 }
 
 export function compileTests() {

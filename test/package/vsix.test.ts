@@ -9,16 +9,20 @@ import { cleanup, tempDir } from '../helpers';
 const root = path.resolve(__dirname, '..', '..', '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
 
+interface Metafile { outputs: Record<string, { inputs: Record<string, unknown> }> }
+
 describe('the packaged extension (.vsix)', function () {
   this.timeout(5 * 60 * 1000);
   let out: string;
   let unpacked: string;
   let vsix: AdmZip;
+  let metafile: Metafile;
 
   before(() => {
     out = tempDir('dbxc-vsix-');
     execFileSync(process.execPath, [path.join(root, 'scripts', 'package.mjs'), '--publisher', 'contoso-private', '--output', out], { stdio: 'pipe' });
     const file = path.join(out, `contoso-private.docker-buildx-cache-${pkg.version}.vsix`);
+    metafile = JSON.parse(fs.readFileSync(file.replace(/\.vsix$/, '.metafile.json'), 'utf8')) as Metafile;
     vsix = new AdmZip(file);
     unpacked = path.join(out, 'unpacked');
     vsix.extractAllTo(unpacked);
@@ -41,6 +45,7 @@ describe('the packaged extension (.vsix)', function () {
     const files = vsix.getEntries().filter((e) => !e.isDirectory).map((e) => e.entryName).filter((n) => n.startsWith('tasks/')).sort();
     assert.deepEqual(files, [
       'tasks/DockerBuildxCacheV1/Strings/resources.resjson/en-US/resources.resjson',
+      'tasks/DockerBuildxCacheV1/dist/ThirdPartyNotices.txt',
       'tasks/DockerBuildxCacheV1/dist/main.js',
       'tasks/DockerBuildxCacheV1/dist/main.js.LEGAL.txt',
       'tasks/DockerBuildxCacheV1/dist/post.js',
@@ -56,6 +61,32 @@ describe('the packaged extension (.vsix)', function () {
     assert.ok(icon !== null);
     assert.equal(icon.readUInt32BE(16), 128);
     assert.equal(icon.readUInt32BE(20), 128);
+  });
+
+  it('ships the third-party notices: every package in the bundles, with its own licence text', () => {
+    const notices = vsix.readAsText('tasks/DockerBuildxCacheV1/dist/ThirdPartyNotices.txt');
+    // The sections: a rule, the packages under one licence, a rule, then that licence's text.
+    const sections = notices.split(/^={100}\n/m).slice(1);
+    const textOf = new Map<string, string>();
+    for (let i = 0; i + 1 < sections.length; i += 2) {
+      for (const id of (sections[i] ?? '').trim().split('\n')) textOf.set(id, (sections[i + 1] ?? '').trim());
+    }
+    const squash = (s: string): string => s.replace(/\s+/g, ' ').trim();
+    const dirs = new Set(Object.values(metafile.outputs).flatMap((o) => Object.keys(o.inputs)).flatMap((input) => /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1] ?? []));
+    assert.ok(dirs.size > 50, `the bundles hold ${dirs.size} package folders`);
+    for (const dir of dirs) {
+      const { name, version, license } = JSON.parse(fs.readFileSync(path.join(root, dir, 'package.json'), 'utf8')) as { name: string; version: string; license: string };
+      const text = textOf.get(`${name}@${version}`);
+      assert.ok(text !== undefined, `${name}@${version} (${dir}) is in the notices`);
+      const licenceFile = fs.readdirSync(path.join(root, dir)).find((f) => /^(licen[cs]e|copying)/i.test(f));
+      if (licenceFile !== undefined) {
+        assert.ok(squash(text).includes(squash(fs.readFileSync(path.join(root, dir, licenceFile), 'utf8'))), `${name}@${version}: its ${licenceFile} is in the notices`);
+      } else {
+        // The declared licence's standard text, which the SPDX list has (MIT's, for the one such package today).
+        assert.ok(text.startsWith(`${name} ships no licence file; its package.json declares ${license}`), `${name}@${version} has no licence file`);
+        if (license === 'MIT') assert.match(squash(text), /Permission is hereby granted, free of charge/);
+      }
+    }
   });
 
   it('ships the Azure bundle that both steps load only when a job needs it', () => {
