@@ -7,7 +7,10 @@ import { runStep, stepEnv } from '../../scripts/agent';
 import { cleanup, tempDir } from '../helpers';
 
 const root = path.resolve(__dirname, '..', '..', '..');
-const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string; repository: { url: string } };
+/** The repository the package is made for, as a pipeline passes $(Build.Repository.Uri): with the organisation as a user name. */
+const REPOSITORY = 'https://contoso@dev.azure.com/contoso/platform/_git/buildx-cache';
+const REPO = 'https://dev.azure.com/contoso/platform/_git/buildx-cache';
 
 interface Metafile { outputs: Record<string, { inputs: Record<string, unknown> }> }
 
@@ -20,7 +23,7 @@ describe('the packaged extension (.vsix)', function () {
 
   before(() => {
     out = tempDir('dbxc-vsix-');
-    execFileSync(process.execPath, [path.join(root, 'scripts', 'package.mjs'), '--publisher', 'contoso-private', '--output', out], { stdio: 'pipe' });
+    execFileSync(process.execPath, [path.join(root, 'scripts', 'package.mjs'), '--publisher', 'contoso-private', '--repository', REPOSITORY, '--output', out], { stdio: 'pipe' });
     const file = path.join(out, `contoso-private.docker-buildx-cache-${pkg.version}.vsix`);
     metafile = JSON.parse(fs.readFileSync(file.replace(/\.vsix$/, '.metafile.json'), 'utf8')) as Metafile;
     vsix = new AdmZip(file);
@@ -61,6 +64,24 @@ describe('the packaged extension (.vsix)', function () {
     assert.ok(icon !== null);
     assert.equal(icon.readUInt32BE(16), 128);
     assert.equal(icon.readUInt32BE(20), 128);
+  });
+
+  it('links the manifest and the overview to the repository given at packaging, and nothing that ships to the placeholder', () => {
+    const xml = vsix.readAsText('extension.vsixmanifest');
+    const links = Object.fromEntries([...xml.matchAll(/<Property Id="Microsoft\.VisualStudio\.Services\.Links\.(\w+)" Value="([^"]*)"/g)].map((m): [string, string] => [m[1] ?? '', (m[2] ?? '').replace(/&amp;/g, '&')]));
+    assert.deepEqual(links, {
+      GitHub: REPO, // tfx's name for the manifest's "repository"
+      Getstarted: `${REPO}?path=/README.md&anchor=usage`,
+      Learn: `${REPO}?path=/README.md&anchor=inputs`,
+      Support: REPO,
+      License: `${REPO}?path=/LICENSE`,
+    });
+    assert.ok(vsix.readAsText('overview.md').includes(`](${REPO}?path=/README.md)`), 'the overview links to the README');
+    for (const entry of vsix.getEntries().filter((e) => !e.isDirectory)) {
+      const text = entry.getData().toString('utf8');
+      assert.ok(!text.includes(pkg.repository.url), `${entry.entryName} still links to package.json's placeholder repository`);
+      assert.ok(!text.includes('contoso@'), `${entry.entryName} carries the URL's user name`);
+    }
   });
 
   it('ships the third-party notices: every package in the bundles, with its own licence text', () => {
@@ -115,5 +136,27 @@ describe('the packaged extension (.vsix)', function () {
     const r = await runStep('post', stepEnv({}, { 'Agent.JobStatus': 'Succeeded' }), ws, path.join(unpacked, 'tasks', 'DockerBuildxCacheV1'));
     assert.equal(r.result, 'Succeeded');
     assert.match(r.stdout, /Nothing to clean up/);
+  });
+});
+
+describe('the links into the repository, before packaging', () => {
+  const read = (file: string): string => fs.readFileSync(path.join(root, file), 'utf8');
+  const repository = pkg.repository.url;
+
+  it("point at package.json's repository from the manifest and the overview", () => {
+    const manifest = JSON.parse(read('vss-extension.json')) as { repository: { uri: string }; links: Record<string, { uri: string }> };
+    assert.equal(manifest.repository.uri, repository);
+    assert.deepEqual(Object.keys(manifest.links).sort(), ['getstarted', 'learn', 'license', 'support']);
+    for (const [name, { uri }] of Object.entries(manifest.links)) assert.ok(uri.startsWith(repository), `links.${name}: ${uri}`);
+    assert.ok(read('overview.md').includes(`](${repository}?path=/README.md)`));
+  });
+
+  it('lead to headings that the README has', () => {
+    // Azure Repos and GitHub make a heading's anchor the same way for these: lower case, spaces as dashes.
+    const anchors = new Set([...read('README.md').matchAll(/^#{1,6} (.+)$/gm)].map((m) => (m[1] ?? '').toLowerCase().replace(/[^\w\s-]/g, '').trim().replace(/\s/g, '-')));
+    const manifest = read('vss-extension.json') + read('overview.md');
+    const linked = [...manifest.matchAll(/README\.md&anchor=([\w-]+)/g)].map((m) => m[1] ?? '');
+    assert.ok(linked.length >= 2);
+    for (const anchor of linked) assert.ok(anchors.has(anchor), `README.md has no heading for #${anchor}`);
   });
 });
