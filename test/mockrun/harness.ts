@@ -35,6 +35,12 @@ export interface MockRun {
   readonly taskVariables: Record<string, string>;
 }
 
+/**
+ * The mock runs of the test in progress, for the suite's hooks (setup.ts): the output of a test that
+ * fails is printed, and that of one that passes is not.
+ */
+export const runsOfThisTest: { step: Scenario['step']; stdout: string; stderr: string }[] = [];
+
 /** Runs the compiled task through MockTestRunner under this Node (never a downloaded one). */
 export async function runScenario(scenario: Scenario): Promise<MockRun> {
   process.env.DBXC_MOCK_SCENARIO = JSON.stringify(scenario);
@@ -46,6 +52,7 @@ export async function runScenario(scenario: Scenario): Promise<MockRun> {
     delete process.env.DBXC_MOCK_SCENARIO;
   }
   const stdout = runner.stdout;
+  runsOfThisTest.push({ step: scenario.step, stdout, stderr: runner.stderr });
   // A run that never reached the task prints nothing of ours; fail loudly instead of "succeeding".
   if (!stdout.includes('##vso[') || runner.stderr.includes('Error: ')) {
     throw new Error(`the scenario did not run the task:\n${stdout}\n${runner.stderr}`);
