@@ -1,6 +1,8 @@
 // Sets one version on the extension (vss-extension.json), the task (task.json) and package.json,
 // so that every published build carries a new task version and agents download it.
-//   node scripts/version.mjs patch | minor | 1.4.2
+//   node scripts/version.mjs patch | minor | patch=N | 1.4.2
+// patch=N keeps major.minor and makes the patch N: azure-pipelines.yml passes $(Build.BuildId), which
+// only grows, so every published build has a new version without a commit.
 // The task's major version is part of its name (DockerBuildxCache@1); a new major is a new task
 // folder, so this script keeps major 1.
 import * as fs from 'node:fs';
@@ -20,8 +22,13 @@ export function nextVersion(current, request) {
   const [major, minor, patch] = current.split('.').map(Number);
   if (request === 'patch') return `${major}.${minor}.${patch + 1}`;
   if (request === 'minor') return `${major}.${minor + 1}.0`;
+  const build = /^patch=(\d+)$/.exec(request ?? '');
+  if (build) {
+    if (Number(build[1]) < patch) throw new Error(`version ${current}: patch=${build[1]} would go back`);
+    return `${major}.${minor}.${Number(build[1])}`;
+  }
   if (/^\d+\.\d+\.\d+$/.test(request ?? '')) return request;
-  throw new Error(`usage: node scripts/version.mjs patch | minor | X.Y.Z (got ${JSON.stringify(request)})`);
+  throw new Error(`usage: node scripts/version.mjs patch | minor | patch=N | X.Y.Z (got ${JSON.stringify(request)})`);
 }
 
 export function setVersion(version) {
