@@ -103,7 +103,10 @@ export async function thirdPartyNotices({ root, metafile, title }) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({ options: { root: { type: 'string', default: process.cwd() }, metafile: { type: 'string' }, output: { type: 'string' }, title: { type: 'string', default: 'Docker Buildx Cache' } } });
-  if (!values.metafile) throw new Error('usage: node scripts/notices.mjs --metafile FILE [--root DIR] [--output FILE]');
+  if (!values.metafile) {
+    console.error('usage: node scripts/notices.mjs --metafile FILE [--root DIR] [--output FILE]');
+    process.exit(2);
+  }
   const root = path.resolve(values.root);
   try {
     const { text } = await thirdPartyNotices({ root, metafile: JSON.parse(fs.readFileSync(values.metafile, 'utf8')), title: values.title });
