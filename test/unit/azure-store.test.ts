@@ -13,24 +13,30 @@ import { blobFiles, cacheFolder } from '../oci-fixture';
 
 /**
  * A reverse proxy in front of Azurite that records each request, and can stop answering: the
- * requests a store makes are then visible, and a store that hangs can be made.
+ * requests a store makes are then visible, and a store that hangs can be made. `before` runs
+ * before a request is passed on, so that a test can act at an exact point of a store operation.
  */
 class RecordingProxy {
   readonly requests: string[] = [];
   hang = false;
+  before?: (request: string) => Promise<void>;
   private readonly server: http.Server;
 
   constructor(private readonly target: URL) {
-    this.server = http.createServer((req, res) => {
-      this.requests.push(`${req.method ?? ''} ${req.url ?? ''}`);
-      if (this.hang) return;
-      const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
-      up.on('error', () => res.destroy());
-      req.pipe(up);
+    this.server = http.createServer((req, res) => void this.forward(req, res));
+  }
+
+  private async forward(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const request = `${req.method ?? ''} ${req.url ?? ''}`;
+    this.requests.push(request);
+    if (this.hang) return;
+    await this.before?.(request);
+    const up = http.request({ host: this.target.hostname, port: this.target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
     });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
   }
 
   async start(): Promise<string> {
@@ -170,31 +176,49 @@ describe('store: Azure Blob only (Azurite)', function () {
     await assert.rejects(s.list(['refs/heads/main']), /ECONNREFUSED|connect/i);
   });
 
-  it('Azurite killed in the middle of a save: a later restore is a clean miss or a clean hit, and the next save works', async () => {
-    const azurite = new PrivateAzurite(10150, tempDir('dbxc-azurite-'));
-    await azurite.start();
-    try {
-      const c = containerAt(azurite.blobUrl, 'crash');
-      await c.create();
-      const s = new AzureBlobStore(c, 'test', { singleShotBytes: 1 << 20, blockBytes: 256 << 10, budgetMs: 20_000 });
-      const { dir, layout } = folder('big', Array.from({ length: 6 }, (_, i) => big(`layer ${i} `, 2 << 20)));
-      const saving = s.save(request(dir));
-      await new Promise((r) => setTimeout(r, 400));
-      await azurite.kill();
-      await assert.rejects(saving);
-
+  // The save is stopped at an exact request, so that it is always cut short in the middle (a fixed
+  // delay let a fast save finish first); the store must give up within its budget.
+  const BUDGET_MS = 3000;
+  const KILLED_AT: [string, RegExp][] = [
+    ['while it uploads blocks of a blob', /^PUT .*\/v1\/blobs\/.*comp=block&/],
+    ['just before it writes the entry', /^PUT .*\/v1\/entries\//],
+  ];
+  for (const [when, at] of KILLED_AT) {
+    it(`Azurite killed ${when}: the save fails within its budget, a later restore is a clean miss or a clean hit, and the next save works`, async () => {
+      const azurite = new PrivateAzurite(tempDir('dbxc-azurite-'));
       await azurite.start();
-      const target = path.join(work, 'restored');
-      const outcome = await restoreFromStore(s, ['refs/heads/main'], ['k', 'a'], [], target);
-      if (outcome.hit === 'false') assert.ok(!fs.existsSync(target), 'a miss leaves no folder');
-      else await verifyLayout(target);
-      const again = await s.save(request(dir, new Date(now.getTime() + 1000)));
-      assert.ok(again.entry.blobs.length === layout.blobs.length);
-      const after = await restoreFromStore(s, ['refs/heads/main'], ['k', 'a'], [], path.join(work, 'after'));
-      assert.equal(after.hit, 'true');
-      await verifyLayout(path.join(work, 'after'));
-    } finally {
-      await azurite.kill();
-    }
-  });
+      const front = new RecordingProxy(new URL(azurite.blobUrl));
+      try {
+        await containerAt(azurite.blobUrl, 'crash').create();
+        const s = new AzureBlobStore(containerAt(await front.start(), 'crash'), 'test', { singleShotBytes: 1 << 20, blockBytes: 256 << 10, budgetMs: BUDGET_MS });
+        const { dir, layout } = folder('big', Array.from({ length: 6 }, (_, i) => big(`layer ${i} `, 2 << 20)));
+        let killed = false;
+        front.before = async (r) => {
+          if (killed || !at.test(r)) return;
+          killed = true;
+          await azurite.kill();
+        };
+        const started = Date.now();
+        await assert.rejects(s.save(request(dir)));
+        assert.ok(killed, `the save never sent a request matching ${String(at)}`);
+        // A correctness bound, not a speed figure: an operation that ignored its budget would hang here.
+        assert.ok(Date.now() - started < BUDGET_MS + 10_000, `the save gave up after ${Date.now() - started} ms, with a budget of ${BUDGET_MS} ms`);
+        front.before = undefined;
+
+        await azurite.start();
+        const target = path.join(work, 'restored');
+        const outcome = await restoreFromStore(s, ['refs/heads/main'], ['k', 'a'], [], target);
+        if (outcome.hit === 'false') assert.ok(!fs.existsSync(target), 'a miss leaves no folder');
+        else await verifyLayout(target);
+        const again = await s.save(request(dir, new Date(now.getTime() + 1000)));
+        assert.ok(again.entry.blobs.length === layout.blobs.length);
+        const after = await restoreFromStore(s, ['refs/heads/main'], ['k', 'a'], [], path.join(work, 'after'));
+        assert.equal(after.hit, 'true');
+        await verifyLayout(path.join(work, 'after'));
+      } finally {
+        await front.stop();
+        await azurite.kill();
+      }
+    });
+  }
 });
