@@ -101,6 +101,43 @@ async function replaceContents(dir: string, fresh: string): Promise<void> {
   await fs.promises.rm(fresh, { recursive: true, force: true });
 }
 
+/**
+ * Every file `depth` levels below `dir`, found with lstat and never through a link: `files` are
+ * regular files; `strange` are paths at that depth that are not (a link, a folder, a pipe), or
+ * anything above it that is not a folder. Empty when `dir` does not exist.
+ */
+export async function walkFiles(dir: string, depth: number): Promise<{ files: { path: string; rel: string[]; stat: fs.Stats }[]; strange: string[] }> {
+  const files: { path: string; rel: string[]; stat: fs.Stats }[] = [];
+  const strange: string[] = [];
+  const visit = async (here: string, rel: string[]): Promise<void> => {
+    let names: string[];
+    try {
+      names = await fs.promises.readdir(here);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    for (const name of names) {
+      const full = path.join(here, name);
+      const stat = await unlessMissing(fs.promises.lstat(full));
+      if (stat === undefined) continue;
+      const at = [...rel, name];
+      if (at.length === depth) {
+        if (stat.isFile()) files.push({ path: full, rel: at, stat });
+        else strange.push(full);
+      } else if (stat.isDirectory()) {
+        await visit(full, at);
+      } else {
+        strange.push(full);
+      }
+    }
+  };
+  const top = await unlessMissing(fs.promises.lstat(dir));
+  if (top?.isDirectory() === true) await visit(dir, []);
+  else if (top !== undefined) strange.push(dir);
+  return { files, strange };
+}
+
 /** Deletes files in `dir` (not below) older than `maxAgeMs`: what a killed job left behind. */
 export async function sweepOld(dir: string, maxAgeMs: number, now = Date.now()): Promise<void> {
   const names = await fs.promises.readdir(dir).catch(() => [] as string[]);

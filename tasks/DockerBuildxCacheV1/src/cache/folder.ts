@@ -3,23 +3,11 @@ import * as path from 'path';
 import { csvSpec } from '../buildx/args';
 import type { CacheMode, Compression } from '../config';
 import { replaceDirectory } from '../fsutil';
-import { BLOBS_DIR, blobPath, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
+import { siblingPath, siblingPrefix, type SiblingKind } from '../oci/cachedir';
+import { blobPath, blobSizes, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
 
 /** Sibling folders older than this are left-overs of a killed job and are swept away. */
 const STALE_MS = 60 * 60 * 1000;
-
-type SiblingKind = 'export' | 'old' | 'restore';
-
-/** Hidden siblings of a cache folder live on its filesystem, so that swapping them in is a rename. */
-function siblingPrefix(dir: string): string {
-  const base = path.basename(dir);
-  return `${base.startsWith('.') ? '' : '.'}${base}.`;
-}
-
-/** The sibling folder of `dir` where a job stages an export or a restore, or parks the old folder. */
-export function siblingPath(dir: string, kind: SiblingKind, id: string): string {
-  return path.join(path.dirname(dir), `${siblingPrefix(dir)}${kind}-${id}`);
-}
 
 export class CacheFolderError extends Error {
   override name = 'CacheFolderError';
@@ -140,19 +128,4 @@ export class CacheFolder {
       if (stat && Date.now() - stat.mtimeMs > STALE_MS) await fs.promises.rm(full, { recursive: true, force: true });
     }
   }
-}
-
-/** digest → size of each blob file in a layout folder; empty when the folder does not exist. */
-export async function blobSizes(dir: string): Promise<Map<string, number>> {
-  const sizes = new Map<string, number>();
-  const blobs = path.join(dir, BLOBS_DIR);
-  const algs = await fs.promises.readdir(blobs).catch(() => [] as string[]);
-  for (const alg of algs) {
-    const hexes = await fs.promises.readdir(path.join(blobs, alg)).catch(() => [] as string[]);
-    for (const hex of hexes) {
-      const stat = await fs.promises.stat(path.join(blobs, alg, hex)).catch(() => undefined);
-      if (stat?.isFile()) sizes.set(`${alg}:${hex}`, stat.size);
-    }
-  }
-  return sizes;
 }

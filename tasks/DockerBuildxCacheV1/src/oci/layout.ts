@@ -2,6 +2,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { pipeline } from 'stream/promises';
+import { walkFiles } from '../fsutil';
 
 /** The OCI image layout that BuildKit's local cache exporter writes: index.json, oci-layout, blobs/<alg>/<hex>. */
 export const INDEX_FILE = 'index.json';
@@ -34,6 +35,33 @@ export class LayoutError extends Error {
 
 export function isDigest(value: unknown): value is string {
   return typeof value === 'string' && DIGEST.test(value);
+}
+
+/** The digest a blob path names, `<alg>/<hex>`; undefined for any other name. */
+export function digestOfPath(alg: string, hex: string): string | undefined {
+  const digest = `${alg}:${hex}`;
+  return isDigest(digest) ? digest : undefined;
+}
+
+/**
+ * The one walk of `blobs/<alg>/<hex>` in a layout folder (or the local store): each blob file with
+ * its digest and lstat, and the paths that are not a blob file (a link, a folder, an odd name).
+ */
+export async function walkBlobs(dir: string): Promise<{ blobs: Map<string, { path: string; stat: fs.Stats }>; strange: string[] }> {
+  const walked = await walkFiles(path.join(dir, BLOBS_DIR), 2);
+  const blobs = new Map<string, { path: string; stat: fs.Stats }>();
+  const strange = [...walked.strange];
+  for (const f of walked.files) {
+    const digest = digestOfPath(f.rel[0] ?? '', f.rel[1] ?? '');
+    if (digest === undefined) strange.push(f.path);
+    else blobs.set(digest, { path: f.path, stat: f.stat });
+  }
+  return { blobs, strange };
+}
+
+/** digest → size of each blob file in a layout folder; empty when the folder does not exist. */
+export async function blobSizes(dir: string): Promise<Map<string, number>> {
+  return new Map([...(await walkBlobs(dir)).blobs].map(([digest, b]) => [digest, b.stat.size]));
 }
 
 /** The path of a blob. The digest is validated first, so a hostile index cannot point outside the layout. */
@@ -179,6 +207,9 @@ export interface PruneResult {
   readonly missing: readonly string[];
 }
 
+/** What a layout folder keeps besides its blobs: the index, the layout file and the task's marker. */
+const KEPT_NAMES = new Set([INDEX_FILE, LAYOUT_FILE, BLOBS_DIR]);
+
 /** Deletes every file that index.json does not reach: stray blobs, BuildKit's ingest folder, anything else. */
 export async function prune(dir: string): Promise<PruneResult> {
   const index = await readLayoutIndex(dir);
@@ -188,34 +219,24 @@ export async function prune(dir: string): Promise<PruneResult> {
   let removedBytes = 0;
 
   for (const entry of await fs.promises.readdir(dir, { withFileTypes: true })) {
-    if (entry.name === INDEX_FILE || entry.name === LAYOUT_FILE || entry.name === BLOBS_DIR) continue;
+    if (KEPT_NAMES.has(entry.name)) continue;
     await fs.promises.rm(path.join(dir, entry.name), { recursive: true, force: true });
   }
-  const blobsDir = path.join(dir, BLOBS_DIR);
-  for (const alg of await readdirOrEmpty(blobsDir)) {
-    const algDir = path.join(blobsDir, alg);
-    for (const hex of await readdirOrEmpty(algDir)) {
-      const file = path.join(algDir, hex);
-      const stat = await fs.promises.lstat(file);
-      const digest = `${alg}:${hex}`;
-      if (stat.isFile() && live.has(digest)) {
-        kept.set(digest, stat.size);
-      } else {
-        await fs.promises.rm(file, { recursive: true, force: true });
-        removedBlobs++;
-        removedBytes += stat.isFile() ? stat.size : 0;
-      }
+  const walked = await walkBlobs(dir);
+  for (const [digest, { path: file, stat }] of walked.blobs) {
+    if (live.has(digest)) {
+      kept.set(digest, stat.size);
+      continue;
     }
+    await fs.promises.rm(file, { force: true });
+    removedBlobs++;
+    removedBytes += stat.size;
+  }
+  for (const file of walked.strange) {
+    await fs.promises.rm(file, { recursive: true, force: true });
+    removedBlobs++;
   }
   const missing = [...live.keys()].filter((d) => !kept.has(d));
   return { kept, removedBlobs, removedBytes, missing };
 }
 
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await fs.promises.readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
-    throw err;
-  }
-}

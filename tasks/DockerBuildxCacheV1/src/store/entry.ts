@@ -1,13 +1,13 @@
 import { cacheRoot, isDigest, LayoutError, parseIndex, reachable, readLayoutIndex, readVerified, type Descriptor, type Index } from '../oci/layout';
-import type { BlobRef, Entry, SaveRequest } from './types';
+import type { BlobRef, Entry, EntryHead, SaveRequest } from './types';
 
 function isBlobRef(value: unknown): value is BlobRef {
   const b = value as Partial<BlobRef> | null;
   return b !== null && typeof b === 'object' && isDigest(b.digest) && Number.isInteger(b.size) && (b.size ?? -1) >= 0;
 }
 
-/** Reads an entry file strictly: anything malformed is skipped as if the entry were absent. */
-export function parseEntry(text: string, id: string, mtime: Date): Entry {
+/** Reads an entry file strictly: anything malformed is skipped as if the entry were absent. Its last use is its creation until the store says otherwise. */
+export function parseEntry(text: string, id: string): Entry {
   const e = JSON.parse(text) as Partial<Entry>;
   const str = (v: unknown): v is string => typeof v === 'string' && v !== '';
   if (e.id !== id) throw new Error('its id does not match its file name');
@@ -19,7 +19,26 @@ export function parseEntry(text: string, id: string, mtime: Date): Entry {
   const index = parseIndex(JSON.stringify(e.index ?? null), 'its index');
   if (cacheRoot(index)?.digest !== e.root) throw new Error('its index does not tag its root');
   if (!blobs.some((b) => b.digest === e.root)) throw new Error('its blob list lacks its root');
-  return { ...(e as Entry), lastUsed: new Date(Math.max(mtime.getTime(), Date.parse(e.created))).toISOString() };
+  return { ...(e as Entry), lastUsed: e.created };
+}
+
+const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64url');
+const unb64 = (text: string | undefined): string => Buffer.from(text ?? '', 'base64url').toString('utf8');
+
+/** What a listing with metadata tells about an entry (Azure), so that choosing one needs no download. */
+export function metadataOf(entry: EntryHead): Record<string, string> {
+  return { segments: b64(JSON.stringify(entry.segments)), scope: b64(entry.scope), created: entry.created, lastused: entry.lastUsed, root: entry.root };
+}
+
+/** An entry as its metadata describes it; throws on metadata that is not an entry's. */
+export function headOfMetadata(id: string, m: Readonly<Record<string, string>>): EntryHead {
+  const segments = JSON.parse(unb64(m.segments)) as unknown;
+  const scope = unb64(m.scope);
+  if (!Array.isArray(segments) || !segments.every((s) => typeof s === 'string' && s !== '')) throw new Error('its metadata has no key');
+  if (scope === '' || Number.isNaN(Date.parse(m.created ?? '')) || !isDigest(m.root)) throw new Error('its metadata lacks its scope, creation time or root');
+  const created = m.created ?? '';
+  const lastUsed = Number.isNaN(Date.parse(m.lastused ?? '')) ? created : (m.lastused ?? created);
+  return { id, key: segments.join('|'), segments, scope, created, lastUsed, root: m.root };
 }
 
 /** The cache folder as a save sees it: its index, the root it tags, and every blob the root reaches, verified. */
