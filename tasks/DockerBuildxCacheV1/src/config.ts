@@ -4,6 +4,7 @@ import * as path from 'path';
 import * as tl from 'azure-pipelines-task-lib/task';
 import { parse as shellParse } from 'shell-quote';
 import { variable, withoutEcho } from './agent';
+import { checkCacheDir } from './cache/guard';
 import { KeySyntaxError, parseKey } from './key/segments';
 import { loc } from './loc';
 
@@ -279,6 +280,9 @@ function readCache(src: Source, resolve: (p: string) => string, build: BuildConf
   const backend = pick(src, 'cacheBackend', CACHE_BACKENDS, 'local');
   const dir = resolve(expandMacros(src, 'cacheDir', src.input('cacheDir') || '$(Pipeline.Workspace)/.buildx-cache'));
   if (backend !== 'none' && isInside(dir, build.context)) warnings.push(loc('WarnCacheDirInContext', dir, build.context));
+  const storePath = resolve(expandMacros(src, 'localStorePath', src.input('localStorePath') || '$(Agent.WorkFolder)/_buildx_cache_store'));
+  const cacheDirProblem = isStoreBackend(backend) || backend === 'directory' ? checkCacheDir(dir, (n) => src.variable(n), workingDirectory, build.context, backend === 'local' ? storePath : undefined) : undefined;
+  if (cacheDirProblem !== undefined) throw new InputError('cacheDir', cacheDirProblem);
   const ignored = [...(isStoreBackend(backend) ? [] : STORE_INPUTS), ...(backend === 'local' ? [] : LOCAL_INPUTS), ...(backend === 'azureBlob' ? [] : AZURE_INPUTS)].filter((name) => src.input(name) !== '');
   if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
 
@@ -312,7 +316,7 @@ function readCache(src: Source, resolve: (p: string) => string, build: BuildConf
     compression: pick(src, 'cacheCompression', COMPRESSIONS, 'gzip'),
     key,
     restoreKeys,
-    storePath: resolve(expandMacros(src, 'localStorePath', src.input('localStorePath') || '$(Agent.WorkFolder)/_buildx_cache_store')),
+    storePath,
     save: pick(src, 'saveCache', SAVE_WHEN, 'onSuccess'),
     scope: pick(src, 'cacheScope', CACHE_SCOPES, 'branch'),
     retentionDays,

@@ -2,8 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { csvSpec } from '../buildx/args';
 import type { CacheMode, Compression } from '../config';
-import { replaceDirectory } from '../fsutil';
-import { siblingPath, siblingPrefix, type SiblingKind } from '../oci/cachedir';
+import { folderState, ForeignFolderError, replaceOwnedDirectory, siblingPath, siblingPrefix, type SiblingKind } from '../oci/cachedir';
 import { blobPath, blobSizes, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
 
 /** Sibling folders older than this are left-overs of a killed job and are swept away. */
@@ -37,9 +36,11 @@ export class CacheFolder {
 
   /**
    * What the folder holds: `empty` before the first build, `usable` when every blob checks out, or
-   * `unusable` with the reason. An unusable folder is not imported and is replaced after the build.
+   * `unusable` with the reason. An unusable folder is not imported and is replaced after the build;
+   * a `foreign` one (files the task did not write) is neither imported nor replaced.
    */
-  async inspect(): Promise<{ state: 'empty' } | ({ state: 'usable' } & VerifyResult) | { state: 'unusable'; reason: string }> {
+  async inspect(): Promise<{ state: 'empty' } | { state: 'foreign' } | ({ state: 'usable' } & VerifyResult) | { state: 'unusable'; reason: string }> {
+    if ((await folderState(this.dir)) === 'foreign') return { state: 'foreign' };
     if (!fs.existsSync(path.join(this.dir, INDEX_FILE))) return { state: 'empty' };
     try {
       return { state: 'usable', ...(await verifyLayout(this.dir)) };
@@ -104,7 +105,12 @@ export class CacheFolder {
       bytes += size;
       if (!previous.has(digest)) newBytes += size;
     }
-    await replaceDirectory(this.dir, fresh, this.sibling('old'));
+    try {
+      await replaceOwnedDirectory(this.dir, fresh, this.sibling('old'));
+    } catch (err) {
+      if (err instanceof ForeignFolderError) throw new CacheFolderError(err.message);
+      throw err;
+    }
     return {
       blobs: pruned.kept.size,
       bytes,

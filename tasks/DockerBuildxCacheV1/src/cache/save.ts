@@ -4,6 +4,7 @@ import { formatBytes, info, variable } from '../agent';
 import { openContainer } from '../auth/storage';
 import { storageSecret, type AzureStoreConfig, type Config } from '../config';
 import { loc } from '../loc';
+import { folderState } from '../oci/cachedir';
 import { INDEX_FILE } from '../oci/layout';
 import { AzureBlobStore } from '../store/blob';
 import { LocalStore } from '../store/local';
@@ -63,7 +64,7 @@ export interface SaveOutcome {
 
 /** Saves the cache folder as the newest version of its key, then applies retention. */
 export async function saveToStore(job: SaveJob, open: (spec: StoreSpec) => CacheStore = openStore): Promise<SaveOutcome> {
-  if (!fs.existsSync(path.join(job.cacheDir, INDEX_FILE))) {
+  if (!fs.existsSync(path.join(job.cacheDir, INDEX_FILE)) || (await folderState(job.cacheDir)) === 'foreign') {
     info(loc('NothingToSave', job.cacheDir));
     return { skipped: loc('NothingToSave', job.cacheDir) };
   }

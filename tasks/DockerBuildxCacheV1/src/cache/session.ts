@@ -1,4 +1,3 @@
-import * as fs from 'fs';
 import { formatBytes, info, warn } from '../agent';
 import { csvSpec } from '../buildx/args';
 import type { DockerCli } from '../buildx/docker';
@@ -6,6 +5,7 @@ import type { CacheFlags } from '../buildx/args';
 import { InputError, type Config } from '../config';
 import { describeKey, KeyResolveError, resolveKey, type ResolvedKey } from '../key/resolve';
 import { loc } from '../loc';
+import { folderState, removeOwnedDirectory } from '../oci/cachedir';
 import { restoreFromStore } from '../store/restore';
 import type { ScopePlan } from '../store/scopes';
 import type { CacheStore, EntryHead, HitKind } from '../store/types';
@@ -59,8 +59,13 @@ async function exportTo(config: Config, folder: CacheFolder, seed: boolean): Pro
 /** `directory`: the cache folder as something else kept it, verified blob by blob before BuildKit sees it. */
 export async function prepareFolder(config: Config, id: string): Promise<PreparedCache> {
   const folder = new CacheFolder(config.cache.dir, id);
+  if ((await folderState(folder.dir)) === 'foreign') {
+    cacheTrouble(config.cache.failOnError, loc('WarnCacheDirForeign', folder.dir));
+    return { flags: { from: [], to: [] }, hit: 'false' };
+  }
   try {
     const found = await folder.inspect();
+    if (found.state === 'foreign') throw new Error(loc('WarnCacheDirForeign', folder.dir));
     if (found.state === 'usable') info(loc('CacheFolderFound', folder.dir, formatBytes(found.bytes), found.blobs));
     else if (found.state === 'empty') info(loc('CacheFolderEmpty', folder.dir));
     else warn(loc('WarnCacheFolderUnusable', folder.dir, found.reason));
@@ -82,6 +87,10 @@ export async function prepareFromStore(
   scopes: ScopePlan,
 ): Promise<PreparedCache> {
   const folder = new CacheFolder(config.cache.dir, id);
+  if ((await folderState(folder.dir)) === 'foreign') {
+    cacheTrouble(config.cache.failOnError, loc('WarnCacheDirForeign', folder.dir));
+    return { flags: { from: [], to: [] }, hit: 'false' };
+  }
   let outcome;
   try {
     outcome = await restoreFromStore(store, scopes.read, key, restoreKeys, folder.dir);
@@ -92,7 +101,7 @@ export async function prepareFromStore(
   for (const skipped of outcome.skipped) warn(loc('WarnEntrySkipped', skipped));
   if (outcome.entry === undefined || outcome.stats === undefined) {
     // The store decides what the build starts from: never a folder left by an earlier job.
-    await fs.promises.rm(folder.dir, { recursive: true, force: true });
+    await removeOwnedDirectory(folder.dir);
     info(loc('CacheMiss', store.description, scopes.read.join(', ')));
   } else {
     const e = outcome.entry;

@@ -9,6 +9,8 @@ export const INDEX_FILE = 'index.json';
 export const LAYOUT_FILE = 'oci-layout';
 export const BLOBS_DIR = 'blobs';
 export const LAYOUT_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
+/** The file by which the task knows a cache folder as its own (see oci/cachedir.ts). */
+export const MARKER_FILE = '.docker-buildx-cache';
 /** The tag BuildKit's local cache exporter gives its root, and its importer looks for. */
 export const CACHE_TAG = 'latest';
 const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -208,7 +210,7 @@ export interface PruneResult {
 }
 
 /** What a layout folder keeps besides its blobs: the index, the layout file and the task's marker. */
-const KEPT_NAMES = new Set([INDEX_FILE, LAYOUT_FILE, BLOBS_DIR]);
+const KEPT_NAMES = new Set([INDEX_FILE, LAYOUT_FILE, BLOBS_DIR, MARKER_FILE]);
 
 /** Deletes every file that index.json does not reach: stray blobs, BuildKit's ingest folder, anything else. */
 export async function prune(dir: string): Promise<PruneResult> {

@@ -1,8 +1,8 @@
 import { setMaxListeners } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { linkOrCopy, mapLimit, randomId, replaceDirectory } from '../fsutil';
-import { siblingPath } from '../oci/cachedir';
+import { linkOrCopy, mapLimit, randomId } from '../fsutil';
+import { assertReplaceable, replaceOwnedDirectory, siblingPath } from '../oci/cachedir';
 import { algorithmOf, BLOBS_DIR, blobPath, hashFile, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, LayoutError, parseIndex, reachable, readVerified } from '../oci/layout';
 import type { Fetched, StoreBackend, StoredItem } from './backend';
 import { headOfMetadata, metadataOf, newEntry, parseEntry, savedLayout } from './entry';
@@ -204,6 +204,8 @@ export class StoreEngine implements CacheStore {
 
   async restore(head: EntryHead, cacheDir: string): Promise<RestoreStats> {
     const signal = await this.begin();
+    // Before anything is fetched: a folder the task did not write is never replaced.
+    await assertReplaceable(cacheDir);
     const entry = await this.body(head, signal);
     const index = parseIndex(JSON.stringify(entry.index));
     const lease = await this.lease(entry.blobs.map((b) => b.digest), new Date(), signal);
@@ -221,7 +223,7 @@ export class StoreEngine implements CacheStore {
       for (const d of live.values()) {
         if (listed.get(d.digest) !== d.size) throw new EntryUnusableError(`the entry does not list ${d.digest} with size ${d.size}`);
       }
-      await replaceDirectory(cacheDir, staging, siblingPath(cacheDir, 'old', randomId()));
+      await replaceOwnedDirectory(cacheDir, staging, siblingPath(cacheDir, 'old', randomId()));
       await this.touchEntry(head, new Date(), signal);
       return {
         blobs: entry.blobs.length,
