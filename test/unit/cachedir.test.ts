@@ -10,7 +10,7 @@ import { InputError, readConfig, type Config, type Source } from '../../tasks/Do
 import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
 import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
 import { cleanup, tempDir, writeTree } from '../helpers';
-import { blobFiles, cacheFolder, cacheLayout, writeLayout } from '../oci-fixture';
+import { blobFiles, cacheFolder, cacheLayout, writeLayout, type Blob } from '../oci-fixture';
 
 const KEY = ['k', 'a'];
 const SCOPE = 'refs/heads/main';
@@ -156,4 +156,25 @@ describe('the cache folder is the cache, and nothing else', function () {
     });
   });
 
+
+  // 11. failOnCacheError fails the step for a damaged folder and for skipped entries.
+  it('11. failOnCacheError fails on a damaged cache folder', async () => {
+    const dir = path.join(tempDir('dbxc-damaged-'), '.buildx-cache');
+    const v = cacheLayout(['deps']);
+    writeLayout(dir, v.root, v.blobs);
+    fs.writeFileSync(path.join(dir, 'blobs', 'sha256', (v.layers[0] as Blob).digest.slice(7)), 'DAMAGED');
+    await assert.rejects(prepareFolder(cacheConfig(dir, true), 'job'), /cannot be used/);
+    const lenient = await prepareFolder(cacheConfig(dir, false), 'job');
+    assert.equal(lenient.hit, 'false');
+  });
+
+  it('11. failOnCacheError fails on an entry that had to be skipped', async () => {
+    const work = tempDir('dbxc-skip-');
+    const storeDir = path.join(work, 'store');
+    const store = new LocalStore(storeDir);
+    const { dir, layout } = cacheFolder(work, 'saved', ['deps']);
+    await store.save({ cacheDir: dir, key: KEY.join('|'), segments: KEY, scope: SCOPE, now });
+    fs.rmSync(path.join(storeDir, 'v1', 'blobs', 'sha256', (layout.layers[0] as Blob).digest.slice(7)), { force: true });
+    await assert.rejects(prepareFromStore(cacheConfig(path.join(work, 'cache'), true), 'job', store, KEY, [], { read: [SCOPE], write: SCOPE }), /Skipped a cache entry/);
+  });
 });

@@ -1,4 +1,4 @@
-import { formatBytes, info, warn } from '../agent';
+import { formatBytes, info } from '../agent';
 import { csvSpec } from '../buildx/args';
 import type { DockerCli } from '../buildx/docker';
 import type { CacheFlags } from '../buildx/args';
@@ -10,7 +10,7 @@ import { restoreFromStore } from '../store/restore';
 import type { ScopePlan } from '../store/scopes';
 import type { CacheStore, EntryHead, HitKind } from '../store/types';
 import { CacheFolder } from './folder';
-import { cacheTrouble } from './trouble';
+import { CacheError, cacheTrouble } from './trouble';
 
 /** The cache of one build: what to import and export, and what was restored. */
 export interface PreparedCache {
@@ -68,10 +68,11 @@ export async function prepareFolder(config: Config, id: string): Promise<Prepare
     if (found.state === 'foreign') throw new Error(loc('WarnCacheDirForeign', folder.dir));
     if (found.state === 'usable') info(loc('CacheFolderFound', folder.dir, formatBytes(found.bytes), found.blobs));
     else if (found.state === 'empty') info(loc('CacheFolderEmpty', folder.dir));
-    else warn(loc('WarnCacheFolderUnusable', folder.dir, found.reason));
+    else cacheTrouble(config.cache.failOnError, loc('WarnCacheFolderUnusable', folder.dir, found.reason));
     const out = await exportTo(config, folder, found.state === 'usable');
     return { ...out, hit: found.state === 'usable' ? 'true' : 'false', flags: { from: found.state === 'usable' ? [folder.importSpec()] : [], to: out.flags.to } };
   } catch (err) {
+    if (err instanceof CacheError) throw err;
     cacheTrouble(config.cache.failOnError, loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
     return { flags: { from: [], to: [] }, hit: 'false' };
   }
@@ -98,7 +99,7 @@ export async function prepareFromStore(
     cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', store.description, (err as Error).message));
     outcome = { hit: 'false' as const, skipped: [] };
   }
-  for (const skipped of outcome.skipped) warn(loc('WarnEntrySkipped', skipped));
+  for (const skipped of outcome.skipped) cacheTrouble(config.cache.failOnError, loc('WarnEntrySkipped', skipped));
   if (outcome.entry === undefined || outcome.stats === undefined) {
     // The store decides what the build starts from: never a folder left by an earlier job.
     await removeOwnedDirectory(folder.dir);
