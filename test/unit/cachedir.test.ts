@@ -177,4 +177,31 @@ describe('the cache folder is the cache, and nothing else', function () {
     fs.rmSync(path.join(storeDir, 'v1', 'blobs', 'sha256', (layout.layers[0] as Blob).digest.slice(7)), { force: true });
     await assert.rejects(prepareFromStore(cacheConfig(path.join(work, 'cache'), true), 'job', store, KEY, [], { read: [SCOPE], write: SCOPE }), /Skipped a cache entry/);
   });
+
+  // 9. A blob that is a link: the folder must not freeze.
+  it('9. a symlinked blob in the cache folder does not freeze it: the next commit replaces it', async () => {
+    const parent = tempDir('dbxc-link-');
+    const folder = new CacheFolder(path.join(parent, '.buildx-cache'), 'job1');
+    const v1 = cacheLayout(['deps', 'app v1']);
+    let fresh = await folder.begin();
+    writeLayout(fresh, v1.root, v1.blobs);
+    await folder.commit(fresh);
+    // The deps layer becomes a link to a good copy elsewhere.
+    const deps = v1.layers[0] as Blob;
+    const elsewhere = path.join(parent, 'copy');
+    fs.writeFileSync(elsewhere, deps.data);
+    const file = path.join(folder.dir, 'blobs', 'sha256', deps.digest.slice(7));
+    fs.rmSync(file);
+    fs.symlinkSync(elsewhere, file);
+
+    const found = await folder.inspect();
+    assert.equal(found.state, 'unusable', 'a link is not a blob the task can vouch for');
+    fresh = await folder.begin(true);
+    const v2 = cacheLayout(['deps', 'app v2']);
+    writeLayout(fresh, v2.root, v2.blobs);
+    await folder.commit(fresh);
+    await verifyLayout(folder.dir);
+    assert.ok(!fs.lstatSync(path.join(folder.dir, 'blobs', 'sha256', deps.digest.slice(7))).isSymbolicLink());
+  });
+
 });

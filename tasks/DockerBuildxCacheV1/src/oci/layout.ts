@@ -141,11 +141,63 @@ export async function reachable(index: Index, read: (desc: Descriptor) => Promis
 }
 
 export async function readLayoutIndex(dir: string): Promise<Index> {
-  return parseIndex(await fs.promises.readFile(path.join(dir, INDEX_FILE)), path.join(dir, INDEX_FILE));
+  return parseIndex(await readRegularFile(path.join(dir, INDEX_FILE)), path.join(dir, INDEX_FILE));
 }
 
 export function layoutReachable(dir: string, index: Index): Promise<Map<string, Descriptor>> {
-  return reachable(index, (d) => fs.promises.readFile(blobPath(dir, d.digest)));
+  return reachable(index, (d) => readRegularFile(blobPath(dir, d.digest)));
+}
+
+/** The most a JSON document that the task reads whole may have: an index.json, a manifest, a store entry or lease. */
+export const MAX_DOCUMENT_BYTES = 16 << 20;
+
+/**
+ * Opens a file only if it is a regular file, never through a link (O_NOFOLLOW) and never waiting on
+ * a pipe (O_NONBLOCK): whatever a hostile folder plants where a file belongs is refused.
+ */
+async function openRegular(file: string): Promise<{ handle: fs.promises.FileHandle; size: number }> {
+  let handle: fs.promises.FileHandle;
+  try {
+    handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new LayoutError(`${file} is a link, not a regular file`);
+    throw err;
+  }
+  const stat = await handle.stat();
+  if (!stat.isFile()) {
+    await handle.close();
+    throw new LayoutError(`${file} is not a regular file`);
+  }
+  return { handle, size: stat.size };
+}
+
+/** A regular file's content, refused when it is larger than `maxBytes`. */
+export async function readRegularFile(file: string, maxBytes: number = MAX_DOCUMENT_BYTES): Promise<Buffer> {
+  const { handle, size } = await openRegular(file);
+  try {
+    if (size > maxBytes) throw new LayoutError(`${file} is larger than the ${maxBytes} bytes it may have`);
+    const data = Buffer.alloc(size);
+    const { bytesRead } = await handle.read(data, 0, size, 0);
+    return data.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Whether a regular file holds the blob: its size, then its digest, reading no more than the size
+ * the descriptor declares. Throws a LayoutError for a link, a pipe or a folder.
+ */
+export async function holdsBlob(file: string, ref: { readonly digest: string; readonly size: number }): Promise<boolean> {
+  const { handle, size } = await openRegular(file);
+  try {
+    if (size !== ref.size) return false;
+    const hash = crypto.createHash(algorithmOf(ref.digest));
+    if (size > 0) await pipeline(handle.createReadStream({ start: 0, end: size - 1, autoClose: false }), hash);
+    return `${algorithmOf(ref.digest)}:${hash.digest('hex')}` === ref.digest;
+  } finally {
+    await handle.close();
+  }
 }
 
 /** The digest of a file's content, streamed; `sha256:…` or `sha512:…` like the digest it is checked against. */
@@ -164,7 +216,7 @@ export function cacheRoot(index: Index): Descriptor | undefined {
 
 /** Reads a blob and checks it against its descriptor: a manifest that does not match its digest is not used. */
 export async function readVerified(dir: string, desc: Descriptor): Promise<Buffer> {
-  const data = await fs.promises.readFile(blobPath(dir, desc.digest));
+  const data = await readRegularFile(blobPath(dir, desc.digest));
   const actual = `${algorithmOf(desc.digest)}:${crypto.createHash(algorithmOf(desc.digest)).update(data).digest('hex')}`;
   if (data.length !== desc.size || actual !== desc.digest) throw new LayoutError(`${desc.digest} does not match its digest or size`);
   return data;
@@ -190,10 +242,11 @@ export async function verifyLayout(dir: string, concurrency = 4): Promise<Verify
   const worker = async (): Promise<void> => {
     for (let desc = leaves[next++]; desc !== undefined; desc = leaves[next++]) {
       const file = blobPath(dir, desc.digest);
-      const stat = await fs.promises.stat(file).catch(() => undefined);
+      const stat = await fs.promises.lstat(file).catch(() => undefined);
       if (stat === undefined) throw new LayoutError(`${desc.digest} is missing`);
+      if (!stat.isFile()) throw new LayoutError(`${desc.digest} is not a regular file`);
       if (stat.size !== desc.size) throw new LayoutError(`${desc.digest} has ${stat.size} bytes instead of ${desc.size}`);
-      if ((await hashFile(file, algorithmOf(desc.digest))) !== desc.digest) throw new LayoutError(`${desc.digest} does not match its digest`);
+      if (!(await holdsBlob(file, desc))) throw new LayoutError(`${desc.digest} does not match its digest`);
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
