@@ -37,6 +37,7 @@ describe('selecting the entry to restore', () => {
     entry('m-win', 'b|W|app|F1', main, '2026-11-06T00:00:00Z'),
   ];
   const ids = (cs: ReturnType<typeof candidates>): string[] => cs.map((c) => `${c.entry.id}:${c.hit}`);
+  const reader = new Date('2026-11-28T00:00:00Z');
 
   const cases: [string, string[], string[][], string[]][] = [
     ['the exact key in the own scope first, then in later scopes, newest first', ['b', 'L', 'app', 'F1'], [], ['f-exact:true', 'm-exact-new:true', 'm-exact-old:true']],
@@ -51,17 +52,26 @@ describe('selecting the entry to restore', () => {
     ['no match', ['z'], [['y']], []],
   ];
   for (const [name, key, restoreKeys, expected] of cases) {
-    it(name, () => assert.deepEqual(ids(candidates(entries, [feat, main], key, restoreKeys)), expected));
+    it(name, () => assert.deepEqual(ids(candidates(entries, [feat, main], key, restoreKeys, reader)), expected));
   }
 
   it('never reads a scope that is not in the plan', () => {
-    assert.deepEqual(ids(candidates(entries, [main], ['b', 'L', 'app', 'F2'], [])), []);
+    assert.deepEqual(ids(candidates(entries, [main], ['b', 'L', 'app', 'F2'], [], reader)), []);
   });
 
   it('finds the newest version of a key in a scope', () => {
-    assert.equal(newestOf(entries, main, 'b|L|app|F1')?.id, 'm-exact-new');
-    assert.equal(newestOf(entries, feat, 'b|L|app|F3'), undefined);
+    assert.equal(newestOf(entries, main, 'b|L|app|F1', reader)?.id, 'm-exact-new');
+    assert.equal(newestOf(entries, feat, 'b|L|app|F3', reader), undefined);
   });
+
+  // 3. A writer's clock in the future must not freeze a key: the reader's clock decides.
+  const future = [...entries, entry('m-2099', 'b|L|app|F1', main, '2099-01-01T00:00:00Z'), entry('m-skew', 'b|L|app|F1', main, '2026-11-28T00:05:00Z')];
+  const clockCases: [string, Date, string][] = [
+    ['an entry from far in the future ranks below every honest one', reader, 'm-skew'],
+    ['a few minutes of skew are believed', new Date('2026-11-27T23:58:00Z'), 'm-skew'],
+    ['the future entry stays last however late it is read', new Date('2030-01-01T00:00:00Z'), 'm-skew'],
+  ];
+  for (const [name, at, newest] of clockCases) it(`3. ${name}`, () => assert.equal(newestOf(future, main, 'b|L|app|F1', at)?.id, newest));
 });
 
 describe('retention', () => {
@@ -73,6 +83,10 @@ describe('retention', () => {
     ['versions are per scope', [entry('main', 'k', 'refs/heads/main', '2026-11-25T00:00:00Z'), entry('feat', 'k', 'refs/heads/feat', '2026-11-26T00:00:00Z')], 7, []],
     ['a newest version unused for the period goes too', [entry('old', 'k', 's', '2026-10-01T00:00:00Z')], 30, ['old']],
     ['fractions of a day', [entry('a', 'k', 's', '2026-11-27T00:00:00Z')], 0.5, ['a']],
+    ['3. a version from the future is superseded by an honest one', [entry('bad', 'k', 's', '2099-01-01T00:00:00Z'), entry('ok', 'k', 's', '2026-11-27T00:00:00Z')], 7, ['bad']],
+    ['3. a sole version from the future is not used by anyone honest: it goes', [entry('bad', 'k', 's', '2099-01-01T00:00:00Z')], 7, ['bad']],
+    ['3. a last use from the future counts as none since the creation', [entry('a', 'k', 's', '2026-11-01T00:00:00Z', '2099-01-01T00:00:00Z')], 7, ['a']],
+    ['3. a little skew in the last use is believed', [entry('a', 'k', 's', '2026-11-01T00:00:00Z', '2026-11-28T00:05:00Z')], 7, []],
   ];
   for (const [name, entries, days, expected] of cases) {
     it(name, () => assert.deepEqual(expiredEntries(entries, now, days).map((e) => e.id).sort(), expected));

@@ -284,6 +284,7 @@ export class StoreEngine implements CacheStore {
       entries.map((e) => e.head),
       req.scope,
       req.key,
+      req.now,
     );
     // The same root reaches the same blobs: the entry is this cache, only its last use changes,
     // unless the store lost one of its blobs or a prune removed that entry meanwhile.

@@ -23,7 +23,7 @@ export async function restoreFromStore(
 ): Promise<RestoreOutcome> {
   const listed = await store.list(scopes);
   const skipped = [...listed.skipped];
-  for (const candidate of candidates(listed.entries, scopes, key, restoreKeys)) {
+  for (const candidate of candidates(listed.entries, scopes, key, restoreKeys, new Date())) {
     try {
       const stats = await store.restore(candidate.entry, cacheDir);
       return { hit: candidate.hit, entry: candidate.entry, stats, skipped };
