@@ -69,28 +69,32 @@ export async function saveToStore(job: SaveJob, open: (spec: StoreSpec) => Cache
     return { skipped: loc('NothingToSave', job.cacheDir) };
   }
   let store: CacheStore;
-  let result: SaveResult;
   try {
     store = open(job.store);
   } catch (err) {
     cacheTrouble(job.failOnError, loc('WarnSaveFailed', describeStore(job.store), (err as Error).message));
     return {};
   }
+  let result: SaveResult | undefined;
+  let failure: string | undefined;
   try {
     result = await store.save({ cacheDir: job.cacheDir, key: job.segments.join('|'), segments: job.segments, scope: job.scope, now: new Date() });
+    if (result.status === 'unchanged') info(loc('SaveUnchanged', result.entry.key, result.entry.scope));
+    else info(loc('Saved', result.entry.key, result.entry.scope, formatBytes(result.newBytes), result.newBlobs));
   } catch (err) {
-    cacheTrouble(job.failOnError, loc('WarnSaveFailed', store.description, (err as Error).message));
-    return {};
+    failure = loc('WarnSaveFailed', store.description, (err as Error).message);
   }
-  if (result.status === 'unchanged') info(loc('SaveUnchanged', result.entry.key, result.entry.scope));
-  else info(loc('Saved', result.entry.key, result.entry.scope, formatBytes(result.newBytes), result.newBlobs));
+  // Retention runs after a failed save too: it removes what the save left, and in a full store it
+  // is what makes room for the next save.
+  let outcome: SaveOutcome = { result };
   try {
     const report = await store.prune({ retentionDays: job.retentionDays, now: new Date() });
     const stats = report.after;
     info(loc('Pruned', report.entriesRemoved, report.blobsRemoved, formatBytes(report.bytesRemoved), formatBytes(stats.bytes), stats.blobs, stats.entries));
-    return { result, pruned: { entries: report.entriesRemoved, blobs: report.blobsRemoved, bytes: report.bytesRemoved }, stats };
+    outcome = { result, pruned: { entries: report.entriesRemoved, blobs: report.blobsRemoved, bytes: report.bytesRemoved }, stats };
   } catch (err) {
-    cacheTrouble(job.failOnError, loc('WarnPruneFailed', store.description, (err as Error).message));
-    return { result };
+    if (failure === undefined) cacheTrouble(job.failOnError, loc('WarnPruneFailed', store.description, (err as Error).message));
   }
+  if (failure !== undefined) cacheTrouble(job.failOnError, failure);
+  return outcome;
 }
