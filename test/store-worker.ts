@@ -1,6 +1,7 @@
 // A separate process that saves to or prunes a store, for the concurrency and crash tests.
 //   node store-worker.js save <store> <cacheDir> <key> <scope>
 //   node store-worker.js prune <store> <rounds>
+//   node store-worker.js list <store> <scope>     prints what was skipped and the process's peak memory
 // <store> is `local:<dir>` or `azure:<blob url>:<container>` (Azurite, with the emulator's key).
 import { BlobServiceClient } from '@azure/storage-blob';
 import { connectionString } from '../scripts/azurite';
@@ -24,6 +25,9 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({ status: result.status, id: result.entry.id }));
   } else if (command === 'prune') {
     for (let i = 0; i < Number(a); i++) await store.prune({ retentionDays: 7, now: new Date() });
+  } else if (command === 'list') {
+    const { skipped } = await store.list([a]);
+    process.stdout.write(JSON.stringify({ skipped, maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024) }));
   } else {
     throw new Error(`unknown command ${String(command)}`);
   }

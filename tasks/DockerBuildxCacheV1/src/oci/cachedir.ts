@@ -1,7 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { replaceDirectory, unlessMissing } from '../fsutil';
-import { loc } from '../loc';
 import { cacheRoot, MARKER_FILE, readLayoutIndex, readVerified } from './layout';
 
 /** The kinds of hidden sibling folder a job makes next to a cache folder. */
@@ -58,7 +57,7 @@ async function isBuildkitCache(dir: string): Promise<boolean> {
 
 /** Throws unless the task may replace or delete the folder. */
 export async function assertReplaceable(dir: string): Promise<void> {
-  if ((await folderState(dir)) === 'foreign') throw new ForeignFolderError(loc('WarnCacheDirForeign', dir));
+  if ((await folderState(dir)) === 'foreign') throw new ForeignFolderError(`${dir} holds files that the task did not write: it is not a cache folder the task may replace`);
 }
 
 /** Puts `fresh` in place of `dir`, marked as the task's, unless `dir` is a folder the task did not write. */

@@ -70,3 +70,13 @@ export interface StoreBackend {
   /** What the backend itself cleans up after retention (the local store's tmp/ and trash/). */
   housekeeping?(now: Date): Promise<void>;
 }
+
+/** The store refuses writes (a read-only mount, a read-only SAS): a restore goes on without its lease and its touch. */
+export class StoreRefusedError extends Error {
+  override name = 'StoreRefusedError';
+}
+
+/** The store's own folders are not what the task made (a link among them): it is not used. */
+export class StoreLayoutError extends Error {
+  override name = 'StoreLayoutError';
+}

@@ -3,8 +3,8 @@ import * as fs from 'fs';
 import { Transform } from 'stream';
 import { pipeline } from 'stream/promises';
 import type { BlobItem, ContainerClient } from '@azure/storage-blob';
-import { algorithmOf } from '../oci/layout';
-import type { Fetched, Listing, SourceFile, StoreBackend, StoredItem } from './backend';
+import { algorithmOf, MAX_DOCUMENT_BYTES } from '../oci/layout';
+import { StoreRefusedError, type Fetched, type Listing, type SourceFile, type StoreBackend, type StoredItem } from './backend';
 import { StoreEngine } from './engine';
 import { digestOfBlobName } from './names';
 
@@ -27,6 +27,16 @@ export interface BlobStoreOptions {
 function statusOf(err: unknown): number | undefined {
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
   return typeof status === 'number' ? status : undefined;
+}
+
+/** A write that the credentials may not make (a read-only SAS: 403) becomes a StoreRefusedError. */
+async function writing<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (statusOf(err) === 403) throw new StoreRefusedError((err as Error).message);
+    throw err;
+  }
 }
 
 async function unlessNotFound<T>(promise: Promise<T>): Promise<T | undefined> {
@@ -81,8 +91,18 @@ export class AzureBackend implements StoreBackend {
     return { name, size: props.contentLength ?? 0, modified: props.lastModified ?? new Date(0), version: props.etag ?? '', metadata: props.metadata };
   }
 
+  /** At most MAX_DOCUMENT_BYTES are downloaded: a larger item is refused. */
   async read(name: string, signal: AbortSignal): Promise<Buffer | undefined> {
-    return unlessNotFound(this.container.getBlobClient(name).downloadToBuffer(0, undefined, { abortSignal: signal }));
+    const response = await unlessNotFound(this.container.getBlobClient(name).download(0, MAX_DOCUMENT_BYTES + 1, { abortSignal: signal, maxRetryRequests: 5 }));
+    if (response?.readableStreamBody === undefined) return undefined;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of response.readableStreamBody) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size > MAX_DOCUMENT_BYTES) throw new Error(`${name} is larger than the ${MAX_DOCUMENT_BYTES} bytes it may have`);
+    }
+    return Buffer.concat(chunks);
   }
 
   /** Streams a blob to `dest`, hashing it as it goes. */
@@ -107,9 +127,11 @@ export class AzureBackend implements StoreBackend {
     const client = this.container.getBlockBlobClient(name);
     const common = { abortSignal: signal, conditions: { ifNoneMatch: '*' }, metadata: options.metadata, blobHTTPHeaders: { blobContentType: name.endsWith('.json') ? 'application/json' : 'application/octet-stream' } };
     try {
-      const response = Buffer.isBuffer(content)
-        ? await client.upload(content, content.length, common)
-        : await client.uploadFile(content.file, { ...common, maxSingleShotSize: this.singleShotBytes, blockSize: this.blockBytes, concurrency: this.blockConcurrency });
+      const response = await writing(
+        Buffer.isBuffer(content)
+          ? client.upload(content, content.length, common)
+          : client.uploadFile(content.file, { ...common, maxSingleShotSize: this.singleShotBytes, blockSize: this.blockBytes, concurrency: this.blockConcurrency }),
+      );
       return response.etag ?? '';
     } catch (err) {
       // Someone else's complete upload won: content-addressed, so the same bytes.
@@ -121,7 +143,7 @@ export class AzureBackend implements StoreBackend {
 
   async deleteIfUnchanged(name: string, version: string | undefined, signal: AbortSignal): Promise<boolean> {
     try {
-      return (await this.container.getBlobClient(name).deleteIfExists({ abortSignal: signal, conditions: version === undefined ? undefined : { ifMatch: version } })).succeeded;
+      return (await writing(this.container.getBlobClient(name).deleteIfExists({ abortSignal: signal, conditions: version === undefined ? undefined : { ifMatch: version } }))).succeeded;
     } catch (err) {
       if (statusOf(err) === 412) return false;
       throw err;
@@ -130,7 +152,7 @@ export class AzureBackend implements StoreBackend {
 
   /** Writes the last use into the metadata: the only write of a save that changed nothing. */
   async touch(name: string, _at: Date, metadata: Record<string, string>, signal: AbortSignal): Promise<boolean> {
-    return (await unlessNotFound(this.container.getBlobClient(name).setMetadata(metadata, { abortSignal: signal }))) !== undefined;
+    return (await writing(unlessNotFound(this.container.getBlobClient(name).setMetadata(metadata, { abortSignal: signal })))) !== undefined;
   }
 
   /** A flat namespace holds nothing but blobs at a blob's name. */

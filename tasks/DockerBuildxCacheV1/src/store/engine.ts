@@ -3,8 +3,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { linkOrCopy, mapLimit, randomId } from '../fsutil';
 import { assertReplaceable, replaceOwnedDirectory, siblingPath } from '../oci/cachedir';
-import { algorithmOf, BLOBS_DIR, blobPath, hashFile, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, LayoutError, parseIndex, reachable, readVerified } from '../oci/layout';
-import type { Fetched, StoreBackend, StoredItem } from './backend';
+import { BLOBS_DIR, blobPath, holdsBlob, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, LayoutError, MAX_DOCUMENT_BYTES, parseIndex, reachable, readVerified } from '../oci/layout';
+import { StoreRefusedError, type Fetched, type StoreBackend, type StoredItem } from './backend';
 import { headOfMetadata, metadataOf, newEntry, parseEntry, savedLayout } from './entry';
 import { blobName, BLOBS, digestOfBlobName, entriesPrefix, entryId, entryName, idOfEntryName, leaseName, LEASES } from './names';
 import { expiredEntries, newestOf, unreferencedBlobs } from './select';
@@ -34,6 +34,16 @@ export interface EngineOptions {
   readonly graceMinutes?: number;
   /** Each restore, save or prune as a whole gives up after this long; none when undefined. */
   readonly budgetMs?: number;
+}
+
+/** Runs a write that a restore can do without: a store that refuses writes (read-only) still restores. */
+async function unlessRefused<T>(work: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof StoreRefusedError) return undefined;
+    throw err;
+  }
 }
 
 /** An entry as a listing found it, with its body when reading the listing took it. */
@@ -92,6 +102,7 @@ export class StoreEngine implements CacheStore {
   private async listed(item: StoredItem, signal: AbortSignal): Promise<Listed> {
     const id = idOfEntryName(item.name);
     if (id === undefined) throw new Error('it is not an entry file');
+    if (item.size > MAX_DOCUMENT_BYTES) throw new Error(`it is larger than the ${MAX_DOCUMENT_BYTES} bytes an entry may have`);
     let head: EntryHead;
     let body: Entry | undefined;
     if (item.metadata?.root !== undefined) {
@@ -186,6 +197,7 @@ export class StoreEngine implements CacheStore {
       try {
         const listedExpiry = Date.parse(item.metadata?.expires ?? '');
         if (listedExpiry <= now.getTime()) throw new Error('expired');
+        if (item.size > MAX_DOCUMENT_BYTES) throw new Error('too large');
         const data = await this.backend.read(item.name, signal);
         if (data === undefined) continue;
         const lease = JSON.parse(data.toString('utf8')) as Partial<Lease>;
@@ -208,7 +220,8 @@ export class StoreEngine implements CacheStore {
     await assertReplaceable(cacheDir);
     const entry = await this.body(head, signal);
     const index = parseIndex(JSON.stringify(entry.index));
-    const lease = await this.lease(entry.blobs.map((b) => b.digest), new Date(), signal);
+    // A read-only store restores without its lease and its touch: nothing else would prune it.
+    const lease = await unlessRefused(() => this.lease(entry.blobs.map((b) => b.digest), new Date(), signal));
     const staging = siblingPath(cacheDir, 'restore', randomId());
     try {
       await fs.promises.mkdir(path.join(staging, BLOBS_DIR), { recursive: true });
@@ -224,7 +237,7 @@ export class StoreEngine implements CacheStore {
         if (listed.get(d.digest) !== d.size) throw new EntryUnusableError(`the entry does not list ${d.digest} with size ${d.size}`);
       }
       await replaceOwnedDirectory(cacheDir, staging, siblingPath(cacheDir, 'old', randomId()));
-      await this.touchEntry(head, new Date(), signal);
+      await unlessRefused(() => this.touchEntry(head, new Date(), signal));
       return {
         blobs: entry.blobs.length,
         bytes: entry.blobs.reduce((a, b) => a + b.size, 0),
@@ -232,7 +245,7 @@ export class StoreEngine implements CacheStore {
         downloaded: this.backend.remote ? placed.reduce((a, p) => a + p.downloaded, 0) : undefined,
       };
     } finally {
-      await this.release(lease, signal);
+      if (lease !== undefined) await this.release(lease, signal);
       await fs.promises.rm(staging, { recursive: true, force: true });
     }
   }
@@ -252,12 +265,12 @@ export class StoreEngine implements CacheStore {
     }
     const name = blobName(ref.digest);
     const fetched = await this.backend.fetch(name, dest, signal);
-    if (fetched === 'other') await this.backend.quarantine(name, signal);
+    if (fetched === 'other') await unlessRefused(() => this.backend.quarantine(name, signal));
     if (fetched === undefined || fetched === 'other') throw new EntryUnusableError(`blob ${ref.digest} is missing in the store`);
     const problem = await this.checkFetched(ref, dest, fetched);
     if (problem !== undefined) {
       await this.backend.deleteIfUnchanged(name, fetched.version, signal).catch(() => undefined);
-      await this.backend.seals?.clear(ref.digest);
+      await unlessRefused(async () => this.backend.seals?.clear(ref.digest));
       throw new EntryUnusableError(`blob ${ref.digest} is corrupt in the store${problem}`);
     }
     return { linked: fetched.how === 'linked', downloaded: fetched.how === 'downloaded' ? ref.size : 0 };
@@ -268,9 +281,8 @@ export class StoreEngine implements CacheStore {
     if (fetched.how === 'downloaded') return fetched.digest === ref.digest && fetched.size === ref.size ? undefined : ` (read ${fetched.size} bytes, ${fetched.digest})`;
     const seals = this.backend.seals;
     if (seals !== undefined && (await seals.get(ref.digest)) === fetched.version) return undefined;
-    const stat = await fs.promises.lstat(dest);
-    if (!stat.isFile() || stat.size !== ref.size || (await hashFile(dest, algorithmOf(ref.digest))) !== ref.digest) return '';
-    await seals?.set(ref.digest, fetched.version);
+    if (!(await holdsBlob(dest, ref).catch(() => false))) return '';
+    await unlessRefused(async () => seals?.set(ref.digest, fetched.version));
     return undefined;
   }
 
@@ -337,9 +349,10 @@ export class StoreEngine implements CacheStore {
       this.writeConcurrency,
       async ({ ref, have }) => {
         if (have) return 0;
+        // Never through a link, never more than the declared size: the folder is the build's to write.
         const file = blobPath(cacheDir, ref.digest);
+        if (!(await holdsBlob(file, ref))) throw new LayoutError(`${file} does not match its digest ${ref.digest}`);
         const stat = await fs.promises.lstat(file);
-        if ((await hashFile(file, algorithmOf(ref.digest))) !== ref.digest) throw new LayoutError(`${file} does not match its digest ${ref.digest}`);
         const version = await this.backend.writeIfAbsent(blobName(ref.digest), { file, ref, stat }, {}, signal);
         if (version === undefined) return 0;
         await this.backend.seals?.set(ref.digest, version);
@@ -433,7 +446,5 @@ export class StoreEngine implements CacheStore {
 
 /** Whether the cache folder already holds the blob intact, so that it need not be downloaded. */
 async function reusable(ref: BlobRef, cacheDir: string): Promise<boolean> {
-  const file = blobPath(cacheDir, ref.digest);
-  const stat = await fs.promises.stat(file).catch(() => undefined);
-  return stat?.isFile() === true && stat.size === ref.size && (await hashFile(file, algorithmOf(ref.digest))) === ref.digest;
+  return holdsBlob(blobPath(cacheDir, ref.digest), ref).catch(() => false);
 }

@@ -1,8 +1,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { isMissing, linkOrCopy, randomId, sweepOld, unlessMissing, walkFiles } from '../fsutil';
-import { algorithmOf, hashFile, LayoutError } from '../oci/layout';
-import type { Fetched, Listing, Seals, SourceFile, StoreBackend, StoredItem } from './backend';
+import { holdsBlob, LayoutError, readRegularFile } from '../oci/layout';
+import { StoreLayoutError, StoreRefusedError, type Fetched, type Listing, type Seals, type SourceFile, type StoreBackend, type StoredItem } from './backend';
 import { StoreEngine } from './engine';
 import { LAYOUT_VERSION } from './names';
 
@@ -12,6 +12,19 @@ function versionOf(stat: fs.Stats): string {
 }
 
 const errno = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code;
+
+/** The store's own folders under v1/: none of them may be a link. */
+const OWN_FOLDERS = ['blobs', 'entries', 'leases', 'checked', 'tmp', 'trash', 'quarantine'];
+
+/** A write that the file system refused (a read-only mount, no permission) becomes a StoreRefusedError. */
+async function writing<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (['EROFS', 'EACCES', 'EPERM'].includes(errno(err) ?? '')) throw new StoreRefusedError((err as Error).message);
+    throw err;
+  }
+}
 
 /**
  * The local store's files, on a local path or a mounted share:
@@ -32,14 +45,40 @@ export class LocalBackend implements StoreBackend {
   constructor(private readonly storePath: string) {
     this.description = `local store ${storePath}`;
     this.seals = {
-      get: async (digest) => (await fs.promises.readFile(this.sealFile(digest), 'utf8').catch(() => undefined)) ?? undefined,
+      get: async (digest) => (await readRegularFile(this.sealFile(digest), 256).catch(() => undefined))?.toString('utf8'),
       set: async (digest, version) => {
         await this.writeFile(this.sealFile(digest), Buffer.from(version), {}, true);
       },
       clear: async (digest) => {
-        await fs.promises.rm(this.sealFile(digest), { force: true });
+        await writing(fs.promises.rm(this.sealFile(digest), { force: true }));
       },
     };
+  }
+
+  /**
+   * Refuses a store whose own folders are links (or not folders): whoever can write the store could
+   * otherwise make every agent that prunes it delete files outside it.
+   */
+  async check(): Promise<void> {
+    const root = path.join(this.storePath, LAYOUT_VERSION);
+    for (const folder of [root, ...OWN_FOLDERS.map((f) => path.join(root, f))]) {
+      const stat = await unlessMissing(fs.promises.lstat(folder));
+      if (stat === undefined || stat.isDirectory()) continue;
+      throw new StoreLayoutError(`${folder} is ${stat.isSymbolicLink() ? 'a link' : 'not a folder'}: the store never follows links in its own folders. Replace it with a folder, or use another localStorePath.`);
+    }
+  }
+
+  /** Creates the folders down to `dir` under the store's root, refusing any that is a link. */
+  private async ensureDir(dir: string): Promise<void> {
+    const rel = path.relative(this.storePath, dir).split(path.sep);
+    let here = this.storePath;
+    await fs.promises.mkdir(here, { recursive: true });
+    for (const part of rel) {
+      here = path.join(here, part);
+      const stat = await unlessMissing(fs.promises.lstat(here));
+      if (stat === undefined) await fs.promises.mkdir(here, { recursive: true });
+      else if (!stat.isDirectory()) throw new StoreLayoutError(`${here} is not a folder of the store: it is not followed`);
+    }
   }
 
   private path(name: string): string {
@@ -73,7 +112,7 @@ export class LocalBackend implements StoreBackend {
   }
 
   async read(name: string): Promise<Buffer | undefined> {
-    return unlessMissing(fs.promises.readFile(this.path(name)));
+    return unlessMissing(readRegularFile(this.path(name)));
   }
 
   async fetch(name: string, dest: string): Promise<Fetched | 'other' | undefined> {
@@ -85,9 +124,13 @@ export class LocalBackend implements StoreBackend {
   }
 
   /** Writes a complete file in tmp/ and links it into place; undefined when the name exists. */
-  private async writeFile(file: string, content: Buffer | SourceFile, options: { modified?: Date; durable?: boolean }, replace = false): Promise<string | undefined> {
-    await fs.promises.mkdir(this.dir('tmp'), { recursive: true });
-    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  private writeFile(file: string, content: Buffer | SourceFile, options: { modified?: Date; durable?: boolean }, replace = false): Promise<string | undefined> {
+    return writing(this.writeFileUnchecked(file, content, options, replace));
+  }
+
+  private async writeFileUnchecked(file: string, content: Buffer | SourceFile, options: { modified?: Date; durable?: boolean }, replace: boolean): Promise<string | undefined> {
+    await this.ensureDir(this.dir('tmp'));
+    await this.ensureDir(path.dirname(file));
     const tmp = path.join(this.dir('tmp'), `${path.basename(file)}.${randomId()}`);
     try {
       if (Buffer.isBuffer(content)) {
@@ -100,7 +143,7 @@ export class LocalBackend implements StoreBackend {
         }
       } else {
         await linkOrCopy(content.file, tmp);
-        if ((await hashFile(tmp, algorithmOf(content.ref.digest))) !== content.ref.digest) throw new LayoutError(`${content.file} does not match its digest ${content.ref.digest}`);
+        if (!(await holdsBlob(tmp, content.ref))) throw new LayoutError(`${content.file} does not match its digest ${content.ref.digest}`);
         await fs.promises.chmod(tmp, 0o444);
       }
       if (options.modified !== undefined) await fs.promises.utimes(tmp, options.modified, options.modified);
@@ -128,10 +171,14 @@ export class LocalBackend implements StoreBackend {
    * Moves the item to trash/ (one rename), and deletes it there only if it is the version that was
    * listed; else puts it back. A crash in between leaves it in trash/, swept after an hour.
    */
-  async deleteIfUnchanged(name: string, version: string | undefined): Promise<boolean> {
+  deleteIfUnchanged(name: string, version: string | undefined): Promise<boolean> {
+    return writing(this.deleteUnchecked(name, version));
+  }
+
+  private async deleteUnchecked(name: string, version: string | undefined): Promise<boolean> {
     const file = this.path(name);
     const parked = path.join(this.dir('trash'), `${path.basename(file)}.${randomId()}`);
-    await fs.promises.mkdir(this.dir('trash'), { recursive: true });
+    await this.ensureDir(this.dir('trash'));
     try {
       await fs.promises.rename(file, parked);
     } catch (err) {
@@ -150,12 +197,18 @@ export class LocalBackend implements StoreBackend {
 
   /** The item's mtime is its last use. utimes never brings back an item that a prune removed: false then. */
   async touch(name: string, at: Date): Promise<boolean> {
-    return (await unlessMissing(fs.promises.utimes(this.path(name), at, at).then(() => true))) === true;
+    // lutimes: never the time of what a link points at.
+    return (await writing(unlessMissing(fs.promises.lutimes(this.path(name), at, at).then(() => true)))) === true;
   }
 
+  /** Moves what is not a blob (a folder, a link, a pipe) out of the blob's way, into quarantine/, where it is kept. */
   async quarantine(name: string): Promise<void> {
-    await fs.promises.mkdir(this.dir('quarantine'), { recursive: true });
-    await unlessMissing(fs.promises.rename(this.path(name), path.join(this.dir('quarantine'), `${name.split('/').join('_')}.${randomId()}`)));
+    await writing(
+      (async () => {
+        await this.ensureDir(this.dir('quarantine'));
+        await unlessMissing(fs.promises.rename(this.path(name), path.join(this.dir('quarantine'), `${name.split('/').join('_')}.${randomId()}`)));
+      })(),
+    );
   }
 
   async housekeeping(now: Date): Promise<void> {
