@@ -27,12 +27,6 @@ function sh(cmd: string, args: string[]): void {
   assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
 }
 
-describe('hostile: the cache folder', function () {
-  this.timeout(60000);
-  afterEach(cleanup);
-
-});
-
 describe('hostile: the local store', function () {
   this.timeout(60000);
   let storeDir: string;

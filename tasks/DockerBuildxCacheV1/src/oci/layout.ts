@@ -78,10 +78,10 @@ function descriptors(value: unknown, where: string): Descriptor[] {
   if (!Array.isArray(value)) throw new LayoutError(`${where} is not a list`);
   return value.map((d: unknown, i) => {
     const desc = d as Partial<Descriptor> | null;
-    if (desc === null || typeof desc !== 'object' || !isDigest(desc.digest) || typeof desc.size !== 'number' || desc.size < 0) {
+    if (desc === null || typeof desc !== 'object' || !isDigest(desc.digest) || !Number.isSafeInteger(desc.size) || (desc.size ?? -1) < 0) {
       throw new LayoutError(`${where}[${i}] is not a valid descriptor`);
     }
-    return { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: desc.annotations };
+    return { mediaType: desc.mediaType, digest: desc.digest, size: desc.size as number, annotations: desc.annotations };
   });
 }
 
