@@ -5,7 +5,7 @@ import { linkOrCopy, mapLimit, randomId } from '../fsutil';
 import { assertReplaceable, replaceOwnedDirectory, siblingPath } from '../oci/cachedir';
 import { BLOBS_DIR, blobPath, holdsBlob, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, LayoutError, MAX_DOCUMENT_BYTES, parseIndex, reachable, readVerified } from '../oci/layout';
 import { StoreRefusedError, type Fetched, type StoreBackend, type StoredItem } from './backend';
-import { headOfMetadata, metadataOf, newEntry, parseEntry, savedLayout } from './entry';
+import { EntryFormatError, headOfMetadata, metadataOf, newEntry, parseEntry, savedLayout } from './entry';
 import { blobName, BLOBS, digestOfBlobName, entriesPrefix, entryId, entryName, idOfEntryName, leaseName, LEASES } from './names';
 import { expiredEntries, newestOf, unreferencedBlobs } from './select';
 import {
@@ -101,8 +101,8 @@ export class StoreEngine implements CacheStore {
   /** The entry an item holds: from its metadata when the listing has it, else from its body. */
   private async listed(item: StoredItem, signal: AbortSignal): Promise<Listed> {
     const id = idOfEntryName(item.name);
-    if (id === undefined) throw new Error('it is not an entry file');
-    if (item.size > MAX_DOCUMENT_BYTES) throw new Error(`it is larger than the ${MAX_DOCUMENT_BYTES} bytes an entry may have`);
+    if (id === undefined) throw new EntryFormatError('it is not an entry file');
+    if (item.size > MAX_DOCUMENT_BYTES) throw new EntryFormatError(`it is larger than the ${MAX_DOCUMENT_BYTES} bytes an entry may have`);
     let head: EntryHead;
     let body: Entry | undefined;
     if (item.metadata?.root !== undefined) {
@@ -113,7 +113,7 @@ export class StoreEngine implements CacheStore {
       body = parseEntry(data.toString('utf8'), id);
       head = body;
     }
-    if (entryName(head) !== item.name) throw new Error(`its scope is ${head.scope}`);
+    if (entryName(head) !== item.name) throw new EntryFormatError(`its scope is ${head.scope}`);
     // The last use is the metadata's, or the item's own modification time (a touch sets it).
     const lastUsed = item.metadata?.lastused !== undefined ? head.lastUsed : new Date(Math.max(item.modified.getTime(), Date.parse(head.created))).toISOString();
     return { head: { ...head, lastUsed }, item, body: body && { ...body, lastUsed } };
@@ -132,8 +132,9 @@ export class StoreEngine implements CacheStore {
           return await this.listed(item, signal);
         } catch (err) {
           if (err instanceof EntryUnusableError) return undefined;
-          if (signal.aborted) throw err;
-          skipped.push(`${item.name}: ${(err as Error).message}`);
+          // Only what is not an entry is skipped, and removed by retention; trouble reading one is trouble.
+          if (!(err instanceof EntryFormatError || err instanceof LayoutError)) throw err;
+          skipped.push(`${item.name}: ${(err).message}`);
           corrupt.push(item);
           return undefined;
         }
