@@ -7,6 +7,11 @@
 // 0.5 MiB application layer that changes at every revision. The baseline is what the Cache@2
 // template does, moved to the same Azurite: one tar of the whole cache folder per save, uploaded as
 // one blob, and downloaded and unpacked whole by the next job.
+//
+//   npm run bench:store -- --baseline=<git revision>
+// also builds the stores of that revision (git archive, then tsc, in out/bench-store/baseline) and
+// runs each store of both revisions in the same run, alternating, reporting this one's figures as
+// ratios of the baseline's.
 import { execFileSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -15,9 +20,9 @@ import * as path from 'path';
 import type { ContainerClient } from '@azure/storage-blob';
 import { ensureAzurite, freshContainer } from './azurite';
 import { ROOT } from './agent';
-import { AzureBlobStore } from '../tasks/DockerBuildxCacheV1/src/store/blob';
-import { LocalStore } from '../tasks/DockerBuildxCacheV1/src/store/local';
-import { restoreFromStore } from '../tasks/DockerBuildxCacheV1/src/store/restore';
+import * as blobModule from '../tasks/DockerBuildxCacheV1/src/store/blob';
+import * as localModule from '../tasks/DockerBuildxCacheV1/src/store/local';
+import * as restoreModule from '../tasks/DockerBuildxCacheV1/src/store/restore';
 import type { CacheStore } from '../tasks/DockerBuildxCacheV1/src/store/types';
 import { cacheFolder } from '../test/oci-fixture';
 import { folderBytes, mb, median, writeReport } from './measure';
@@ -47,6 +52,32 @@ interface Row {
   store: number;
 }
 
+/** The stores of one revision of the task: these modules' public API is the same in every revision measured. */
+interface Stores {
+  readonly LocalStore: typeof localModule.LocalStore;
+  readonly AzureBlobStore: typeof blobModule.AzureBlobStore;
+  readonly restoreFromStore: typeof restoreModule.restoreFromStore;
+}
+const CURRENT: Stores = { LocalStore: localModule.LocalStore, AzureBlobStore: blobModule.AzureBlobStore, restoreFromStore: restoreModule.restoreFromStore };
+
+/** The stores of another revision: its sources from git, compiled apart, with this checkout's node_modules. */
+function baselineStores(rev: string): Stores {
+  const dir = path.join(OUT, 'baseline');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const archive = execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', rev, 'tasks', 'scripts', 'test', 'tsconfig.json', 'package.json'], { maxBuffer: 256 << 20 });
+  execFileSync('tar', ['-x', '-C', dir], { input: archive });
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { stdio: 'inherit' });
+  const src = path.join(dir, 'build', 'tasks', 'DockerBuildxCacheV1', 'src', 'store');
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const local = require(path.join(src, 'local.js')) as typeof localModule;
+  const blob = require(path.join(src, 'blob.js')) as typeof blobModule;
+  const restore = require(path.join(src, 'restore.js')) as typeof restoreModule;
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  return { LocalStore: local.LocalStore, AzureBlobStore: blob.AzureBlobStore, restoreFromStore: restore.restoreFromStore };
+}
+
 async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
   const t = process.hrtime.bigint();
   const value = await f();
@@ -54,7 +85,7 @@ async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
 }
 
 /** One job per revision: restore into the cache folder, the build's folder in its place, save, retention. */
-async function storeRun(name: string, store: CacheStore, revs: string[], sameAgent: boolean, bytesOf: () => Promise<number>): Promise<Row[]> {
+async function storeRun(name: string, store: CacheStore, revs: string[], sameAgent: boolean, bytesOf: () => Promise<number>, restoreFromStore = CURRENT.restoreFromStore): Promise<Row[]> {
   const rows: Row[] = [];
   const cacheDir = path.join(OUT, name, 'cache');
   fs.rmSync(path.join(OUT, name), { recursive: true, force: true });
@@ -129,7 +160,59 @@ async function containerBytes(container: ContainerClient): Promise<number> {
   return total;
 }
 
+/** The three store runs of one revision, on fresh containers and folders. */
+async function revisionRuns(label: string, stores: Stores, azurite: { blobUrl: string }, revs: string[]): Promise<{ fresh: Row[]; same: Row[]; local: Row[] }> {
+  const fresh = freshContainer(azurite.blobUrl, 'bench');
+  const same = freshContainer(azurite.blobUrl, 'bench');
+  const localDir = path.join(OUT, `${label}-local-store`);
+  fs.rmSync(localDir, { recursive: true, force: true });
+  return {
+    fresh: await storeRun(`${label} azure-fresh`, new stores.AzureBlobStore(fresh, 'fresh'), revs, false, () => containerBytes(fresh), stores.restoreFromStore),
+    same: await storeRun(`${label} azure-same`, new stores.AzureBlobStore(same, 'same'), revs, true, () => containerBytes(same), stores.restoreFromStore),
+    local: await storeRun(`${label} local`, new stores.LocalStore(localDir), revs, false, () => Promise.resolve(folderBytes(path.join(localDir, 'v1', 'blobs'))), stores.restoreFromStore),
+  };
+}
+
+/**
+ * This revision against a baseline, in one run: two rounds, the order swapped in the second, so
+ * that drift in the machine's speed falls on both alike. Figures are this revision's ÷ the baseline's.
+ */
+async function compare(rev: string, azurite: { blobUrl: string }, revs: string[]): Promise<string[]> {
+  const base = baselineStores(rev);
+  const rounds: { before: Awaited<ReturnType<typeof revisionRuns>>; after: Awaited<ReturnType<typeof revisionRuns>> }[] = [];
+  for (const [i, order] of [['before', 'after'], ['after', 'before']].entries()) {
+    const got: Partial<(typeof rounds)[number]> = {};
+    for (const which of order) got[which as 'before' | 'after'] = await revisionRuns(`${which}${i}`, which === 'before' ? base : CURRENT, azurite, revs);
+    rounds.push(got as (typeof rounds)[number]);
+  }
+  const pick = (which: 'before' | 'after', store: 'fresh' | 'same' | 'local'): Row[] => rounds.flatMap((r) => r[which][store]);
+  const sourceOnly = (rows: Row[]): Row[] => rows.filter((r) => r.rev > 1 && !LOCK_CHANGES.has(r.rev));
+  const metrics: [string, (rows: Row[]) => number][] = [
+    ['median restore, revisions 2–10', (rows) => median(rows.filter((r) => r.rev > 1).map((r) => r.restoreMs))],
+    ['median save, source-only revision', (rows) => median(sourceOnly(rows).map((r) => r.saveMs))],
+    ['median save, dependency change', (rows) => median(rows.filter((r) => LOCK_CHANGES.has(r.rev)).map((r) => r.saveMs))],
+    ['median retention', (rows) => median(rows.map((r) => r.pruneMs))],
+    ['bytes uploaded (written)', (rows) => sum(rows, (r) => r.uploaded)],
+    ['store size after 10 jobs', (rows) => median(rows.filter((r) => r.rev === REVISIONS).map((r) => r.store))],
+  ];
+  const ratio = (store: 'fresh' | 'same' | 'local', f: (rows: Row[]) => number): string => {
+    const b = f(pick('before', store));
+    return b === 0 ? 'n/a' : `${(f(pick('after', store)) / b).toFixed(2)}×`;
+  };
+  return [
+    `## This revision against ${rev}`,
+    '',
+    `The same ten revisions through the stores of this revision and of \`${rev}\` (built from git by \`npm run bench:store -- --baseline=${rev}\`), in one run: two rounds, the second in the opposite order, each store on a fresh container or folder. Each figure is this revision's ÷ the baseline's, over both rounds; below 1.00× is better.`,
+    '',
+    '| | Azure Blob store, new agent | Azure Blob store, same agent | local store |',
+    '|---|---:|---:|---:|',
+    ...metrics.map(([name, f]) => `| ${name} | ${ratio('fresh', f)} | ${ratio('same', f)} | ${ratio('local', f)} |`),
+    '',
+  ];
+}
+
 async function main(): Promise<void> {
+  const baseline = process.argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
   const azurite = ensureAzurite();
   fs.rmSync(OUT, { recursive: true, force: true });
   let deps = random(120 << 20);
@@ -143,18 +226,18 @@ async function main(): Promise<void> {
   const fresh = freshContainer(azurite.blobUrl, 'bench');
   const same = freshContainer(azurite.blobUrl, 'bench');
   const localDir = path.join(OUT, 'local-store');
-  const local = new LocalStore(localDir);
+  const local = new CURRENT.LocalStore(localDir);
   const results: [string, Row[]][] = [
     ['tar of the folder, Azurite', await tarRun(freshContainer(azurite.blobUrl, 'bench'), revs)],
-    ['Azure Blob store, Azurite, a new agent each job', await storeRun('azure-fresh', new AzureBlobStore(fresh, 'fresh'), revs, false, () => containerBytes(fresh))],
-    ['Azure Blob store, Azurite, the same agent', await storeRun('azure-same', new AzureBlobStore(same, 'same'), revs, true, () => containerBytes(same))],
+    ['Azure Blob store, Azurite, a new agent each job', await storeRun('azure-fresh', new CURRENT.AzureBlobStore(fresh, 'fresh'), revs, false, () => containerBytes(fresh))],
+    ['Azure Blob store, Azurite, the same agent', await storeRun('azure-same', new CURRENT.AzureBlobStore(same, 'same'), revs, true, () => containerBytes(same))],
     ['local store, a new agent each job', await storeRun('local', local, revs, false, () => Promise.resolve(folderBytes(path.join(localDir, 'v1', 'blobs'))))],
   ];
   const [tar, azureFresh, azureSame, localRows] = results.map(([, rows]) => rows) as [Row[], Row[], Row[], Row[]];
   // The Azure store keeps unreferenced blobs younger than an hour (a save may be about to reference
   // them); the next retention after that hour, played here by a store without the grace, deletes them.
   const later = async (container: ContainerClient): Promise<number> => {
-    await new AzureBlobStore(container, 'later', { graceMinutes: 0 }).prune({ retentionDays: 7, now: new Date(Date.now() + REVISIONS * 1000) });
+    await new CURRENT.AzureBlobStore(container, 'later', { graceMinutes: 0 }).prune({ retentionDays: 7, now: new Date(Date.now() + REVISIONS * 1000) });
     return containerBytes(container);
   };
   const settled = { fresh: await later(fresh), same: await later(same) };
@@ -183,6 +266,7 @@ async function main(): Promise<void> {
     '',
     'Ratios in brackets are against the tar in the same run. The Azure store keeps a blob that no entry reaches for an hour after its upload (a save in another job may be about to reference it), so right after a dependency change it holds the old dependency layer too; the first retention after that hour deletes it (the last row, played by a retention without the grace).',
     '',
+    ...(baseline === undefined ? [] : await compare(baseline, azurite, revs)),
     ...results.flatMap(([name, rows]) => [`## ${name}`, '', ...table(rows), '']),
   ].join('\n');
   const report = writeReport(ROOT, 'STORE-BENCHMARKS.md', md);
