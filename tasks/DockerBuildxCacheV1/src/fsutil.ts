@@ -117,20 +117,23 @@ export async function walkFiles(dir: string, depth: number): Promise<{ files: { 
       if (isMissing(err)) return;
       throw err;
     }
-    for (const name of names) {
+    const stats = await Promise.all(names.map((name) => unlessMissing(fs.promises.lstat(path.join(here, name)))));
+    const below: Promise<void>[] = [];
+    names.forEach((name, i) => {
+      const stat = stats[i];
+      if (stat === undefined) return;
       const full = path.join(here, name);
-      const stat = await unlessMissing(fs.promises.lstat(full));
-      if (stat === undefined) continue;
       const at = [...rel, name];
       if (at.length === depth) {
         if (stat.isFile()) files.push({ path: full, rel: at, stat });
         else strange.push(full);
       } else if (stat.isDirectory()) {
-        await visit(full, at);
+        below.push(visit(full, at));
       } else {
         strange.push(full);
       }
-    }
+    });
+    await Promise.all(below);
   };
   const top = await unlessMissing(fs.promises.lstat(dir));
   if (top?.isDirectory() === true) await visit(dir, []);

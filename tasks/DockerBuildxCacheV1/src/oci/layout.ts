@@ -185,19 +185,25 @@ export async function readRegularFile(file: string, maxBytes: number = MAX_DOCUM
 }
 
 /**
- * Whether a regular file holds the blob: its size, then its digest, reading no more than the size
- * the descriptor declares. Throws a LayoutError for a link, a pipe or a folder.
+ * The stat of a regular file that holds the blob, or undefined when it does not: its size, then its
+ * digest, reading no more than the size the descriptor declares. Throws a LayoutError for a link, a
+ * pipe or a folder. The stat is the open file's, so it names the very bytes that were hashed.
  */
-export async function holdsBlob(file: string, ref: { readonly digest: string; readonly size: number }): Promise<boolean> {
+export async function checkBlobFile(file: string, ref: { readonly digest: string; readonly size: number }): Promise<fs.Stats | undefined> {
   const { handle, size } = await openRegular(file);
   try {
-    if (size !== ref.size) return false;
+    if (size !== ref.size) return undefined;
     const hash = crypto.createHash(algorithmOf(ref.digest));
     if (size > 0) await pipeline(handle.createReadStream({ start: 0, end: size - 1, autoClose: false }), hash);
-    return `${algorithmOf(ref.digest)}:${hash.digest('hex')}` === ref.digest;
+    return `${algorithmOf(ref.digest)}:${hash.digest('hex')}` === ref.digest ? await handle.stat() : undefined;
   } finally {
     await handle.close();
   }
+}
+
+/** Whether a regular file holds the blob (see `checkBlobFile`). */
+export async function holdsBlob(file: string, ref: { readonly digest: string; readonly size: number }): Promise<boolean> {
+  return (await checkBlobFile(file, ref)) !== undefined;
 }
 
 /** The digest of a file's content, streamed; `sha256:…` or `sha512:…` like the digest it is checked against. */

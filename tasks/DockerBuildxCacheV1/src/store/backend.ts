@@ -24,7 +24,7 @@ export type Fetched =
   | { readonly how: 'linked' | 'copied'; readonly version: string }
   | { readonly how: 'downloaded'; readonly version: string; readonly digest: string; readonly size: number };
 
-/** A local file to store as a blob, checked against its digest; `stat` is its lstat when it was checked. */
+/** A local file to store as a blob, checked against its digest; `stat` is the stat of the file that was hashed. */
 export interface SourceFile {
   readonly file: string;
   readonly ref: BlobRef;

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { linkOrCopy, mapLimit, randomId } from '../fsutil';
 import { assertReplaceable, replaceOwnedDirectory, siblingPath } from '../oci/cachedir';
-import { BLOBS_DIR, blobPath, holdsBlob, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, LayoutError, MAX_DOCUMENT_BYTES, parseIndex, reachable, readVerified } from '../oci/layout';
+import { BLOBS_DIR, blobPath, checkBlobFile, holdsBlob, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, LayoutError, MAX_DOCUMENT_BYTES, parseIndex, reachable, readVerified } from '../oci/layout';
 import { StoreRefusedError, type Fetched, type StoreBackend, type StoredItem } from './backend';
 import { EntryFormatError, headOfMetadata, metadataOf, newEntry, parseEntry, savedLayout } from './entry';
 import { blobName, BLOBS, digestOfBlobName, entriesPrefix, entryId, entryName, idOfEntryName, leaseName, LEASES } from './names';
@@ -352,8 +352,8 @@ export class StoreEngine implements CacheStore {
         if (have) return 0;
         // Never through a link, never more than the declared size: the folder is the build's to write.
         const file = blobPath(cacheDir, ref.digest);
-        if (!(await holdsBlob(file, ref))) throw new LayoutError(`${file} does not match its digest ${ref.digest}`);
-        const stat = await fs.promises.lstat(file);
+        const stat = await checkBlobFile(file, ref);
+        if (stat === undefined) throw new LayoutError(`${file} does not match its digest ${ref.digest}`);
         const version = await this.backend.writeIfAbsent(blobName(ref.digest), { file, ref, stat }, {}, signal);
         if (version === undefined) return 0;
         await this.backend.seals?.set(ref.digest, version);
