@@ -52,7 +52,9 @@ const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
  */
 export function cacheDirProblem(dir: string, guarded: readonly Guarded[], store?: string): string | undefined {
   if (!PRINTABLE_ASCII.test(dir)) return loc('InputCacheDirNotAscii', JSON.stringify(dir));
-  for (const g of guarded) if (contains(dir, g.path)) return loc('InputCacheDirHolds', dir, g.what, g.path);
+  // The folder it is, if any, names the mistake best; then the first folder it holds.
+  const hit = guarded.find((g) => path.relative(dir, g.path) === '') ?? guarded.find((g) => contains(dir, g.path));
+  if (hit !== undefined) return loc('InputCacheDirHolds', dir, hit.what, hit.path);
   if (store !== undefined && contains(store, dir)) return loc('InputCacheDirInStore', dir, store);
   return undefined;
 }

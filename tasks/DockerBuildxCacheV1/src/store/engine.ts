@@ -221,7 +221,7 @@ export class StoreEngine implements CacheStore {
     await assertReplaceable(cacheDir);
     const entry = await this.body(head, signal);
     const index = parseIndex(JSON.stringify(entry.index));
-    // A read-only store restores without its lease and its touch: nothing else would prune it.
+    // A store that refuses writes (mounted read-only, a read-only SAS) restores without its lease and its touch.
     const lease = await unlessRefused(() => this.lease(entry.blobs.map((b) => b.digest), new Date(), signal));
     const staging = siblingPath(cacheDir, 'restore', randomId());
     try {
