@@ -165,7 +165,11 @@ export class LocalBackend implements StoreBackend {
           await fs.promises.link(tmp, file);
         } catch (err) {
           if (errno(err) === 'EEXIST') return undefined;
-          throw err;
+          // A share without hard links: a rename, unless the name exists. The race left is harmless:
+          // blobs are content-addressed, and entries and leases have random names.
+          if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].includes(errno(err) ?? '')) throw err;
+          if ((await unlessMissing(fs.promises.lstat(file))) !== undefined) return undefined;
+          await fs.promises.rename(tmp, file);
         }
       }
       return versionOf(await fs.promises.lstat(file));
