@@ -8,7 +8,7 @@
 // template does, moved to the same Azurite: one tar of the whole cache folder per save, uploaded as
 // one blob, and downloaded and unpacked whole by the next job.
 //
-//   npm run bench:store -- --baseline=<git revision>
+//   npm run bench:store -- --baseline=<git revision> [--rounds=N]
 // also builds the stores of that revision (git archive, then tsc, in out/bench-store/baseline) and
 // runs each store of both revisions in the same run, alternating, reporting this one's figures as
 // ratios of the baseline's.
@@ -174,13 +174,14 @@ async function revisionRuns(label: string, stores: Stores, azurite: { blobUrl: s
 }
 
 /**
- * This revision against a baseline, in one run: two rounds, the order swapped in the second, so
- * that drift in the machine's speed falls on both alike. Figures are this revision's ÷ the baseline's.
+ * This revision against a baseline, in one run: `count` rounds (--rounds, 2 by default), the order
+ * swapped in every other, so that drift in the machine's speed falls on both alike. Figures are this revision's ÷ the baseline's.
  */
-async function compare(rev: string, azurite: { blobUrl: string }, revs: string[]): Promise<string[]> {
+async function compare(rev: string, azurite: { blobUrl: string }, revs: string[], count: number): Promise<string[]> {
   const base = baselineStores(rev);
   const rounds: { before: Awaited<ReturnType<typeof revisionRuns>>; after: Awaited<ReturnType<typeof revisionRuns>> }[] = [];
-  for (const [i, order] of [['before', 'after'], ['after', 'before']].entries()) {
+  const orders = Array.from({ length: count }, (_, i) => (i % 2 === 0 ? ['before', 'after'] : ['after', 'before']));
+  for (const [i, order] of orders.entries()) {
     const got: Partial<(typeof rounds)[number]> = {};
     for (const which of order) got[which as 'before' | 'after'] = await revisionRuns(`${which}${i}`, which === 'before' ? base : CURRENT, azurite, revs);
     rounds.push(got as (typeof rounds)[number]);
@@ -202,7 +203,7 @@ async function compare(rev: string, azurite: { blobUrl: string }, revs: string[]
   return [
     `## This revision against ${rev}`,
     '',
-    `The same ten revisions through the stores of this revision and of \`${rev}\` (built from git by \`npm run bench:store -- --baseline=${rev}\`), in one run: two rounds, the second in the opposite order, each store on a fresh container or folder. Each figure is this revision's ÷ the baseline's, over both rounds; below 1.00× is better.`,
+    `The same ten revisions through the stores of this revision and of \`${rev}\` (built from git by \`npm run bench:store -- --baseline=${rev}\`), in one run: ${count} rounds, every other one in the opposite order, each store on a fresh container or folder. Each figure is this revision's ÷ the baseline's, the medians taken over all rounds; below 1.00× is better.`,
     '',
     '| | Azure Blob store, new agent | Azure Blob store, same agent | local store |',
     '|---|---:|---:|---:|',
@@ -213,6 +214,7 @@ async function compare(rev: string, azurite: { blobUrl: string }, revs: string[]
 
 async function main(): Promise<void> {
   const baseline = process.argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
+  const rounds = Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? 2);
   const azurite = ensureAzurite();
   fs.rmSync(OUT, { recursive: true, force: true });
   let deps = random(120 << 20);
@@ -266,7 +268,7 @@ async function main(): Promise<void> {
     '',
     'Ratios in brackets are against the tar in the same run. The Azure store keeps a blob that no entry reaches for an hour after its upload (a save in another job may be about to reference it), so right after a dependency change it holds the old dependency layer too; the first retention after that hour deletes it (the last row, played by a retention without the grace).',
     '',
-    ...(baseline === undefined ? [] : await compare(baseline, azurite, revs)),
+    ...(baseline === undefined ? [] : await compare(baseline, azurite, revs, rounds)),
     ...results.flatMap(([name, rows]) => [`## ${name}`, '', ...table(rows), '']),
   ].join('\n');
   const report = writeReport(ROOT, 'STORE-BENCHMARKS.md', md);
