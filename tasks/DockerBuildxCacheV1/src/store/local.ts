@@ -203,7 +203,7 @@ export class LocalBackend implements StoreBackend {
     }
     const stat = await fs.promises.lstat(parked);
     if (versionOf(stat) === version) {
-      await fs.promises.rm(parked, { recursive: true, force: true });
+      await fs.promises.unlink(parked);
       return true;
     }
     await fs.promises.link(parked, file).catch(() => undefined);
