@@ -1,0 +1,443 @@
+import * as assert from 'assert/strict';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as net from 'net';
+import * as path from 'path';
+import { RegistryFacade, type FacadeOptions } from '../../tasks/DockerBuildxCacheV1/src/facade/facade';
+import { addLogin } from '../../tasks/DockerBuildxCacheV1/src/facade/login';
+import { basicAuth } from '../../tasks/DockerBuildxCacheV1/src/facade/protocol';
+import type { FacadeEvent } from '../../tasks/DockerBuildxCacheV1/src/facade/types';
+import { FolderStore } from '../facade-store';
+import { cleanup, tempDir } from '../helpers';
+import { blob, CACHE_CONFIG, desc, LAYER, writeLayout, type Blob } from '../oci-fixture';
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+/** A cache in the shape of `image-manifest=true`: an image manifest whose config is BuildKit's cache config. */
+function imageManifestCache(layers: readonly Buffer[]): { root: Blob; blobs: Blob[]; layers: Blob[]; config: Blob } {
+  const ls = layers.map((l) => blob(LAYER, l));
+  const config = blob(CACHE_CONFIG, { layers: ls.map((l) => ({ blob: l.digest })) });
+  const root = blob(OCI_MANIFEST, { schemaVersion: 2, mediaType: OCI_MANIFEST, config: desc(config), layers: ls.map(desc) });
+  return { root, blobs: [...ls, config, root], layers: ls, config };
+}
+
+interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  /** Set when the response was cut short. */
+  error?: string;
+}
+
+/** One request, with the raw response, including one that is cut short. */
+function request(host: string, method: string, pathname: string, headers: http.OutgoingHttpHeaders = {}, body?: Buffer): Promise<Answer> {
+  const [hostname = '', port = ''] = host.split(':');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ hostname, port: Number(port), method, path: pathname, headers: { ...headers, ...(body === undefined ? {} : { 'Content-Length': body.length }) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', (err) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), error: err.message }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const codeOf = (a: Answer): string | undefined => (JSON.parse(a.body.toString() || '{}') as { errors?: { code: string }[] }).errors?.[0]?.code;
+const kinds = (events: readonly FacadeEvent[]): string[] => events.map((e) => (e.kind === 'store' ? `store:${e.operation}` : e.kind));
+
+describe('registry facade: the server', function () {
+  this.timeout(20_000);
+
+  let store: FolderStore;
+  let started: RegistryFacade[];
+  const big = crypto.randomBytes(600_000);
+  const cache = imageManifestCache([Buffer.from('layer one'), big]);
+  const bigLayer = cache.layers[1] as Blob;
+
+  beforeEach(async () => {
+    store = new FolderStore();
+    started = [];
+    const layout = tempDir('dbxc-facade-layout-');
+    writeLayout(layout, cache.root, cache.blobs);
+    await store.addLayout(layout, 'restored');
+  });
+  afterEach(async () => {
+    await Promise.all(started.map((f) => f.close()));
+    cleanup();
+  });
+
+  async function start(options: FacadeOptions = { reader: store.reader('restored'), writer: store.writer('saved') }): Promise<RegistryFacade> {
+    const facade = await RegistryFacade.start({ spoolDir: tempDir('dbxc-facade-spool-'), idleTimeoutMs: 400, ...options });
+    started.push(facade);
+    return facade;
+  }
+
+  /** Requests to a facade with its credentials, under its repository. */
+  function client(f: RegistryFacade): (method: string, rel: string, headers?: http.OutgoingHttpHeaders, body?: Buffer) => Promise<Answer> {
+    const auth = `Basic ${basicAuth(f.username, f.password)}`;
+    return (method, rel, headers = {}, body) => request(f.host, method, rel.startsWith('/') ? rel : `/v2/${f.repository}/${rel}`, { authorization: auth, ...headers }, body);
+  }
+
+  /** A whole monolithic upload, as BuildKit does it: POST, then PUT with the blob. */
+  async function upload(call: ReturnType<typeof client>, b: { digest: string; data: Buffer }): Promise<Answer> {
+    const started = await call('POST', 'blobs/uploads/');
+    assert.equal(started.status, 202, started.body.toString());
+    const location = started.headers.location ?? '';
+    return call('PUT', `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(b.digest)}`, { 'Content-Type': 'application/octet-stream' }, b.data);
+  }
+
+  it('listens on 127.0.0.1 only, with a fresh password each time', async () => {
+    const [a, b] = [await start(), await start()];
+    assert.match(a.host, /^127\.0\.0\.1:\d+$/);
+    assert.notEqual(a.host, b.host);
+    assert.notEqual(a.password, b.password);
+    assert.ok(a.password.length >= 40);
+    assert.equal(a.importRef, `${a.host}/buildx-cache:restore`);
+    assert.equal(a.exportRef, `${a.host}/buildx-cache:save`);
+  });
+
+  describe('refuses every request without its credentials (401)', () => {
+    const paths: [string, string][] = [
+      ['GET', '/v2/'],
+      ['HEAD', '/v2/buildx-cache/manifests/restore'],
+      ['GET', `/v2/buildx-cache/blobs/${cache.root.digest}`],
+      ['POST', '/v2/buildx-cache/blobs/uploads/'],
+      ['PUT', '/v2/buildx-cache/manifests/save'],
+    ];
+    const credentials: [string, (own: RegistryFacade, other: RegistryFacade) => string | undefined][] = [
+      ['none', () => undefined],
+      ['a wrong password', (own) => `Basic ${basicAuth(own.username, 'guess')}`],
+      ['the other facade\'s', (_own, other) => `Basic ${basicAuth(other.username, other.password)}`],
+      ['a Bearer token made of its password', (own) => `Bearer ${own.password}`],
+    ];
+    for (const [name, make] of credentials) {
+      it(name, async () => {
+        const [own, other] = [await start(), await start()];
+        const header = make(own, other);
+        for (const [method, p] of paths) {
+          const a = await request(own.host, method, p, header === undefined ? {} : { authorization: header }, method === 'PUT' || method === 'POST' ? Buffer.from('{}') : undefined);
+          assert.equal(a.status, 401, `${method} ${p}`);
+          assert.equal(a.headers['www-authenticate'], 'Basic realm="docker-buildx-cache"');
+          if (method !== 'HEAD') assert.equal(codeOf(a), 'UNAUTHORIZED');
+        }
+        assert.equal(own.stats.unauthorized, paths.length);
+        assert.deepEqual(store.calls, { open: [], has: [], put: [], commit: [] }, 'the store was not touched');
+      });
+    }
+  });
+
+  it('answers the ping with the API version', async () => {
+    const a = await client(await start())('GET', '/v2/');
+    assert.equal(a.status, 200);
+    assert.equal(a.headers['docker-distribution-api-version'], 'registry/2.0');
+    assert.equal(a.body.toString(), '{}');
+  });
+
+  it('answers a TLS hello with an HTTP 400, which makes dockerd\'s BuildKit fall back to plain HTTP', async () => {
+    const f = await start();
+    const [host = '', port = ''] = f.host.split(':');
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), host, () => socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, ...crypto.randomBytes(32)])));
+      let text = '';
+      socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    assert.match(reply, /^HTTP\/1\.1 400 Bad Request/);
+  });
+
+  describe('import', () => {
+    it('serves the restored root under the import tag and by digest, and its blobs, each verified', async () => {
+      const f = await start();
+      const call = client(f);
+      const head = await call('HEAD', 'manifests/restore');
+      assert.deepEqual([head.status, head.headers['content-type'], head.headers['docker-content-digest'], head.headers['content-length']], [200, OCI_MANIFEST, cache.root.digest, String(cache.root.size)]);
+      const byDigest = await call('GET', `manifests/${cache.root.digest}`);
+      assert.ok(byDigest.body.equals(cache.root.data));
+      for (const b of [cache.config, ...cache.layers]) {
+        const got = await call('GET', `blobs/${b.digest}`);
+        assert.deepEqual([got.status, got.headers['docker-content-digest'], got.headers['content-length'], got.error], [200, b.digest, String(b.size), undefined]);
+        assert.ok(got.body.equals(b.data));
+      }
+      assert.deepEqual([f.stats.served, f.stats.bytesServed], [4, cache.blobs.reduce((s, b) => s + b.size, 0)]);
+      assert.deepEqual(f.events, []);
+    });
+
+    it('serves a byte range, still checking the whole blob', async () => {
+      const call = client(await start());
+      const part = await call('GET', `blobs/${bigLayer.digest}`, { Range: 'bytes=1000-1999' });
+      assert.deepEqual([part.status, part.headers['content-range'], part.body.length], [206, `bytes 1000-1999/${bigLayer.size}`, 1000]);
+      assert.ok(part.body.equals(big.subarray(1000, 2000)));
+      const beyond = await call('GET', `blobs/${bigLayer.digest}`, { Range: `bytes=${bigLayer.size}-` });
+      assert.deepEqual([beyond.status, beyond.headers['content-range']], [416, `bytes */${bigLayer.size}`]);
+    });
+
+    const unknown: [string, string, string][] = [
+      ['a blob the entry does not reach, even one the store has', 'blobs', 'other'],
+      ['an unknown tag', 'manifests', 'latest'],
+      ['the export tag before any export', 'manifests', 'save'],
+    ];
+    for (const [name, kind, ref] of unknown) {
+      it(`knows nothing of ${name}`, async () => {
+        const stray = blob(LAYER, 'not in the entry');
+        fs.writeFileSync(store.blobFile(stray.digest), stray.data);
+        const a = await client(await start())('GET', `${kind}/${ref === 'other' ? stray.digest : ref}`);
+        assert.deepEqual([a.status, codeOf(a)], [404, kind === 'blobs' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN']);
+        assert.ok(!store.calls.open.includes(stray.digest));
+      });
+    }
+
+    it('serves nothing under the import tag without a restored entry (a miss), and only its own repository', async () => {
+      const call = client(await start({ writer: store.writer('saved') }));
+      assert.equal(codeOf(await call('GET', 'manifests/restore')), 'MANIFEST_UNKNOWN');
+      const other = await call('GET', '/v2/library/busybox/manifests/latest');
+      assert.deepEqual([other.status, codeOf(other)], [404, 'NAME_UNKNOWN']);
+    });
+
+    it('never serves a blob that fails its digest: the response is cut short, reported, and the blob is unknown from then on', async () => {
+      store.damage(bigLayer.digest);
+      const f = await start();
+      const call = client(f);
+      const got = await call('GET', `blobs/${bigLayer.digest}`);
+      assert.equal(got.status, 200);
+      assert.ok(got.error !== undefined, 'the body ended in an error');
+      assert.ok(got.body.length < bigLayer.size, `${got.body.length} of ${bigLayer.size} bytes arrived`);
+      await f.idle();
+      assert.deepEqual(kinds(f.events), ['corrupt']);
+      assert.equal(f.events[0]?.kind === 'corrupt' ? f.events[0].digest : '', bigLayer.digest);
+      assert.deepEqual([(await call('GET', `blobs/${bigLayer.digest}`)).status, (await call('HEAD', `blobs/${bigLayer.digest}`)).status], [404, 404]);
+      assert.equal((await call('GET', `blobs/${bigLayer.digest}`, { Range: 'bytes=0-9' })).status, 404);
+      assert.equal(f.events.length, 1, 'reported once');
+    });
+
+    it('does not serve a restored root that fails its digest: the import finds no cache', async () => {
+      store.damage(cache.root.digest);
+      const f = await start();
+      const a = await client(f)('HEAD', 'manifests/restore');
+      assert.equal(a.status, 404);
+      assert.deepEqual(kinds(f.events), ['corrupt']);
+    });
+
+    const faults: [string, Partial<FolderStore['faults']>, 'status' | 'cut'][] = [
+      ['the store fails to open the blob', { open: 'fail' }, 'status'],
+      ['the store never answers', { open: 'hang' }, 'status'],
+      ['the store connection drops halfway', { open: 'break' }, 'cut'],
+      ['the store stops sending halfway', { open: 'stall' }, 'cut'],
+    ];
+    for (const [name, fault, how] of faults) {
+      it(`${name}: an error for BuildKit within the idle timeout, never a hang`, async () => {
+        const f = await start();
+        Object.assign(store.faults, fault);
+        const begun = Date.now();
+        const got = await client(f)('GET', `blobs/${bigLayer.digest}`);
+        if (how === 'status') assert.deepEqual([got.status, codeOf(got)], [500, 'UNKNOWN']);
+        else assert.ok(got.error !== undefined && got.body.length < bigLayer.size, 'cut short');
+        assert.ok(Date.now() - begun < 3_000, `answered after ${Date.now() - begun} ms`);
+        await f.idle();
+        assert.deepEqual(kinds(f.events), ['store:open']);
+        assert.equal(store.faults.open === 'hang' || store.faults.open === 'stall' ? /made no progress/.test(f.events[0]?.kind === 'store' ? f.events[0].message : '') : true, true);
+        // The blob is not marked bad: the store may be back for the next request.
+        store.faults.open = undefined;
+        assert.ok((await client(f)('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
+      });
+    }
+  });
+
+  describe('export', () => {
+    const fresh = imageManifestCache([Buffer.from('layer one'), crypto.randomBytes(300_000), Buffer.from('new layer')]);
+    const freshBlobs = [...fresh.layers, fresh.config];
+
+    it('acknowledges the blobs the store has without an upload, takes the rest, and commits the manifest once complete', async () => {
+      const f = await start();
+      const call = client(f);
+      const uploads: string[] = [];
+      for (const b of freshBlobs) {
+        const head = await call('HEAD', `blobs/${b.digest}`);
+        if (head.status === 200) {
+          assert.equal(head.headers['content-length'], String(b.size));
+          continue;
+        }
+        assert.equal(head.status, 404);
+        const put = await upload(call, b);
+        assert.deepEqual([put.status, put.headers['docker-content-digest'], put.headers.location], [201, b.digest, `/v2/buildx-cache/blobs/${b.digest}`]);
+        uploads.push(b.digest);
+      }
+      // "layer one" is in the restored entry: no upload, no question to the store.
+      assert.deepEqual(uploads, [fresh.layers[1], fresh.layers[2], fresh.config].map((b) => b?.digest));
+      assert.ok(!store.calls.has.includes(fresh.layers[0]?.digest ?? ''));
+      assert.equal(store.hasEntry('saved'), false, 'no entry before the manifest');
+
+      const head = await call('HEAD', 'manifests/save');
+      assert.equal(head.status, 404, 'BuildKit must PUT the manifest');
+      const put = await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data);
+      assert.deepEqual([put.status, put.headers['docker-content-digest']], [201, fresh.root.digest]);
+      assert.deepEqual(store.calls.commit, [fresh.root.digest]);
+      const entry = store.entry('saved');
+      assert.deepEqual(entry.index, { schemaVersion: 2, manifests: [{ mediaType: OCI_MANIFEST, digest: fresh.root.digest, size: fresh.root.size, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] });
+      assert.deepEqual(entry.blobs.map((b) => b.digest).sort(), fresh.blobs.map((b) => b.digest).sort());
+      assert.ok(fs.readFileSync(store.blobFile(fresh.root.digest)).equals(fresh.root.data), 'the manifest is a blob of the store');
+      assert.deepEqual([f.stats.uploaded, f.stats.acknowledged], [3, 1]);
+      assert.deepEqual(kinds(f.events), ['committed']);
+      assert.equal(f.exported?.root.digest, fresh.root.digest);
+
+      // Asked again, the facade has it; the same push is fine, another is refused, and nothing commits twice.
+      assert.equal((await call('HEAD', 'manifests/save')).headers['docker-content-digest'], fresh.root.digest);
+      assert.equal((await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data)).status, 201);
+      const other = await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, cache.root.data);
+      assert.deepEqual([other.status, codeOf(other)], [403, 'DENIED']);
+      assert.equal(store.calls.commit.length, 1);
+    });
+
+    it('refuses a manifest that reaches a blob the store lacks, and writes no entry', async () => {
+      const f = await start();
+      const call = client(f);
+      for (const b of freshBlobs.slice(0, 2)) await upload(call, b);
+      const put = await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data);
+      assert.deepEqual([put.status, codeOf(put)], [400, 'MANIFEST_BLOB_UNKNOWN']);
+      const detail = (JSON.parse(put.body.toString()) as { errors: { detail: { digests: string[] } }[] }).errors[0]?.detail.digests;
+      assert.deepEqual(detail?.sort(), [fresh.layers[2]?.digest, fresh.config.digest].sort());
+      assert.deepEqual([store.calls.commit, store.hasEntry('saved'), f.exported], [[], false, undefined]);
+    });
+
+    it('removes where-it-came-from annotations from the committed root, and acknowledges the digest BuildKit pushed', async () => {
+      const call = client(await start());
+      const annotated = blob(OCI_MANIFEST, {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: desc(cache.config),
+        layers: cache.layers.map((l) => ({ ...desc(l), annotations: { 'containerd.io/distribution.source.127.0.0.1': 'buildx-cache' } })),
+      });
+      const put = await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, annotated.data);
+      assert.deepEqual([put.status, put.headers['docker-content-digest']], [201, annotated.digest]);
+      // The same cache as the restored one: the same root, so the store can tell nothing changed.
+      assert.equal(store.entry('saved').index.manifests[0]?.digest, cache.root.digest);
+      assert.ok((await call('GET', 'manifests/save')).body.equals(annotated.data), 'BuildKit is shown what it pushed');
+    });
+
+    it('takes an index root (no image-manifest), and child manifests pushed by digest first', async () => {
+      const call = client(await start());
+      for (const b of freshBlobs) await upload(call, b);
+      const INDEX = 'application/vnd.oci.image.index.v1+json';
+      const index = blob(INDEX, { schemaVersion: 2, mediaType: INDEX, manifests: [desc(fresh.root)] });
+      const early = await call('PUT', 'manifests/save', { 'Content-Type': INDEX }, index.data);
+      assert.deepEqual([early.status, codeOf(early)], [400, 'MANIFEST_BLOB_UNKNOWN'], 'the child manifest was not pushed yet');
+      assert.equal((await call('PUT', `manifests/${fresh.root.digest}`, { 'Content-Type': OCI_MANIFEST }, fresh.root.data)).status, 201);
+      assert.equal((await call('PUT', 'manifests/save', { 'Content-Type': INDEX }, index.data)).status, 201);
+      assert.deepEqual(store.entry('saved').blobs.map((b) => b.digest).sort(), [index, ...fresh.blobs].map((b) => b.digest).sort());
+    });
+
+    it('refuses an upload that does not match its digest, and stores nothing', async () => {
+      const f = await start();
+      const b = fresh.layers[1] as Blob;
+      const wrong = Buffer.from(b.data);
+      wrong[0] = (wrong[0] ?? 0) ^ 1;
+      const put = await upload(client(f), { digest: b.digest, data: wrong });
+      assert.deepEqual([put.status, codeOf(put)], [400, 'DIGEST_INVALID']);
+      assert.deepEqual(kinds(f.events), ['rejected']);
+      assert.ok(!store.blobs().includes(b.digest));
+      assert.deepEqual(fs.readdirSync(store.dir).filter((n) => n.startsWith('.tmp')), []);
+      assert.equal((await client(f)('HEAD', `blobs/${b.digest}`)).status, 404);
+    });
+
+    it('takes chunked uploads (PATCH), spooled to disk, and monolithic POSTs', async () => {
+      const spoolDir = tempDir('dbxc-facade-spool-');
+      const f = await start({ writer: store.writer('saved'), spoolDir });
+      const call = client(f);
+      const b = fresh.layers[1] as Blob;
+      const begun = await call('POST', 'blobs/uploads/');
+      const at = begun.headers.location ?? '';
+      const first = await call('PATCH', at, { 'Content-Range': `0-99999`, 'Content-Type': 'application/octet-stream' }, b.data.subarray(0, 100_000));
+      assert.deepEqual([first.status, first.headers.range], [202, '0-99999']);
+      const outOfOrder = await call('PATCH', at, { 'Content-Range': '5-9' }, Buffer.from('xxxxx'));
+      assert.deepEqual([outOfOrder.status, outOfOrder.headers.range], [416, '0-99999']);
+      assert.equal((await call('PATCH', at, {}, b.data.subarray(100_000, 250_000))).headers.range, '0-249999');
+      const done = await call('PUT', `${at}?digest=${b.digest}`, {}, b.data.subarray(250_000));
+      assert.equal(done.status, 201);
+      assert.ok(fs.readFileSync(store.blobFile(b.digest)).equals(b.data));
+      assert.deepEqual(fs.readdirSync(spoolDir), [], 'the spool file is gone');
+      assert.equal((await call('PUT', `${at}?digest=${b.digest}`, {}, Buffer.alloc(0))).status, 404, 'the session is over');
+
+      const c = fresh.layers[2] as Blob;
+      const mono = await call('POST', `blobs/uploads/?digest=${c.digest}`, { 'Content-Type': 'application/octet-stream' }, c.data);
+      assert.equal(mono.status, 201);
+      assert.ok(store.blobs().includes(c.digest));
+    });
+
+    it('mounts a blob the store has (201) and starts an upload for one it lacks (202)', async () => {
+      const call = client(await start());
+      const present = await call('POST', `blobs/uploads/?mount=${cache.layers[1]?.digest ?? ''}&from=elsewhere`);
+      assert.deepEqual([present.status, present.headers['docker-content-digest']], [201, cache.layers[1]?.digest]);
+      const absent = await call('POST', `blobs/uploads/?mount=${fresh.layers[2]?.digest ?? ''}&from=elsewhere`);
+      assert.equal(absent.status, 202);
+    });
+
+    it('refuses pushes to the import tag, and every push to a read-only cache', async () => {
+      const rw = client(await start());
+      assert.equal(codeOf(await rw('PUT', 'manifests/restore', { 'Content-Type': OCI_MANIFEST }, cache.root.data)), 'DENIED');
+      const ro = client(await start({ reader: store.reader('restored') }));
+      assert.equal(codeOf(await ro('POST', 'blobs/uploads/')), 'DENIED');
+      assert.equal(codeOf(await ro('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, cache.root.data)), 'DENIED');
+      assert.equal((await ro('HEAD', `blobs/${cache.config.digest}`)).status, 200, 'still answers what it serves');
+    });
+
+    const faults: [string, Partial<FolderStore['faults']>, 'blob' | 'manifest', 'has' | 'put' | 'commit'][] = [
+      ['asking the store fails', { has: 'fail' }, 'blob', 'has'],
+      ['asking the store hangs', { has: 'hang' }, 'blob', 'has'],
+      ['storing a blob fails', { put: 'fail' }, 'blob', 'put'],
+      ['storing a blob drops halfway', { put: 'break' }, 'blob', 'put'],
+      ['storing a blob hangs', { put: 'hang' }, 'blob', 'put'],
+      ['writing the entry fails', { commit: 'fail' }, 'manifest', 'commit'],
+      ['writing the entry hangs', { commit: 'hang' }, 'manifest', 'commit'],
+    ];
+    for (const [name, fault, what, operation] of faults) {
+      it(`${name}: a 500 for BuildKit within the idle timeout, and no entry`, async () => {
+        const f = await start();
+        const call = client(f);
+        if (what === 'manifest') for (const b of freshBlobs) await upload(call, b);
+        Object.assign(store.faults, fault);
+        const begun = Date.now();
+        const target = fresh.layers[1] as Blob;
+        const a = what === 'manifest' ? await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data) : operation === 'has' ? await call('HEAD', `blobs/${target.digest}`) : await upload(call, target);
+        assert.equal(a.status, 500);
+        assert.ok(Date.now() - begun < 3_000, `answered after ${Date.now() - begun} ms`);
+        assert.deepEqual(kinds(f.events), [`store:${operation}`]);
+        assert.deepEqual([store.hasEntry('saved'), f.exported], [false, undefined]);
+        if (what === 'blob' && operation === 'put') assert.ok(!store.blobs().includes(target.digest));
+        // The store is back: BuildKit's retry goes through.
+        store.faults[operation] = undefined;
+        if (what === 'manifest') assert.equal((await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data)).status, 201);
+        else assert.equal((await upload(call, target)).status, 201);
+      });
+    }
+  });
+
+  it('closes promptly with requests in flight, aborting the store calls', async () => {
+    const f = await start();
+    store.faults.open = 'hang';
+    const pending = client(f)('GET', `blobs/${bigLayer.digest}`).catch((err: unknown) => err);
+    await new Promise((r) => setTimeout(r, 50));
+    const begun = Date.now();
+    await f.close();
+    assert.ok(Date.now() - begun < 1_000);
+    const outcome = await pending;
+    assert.ok(outcome instanceof Error || (outcome as Answer).status >= 500 || (outcome as Answer).error !== undefined);
+    assert.deepEqual(f.events, [], 'closing is nobody\'s failure');
+  });
+
+  it('writes its login into a docker config, privately, next to the others', async () => {
+    const f = await start();
+    const dir = tempDir('dbxc-facade-config-');
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ auths: { 'example.io': { auth: 'eA==' } }, credHelpers: { 'acr.io': 'acr' } }));
+    await addLogin(dir, f);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { auths: Record<string, { auth: string }>; credHelpers: unknown };
+    assert.deepEqual(Object.keys(config.auths).sort(), ['example.io', f.host].sort());
+    assert.equal(Buffer.from(config.auths[f.host]?.auth ?? '', 'base64').toString(), `${f.username}:${f.password}`);
+    assert.deepEqual(config.credHelpers, { 'acr.io': 'acr' });
+    assert.equal(fs.statSync(path.join(dir, 'config.json')).mode & 0o777, 0o600);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ credsStore: 'desktop' }));
+    await assert.rejects(addLogin(dir, f), /credential store/);
+  });
+});
