@@ -2,6 +2,7 @@ import * as assert from 'assert/strict';
 import * as crypto from 'crypto';
 import { PassThrough, Readable } from 'stream';
 import { pipeline } from 'stream/promises';
+import { facadeCacheFlags } from '../../tasks/DockerBuildxCacheV1/src/facade/flags';
 import {
   basicAuth,
   basicAuthorized,
@@ -181,6 +182,20 @@ describe('registry facade: protocol', () => {
       await pipeline(Readable.from([data]), new BlobVerifier(good, { onProgress: (n) => (seen += n) }), new PassThrough().resume());
       assert.equal(seen, data.length);
     });
+  });
+
+  describe('cache flags', () => {
+    const refs = { importRef: '127.0.0.1:40000/buildx-cache:restore', exportRef: '127.0.0.1:40000/buildx-cache:save' };
+    const cases: [string, Parameters<typeof facadeCacheFlags>, ReturnType<typeof facadeCacheFlags>][] = [
+      [
+        'a hit, saved: the folder path\'s export format',
+        [refs, 'max', 'gzip'],
+        { from: ['type=registry,ref=127.0.0.1:40000/buildx-cache:restore'], to: ['type=registry,ref=127.0.0.1:40000/buildx-cache:save,mode=max,compression=gzip,oci-mediatypes=true,ignore-error=true'] },
+      ],
+      ['a miss', [{ exportRef: refs.exportRef }, 'min', 'zstd'], { from: [], to: ['type=registry,ref=127.0.0.1:40000/buildx-cache:save,mode=min,compression=zstd,oci-mediatypes=true,ignore-error=true'] }],
+      ['a read-only cache', [{ importRef: refs.importRef }, 'max', 'gzip'], { from: ['type=registry,ref=127.0.0.1:40000/buildx-cache:restore'], to: [] }],
+    ];
+    for (const [name, args, flags] of cases) it(name, () => assert.deepEqual(facadeCacheFlags(...args), flags));
   });
 
   describe('the watchdog', () => {
