@@ -108,7 +108,11 @@ interface Committed {
  *   would carry the same secret from the same file. The config is written directly, not with
  *   `docker login`: measured, `docker login` has the daemon (dockerd) ping the registry, which a
  *   remote daemon cannot do on this machine's loopback.
- * - **Plain HTTP on 127.0.0.1.** BuildKit 0.32 talks plain HTTP to 127.0.0.1 with no configuration.
+ * - **Plain HTTP on 127.0.0.1.** BuildKit 0.32 talks plain HTTP to 127.0.0.1 with no configuration,
+ *   both as a host buildkitd (remote driver) and in a `docker-container` builder created with
+ *   `--driver-opt network=host` (its image assembled from shared/buildkit, with a socat stand-in for
+ *   buildctl as issue 11's hosted engine does): a miss, then hits, through the facade. Without
+ *   `network=host` the builder's 127.0.0.1 is its own, and the facade out of reach.
  *   dockerd's BuildKit (127.0.0.0/8 is an insecure registry by default) first opens TLS for the
  *   export and falls back to HTTP only when the server answers the TLS hello with an HTTP response.
  *   Node's HTTP server does that by default (a 400 to the unparseable hello); a server that just
@@ -119,7 +123,13 @@ interface Committed {
  *   goes on without the cache. A blob upload answered 500 is tried three more times (after 1, 2 and
  *   4 s), then the build fails ("error writing layer blob"); a manifest PUT answered 500 fails it
  *   at once. So the task must treat a failed build with a `corrupt` or `store` event as cache
- *   trouble, and build again without the cache, as it does today with the folder.
+ *   trouble, and build again without the cache, as it does today with the folder. With
+ *   `ignore-error=true` on the export (see flags.ts) a failed export is only logged.
+ * - **Progress.** A cached step whose layer BuildKit pulls from the registry cache (because the step
+ *   above it runs) is often shown only as its download and extraction, without `CACHED`: with
+ *   dockerd's BuildKit in 5 runs of 6 through the facade, against 0 of 6 from the same cache as a
+ *   `type=local` folder; BuildKit 0.32 too. The step did not run in any of them. The task's count of
+ *   cached steps (buildx/progress.ts) must count such a step as cached before the facade is used.
  *
  * ## What the facade promises
  *
