@@ -107,7 +107,7 @@ describe('mock-run: the main step', function () {
   it('docker-container: creates a job-unique builder, builds with a fresh cache export, and hands the builder to the post step', async () => {
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
     const build = buildLine(BUILDER, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
-    const run = await runScenario(main({ imageName: 'app' }, { ...containerBuilder, [build]: { code: 0, stderr: '#5 [2/2] RUN make\n#5 CACHED' } }));
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker-container' }, { ...containerBuilder, [build]: { code: 0, stderr: '#5 [2/2] RUN make\n#5 CACHED' } }));
 
     assert.ok(run.succeeded, run.stdout);
     assert.deepEqual(run.commands, [
@@ -182,6 +182,48 @@ describe('mock-run: the main step', function () {
       assert.ok(run.succeeded, run.stdout);
       assert.deepEqual(run.commands, [...(inputs.driver === 'docker' ? PREFLIGHT_DOCKER : PREFLIGHT), ...builderCommands, build]);
       assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
+    });
+  }
+
+  // driver auto (the default): the inputs, the engine's image store → the commands after the preflight, the builder, the reason in the log and the summary
+  const STORE = `${DOCKER} info --format '{{json .DriverStatus}}'`;
+  const classic = { [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 0, stdout: '[["Backing Filesystem","extfs"]]' } };
+  const autoCases: [string, Record<string, string>, Record<string, { code: number; stdout?: string; stderr?: string }>, string[], string, RegExp][] = [
+    ['the containerd image store: the engine\'s own builder', {}, {}, [STORE, `${DOCKER} buildx inspect default`], 'default', /^loc_mock_DriverAutoContainerd docker$/],
+    ['the classic image store: a builder of its own', {}, classic, [STORE, `${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)], BUILDER, /^loc_mock_DriverAutoClassic docker-container$/],
+    [
+      'an image store the engine does not report: a builder of its own',
+      {},
+      { [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 1, stderr: 'permission denied' } },
+      [STORE, `${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)],
+      BUILDER,
+      /^loc_mock_DriverAutoStoreUnknown docker-container$/,
+    ],
+    [
+      'driver options on the containerd store: a builder of its own, without asking the store',
+      { driverOptions: 'network=host' },
+      { [`${DOCKER} buildx inspect ${BUILDER}`]: missing, [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`]: ok, [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok },
+      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+      BUILDER,
+      /^loc_mock_DriverAutoBuilderInputs docker-container driverOptions$/,
+    ],
+  ];
+  for (const [name, inputs, exec, commands, builder, reason] of autoCases) {
+    it(`driver auto with ${name}`, async () => {
+      const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+      const build = buildLine(builder, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+      // No driver input: the agent passes task.json's default, auto.
+      const run = await runScenario(main({ imageName: 'app', cacheBackend: 'directory', cacheDir, ...inputs }, { [`${DOCKER} buildx inspect default`]: ok, ...containerBuilder, ...exec, [build]: ok }));
+      assert.ok(run.succeeded, run.stdout);
+      assert.deepEqual(run.commands, [...PREFLIGHT, ...commands, build]);
+      assert.equal(run.outputs.builderName, builder);
+      const said = /^loc_mock_DriverChosen (.*)$/m.exec(run.stdout)?.[1] ?? '';
+      assert.match(said, reason);
+      const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; summary?: { driver?: string } };
+      assert.equal(state.summary?.driver, said, 'the summary says what the log says');
+      assert.equal(state.removeBuilder, builder === BUILDER ? BUILDER : undefined);
+      // Either way the cache is exported; no warning about the image store.
+      assertWarnings(run, MOCK_BUILD_WARNINGS);
     });
   }
 

@@ -1,8 +1,7 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
-import { defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
+import { defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/buildx/docker';
-import type { BuilderConfig } from '../../tasks/DockerBuildxCacheV1/src/config';
 
 type Script = Record<string, RunResult | RunResult[]>;
 const ok: RunResult = { code: 0, stdout: '', stderr: '' };
@@ -24,7 +23,7 @@ function fakeDocker(script: Script): { docker: DockerCli; run: RunStub } {
   return { docker: { run }, run };
 }
 
-const config = (extra: Partial<BuilderConfig> = {}): BuilderConfig => ({ driver: 'docker-container', driverOptions: [], remove: true, ...extra });
+const config = (extra: Partial<BuilderSpec> = {}): BuilderSpec => ({ driver: 'docker-container', driverOptions: [], remove: true, ...extra });
 
 describe('builder lifecycle', () => {
   it('creates a job-unique builder and bootstraps it', async () => {
@@ -79,7 +78,7 @@ describe('builder lifecycle', () => {
     assert.ok(created.calledOnceWith('job-b'));
   });
 
-  const dockerDriver: [string, Partial<BuilderConfig>, string][] = [
+  const dockerDriver: [string, Partial<BuilderSpec>, string][] = [
     ['the default context', {}, 'default'],
     ['a named context', { endpoint: 'remote-engine' }, 'remote-engine'],
   ];

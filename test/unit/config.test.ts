@@ -43,7 +43,7 @@ describe('config: reading and validating inputs', () => {
       registryRef: undefined,
       azure: undefined,
     });
-    assert.equal(c.builder.driver, 'docker-container');
+    assert.equal(c.builder.driver, 'auto');
     assert.equal(c.builder.remove, true);
     assert.equal(c.build.noCache, false);
     assert.equal(c.build.pull, false);
@@ -75,7 +75,7 @@ describe('config: reading and validating inputs', () => {
     ['cacheDir macros left by the agent are expanded', { imageName: 'app', cacheDir: '$(Agent.TempDirectory)/c' }, (c) => assert.equal(c.cache.dir, '/agent-temp/c')],
     ['relative cacheDir from the working directory', { imageName: 'app', cacheDir: '../cache' }, (c) => assert.equal(c.cache.dir, path.resolve(ws, '../cache'))],
     ['builder settings', { imageName: 'app', builderName: 'ci.builder-1', driverOptions: 'network=host\nimage=moby/buildkit:v0.13', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', endpoint: 'ctx' }, (c) =>
-      assert.deepEqual(c.builder, { buildxVersion: undefined, buildxDownloadUrl: undefined, driver: 'docker-container', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), endpoint: 'ctx', remove: true })],
+      assert.deepEqual(c.builder, { buildxVersion: undefined, buildxDownloadUrl: undefined, driver: 'auto', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), endpoint: 'ctx', remove: true })],
     ['remote driver with an endpoint', { imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' }, (c) => assert.equal(c.builder.endpoint, 'tcp://bk:1234')],
     ['a pinned buildx from a mirror', { imageName: 'app', buildxVersion: 'v0.19.2', buildxDownloadUrl: 'https://mirror.example/buildx/releases' }, (c) =>
       assert.deepEqual([c.builder.buildxVersion, c.builder.buildxDownloadUrl], ['0.19.2', 'https://mirror.example/buildx/releases'])],
@@ -173,7 +173,7 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', cacheMode: 'all' }, 'cacheMode', /not one of: max, min/],
     [{ imageName: 'app', cacheCompression: 'lz4' }, 'cacheCompression', /not one of: gzip, zstd, uncompressed/],
     [{ imageName: 'app', cacheDir: '$(No.Such.Var)/cache' }, 'cacheDir', /No.Such.Var, which is not defined/],
-    [{ imageName: 'app', driver: 'podman' }, 'driver', /not one of: docker-container, docker, kubernetes, remote/],
+    [{ imageName: 'app', driver: 'podman' }, 'driver', /not one of: auto, docker-container, docker, kubernetes, remote/],
     [{ imageName: 'app', builderName: '1st' }, 'builderName', /Start with a letter/],
     [{ imageName: 'app', driverOptions: 'network' }, 'driverOptions', /not KEY=VALUE/],
     [{ imageName: 'app', buildkitdConfig: 'missing.toml' }, 'buildkitdConfig', /no file at 'missing.toml'/],

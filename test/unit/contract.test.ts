@@ -71,7 +71,7 @@ const CONTRACT: [string, string, string][] = [
   ['retentionDays', 'string', '7'],
   ['cacheHitVar', 'string', ''],
   ['failOnCacheError', 'boolean', 'false'],
-  ['driver', 'pickList', 'docker-container'],
+  ['driver', 'pickList', 'auto'],
   ['builderName', 'string', ''],
   ['driverOptions', 'multiLine', ''],
   ['buildkitdFlags', 'string', ''],
@@ -88,7 +88,7 @@ const PICK_OPTIONS: Record<string, string[]> = {
   cacheScope: ['branch', 'shared'],
   cacheMode: ['max', 'min'],
   cacheCompression: ['gzip', 'zstd', 'uncompressed'],
-  driver: ['docker-container', 'docker', 'kubernetes', 'remote'],
+  driver: ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'],
 };
 const OUTPUT_VARIABLES = ['cacheHit', 'cacheKey', 'cacheRestoredKey', 'imageId', 'digest', 'metadataFile', 'builderName'];
 

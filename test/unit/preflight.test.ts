@@ -2,7 +2,7 @@ import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/buildx/docker';
 import { gates, hasContainerdStore, parseBuildxVersion, parseDockerVersion, preflight, PreflightError } from '../../tasks/DockerBuildxCacheV1/src/buildx/preflight';
-import { readConfig, type Config } from '../../tasks/DockerBuildxCacheV1/src/config';
+import { readConfig, type Config, type Driver } from '../../tasks/DockerBuildxCacheV1/src/config';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
 function config(inputs: Record<string, string>): Config {
@@ -34,25 +34,27 @@ describe('preflight: what the engine and buildx report', () => {
     assert.equal(hasContainerdStore('[["Backing Filesystem","extfs"],["Supports d_type","true"]]'), false);
   });
 
-  // driver, inputs, buildx, containerd store → export, reset, warnings
-  const table: [string, Record<string, string>, string, boolean | undefined, boolean, boolean, number][] = [
-    ['docker driver with the containerd store', { driver: 'docker' }, '0.13.1', true, true, false, 0],
-    ['docker driver with the classic store: no export, a warning', { driver: 'docker' }, '0.13.1', false, false, false, 1],
-    ['docker driver, classic store, no cache: nothing to warn about', { driver: 'docker', cacheBackend: 'none' }, '0.13.1', false, false, false, 0],
-    ['docker driver, classic store, read-only cache', { driver: 'docker', saveCache: 'never' }, '0.13.1', false, false, false, 0],
-    ['docker-container needs no containerd store', { driver: 'docker-container' }, '0.13.1', undefined, true, false, 0],
-    ['buildx 0.35 resets the local export itself', { driver: 'docker-container' }, '0.35.0', undefined, true, true, 0],
-    ['buildx 0.35 without export', { driver: 'docker', saveCache: 'never' }, '0.35.0', true, false, false, 0],
+  // inputs, the driver chosen, buildx, containerd store → export, reset, warnings
+  const table: [string, Record<string, string>, Driver, string, boolean | undefined, boolean, boolean, number][] = [
+    ['docker driver with the containerd store', {}, 'docker', '0.13.1', true, true, false, 0],
+    ['docker driver with the classic store: no export, a warning', {}, 'docker', '0.13.1', false, false, false, 1],
+    ['docker driver, classic store, no cache: nothing to warn about', { cacheBackend: 'none' }, 'docker', '0.13.1', false, false, false, 0],
+    ['docker driver, classic store, read-only cache', { saveCache: 'never' }, 'docker', '0.13.1', false, false, false, 0],
+    ['docker-container needs no containerd store', {}, 'docker-container', '0.13.1', undefined, true, false, 0],
+    ['docker-container on the classic store exports', {}, 'docker-container', '0.13.1', false, true, false, 0],
+    ['buildx 0.35 resets the local export itself', {}, 'docker-container', '0.35.0', undefined, true, true, 0],
+    ['buildx 0.36.1 resets it on the docker driver too', {}, 'docker', '0.36.1', true, true, true, 0],
+    ['buildx 0.35 without export', { saveCache: 'never' }, 'docker', '0.35.0', true, false, false, 0],
   ];
-  for (const [name, inputs, version, store, cacheExport, resetOnExport, warnings] of table) {
+  for (const [name, inputs, driver, version, store, cacheExport, resetOnExport, warnings] of table) {
     it(`gates: ${name}`, () => {
-      const g = gates(config({ imageName: 'app', ...inputs }), version, store);
+      const g = gates(config({ imageName: 'app', ...inputs }), driver, version, store);
       assert.deepEqual([g.cacheExport, g.resetOnExport, g.warnings.length], [cacheExport, resetOnExport, warnings]);
     });
   }
 
   it('a buildx older than the task needs is an error naming buildxVersion', () => {
-    assert.throws(() => gates(config({ imageName: 'app' }), '0.9.1', undefined), (e: Error) => e instanceof PreflightError && /buildx 0\.9\.1 is older than 0\.10\.0.*Set 'buildxVersion'/.test(e.message));
+    assert.throws(() => gates(config({ imageName: 'app' }), 'docker-container', '0.9.1', undefined), (e: Error) => e instanceof PreflightError && /buildx 0\.9\.1 is older than 0\.10\.0.*Set 'buildxVersion'/.test(e.message));
   });
 
   function docker(answers: Record<string, Partial<RunResult>>): DockerCli {
@@ -73,6 +75,23 @@ describe('preflight: what the engine and buildx report', () => {
     const p = await preflight(docker(ok), config({ imageName: 'app', driver: 'docker' }), 'the tool cache');
     assert.deepEqual(p.report, ['docker client 28.2.2, engine 26.1.5', 'buildx 0.19.2, from the tool cache', 'engine image store: containerd']);
   });
+
+  // The image store is asked for only when the driver depends on it.
+  const storeAsked: [string, Record<string, string>, boolean][] = [
+    ['docker', { driver: 'docker' }, true],
+    ['auto', { driver: 'auto' }, true],
+    ['auto by default', {}, true],
+    ['auto with a builder input, which makes it docker-container', { driver: 'auto', driverOptions: 'network=host' }, false],
+    ['docker-container', { driver: 'docker-container' }, false],
+    ['remote', { driver: 'remote', endpoint: 'tcp://bk:1234' }, false],
+  ];
+  for (const [name, inputs, asked] of storeAsked) {
+    it(`asks for the image store with ${name}: ${String(asked)}`, async () => {
+      const p = await preflight(docker(ok), config({ imageName: 'app', ...inputs }), 'the plugin');
+      assert.equal(p.containerdStore, asked ? true : undefined);
+      assert.equal(p.report.includes('engine image store: containerd'), asked);
+    });
+  }
 
   it('fails with the likely cause when no engine answers', async () => {
     const answers = { ...ok, 'version --format {{json .}}': { code: 1, stdout: '{"Client":{"Version":"28.2.2"},"Server":null}', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' } };

@@ -10,8 +10,10 @@ const ANSWERS: Record<string, RunResult> = {
   'info --format {{json .DriverStatus}}': { code: 0, stdout: '[["driver-type","io.containerd.snapshotter.v1"]]', stderr: '' },
 };
 
+const CLASSIC: RunResult = { code: 0, stdout: '[["Backing Filesystem","extfs"]]', stderr: '' };
+
 /** A docker whose commands all hang until `release()`: what has started by then ran side by side. */
-function heldDocker(): { docker: DockerCli; started: string[]; release: () => void } {
+function heldDocker(overrides: Record<string, RunResult> = {}): { docker: DockerCli; started: string[]; release: () => void } {
   const started: string[] = [];
   const waiting: (() => void)[] = [];
   let released = false;
@@ -19,7 +21,7 @@ function heldDocker(): { docker: DockerCli; started: string[]; release: () => vo
     run(args) {
       const line = args.join(' ');
       started.push(line);
-      const answer = ANSWERS[line] ?? { code: 0, stdout: 'Name: b\nPlatforms: linux/amd64\n', stderr: '' };
+      const answer = overrides[line] ?? ANSWERS[line] ?? { code: 0, stdout: 'Name: b\nPlatforms: linux/amd64\n', stderr: '' };
       if (released) return Promise.resolve(answer);
       return new Promise((resolve) => waiting.push(() => resolve(answer)));
     },
@@ -36,27 +38,35 @@ const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('setup: the preflight and the builder while the cache restores', () => {
   let ws: string;
-  const config = (driver: string): Config =>
-    readConfig({ input: (n) => ({ imageName: 'app', driver, cacheBackend: 'none' })[n] ?? '', variable: (n) => ({ 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': ws, 'Agent.WorkFolder': ws, 'Agent.OS': 'Linux' })[n] });
+  const config = (driver: string, extra: Record<string, string> = {}): Config =>
+    readConfig({ input: (n) => ({ imageName: 'app', driver, cacheBackend: 'none', ...extra })[n] ?? '', variable: (n) => ({ 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': ws, 'Agent.WorkFolder': ws, 'Agent.OS': 'Linux' })[n] });
   beforeEach(() => {
     ws = tempDir();
     writeTree(ws, { Dockerfile: 'FROM scratch\n' });
   });
   afterEach(cleanup);
 
-  const cases: [string, string[], string[]][] = [
-    ['the docker driver: its builder is only inspected, beside the preflight', ['docker'], ['version --format {{json .}}', 'buildx version', 'info --format {{json .DriverStatus}}', 'buildx inspect default']],
-    ['docker-container: the builder, which may be created, waits for the preflight', ['docker-container'], ['version --format {{json .}}', 'buildx version']],
+  const PREFLIGHT = ['version --format {{json .}}', 'buildx version'];
+  const STORE = 'info --format {{json .DriverStatus}}';
+  // name, driver and inputs, docker answers → what started before anything answered, the driver chosen, every command by the end
+  const cases: [string, string, Record<string, string>, Record<string, RunResult>, string[], string, RegExp][] = [
+    ['the docker driver: its builder is only inspected, beside the preflight', 'docker', {}, {}, [...PREFLIGHT, STORE, 'buildx inspect default'], 'docker', /^buildx inspect default$/],
+    ['docker-container: the builder, which may be created, waits for the preflight', 'docker-container', {}, {}, PREFLIGHT, 'docker-container', /^buildx inspect --bootstrap buildx-cache-/],
+    ['auto on the containerd store: the docker driver, its builder looked at beside the preflight', 'auto', {}, {}, [...PREFLIGHT, STORE, 'buildx inspect default'], 'docker', /^buildx inspect default$/],
+    ['auto on the classic store: a builder of its own, after the preflight', 'auto', {}, { [STORE]: CLASSIC }, [...PREFLIGHT, STORE, 'buildx inspect default'], 'docker-container', /^buildx inspect --bootstrap buildx-cache-/],
+    ['auto with a builder input: docker-container, and the store is not asked', 'auto', { driverOptions: 'network=host' }, {}, PREFLIGHT, 'docker-container', /^buildx inspect --bootstrap buildx-cache-/],
   ];
-  for (const [name, [driver = ''], before] of cases) {
+  for (const [name, driver, inputs, overrides, before, chosen, last] of cases) {
     it(name, async () => {
-      const { docker, started, release } = heldDocker();
-      const setup = startSetup(docker, config(driver), recorder, 'the plugin', 'job', 'agent');
+      const { docker, started, release } = heldDocker(overrides);
+      const setup = startSetup(docker, config(driver, inputs), recorder, 'the plugin', 'job', 'agent');
       for (let i = 0; i < 5; i++) await tick();
       assert.deepEqual(started, before, 'started before any command answered');
       release();
-      const { builder } = await setup.show();
-      assert.equal(builder.name, driver === 'docker' ? 'default' : started.find((c) => c.startsWith('buildx inspect '))?.split(' ').pop());
+      const result = await setup.show();
+      assert.equal(result.driver.driver, chosen);
+      assert.match(started[started.length - 1] ?? '', last);
+      assert.equal(result.builder.name, chosen === 'docker' ? 'default' : started.find((c) => c.startsWith('buildx inspect --bootstrap '))?.split(' ').pop());
     });
   }
 });

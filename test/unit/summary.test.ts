@@ -5,6 +5,7 @@ describe('the build summary', () => {
   const full: SummaryData = {
     backend: 'local',
     image: 'app:1',
+    driver: 'docker (auto), because the engine uses the containerd image store',
     key: 'buildx|"Linux"|"app"|abc=',
     hit: 'inexact',
     restored: { key: 'buildx|"Linux"|"app"|old=', scope: 'refs/heads/main', created: '2026-11-27T10:00:00.000Z' },
@@ -21,6 +22,7 @@ describe('the build summary', () => {
   };
 
   const rows: [string, RegExp][] = [
+    ['the driver and why', /^\| Builder driver \| docker \(auto\), because the engine uses the containerd image store \|$/m],
     ['the key', /^\| Key \| `buildx\\\|"Linux"\\\|"app"\\\|abc=` \|$/m],
     ['the hit kind', /^\| Cache hit \| restore key \(`inexact`\) \|$/m],
     ['the entry that was restored', /^\| Restored entry \| `buildx\\\|"Linux"\\\|"app"\\\|old=` from `refs\/heads\/main`, saved 2026-11-27T10:00:00.000Z \|$/m],

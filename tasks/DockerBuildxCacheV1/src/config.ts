@@ -40,8 +40,11 @@ export const CACHE_MODES = ['max', 'min'] as const;
 export type CacheMode = (typeof CACHE_MODES)[number];
 export const COMPRESSIONS = ['gzip', 'zstd', 'uncompressed'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
-export const DRIVERS = ['docker-container', 'docker', 'kubernetes', 'remote'] as const;
-export type Driver = (typeof DRIVERS)[number];
+/** `auto` picks `docker` or `docker-container` once the engine's image store is known (buildx/driver.ts). */
+export const DRIVERS = ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'] as const;
+export type DriverSetting = (typeof DRIVERS)[number];
+/** A driver buildx knows: what `auto` becomes. */
+export type Driver = Exclude<DriverSetting, 'auto'>;
 
 export interface Secret {
   readonly id: string;
@@ -115,7 +118,7 @@ export interface BuilderConfig {
   readonly buildxVersion?: string;
   /** A mirror laid out like https://github.com/docker/buildx/releases. */
   readonly buildxDownloadUrl?: string;
-  readonly driver: Driver;
+  readonly driver: DriverSetting;
   readonly name?: string;
   readonly driverOptions: readonly string[];
   readonly buildkitdFlags?: string;
@@ -380,7 +383,7 @@ function checkKey(input: string, key: string): void {
 }
 
 function readBuilder(src: Source, workingDirectory: string, resolve: (p: string) => string, warnings: string[]): BuilderConfig {
-  const driver = pick(src, 'driver', DRIVERS, 'docker-container');
+  const driver = pick(src, 'driver', DRIVERS, 'auto');
   const name = src.input('builderName') || undefined;
   if (name !== undefined && !BUILDER_NAME.test(name)) throw new InputError('builderName', loc('InputBuilderNameInvalid', name));
 

@@ -73,12 +73,12 @@ export async function runMain(): Promise<void> {
     await setup.flush();
     throw err;
   });
-  const { preflight, builder } = await setup.show().catch(async (err: unknown) => {
+  const { gates, builder } = await setup.show().catch(async (err: unknown) => {
     if (prepared.pending !== undefined) await prepared.pending.folder.discard(prepared.pending.fresh);
     throw err;
   });
   setOutput('builderName', builder.name);
-  const cache = await applyGates(config, prepared, preflight.gates);
+  const cache = await applyGates(config, prepared, gates);
 
   let settled = false;
   try {

@@ -2,17 +2,19 @@ import * as path from 'path';
 import { formatSeconds, info, warn } from './agent';
 import { defaultBuilderName, ensureBuilder, type Builder } from './buildx/builder';
 import { buffered, type Docker, type DockerCli } from './buildx/docker';
+import { chooseDriver, describeDriver, mayBeDocker, type DriverChoice } from './buildx/driver';
 import { installBuildx, InstallError, RELEASES } from './buildx/install';
-import { preflight, type Preflight } from './buildx/preflight';
-import type { Config } from './config';
+import { gates, preflight, type Gates, type Preflight } from './buildx/preflight';
+import type { Config, Driver } from './config';
 import { InputError } from './config';
 import { registryLogin } from './auth/login';
 import { createDockerConfig, installPlugin } from './docker-config';
 import { loc } from './loc';
+import type { SummaryData } from './summary';
 
-/** The job's record of what the post-job step must undo; see main-step. */
+/** The job's record of what the post-job step must undo, and of the summary; see main-step. */
 export interface Recorder {
-  update(patch: { removeBuilder?: string; dockerConfig?: string }): void;
+  update(patch: { removeBuilder?: string; dockerConfig?: string }, summary?: Partial<SummaryData>): void;
   timed<T>(title: string, work: () => Promise<T>, describe?: (result: T) => string): Promise<T>;
 }
 
@@ -44,32 +46,47 @@ export async function dockerSession(config: Config, docker: Docker, tempRoot: st
   return { docker: session, source: installed?.source ?? loc('BuildxInstalledPlugin') };
 }
 
+export interface SetupResult {
+  readonly preflight: Preflight;
+  /** The driver the job builds with, and why. */
+  readonly driver: DriverChoice;
+  /** What this buildx, engine and driver allow. */
+  readonly gates: Gates;
+  readonly builder: Builder;
+}
+
 export interface Setup {
   /** Shows the preflight and builder groups, once both are done. */
-  show(): Promise<{ preflight: Preflight; builder: Builder }>;
+  show(): Promise<SetupResult>;
   /** After a failure elsewhere: waits for both, and shows what they logged. */
   flush(): Promise<void>;
 }
 
 /**
  * Starts the preflight and the builder, neither of which depends on the cache, so that they run
- * while the cache is restored. The docker driver's builder is only looked at, so that runs beside
- * the preflight; a builder that may be created waits for the preflight to pass. Their log is kept
- * and shown in their own groups afterwards, the builder's only once the preflight passed.
+ * while the cache is restored. The preflight gathers the facts; the driver (for `auto`) and the
+ * gates are decided from them. The docker driver's builder is only looked at, so that runs beside
+ * the preflight, also for `auto` when it may become `docker`; a builder that may be created waits
+ * for the preflight to pass. Their log is kept and shown in their own groups afterwards, the
+ * builder's only once the preflight passed.
  */
 export function startSetup(docker: DockerCli, config: Config, job: Recorder, buildxSource: string, jobId?: string, agentName?: string): Setup {
   const preflightLog: string[] = [];
+  const lookLog: string[] = [];
   const builderLog: string[] = [];
-  const checked = preflight(buffered(docker, preflightLog), config, buildxSource);
-  const startBuilder = async (): Promise<Builder & { ms: number }> => {
+  const checked = preflight(buffered(docker, preflightLog), config, buildxSource).then((p) => {
+    const driver = chooseDriver(config.builder, p.containerdStore);
+    return { preflight: p, driver, gates: gates(config, driver.driver, p.buildx, p.containerdStore) };
+  });
+  const startBuilder = async (driver: Driver, log: string[]): Promise<Builder & { ms: number }> => {
     const start = Date.now();
-    const builder = await ensureBuilder(buffered(docker, builderLog), config.builder, defaultBuilderName(jobId, agentName), (name) => {
+    const builder = await ensureBuilder(buffered(docker, log), { ...config.builder, driver }, defaultBuilderName(jobId, agentName), (name) => {
       if (config.builder.remove) job.update({ removeBuilder: name });
     });
     return { ...builder, ms: Date.now() - start };
   };
-  const looked = config.builder.driver === 'docker' ? startBuilder() : undefined;
-  const ready = checked.then(() => looked ?? startBuilder());
+  const looked = mayBeDocker(config.builder) ? startBuilder('docker', lookLog) : undefined;
+  const ready = checked.then(({ driver }) => (driver.driver === 'docker' && looked !== undefined ? looked : startBuilder(driver.driver, builderLog)));
   checked.catch(() => undefined);
   looked?.catch(() => undefined);
   ready.catch(() => undefined);
@@ -79,34 +96,44 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
 
   return {
     async show() {
-      const p = await job.timed(
+      const decided = await job.timed(
         loc('PhasePreflight'),
         async () => {
           const result = await checked.finally(() => {
             print(preflightLog);
           });
-          info(result.report.join('\n'));
+          info(result.preflight.report.join('\n'));
+          // A look at the engine's builder that `auto` did not need: it ran during the preflight.
+          if (looked !== undefined && result.driver.driver !== 'docker') {
+            await looked.catch(() => undefined);
+            print(lookLog);
+          }
           return result;
         },
-        (r) => loc('PreflightDone', r.versions.server ?? '-', r.buildx),
+        (r) => loc('PreflightDone', r.preflight.versions.server ?? '-', r.preflight.buildx),
       );
-      for (const warning of p.gates.warnings) warn(warning);
+      for (const warning of decided.gates.warnings) warn(warning);
+      const driverText = describeDriver(decided.driver);
+      job.update({}, { driver: driverText });
       const builder = await job.timed(
         loc('PhaseBuilder'),
-        () =>
-          ready.finally(() => {
-            print(builderLog);
-          }),
+        () => {
+          info(loc('DriverChosen', driverText));
+          return ready.finally(() => {
+            print(decided.driver.driver === 'docker' ? lookLog : builderLog);
+          });
+        },
         (b) => {
           const platforms = b.platforms.join(', ') || '-';
-          return b.created ? loc('BuilderCreated', b.name, config.builder.driver, platforms, formatSeconds(b.ms)) : loc('BuilderReused', b.name, config.builder.driver, platforms, formatSeconds(b.ms));
+          return b.created ? loc('BuilderCreated', b.name, decided.driver.driver, platforms, formatSeconds(b.ms)) : loc('BuilderReused', b.name, decided.driver.driver, platforms, formatSeconds(b.ms));
         },
       );
-      return { preflight: p, builder };
+      return { ...decided, builder };
     },
     async flush() {
       await Promise.allSettled([checked, ready, looked]);
       print(preflightLog);
+      print(lookLog);
       print(builderLog);
     },
   };

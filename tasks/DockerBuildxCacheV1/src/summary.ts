@@ -6,6 +6,8 @@ import type { HitKind } from './store/types';
 export interface SummaryData {
   readonly backend: string;
   readonly image?: string;
+  /** The driver the job built with, and why: `docker (auto), because …`. */
+  readonly driver?: string;
   readonly key?: string;
   readonly hit?: HitKind;
   readonly restored?: { readonly key: string; readonly scope: string; readonly created: string };
@@ -28,6 +30,7 @@ const code = (text: string): string => `\`${cell(text).replace(/`/g, "'")}\``;
 export function renderSummary(s: SummaryData): string {
   const rows: [string, string][] = [['Cache backend', code(s.backend)]];
   if (s.image !== undefined) rows.push(['Image', code(s.image)]);
+  if (s.driver !== undefined) rows.push(['Builder driver', cell(s.driver)]);
   if (s.key !== undefined) rows.push(['Key', code(s.key)]);
   if (s.hit !== undefined) rows.push(['Cache hit', HIT_TEXT[s.hit]]);
   if (s.restored !== undefined) rows.push(['Restored entry', `${code(s.restored.key)} from ${code(s.restored.scope)}, saved ${cell(s.restored.created)}`]);

@@ -1,5 +1,5 @@
 import * as crypto from 'crypto';
-import type { BuilderConfig } from '../config';
+import type { BuilderConfig, Driver } from '../config';
 import { createBuilderArgs } from './args';
 import type { DockerCli, RunResult } from './docker';
 
@@ -19,6 +19,9 @@ export function parsePlatforms(inspect: string): string[] {
     .map((p) => p.trim())
     .filter((p) => p !== '');
 }
+
+/** The builder inputs with the driver that the job builds with (what `auto` became). */
+export type BuilderSpec = BuilderConfig & { readonly driver: Driver };
 
 export class BuilderError extends Error {
   override name = 'BuilderError';
@@ -43,7 +46,7 @@ function explain(what: string, result: RunResult): string {
  * docker context (`endpoint`, else `default`). Any other driver gets a builder of its own, reused
  * when one with that name exists already.
  */
-export async function ensureBuilder(docker: DockerCli, config: BuilderConfig, defaultName: string, onCreated: (name: string) => void): Promise<Builder> {
+export async function ensureBuilder(docker: DockerCli, config: BuilderSpec, defaultName: string, onCreated: (name: string) => void): Promise<Builder> {
   if (config.driver === 'docker') {
     const name = config.endpoint ?? 'default';
     const inspect = await docker.run(['buildx', 'inspect', name], { echo: true });

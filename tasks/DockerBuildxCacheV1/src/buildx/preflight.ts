@@ -1,6 +1,7 @@
-import type { Config } from '../config';
+import type { Config, Driver } from '../config';
 import { loc } from '../loc';
 import type { DockerCli } from './docker';
+import { mayBeDocker } from './driver';
 import { compareVersions } from './install';
 
 /** The oldest buildx whose flags this task uses (`--metadata-file`, cache `compression=`, `--builder`). */
@@ -46,26 +47,28 @@ export interface Gates {
 }
 
 /**
- * What the task may ask of this buildx and engine. A buildx older than the task needs is an error
- * that names `buildxVersion` as the fix; a feature the engine lacks is a warning, never silent.
+ * What the task may ask of this buildx and engine with the driver chosen. A buildx older than the
+ * task needs is an error that names `buildxVersion` as the fix; a feature the engine lacks is a
+ * warning, never silent.
  */
-export function gates(config: Config, buildx: string, containerdStore: boolean | undefined): Gates {
+export function gates(config: Config, driver: Driver, buildx: string, containerdStore: boolean | undefined): Gates {
   if (compareVersions(buildx, MIN_BUILDX) < 0) throw new PreflightError(loc('PreflightBuildxTooOld', buildx, MIN_BUILDX, MIN_BUILDX));
   const warnings: string[] = [];
   const exporting = config.cache.backend !== 'none' && config.cache.save !== 'never';
   let cacheExport = exporting;
-  if (exporting && config.builder.driver === 'docker' && containerdStore === false) {
+  if (exporting && driver === 'docker' && containerdStore === false) {
     warnings.push(loc('WarnNoContainerdStore'));
     cacheExport = false;
   }
   return { cacheExport, resetOnExport: cacheExport && compareVersions(buildx, RESET_EXPORT_BUILDX) >= 0, warnings };
 }
 
+/** What the engine and buildx are: facts only; the driver and the gates are decided from them. */
 export interface Preflight {
   readonly versions: Versions;
   readonly buildx: string;
+  /** Asked only when the driver depends on it (the docker driver, or `auto`); undefined otherwise or when the engine did not say. */
   readonly containerdStore?: boolean;
-  readonly gates: Gates;
   /** Lines for the log's preflight group. */
   readonly report: readonly string[];
 }
@@ -75,15 +78,16 @@ export function engineAddress(): string {
   return process.env.DOCKER_HOST ?? (process.env.DOCKER_CONTEXT !== undefined ? `the docker context ${process.env.DOCKER_CONTEXT}` : 'unix:///var/run/docker.sock');
 }
 
-/** Docker client and server, buildx and where it came from, and the engine's image store. */
+/** Docker client and server, buildx and where it came from, and the engine's image store when the driver depends on it. */
 export async function preflight(docker: DockerCli, config: Config, buildxSource: string): Promise<Preflight> {
   const [version, buildxVersion, info] = await Promise.all([
     docker.run(['version', '--format', '{{json .}}']),
     docker.run(['buildx', 'version']),
-    config.builder.driver === 'docker' ? docker.run(['info', '--format', '{{json .DriverStatus}}']) : undefined,
+    mayBeDocker(config.builder) ? docker.run(['info', '--format', '{{json .DriverStatus}}']) : undefined,
   ]);
   const versions = parseDockerVersion(version.stdout.trim());
-  const needsEngine = config.builder.driver === 'docker' || config.builder.driver === 'docker-container' || config.output.kind === 'docker';
+  // Every driver but the remote and kubernetes ones builds on the engine; `auto` picks one of those.
+  const needsEngine = (config.builder.driver !== 'remote' && config.builder.driver !== 'kubernetes') || config.output.kind === 'docker';
   if (versions.server === undefined && needsEngine) {
     throw new PreflightError(loc('PreflightNoEngine', engineAddress(), (version.stderr || version.stdout).trim().split('\n').pop() ?? ''));
   }
@@ -92,11 +96,10 @@ export async function preflight(docker: DockerCli, config: Config, buildxSource:
     throw new PreflightError(loc('PreflightNoBuildx', (buildxVersion.stderr || buildxVersion.stdout).trim().split('\n').pop() ?? ''));
   }
   const containerdStore = info?.code === 0 ? hasContainerdStore(info.stdout) : undefined;
-  const g = gates(config, buildx, containerdStore);
   const report = [
     loc('PreflightDocker', versions.client ?? '?', versions.server ?? loc('PreflightNotReachable', engineAddress())),
     loc('PreflightBuildx', buildx, buildxSource),
     ...(containerdStore === undefined ? [] : [loc('PreflightStore', containerdStore ? 'containerd' : 'classic')]),
   ];
-  return { versions, buildx, containerdStore, gates: g, report };
+  return { versions, buildx, containerdStore, report };
 }
