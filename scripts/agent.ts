@@ -56,7 +56,7 @@ export function parseCommands(stdout: string): Command[] {
   return commands;
 }
 
-const envKey = (name: string): string => name.replace(/[.\s]/g, '_').toUpperCase();
+export const envKey = (name: string): string => name.replace(/[.\s]/g, '_').toUpperCase();
 
 export function stepEnv(inputs: Record<string, string>, variables: Record<string, string>, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const inherited = Object.entries(process.env).filter(([key]) => !key.startsWith('INPUT_') && !key.startsWith('VSTS_TASKVARIABLE_'));

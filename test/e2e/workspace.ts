@@ -2,7 +2,7 @@ import { spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { docker, runJob, type JobResult, type StepResult } from '../../scripts/agent';
+import { runJob, type JobResult, type StepResult } from '../../scripts/agent';
 import { tempDir } from '../helpers';
 
 /** Blobs that index.json reaches, walked independently of the task's own code. */
@@ -41,6 +41,14 @@ export function stepCached(stdout: string, prefix: string): boolean {
 
 export const IMAGE = 'dbxc-e2e/app';
 
+/** Where a workspace's jobs run: the engine and docker config (environment) and the inputs every job gets. */
+export interface Agent {
+  /** DOCKER_HOST, DOCKER_CONFIG: for the jobs and for the workspace's own docker commands. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Inputs of every job, under the job's own; by default the docker driver. */
+  readonly inputs?: Record<string, string>;
+}
+
 /** A pipeline's folders on one agent, and jobs run in them as the agent runs them. */
 export class Workspace {
   readonly ws = tempDir('dbxc-e2e-ws-');
@@ -50,8 +58,18 @@ export class Workspace {
   readonly storeDir = path.join(this.agentWork, '_buildx_cache_store');
   readonly timings: { job: string; totalMs: number; build: string }[] = [];
 
-  constructor(files: Record<string, string>) {
+  constructor(
+    files: Record<string, string>,
+    readonly agent: Agent = {},
+  ) {
     for (const [rel, content] of Object.entries(files)) this.write(rel, content);
+  }
+
+  /** docker against this workspace's engine; returns stdout, throws with stderr on failure. */
+  docker(args: string[]): string {
+    const r = spawnSync('docker', args, { encoding: 'utf8', env: { ...process.env, ...this.agent.env }, maxBuffer: 64 << 20 });
+    if (r.status !== 0) throw new Error(`docker ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
   }
 
   write(rel: string, content: string): void {
@@ -61,27 +79,32 @@ export class Workspace {
 
   /** A fresh job, as on a new agent: the engine's build cache and the image are gone. */
   async job(name: string, inputs: Record<string, string> = {}, variables: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}, between?: (main: StepResult) => void): Promise<JobResult> {
-    docker(['buildx', 'prune', '-af']);
-    spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8' });
+    this.docker(['buildx', 'prune', '-af']);
+    spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8', env: { ...process.env, ...this.agent.env } });
     const result = await runJob(
-      { dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'e2e', driver: 'docker', ...inputs },
-      {
-        'System.DefaultWorkingDirectory': this.ws,
-        'Pipeline.Workspace': this.pipelineWorkspace,
-        'Agent.TempDirectory': tempDir('dbxc-e2e-tmp-'),
-        'Agent.WorkFolder': this.agentWork,
-        'Agent.OS': 'Linux',
-        'System.JobId': crypto.randomUUID(),
-        'System.TaskInstanceId': crypto.randomUUID(),
-        'Agent.Name': 'e2e-agent',
-        'Build.SourceBranch': 'refs/heads/main',
-        ...variables,
-      },
+      { dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'e2e', ...(this.agent.inputs ?? { driver: 'docker' }), ...inputs },
+      this.variables(variables),
       this.ws,
-      env,
+      { ...this.agent.env, ...env },
       between,
     );
     this.timings.push({ job: name, totalMs: result.main.ms, build: /^Build: ([\d.]+s)/m.exec(result.main.stdout)?.[1] ?? 'failed' });
     return result;
+  }
+
+  /** The agent variables of a new job in this workspace. */
+  variables(extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      'System.DefaultWorkingDirectory': this.ws,
+      'Pipeline.Workspace': this.pipelineWorkspace,
+      'Agent.TempDirectory': tempDir('dbxc-e2e-tmp-'),
+      'Agent.WorkFolder': this.agentWork,
+      'Agent.OS': 'Linux',
+      'System.JobId': crypto.randomUUID(),
+      'System.TaskInstanceId': crypto.randomUUID(),
+      'Agent.Name': 'e2e-agent',
+      'Build.SourceBranch': 'refs/heads/main',
+      ...extra,
+    };
   }
 }

@@ -1,0 +1,152 @@
+import * as assert from 'assert/strict';
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { envKey, parseCommands, runStep, stepEnv, TASK_DIR, type JobResult, type StepResult } from '../../scripts/agent';
+import { buildkitdToml, dockerConfigWith, provisionHostedEngine, type HostedEngine } from '../../scripts/hosted-engine';
+import { tempDir } from '../helpers';
+import { Workspace } from './workspace';
+
+/**
+ * The hosted-agent engine for a suite (scripts/hosted-engine.sh). Where it cannot be had (no
+ * ../shared/buildkit, or no root to provision it) the suite is skipped with a notice in the test
+ * log; under CI=true it must run, so that is a failure instead.
+ */
+export function hostedEngineOrSkip(suite: Mocha.Context): HostedEngine {
+  const engine = provisionHostedEngine();
+  if ('unavailable' in engine) {
+    if (process.env.CI === 'true') throw new Error(`CI=true, so the hosted-agent suites must run, but: ${engine.unavailable}`);
+    console.log(`\n    NOTICE: the hosted-agent suite "${suite.test?.parent?.title ?? ''}" is skipped: ${engine.unavailable}\n`);
+    suite.skip();
+  }
+  return engine;
+}
+
+/** Which buildx a job's agent has: the current one from ../shared, or Debian's 0.13.1. */
+export type BuildxSide = 'current' | 'debian';
+
+/** A Dockerfile as users write them, from Docker Hub's busybox (through the mirror). */
+export const HOSTED_DOCKERFILE = `FROM busybox
+WORKDIR /app
+COPY deps.lock ./
+RUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=2 2>/dev/null
+COPY src/ ./src/
+RUN cat src/main.txt > /app/out.txt
+`;
+export const DEPS_STEP = '[4/6] RUN echo "installing';
+export const HOSTED_FILES = { Dockerfile: HOSTED_DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' };
+
+/** Names of builder containers and volumes that jobs of this task make: buildx_buildkit_<builder>0[_state]. */
+const TASK_BUILDERS = 'buildx_buildkit_buildx-cache-';
+
+/** Agents on the hosted-agent engine: its DOCKER_HOST, an agent docker config with either buildx, and the builder inputs that reach the mirror. */
+export class HostedAgents {
+  private static readonly made: HostedAgents[] = [];
+  /** A suite's own folder, outlasting each test's temporary folders; `disposeAll()` removes it. */
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbxc-e2e-hosted-'));
+  readonly buildkitdConfig = path.join(this.dir, 'buildkitd.toml');
+
+  constructor(
+    readonly engine: HostedEngine,
+    /** Registries besides the mirror that builders reach over plain HTTP (the test registry). */
+    plainHttp: readonly string[] = [],
+  ) {
+    fs.writeFileSync(this.buildkitdConfig, buildkitdToml(engine.mirror, plainHttp));
+    HostedAgents.made.push(this);
+  }
+
+  /** Removes the folders of every HostedAgents made so far: for a suite's `after`, which runs also when the suite was skipped. */
+  static disposeAll(): void {
+    for (const agents of HostedAgents.made.splice(0)) fs.rmSync(agents.dir, { recursive: true, force: true });
+  }
+
+  /** The environment of an agent whose docker config has the `side` buildx. */
+  env(side: BuildxSide): NodeJS.ProcessEnv {
+    const plugin = side === 'current' ? this.engine.buildxPlugin : this.engine.debianBuildx;
+    return { DOCKER_HOST: this.engine.dockerHost, DOCKER_CONFIG: dockerConfigWith(plugin, tempDir('dbxc-e2e-docker-config-')) };
+  }
+
+  /**
+   * What a hosted agent's builder needs here: the host's network, where the mirror is, and a
+   * buildkitd.toml that mirrors docker.io. On a real hosted agent neither is needed.
+   */
+  get builderInputs(): Record<string, string> {
+    return { driverOptions: 'network=host', buildkitdConfig: this.buildkitdConfig };
+  }
+
+  /** A workspace on a hosted agent; every job states the driver it depends on (auto) and reaches the mirror. */
+  workspace(side: BuildxSide, files: Record<string, string> = HOSTED_FILES, inputs: Record<string, string> = {}): Workspace {
+    return new Workspace(files, { env: this.env(side), inputs: { driver: 'auto', ...this.builderInputs, ...inputs } });
+  }
+}
+
+/** The buildx version a workspace's docker reports. */
+export function buildxVersionOf(w: Workspace): string {
+  return /buildx v?(\d+\.\d+\.\d+)/.exec(w.docker(['buildx', 'version']))?.[1] ?? '?';
+}
+
+/**
+ * After a job: the builder the task created is gone, from the engine (container and volume) and
+ * from the agent's docker config; no container or volume of any task builder is left.
+ */
+export function assertNoBuilderLeft(w: Workspace, builder: string | undefined): void {
+  const containers = w.docker(['ps', '-a', '--format', '{{.Names}}', '--filter', `name=${TASK_BUILDERS}`]).trim();
+  const volumes = w.docker(['volume', 'ls', '--format', '{{.Name}}', '--filter', `name=${TASK_BUILDERS}`]).trim();
+  assert.equal(containers, '', 'no builder container is left');
+  assert.equal(volumes, '', 'no builder volume is left');
+  const config = w.agent.env?.DOCKER_CONFIG;
+  if (builder !== undefined && config !== undefined) assert.ok(!fs.existsSync(path.join(config, 'buildx', 'instances', builder)), `builder ${builder} is gone from the agent's docker config`);
+}
+
+/** The one `[command]` line that ran `docker buildx build`. */
+export function buildCommand(step: StepResult): string {
+  return step.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes(' buildx build ')) ?? '';
+}
+
+/** The task's `Builder driver: …` line in the Builder group (`docker buildx inspect` prints `Driver:` lines of its own). */
+export function driverLine(step: StepResult): string {
+  return /^Builder driver: (.*)$/m.exec(step.stdout)?.[1] ?? '';
+}
+
+export function summaryOf(job: JobResult): string {
+  const upload = job.post.commands.find((c) => c.name === 'task.uploadsummary');
+  assert.ok(upload, 'the post-job step uploaded a summary');
+  return fs.readFileSync(upload.data, 'utf8');
+}
+
+/**
+ * A job whose main step is killed (SIGKILL, as an agent does after a cancel or a timeout) when its
+ * output first matches `when`; the post-job step then runs, as it always does, with the task
+ * variables the main step had set and the job canceled. What the main step had started (the
+ * docker CLI) is left running, as after a real kill, and ended only after the post-job step.
+ */
+export async function killedJob(w: Workspace, inputs: Record<string, string>, when: RegExp): Promise<{ main: string; post: StepResult }> {
+  const allInputs = { dockerfile: 'Dockerfile', imageName: 'dbxc-e2e/killed', tags: 'e2e', ...w.agent.inputs, ...inputs };
+  const variables = w.variables();
+  const env = stepEnv(allInputs, variables, w.agent.env);
+  const child = spawn(process.execPath, [path.join(TASK_DIR, 'dist', 'main.js')], { env, cwd: w.ws, detached: true });
+  let stdout = '';
+  let killed = false;
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    if (!killed && when.test(stdout)) {
+      killed = true;
+      child.kill('SIGKILL');
+    }
+  });
+  await exited;
+  assert.ok(killed, `the main step ended before ${String(when)}:\n${stdout}`);
+  const postEnv = stepEnv(allInputs, { ...variables, 'Agent.JobStatus': 'Canceled' }, w.agent.env);
+  for (const c of parseCommands(stdout).filter((c) => c.name === 'task.settaskvariable')) postEnv[`VSTS_TASKVARIABLE_${envKey(c.props.variable ?? '')}`] = c.data;
+  try {
+    return { main: stdout, post: await runStep('post', postEnv, w.ws) };
+  } finally {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // The main step's process group has ended already.
+    }
+  }
+}
