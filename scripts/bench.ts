@@ -19,6 +19,7 @@ import type { ContainerClient } from '@azure/storage-blob';
 import { docker, ROOT, runJob } from './agent';
 import { connectionString, ensureAzurite, freshContainer } from './azurite';
 import { BASE_IMAGE, ensureEngine } from './engine';
+import { benchDockerfile } from './bench-workload';
 import { folderBytes, mb, median, writeReport } from './measure';
 
 const REVISIONS = 10;
@@ -27,14 +28,7 @@ const IMAGE = 'dbxc-bench/app';
 const DEPS_STEP = '[4/6] RUN echo "resolving';
 const OUT = path.join(ROOT, 'out', 'bench');
 
-/** The dependency step is CPU-bound (a checksum loop) and leaves a layer of about 126 MB; the app step a small one. */
-const DOCKERFILE = `FROM ${BASE_IMAGE}
-WORKDIR /app
-COPY deps.lock ./
-RUN echo "resolving $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=120 2>/dev/null && for i in 1 2 3 4 5 6 7 8; do sha256sum /app/deps.bin >/dev/null; done
-COPY src/ ./src/
-RUN cat src/*.txt > /app/app.txt && dd if=/dev/urandom of=/app/app.bin bs=1k count=512 2>/dev/null
-`;
+const DOCKERFILE = benchDockerfile(BASE_IMAGE);
 
 interface Row {
   readonly rev: number;
