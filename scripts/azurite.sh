@@ -8,6 +8,8 @@
 #                             and AZURITE_CA=… (the self-signed certificate of the HTTPS instance)
 #   scripts/azurite.sh down   stop both
 set -euo pipefail
+# shellcheck source=daemon.sh
+. "$(dirname "$0")/daemon.sh"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 AZURITE_HOME=${DBXC_AZURITE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/docker-buildx-cache-azurite}
@@ -26,9 +28,8 @@ start() {
   ready "$url" && return 0
   mkdir -p "$AZURITE_HOME/$name"
   log "starting $name on $url"
-  setsid nohup "$BIN" --blobHost 127.0.0.1 --location "$AZURITE_HOME/$name" --silent --skipApiVersionCheck --loose --disableTelemetry "$@" \
-    > "$AZURITE_HOME/$name.log" 2>&1 < /dev/null &
-  echo $! > "$AZURITE_HOME/$name.pid"
+  daemon "$AZURITE_HOME/$name.log" "$BIN" --blobHost 127.0.0.1 --location "$AZURITE_HOME/$name" --silent --skipApiVersionCheck --loose --disableTelemetry "$@"
+  echo "$DAEMON_PID" > "$AZURITE_HOME/$name.pid"
   for _ in $(seq 1 60); do ready "$url" && return 0; sleep 0.25; done
   tail -n 20 "$AZURITE_HOME/$name.log" >&2
   die "$name did not answer on $url"

@@ -14,6 +14,8 @@ DEBIAN_BUILDX=$ROOTFS/usr/libexec/docker/cli-plugins/docker-buildx
 log() { echo "$LOG_PREFIX: $*" >&2; }
 die() { echo "$LOG_PREFIX: error: $*" >&2; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
+# shellcheck source=daemon.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 
 # The engine that `docker` reaches with the caller's environment, as a DOCKER_HOST value, or nothing.
 reachable_engine() {
@@ -83,23 +85,6 @@ ensure_docker_client() {
   command -v docker >/dev/null 2>&1 && return 0
   [ -x "$ROOTFS/usr/bin/docker" ] || die "no docker client on PATH and none unpacked from docker-cli"
   ln -sf "$ROOTFS/usr/bin/docker" /usr/local/bin/docker
-}
-
-# Starts "$@" as a daemon with its output in log file $1, in a session of its own, holding no file
-# descriptor but its standard ones. `flock LOCK scripts/….sh up` hands the lock's descriptor to what
-# it runs, and a daemon that inherited it would hold the lock for as long as it lives. Sets
-# DAEMON_PID.
-daemon() {
-  local log=$1 fd
-  shift
-  (
-    for fd in /proc/self/fd/*; do
-      fd=${fd##*/}
-      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
-    done
-    exec setsid nohup "$@" >"$log" 2>&1 </dev/null
-  ) 2>/dev/null &
-  DAEMON_PID=$!
 }
 
 # Starts dockerd from the private root with its own data root, exec root, pid file and socket, all

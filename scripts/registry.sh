@@ -8,6 +8,8 @@
 #
 # The docker engine treats 127.0.0.0/8 as an insecure registry, so plain HTTP on loopback is enough.
 set -euo pipefail
+# shellcheck source=daemon.sh
+. "$(dirname "$0")/daemon.sh"
 
 REGISTRY_HOME=${DBXC_REGISTRY_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/docker-buildx-cache-registry}
 PORT=${DBXC_REGISTRY_PORT:-5055}
@@ -48,8 +50,8 @@ auth:
 YAML
   if ! ready; then
     log "starting docker-registry on $ADDR"
-    setsid nohup docker-registry serve "$REGISTRY_HOME/config.yml" > "$REGISTRY_HOME/registry.log" 2>&1 < /dev/null &
-    echo $! > "$PIDFILE"
+    daemon "$REGISTRY_HOME/registry.log" docker-registry serve "$REGISTRY_HOME/config.yml"
+    echo "$DAEMON_PID" > "$PIDFILE"
     for _ in $(seq 1 40); do ready && break; sleep 0.25; done
     ready || { tail -n 20 "$REGISTRY_HOME/registry.log" >&2; die "docker-registry did not answer on $ADDR"; }
   fi
