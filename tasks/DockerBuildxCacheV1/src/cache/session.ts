@@ -1,6 +1,4 @@
 import { formatBytes, info } from '../agent';
-import { csvSpec } from '../buildx/args';
-import type { DockerCli } from '../buildx/docker';
 import type { CacheFlags } from '../buildx/args';
 import { InputError, type Config } from '../config';
 import { describeKey, KeyResolveError, resolveKey, type ResolvedKey } from '../key/resolve';
@@ -120,28 +118,4 @@ export async function prepareFromStore(
     cacheTrouble(config.cache.failOnError, loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
     return { flags: { from: [], to: [] }, hit: outcome.hit, restored: outcome.entry, bytesRestored: outcome.stats?.bytes ?? 0 };
   }
-}
-
-/** Registry specs for BuildKit's own registry cache, with the attributes ACR and ECR-like registries accept. */
-export function registryCacheSpecs(config: Config): { from: string; to: string } {
-  const ref = config.cache.registryRef ?? '';
-  return {
-    from: csvSpec({ type: 'registry', ref }),
-    to: csvSpec({ type: 'registry', ref, mode: config.cache.mode, compression: config.cache.compression, 'image-manifest': 'true', 'oci-mediatypes': 'true' }),
-  };
-}
-
-/**
- * `registry`: BuildKit's own cache at `registryCacheRef`, imported when it exists (cacheHit tells
- * which), exported after the build unless the cache is read-only.
- */
-export async function prepareRegistry(config: Config, docker: DockerCli): Promise<PreparedCache> {
-  const ref = config.cache.registryRef ?? '';
-  const specs = registryCacheSpecs(config);
-  const inspect = await docker.run(['buildx', 'imagetools', 'inspect', ref]);
-  const exists = inspect.code === 0;
-  if (exists) info(loc('RegistryCacheFound', ref));
-  else if (/not found|manifest unknown|name unknown/i.test(inspect.stderr)) info(loc('RegistryCacheMissing', ref));
-  else cacheTrouble(config.cache.failOnError, loc('WarnRegistryCacheUnreadable', ref, inspect.stderr.trim().split('\n').pop() ?? ''));
-  return { flags: { from: exists ? [specs.from] : [], to: config.cache.save === 'never' ? [] : [specs.to] }, hit: exists ? 'true' : 'false' };
 }
