@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 
 /**
@@ -57,6 +58,39 @@ export function parseCommands(stdout: string): Command[] {
 }
 
 export const envKey = (name: string): string => name.replace(/[.\s]/g, '_').toUpperCase();
+
+interface TaskInput {
+  readonly name: string;
+  readonly type: string;
+  readonly defaultValue?: string;
+  readonly aliases?: readonly string[];
+}
+
+/**
+ * The inputs a step gets, computed as the agent's TaskRunner does: every input's task.json default,
+ * trimmed; over it the pipeline's values, trimmed, by name or alias (the server resolves aliases
+ * before the agent sees them) and case-insensitively; then `$(Variable)` macros expanded with the
+ * job's variables, case-insensitively, an undefined one left as written; then each filePath input
+ * rooted at System.DefaultWorkingDirectory, an empty one becoming that folder itself.
+ */
+export function agentInputs(inputs: Record<string, string>, variables: Record<string, string>, taskJson = path.join(TASK_DIR, 'task.json')): Record<string, string> {
+  const defs = (JSON.parse(fs.readFileSync(taskJson, 'utf8')) as { inputs: TaskInput[] }).inputs;
+  const canonical = new Map<string, string>();
+  for (const def of defs) for (const name of [def.name, ...(def.aliases ?? [])]) canonical.set(name.toLowerCase(), def.name);
+  const values: Record<string, string> = Object.fromEntries(defs.map((d) => [d.name, (d.defaultValue ?? '').trim()]));
+  for (const [name, value] of Object.entries(inputs)) values[canonical.get(name.toLowerCase()) ?? name] = value.trim();
+
+  const vars = new Map(Object.entries(variables).map(([k, v]) => [k.toLowerCase(), v]));
+  const expand = (text: string): string => text.replace(/\$\(([^()]+)\)/g, (macro, name: string) => vars.get(name.trim().toLowerCase()) ?? macro);
+  const root = variables['System.DefaultWorkingDirectory'] ?? '';
+  for (const [name, value] of Object.entries(values)) values[name] = expand(value);
+  for (const def of defs) {
+    if (def.type !== 'filePath') continue;
+    const value = values[def.name] ?? '';
+    values[def.name] = path.isAbsolute(value) ? path.resolve(value) : root === '' ? value : path.resolve(root, value);
+  }
+  return values;
+}
 
 export function stepEnv(inputs: Record<string, string>, variables: Record<string, string>, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const inherited = Object.entries(process.env).filter(([key]) => !key.startsWith('INPUT_') && !key.startsWith('VSTS_TASKVARIABLE_'));

@@ -1,5 +1,6 @@
 import * as assert from 'assert/strict';
 import * as path from 'path';
+import { agentInputs } from '../../scripts/agent';
 import { InputError, readConfig, splitArguments, type Config, type Source } from '../../tasks/DockerBuildxCacheV1/src/config';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
@@ -12,6 +13,13 @@ function source(inputs: Record<string, string>, variables: Record<string, string
 
 function read(inputs: Record<string, string>, variables?: Record<string, string>): Config {
   return readConfig(source(inputs, variables));
+}
+
+/** The inputs as the agent passes them: every default filled in, macros expanded, file paths rooted. */
+function readAsAgent(inputs: Record<string, string>, variables: Record<string, string> = {}): Config {
+  const vars: Record<string, string> = { 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': '/pw', 'Agent.WorkFolder': '/aw', 'Agent.OS': 'Linux', ...variables };
+  const passed = agentInputs(inputs, vars);
+  return readConfig({ input: (name) => passed[name] ?? '', variable: (name) => vars[name] });
 }
 
 describe('config: reading and validating inputs', () => {
@@ -109,6 +117,28 @@ describe('config: reading and validating inputs', () => {
       assert.match(c.warnings[0] ?? '', pattern);
     });
   }
+  // The agent passes every default; only values that differ from them may warn.
+  const quiet: [string, Record<string, string>][] = [
+    ['the local store', { imageName: 'app' }],
+    ['the Azure store with a connection string', { imageName: 'app', cacheBackend: 'azureBlob', storageConnectionString: 'AccountName=a;AccountKey=k' }],
+    ['a registry cache', { imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'r.example/app:cache' }],
+    ['the directory backend', { imageName: 'app', cacheBackend: 'directory' }],
+    ['no cache', { imageName: 'app', cacheBackend: 'none' }],
+    ['the docker driver', { imageName: 'app', driver: 'docker' }],
+    ['a default written out by hand', { imageName: 'app', storageContainer: 'buildx-cache', cacheDir: '$(Pipeline.Workspace)/.buildx-cache', localStorePath: '/aw/_buildx_cache_store', retentionDays: '7', cacheScope: 'branch' }],
+  ];
+  for (const [name, inputs] of quiet) {
+    it(`does not warn with every other input at its default, as the agent passes it: ${name}`, () => assert.deepEqual(readAsAgent(inputs).warnings, []));
+  }
+  it('still warns as the agent passes inputs, naming only the inputs that were set', () => {
+    assert.deepEqual(readAsAgent({ imageName: 'app', cacheBackend: 'directory', cacheKey: 'k', storageContainer: 'other' }).warnings.map((w) => w.replace(/^.*no effect: /, '')), ['cacheKey, storageContainer.']);
+    assert.deepEqual(readAsAgent({ imageName: 'app', driver: 'docker', buildkitdConfig: 'buildkitd.toml' }).warnings.map((w) => w.replace(/^.*no effect: /, '')), ['buildkitdConfig.']);
+  });
+  it('reads the defaults the agent passed as the defaults', () => {
+    const c = readAsAgent({ imageName: 'app' });
+    assert.deepEqual([c.build.dockerfile, c.cache.dir, c.cache.storePath, c.builder.buildkitdConfig], [path.join(ws, 'Dockerfile'), '/pw/.buildx-cache', '/aw/_buildx_cache_store', undefined]);
+  });
+
   it('does not warn about a cache folder inside the context when there is no cache', () => {
     assert.deepEqual(read({ imageName: 'app', cacheDir: '.cache', cacheBackend: 'none' }).warnings, []);
   });

@@ -5,12 +5,13 @@ import * as tl from 'azure-pipelines-task-lib/task';
 import { parse as shellParse } from 'shell-quote';
 import { variable, withoutEcho } from './agent';
 import { checkCacheDir } from './cache/guard';
+import { expandDefined, inputDefinitions, type InputDefinition } from './inputs';
 import { KeySyntaxError, parseKey } from './key/segments';
 import { loc } from './loc';
 
 /** Where inputs and agent variables come from: task-lib on an agent, a table in tests. */
 export interface Source {
-  /** The raw input value, trimmed, or '' when it is not set. */
+  /** The input value as the step gets it (on an agent, the default when the pipeline does not set it), trimmed, or ''. */
   input(name: string): string;
   /** An agent variable such as `System.DefaultWorkingDirectory`, or undefined when unset or empty. */
   variable(name: string): string | undefined;
@@ -157,39 +158,94 @@ const SECRET_ID = /^[A-Za-z0-9_.-]+$/;
 const UNEXPANDED_MACRO = /\$\(([A-Za-z0-9_.]+)\)/g;
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const RESERVED_VARIABLE_PREFIX = /^(endpoint|input|secret|securefile)[._]/i;
+/**
+ * The inputs as the agent passes them, read against task.json's defaults. The agent fills in the
+ * default of every input a pipeline does not set, so an input counts as set only when its value
+ * differs from its default with the default's macros expanded (and, for a filePath, resolved as the
+ * agent resolves it): that is what every "has no effect" warning asks.
+ */
+export class Inputs {
+  private readonly raw = new Map<string, string>();
+
+  constructor(
+    private readonly src: Source,
+    readonly workingDirectory: string,
+    private readonly defs: ReadonlyMap<string, InputDefinition> = inputDefinitions(),
+  ) {}
+
+  variable(name: string): string | undefined {
+    return this.src.variable(name);
+  }
+
+  /** The value the step works with: what the agent passed, else the input's default as task.json writes it. */
+  value(name: string): string {
+    const raw = this.read(name);
+    return raw !== '' ? raw : (this.defs.get(name)?.defaultValue ?? '');
+  }
+
+  /** Whether the pipeline gave the input a value other than its default. */
+  given(name: string): boolean {
+    const raw = this.read(name);
+    if (raw === '') return false;
+    const def = this.defs.get(name);
+    if (def === undefined) return true;
+    const expanded = expandDefined(def.defaultValue ?? '', (v) => this.src.variable(v));
+    if (def.type === 'filePath') return path.resolve(this.workingDirectory, raw) !== path.resolve(this.workingDirectory, expanded);
+    if (def.type === 'boolean' || def.type === 'pickList') return raw.toLowerCase() !== expanded.toLowerCase();
+    return raw !== expanded;
+  }
+
+  /** Those of `names` that are set but have no effect with the other inputs. */
+  without(names: readonly string[]): string[] {
+    return names.filter((name) => this.given(name));
+  }
+
+  private read(name: string): string {
+    let raw = this.raw.get(name);
+    if (raw === undefined) {
+      raw = this.src.input(name);
+      this.raw.set(name, raw);
+    }
+    return raw;
+  }
+}
+
 /** Inputs that only the stores read, both of them or one. */
 const STORE_INPUTS = ['cacheKey', 'restoreKeys', 'cacheScope', 'retentionDays'];
 const LOCAL_INPUTS = ['localStorePath'];
 const AZURE_INPUTS = ['azureSubscription', 'storageAccountUrl', 'storageContainer', 'storageConnectionString'];
 const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/;
+/** Inputs that only a builder of the task's own reads: the docker driver ignores them. */
+const BUILDER_ONLY_INPUTS = ['builderName', 'driverOptions', 'buildkitdFlags', 'buildkitdConfig'];
 
 export function readConfig(src: Source): Config {
   const warnings: string[] = [];
   const workingDirectory = path.resolve(src.variable('System.DefaultWorkingDirectory') ?? process.cwd());
+  const inputs = new Inputs(src, workingDirectory);
   const resolve = (p: string): string => path.resolve(workingDirectory, p);
 
-  const output = readOutput(src, resolve);
-  const build = readBuild(src, workingDirectory, resolve, output.kind);
-  const cache = readCache(src, resolve, build, workingDirectory, warnings);
-  const builder = readBuilder(src, workingDirectory, resolve, warnings);
+  const output = readOutput(inputs, resolve);
+  const build = readBuild(inputs, resolve, output.kind);
+  const cache = readCache(inputs, resolve, build, warnings);
+  const builder = readBuilder(inputs, resolve, warnings);
   return { workingDirectory, build, output, cache, builder, warnings };
 }
 
-function readBuild(src: Source, workingDirectory: string, resolve: (p: string) => string, output: OutputKind): BuildConfig {
-  const context = resolve(src.input('buildContext') || '.');
+function readBuild(src: Inputs, resolve: (p: string) => string, output: OutputKind): BuildConfig {
+  const context = resolve(src.value('buildContext'));
   if (!isDirectory(context)) {
-    throw new InputError('buildContext', loc('InputContextMissing', src.input('buildContext') || '.', context));
+    throw new InputError('buildContext', loc('InputContextMissing', src.value('buildContext'), context));
   }
 
-  const dockerfile = readDockerfile(src, workingDirectory, resolve);
+  const dockerfile = readDockerfile(src, resolve);
 
-  const imageName = src.input('imageName') || undefined;
+  const imageName = src.value('imageName') || undefined;
   if (imageName === undefined && output !== 'cacheOnly' && output !== 'custom') {
     throw new InputError('imageName', loc('InputImageNameRequired', output));
   }
   if (imageName !== undefined) validateImageName(imageName);
 
-  const tagLines = lines(src.input('tags'));
+  const tagLines = lines(src.value('tags'));
   tagLines.forEach((tag, i) => {
     if (!TAG.test(tag)) throw new InputError('tags', loc('InputTagInvalid', i + 1, tag));
   });
@@ -199,7 +255,7 @@ function readBuild(src: Source, workingDirectory: string, resolve: (p: string) =
   const tags = imageName === undefined ? [] : (tagLines.length > 0 ? tagLines : ['latest']).map((t) => `${imageName}:${t}`);
 
   const platforms = src
-    .input('platforms')
+    .value('platforms')
     .split(/[,\n]/)
     .map((p) => p.trim())
     .filter((p) => p !== '');
@@ -207,7 +263,7 @@ function readBuild(src: Source, workingDirectory: string, resolve: (p: string) =
     if (!PLATFORM.test(p)) throw new InputError('platforms', loc('InputPlatformInvalid', p));
   }
 
-  const target = src.input('target') || undefined;
+  const target = src.value('target') || undefined;
   if (target !== undefined && /\s/.test(target)) throw new InputError('target', loc('InputTargetInvalid', target));
 
   return {
@@ -220,16 +276,16 @@ function readBuild(src: Source, workingDirectory: string, resolve: (p: string) =
     platforms,
     labels: keyValueLines(src, 'labels', false),
     secrets: readSecrets(src),
-    additionalArguments: splitArguments(src.input('additionalArguments')),
-    noCache: readBool(src, 'noCache', false),
-    pull: readBool(src, 'pull', false),
+    additionalArguments: splitArguments(src.value('additionalArguments')),
+    noCache: readBool(src, 'noCache'),
+    pull: readBool(src, 'pull'),
   };
 }
 
-function readDockerfile(src: Source, workingDirectory: string, resolve: (p: string) => string): string {
-  const raw = src.input('dockerfile');
+function readDockerfile(src: Inputs, resolve: (p: string) => string): string {
+  const raw = src.value('dockerfile');
   // A filePath input left empty arrives as the default working directory itself.
-  let dockerfile = raw === '' || resolve(raw) === workingDirectory ? resolve('Dockerfile') : resolve(raw);
+  let dockerfile = raw === '' || resolve(raw) === src.workingDirectory ? resolve('Dockerfile') : resolve(raw);
   if (isDirectory(dockerfile)) dockerfile = path.join(dockerfile, 'Dockerfile');
   if (!isFile(dockerfile)) throw new InputError('dockerfile', loc('InputDockerfileMissing', raw || 'Dockerfile', dockerfile));
   return dockerfile;
@@ -263,77 +319,77 @@ function validateImageName(name: string): void {
   }
 }
 
-function readOutput(src: Source, resolve: (p: string) => string): OutputConfig {
-  const kind = pick(src, 'output', OUTPUT_KINDS, 'docker');
-  const registryConnection = src.input('containerRegistry') || undefined;
+function readOutput(src: Inputs, resolve: (p: string) => string): OutputConfig {
+  const kind = pick(src, 'output', OUTPUT_KINDS);
+  const registryConnection = src.value('containerRegistry') || undefined;
   if (kind === 'oci' || kind === 'tar') {
-    const raw = src.input('outputPath');
+    const raw = src.value('outputPath');
     if (raw === '') throw new InputError('outputPath', loc('InputOutputPathRequired', kind));
     return { kind, path: resolve(raw), specs: [], registryConnection };
   }
   if (kind === 'custom') {
-    const specs = lines(src.input('outputs'));
+    const specs = lines(src.value('outputs'));
     if (specs.length === 0) throw new InputError('outputs', loc('InputOutputsRequired'));
     return { kind, specs, registryConnection };
   }
   return { kind, specs: [], registryConnection };
 }
 
-function readCache(src: Source, resolve: (p: string) => string, build: BuildConfig, workingDirectory: string, warnings: string[]): CacheConfig {
-  const backend = pick(src, 'cacheBackend', CACHE_BACKENDS, 'local');
-  const dir = resolve(expandMacros(src, 'cacheDir', src.input('cacheDir') || '$(Pipeline.Workspace)/.buildx-cache'));
+function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConfig, warnings: string[]): CacheConfig {
+  const backend = pick(src, 'cacheBackend', CACHE_BACKENDS);
+  const dir = resolve(expandMacros(src, 'cacheDir', src.value('cacheDir')));
   if (backend !== 'none' && isInside(dir, build.context)) warnings.push(loc('WarnCacheDirInContext', dir, build.context));
-  const storePath = resolve(expandMacros(src, 'localStorePath', src.input('localStorePath') || '$(Agent.WorkFolder)/_buildx_cache_store'));
-  const cacheDirProblem = isStoreBackend(backend) || backend === 'directory' ? checkCacheDir(dir, (n) => src.variable(n), workingDirectory, build.context, backend === 'local' ? storePath : undefined) : undefined;
+  const storePath = resolve(expandMacros(src, 'localStorePath', src.value('localStorePath')));
+  const cacheDirProblem = isStoreBackend(backend) || backend === 'directory' ? checkCacheDir(dir, (n) => src.variable(n), src.workingDirectory, build.context, backend === 'local' ? storePath : undefined) : undefined;
   if (cacheDirProblem !== undefined) throw new InputError('cacheDir', cacheDirProblem);
-  const ignored = [...(isStoreBackend(backend) ? [] : STORE_INPUTS), ...(backend === 'local' ? [] : LOCAL_INPUTS), ...(backend === 'azureBlob' ? [] : AZURE_INPUTS)].filter((name) => src.input(name) !== '');
+  const ignored = src.without([...(isStoreBackend(backend) ? [] : STORE_INPUTS), ...(backend === 'local' ? [] : LOCAL_INPUTS), ...(backend === 'azureBlob' ? [] : AZURE_INPUTS)]);
   if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
 
   const agentOs = src.variable('Agent.OS') ?? { Linux: 'Linux', Darwin: 'Darwin', Windows_NT: 'Windows_NT' }[os.type()] ?? os.type();
-  const dockerfile = path.relative(workingDirectory, build.dockerfile).split(path.sep).join('/');
-  const explicitKey = src.input('cacheKey');
+  const dockerfile = path.relative(src.workingDirectory, build.dockerfile).split(path.sep).join('/');
+  const explicitKey = src.value('cacheKey');
   const key = explicitKey || defaultKey(agentOs, build.imageName, dockerfile);
   checkKey('cacheKey', key);
-  const restoreKeys = explicitKey === '' && src.input('restoreKeys') === '' ? [defaultRestoreKey(agentOs, build.imageName)] : lines(src.input('restoreKeys'));
+  const restoreKeys = explicitKey === '' && src.value('restoreKeys') === '' ? [defaultRestoreKey(agentOs, build.imageName)] : lines(src.value('restoreKeys'));
   for (const restoreKey of restoreKeys) checkKey('restoreKeys', restoreKey);
 
-  const retention = src.input('retentionDays') || '7';
+  const retention = src.value('retentionDays');
   const retentionDays = Number(retention);
   if (!/^\d+(\.\d+)?$/.test(retention) || retentionDays <= 0) throw new InputError('retentionDays', loc('InputRetentionInvalid', retention));
 
-  const rawRef = src.input('registryCacheRef');
+  const rawRef = src.value('registryCacheRef');
   if (backend === 'registry' && rawRef === '') throw new InputError('registryCacheRef', loc('InputRegistryCacheRefRequired'));
-  if (backend !== 'registry' && rawRef !== '') warnings.push(loc('WarnIgnoredWithBackend', backend, 'registryCacheRef'));
+  if (backend !== 'registry' && src.given('registryCacheRef')) warnings.push(loc('WarnIgnoredWithBackend', backend, 'registryCacheRef'));
   if (rawRef !== '') validateReference('registryCacheRef', rawRef);
   const registryRef = rawRef === '' ? undefined : rawRef;
 
   const azure = backend === 'azureBlob' ? readAzureStore(src, warnings) : undefined;
 
-  const hitVar = src.input('cacheHitVar') || undefined;
+  const hitVar = src.value('cacheHitVar') || undefined;
   if (hitVar !== undefined && (!VARIABLE_NAME.test(hitVar) || RESERVED_VARIABLE_PREFIX.test(hitVar))) throw new InputError('cacheHitVar', loc('InputHitVarInvalid', hitVar));
 
   return {
     backend,
     dir,
-    mode: pick(src, 'cacheMode', CACHE_MODES, 'max'),
-    compression: pick(src, 'cacheCompression', COMPRESSIONS, 'gzip'),
+    mode: pick(src, 'cacheMode', CACHE_MODES),
+    compression: pick(src, 'cacheCompression', COMPRESSIONS),
     key,
     restoreKeys,
     storePath,
-    save: pick(src, 'saveCache', SAVE_WHEN, 'onSuccess'),
-    scope: pick(src, 'cacheScope', CACHE_SCOPES, 'branch'),
+    save: pick(src, 'saveCache', SAVE_WHEN),
+    scope: pick(src, 'cacheScope', CACHE_SCOPES),
     retentionDays,
     hitVar,
-    failOnError: readBool(src, 'failOnCacheError', false),
+    failOnError: readBool(src, 'failOnCacheError'),
     registryRef,
     azure,
   };
 }
 
 /** `azureBlob`: a container, reached with the service connection or the secret input. */
-function readAzureStore(src: Source, warnings: string[]): AzureStoreConfig {
-  const connection = src.input('azureSubscription') || undefined;
-  const rawUrl = src.input('storageAccountUrl');
+function readAzureStore(src: Inputs, warnings: string[]): AzureStoreConfig {
+  const connection = src.value('azureSubscription') || undefined;
+  const rawUrl = src.value('storageAccountUrl');
   let accountUrl: string | undefined;
   if (rawUrl !== '') {
     let url: URL | undefined;
@@ -347,9 +403,9 @@ function readAzureStore(src: Source, warnings: string[]): AzureStoreConfig {
     if (connection !== undefined && url.protocol !== 'https:') throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlInvalid', rawUrl));
     accountUrl = rawUrl.replace(/\/+$/, '');
   }
-  const container = src.input('storageContainer') || 'buildx-cache';
+  const container = src.value('storageContainer');
   if (!CONTAINER_NAME.test(container)) throw new InputError('storageContainer', loc('InputAzureContainerInvalid', container));
-  const hasSecret = storageSecret(src) !== undefined;
+  const hasSecret = src.given('storageConnectionString');
   if (connection !== undefined) {
     if (accountUrl === undefined) throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlRequired'));
     if (hasSecret) warnings.push(loc('WarnAzureBothAuth'));
@@ -382,39 +438,37 @@ function checkKey(input: string, key: string): void {
   }
 }
 
-function readBuilder(src: Source, workingDirectory: string, resolve: (p: string) => string, warnings: string[]): BuilderConfig {
-  const driver = pick(src, 'driver', DRIVERS, 'auto');
-  const name = src.input('builderName') || undefined;
+function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: string[]): BuilderConfig {
+  const driver = pick(src, 'driver', DRIVERS);
+  const name = src.value('builderName') || undefined;
   if (name !== undefined && !BUILDER_NAME.test(name)) throw new InputError('builderName', loc('InputBuilderNameInvalid', name));
 
   const driverOptions = keyValueLines(src, 'driverOptions', false);
-  const buildkitdFlags = src.input('buildkitdFlags') || undefined;
-  const rawConfig = src.input('buildkitdConfig');
-  const buildkitdConfig = rawConfig === '' || resolve(rawConfig) === workingDirectory ? undefined : resolve(rawConfig);
+  const buildkitdFlags = src.value('buildkitdFlags') || undefined;
+  const rawConfig = src.value('buildkitdConfig');
+  const buildkitdConfig = src.given('buildkitdConfig') ? resolve(rawConfig) : undefined;
   if (buildkitdConfig !== undefined && !isFile(buildkitdConfig)) {
     throw new InputError('buildkitdConfig', loc('InputBuildkitdConfigMissing', rawConfig, buildkitdConfig));
   }
-  const endpoint = src.input('endpoint') || undefined;
+  const endpoint = src.value('endpoint') || undefined;
   if (driver === 'remote' && endpoint === undefined) throw new InputError('endpoint', loc('InputEndpointRequired'));
 
   if (driver === 'docker') {
-    const ignored = Object.entries({ builderName: name, driverOptions: driverOptions.length > 0 ? 'set' : undefined, buildkitdFlags, buildkitdConfig })
-      .filter(([, v]) => v !== undefined)
-      .map(([k]) => k);
+    const ignored = src.without(BUILDER_ONLY_INPUTS);
     if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithDockerDriver', ignored.join(', ')));
   }
-  const rawVersion = src.input('buildxVersion');
+  const rawVersion = src.value('buildxVersion');
   if (rawVersion !== '' && rawVersion !== 'latest' && !/^v?\d+\.\d+\.\d+$/.test(rawVersion)) throw new InputError('buildxVersion', loc('InputBuildxVersionInvalid', rawVersion));
   const buildxVersion = rawVersion === '' ? undefined : rawVersion.replace(/^v/, '');
-  const buildxDownloadUrl = src.input('buildxDownloadUrl') || undefined;
+  const buildxDownloadUrl = src.value('buildxDownloadUrl') || undefined;
   if (buildxDownloadUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(buildxDownloadUrl)) throw new InputError('buildxDownloadUrl', loc('InputDownloadUrlInvalid', buildxDownloadUrl));
   if (buildxDownloadUrl !== undefined && buildxVersion === undefined) warnings.push(loc('WarnDownloadUrlWithoutVersion'));
-  return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, endpoint, remove: readBool(src, 'removeBuilder', true) };
+  return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, endpoint, remove: readBool(src, 'removeBuilder') };
 }
 
-function readSecrets(src: Source): Secret[] {
+function readSecrets(src: Inputs): Secret[] {
   const ids = new Set<string>();
-  return lines(src.input('secrets')).map((line, i) => {
+  return lines(src.value('secrets')).map((line, i) => {
     const eq = line.indexOf('=');
     const id = eq < 0 ? line : line.slice(0, eq).trim();
     // Never echo the line itself: its value is the secret.
@@ -441,8 +495,8 @@ export function splitArguments(text: string): string[] {
   return words;
 }
 
-function keyValueLines(src: Source, name: string, allowBareKey: boolean): string[] {
-  return lines(src.input(name)).map((line, i) => {
+function keyValueLines(src: Inputs, name: string, allowBareKey: boolean): string[] {
+  return lines(src.value(name)).map((line, i) => {
     const eq = line.indexOf('=');
     if (eq === 0 || (eq < 0 && !allowBareKey) || /\s/.test(eq < 0 ? line : line.slice(0, eq))) {
       throw new InputError(name, loc('InputKeyValueInvalid', i + 1, line));
@@ -451,24 +505,23 @@ function keyValueLines(src: Source, name: string, allowBareKey: boolean): string
   });
 }
 
-function readBool(src: Source, name: string, fallback: boolean): boolean {
-  const raw = src.input(name).toLowerCase();
-  if (raw === '') return fallback;
+function readBool(src: Inputs, name: string): boolean {
+  const raw = src.value(name).toLowerCase();
+  if (raw === '') return false;
   if (raw === 'true') return true;
   if (raw === 'false') return false;
   throw new InputError(name, loc('InputBoolInvalid', raw));
 }
 
-function pick<T extends string>(src: Source, name: string, allowed: readonly T[], fallback: T): T {
-  const raw = src.input(name);
-  if (raw === '') return fallback;
+function pick<T extends string>(src: Inputs, name: string, allowed: readonly T[]): T {
+  const raw = src.value(name);
   const found = allowed.find((a) => a.toLowerCase() === raw.toLowerCase());
   if (found === undefined) throw new InputError(name, loc('InputPickInvalid', raw, allowed.join(', ')));
   return found;
 }
 
 /** Replaces `$(Variable)` macros that the agent left unexpanded, for example in a default value run outside an agent. */
-function expandMacros(src: Source, input: string, value: string): string {
+function expandMacros(src: Inputs, input: string, value: string): string {
   return value.replace(UNEXPANDED_MACRO, (_m, name: string) => {
     const v = src.variable(name);
     if (v === undefined) throw new InputError(input, loc('InputMacroUndefined', value, name));
