@@ -3,9 +3,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 /**
- * Runs the bundled task the way the Azure Pipelines agent does: inputs as INPUT_* variables, agent
- * variables in the environment, logging commands read from stdout, and a post-job step that gets
- * the task variables the main step set and the job status.
+ * Runs the bundled task the way the Azure Pipelines agent does: inputs as INPUT_* variables, every
+ * default filled in and macros expanded; agent variables in the environment; logging commands read
+ * from stdout; and a post-job step that gets the task variables the main step set and the job status.
  */
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const TASK_DIR = path.join(ROOT, 'tasks', 'DockerBuildxCacheV1');
@@ -92,11 +92,12 @@ export function agentInputs(inputs: Record<string, string>, variables: Record<st
   return values;
 }
 
+/** A step's environment: the job's variables, and its inputs as the agent computes them (see agentInputs). */
 export function stepEnv(inputs: Record<string, string>, variables: Record<string, string>, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const inherited = Object.entries(process.env).filter(([key]) => !key.startsWith('INPUT_') && !key.startsWith('VSTS_TASKVARIABLE_'));
   const env: NodeJS.ProcessEnv = { ...Object.fromEntries(inherited), AGENT_VERSION: '4.266.2', ...extra };
   for (const [name, value] of Object.entries(variables)) env[envKey(name)] = value;
-  for (const [name, value] of Object.entries(inputs)) env[`INPUT_${envKey(name)}`] = value;
+  for (const [name, value] of Object.entries(agentInputs(inputs, variables))) env[`INPUT_${envKey(name)}`] = value;
   return env;
 }
 

@@ -4,6 +4,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { TaskMockRunner } from 'azure-pipelines-task-lib/mock-run';
+import { agentInputs } from '../../scripts/agent';
 import { DOCKER, type Scenario } from './types';
 const envKey = (name: string): string => name.replace(/[.\s]/g, '_').toUpperCase();
 
@@ -13,7 +14,8 @@ const scenario = JSON.parse(raw) as Scenario;
 
 const taskSrc = path.join(__dirname, '..', '..', 'tasks', 'DockerBuildxCacheV1', 'src');
 const tmr = new TaskMockRunner(path.join(taskSrc, scenario.step === 'main' ? 'main.js' : 'post.js'));
-for (const [name, value] of Object.entries(scenario.inputs ?? {})) tmr.setInput(name, value);
+// The inputs as the agent passes them: every default, macros expanded, file paths rooted.
+for (const [name, value] of Object.entries(agentInputs(scenario.inputs ?? {}, scenario.variables ?? {}))) tmr.setInput(name, value);
 for (const [name, value] of Object.entries(scenario.variables ?? {})) process.env[envKey(name)] = value;
 for (const [name, value] of Object.entries(scenario.taskVariables ?? {})) process.env[`VSTS_TASKVARIABLE_${envKey(name)}`] = value;
 for (const [name, value] of Object.entries(scenario.env ?? {})) process.env[name] = value;

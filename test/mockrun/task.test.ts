@@ -150,6 +150,13 @@ describe('mock-run: the main step', function () {
     assert.ok(fs.existsSync(path.join(cacheDir, 'index.json')));
   });
 
+  it('warns only about inputs set to something other than their default, which the agent passes for every other input', async () => {
+    const build = buildLine('default', '--tag app:latest --load');
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', storageContainer: 'team-cache', cacheDir: '$(Pipeline.Workspace)/.buildx-cache' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    assert.ok(run.succeeded, run.stdout);
+    assertWarnings(run, [/^loc_mock_WarnIgnoredWithBackend none storageContainer$/, /^loc_mock_WarnMetadataUnreadable /]);
+  });
+
   const drivers: [string, Record<string, string>, Record<string, { code: number }>, string[]][] = [
     [
       'kubernetes with driver options',
