@@ -253,6 +253,29 @@ describe('mock-run: the main step', function () {
     assert.match(run.stdout, / {3}- deps\.lock \[9 bytes\] --> [0-9a-f]{64}/);
   });
 
+  it("local store: Cache@2's old key format, one segment a line, hashes the listed file and warns that the format is deprecated", async () => {
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine('default', `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheKey: 'buildx\n$(Agent.OS)\ndeps.lock', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    assert.ok(run.succeeded, run.stdout);
+    const key = await resolveKey('buildx | Linux | deps.lock', ws);
+    assert.equal(run.outputs.cacheKey, key.text);
+    assert.match(run.stdout, / {3}- deps\.lock \[9 bytes\] --> [0-9a-f]{64}/);
+    assertWarnings(run, [/^loc_mock_WarnKeyOldFormat$/, ...MOCK_BUILD_WARNINGS]);
+  });
+
+  it('local store: AZP_CACHING_SALT is the first segment of the key and of every restore key', async () => {
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine('default', `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario({
+      ...main({ imageName: 'app', driver: 'docker', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+      variables: { ...variables(), AZP_CACHING_SALT: 'v2' },
+    });
+    assert.ok(run.succeeded, run.stdout);
+    assert.match(run.outputs.cacheKey ?? '', /^AZP_CACHING_SALT=v2\|buildx\|"Linux"\|"app"\|[A-Za-z0-9+/=]{44}$/);
+    assert.match(run.stdout, /loc_mock_RestoreKeys AZP_CACHING_SALT=v2\|buildx\|"Linux"\|"app"/);
+  });
+
   it('local store: a restored blob that fails its digest in BuildKit: the entry is distrusted and the build runs again without the import', async () => {
     const storePath = path.join(agentWork, 'store');
     const { blobs: cached } = await seedStore(new LocalStore(storePath));
@@ -807,7 +830,8 @@ describe('mock-run: the main step', function () {
     [{ cacheBackend: 's3' }, 'cacheBackend', 'InputPickInvalid'],
     [{ cacheBackend: 'registry' }, 'registryCacheRef', 'InputRegistryCacheRefRequired'],
     [{ cacheBackend: 'registry', registryCacheRef: 'Bad/Ref' }, 'registryCacheRef', 'InputReferenceInvalid'],
-    [{ cacheKey: 'a || b' }, 'cacheKey', 'InputKeyInvalid'],
+    [{ cacheKey: ' | ' }, 'cacheKey', 'InputKeyInvalid'],
+    [{ cacheKey: 'buildx\n./Dockerfile', restoreKeys: 'buildx' }, 'cacheKey', 'InputKeyOldFormatRestoreKeys'],
     [{ cacheKey: 'k | missing/*.lock' }, 'cacheKey', 'InputKeyNoMatch'],
     [{ restoreKeys: '**' }, 'restoreKeys', 'InputKeyInvalid'],
     [{ cacheKey: 'k | deps.lock', restoreKeys: 'k | nothing.lock' }, 'restoreKeys', 'InputKeyNoMatch'],

@@ -58,7 +58,7 @@ describe('config: reading and validating inputs', () => {
     assert.deepEqual(c.warnings, []);
   });
 
-  const valid: [string, Record<string, string>, (c: Config) => void][] = [
+  const valid: [string, Record<string, string>, (c: Config) => void, Record<string, string>?][] = [
     ['a Dockerfile folder means its Dockerfile', { imageName: 'app', dockerfile: 'sub' }, (c) => assert.equal(c.build.dockerfile, path.join(ws, 'sub', 'Dockerfile'))],
     ['an empty filePath (the working directory) means ./Dockerfile', { imageName: 'app', dockerfile: '.' }, (c) => assert.equal(c.build.dockerfile, path.join(ws, 'Dockerfile'))],
     ['context relative to the working directory', { imageName: 'app', buildContext: 'ctx' }, (c) => assert.equal(c.build.context, path.join(ws, 'ctx'))],
@@ -93,11 +93,20 @@ describe('config: reading and validating inputs', () => {
     ['the default key without an image', { output: 'cacheOnly' }, (c) => assert.deepEqual([c.cache.key, c.cache.restoreKeys], ['buildx | "Linux" | ./Dockerfile', ['buildx | "Linux"']])],
     ['an explicit key has no restore keys unless given', { imageName: 'app', cacheKey: 'k | deps.lock' }, (c) => assert.deepEqual([c.cache.key, c.cache.restoreKeys], ['k | deps.lock', []])],
     ['restore keys one per line', { imageName: 'app', cacheKey: 'k | deps.lock', restoreKeys: 'k\n\nj | x' }, (c) => assert.deepEqual(c.cache.restoreKeys, ['k', 'j | x'])],
+    ['AZP_CACHING_SALT in front of the key and every restore key', { imageName: 'app' }, (c) => {
+      assert.equal(c.cache.key, 'AZP_CACHING_SALT=v2 | buildx | "Linux" | "app" | ./Dockerfile');
+      assert.deepEqual(c.cache.restoreKeys, ['AZP_CACHING_SALT=v2 | buildx | "Linux" | "app"']);
+    }, { AZP_CACHING_SALT: 'v2' }],
+    ['a key on several lines, Cache@2\'s old format, without salt as in the agent', { imageName: 'app', cacheKey: 'buildx\n"Linux"\n./Dockerfile' }, (c) => {
+      assert.equal(c.cache.key, 'buildx\n"Linux"\n./Dockerfile');
+      assert.equal(c.warnings.length, 1);
+      assert.match(c.warnings[0] ?? '', /Cache@2's old format.*deprecated/);
+    }, { AZP_CACHING_SALT: 'v2' }],
     ['store settings', { imageName: 'app', localStorePath: 'store', saveCache: 'afterBuild', cacheScope: 'shared', retentionDays: '0.5', cacheHitVar: 'HIT', failOnCacheError: 'true' }, (c) =>
       assert.deepEqual([c.cache.storePath, c.cache.save, c.cache.scope, c.cache.retentionDays, c.cache.hitVar, c.cache.failOnError], [path.join(ws, 'store'), 'afterBuild', 'shared', 0.5, 'HIT', true])],
   ];
-  for (const [name, inputs, check] of valid) {
-    it(`accepts: ${name}`, () => check(read(inputs, { 'Agent.TempDirectory': '/agent-temp' })));
+  for (const [name, inputs, check, variables] of valid) {
+    it(`accepts: ${name}`, () => check(read(inputs, { 'Agent.TempDirectory': '/agent-temp', ...variables })));
   }
 
   const warnings: [string, Record<string, string>, RegExp][] = [
@@ -186,7 +195,8 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', cacheBackend: 'registry' }, 'registryCacheRef', /needs the image reference to keep the cache at/],
     [{ imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'My/App:cache' }, 'registryCacheRef', /'My\/App:cache' is not an image reference/],
     [{ imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'app:bad tag' }, 'registryCacheRef', /is not an image reference/],
-    [{ imageName: 'app', cacheKey: 'a || b' }, 'cacheKey', /has an empty segment/],
+    [{ imageName: 'app', cacheKey: ' | | ' }, 'cacheKey', /has no segment/],
+    [{ imageName: 'app', cacheKey: 'buildx\n./Dockerfile', restoreKeys: 'buildx' }, 'cacheKey', /old format.*cannot be combined with restore keys/],
     [{ imageName: 'app', cacheKey: 'a | **' }, 'cacheKey', /'\*\*' is a reserved segment/],
     [{ imageName: 'app', cacheKey: "a | 'q'" }, 'cacheKey', /cannot start with '/],
     [{ imageName: 'app', restoreKeys: 'ok\n*' }, 'restoreKeys', /'\*' is a reserved segment/],

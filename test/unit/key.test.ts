@@ -14,17 +14,40 @@ describe('cache keys: segments in Cache@2 syntax', () => {
     ['Dockerfile', false],
     ['v1', false],
     ['release.', false],
-    ['a<b.c', false],
     ['Dockerfile.prod', true],
     ['./Dockerfile', true],
     ['src/Dockerfile', true],
     ['**/package-lock.json', true],
     ['*/deps.lock, !vendor/**', true],
-    ['C:\\src\\x', true],
   ];
   for (const [segment, isFile] of kinds) {
     it(`${JSON.stringify(segment)} is ${isFile ? 'a file segment' : 'a literal'}`, () => assert.equal(isFileSegment(segment), isFile));
   }
+
+  // The agent's OS decides: on Windows `\\` separates paths and `"<>|` cannot be in a file name; elsewhere only NUL cannot.
+  const byPlatform: [string, NodeJS.Platform, boolean][] = [
+    ['C:\\src\\x', 'win32', true],
+    ['C:\\src\\x', 'linux', false],
+    ['C:\\src\\x', 'darwin', false],
+    ['a<b.c', 'win32', false],
+    ['a<b.c', 'linux', true],
+    ['tab\there.c', 'win32', false],
+    ['tab\there.c', 'linux', true],
+    ['nul\u0000.c', 'linux', false],
+  ];
+  for (const [segment, platform, isFile] of byPlatform) {
+    it(`on ${platform}, ${JSON.stringify(segment)} is ${isFile ? 'a file segment' : 'a literal'}`, () => assert.equal(isFileSegment(segment, platform), isFile));
+  }
+
+  const splits: [string, string[]][] = [
+    ['a || b', ['a', 'b']],
+    ['a | b |', ['a', 'b']],
+    ['| a', ['a']],
+    ['a | | b', ['a', 'b']],
+    ['buildx\n"Linux"\n  deps.lock  \n', ['buildx', '"Linux"', 'deps.lock']],
+    ['one | line\nper | line', ['one | line', 'per | line']],
+  ];
+  for (const [key, texts] of splits) it(`splits ${JSON.stringify(key)} as the agent does`, () => assert.deepEqual(parseKey(key).map((seg) => seg.text), texts));
 
   it('splits on | and trims, keeping quotes', () => {
     assert.deepEqual(
@@ -36,8 +59,8 @@ describe('cache keys: segments in Cache@2 syntax', () => {
   });
 
   const bad: [string, RegExp][] = [
-    ['a || b', /empty segment/],
-    ['a | ', /empty segment/],
+    ['|', /no segment/],
+    [' \n ', /no segment/],
     ['*', /reserved segment.*'\.\/\*'/],
     ['k | **', /reserved segment/],
     ["k | 'x'", /cannot start with/],

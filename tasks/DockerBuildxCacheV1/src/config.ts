@@ -6,7 +6,7 @@ import { parse as shellParse } from 'shell-quote';
 import { variable, withoutEcho } from './agent';
 import { checkCacheDir } from './cache/guard';
 import { expandDefined, inputDefinitions, type InputDefinition } from './inputs';
-import { KeySyntaxError, parseKey } from './key/segments';
+import { isOldFormat, KeySyntaxError, parseKey, salted, SALT_VARIABLE } from './key/segments';
 import { loc } from './loc';
 
 /** Where inputs and agent variables come from: task-lib on an agent, a table in tests. */
@@ -348,10 +348,16 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
   const agentOs = src.variable('Agent.OS') ?? { Linux: 'Linux', Darwin: 'Darwin', Windows_NT: 'Windows_NT' }[os.type()] ?? os.type();
   const dockerfile = path.relative(src.workingDirectory, build.dockerfile).split(path.sep).join('/');
   const explicitKey = src.value('cacheKey');
-  const key = explicitKey || defaultKey(agentOs, build.imageName, dockerfile);
+  const salt = src.variable(SALT_VARIABLE);
+  const key = salted(explicitKey || defaultKey(agentOs, build.imageName, dockerfile), salt);
   checkKey('cacheKey', key);
-  const restoreKeys = explicitKey === '' && src.value('restoreKeys') === '' ? [defaultRestoreKey(agentOs, build.imageName)] : lines(src.value('restoreKeys'));
+  const restoreKeys = (explicitKey === '' && src.value('restoreKeys') === '' ? [defaultRestoreKey(agentOs, build.imageName)] : lines(src.value('restoreKeys'))).map((k) => salted(k, salt));
   for (const restoreKey of restoreKeys) checkKey('restoreKeys', restoreKey);
+  if (isOldFormat(explicitKey)) {
+    // As the agent: the old one-segment-a-line format cannot be combined with restore keys.
+    if (restoreKeys.length > 0) throw new InputError('cacheKey', loc('InputKeyOldFormatRestoreKeys'));
+    if (isStoreBackend(backend)) warnings.push(loc('WarnKeyOldFormat'));
+  }
 
   const retention = src.value('retentionDays');
   const retentionDays = Number(retention);

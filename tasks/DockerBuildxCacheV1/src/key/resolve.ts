@@ -27,8 +27,11 @@ export class KeyResolveError extends Error {
   override name = 'KeyResolveError';
 }
 
-/** Globs as Cache@2 matches them: dot files included, no brace expansion, case-sensitive on Linux. */
-const MATCH_OPTIONS: MinimatchOptions = { dot: true, nobrace: true, nocase: process.platform !== 'linux', windowsPathsNoEscape: true };
+/**
+ * Globs as Cache@2 matches them: dot files included, no brace expansion, case-sensitive on Linux;
+ * `\` is a path separator on Windows and an escape elsewhere.
+ */
+const MATCH_OPTIONS: MinimatchOptions = { dot: true, nobrace: true, nocase: process.platform !== 'linux', windowsPathsNoEscape: process.platform === 'win32' };
 const SMALL_FILE = 1 << 22;
 
 const toPosix = path.sep === '/' ? (p: string): string => p : (p: string): string => p.split(path.sep).join('/');
@@ -42,10 +45,11 @@ export function fingerprint(files: readonly MatchedFile[]): string {
   return crypto.createHash('sha256').update(text, 'utf8').digest('base64');
 }
 
-/** Where to start walking for an absolute glob, and how deep: the folder before the first glob part. */
+/** Where to start walking for an absolute glob, and how deep: the folder before the first glob part (for a plain path, its folder). */
 export function walkRoot(absolutePattern: string): { root: string; depth: number } {
   const parts = absolutePattern.split('/');
-  const firstGlob = Math.max(1, parts.findIndex((p) => hasGlob(p)));
+  const glob = parts.findIndex((p) => hasGlob(p));
+  const firstGlob = Math.max(1, glob < 0 ? parts.length - 1 : glob);
   const rest = parts.slice(firstGlob);
   return { root: parts.slice(0, firstGlob).join('/') || '/', depth: rest.includes('**') ? Infinity : rest.length };
 }
@@ -101,10 +105,17 @@ function walk(root: string, depth: number, prunes: readonly Minimatch[]): string
   return found;
 }
 
+/** Whether a file (absolute, posix) is one a segment's rules select: any include matches and no exclude does. */
+export function pathFilter(include: readonly string[], exclude: readonly string[], workingDirectory: string): (file: string) => boolean {
+  const absolute = (rule: string): string => toPosix(path.resolve(workingDirectory, rule));
+  const includes = include.map((r) => new Minimatch(absolute(r), MATCH_OPTIONS));
+  const excludes = exclude.map((r) => new Minimatch(absolute(r), MATCH_OPTIONS));
+  return (file) => includes.some((m) => m.match(file)) && !excludes.some((m) => m.match(file));
+}
+
 async function resolveFiles(segment: Extract<Segment, { kind: 'files' }>, workingDirectory: string): Promise<MatchedFile[]> {
   const absolute = (rule: string): string => toPosix(path.resolve(workingDirectory, rule));
-  const includes = segment.include.map((r) => new Minimatch(absolute(r), MATCH_OPTIONS));
-  const excludes = segment.exclude.map((r) => new Minimatch(absolute(r), MATCH_OPTIONS));
+  const selected = pathFilter(segment.include, segment.exclude, workingDirectory);
   // `!dir/**` excludes everything below dir, so the walk need not enter it.
   const prunes = segment.exclude.filter((r) => r.endsWith('/**')).map((r) => new Minimatch(absolute(r.slice(0, -3)), MATCH_OPTIONS));
 
@@ -122,7 +133,7 @@ async function resolveFiles(segment: Extract<Segment, { kind: 'files' }>, workin
   }
   for (const [root, depth] of roots) for (const file of walk(root, depth, prunes)) candidates.add(file);
 
-  const matched = [...candidates].filter((f) => includes.some((m) => m.match(f)) && !excludes.some((m) => m.match(f))).sort();
+  const matched = [...candidates].filter(selected).sort();
   const base = `${toPosix(path.resolve(workingDirectory))}/`;
   const relative = (file: string): string => (file.startsWith(base) ? file.slice(base.length) : toPosix(path.relative(workingDirectory, file)));
   const files: MatchedFile[] = [];
