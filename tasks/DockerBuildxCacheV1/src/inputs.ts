@@ -1,5 +1,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { loc } from './loc';
+
+// Reading inputs in general: task.json's definitions and defaults, where values come from, the
+// error for a bad value, and the readers every input shares (lines, KEY=VALUE, booleans, pick lists).
+// What each input means is config.ts's concern.
 
 /** An input as task.json declares it. */
 export interface InputDefinition {
@@ -30,4 +35,124 @@ const MACRO = /\$\(([A-Za-z0-9_.-]+)\)/g;
 /** Expands `$(Name)` macros as the agent does: a defined variable is replaced, any other macro stays as written. */
 export function expandDefined(text: string, variable: (name: string) => string | undefined): string {
   return text.replace(MACRO, (macro, name: string) => variable(name) ?? macro);
+}
+
+/** Where inputs and agent variables come from: task-lib on an agent, a table in tests. */
+export interface Source {
+  /** The input value as the step gets it (on an agent, the default when the pipeline does not set it), trimmed, or ''. */
+  input(name: string): string;
+  /** An agent variable such as `System.DefaultWorkingDirectory`, or undefined when unset or empty. */
+  variable(name: string): string | undefined;
+}
+
+/** A bad input value. The message names the input, says what is wrong and what to write instead. */
+export class InputError extends Error {
+  constructor(
+    readonly input: string,
+    detail: string,
+  ) {
+    super(`Input '${input}': ${detail}`);
+    this.name = 'InputError';
+  }
+}
+
+/**
+ * The inputs as the agent passes them, read against task.json's defaults. The agent fills in the
+ * default of every input a pipeline does not set, so an input counts as set only when its value
+ * differs from its default with the default's macros expanded (and, for a filePath, resolved as the
+ * agent resolves it): that is what every "has no effect" warning asks.
+ */
+export class Inputs {
+  private readonly raw = new Map<string, string>();
+
+  constructor(
+    private readonly src: Source,
+    readonly workingDirectory: string,
+    private readonly defs: ReadonlyMap<string, InputDefinition> = inputDefinitions(),
+  ) {}
+
+  variable(name: string): string | undefined {
+    return this.src.variable(name);
+  }
+
+  /** The value the step works with: what the agent passed, else the input's default as task.json writes it. */
+  value(name: string): string {
+    const raw = this.read(name);
+    return raw !== '' ? raw : (this.defs.get(name)?.defaultValue ?? '');
+  }
+
+  /** Whether the pipeline gave the input a value other than its default. */
+  given(name: string): boolean {
+    const raw = this.read(name);
+    if (raw === '') return false;
+    const def = this.defs.get(name);
+    if (def === undefined) return true;
+    const expanded = expandDefined(def.defaultValue ?? '', (v) => this.src.variable(v));
+    if (def.type === 'filePath') return path.resolve(this.workingDirectory, raw) !== path.resolve(this.workingDirectory, expanded);
+    if (def.type === 'boolean' || def.type === 'pickList') return raw.toLowerCase() !== expanded.toLowerCase();
+    return raw !== expanded;
+  }
+
+  /** Those of `names` that are set but have no effect with the other inputs. */
+  without(names: readonly string[]): string[] {
+    return names.filter((name) => this.given(name));
+  }
+
+  private read(name: string): string {
+    let raw = this.raw.get(name);
+    if (raw === undefined) {
+      raw = this.src.input(name);
+      this.raw.set(name, raw);
+    }
+    return raw;
+  }
+}
+
+export function keyValueLines(src: Inputs, name: string, allowBareKey: boolean): string[] {
+  return lines(src.value(name)).map((line, i) => {
+    const eq = line.indexOf('=');
+    if (eq === 0 || (eq < 0 && !allowBareKey) || /\s/.test(eq < 0 ? line : line.slice(0, eq))) {
+      throw new InputError(name, loc('InputKeyValueInvalid', i + 1, line));
+    }
+    return line;
+  });
+}
+
+export function readBool(src: Inputs, name: string): boolean {
+  const raw = src.value(name).toLowerCase();
+  if (raw === '') return false;
+  if (raw === 'true') return true;
+  if (raw === 'false') return false;
+  throw new InputError(name, loc('InputBoolInvalid', raw));
+}
+
+export function pick<T extends string>(src: Inputs, name: string, allowed: readonly T[]): T {
+  const raw = src.value(name);
+  const found = allowed.find((a) => a.toLowerCase() === raw.toLowerCase());
+  if (found === undefined) throw new InputError(name, loc('InputPickInvalid', raw, allowed.join(', ')));
+  return found;
+}
+
+/** Replaces `$(Variable)` macros that the agent left unexpanded, for example in a default value run outside an agent. */
+export function expandMacros(src: Inputs, input: string, value: string): string {
+  return value.replace(MACRO, (_m, name: string) => {
+    const v = src.variable(name);
+    if (v === undefined) throw new InputError(input, loc('InputMacroUndefined', value, name));
+    return v;
+  });
+}
+
+export function lines(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+export function isFile(p: string): boolean {
+  return fs.statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
+}
+
+export function isDirectory(p: string): boolean {
+  return fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
