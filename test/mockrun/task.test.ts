@@ -690,6 +690,100 @@ describe('mock-run: the main step', function () {
     }
   });
 
+  it('passes SSH forwards, named contexts, annotations, attestations and extra cache sources, in that order, with paths made absolute', async () => {
+    writeTree(ws, { 'keys/deploy': 'PRIVATE KEY', 'assets/logo.svg': '<svg/>' });
+    const inputs = {
+      imageName: 'app',
+      driver: 'docker',
+      cacheBackend: 'none',
+      ssh: 'default\ngithub=keys/deploy',
+      buildContexts: 'assets=assets\nbase=docker-image://local/busybox:latest',
+      annotations: 'index:org.opencontainers.image.title=app',
+      provenance: 'mode=max',
+      sbom: 'true',
+      cacheFrom: 'type=registry,ref=registry.example/app:buildcache-main',
+    };
+    const build = buildLine(
+      'default',
+      `--tag app:latest --annotation index:org.opencontainers.image.title=app --ssh default --ssh github=${ws}/keys/deploy --build-context assets=${ws}/assets --build-context base=docker-image://local/busybox:latest --provenance=mode=max --sbom=true --cache-from type=registry,ref=registry.example/app:buildcache-main --load`,
+    );
+    const run = await runScenario({ ...main(inputs, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }), env: { SSH_AUTH_SOCK: '/run/agent.sock' } });
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands.at(-1), build);
+    assert.ok(!run.stdout.includes('PRIVATE KEY'));
+  });
+
+  it('imports extra cache sources beside the local store, and exports only to the store', async () => {
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine('default', `--tag app:latest --cache-from type=registry,ref=registry.example/app:buildcache-main --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheDir, cacheFrom: 'type=registry,ref=registry.example/app:buildcache-main' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands.at(-1), build);
+  });
+
+  it('adds Docker@2 pipeline labels from the job, before the labels input, and none when addPipelineData is false', async () => {
+    const pipeline = {
+      'System.TeamFoundationCollectionUri': 'https://dev.azure.com/contoso/',
+      'System.TeamProject': 'web',
+      'System.HostType': 'build',
+      'Build.Repository.Name': 'shop',
+      'Build.SourceVersion': '0123abc',
+      'Build.SourceBranchName': 'main',
+      'Build.BuildNumber': '20240601.3',
+    };
+    const labels = [
+      'com.azure.dev.image.system.teamfoundationcollectionuri=https://dev.azure.com/contoso/',
+      'com.azure.dev.image.system.teamproject=web',
+      'com.azure.dev.image.build.repository.name=shop',
+      'com.azure.dev.image.build.sourceversion=0123abc',
+      'com.azure.dev.image.build.sourcebranchname=main',
+      'com.azure.dev.image.build.buildnumber=20240601.3',
+    ];
+    const withLabels = buildLine('default', `--tag app:latest ${labels.map((l) => `--label ${l}`).join(' ')} --label team=web --load`);
+    const labelled = await runScenario({ ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', labels: 'team=web' }, { [`${DOCKER} buildx inspect default`]: ok, [withLabels]: ok }), variables: { ...variables(), ...pipeline } });
+    assert.ok(labelled.succeeded, labelled.stdout);
+    assert.equal(labelled.commands.at(-1), withLabels);
+
+    const without = buildLine('default', '--tag app:latest --load');
+    const plain = await runScenario({ ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', addPipelineData: 'false' }, { [`${DOCKER} buildx inspect default`]: ok, [without]: ok }), variables: { ...variables(), ...pipeline } });
+    assert.ok(plain.succeeded, plain.stdout);
+    assert.equal(plain.commands.at(-1), without);
+  });
+
+  it('passes secrets from the environment by name and from files by path, masking their values, which reach no command line', async () => {
+    writeTree(ws, { '.netrc': 'machine git.example login ci password n3trc-passw0rd\n' });
+    const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
+    const build = buildLine('default', `--tag app:latest --secret id=pw,src=${secretFile} --secret id=token,env=NPM_TOKEN --secret id=netrc,src=${ws}/.netrc --load`);
+    const run = await runScenario({
+      ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', secrets: 'pw=file:not-a-path\nenv:token=NPM_TOKEN\nfile:netrc=.netrc' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+      env: { NPM_TOKEN: 'npm-t0ken-value' },
+    });
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands.at(-1), build);
+    for (const value of ['file:not-a-path', 'npm-t0ken-value', 'machine git.example login ci password n3trc-passw0rd']) {
+      assert.match(run.stdout, new RegExp(`##vso\\[task\\.setsecret\\]${value}`));
+      assert.deepEqual(linesShowing(run.stdout, value), [], value);
+    }
+  });
+
+  it('writes an inline buildkitd.toml to a job-private file for buildx create --config', async () => {
+    const configFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'buildkitd.toml');
+    const create = `${DOCKER} buildx create --name ${BUILDER} --driver docker-container --config ${configFile}`;
+    const build = buildLine(BUILDER, '--tag app:latest --load');
+    let written = '';
+    const run = await runScenario(
+      main(
+        { imageName: 'app', cacheBackend: 'none', buildkitdConfigInline: '[worker.oci]\n  max-parallelism = 2' },
+        { [`${DOCKER} buildx inspect ${BUILDER}`]: missing, [create]: ok, [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok, [build]: ok },
+      ),
+    ).finally(() => {
+      written = fs.existsSync(configFile) ? fs.readFileSync(configFile, 'utf8') : '';
+    });
+    assert.ok(run.succeeded, run.stdout);
+    assert.ok(run.commands.includes(create), run.commands.join('\n'));
+    assert.equal(written, '[worker.oci]\n  max-parallelism = 2\n');
+  });
+
   it('passes secrets as job-private files and masks their values', async () => {
     const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
     const build = buildLine('default', `--tag app:latest --secret id=npmrc,src=${secretFile} --load`);
@@ -821,6 +915,20 @@ describe('mock-run: the main step', function () {
     [{ secrets: 'x=1\nx=2' }, 'secrets', 'InputSecretDuplicate'],
     [{ secrets: 'x=' }, 'secrets', 'InputSecretEmpty'],
     [{ secrets: 'x=$(UNSET)' }, 'secrets', 'InputSecretUnexpanded'],
+    [{ secrets: 'env:x=DBXC_NOT_SET' }, 'secrets', 'InputSecretEnvUnset'],
+    [{ secrets: 'env:x=not-a-name' }, 'secrets', 'InputSecretEnvName'],
+    [{ secrets: 'file:x=nowhere/.npmrc' }, 'secrets', 'InputSecretFileMissing'],
+    [{ ssh: 'default', SSH_AUTH_SOCK: '' }, 'ssh', 'InputSshNoAgent'],
+    [{ ssh: 'a b' }, 'ssh', 'InputSshInvalid'],
+    [{ ssh: 'github=keys/missing' }, 'ssh', 'InputSshKeyMissing'],
+    [{ provenance: 'max' }, 'provenance', 'InputAttestationInvalid'],
+    [{ sbom: 'yes please' }, 'sbom', 'InputAttestationInvalid'],
+    [{ annotations: 'title' }, 'annotations', 'InputAnnotationInvalid'],
+    [{ buildContexts: 'assets' }, 'buildContexts', 'InputBuildContextInvalid'],
+    [{ buildContexts: 'assets=missing' }, 'buildContexts', 'InputBuildContextMissing'],
+    [{ cacheFrom: 'type=nfs,src=/x' }, 'cacheFrom', 'InputCacheFromInvalid'],
+    [{ addPipelineData: 'maybe' }, 'addPipelineData', 'InputBoolInvalid'],
+    [{ buildkitdConfig: 'buildkitd.toml', buildkitdConfigInline: '[worker.oci]' }, 'buildkitdConfigInline', 'InputBuildkitdConfigBoth'],
     [{ additionalArguments: 'a | b' }, 'additionalArguments', 'InputArgumentsOperator'],
     [{ noCache: 'yes' }, 'noCache', 'InputBoolInvalid'],
     [{ pull: 'no' }, 'pull', 'InputBoolInvalid'],
@@ -851,9 +959,11 @@ describe('mock-run: the main step', function () {
     [{ driver: 'remote' }, 'endpoint', 'InputEndpointRequired'],
     [{ removeBuilder: 'sometimes' }, 'removeBuilder', 'InputBoolInvalid'],
   ];
-  for (const [inputs, input, key] of invalid) {
-    it(`validation: ${input} ${JSON.stringify(inputs)} → ${key}`, async () => {
-      const run = await runScenario(main({ imageName: 'app', ...inputs }, {}));
+  for (const [given, input, key] of invalid) {
+    it(`validation: ${input} ${JSON.stringify(given)} → ${key}`, async () => {
+      // SSH_AUTH_SOCK is the step's environment, not an input.
+      const { SSH_AUTH_SOCK, ...inputs } = given;
+      const run = await runScenario({ ...main({ imageName: 'app', ...inputs }, {}), env: SSH_AUTH_SOCK === undefined ? {} : { SSH_AUTH_SOCK } });
       assert.ok(run.runner.failed);
       assert.equal(run.commands.length, 0, 'docker never runs on bad input');
       assert.equal(run.errors.length, 1);

@@ -45,7 +45,12 @@ describe('buildx build arguments', () => {
     buildArgs: [],
     platforms: [],
     labels: [],
+    pipelineLabels: [],
     secrets: [],
+    ssh: [],
+    annotations: [],
+    contexts: [],
+    cacheFrom: [],
     additionalArguments: [],
     noCache: false,
     pull: false,
@@ -72,11 +77,23 @@ describe('buildx build arguments', () => {
           target: 'runtime',
           platforms: ['linux/amd64', 'linux/arm64'],
           labels: ['org.opencontainers.image.revision=abc'],
-          secrets: [{ id: 'npmrc', value: 'never-on-the-command-line' }],
-          additionalArguments: ['--provenance=false'],
+          pipelineLabels: ['com.azure.dev.image.build.buildnumber=20240101.1'],
+          secrets: [
+            { kind: 'value', id: 'npmrc', value: 'never-on-the-command-line' },
+            { kind: 'env', id: 'token', env: 'NPM_TOKEN', value: 'nor-this-one' },
+            { kind: 'file', id: 'netrc', file: '/ws/.netrc' },
+          ],
+          ssh: ['default', 'github=/keys/id_ed25519'],
+          annotations: ['index:org.opencontainers.image.title=app'],
+          contexts: ['base=docker-image://alpine:3.20', 'assets=/ws/assets'],
+          provenance: 'mode=max',
+          sbom: 'true',
+          cacheFrom: ['type=registry,ref=r.example/app:cache-main'],
+          additionalArguments: ['--iidfile=/tmp/iid'],
           noCache: true,
           pull: true,
         },
+        cache: { from: ['type=local,src=/c'], to: [] },
         secretFiles: new Map([['npmrc', '/tmp/s/secret-0']]),
       },
       [
@@ -85,10 +102,18 @@ describe('buildx build arguments', () => {
         '--build-arg', 'A=1', '--build-arg', 'B',
         '--target', 'runtime',
         '--platform', 'linux/amd64,linux/arm64',
+        '--label', 'com.azure.dev.image.build.buildnumber=20240101.1',
         '--label', 'org.opencontainers.image.revision=abc',
+        '--annotation', 'index:org.opencontainers.image.title=app',
         '--secret', 'id=npmrc,src=/tmp/s/secret-0',
+        '--secret', 'id=token,env=NPM_TOKEN',
+        '--secret', 'id=netrc,src=/ws/.netrc',
+        '--ssh', 'default', '--ssh', 'github=/keys/id_ed25519',
+        '--build-context', 'base=docker-image://alpine:3.20', '--build-context', 'assets=/ws/assets',
+        '--provenance=mode=max', '--sbom=true',
         '--no-cache', '--pull',
-        '--load', '--metadata-file', '/tmp/m.json', '--provenance=false', '/ws',
+        '--cache-from', 'type=local,src=/c', '--cache-from', 'type=registry,ref=r.example/app:cache-main',
+        '--load', '--metadata-file', '/tmp/m.json', '--iidfile=/tmp/iid', '/ws',
       ],
     ],
     [
@@ -103,8 +128,12 @@ describe('buildx build arguments', () => {
   }
 
   it('never puts a secret value on the command line', () => {
-    const args = buildArgs({ ...base, build: { ...minimal, secrets: [{ id: 's', value: 'hunter2' }] }, secretFiles: new Map([['s', '/tmp/f']]) });
-    assert.ok(!args.join(' ').includes('hunter2'));
+    const secrets = [
+      { kind: 'value', id: 's', value: 'hunter2' },
+      { kind: 'env', id: 'e', env: 'TOKEN', value: 'hunter3' },
+    ] as const;
+    const args = buildArgs({ ...base, build: { ...minimal, secrets }, secretFiles: new Map([['s', '/tmp/f']]) });
+    assert.ok(!/hunter/.test(args.join(' ')));
   });
 });
 

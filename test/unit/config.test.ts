@@ -6,9 +6,12 @@ import { cleanup, tempDir, writeTree } from '../helpers';
 
 let ws: string;
 
-function source(inputs: Record<string, string>, variables: Record<string, string> = {}): Source {
+/** The step's environment in these tests: the process's own is never read. */
+const ENV: Record<string, string> = { NPM_TOKEN: 'npm-secret', SSH_AUTH_SOCK: '/run/ssh-agent.sock' };
+
+function source(inputs: Record<string, string>, variables: Record<string, string> = {}, env: Record<string, string> = ENV): Source {
   const vars: Record<string, string> = { 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': '/pw', 'Agent.WorkFolder': '/aw', 'Agent.OS': 'Linux', ...variables };
-  return { input: (name) => (inputs[name] ?? '').trim(), variable: (name) => vars[name] };
+  return { input: (name) => (inputs[name] ?? '').trim(), variable: (name) => vars[name], env: (name) => env[name] };
 }
 
 function read(inputs: Record<string, string>, variables?: Record<string, string>): Config {
@@ -25,7 +28,7 @@ function readAsAgent(inputs: Record<string, string>, variables: Record<string, s
 describe('config: reading and validating inputs', () => {
   beforeEach(() => {
     ws = tempDir();
-    writeTree(ws, { Dockerfile: 'FROM scratch\n', 'sub/Dockerfile': 'FROM scratch\n', 'ctx/file': 'x', 'buildkitd.toml': '' });
+    writeTree(ws, { Dockerfile: 'FROM scratch\n', 'sub/Dockerfile': 'FROM scratch\n', 'ctx/file': 'x', 'buildkitd.toml': '', 'keys/deploy': 'key', '.netrc': 'machine x' });
   });
   afterEach(cleanup);
 
@@ -67,7 +70,25 @@ describe('config: reading and validating inputs', () => {
     ['platforms split on commas and lines', { imageName: 'app', platforms: 'linux/amd64, linux/arm64/v8\nlinux/arm/v7' }, (c) => assert.deepEqual(c.build.platforms, ['linux/amd64', 'linux/arm64/v8', 'linux/arm/v7'])],
     ['build args, with a bare key from the environment', { imageName: 'app', buildArgs: 'A=1\nB=x=y\nHTTP_PROXY' }, (c) => assert.deepEqual(c.build.buildArgs, ['A=1', 'B=x=y', 'HTTP_PROXY'])],
     ['labels keep values with spaces', { imageName: 'app', labels: 'a.b=hello world' }, (c) => assert.deepEqual(c.build.labels, ['a.b=hello world'])],
-    ['secrets keep = in values', { imageName: 'app', secrets: 'npmrc=abc==\ntoken=t' }, (c) => assert.deepEqual(c.build.secrets, [{ id: 'npmrc', value: 'abc==' }, { id: 'token', value: 't' }])],
+    ['secrets keep = in values', { imageName: 'app', secrets: 'npmrc=abc==\ntoken=t' }, (c) => assert.deepEqual(c.build.secrets, [{ kind: 'value', id: 'npmrc', value: 'abc==' }, { kind: 'value', id: 'token', value: 't' }])],
+    ['secrets from the environment and from files', { imageName: 'app', secrets: 'env:token=NPM_TOKEN\nfile:netrc=.netrc' }, (c) =>
+      assert.deepEqual(c.build.secrets, [{ kind: 'env', id: 'token', env: 'NPM_TOKEN', value: 'npm-secret' }, { kind: 'file', id: 'netrc', file: path.join(ws, '.netrc') }])],
+    ['a value that looks like a reference stays a value', { imageName: 'app', secrets: 'pw=env:NPM_TOKEN\npw2=file:.netrc' }, (c) =>
+      assert.deepEqual(c.build.secrets, [{ kind: 'value', id: 'pw', value: 'env:NPM_TOKEN' }, { kind: 'value', id: 'pw2', value: 'file:.netrc' }])],
+    ['SSH: the agent, and keys made absolute', { imageName: 'app', ssh: 'default\ngithub=keys/deploy, .netrc' }, (c) => assert.deepEqual(c.build.ssh, ['default', `github=${path.join(ws, 'keys/deploy')},${path.join(ws, '.netrc')}`])],
+    ['attestations', { imageName: 'app', provenance: 'mode=max', sbom: 'TRUE' }, (c) => assert.deepEqual([c.build.provenance, c.build.sbom], ['mode=max', 'true'])],
+    ['attestations left to buildx', { imageName: 'app' }, (c) => assert.deepEqual([c.build.provenance, c.build.sbom], [undefined, undefined])],
+    ['annotations, typed or not', { imageName: 'app', annotations: 'org.opencontainers.image.title=my app\nindex,manifest[linux/amd64]:a.b=c\nmanifest-descriptor:x=' }, (c) =>
+      assert.deepEqual(c.build.annotations, ['org.opencontainers.image.title=my app', 'index,manifest[linux/amd64]:a.b=c', 'manifest-descriptor:x='])],
+    ['named build contexts: folders made absolute, other sources as written', { imageName: 'app', buildContexts: 'assets=ctx\nbase=docker-image://alpine:3.20\nstage=target:build\nsrc=https://github.com/x/y.git' }, (c) =>
+      assert.deepEqual(c.build.contexts, [`assets=${path.join(ws, 'ctx')}`, 'base=docker-image://alpine:3.20', 'stage=target:build', 'src=https://github.com/x/y.git'])],
+    ['extra cache sources', { imageName: 'app', cacheFrom: 'type=registry,ref=r.example/app:cache-main\nr.example/app:cache\ntype=local,src=/c' }, (c) =>
+      assert.deepEqual(c.build.cacheFrom, ['type=registry,ref=r.example/app:cache-main', 'r.example/app:cache', 'type=local,src=/c'])],
+    ['pipeline labels, as Docker@2 adds them', { imageName: 'app' }, (c) =>
+      assert.deepEqual(c.build.pipelineLabels, ['com.azure.dev.image.system.teamfoundationcollectionuri=https://dev.azure.com/contoso/', 'com.azure.dev.image.system.teamproject=web', 'com.azure.dev.image.build.sourceversion=abc123', 'com.azure.dev.image.build.buildnumber=20240101.1']),
+    { 'System.TeamFoundationCollectionUri': 'https://dev.azure.com/contoso/', 'System.TeamProject': 'web', 'System.HostType': 'build', 'Build.SourceVersion': 'abc123', 'Build.BuildNumber': '20240101.1' }],
+    ['no pipeline labels when turned off', { imageName: 'app', addPipelineData: 'false' }, (c) => assert.deepEqual(c.build.pipelineLabels, []), { 'System.TeamFoundationCollectionUri': 'https://dev.azure.com/contoso/' }],
+    ['an inline buildkitd.toml', { imageName: 'app', buildkitdConfigInline: '[worker.oci]\n  max-parallelism = 4' }, (c) => assert.equal(c.builder.buildkitdConfigText, '[worker.oci]\n  max-parallelism = 4')],
     ['additional arguments split like a shell', { imageName: 'app', additionalArguments: `--label "a=b c" --ssh default` }, (c) => assert.deepEqual(c.build.additionalArguments, ['--label', 'a=b c', '--ssh', 'default'])],
     ['booleans in any case', { imageName: 'app', noCache: 'True', pull: 'TRUE', removeBuilder: 'false' }, (c) => assert.deepEqual([c.build.noCache, c.build.pull, c.builder.remove], [true, true, false])],
     ['oci output path resolved', { imageName: 'app', output: 'oci', outputPath: 'out/image.tar' }, (c) => assert.deepEqual(c.output, { kind: 'oci', path: path.join(ws, 'out/image.tar'), specs: [], registryConnection: undefined })],
@@ -83,7 +104,7 @@ describe('config: reading and validating inputs', () => {
     ['cacheDir macros left by the agent are expanded', { imageName: 'app', cacheDir: '$(Agent.TempDirectory)/c' }, (c) => assert.equal(c.cache.dir, '/agent-temp/c')],
     ['relative cacheDir from the working directory', { imageName: 'app', cacheDir: '../cache' }, (c) => assert.equal(c.cache.dir, path.resolve(ws, '../cache'))],
     ['builder settings', { imageName: 'app', builderName: 'ci.builder-1', driverOptions: 'network=host\nimage=moby/buildkit:v0.13', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', endpoint: 'ctx' }, (c) =>
-      assert.deepEqual(c.builder, { buildxVersion: undefined, buildxDownloadUrl: undefined, driver: 'auto', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), endpoint: 'ctx', remove: true })],
+      assert.deepEqual(c.builder, { buildxVersion: undefined, buildxDownloadUrl: undefined, driver: 'auto', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), buildkitdConfigText: undefined, endpoint: 'ctx', remove: true })],
     ['remote driver with an endpoint', { imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' }, (c) => assert.equal(c.builder.endpoint, 'tcp://bk:1234')],
     ['a pinned buildx from a mirror', { imageName: 'app', buildxVersion: 'v0.19.2', buildxDownloadUrl: 'https://mirror.example/buildx/releases' }, (c) =>
       assert.deepEqual([c.builder.buildxVersion, c.builder.buildxDownloadUrl], ['0.19.2', 'https://mirror.example/buildx/releases'])],
@@ -111,6 +132,7 @@ describe('config: reading and validating inputs', () => {
 
   const warnings: [string, Record<string, string>, RegExp][] = [
     ['builder inputs with the docker driver', { imageName: 'app', driver: 'docker', builderName: 'x', buildkitdFlags: '--debug' }, /no effect: builderName, buildkitdFlags/],
+    ['an inline buildkitd.toml with the docker driver', { imageName: 'app', driver: 'docker', buildkitdConfigInline: '[worker.oci]' }, /no effect: buildkitdConfigInline/],
     ['a cache folder inside the build context', { imageName: 'app', cacheDir: '.cache' }, /inside the build context/],
     ['a download mirror without a version', { imageName: 'app', buildxDownloadUrl: 'https://mirror.example/x' }, /buildxDownloadUrl has no effect without buildxVersion/],
     ['a registry cache reference with another backend', { imageName: 'app', registryCacheRef: 'r/app:c' }, /cacheBackend 'local' these inputs have no effect: registryCacheRef/],
@@ -172,11 +194,32 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', buildArgs: '=1' }, 'buildArgs', /line 1, '=1', is not KEY=VALUE/],
     [{ imageName: 'app', buildArgs: 'A B=1' }, 'buildArgs', /not KEY=VALUE/],
     [{ imageName: 'app', labels: 'justakey' }, 'labels', /not KEY=VALUE/],
-    [{ imageName: 'app', secrets: 'novalue' }, 'secrets', /line 1 is not id=value/],
-    [{ imageName: 'app', secrets: 'bad id=1' }, 'secrets', /line 1 is not id=value/],
+    [{ imageName: 'app', secrets: 'novalue' }, 'secrets', /line 1 is not a secret/],
+    [{ imageName: 'app', secrets: 'bad id=1' }, 'secrets', /line 1 is not a secret/],
     [{ imageName: 'app', secrets: 'a=1\na=2' }, 'secrets', /'a' is given twice/],
     [{ imageName: 'app', secrets: 'a=' }, 'secrets', /'a' has an empty value/],
     [{ imageName: 'app', secrets: 'a=$(NPM_TOKEN)' }, 'secrets', /not defined/],
+    [{ imageName: 'app', secrets: 'vault:a=x' }, 'secrets', /line 1 is not a secret/],
+    [{ imageName: 'app', secrets: 'env:a=NOT SET' }, 'secrets', /'NOT SET' is not an environment variable name/],
+    [{ imageName: 'app', secrets: 'env:a=UNSET_VAR' }, 'secrets', /reads the environment variable UNSET_VAR, which is not set for this step/],
+    [{ imageName: 'app', secrets: 'file:a=missing.txt' }, 'secrets', /reads the file 'missing.txt' .* which does not exist/],
+    [{ imageName: 'app', secrets: 'a=1\nenv:a=NPM_TOKEN' }, 'secrets', /'a' is given twice/],
+    [{ imageName: 'app', ssh: 'bad id' }, 'ssh', /line 1, 'bad id', is not an SSH forward/],
+    [{ imageName: 'app', ssh: 'github=' }, 'ssh', /is not an SSH forward/],
+    [{ imageName: 'app', ssh: 'github=keys/none' }, 'ssh', /'github' forwards 'keys\/none'.*does not exist/],
+    [{ imageName: 'app', provenance: 'maximal' }, 'provenance', /'maximal' is not an attestation setting/],
+    [{ imageName: 'app', sbom: 'generator = x' }, 'sbom', /not an attestation setting/],
+    [{ imageName: 'app', annotations: 'no-value' }, 'annotations', /line 1, 'no-value', is not an annotation/],
+    [{ imageName: 'app', annotations: 'layer:a=b' }, 'annotations', /is not an annotation/],
+    [{ imageName: 'app', annotations: 'a key=b' }, 'annotations', /is not an annotation/],
+    [{ imageName: 'app', buildContexts: 'novalue' }, 'buildContexts', /line 1, 'novalue', is not a named build context/],
+    [{ imageName: 'app', buildContexts: 'x=' }, 'buildContexts', /is not a named build context/],
+    [{ imageName: 'app', buildContexts: 'assets=nowhere' }, 'buildContexts', /'assets' is the folder 'nowhere'.*does not exist/],
+    [{ imageName: 'app', cacheFrom: 'type=ftp,ref=x' }, 'cacheFrom', /line 1, 'type=ftp,ref=x', is not a cache source/],
+    [{ imageName: 'app', cacheFrom: 'ref=r/app:c' }, 'cacheFrom', /is not a cache source/],
+    [{ imageName: 'app', cacheFrom: 'not a ref' }, 'cacheFrom', /is not a cache source/],
+    [{ imageName: 'app', addPipelineData: 'yes' }, 'addPipelineData', /not true or false/],
+    [{ imageName: 'app', buildkitdConfig: 'buildkitd.toml', buildkitdConfigInline: '[worker.oci]' }, 'buildkitdConfigInline', /both set/],
     [{ imageName: 'app', additionalArguments: '--x | tee' }, 'additionalArguments', /shell operator '\|'/],
     [{ imageName: 'app', additionalArguments: '--x > out' }, 'additionalArguments', /shell operator '>'/],
     [{ imageName: 'app', noCache: 'yes' }, 'noCache', /'yes' is not true or false/],
@@ -238,8 +281,12 @@ describe('config: reading and validating inputs', () => {
     });
   }
 
+  it('needs an ssh-agent for a default forward', () => {
+    assert.throws(() => readConfig(source({ imageName: 'app', ssh: 'default' }, {}, {})), /'default' forwards the step's ssh-agent, but SSH_AUTH_SOCK is not set/);
+  });
+
   it('never puts a secret value in an error message', () => {
-    for (const secrets of ['tok=hunter2\ntok=hunter2', 'bad id=hunter2', ' =hunter2']) {
+    for (const secrets of ['tok=hunter2\ntok=hunter2', 'bad id=hunter2', ' =hunter2', 'vault:tok=hunter2']) {
       assert.throws(
         () => read({ imageName: 'app', secrets }),
         (err: Error) => !err.message.includes('hunter2'),

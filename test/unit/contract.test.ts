@@ -47,6 +47,7 @@ const CONTRACT: [string, string, string][] = [
   ['platforms', 'string', ''],
   ['labels', 'multiLine', ''],
   ['secrets', 'multiLine', ''],
+  ['ssh', 'multiLine', ''],
   ['additionalArguments', 'string', ''],
   ['noCache', 'boolean', 'false'],
   ['pull', 'boolean', 'false'],
@@ -66,6 +67,7 @@ const CONTRACT: [string, string, string][] = [
   ['storageContainer', 'string', 'buildx-cache'],
   ['storageConnectionString', 'string', ''],
   ['registryCacheRef', 'string', ''],
+  ['cacheFrom', 'multiLine', ''],
   ['saveCache', 'pickList', 'onSuccess'],
   ['cacheScope', 'pickList', 'branch'],
   ['retentionDays', 'string', '7'],
@@ -76,10 +78,16 @@ const CONTRACT: [string, string, string][] = [
   ['driverOptions', 'multiLine', ''],
   ['buildkitdFlags', 'string', ''],
   ['buildkitdConfig', 'filePath', ''],
+  ['buildkitdConfigInline', 'multiLine', ''],
   ['endpoint', 'string', ''],
   ['removeBuilder', 'boolean', 'true'],
   ['buildxVersion', 'string', ''],
   ['buildxDownloadUrl', 'string', ''],
+  ['buildContexts', 'multiLine', ''],
+  ['annotations', 'multiLine', ''],
+  ['provenance', 'string', ''],
+  ['sbom', 'string', ''],
+  ['addPipelineData', 'boolean', 'true'],
 ];
 const PICK_OPTIONS: Record<string, string[]> = {
   output: ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'],
@@ -119,7 +127,7 @@ describe('task.json: the public contract and the classic editor', () => {
   });
 
   it('puts every input in a group and gives it help with an example', () => {
-    assert.deepEqual(task.groups.map((g) => g.displayName), ['Build', 'Output', 'Cache', 'Builder']);
+    assert.deepEqual(task.groups.map((g) => g.displayName), ['Build', 'Output', 'Cache', 'Builder', 'Advanced']);
     const groups = new Set(task.groups.map((g) => g.name));
     for (const input of task.inputs) {
       assert.ok(input.groupName !== undefined && groups.has(input.groupName), `${input.name} has no group`);
@@ -138,7 +146,7 @@ describe('task.json: the public contract and the classic editor', () => {
   it('has visibleRules that name real inputs and values', () => {
     const byName = new Map(task.inputs.map((i) => [i.name, i]));
     const rules = task.inputs.filter((i) => i.visibleRule !== undefined);
-    assert.deepEqual(rules.map((i) => i.name).sort(), ['azureSubscription', 'builderName', 'buildkitdConfig', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache', 'storageAccountUrl', 'storageConnectionString', 'storageContainer']);
+    assert.deepEqual(rules.map((i) => i.name).sort(), ['azureSubscription', 'builderName', 'buildkitdConfig', 'buildkitdConfigInline', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache', 'storageAccountUrl', 'storageConnectionString', 'storageContainer']);
     for (const input of rules) {
       const clauses = (input.visibleRule ?? '').split(/\s*(?:&&|\|\|)\s*/);
       for (const clause of clauses) {

@@ -4,11 +4,14 @@ import * as tl from 'azure-pipelines-task-lib/task';
 import { parse as shellParse } from 'shell-quote';
 import { variable, withoutEcho } from './agent';
 import { checkCacheDir } from './cache/guard';
+import { readAnnotations, readAttestation, readBuildContexts, readCacheFrom, readSecrets, readSsh, type Secret } from './build-inputs';
+import { pipelineLabels } from './buildx/labels';
 import { expandMacros, InputError, Inputs, isDirectory, isFile, keyValueLines, lines, pick, readBool, type Source } from './inputs';
 import { isOldFormat, KeySyntaxError, parseKey, salted, SALT_VARIABLE } from './key/segments';
 import { loc } from './loc';
 
 export { InputError, type Source } from './inputs';
+export type { Secret } from './build-inputs';
 
 /** Inputs whose values are secrets: never echoed, never in an error message. */
 export const SECRET_INPUTS: ReadonlySet<string> = new Set(['secrets', 'storageConnectionString']);
@@ -40,11 +43,6 @@ export type DriverSetting = (typeof DRIVERS)[number];
 /** A driver buildx knows: what `auto` becomes. */
 export type Driver = Exclude<DriverSetting, 'auto'>;
 
-export interface Secret {
-  readonly id: string;
-  readonly value: string;
-}
-
 export interface BuildConfig {
   readonly dockerfile: string;
   readonly context: string;
@@ -55,7 +53,19 @@ export interface BuildConfig {
   readonly target?: string;
   readonly platforms: readonly string[];
   readonly labels: readonly string[];
+  /** Docker@2's `com.azure.dev.image.*` labels, unless `addPipelineData` is false. */
+  readonly pipelineLabels: readonly string[];
   readonly secrets: readonly Secret[];
+  /** `--ssh` specs, key paths absolute. */
+  readonly ssh: readonly string[];
+  /** `--provenance` and `--sbom` values; undefined leaves buildx's default. */
+  readonly provenance?: string;
+  readonly sbom?: string;
+  readonly annotations: readonly string[];
+  /** `--build-context` name=value, folders absolute. */
+  readonly contexts: readonly string[];
+  /** Extra `--cache-from` specs, only imported, whatever the backend. */
+  readonly cacheFrom: readonly string[];
   readonly additionalArguments: readonly string[];
   readonly noCache: boolean;
   readonly pull: boolean;
@@ -117,6 +127,8 @@ export interface BuilderConfig {
   readonly driverOptions: readonly string[];
   readonly buildkitdFlags?: string;
   readonly buildkitdConfig?: string;
+  /** `buildkitdConfigInline`: the text of a buildkitd.toml, which the main step writes to a job-private file. */
+  readonly buildkitdConfigText?: string;
   readonly endpoint?: string;
   readonly remove: boolean;
 }
@@ -136,7 +148,6 @@ const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DOMAIN = /^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::\d+)?$/;
 const PLATFORM = /^(?:local|[a-z0-9_]+\/[a-z0-9_]+(?:\/[a-z0-9_.]+)?)$/i;
 const BUILDER_NAME = /^[a-zA-Z][a-zA-Z0-9._-]*$/;
-const SECRET_ID = /^[A-Za-z0-9_.-]+$/;
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const RESERVED_VARIABLE_PREFIX = /^(endpoint|input|secret|securefile)[._]/i;
 /** Inputs that only the stores read, both of them or one. */
@@ -145,7 +156,7 @@ const LOCAL_INPUTS = ['localStorePath'];
 const AZURE_INPUTS = ['azureSubscription', 'storageAccountUrl', 'storageContainer', 'storageConnectionString'];
 const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/;
 /** Inputs that only a builder of the task's own reads: the docker driver ignores them. */
-const BUILDER_ONLY_INPUTS = ['builderName', 'driverOptions', 'buildkitdFlags', 'buildkitdConfig'];
+const BUILDER_ONLY_INPUTS = ['builderName', 'driverOptions', 'buildkitdFlags', 'buildkitdConfig', 'buildkitdConfigInline'];
 
 export function readConfig(src: Source): Config {
   const warnings: string[] = [];
@@ -204,7 +215,14 @@ function readBuild(src: Inputs, resolve: (p: string) => string, output: OutputKi
     target,
     platforms,
     labels: keyValueLines(src, 'labels', false),
-    secrets: readSecrets(src),
+    pipelineLabels: readBool(src, 'addPipelineData') ? pipelineLabels((name) => src.variable(name)) : [],
+    secrets: readSecrets(src, (name) => src.env(name)),
+    ssh: readSsh(src, (name) => src.env(name)),
+    provenance: readAttestation(src, 'provenance'),
+    sbom: readAttestation(src, 'sbom'),
+    annotations: readAnnotations(src),
+    contexts: readBuildContexts(src),
+    cacheFrom: readCacheFrom(src),
     additionalArguments: splitArguments(src.value('additionalArguments')),
     noCache: readBool(src, 'noCache'),
     pull: readBool(src, 'pull'),
@@ -385,6 +403,8 @@ function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: stri
   if (buildkitdConfig !== undefined && !isFile(buildkitdConfig)) {
     throw new InputError('buildkitdConfig', loc('InputBuildkitdConfigMissing', rawConfig, buildkitdConfig));
   }
+  const buildkitdConfigText = src.value('buildkitdConfigInline') || undefined;
+  if (buildkitdConfigText !== undefined && buildkitdConfig !== undefined) throw new InputError('buildkitdConfigInline', loc('InputBuildkitdConfigBoth'));
   const endpoint = src.value('endpoint') || undefined;
   if (driver === 'remote' && endpoint === undefined) throw new InputError('endpoint', loc('InputEndpointRequired'));
 
@@ -398,23 +418,7 @@ function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: stri
   const buildxDownloadUrl = src.value('buildxDownloadUrl') || undefined;
   if (buildxDownloadUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(buildxDownloadUrl)) throw new InputError('buildxDownloadUrl', loc('InputDownloadUrlInvalid', buildxDownloadUrl));
   if (buildxDownloadUrl !== undefined && buildxVersion === undefined) warnings.push(loc('WarnDownloadUrlWithoutVersion'));
-  return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, endpoint, remove: readBool(src, 'removeBuilder') };
-}
-
-function readSecrets(src: Inputs): Secret[] {
-  const ids = new Set<string>();
-  return lines(src.value('secrets')).map((line, i) => {
-    const eq = line.indexOf('=');
-    const id = eq < 0 ? line : line.slice(0, eq).trim();
-    // Never echo the line itself: its value is the secret.
-    if (eq < 1 || !SECRET_ID.test(id)) throw new InputError('secrets', loc('InputSecretInvalid', i + 1));
-    if (ids.has(id)) throw new InputError('secrets', loc('InputSecretDuplicate', id));
-    ids.add(id);
-    const value = line.slice(eq + 1);
-    if (value === '') throw new InputError('secrets', loc('InputSecretEmpty', id));
-    if (/^\$\([A-Za-z0-9_.]+\)$/.test(value)) throw new InputError('secrets', loc('InputSecretUnexpanded', id, value));
-    return { id, value };
-  });
+  return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, buildkitdConfigText, endpoint, remove: readBool(src, 'removeBuilder') };
 }
 
 /** Splits `additionalArguments` the way a POSIX shell would, without expanding anything. */

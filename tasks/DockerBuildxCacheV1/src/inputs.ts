@@ -43,6 +43,8 @@ export interface Source {
   input(name: string): string;
   /** An agent variable such as `System.DefaultWorkingDirectory`, or undefined when unset or empty. */
   variable(name: string): string | undefined;
+  /** A variable of the step's environment; the process's own when absent. */
+  env?(name: string): string | undefined;
 }
 
 /** A bad input value. The message names the input, says what is wrong and what to write instead. */
@@ -73,6 +75,10 @@ export class Inputs {
 
   variable(name: string): string | undefined {
     return this.src.variable(name);
+  }
+
+  env(name: string): string | undefined {
+    return this.src.env === undefined ? process.env[name] : this.src.env(name);
   }
 
   /** The value the step works with: what the agent passed, else the input's default as task.json writes it. */

@@ -2,7 +2,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './agent';
-import { buildWithCacheFallback, setBuildOutputs, writeSecrets } from './buildx/build';
+import { secretValues } from './build-inputs';
+import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets } from './buildx/build';
 import { Docker, type DockerCli } from './buildx/docker';
 import type { Gates } from './buildx/preflight';
 import { CacheFolder, type CommitResult } from './cache/folder';
@@ -50,16 +51,18 @@ function redactor(secrets: readonly string[]): (text: string) => string {
 
 export async function runMain(): Promise<void> {
   loadMessages();
-  const config = readConfig(taskSource());
-  for (const secret of config.build.secrets) setSecret(secret.value);
+  let config = readConfig(taskSource());
+  const secrets = secretValues(config.build.secrets);
+  for (const secret of secrets) setSecret(secret);
   for (const warning of config.warnings) warn(warning);
-  const redact = redactor(config.build.secrets.map((s) => s.value));
+  const redact = redactor(secrets);
   const cli = Docker.locate();
   const id = instanceId();
 
   const tempRoot = path.join(variable('Agent.TempDirectory') ?? os.tmpdir(), `docker-buildx-cache-${id}`);
   await fs.promises.rm(tempRoot, { recursive: true, force: true });
   await fs.promises.mkdir(tempRoot, { recursive: true, mode: 0o700 });
+  config = await writeBuildkitdConfig(config, tempRoot);
   const job = new JobRecord(tempRoot, { backend: config.cache.backend, image: config.build.tags[0] ?? config.build.imageName, phases: [] });
 
   // Keys first: a pattern that matches nothing is an input error, found before docker runs.

@@ -49,8 +49,13 @@ export interface BuildInvocation {
   readonly output: OutputConfig;
   readonly cache: CacheFlags;
   readonly metadataFile: string;
-  /** Secret id → path of the file that holds its value. */
+  /** Secret id → path of the job-private file that holds its value, for secrets given as values. */
   readonly secretFiles: ReadonlyMap<string, string>;
+}
+
+/** `--secret` specs: a value through its job-private file, a variable by name, a file by path. Never a value itself. */
+export function secretSpecs(secrets: BuildConfig['secrets'], files: ReadonlyMap<string, string>): string[] {
+  return secrets.map((s) => csvSpec(s.kind === 'env' ? { id: s.id, env: s.env } : { id: s.id, src: s.kind === 'file' ? s.file : files.get(s.id) }));
 }
 
 export function buildArgs(inv: BuildInvocation): string[] {
@@ -60,11 +65,17 @@ export function buildArgs(inv: BuildInvocation): string[] {
   for (const arg of b.buildArgs) args.push('--build-arg', arg);
   if (b.target !== undefined) args.push('--target', b.target);
   if (b.platforms.length > 0) args.push('--platform', b.platforms.join(','));
-  for (const label of b.labels) args.push('--label', label);
-  for (const [id, src] of inv.secretFiles) args.push('--secret', csvSpec({ id, src }));
+  // Pipeline labels first, so that a label the pipeline sets itself wins.
+  for (const label of [...b.pipelineLabels, ...b.labels]) args.push('--label', label);
+  for (const annotation of b.annotations) args.push('--annotation', annotation);
+  for (const spec of secretSpecs(b.secrets, inv.secretFiles)) args.push('--secret', spec);
+  for (const spec of b.ssh) args.push('--ssh', spec);
+  for (const context of b.contexts) args.push('--build-context', context);
+  if (b.provenance !== undefined) args.push(`--provenance=${b.provenance}`);
+  if (b.sbom !== undefined) args.push(`--sbom=${b.sbom}`);
   if (b.noCache) args.push('--no-cache');
   if (b.pull) args.push('--pull');
-  for (const spec of inv.cache.from) args.push('--cache-from', spec);
+  for (const spec of [...inv.cache.from, ...b.cacheFrom]) args.push('--cache-from', spec);
   for (const spec of inv.cache.to) args.push('--cache-to', spec);
   args.push(...outputArgs(inv.output));
   args.push('--metadata-file', inv.metadataFile);

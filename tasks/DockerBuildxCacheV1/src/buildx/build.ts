@@ -21,18 +21,31 @@ interface BuildOutcome {
   readonly stderr: string;
 }
 
-/** Secret values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
+/** Secrets given as values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
 export async function writeSecrets(secrets: readonly Secret[], tempRoot: string): Promise<Map<string, string>> {
   const files = new Map<string, string>();
-  if (secrets.length === 0) return files;
+  const values = secrets.filter((s) => s.kind === 'value');
+  if (values.length === 0) return files;
   const dir = path.join(tempRoot, 'secrets');
   await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-  for (const [i, secret] of secrets.entries()) {
+  for (const [i, secret] of values.entries()) {
     const file = path.join(dir, `secret-${i}`);
     await fs.promises.writeFile(file, secret.value, { mode: 0o600 });
     files.set(secret.id, file);
   }
   return files;
+}
+
+/**
+ * `buildkitdConfigInline`: the text goes into a job-private file that `buildx create --config`
+ * reads, as a `buildkitdConfig` file would (buildx keeps its own copy with the builder).
+ */
+export async function writeBuildkitdConfig(config: Config, tempRoot: string): Promise<Config> {
+  const text = config.builder.buildkitdConfigText;
+  if (text === undefined) return config;
+  const file = path.join(tempRoot, 'buildkitd.toml');
+  await fs.promises.writeFile(file, text.endsWith('\n') ? text : `${text}\n`, { mode: 0o600 });
+  return { ...config, builder: { ...config.builder, buildkitdConfig: file } };
 }
 
 async function runBuild(docker: DockerCli, args: string[]): Promise<BuildOutcome> {
