@@ -303,13 +303,29 @@ describe('mock-run: the main step', function () {
     const run = await runScenario({
       ...main({ imageName: 'app', driver: 'docker', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok }),
       variables: { ...variables(), 'Build.SourceBranch': 'refs/pull/7/merge', 'System.PullRequest.TargetBranch': 'refs/heads/main', 'System.PullRequest.IsFork': 'True' },
-      exec: { ...preflightAnswers(), [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', `--tag app:latest --cache-to type=local,dest=${path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`)},mode=max,compression=gzip --load`)]: ok },
+      exec: { ...preflightAnswers(), [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', '--tag app:latest --load')]: ok },
     });
     assert.ok(run.succeeded, run.stdout);
+    // Nothing is exported: nothing would be saved.
+    assert.equal(run.commands.at(-1), buildLine('default', '--tag app:latest --load'));
     assert.match(run.stdout, /loc_mock_ReadOnlyFork/);
     const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { save?: unknown };
     assert.equal(state.save, undefined);
     assert.match(run.stdout, /loc_mock_CacheMiss local store \S+ refs\/pull\/7\/merge, refs\/heads\/main, refs\/heads\/master/);
+  });
+
+  it('directory: a pull request from a fork imports the folder and never replaces it', async () => {
+    const old = cacheLayout(['deps']);
+    writeLayout(cacheDir, old.root, old.blobs);
+    const build = buildLine('default', `--tag app:latest --cache-from type=local,src=${cacheDir} --load`);
+    const run = await runScenario({
+      ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'directory', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+      variables: { ...variables(), 'Build.SourceBranch': 'refs/pull/7/merge', 'System.PullRequest.IsFork': 'true' },
+    });
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands.at(-1), build);
+    assert.match(run.stdout, /loc_mock_ReadOnlyFork/);
+    assert.deepEqual(fs.readdirSync(path.dirname(cacheDir)), ['.buildx-cache'], 'no export folder');
   });
 
   it('local store: a build secret used in the key is redacted in the output and in what is saved', async () => {
@@ -466,24 +482,76 @@ describe('mock-run: the main step', function () {
     }
   });
 
-  describe('cacheBackend registry', () => {
-    const ref = 'registry.example/app:buildcache';
-    const inspect = `${DOCKER} buildx imagetools inspect ${ref}`;
-    const cases: [string, Record<string, string>, { code: number; stderr?: string }, string, string][] = [
-      ['an existing cache: imported and exported', {}, { code: 0 }, 'true', `--cache-from type=registry,ref=${ref} --cache-to type=registry,ref=${ref},mode=max,compression=gzip,image-manifest=true,oci-mediatypes=true`],
-      ['no cache yet: only exported', { cacheMode: 'min', cacheCompression: 'zstd' }, { code: 1, stderr: `ERROR: ${ref}: not found` }, 'false', `--cache-to type=registry,ref=${ref},mode=min,compression=zstd,image-manifest=true,oci-mediatypes=true`],
-      ['read-only: only imported', { saveCache: 'never' }, { code: 0 }, 'true', `--cache-from type=registry,ref=${ref}`],
+  describe('cacheBackend registry: falls back as the stores do, writes only its own branch', () => {
+    const repo = 'registry.example/app/cache';
+    const tag = (t: string): string => `${repo}:${t}`;
+    const from = (t: string): string => `--cache-from type=registry,ref=${tag(t)}`;
+    const to = (t: string, mode = 'max', compression = 'gzip'): string => `--cache-to type=registry,ref=${tag(t)},mode=${mode},compression=${compression},image-manifest=true,oci-mediatypes=true`;
+    const found = { code: 0 };
+    const notFound = (t: string): { code: number; stderr: string } => ({ code: 1, stderr: `ERROR: ${tag(t)}: not found` });
+    const feature = { 'Build.SourceBranch': 'refs/heads/feature/login' };
+    const pr = { 'Build.SourceBranch': 'refs/pull/7/merge', 'System.PullRequest.TargetBranch': 'refs/heads/develop' };
+    type Case = [string, Record<string, string>, Record<string, string>, Record<string, { code: number; stderr?: string }>, string, string, string?];
+    const cases: Case[] = [
+      ['its own cache exists: imported and written', {}, {}, { 'buildcache-main': found, 'buildcache-master': notFound('buildcache-master') }, 'true', `${from('buildcache-main')} ${to('buildcache-main')}`, tag('buildcache-main')],
+      [
+        'a branch without a cache reads the default branch, and writes its own',
+        { cacheMode: 'min', cacheCompression: 'zstd' },
+        feature,
+        { 'buildcache-feature-login': notFound('buildcache-feature-login'), 'buildcache-main': found, 'buildcache-master': notFound('buildcache-master') },
+        'inexact',
+        `${from('buildcache-main')} ${to('buildcache-feature-login', 'min', 'zstd')}`,
+        tag('buildcache-main'),
+      ],
+      ['a pull request reads its target branch, and writes its merge ref', {}, pr, { 'buildcache-pull-7-merge': notFound('x'), 'buildcache-develop': found, 'buildcache-main': found, 'buildcache-master': notFound('x') }, 'inexact', `${from('buildcache-develop')} ${to('buildcache-pull-7-merge')}`, tag('buildcache-develop')],
+      ['no cache anywhere: only written', {}, feature, { 'buildcache-feature-login': notFound('x'), 'buildcache-main': notFound('x'), 'buildcache-master': notFound('x') }, 'false', to('buildcache-feature-login')],
+      ['read-only: only imported', { saveCache: 'never' }, {}, { 'buildcache-main': found, 'buildcache-master': found }, 'true', from('buildcache-main'), tag('buildcache-main')],
+      ['one scope for all branches: the tag as written', { cacheScope: 'shared', registryCacheRef: tag('v1') }, feature, { v1: found }, 'true', `${from('v1')} ${to('v1')}`, tag('v1')],
+      ['DockerBuildxCache.DefaultBranch names the default branch', {}, { ...feature, 'DockerBuildxCache.DefaultBranch': 'trunk' }, { 'buildcache-feature-login': notFound('x'), 'buildcache-trunk': found }, 'inexact', `${from('buildcache-trunk')} ${to('buildcache-feature-login')}`, tag('buildcache-trunk')],
     ];
-    for (const [name, inputs, answer, hit, flags] of cases) {
+    for (const [name, inputs, vars, answers, hit, flags, restored] of cases) {
       it(name, async () => {
         const build = buildLine('default', `--tag app:latest ${flags} --load`);
-        const r = await runScenario(main({ imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: ref, ...inputs }, { [inspect]: answer, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+        const lookups = Object.fromEntries(Object.entries(answers).map(([t, a]) => [`${DOCKER} buildx imagetools inspect ${tag(t)}`, a]));
+        const r = await runScenario({
+          ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: repo, ...inputs }, { ...lookups, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+          variables: { ...variables(), ...vars },
+        });
         assert.ok(r.succeeded, r.stdout);
         assert.equal(r.commands.at(-1), build);
+        assert.deepEqual(new Set(r.commands.filter((c) => c.includes('imagetools'))), new Set(Object.keys(lookups)), 'every scope is looked up');
         assert.equal(r.outputs.cacheHit, hit);
+        assert.equal(r.outputs.cacheRestoredKey, restored);
         assert.deepEqual(r.warnings.filter((w) => !/WarnMetadataUnreadable/.test(w)), []);
       });
     }
+
+    it('a pull request from a fork reads but never writes the registry cache', async () => {
+      const build = buildLine('default', `--tag app:latest ${from('buildcache-develop')} --load`);
+      const lookups = Object.fromEntries(['buildcache-pull-7-merge', 'buildcache-develop', 'buildcache-main', 'buildcache-master'].map((t) => [`${DOCKER} buildx imagetools inspect ${tag(t)}`, t === 'buildcache-develop' ? found : notFound(t)]));
+      const r = await runScenario({
+        ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: repo }, { ...lookups, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+        variables: { ...variables(), ...pr, 'System.PullRequest.IsFork': 'True' },
+      });
+      assert.ok(r.succeeded, r.stdout);
+      assert.equal(r.commands.at(-1), build);
+      assert.match(r.stdout, /loc_mock_ReadOnlyFork/);
+      assert.equal(r.outputs.cacheHit, 'inexact');
+    });
+
+    it('a registry that cannot be read is a warning, and the build still writes its own cache', async () => {
+      const build = buildLine('default', `--tag app:latest ${to('buildcache-main')} --load`);
+      const refused = { code: 1, stderr: 'ERROR: failed to authorize: 401 Unauthorized' };
+      const r = await runScenario(
+        main(
+          { imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: repo },
+          { [`${DOCKER} buildx imagetools inspect ${tag('buildcache-main')}`]: refused, [`${DOCKER} buildx imagetools inspect ${tag('buildcache-master')}`]: refused, [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+        ),
+      );
+      assert.ok(r.succeeded, r.stdout);
+      assert.equal(r.commands.at(-1), build);
+      assertWarnings(r, [/^loc_mock_WarnRegistryCacheUnreadable registry\.example\/app\/cache:buildcache-main ERROR: failed to authorize/, /^loc_mock_WarnRegistryCacheUnreadable .*buildcache-master/, /^loc_mock_WarnMetadataUnreadable /]);
+    });
   });
 
   describe('cacheBackend azureBlob: Azurite, with Entra ID tokens over HTTPS', () => {

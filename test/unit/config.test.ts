@@ -139,7 +139,8 @@ describe('config: reading and validating inputs', () => {
     ['both a service connection and a connection string', { imageName: 'app', cacheBackend: 'azureBlob', azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net', storageConnectionString: 'x' }, /both azureSubscription and storageConnectionString are set; the service connection is used/],
     ['Azure inputs with the local backend', { imageName: 'app', storageContainer: 'c' }, /cacheBackend 'local' these inputs have no effect: storageContainer/],
     ['local store inputs with the Azure backend', { imageName: 'app', cacheBackend: 'azureBlob', storageConnectionString: 'x', localStorePath: '/s' }, /cacheBackend 'azureBlob' these inputs have no effect: localStorePath/],
-    ['store inputs with the directory backend', { imageName: 'app', cacheBackend: 'directory', cacheKey: 'k', retentionDays: '3' }, /cacheBackend 'directory' these inputs have no effect: cacheKey, retentionDays/],
+    ['store inputs with the directory backend', { imageName: 'app', cacheBackend: 'directory', cacheKey: 'k', retentionDays: '3', cacheScope: 'shared' }, /cacheBackend 'directory' these inputs have no effect: cacheKey, retentionDays, cacheScope/],
+    ['store inputs with the registry backend, which has scopes too', { imageName: 'app', cacheBackend: 'registry', registryCacheRef: 'r/app', cacheKey: 'k', cacheScope: 'shared' }, /cacheBackend 'registry' these inputs have no effect: cacheKey\.$/],
   ];
   for (const [name, inputs, pattern] of warnings) {
     it(`warns about ${name}`, () => {

@@ -151,9 +151,11 @@ const BUILDER_NAME = /^[a-zA-Z][a-zA-Z0-9._-]*$/;
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const RESERVED_VARIABLE_PREFIX = /^(endpoint|input|secret|securefile)[._]/i;
 /** Inputs that only the stores read, both of them or one. */
-const STORE_INPUTS = ['cacheKey', 'restoreKeys', 'cacheScope', 'retentionDays'];
+const STORE_INPUTS = ['cacheKey', 'restoreKeys', 'retentionDays'];
+/** Inputs that the stores and the registry cache read. */
+const SCOPED_INPUTS = ['cacheScope'];
 const LOCAL_INPUTS = ['localStorePath'];
-const AZURE_INPUTS = ['azureSubscription', 'storageAccountUrl', 'storageContainer', 'storageConnectionString'];
+const AZURE_INPUTS = ['storageAuth', 'azureSubscription', 'storageAccountUrl', 'storageContainer', 'storageConnectionString'];
 const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/;
 /** Inputs that only a builder of the task's own reads: the docker driver ignores them. */
 const BUILDER_ONLY_INPUTS = ['builderName', 'driverOptions', 'buildkitdFlags', 'buildkitdConfig', 'buildkitdConfigInline'];
@@ -289,7 +291,12 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
   const storePath = resolve(expandMacros(src, 'localStorePath', src.value('localStorePath')));
   const cacheDirProblem = isStoreBackend(backend) || backend === 'directory' ? checkCacheDir(dir, (n) => src.variable(n), src.workingDirectory, build.context, backend === 'local' ? storePath : undefined) : undefined;
   if (cacheDirProblem !== undefined) throw new InputError('cacheDir', cacheDirProblem);
-  const ignored = src.without([...(isStoreBackend(backend) ? [] : STORE_INPUTS), ...(backend === 'local' ? [] : LOCAL_INPUTS), ...(backend === 'azureBlob' ? [] : AZURE_INPUTS)]);
+  const ignored = src.without([
+    ...(isStoreBackend(backend) ? [] : STORE_INPUTS),
+    ...(isStoreBackend(backend) || backend === 'registry' ? [] : SCOPED_INPUTS),
+    ...(backend === 'local' ? [] : LOCAL_INPUTS),
+    ...(backend === 'azureBlob' ? [] : AZURE_INPUTS),
+  ]);
   if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
 
   const agentOs = src.variable('Agent.OS') ?? { Linux: 'Linux', Darwin: 'Darwin', Windows_NT: 'Windows_NT' }[os.type()] ?? os.type();

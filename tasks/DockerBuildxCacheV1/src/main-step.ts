@@ -8,7 +8,7 @@ import { Docker, type DockerCli } from './buildx/docker';
 import type { Gates } from './buildx/preflight';
 import { CacheFolder, type CommitResult } from './cache/folder';
 import { describeStore, openStore, saveToStore, storeSpec, type SaveJob, type StoreSpec } from './cache/save';
-import { prepareRegistry } from './cache/registry';
+import { prepareRegistry, registryRefs } from './cache/registry';
 import { prepareFolder, prepareFromStore, resolveKeys, type PreparedCache } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import { InputError, isStoreBackend, readConfig, taskSource, type Config } from './config';
@@ -52,6 +52,11 @@ function redactor(secrets: readonly string[]): (text: string) => string {
 export async function runMain(): Promise<void> {
   loadMessages();
   let config = readConfig(taskSource());
+  if (scopeVariables().isFork) {
+    // A pull request from a fork never writes a cache, to any backend.
+    info(loc('ReadOnlyFork'));
+    config = { ...config, cache: { ...config.cache, save: 'never' } };
+  }
   const secrets = secretValues(config.build.secrets);
   for (const secret of secrets) setSecret(secret);
   for (const warning of config.warnings) warn(warning);
@@ -137,9 +142,11 @@ async function resolveCacheKeys(config: Config, job: JobRecord, redact: (text: s
 async function prepareCache(config: Config, id: string, job: JobRecord, keys: CacheKeys | undefined, docker: DockerCli): Promise<Prepared> {
   if (config.cache.backend === 'none') return { flags: { from: [], to: [] } };
   if (config.cache.backend === 'registry') {
-    const cache = await job.timed(loc('PhaseCache'), () => prepareRegistry(config, docker), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
+    const refs = registryRefs(config.cache.registryRef ?? '', scopePlan(config.cache.scope, scopeVariables()));
+    const cache = await job.timed(loc('PhaseCache'), () => prepareRegistry(config, docker, refs), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
     setHitOutputs(config, cache.hit ?? 'false');
-    job.update({}, { hit: cache.hit, key: config.cache.registryRef });
+    if (cache.imported !== undefined) setOutput('cacheRestoredKey', cache.imported);
+    job.update({}, { hit: cache.hit, key: refs.write ?? refs.read[0] });
     return cache;
   }
   if (config.cache.backend === 'directory' || keys === undefined) {
@@ -183,13 +190,9 @@ async function prepareCache(config: Config, id: string, job: JobRecord, keys: Ca
   return { ...cache, save };
 }
 
-/** The save this job may do, or undefined, with the reason in the log and the summary. */
+/** The save this job may do, or undefined: none when the cache is read-only, as on a pull request from a fork. */
 function saveJob(config: Config, store: StoreSpec, scopes: ScopePlan, segments: readonly string[]): SaveJob | undefined {
-  if (config.cache.save === 'never') return undefined;
-  if (scopes.write === undefined) {
-    info(loc('ReadOnlyFork'));
-    return undefined;
-  }
+  if (config.cache.save === 'never' || scopes.write === undefined) return undefined;
   return { store, cacheDir: config.cache.dir, segments, scope: scopes.write, retentionDays: config.cache.retentionDays, failOnError: config.cache.failOnError };
 }
 
