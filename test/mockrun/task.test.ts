@@ -506,6 +506,7 @@ describe('mock-run: the main step', function () {
       ['a pull request reads its target branch, and writes its merge ref', {}, pr, { 'buildcache-pull-7-merge': notFound('x'), 'buildcache-develop': found, 'buildcache-main': found, 'buildcache-master': notFound('x') }, 'inexact', `${from('buildcache-develop')} ${to('buildcache-pull-7-merge')}`, tag('buildcache-develop')],
       ['no cache anywhere: only written', {}, feature, { 'buildcache-feature-login': notFound('x'), 'buildcache-main': notFound('x'), 'buildcache-master': notFound('x') }, 'false', to('buildcache-feature-login')],
       ['read-only: only imported', { saveCache: 'never' }, {}, { 'buildcache-main': found, 'buildcache-master': found }, 'true', from('buildcache-main'), tag('buildcache-main')],
+      ['writeCache false: only imported', { writeCache: 'false' }, {}, { 'buildcache-main': found, 'buildcache-master': found }, 'true', from('buildcache-main'), tag('buildcache-main')],
       ['one scope for all branches: the tag as written', { cacheScope: 'shared', registryCacheRef: tag('v1') }, feature, { v1: found }, 'true', `${from('v1')} ${to('v1')}`, tag('v1')],
       ['DockerBuildxCache.DefaultBranch names the default branch', {}, { ...feature, 'DockerBuildxCache.DefaultBranch': 'trunk' }, { 'buildcache-feature-login': notFound('x'), 'buildcache-trunk': found }, 'inexact', `${from('buildcache-trunk')} ${to('buildcache-feature-login')}`, tag('buildcache-trunk')],
     ];
@@ -818,6 +819,19 @@ describe('mock-run: the main step', function () {
     assert.equal(plain.commands.at(-1), without);
   });
 
+  it("takes Docker@2's input names: repository, Dockerfile and arguments", async () => {
+    writeTree(ws, { 'docker/Dockerfile': 'FROM scratch\n' });
+    const head = `${DOCKER} buildx build --builder default --progress plain --file ${ws}/docker/Dockerfile --tag reg.example/app:latest --load --metadata-file ${metadata}`;
+    const run = await runScenario({
+      step: 'main',
+      inputs: { repository: 'reg.example/app', Dockerfile: 'docker/Dockerfile', arguments: '--iidfile /tmp/iid', driver: 'docker', cacheBackend: 'none' },
+      variables: variables(),
+      exec: { ...preflightAnswers(), [`${DOCKER} buildx inspect default`]: ok, [`${head} --iidfile /tmp/iid ${ws}`]: ok },
+    });
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands.at(-1), `${head} --iidfile /tmp/iid ${ws}`);
+  });
+
   it('passes secrets from the environment by name and from files by path, masking their values, which reach no command line', async () => {
     writeTree(ws, { '.netrc': 'machine git.example login ci password n3trc-passw0rd\n' });
     const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
@@ -996,6 +1010,9 @@ describe('mock-run: the main step', function () {
     [{ buildContexts: 'assets=missing' }, 'buildContexts', 'InputBuildContextMissing'],
     [{ cacheFrom: 'type=nfs,src=/x' }, 'cacheFrom', 'InputCacheFromInvalid'],
     [{ addPipelineData: 'maybe' }, 'addPipelineData', 'InputBoolInvalid'],
+    [{ cacheBackend: 'azureBlob', storageAuth: 'key' }, 'storageAuth', 'InputPickInvalid'],
+    [{ cacheBackend: 'azureBlob', storageAuth: 'connectionString' }, 'storageConnectionString', 'InputAzureConnectionStringRequired'],
+    [{ cacheBackend: 'directory', writeCache: 'sometimes' }, 'writeCache', 'InputBoolInvalid'],
     [{ buildkitdConfig: 'buildkitd.toml', buildkitdConfigInline: '[worker.oci]' }, 'buildkitdConfigInline', 'InputBuildkitdConfigBoth'],
     [{ additionalArguments: 'a | b' }, 'additionalArguments', 'InputArgumentsOperator'],
     [{ noCache: 'yes' }, 'noCache', 'InputBoolInvalid'],

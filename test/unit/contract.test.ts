@@ -12,10 +12,13 @@ interface Input {
   type: string;
   label: string;
   defaultValue?: string;
+  required?: boolean;
+  aliases?: string[];
   groupName?: string;
   helpMarkDown?: string;
   visibleRule?: string;
   options?: Record<string, string>;
+  properties?: Record<string, string>;
 }
 interface TaskJson {
   name: string;
@@ -24,7 +27,7 @@ interface TaskJson {
   version: { Major: number; Minor: number; Patch: number };
   minimumAgentVersion: string;
   instanceNameFormat: string;
-  groups: { name: string; displayName: string }[];
+  groups: { name: string; displayName: string; isExpanded?: boolean }[];
   inputs: Input[];
   outputVariables: { name: string }[];
   execution: Record<string, { target: string }>;
@@ -48,9 +51,6 @@ const CONTRACT: [string, string, string][] = [
   ['labels', 'multiLine', ''],
   ['secrets', 'multiLine', ''],
   ['ssh', 'multiLine', ''],
-  ['additionalArguments', 'string', ''],
-  ['noCache', 'boolean', 'false'],
-  ['pull', 'boolean', 'false'],
   ['output', 'pickList', 'docker'],
   ['outputPath', 'string', ''],
   ['outputs', 'multiLine', ''],
@@ -62,6 +62,7 @@ const CONTRACT: [string, string, string][] = [
   ['cacheCompression', 'pickList', 'gzip'],
   ['cacheDir', 'string', '$(Pipeline.Workspace)/.buildx-cache'],
   ['localStorePath', 'string', '$(Agent.WorkFolder)/_buildx_cache_store'],
+  ['storageAuth', 'pickList', 'serviceConnection'],
   ['azureSubscription', 'connectedService:AzureRM', ''],
   ['storageAccountUrl', 'string', ''],
   ['storageContainer', 'string', 'buildx-cache'],
@@ -69,6 +70,7 @@ const CONTRACT: [string, string, string][] = [
   ['registryCacheRef', 'string', ''],
   ['cacheFrom', 'multiLine', ''],
   ['saveCache', 'pickList', 'onSuccess'],
+  ['writeCache', 'boolean', 'true'],
   ['cacheScope', 'pickList', 'branch'],
   ['retentionDays', 'string', '7'],
   ['cacheHitVar', 'string', ''],
@@ -88,12 +90,16 @@ const CONTRACT: [string, string, string][] = [
   ['provenance', 'string', ''],
   ['sbom', 'string', ''],
   ['addPipelineData', 'boolean', 'true'],
+  ['noCache', 'boolean', 'false'],
+  ['pull', 'boolean', 'false'],
+  ['additionalArguments', 'string', ''],
 ];
 const PICK_OPTIONS: Record<string, string[]> = {
   output: ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'],
   cacheBackend: ['local', 'azureBlob', 'directory', 'registry', 'none'],
   saveCache: ['onSuccess', 'always', 'afterBuild', 'never'],
   cacheScope: ['branch', 'shared'],
+  storageAuth: ['serviceConnection', 'connectionString'],
   cacheMode: ['max', 'min'],
   cacheCompression: ['gzip', 'zstd', 'uncompressed'],
   driver: ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'],
@@ -146,8 +152,10 @@ describe('task.json: the public contract and the classic editor', () => {
   it('has visibleRules that name real inputs and values', () => {
     const byName = new Map(task.inputs.map((i) => [i.name, i]));
     const rules = task.inputs.filter((i) => i.visibleRule !== undefined);
-    assert.deepEqual(rules.map((i) => i.name).sort(), ['azureSubscription', 'builderName', 'buildkitdConfig', 'buildkitdConfigInline', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache', 'storageAccountUrl', 'storageConnectionString', 'storageContainer']);
+    assert.deepEqual(rules.map((i) => i.name).sort(), ['azureSubscription', 'builderName', 'buildkitdConfig', 'buildkitdConfigInline', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'endpoint', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache', 'storageAccountUrl', 'storageAuth', 'storageConnectionString', 'storageContainer', 'writeCache']);
     for (const input of rules) {
+      // The editor takes && or || in one rule, not both.
+      assert.ok(!(input.visibleRule?.includes('&&') === true && input.visibleRule.includes('||')), `${input.name}: ${input.visibleRule ?? ''}`);
       const clauses = (input.visibleRule ?? '').split(/\s*(?:&&|\|\|)\s*/);
       for (const clause of clauses) {
         const m = /^(\w+) (=|!=) (\S+)$/.exec(clause);
@@ -158,6 +166,43 @@ describe('task.json: the public contract and the classic editor', () => {
         assert.ok(Object.keys(target.options ?? {}).includes(value), `${input.name}: ${ref} has no value ${value}`);
       }
     }
+  });
+
+  // As Microsoft's own tasks: an input needed only for some choices is required and shown only for them.
+  const requiredWhen: [string, string][] = [
+    ['outputPath', 'output = oci || output = tar'],
+    ['outputs', 'output = custom'],
+    ['registryCacheRef', 'cacheBackend = registry'],
+    ['storageAccountUrl', 'cacheBackend = azureBlob && storageAuth = serviceConnection'],
+    ['azureSubscription', 'cacheBackend = azureBlob && storageAuth = serviceConnection'],
+    ['storageConnectionString', 'cacheBackend = azureBlob && storageAuth = connectionString'],
+    ['endpoint', 'driver = remote'],
+  ];
+  for (const [name, rule] of requiredWhen) {
+    it(`makes ${name} required when it is shown: ${rule}`, () => {
+      const input = task.inputs.find((i) => i.name === name);
+      assert.deepEqual([input?.required, input?.visibleRule], [true, rule]);
+    });
+  }
+
+  it('offers saveCache only with the stores, which honour every choice, and writeCache with the backends written during the build', () => {
+    const rule = (name: string): string | undefined => task.inputs.find((i) => i.name === name)?.visibleRule;
+    assert.equal(rule('saveCache'), 'cacheBackend = local || cacheBackend = azureBlob');
+    assert.equal(rule('writeCache'), 'cacheBackend = directory || cacheBackend = registry');
+  });
+
+  it("takes Docker@2's names as aliases", () => {
+    const aliases = Object.fromEntries(task.inputs.filter((i) => i.aliases !== undefined).map((i) => [i.name, i.aliases]));
+    assert.deepEqual(aliases, { imageName: ['repository'], dockerfile: ['Dockerfile'], additionalArguments: ['arguments'] });
+  });
+
+  it('collapses the Builder and Advanced groups, and keeps the advanced build options there', () => {
+    assert.deepEqual(task.groups.filter((g) => g.isExpanded === false).map((g) => g.name), ['builder', 'advanced']);
+    assert.deepEqual(task.inputs.filter((i) => i.groupName === 'advanced').map((i) => i.name), ['buildContexts', 'annotations', 'provenance', 'sbom', 'addPipelineData', 'noCache', 'pull', 'additionalArguments']);
+  });
+
+  it('has the classic editor check that retentionDays is a number (or a variable)', () => {
+    assert.deepEqual(task.inputs.find((i) => i.name === 'retentionDays')?.properties, { isVariableOrNonNegativeNumber: 'true' });
   });
 
   it('declares the output variables it sets', () => {
@@ -187,9 +232,24 @@ describe('task.json: the public contract and the classic editor', () => {
     assert.equal(`${task.version.Major}.${task.version.Minor}.${task.version.Patch}`, pkg.version);
   });
 
-  it('documents every input and output variable in the README', () => {
+  it("documents every input in the README's table of its group, with its type and default, and no input task.json lacks", () => {
     const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-    for (const input of task.inputs) assert.match(readme, new RegExp(`^\\| \`${input.name}\` \\| ${input.type} \\|`, 'm'), `README lacks ${input.name}`);
+    const start = readme.indexOf('\n## Inputs\n');
+    const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
+    const documented: [string, string, string, string][] = [];
+    let heading = '';
+    for (const line of section.split('\n')) {
+      heading = /^### (.+)$/.exec(line)?.[1] ?? heading;
+      const row = /^\| `(\w+)` \| ([^|]+?) \| ?(`[^`]*`)? ?\|/.exec(line);
+      if (row) documented.push([row[1] ?? '', row[2] ?? '', (row[3] ?? '').replace(/^`|`$/g, ''), heading]);
+    }
+    const group = new Map(task.groups.map((g) => [g.name, g.displayName]));
+    const byName = (a: [string, ...string[]], b: [string, ...string[]]): number => a[0].localeCompare(b[0]);
+    assert.deepEqual(documented.sort(byName), task.inputs.map((i): [string, string, string, string] => [i.name, i.type, i.defaultValue ?? '', group.get(i.groupName ?? '') ?? '']).sort(byName));
+  });
+
+  it('documents every output variable in the README', () => {
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
     for (const output of task.outputVariables) assert.match(readme, new RegExp(`^\\| \`${output.name}\` \\|`, 'm'), `README lacks output ${output.name}`);
   });
 

@@ -33,6 +33,7 @@ export const SAVE_WHEN = ['onSuccess', 'always', 'afterBuild', 'never'] as const
 export type SaveWhen = (typeof SAVE_WHEN)[number];
 export const CACHE_SCOPES = ['branch', 'shared'] as const;
 export type CacheScope = (typeof CACHE_SCOPES)[number];
+export const STORAGE_AUTHS = ['serviceConnection', 'connectionString'] as const;
 export const CACHE_MODES = ['max', 'min'] as const;
 export type CacheMode = (typeof CACHE_MODES)[number];
 export const COMPRESSIONS = ['gzip', 'zstd', 'uncompressed'] as const;
@@ -336,7 +337,7 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
     key,
     restoreKeys,
     storePath,
-    save: pick(src, 'saveCache', SAVE_WHEN),
+    save: readSave(src, backend, warnings),
     scope: pick(src, 'cacheScope', CACHE_SCOPES),
     retentionDays,
     hitVar,
@@ -346,9 +347,27 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
   };
 }
 
+/**
+ * When the cache is written. The stores honour every `saveCache`; `directory` and `registry` are
+ * written during the build, so for them only `writeCache` (or `saveCache: never`) counts: read-only.
+ */
+function readSave(src: Inputs, backend: CacheBackend, warnings: string[]): SaveWhen {
+  const save = pick(src, 'saveCache', SAVE_WHEN);
+  const duringBuild = backend === 'directory' || backend === 'registry';
+  const ignored = src.without(duringBuild ? [] : ['writeCache']);
+  if (!isStoreBackend(backend) && save !== 'never' && src.given('saveCache')) ignored.unshift('saveCache');
+  if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
+  if (duringBuild && !readBool(src, 'writeCache')) return 'never';
+  return save;
+}
+
 /** `azureBlob`: a container, reached with the service connection or the secret input. */
 function readAzureStore(src: Inputs, warnings: string[]): AzureStoreConfig {
-  const connection = src.value('azureSubscription') || undefined;
+  // storageAuth set to connectionString (the classic editor's choice) uses the connection string; left
+  // at its default, a service connection is used when one is given, else the connection string.
+  const byString = pick(src, 'storageAuth', STORAGE_AUTHS) === 'connectionString';
+  if (byString && src.given('azureSubscription')) warnings.push(loc('WarnIgnoredWithBackend', 'azureBlob', 'azureSubscription'));
+  const connection = byString ? undefined : src.value('azureSubscription') || undefined;
   const rawUrl = src.value('storageAccountUrl');
   let accountUrl: string | undefined;
   if (rawUrl !== '') {
@@ -366,6 +385,7 @@ function readAzureStore(src: Inputs, warnings: string[]): AzureStoreConfig {
   const container = src.value('storageContainer');
   if (!CONTAINER_NAME.test(container)) throw new InputError('storageContainer', loc('InputAzureContainerInvalid', container));
   const hasSecret = src.given('storageConnectionString');
+  if (byString && !hasSecret) throw new InputError('storageConnectionString', loc('InputAzureConnectionStringRequired'));
   if (connection !== undefined) {
     if (accountUrl === undefined) throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlRequired'));
     if (hasSecret) warnings.push(loc('WarnAzureBothAuth'));
