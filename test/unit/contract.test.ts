@@ -22,6 +22,8 @@ interface Input {
 }
 interface TaskJson {
   name: string;
+  helpUrl: string;
+  helpMarkDown: string;
   friendlyName: string;
   category: string;
   version: { Major: number; Minor: number; Patch: number };
@@ -203,6 +205,12 @@ describe('task.json: the public contract and the classic editor', () => {
 
   it('has the classic editor check that retentionDays is a number (or a variable)', () => {
     assert.deepEqual(task.inputs.find((i) => i.name === 'retentionDays')?.properties, { isVariableOrNonNegativeNumber: 'true' });
+  });
+
+  it("leads to the extension's documentation: helpUrl and help link into the README of package.json's repository (scripts/links.mjs)", () => {
+    const links = JSON.parse(execFileSync(process.execPath, [path.join(root, 'scripts', 'links.mjs')], { encoding: 'utf8' })) as Record<string, string>;
+    assert.equal(task.helpUrl, links.readme);
+    for (const link of [links.usage, links.inputs]) assert.ok(task.helpMarkDown.includes(`(${link ?? ''})`), link);
   });
 
   it('declares the output variables it sets', () => {
