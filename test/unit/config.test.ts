@@ -173,6 +173,11 @@ describe('config: reading and validating inputs', () => {
     assert.deepEqual(readAsAgent({ imageName: 'app', cacheBackend: 'directory', cacheKey: 'k', storageContainer: 'other' }).warnings.map((w) => w.replace(/^.*no effect: /, '')), ['cacheKey, storageContainer.']);
     assert.deepEqual(readAsAgent({ imageName: 'app', driver: 'docker', buildkitdConfig: 'buildkitd.toml' }).warnings.map((w) => w.replace(/^.*no effect: /, '')), ['buildkitdConfig.']);
   });
+  it('names a missing file as the pipeline wrote it, though the agent passes it rooted', () => {
+    assert.throws(() => readAsAgent({ imageName: 'app', dockerfile: 'nope/Dockerfile' }), /no Dockerfile at 'nope\/Dockerfile' \(resolved to /);
+    assert.throws(() => readAsAgent({ imageName: 'app', buildkitdConfig: 'conf/buildkitd.toml' }), /no file at 'conf\/buildkitd\.toml' \(resolved to /);
+  });
+
   it('reads the defaults the agent passed as the defaults', () => {
     const c = readAsAgent({ imageName: 'app' });
     assert.deepEqual([c.build.dockerfile, c.cache.dir, c.cache.storePath, c.builder.buildkitdConfig], [path.join(ws, 'Dockerfile'), '/pw/.buildx-cache', '/aw/_buildx_cache_store', undefined]);

@@ -237,8 +237,17 @@ function readDockerfile(src: Inputs, resolve: (p: string) => string): string {
   // A filePath input left empty arrives as the default working directory itself.
   let dockerfile = raw === '' || resolve(raw) === src.workingDirectory ? resolve('Dockerfile') : resolve(raw);
   if (isDirectory(dockerfile)) dockerfile = path.join(dockerfile, 'Dockerfile');
-  if (!isFile(dockerfile)) throw new InputError('dockerfile', loc('InputDockerfileMissing', raw || 'Dockerfile', dockerfile));
+  if (!isFile(dockerfile)) throw new InputError('dockerfile', loc('InputDockerfileMissing', asWritten(src, raw || 'Dockerfile'), dockerfile));
   return dockerfile;
+}
+
+/**
+ * A filePath input as the pipeline likely wrote it: the agent roots every filePath at
+ * System.DefaultWorkingDirectory, so one inside it is shown relative again.
+ */
+function asWritten(src: Inputs, value: string): string {
+  const rel = path.relative(src.workingDirectory, path.resolve(src.workingDirectory, value));
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel.split(path.sep).join('/') : value;
 }
 
 /** A full reference, `repository[:tag]`, such as `myacr.azurecr.io/app:buildcache`. */
@@ -428,7 +437,7 @@ function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: stri
   const rawConfig = src.value('buildkitdConfig');
   const buildkitdConfig = src.given('buildkitdConfig') ? resolve(rawConfig) : undefined;
   if (buildkitdConfig !== undefined && !isFile(buildkitdConfig)) {
-    throw new InputError('buildkitdConfig', loc('InputBuildkitdConfigMissing', rawConfig, buildkitdConfig));
+    throw new InputError('buildkitdConfig', loc('InputBuildkitdConfigMissing', asWritten(src, rawConfig), buildkitdConfig));
   }
   const buildkitdConfigText = src.value('buildkitdConfigInline') || undefined;
   if (buildkitdConfigText !== undefined && buildkitdConfig !== undefined) throw new InputError('buildkitdConfigInline', loc('InputBuildkitdConfigBoth'));
