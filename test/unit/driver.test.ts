@@ -14,6 +14,8 @@ describe('driver: auto and the explicit drivers', () => {
     ['auto', { buildkitdFlags: '--debug' }, true, { driver: 'docker-container', reason: { kind: 'builderInputs', inputs: ['buildkitdFlags'] } }],
     ['auto', { buildkitdConfig: '/ws/buildkitd.toml' }, true, { driver: 'docker-container', reason: { kind: 'builderInputs', inputs: ['buildkitdConfig'] } }],
     ['auto', { endpoint: 'other-context' }, true, { driver: 'docker-container', reason: { kind: 'builderInputs', inputs: ['endpoint'] } }],
+    ['auto', { buildkitdConfigText: '[worker.oci]' }, true, { driver: 'docker-container', reason: { kind: 'builderInputs', inputs: ['buildkitdConfigInline'] } }],
+    ['auto', { buildkitdConfigText: '[worker.oci]', buildkitdConfig: '/tmp/job/buildkitd.toml' }, true, { driver: 'docker-container', reason: { kind: 'builderInputs', inputs: ['buildkitdConfigInline'] } }],
     ['auto', { name: 'shared-builder' }, true, { driver: 'docker-container', reason: { kind: 'builderInputs', inputs: ['builderName'] } }],
     ['auto', { driverOptions: ['network=host'], buildkitdConfig: '/ws/b.toml' }, false, { driver: 'docker-container', reason: { kind: 'builderInputs', inputs: ['driverOptions', 'buildkitdConfig'] } }],
     ['docker', {}, false, { driver: 'docker', reason: { kind: 'input' } }],

@@ -21,7 +21,9 @@ export function builderOnlyInputs(builder: BuilderConfig): string[] {
     builderName: builder.name !== undefined,
     driverOptions: builder.driverOptions.length > 0,
     buildkitdFlags: builder.buildkitdFlags !== undefined,
-    buildkitdConfig: builder.buildkitdConfig !== undefined,
+    // buildkitdConfigInline is written to a file that becomes buildkitdConfig: it is named as written.
+    buildkitdConfig: builder.buildkitdConfig !== undefined && builder.buildkitdConfigText === undefined,
+    buildkitdConfigInline: builder.buildkitdConfigText !== undefined,
     endpoint: builder.endpoint !== undefined,
   };
   return Object.keys(set).filter((name) => set[name]);
