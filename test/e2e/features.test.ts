@@ -5,8 +5,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { docker, type JobResult } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
+import { buildkitdToml, type HostedEngine } from '../../scripts/hosted-engine';
 import { ensureRegistry, type Registry } from '../../scripts/registry';
 import { cleanup, linesShowing, tempDir } from '../helpers';
+import { assertNoBuilderLeft, buildCommand, driverLine, HostedAgents, hostedEngineOrSkip } from './hosted';
 import { Workspace } from './workspace';
 
 const sha = (text: string): string => crypto.createHash('sha256').update(text).digest('hex');
@@ -233,5 +235,41 @@ RUN cat src/main.txt > /app/out.txt
     assert.match(buildLine(directory), new RegExp(`--cache-from type=registry,ref=${escape(cache)}:buildcache-main --cache-to type=local,`));
     assert.deepEqual(await tags(), ['buildcache-feature-login', 'buildcache-main'], 'an extra cache source is never written');
     assert.ok(fs.existsSync(path.join(w.cacheDir, 'index.json')), 'the directory backend still exported its own cache');
+  });
+});
+
+/**
+ * On the hosted-agent engine (the classic image store, BuildKit and Docker Hub through a loopback
+ * mirror): an inline buildkitd.toml is the only way the builder reaches the mirror here, so a build
+ * FROM busybox proves it arrived; provenance then needs the docker-container builder that auto picks.
+ */
+describe('end to end, hosted-agent engine: an inline buildkitd.toml and attestations on a docker-container builder', function () {
+  this.timeout(10 * 60 * 1000);
+  let engine: HostedEngine;
+  let agents: HostedAgents;
+
+  before(function () {
+    engine = hostedEngineOrSkip(this);
+    agents = new HostedAgents(engine);
+  });
+  after(() => HostedAgents.disposeAll());
+  afterEach(cleanup);
+
+  it('buildkitdConfigInline reaches the builder (FROM busybox comes through the mirror), and provenance lands in the OCI tarball', async () => {
+    const w = agents.workspace('current', { Dockerfile: 'FROM busybox\nRUN echo built > /built\n' }, { buildkitdConfig: '', buildkitdConfigInline: buildkitdToml(engine.mirror) });
+    const r = await w.job('inline buildkitd.toml, provenance', { cacheBackend: 'none', output: 'oci', outputPath: 'out/image.tar', provenance: 'mode=max' });
+    assertSucceeded(r);
+    assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
+    assert.equal(driverLine(r.main), 'docker-container (auto), because driverOptions, buildkitdConfigInline only apply to a builder of its own');
+    const create = r.main.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes(' buildx create ')) ?? '';
+    assert.match(create, / --config \S+\/buildkitd\.toml/);
+    assert.match(buildCommand(r.main), /--provenance=mode=max/);
+    assertNoBuilderLeft(w, r.main.outputs.builderName);
+
+    const oci = unpackOci(path.join(w.ws, 'out', 'image.tar'));
+    const index = oci.json(oci.index.manifests?.[0]?.digest ?? '');
+    const attestation = index.manifests?.find((m) => m.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest');
+    assert.ok(attestation, JSON.stringify(index));
+    assert.deepEqual((oci.json(attestation.digest).layers ?? []).map((l) => (l.annotations?.['in-toto.io/predicate-type'] ?? '').replace(/\/v[\d.]+$/, '')), ['https://slsa.dev/provenance']);
   });
 });
