@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { loc } from './loc';
+import { loc, taskDir } from './loc';
 
 // Reading inputs in general: task.json's definitions and defaults, where values come from, the
 // error for a bad value, and the readers every input shares (lines, KEY=VALUE, booleans, pick lists).
@@ -18,14 +18,14 @@ const loaded = new Map<string, ReadonlyMap<string, InputDefinition>>();
 /**
  * task.json's inputs by name. The agent passes every input's default when a pipeline does not set
  * it, so these defaults are the only way to tell a value the user wrote from one the agent filled
- * in. Both the bundle and the compiled sources sit one folder below task.json, as for the messages.
+ * in. task.json is found as for the messages.
  */
-export function inputDefinitions(taskDir: string = path.join(__dirname, '..')): ReadonlyMap<string, InputDefinition> {
-  let defs = loaded.get(taskDir);
+export function inputDefinitions(dir: string = taskDir()): ReadonlyMap<string, InputDefinition> {
+  let defs = loaded.get(dir);
   if (defs === undefined) {
-    const task = JSON.parse(fs.readFileSync(path.join(taskDir, 'task.json'), 'utf8')) as { inputs: InputDefinition[] };
+    const task = JSON.parse(fs.readFileSync(path.join(dir, 'task.json'), 'utf8')) as { inputs: InputDefinition[] };
     defs = new Map(task.inputs.map((i) => [i.name, i]));
-    loaded.set(taskDir, defs);
+    loaded.set(dir, defs);
   }
   return defs;
 }

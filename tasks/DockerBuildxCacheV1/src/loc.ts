@@ -1,16 +1,24 @@
+import * as fs from 'fs';
 import * as path from 'path';
 import * as tl from 'azure-pipelines-task-lib/task';
 
 let loaded = false;
 
 /**
- * Points task-lib at task.json so that `loc` finds the messages and their translations under
- * Strings/. Both the bundle (dist/main.js) and the compiled sources (build/…/src/*.js) sit one
- * folder below the task folder, so one relative path serves both.
+ * The task folder, which holds task.json: the nearest folder above this module that does. The bundle
+ * (dist/main.js) sits one folder below it, the compiled sources (build/…/src/…) one or more.
  */
-export function loadMessages(taskDir: string = path.join(__dirname, '..')): void {
+export function taskDir(from: string = __dirname): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'task.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.dirname(from);
+  }
+}
+
+/** Points task-lib at task.json so that `loc` finds the messages and their translations under Strings/. */
+export function loadMessages(dir: string = taskDir()): void {
   if (loaded) return;
-  tl.setResourcePath(path.join(taskDir, 'task.json'), true);
+  tl.setResourcePath(path.join(dir, 'task.json'), true);
   loaded = true;
 }
 
