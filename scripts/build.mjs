@@ -13,14 +13,14 @@ const root = path.resolve(import.meta.dirname, '..');
 export const taskDir = path.join(root, 'tasks', 'DockerBuildxCacheV1');
 
 /**
- * src/remote.ts (the Azure SDK, the HTTP client) goes into dist/remote.js, which main.js and
- * post.js require only when they fetch a token or use `azureBlob` (src/lazy.ts, loadRemote): every
- * other job starts without parsing it.
+ * src/remote/sdk.ts (the Azure SDK, the HTTP client) goes into dist/remote.js, which main.js and
+ * post.js require only when they fetch a token or use `azureBlob` (src/remote/load.ts, loadRemote):
+ * every other job starts without parsing it.
  */
 const remoteBundle = {
   name: 'remote-bundle',
   setup(build) {
-    build.onResolve({ filter: /^\.\/remote$/ }, (args) => (args.kind === 'require-call' ? { path: './remote.js', external: true } : undefined));
+    build.onResolve({ filter: /^\.\/sdk$/ }, (args) => (args.kind === 'require-call' ? { path: './remote.js', external: true } : undefined));
   },
 };
 
@@ -39,7 +39,7 @@ export async function bundle() {
   });
   const remote = await esbuild.build({
     ...common,
-    entryPoints: { remote: path.join(taskDir, 'src', 'remote.ts') },
+    entryPoints: { remote: path.join(taskDir, 'src', 'remote', 'sdk.ts') },
     // The storage SDK's ESM build finds itself through `import.meta.url` (its CRC-64 module does,
     // at load), which a CommonJS bundle lacks: it is given the bundle's own URL. Its CommonJS build
     // would need no help, but bundles a third bigger and loads twice as slowly (measured).

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
-import { createDockerConfig } from '../../tasks/DockerBuildxCacheV1/src/docker-config';
+import { createDockerConfig } from '../../tasks/DockerBuildxCacheV1/src/docker/config-dir';
 import { RegistryFacade, type FacadeOptions } from '../../tasks/DockerBuildxCacheV1/src/facade/facade';
 import { facadeCacheFlags } from '../../tasks/DockerBuildxCacheV1/src/facade/flags';
 import { addLogin } from '../../tasks/DockerBuildxCacheV1/src/facade/login';

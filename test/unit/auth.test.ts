@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
 import { readConnection, type Connection, type EndpointReader } from '../../tasks/DockerBuildxCacheV1/src/auth/connection';
 import { ACR_TOKEN_USER, agentHttp, CredentialError, credentialsFor } from '../../tasks/DockerBuildxCacheV1/src/auth/tokens';
-import { InputError } from '../../tasks/DockerBuildxCacheV1/src/config';
+import { InputError } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import { TokenServer } from '../token-server';
 
 /** A service connection as the agent describes it: scheme, authorization parameters, data. */

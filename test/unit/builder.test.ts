@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
-import { defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/buildx/builder';
-import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/buildx/docker';
+import { defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
+import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 
 type Script = Record<string, RunResult | RunResult[]>;
 const ok: RunResult = { code: 0, stdout: '', stderr: '' };

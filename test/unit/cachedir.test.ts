@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CacheFolder } from '../../tasks/DockerBuildxCacheV1/src/cache/folder';
 import { prepareFolder, prepareFromStore } from '../../tasks/DockerBuildxCacheV1/src/cache/session';
-import { InputError, readConfig, type Config, type Source } from '../../tasks/DockerBuildxCacheV1/src/config';
+import { InputError, readConfig, type Config, type Source } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
 import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
 import { cleanup, tempDir, writeTree } from '../helpers';

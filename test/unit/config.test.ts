@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
 import * as path from 'path';
 import { agentInputs } from '../../scripts/agent';
-import { InputError, readConfig, splitArguments, type Config, type Source } from '../../tasks/DockerBuildxCacheV1/src/config';
+import { InputError, readConfig, splitArguments, type Config, type Source } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
 let ws: string;

@@ -12,8 +12,8 @@ import {
   releaseUrls,
   versionFromChecksums,
   type ToolCache,
-} from '../../tasks/DockerBuildxCacheV1/src/buildx/install';
-import { createDockerConfig, installPlugin } from '../../tasks/DockerBuildxCacheV1/src/docker-config';
+} from '../../tasks/DockerBuildxCacheV1/src/docker/install';
+import { createDockerConfig, installPlugin } from '../../tasks/DockerBuildxCacheV1/src/docker/config-dir';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
 const sha = (data: string | Buffer): string => crypto.createHash('sha256').update(data).digest('hex');

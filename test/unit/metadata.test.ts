@@ -1,5 +1,5 @@
 import * as assert from 'assert/strict';
-import { parseMetadata } from '../../tasks/DockerBuildxCacheV1/src/buildx/metadata';
+import { parseMetadata } from '../../tasks/DockerBuildxCacheV1/src/docker/metadata';
 
 describe('reading the buildx metadata file', () => {
   const cases: [string, object, ReturnType<typeof parseMetadata>][] = [

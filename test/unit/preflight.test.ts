@@ -1,8 +1,8 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
-import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/buildx/docker';
-import { gates, hasContainerdStore, parseBuildxVersion, parseDockerVersion, preflight, PreflightError } from '../../tasks/DockerBuildxCacheV1/src/buildx/preflight';
-import { readConfig, type Config, type Driver } from '../../tasks/DockerBuildxCacheV1/src/config';
+import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
+import { gates, hasContainerdStore, parseBuildxVersion, parseDockerVersion, preflight, PreflightError } from '../../tasks/DockerBuildxCacheV1/src/docker/preflight';
+import { readConfig, type Config, type Driver } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
 function config(inputs: Record<string, string>): Config {

@@ -1,5 +1,5 @@
 import * as assert from 'assert/strict';
-import { countSteps, ProgressParser } from '../../tasks/DockerBuildxCacheV1/src/buildx/progress';
+import { countSteps, ProgressParser } from '../../tasks/DockerBuildxCacheV1/src/docker/progress';
 
 // Trimmed from a real `docker buildx build --progress plain` run on the test engine.
 const WARM = `#0 building with "default" instance using docker driver

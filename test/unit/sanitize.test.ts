@@ -1,6 +1,6 @@
 import * as assert from 'assert/strict';
 import * as crypto from 'crypto';
-import { neutralise } from '../../tasks/DockerBuildxCacheV1/src/buildx/sanitize';
+import { neutralise } from '../../tasks/DockerBuildxCacheV1/src/task/sanitize';
 
 /** What the agent would treat as a command or a log format anywhere in a line. */
 const COMMAND = /##vso\[|##\[/i;

@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
-import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/buildx/docker';
-import { readConfig, type Config } from '../../tasks/DockerBuildxCacheV1/src/config';
-import { startSetup, type Recorder } from '../../tasks/DockerBuildxCacheV1/src/setup';
+import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
+import { readConfig, type Config } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import { startSetup, type Recorder } from '../../tasks/DockerBuildxCacheV1/src/docker/setup';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
 const ANSWERS: Record<string, RunResult> = {

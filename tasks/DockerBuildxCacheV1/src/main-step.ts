@@ -1,22 +1,22 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './agent';
-import { secretValues } from './build-inputs';
-import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets } from './buildx/build';
-import { Docker, type DockerCli } from './buildx/docker';
-import type { Gates } from './buildx/preflight';
+import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './task/agent';
+import { secretValues } from './config/features';
+import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets } from './build';
+import { Docker, type DockerCli } from './docker/cli';
+import type { Gates } from './docker/preflight';
 import { CacheFolder, type CommitResult } from './cache/folder';
 import { describeStore, openStore, saveToStore, storeSpec, type SaveJob, type StoreSpec } from './cache/save';
 import { prepareRegistry, registryRefs } from './cache/registry';
 import { prepareFolder, prepareFromStore, resolveKeys, type PreparedCache } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
-import { InputError, isStoreBackend, readConfig, taskSource, type Config } from './config';
-import { loadMessages, loc } from './loc';
+import { InputError, isStoreBackend, readConfig, taskSource, type Config } from './config/read';
+import { loadMessages, loc } from './task/messages';
 import { scopePlan, type ScopePlan } from './store/scopes';
 import type { CacheStore, HitKind } from './store/types';
-import { dockerSession, startSetup } from './setup';
-import { saveState, type PostState } from './state';
+import { dockerSession, startSetup } from './docker/setup';
+import { saveState, type PostState } from './job';
 import { summaryOfSave, type SummaryData } from './summary';
 
 /** The job so far, kept in the post-job step's state as it grows, so that a failure at any point leaves the post step what it needs. */

@@ -1,4 +1,4 @@
-import { fail } from './agent';
+import { fail } from './task/agent';
 import { runMain } from './main-step';
 
 runMain().catch((err: unknown) => {

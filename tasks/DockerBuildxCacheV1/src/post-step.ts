@@ -1,10 +1,10 @@
 import * as fs from 'fs';
-import { info, phase, uploadSummary, variable, warn } from './agent';
-import { removeBuilder } from './buildx/builder';
-import { Docker, type DockerCli } from './buildx/docker';
+import { info, phase, uploadSummary, variable, warn } from './task/agent';
+import { removeBuilder } from './docker/builder';
+import { Docker, type DockerCli } from './docker/cli';
 import { saveToStore } from './cache/save';
-import { loadMessages, loc } from './loc';
-import { loadState, type PostState } from './state';
+import { loadMessages, loc } from './task/messages';
+import { loadState, type PostState } from './job';
 import { renderSummary, summaryOfSave, type SummaryData } from './summary';
 
 /** Cache@2 saves after a job that succeeded; SucceededWithIssues counts, as in `succeeded()`. */

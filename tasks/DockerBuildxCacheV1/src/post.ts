@@ -1,4 +1,4 @@
-import { fail, warn } from './agent';
+import { fail, warn } from './task/agent';
 import { CacheError } from './cache/trouble';
 import { runPost } from './post-step';
 

@@ -1,4 +1,4 @@
-import { formatBytes, formatSeconds } from './agent';
+import { formatBytes, formatSeconds } from './task/agent';
 import type { SaveOutcome } from './cache/save';
 import type { HitKind } from './store/types';
 

@@ -1,7 +1,7 @@
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
-import { setSecret } from '../agent';
-import { InputError } from '../config';
-import { loc } from '../loc';
+import { setSecret } from '../task/agent';
+import { InputError } from '../config/read';
+import { loc } from '../task/messages';
 import { taskEndpoints, type EndpointReader } from './connection';
 import { CredentialError, entraSecretToken, entraToken, imdsToken, oidcToken, STORAGE_RESOURCE, type Http, type JobIdentity } from './tokens';
 

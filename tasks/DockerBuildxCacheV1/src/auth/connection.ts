@@ -1,7 +1,7 @@
 import * as tl from 'azure-pipelines-task-lib/task';
-import { withoutEcho } from '../agent';
-import { InputError } from '../config';
-import { loc } from '../loc';
+import { withoutEcho } from '../task/agent';
+import { InputError } from '../config/read';
+import { loc } from '../task/messages';
 
 /** A `dockerregistry` service connection, as the agent hands it to the task. */
 export type Connection =

@@ -1,10 +1,10 @@
-import { setSecret } from '../agent';
-import { InputError, type AzureStoreConfig } from '../config';
-import { loc } from '../loc';
-import { agentProxy, loadRemote } from '../lazy';
-import type { AzureAccess } from '../remote';
+import { setSecret } from '../task/agent';
+import { InputError, type AzureStoreConfig } from '../config/read';
+import { loc } from '../task/messages';
+import { agentProxy, loadRemote } from '../remote/load';
+import type { AzureAccess } from '../remote/sdk';
 import { azureMethod, ConnectionCredential, readAzureConnection, storageToken } from './azure';
-import { jobIdentity } from './login';
+import { jobIdentity } from '../docker/login';
 import { agentHttp, type Http } from './tokens';
 
 const SAS_TOKEN = /^\??(sv|sig|se|sp|ss|srt|st|spr|sr|si|skoid)=/;

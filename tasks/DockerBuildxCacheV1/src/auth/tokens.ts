@@ -1,5 +1,5 @@
 import * as tl from 'azure-pipelines-task-lib/task';
-import { agentProxy, loadRemote } from '../lazy';
+import { agentProxy, loadRemote } from '../remote/load';
 import type { Connection } from './connection';
 
 /** The few HTTP calls the logins need; the agent's proxy is honoured. Tests point them at a local server. */

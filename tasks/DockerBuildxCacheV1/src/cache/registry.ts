@@ -1,9 +1,9 @@
 import * as crypto from 'crypto';
-import { info } from '../agent';
-import { csvSpec } from '../buildx/args';
-import type { DockerCli } from '../buildx/docker';
-import type { Config } from '../config';
-import { loc } from '../loc';
+import { info } from '../task/agent';
+import { csvSpec } from '../docker/args';
+import type { DockerCli } from '../docker/cli';
+import type { Config } from '../config/read';
+import { loc } from '../task/messages';
 import { SHARED_SCOPE, type ScopePlan } from '../store/scopes';
 import type { HitKind } from '../store/types';
 import type { PreparedCache } from './session';

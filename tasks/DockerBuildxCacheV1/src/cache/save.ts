@@ -1,9 +1,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { formatBytes, info, variable } from '../agent';
+import { formatBytes, info, variable } from '../task/agent';
 import { openContainer } from '../auth/storage';
-import { storageSecret, type AzureStoreConfig, type Config } from '../config';
-import { loc } from '../loc';
+import { storageSecret, type AzureStoreConfig, type Config } from '../config/read';
+import { loc } from '../task/messages';
 import { folderState } from '../oci/cachedir';
 import { INDEX_FILE } from '../oci/layout';
 import { AzureBlobStore } from '../store/blob';

@@ -1,8 +1,8 @@
-import { formatBytes, info } from '../agent';
-import type { CacheFlags } from '../buildx/args';
-import { InputError, type Config } from '../config';
+import { formatBytes, info } from '../task/agent';
+import type { CacheFlags } from '../docker/args';
+import { InputError, type Config } from '../config/read';
 import { describeKey, KeyResolveError, resolveKey, type ResolvedKey } from '../key/resolve';
-import { loc } from '../loc';
+import { loc } from '../task/messages';
 import { folderState, removeOwnedDirectory } from '../oci/cachedir';
 import { restoreFromStore } from '../store/restore';
 import type { ScopePlan } from '../store/scopes';

@@ -1,4 +1,4 @@
-import { warn } from '../agent';
+import { warn } from '../task/agent';
 
 /** Cache trouble that the user asked to fail the task (`failOnCacheError`). */
 export class CacheError extends Error {

@@ -6,7 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
-import { mapLimit } from '../fsutil';
+import { mapLimit } from '../util/fs';
 import { CACHE_TAG, reachable, type Descriptor, type Index } from '../oci/layout';
 import type { BlobRef } from '../store/types';
 import { basicAuthorized, canonicalManifest, CHALLENGE, errorBody, manifestMediaType, parseRange, parseRoute, type ErrorCode, type Route } from './protocol';
@@ -129,7 +129,7 @@ interface Committed {
  *   above it runs) is often shown only as its download and extraction, without `CACHED`: with
  *   dockerd's BuildKit in 5 runs of 6 through the facade, against 0 of 6 from the same cache as a
  *   `type=local` folder; BuildKit 0.32 too. The step did not run in any of them. The task's count of
- *   cached steps (buildx/progress.ts) must count such a step as cached before the facade is used.
+ *   cached steps (docker/progress.ts) must count such a step as cached before the facade is used.
  *
  * ## What the facade promises
  *

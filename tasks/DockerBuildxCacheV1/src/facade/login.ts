@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { randomId } from '../fsutil';
+import { randomId } from '../util/fs';
 import { basicAuth } from './protocol';
 
 export interface RegistryLogin {

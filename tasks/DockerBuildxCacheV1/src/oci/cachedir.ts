@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { replaceDirectory, unlessMissing } from '../fsutil';
+import { replaceDirectory, unlessMissing } from '../util/fs';
 import { cacheRoot, MARKER_FILE, readLayoutIndex, readVerified } from './layout';
 
 /** The kinds of hidden sibling folder a job makes next to a cache folder. */

@@ -2,7 +2,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { pipeline } from 'stream/promises';
-import { walkFiles } from '../fsutil';
+import { walkFiles } from '../util/fs';
 
 /** The OCI image layout that BuildKit's local cache exporter writes: index.json, oci-layout, blobs/<alg>/<hex>. */
 export const INDEX_FILE = 'index.json';

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { linkOrCopy, mapLimit, randomId } from '../fsutil';
+import { linkOrCopy, mapLimit, randomId } from '../util/fs';
 import { assertReplaceable, replaceOwnedDirectory, siblingPath } from '../oci/cachedir';
 import { BLOBS_DIR, blobPath, checkBlobFile, holdsBlob, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, LayoutError, MAX_DOCUMENT_BYTES, parseIndex, reachable, readVerified } from '../oci/layout';
 import { StoreRefusedError, type Fetched, type StoreBackend, type StoredItem } from './backend';

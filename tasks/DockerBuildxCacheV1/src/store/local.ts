@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { isMissing, linkOrCopy, randomId, sweepOld, unlessMissing, walkFiles } from '../fsutil';
+import { isMissing, linkOrCopy, randomId, sweepOld, unlessMissing, walkFiles } from '../util/fs';
 import { holdsBlob, LayoutError, readRegularFile } from '../oci/layout';
 import { StoreLayoutError, StoreRefusedError, type Fetched, type Listing, type Seals, type SourceFile, type StoreBackend, type StoredItem } from './backend';
 import { StoreEngine } from './engine';

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { loc, taskDir } from './loc';
+import { loc, taskDir } from '../task/messages';
 
 // Reading inputs in general: task.json's definitions and defaults, where values come from, the
 // error for a bad value, and the readers every input shares (lines, KEY=VALUE, booleans, pick lists).

@@ -1,4 +1,4 @@
-import { getTaskState, setTaskState } from './agent';
+import { getTaskState, setTaskState } from './task/agent';
 import type { SaveJob } from './cache/save';
 import type { SummaryData } from './summary';
 

@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Writable } from 'stream';
 import * as tl from 'azure-pipelines-task-lib/task';
-import { neutralise } from './buildx/sanitize';
+import { neutralise } from './sanitize';
 
 /** The small seam over the agent: variables, task state, logging. Every line we print is neutralised. */
 export function variable(name: string): string | undefined {

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { loc } from '../loc';
+import { loc } from '../task/messages';
 
 /** A folder the cache folder must never be, nor hold: the task replaces the cache folder whole. */
 export interface Guarded {

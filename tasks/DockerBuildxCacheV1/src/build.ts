@@ -1,14 +1,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { info, setOutput, warn } from '../agent';
-import type { PreparedCache } from '../cache/session';
-import type { Config, Secret } from '../config';
-import { loc } from '../loc';
-import { buildArgs } from './args';
-import type { Builder } from './builder';
-import type { DockerCli } from './docker';
-import { parseMetadata } from './metadata';
-import { ProgressParser, type StepCount } from './progress';
+import { info, setOutput, warn } from './task/agent';
+import type { PreparedCache } from './cache/session';
+import type { Config, Secret } from './config/read';
+import { loc } from './task/messages';
+import { buildArgs } from './docker/args';
+import type { Builder } from './docker/builder';
+import type { DockerCli } from './docker/cli';
+import { parseMetadata } from './docker/metadata';
+import { ProgressParser, type StepCount } from './docker/progress';
 
 export class BuildError extends Error {
   override name = 'BuildError';

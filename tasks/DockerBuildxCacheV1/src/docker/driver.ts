@@ -1,5 +1,5 @@
-import type { BuilderConfig, Driver } from '../config';
-import { loc } from '../loc';
+import type { BuilderConfig, Driver } from '../config/read';
+import { loc } from '../task/messages';
 
 /** Why the job builds with the driver it does. */
 export type DriverReason =

@@ -1,7 +1,7 @@
 import * as crypto from 'crypto';
-import type { BuilderConfig, Driver } from '../config';
+import type { BuilderConfig, Driver } from '../config/read';
 import { createBuilderArgs } from './args';
-import type { DockerCli, RunResult } from './docker';
+import type { DockerCli, RunResult } from './cli';
 
 export interface Builder {
   readonly name: string;

@@ -2,16 +2,16 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tl from 'azure-pipelines-task-lib/task';
 import { parse as shellParse } from 'shell-quote';
-import { variable, withoutEcho } from './agent';
-import { checkCacheDir } from './cache/guard';
-import { readAnnotations, readAttestation, readBuildContexts, readCacheFrom, readSecrets, readSsh, type Secret } from './build-inputs';
-import { pipelineLabels } from './buildx/labels';
-import { expandMacros, InputError, Inputs, isDirectory, isFile, keyValueLines, lines, pick, readBool, type Source } from './inputs';
-import { isOldFormat, KeySyntaxError, parseKey, salted, SALT_VARIABLE } from './key/segments';
-import { loc } from './loc';
+import { variable, withoutEcho } from '../task/agent';
+import { checkCacheDir } from './cache-dir';
+import { readAnnotations, readAttestation, readBuildContexts, readCacheFrom, readSecrets, readSsh, type Secret } from './features';
+import { pipelineLabels } from './labels';
+import { expandMacros, InputError, Inputs, isDirectory, isFile, keyValueLines, lines, pick, readBool, type Source } from './source';
+import { isOldFormat, KeySyntaxError, parseKey, salted, SALT_VARIABLE } from '../key/segments';
+import { loc } from '../task/messages';
 
-export { InputError, type Source } from './inputs';
-export type { Secret } from './build-inputs';
+export { InputError, type Source } from './source';
+export type { Secret } from './features';
 
 /** Inputs whose values are secrets: never echoed, never in an error message. */
 export const SECRET_INPUTS: ReadonlySet<string> = new Set(['secrets', 'storageConnectionString']);
@@ -38,7 +38,7 @@ export const CACHE_MODES = ['max', 'min'] as const;
 export type CacheMode = (typeof CACHE_MODES)[number];
 export const COMPRESSIONS = ['gzip', 'zstd', 'uncompressed'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
-/** `auto` picks `docker` or `docker-container` once the engine's image store is known (buildx/driver.ts). */
+/** `auto` picks `docker` or `docker-container` once the engine's image store is known (docker/driver.ts). */
 export const DRIVERS = ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'] as const;
 export type DriverSetting = (typeof DRIVERS)[number];
 /** A driver buildx knows: what `auto` becomes. */

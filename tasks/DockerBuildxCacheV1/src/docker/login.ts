@@ -1,8 +1,8 @@
-import { setSecret, variable } from '../agent';
-import type { DockerCli } from '../buildx/docker';
-import { loc } from '../loc';
-import { authParameter, readConnection, taskEndpoints, type EndpointReader } from './connection';
-import { agentHttp, CredentialError, credentialsFor, type Http, type JobIdentity } from './tokens';
+import { setSecret, variable } from '../task/agent';
+import type { DockerCli } from './cli';
+import { loc } from '../task/messages';
+import { authParameter, readConnection, taskEndpoints, type EndpointReader } from '../auth/connection';
+import { agentHttp, CredentialError, credentialsFor, type Http, type JobIdentity } from '../auth/tokens';
 
 export class LoginError extends Error {
   override name = 'LoginError';

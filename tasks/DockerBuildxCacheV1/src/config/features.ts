@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { InputError, isDirectory, isFile, lines, type Inputs } from './inputs';
-import { loc } from './loc';
+import { InputError, isDirectory, isFile, lines, type Inputs } from './source';
+import { loc } from '../task/messages';
 
 // The inputs for BuildKit's build features: secrets, SSH forwarding, attestations, annotations,
 // named build contexts and extra cache sources. Each is validated here into the flags' values, with

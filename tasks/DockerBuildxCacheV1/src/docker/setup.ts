@@ -1,16 +1,16 @@
 import * as path from 'path';
-import { formatSeconds, info, warn } from './agent';
-import { defaultBuilderName, ensureBuilder, type Builder } from './buildx/builder';
-import { buffered, type Docker, type DockerCli } from './buildx/docker';
-import { chooseDriver, describeDriver, mayBeDocker, type DriverChoice } from './buildx/driver';
-import { installBuildx, InstallError, RELEASES } from './buildx/install';
-import { gates, preflight, type Gates, type Preflight } from './buildx/preflight';
-import type { Config, Driver } from './config';
-import { InputError } from './config';
-import { registryLogin } from './auth/login';
-import { createDockerConfig, installPlugin } from './docker-config';
-import { loc } from './loc';
-import type { SummaryData } from './summary';
+import { formatSeconds, info, warn } from '../task/agent';
+import { defaultBuilderName, ensureBuilder, type Builder } from './builder';
+import { buffered, type Docker, type DockerCli } from './cli';
+import { chooseDriver, describeDriver, mayBeDocker, type DriverChoice } from './driver';
+import { installBuildx, InstallError, RELEASES } from './install';
+import { gates, preflight, type Gates, type Preflight } from './preflight';
+import type { Config, Driver } from '../config/read';
+import { InputError } from '../config/read';
+import { registryLogin } from './login';
+import { createDockerConfig, installPlugin } from './config-dir';
+import { loc } from '../task/messages';
+import type { SummaryData } from '../summary';
 
 /** The job's record of what the post-job step must undo, and of the summary; see main-step. */
 export interface Recorder {

@@ -1,6 +1,6 @@
 import { spawn } from 'child_process';
 import * as tl from 'azure-pipelines-task-lib/task';
-import { neutralise } from './sanitize';
+import { neutralise } from '../task/sanitize';
 
 export interface RunOptions {
   /** Show each output line in the log, neutralised. */

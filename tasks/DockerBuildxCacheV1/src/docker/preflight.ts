@@ -1,6 +1,6 @@
-import type { Config, Driver } from '../config';
-import { loc } from '../loc';
-import type { DockerCli } from './docker';
+import type { Config, Driver } from '../config/read';
+import { loc } from '../task/messages';
+import type { DockerCli } from './cli';
 import { mayBeDocker } from './driver';
 import { compareVersions } from './install';
 
