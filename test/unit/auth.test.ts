@@ -1,5 +1,6 @@
 import * as assert from 'assert/strict';
-import { readConnection, type Connection, type EndpointReader } from '../../tasks/DockerBuildxCacheV1/src/auth/connection';
+import { readConnection, type Connection } from '../../tasks/DockerBuildxCacheV1/src/auth/connection';
+import type { EndpointReader } from '../../tasks/DockerBuildxCacheV1/src/task/endpoints';
 import { ACR_TOKEN_USER, agentHttp, CredentialError, credentialsFor } from '../../tasks/DockerBuildxCacheV1/src/auth/tokens';
 import { InputError } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import { TokenServer } from '../token-server';

@@ -2,7 +2,7 @@ import type { AccessToken, TokenCredential } from '@azure/core-auth';
 import { setSecret } from '../task/agent';
 import { InputError } from '../config/read';
 import { loc } from '../task/messages';
-import { taskEndpoints, type EndpointReader } from './connection';
+import { taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { CredentialError, entraSecretToken, entraToken, imdsToken, oidcToken, STORAGE_RESOURCE, type Http, type JobIdentity } from './tokens';
 
 /** An Azure Resource Manager service connection, as the agent hands it to the task. */

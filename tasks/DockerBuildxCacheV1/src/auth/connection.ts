@@ -1,6 +1,5 @@
-import * as tl from 'azure-pipelines-task-lib/task';
-import { withoutEcho } from '../task/agent';
 import { InputError } from '../config/read';
+import { taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { loc } from '../task/messages';
 
 /** A `dockerregistry` service connection, as the agent hands it to the task. */
@@ -9,26 +8,6 @@ export type Connection =
   | { readonly kind: 'acr-secret'; readonly registry: string; readonly clientId: string; readonly secret: string }
   | { readonly kind: 'acr-federated'; readonly registry: string; readonly clientId: string; readonly tenantId: string; readonly authority: string; readonly connectionId: string }
   | { readonly kind: 'acr-managed-identity'; readonly registry: string; readonly clientId?: string };
-
-/** How the agent exposes a service connection; task-lib on an agent, a table in tests. */
-export interface EndpointReader {
-  url(id: string): string | undefined;
-  scheme(id: string): string | undefined;
-  param(id: string, key: string): string | undefined;
-  data(id: string, key: string): string | undefined;
-}
-
-/** An authorization parameter of a connection, without task-lib's debug line that would print its value. */
-export function authParameter(id: string, key: string): string | undefined {
-  return withoutEcho(`##vso[task.debug]${id} auth param ${key} = `, () => tl.getEndpointAuthorizationParameter(id, key, true));
-}
-
-export const taskEndpoints: EndpointReader = {
-  url: (id) => tl.getEndpointUrl(id, true),
-  scheme: (id) => tl.getEndpointAuthorizationScheme(id, true),
-  param: authParameter,
-  data: (id, key) => tl.getEndpointDataParameter(id, key, true),
-};
 
 const AUTHORITY = 'https://login.microsoftonline.com/';
 

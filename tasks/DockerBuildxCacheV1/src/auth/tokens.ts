@@ -1,4 +1,4 @@
-import * as tl from 'azure-pipelines-task-lib/task';
+import { setSecret } from '../task/agent';
 import { agentProxy, loadRemote } from '../remote/load';
 import type { Connection } from './connection';
 
@@ -105,15 +105,15 @@ export async function credentialsFor(conn: Connection, http: Http, job: JobIdent
     case 'acr-federated': {
       if (job.oidcRequestUri === undefined || job.accessToken === undefined) throw new CredentialError('workload identity federation needs the OIDC request URI and the job access token, which this agent does not provide');
       const oidc = await oidcToken(http, job.oidcRequestUri, job.accessToken, conn.connectionId);
-      tl.setSecret(oidc);
+      setSecret(oidc);
       const access = await entraToken(http, conn.authority, conn.tenantId, conn.clientId, oidc);
-      tl.setSecret(access);
+      setSecret(access);
       const refresh = await acrRefreshToken(http, conn.registry, access, conn.tenantId);
       return { registry: conn.registry, username: ACR_TOKEN_USER, password: refresh, method: 'workload identity federation' };
     }
     case 'acr-managed-identity': {
       const access = await imdsToken(http, conn.clientId);
-      tl.setSecret(access);
+      setSecret(access);
       const refresh = await acrRefreshToken(http, conn.registry, access);
       return { registry: conn.registry, username: ACR_TOKEN_USER, password: refresh, method: 'managed identity' };
     }

@@ -1,8 +1,8 @@
 import * as os from 'os';
 import * as path from 'path';
-import * as tl from 'azure-pipelines-task-lib/task';
 import { parse as shellParse } from 'shell-quote';
-import { variable, withoutEcho } from '../task/agent';
+import { variable } from '../task/agent';
+import { taskInput } from '../task/inputs';
 import { checkCacheDir } from './cache-dir';
 import { readAnnotations, readAttestation, readBuildContexts, readCacheFrom, readSecrets, readSsh, type Secret } from './features';
 import { pipelineLabels } from './labels';
@@ -13,16 +13,9 @@ import { loc } from '../task/messages';
 export { InputError, type Source } from './source';
 export type { Secret } from './features';
 
-/** Inputs whose values are secrets: never echoed, never in an error message. */
-export const SECRET_INPUTS: ReadonlySet<string> = new Set(['secrets', 'storageConnectionString']);
-
-/** Inputs and variables as the agent passes them. This is the only place that reads inputs. */
+/** Inputs and variables as the agent passes them (task/inputs.ts reads them). */
 export function taskSource(): Source {
-  const read = (name: string): string => tl.getInput(name, false) ?? '';
-  return {
-    input: (name) => (SECRET_INPUTS.has(name) ? withoutEcho(`##vso[task.debug]${name}=`, () => read(name)) : read(name)),
-    variable,
-  };
+  return { input: taskInput, variable };
 }
 
 export const OUTPUT_KINDS = ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'] as const;
@@ -112,11 +105,6 @@ export interface AzureStoreConfig {
 
 /** Whether the backend keeps entries under keys in a store. */
 export const isStoreBackend = (backend: CacheBackend): backend is 'local' | 'azureBlob' => backend === 'local' || backend === 'azureBlob';
-
-/** `storageConnectionString`, read without an echo when it is needed: it never goes into the config or the task state. */
-export function storageSecret(src: Source = taskSource()): string | undefined {
-  return src.input('storageConnectionString') || undefined;
-}
 
 export interface BuilderConfig {
   /** `latest` or `X.Y.Z`: the buildx to install through the tool cache; undefined uses the installed plugin. */

@@ -1,6 +1,6 @@
 import { spawn } from 'child_process';
-import * as tl from 'azure-pipelines-task-lib/task';
 import { neutralise } from '../task/sanitize';
+import { execTool, which } from '../task/tool';
 
 export interface RunOptions {
   /** Show each output line in the log, neutralised. */
@@ -56,7 +56,7 @@ export class Docker implements DockerCli {
   ) {}
 
   static locate(env?: NodeJS.ProcessEnv): Docker {
-    return new Docker(tl.which('docker', true), env);
+    return new Docker(which('docker'), env);
   }
 
   /** The same docker, run with a different DOCKER_CONFIG. */
@@ -70,15 +70,12 @@ export class Docker implements DockerCli {
     if (options.input !== undefined) return this.runWithInput(args, options.input, options, print);
     const out = new Tail();
     const err = new Tail();
-    const tool = tl.tool(this.toolPath).arg([...args]);
     const handle = (tail: Tail) => (line: string) => {
       tail.push(line);
       options.onLine?.(line);
       if (options.echo === true) print(neutralise(line));
     };
-    tool.on('stdline', handle(out));
-    tool.on('errline', handle(err));
-    const code = await tool.execAsync({ silent: true, ignoreReturnCode: true, failOnStdErr: false, env: options.env ?? this.env });
+    const code = await execTool(this.toolPath, args, { onStdout: handle(out), onStderr: handle(err), env: options.env ?? this.env });
     return { code, stdout: out.value(), stderr: err.value() };
   }
 

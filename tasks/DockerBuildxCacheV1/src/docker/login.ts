@@ -1,7 +1,8 @@
 import { setSecret, variable } from '../task/agent';
 import type { DockerCli } from './cli';
 import { loc } from '../task/messages';
-import { authParameter, readConnection, taskEndpoints, type EndpointReader } from '../auth/connection';
+import { readConnection } from '../auth/connection';
+import { authParameter, taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { agentHttp, CredentialError, credentialsFor, type Http, type JobIdentity } from '../auth/tokens';
 
 export class LoginError extends Error {

@@ -1,4 +1,4 @@
-import * as tl from 'azure-pipelines-task-lib/task';
+import { proxyFor } from '../task/agent';
 import type { Proxy } from './sdk';
 
 /**
@@ -12,5 +12,5 @@ export function loadRemote(): typeof import('./sdk') {
 
 /** The agent's proxy for a URL, if it has one that the URL does not bypass. */
 export function agentProxy(url: string): Proxy | undefined {
-  return tl.getHttpProxyConfiguration(url) ?? undefined;
+  return proxyFor(url);
 }

@@ -74,6 +74,11 @@ export function uploadSummary(markdown: string, title: string): void {
   tl.uploadSummary(file);
 }
 
+/** The agent's proxy for a URL, if it has one that the URL does not bypass. */
+export function proxyFor(url: string): tl.ProxyConfiguration | undefined {
+  return tl.getHttpProxyConfiguration(url) ?? undefined;
+}
+
 export function setSecret(value: string): void {
   tl.setSecret(value);
 }
