@@ -1,7 +1,10 @@
 import * as assert from 'assert/strict';
+import * as fs from 'fs';
 import * as path from 'path';
 import { agentInputs } from '../../scripts/agent';
 import { InputError, readConfig, splitArguments, type Config, type Source } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import { Input, SECRET_INPUTS } from '../../tasks/DockerBuildxCacheV1/src/task/inputs';
+import { taskDir } from '../../tasks/DockerBuildxCacheV1/src/task/messages';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
 let ws: string;
@@ -31,6 +34,12 @@ describe('config: reading and validating inputs', () => {
     writeTree(ws, { Dockerfile: 'FROM scratch\n', 'sub/Dockerfile': 'FROM scratch\n', 'ctx/file': 'x', 'buildkitd.toml': '', 'keys/deploy': 'key', '.netrc': 'machine x' });
   });
   afterEach(cleanup);
+
+  it('names every input of task.json once, as task.json spells it, and only those', () => {
+    const task = JSON.parse(fs.readFileSync(path.join(taskDir(), 'task.json'), 'utf8')) as { inputs: { name: string }[] };
+    assert.deepEqual(Object.entries(Input), task.inputs.map((i) => [i.name, i.name]));
+    for (const name of SECRET_INPUTS) assert.ok(task.inputs.some((i) => i.name === name), name);
+  });
 
   it('applies the documented defaults', () => {
     const c = read({ imageName: 'app' });

@@ -4,6 +4,7 @@ import { InputError } from '../config/read';
 import { loc } from '../task/messages';
 import { taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { CredentialError, entraSecretToken, entraToken, imdsToken, oidcToken, STORAGE_RESOURCE, type Http, type JobIdentity } from './tokens';
+import { Input } from '../task/inputs';
 
 /** An Azure Resource Manager service connection, as the agent hands it to the task. */
 export type AzureConnection =
@@ -20,10 +21,10 @@ const AUTHORITY = 'https://login.microsoftonline.com/';
  */
 export function readAzureConnection(id: string, ep: EndpointReader = taskEndpoints): AzureConnection {
   const scheme = ep.scheme(id);
-  if (scheme === undefined && ep.url(id) === undefined) throw new InputError('azureSubscription', loc('InputConnectionMissing', id));
+  if (scheme === undefined && ep.url(id) === undefined) throw new InputError(Input.azureSubscription, loc('InputConnectionMissing', id));
   const need = (key: string): string => {
     const value = ep.param(id, key);
-    if (value === undefined || value === '') throw new InputError('azureSubscription', loc('InputConnectionIncomplete', id, key));
+    if (value === undefined || value === '') throw new InputError(Input.azureSubscription, loc('InputConnectionIncomplete', id, key));
     return value;
   };
   const authority = ep.data(id, 'environmentAuthorityUrl') || AUTHORITY;
@@ -31,12 +32,12 @@ export function readAzureConnection(id: string, ep: EndpointReader = taskEndpoin
     case 'WorkloadIdentityFederation':
       return { kind: 'federated', id, tenantId: need('tenantid'), clientId: need('serviceprincipalid'), authority };
     case 'ServicePrincipal':
-      if ((ep.param(id, 'authenticationType') ?? 'spnKey') !== 'spnKey') throw new InputError('azureSubscription', loc('InputAzureCertificate', id));
+      if ((ep.param(id, 'authenticationType') ?? 'spnKey') !== 'spnKey') throw new InputError(Input.azureSubscription, loc('InputAzureCertificate', id));
       return { kind: 'secret', tenantId: need('tenantid'), clientId: need('serviceprincipalid'), secret: need('serviceprincipalkey'), authority };
     case 'ManagedServiceIdentity':
       return { kind: 'managed-identity', clientId: ep.param(id, 'serviceprincipalid') || undefined };
     default:
-      throw new InputError('azureSubscription', loc('InputAzureScheme', id, scheme ?? '-'));
+      throw new InputError(Input.azureSubscription, loc('InputAzureScheme', id, scheme ?? '-'));
   }
 }
 

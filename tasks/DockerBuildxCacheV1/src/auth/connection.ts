@@ -1,6 +1,7 @@
 import { InputError } from '../config/read';
 import { taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { loc } from '../task/messages';
+import { Input } from '../task/inputs';
 
 /** A `dockerregistry` service connection, as the agent hands it to the task. */
 export type Connection =
@@ -18,11 +19,11 @@ const AUTHORITY = 'https://login.microsoftonline.com/';
  */
 export function readConnection(id: string, ep: EndpointReader = taskEndpoints): Connection {
   const scheme = ep.scheme(id);
-  if (scheme === undefined && ep.url(id) === undefined) throw new InputError('containerRegistry', loc('InputConnectionMissing', id));
+  if (scheme === undefined && ep.url(id) === undefined) throw new InputError(Input.containerRegistry, loc('InputConnectionMissing', id));
   const registryType = ep.data(id, 'registrytype');
   const need = (key: string): string => {
     const value = ep.param(id, key);
-    if (value === undefined || value === '') throw new InputError('containerRegistry', loc('InputConnectionIncomplete', id, key));
+    if (value === undefined || value === '') throw new InputError(Input.containerRegistry, loc('InputConnectionIncomplete', id, key));
     return value;
   };
 
@@ -36,10 +37,10 @@ export function readConnection(id: string, ep: EndpointReader = taskEndpoints): 
       case 'ManagedServiceIdentity':
         return { kind: 'acr-managed-identity', registry, clientId: ep.param(id, 'serviceprincipalid') || undefined };
       default:
-        throw new InputError('containerRegistry', loc('InputConnectionScheme', id, scheme ?? '-'));
+        throw new InputError(Input.containerRegistry, loc('InputConnectionScheme', id, scheme ?? '-'));
     }
   }
   // An AzureRM or other connection has another scheme; a generic one without a registry is incomplete.
-  if (scheme !== 'UsernamePassword') throw new InputError('containerRegistry', loc('InputConnectionWrongType', id));
+  if (scheme !== 'UsernamePassword') throw new InputError(Input.containerRegistry, loc('InputConnectionWrongType', id));
   return { kind: 'password', registry: need('registry'), username: need('username'), password: need('password') };
 }

@@ -6,6 +6,7 @@ import type { AzureAccess } from '../remote/sdk';
 import { azureMethod, ConnectionCredential, readAzureConnection, storageToken } from './azure';
 import { jobIdentity } from '../docker/login';
 import { agentHttp, type Http } from './tokens';
+import { Input } from '../task/inputs';
 
 const SAS_TOKEN = /^\??(sv|sig|se|sp|ss|srt|st|spr|sr|si|skoid)=/;
 
@@ -29,12 +30,12 @@ export function azureAccess(spec: AzureStoreConfig, secret: string | undefined, 
     const credential = new ConnectionCredential(() => storageToken(connection, http, jobIdentity()));
     return { access: { kind: 'token', accountUrl: spec.accountUrl ?? '', container, credential }, method: loc('StoreAuthConnection', azureMethod(connection), spec.connection) };
   }
-  if (secret === undefined || secret === '') throw new InputError('storageConnectionString', loc('InputAzureAuthRequired'));
+  if (secret === undefined || secret === '') throw new InputError(Input.storageConnectionString, loc('InputAzureAuthRequired'));
   registerSecret(secret);
   const value = secret.trim();
   if (/^https?:\/\//i.test(value)) return { access: { kind: 'sasUrl', url: value, container }, method: loc('StoreAuthSas') };
   if (SAS_TOKEN.test(value)) {
-    if (spec.accountUrl === undefined) throw new InputError('storageAccountUrl', loc('InputAzureSasNeedsUrl'));
+    if (spec.accountUrl === undefined) throw new InputError(Input.storageAccountUrl, loc('InputAzureSasNeedsUrl'));
     return { access: { kind: 'sasToken', accountUrl: spec.accountUrl, token: value, container }, method: loc('StoreAuthSas') };
   }
   return { access: { kind: 'connectionString', value, container }, method: loc('StoreAuthConnectionString') };
@@ -46,7 +47,7 @@ export function openContainer(spec: AzureStoreConfig, secret: string | undefined
   try {
     return { client: loadRemote().containerClient(access, agentProxy), method };
   } catch (err) {
-    if (access.kind !== 'token') throw new InputError('storageConnectionString', loc('InputAzureConnectionString', (err as Error).message));
+    if (access.kind !== 'token') throw new InputError(Input.storageConnectionString, loc('InputAzureConnectionString', (err as Error).message));
     throw err;
   }
 }

@@ -9,6 +9,7 @@ import type { ScopePlan } from '../store/scopes';
 import type { CacheStore, EntryHead, HitKind } from '../store/types';
 import { CacheFolder } from './folder';
 import { CacheError, cacheTrouble } from './trouble';
+import { Input, type InputName } from '../task/inputs';
 
 /** The cache of one build: what to import and export, and what was restored. */
 export interface PreparedCache {
@@ -31,7 +32,7 @@ export interface ResolvedKeys {
 
 /** Resolves the key and the restore keys. A file pattern that matches nothing is an input error, as in Cache@2. */
 export async function resolveKeys(config: Config): Promise<ResolvedKeys> {
-  const resolveAs = async (input: string, text: string): Promise<ResolvedKey> => {
+  const resolveAs = async (input: InputName, text: string): Promise<ResolvedKey> => {
     try {
       return await resolveKey(text, config.workingDirectory);
     } catch (err) {
@@ -39,10 +40,10 @@ export async function resolveKeys(config: Config): Promise<ResolvedKeys> {
       throw err;
     }
   };
-  const key = await resolveAs('cacheKey', config.cache.key);
+  const key = await resolveAs(Input.cacheKey, config.cache.key);
   info(loc('KeyResolved', describeKey(key).join('\n')));
   const restoreKeys: ResolvedKey[] = [];
-  for (const text of config.cache.restoreKeys) restoreKeys.push(await resolveAs('restoreKeys', text));
+  for (const text of config.cache.restoreKeys) restoreKeys.push(await resolveAs(Input.restoreKeys, text));
   if (restoreKeys.length > 0) info(loc('RestoreKeys', restoreKeys.map((k) => k.text).join('\n')));
   return { key, restoreKeys };
 }

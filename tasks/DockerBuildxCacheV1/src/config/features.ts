@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { InputError, isDirectory, isFile, lines, type Inputs } from './source';
 import { loc } from '../task/messages';
+import { Input } from '../task/inputs';
 
 // The inputs for BuildKit's build features: secrets, SSH forwarding, attestations, annotations,
 // named build contexts and extra cache sources. Each is validated here into the flags' values, with
@@ -37,30 +38,30 @@ const REFERENCE = /^[a-z0-9][^\s,=]*$/;
  */
 export function readSecrets(src: Inputs, env: (name: string) => string | undefined): Secret[] {
   const ids = new Set<string>();
-  return lines(src.value('secrets')).map((line, i): Secret => {
+  return lines(src.value(Input.secrets)).map((line, i): Secret => {
     const eq = line.indexOf('=');
     const head = eq < 0 ? line : line.slice(0, eq).trim();
     const colon = head.indexOf(':');
     const kind = colon < 0 ? 'value' : head.slice(0, colon);
     const id = colon < 0 ? head : head.slice(colon + 1);
-    if (eq < 1 || !SECRET_ID.test(id) || (kind !== 'value' && kind !== 'env' && kind !== 'file')) throw new InputError('secrets', loc('InputSecretInvalid', i + 1));
-    if (ids.has(id)) throw new InputError('secrets', loc('InputSecretDuplicate', id));
+    if (eq < 1 || !SECRET_ID.test(id) || (kind !== 'value' && kind !== 'env' && kind !== 'file')) throw new InputError(Input.secrets, loc('InputSecretInvalid', i + 1));
+    if (ids.has(id)) throw new InputError(Input.secrets, loc('InputSecretDuplicate', id));
     ids.add(id);
     const rest = line.slice(eq + 1);
     if (kind === 'env') {
       const name = rest.trim();
-      if (!ENV_NAME.test(name)) throw new InputError('secrets', loc('InputSecretEnvName', i + 1, name));
+      if (!ENV_NAME.test(name)) throw new InputError(Input.secrets, loc('InputSecretEnvName', i + 1, name));
       const value = env(name);
-      if (value === undefined || value === '') throw new InputError('secrets', loc('InputSecretEnvUnset', id, name, name, name));
+      if (value === undefined || value === '') throw new InputError(Input.secrets, loc('InputSecretEnvUnset', id, name, name, name));
       return { kind, id, env: name, value };
     }
     if (kind === 'file') {
       const file = path.resolve(src.workingDirectory, rest.trim());
-      if (!isFile(file)) throw new InputError('secrets', loc('InputSecretFileMissing', id, rest.trim(), file));
+      if (!isFile(file)) throw new InputError(Input.secrets, loc('InputSecretFileMissing', id, rest.trim(), file));
       return { kind, id, file };
     }
-    if (rest === '') throw new InputError('secrets', loc('InputSecretEmpty', id));
-    if (/^\$\([A-Za-z0-9_.]+\)$/.test(rest)) throw new InputError('secrets', loc('InputSecretUnexpanded', id, rest));
+    if (rest === '') throw new InputError(Input.secrets, loc('InputSecretEmpty', id));
+    if (/^\$\([A-Za-z0-9_.]+\)$/.test(rest)) throw new InputError(Input.secrets, loc('InputSecretUnexpanded', id, rest));
     return { kind, id, value: rest };
   });
 }
@@ -91,22 +92,22 @@ export function secretValues(secrets: readonly Secret[], read: (file: string) =>
  * ssh-agent, which needs SSH_AUTH_SOCK, or `ID=PATH[,PATH…]` for private keys or agent sockets.
  */
 export function readSsh(src: Inputs, env: (name: string) => string | undefined): string[] {
-  return lines(src.value('ssh')).map((line, i) => {
+  return lines(src.value(Input.ssh)).map((line, i) => {
     const eq = line.indexOf('=');
     const id = (eq < 0 ? line : line.slice(0, eq)).trim();
-    if (!SSH_ID.test(id)) throw new InputError('ssh', loc('InputSshInvalid', i + 1, line));
+    if (!SSH_ID.test(id)) throw new InputError(Input.ssh, loc('InputSshInvalid', i + 1, line));
     if (eq < 0) {
-      if ((env('SSH_AUTH_SOCK') ?? '') === '') throw new InputError('ssh', loc('InputSshNoAgent', id, id));
+      if ((env('SSH_AUTH_SOCK') ?? '') === '') throw new InputError(Input.ssh, loc('InputSshNoAgent', id, id));
       return id;
     }
     const paths = line
       .slice(eq + 1)
       .split(',')
       .map((p) => p.trim());
-    if (paths.some((p) => p === '')) throw new InputError('ssh', loc('InputSshInvalid', i + 1, line));
+    if (paths.some((p) => p === '')) throw new InputError(Input.ssh, loc('InputSshInvalid', i + 1, line));
     const resolved = paths.map((p) => {
       const full = path.resolve(src.workingDirectory, p);
-      if (!fs.existsSync(full)) throw new InputError('ssh', loc('InputSshKeyMissing', id, p, full));
+      if (!fs.existsSync(full)) throw new InputError(Input.ssh, loc('InputSshKeyMissing', id, p, full));
       return full;
     });
     return `${id}=${resolved.join(',')}`;
@@ -114,7 +115,7 @@ export function readSsh(src: Inputs, env: (name: string) => string | undefined):
 }
 
 /** `provenance` and `sbom`: `true`, `false`, or attributes such as `mode=max`; empty leaves buildx's default. */
-export function readAttestation(src: Inputs, name: 'provenance' | 'sbom'): string | undefined {
+export function readAttestation(src: Inputs, name: typeof Input.provenance | typeof Input.sbom): string | undefined {
   const value = src.value(name);
   if (value === '') return undefined;
   if (!ATTESTATION.test(value)) throw new InputError(name, loc('InputAttestationInvalid', value));
@@ -123,7 +124,7 @@ export function readAttestation(src: Inputs, name: 'provenance' | 'sbom'): strin
 
 /** `annotations`: one `[type[,type…]:]key=value` a line, as `--annotation` takes it. */
 export function readAnnotations(src: Inputs): string[] {
-  return lines(src.value('annotations')).map((line, i) => {
+  return lines(src.value(Input.annotations)).map((line, i) => {
     const eq = line.indexOf('=');
     const head = eq < 0 ? '' : line.slice(0, eq);
     const colon = head.indexOf(':');
@@ -131,7 +132,7 @@ export function readAnnotations(src: Inputs): string[] {
     const typed = types !== '' && ANNOTATION_TYPE_LIST.test(types);
     const key = typed ? head.slice(colon + 1) : head;
     const known = !typed || types.split(',').every((t) => ANNOTATION_TYPES.has(t.replace(/\[.*\]$/, '')));
-    if (eq < 1 || key === '' || /\s/.test(key) || !known) throw new InputError('annotations', loc('InputAnnotationInvalid', i + 1, line));
+    if (eq < 1 || key === '' || /\s/.test(key) || !known) throw new InputError(Input.annotations, loc('InputAnnotationInvalid', i + 1, line));
     return line;
   });
 }
@@ -141,27 +142,27 @@ export function readAnnotations(src: Inputs): string[] {
  * image, an OCI layout, another stage, a URL or a git remote is a folder, made absolute.
  */
 export function readBuildContexts(src: Inputs): string[] {
-  return lines(src.value('buildContexts')).map((line, i) => {
+  return lines(src.value(Input.buildContexts)).map((line, i) => {
     const eq = line.indexOf('=');
     const name = eq < 0 ? '' : line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
-    if (!CONTEXT_NAME.test(name) || value === '') throw new InputError('buildContexts', loc('InputBuildContextInvalid', i + 1, line));
+    if (!CONTEXT_NAME.test(name) || value === '') throw new InputError(Input.buildContexts, loc('InputBuildContextInvalid', i + 1, line));
     if (REMOTE_CONTEXT.test(value)) return `${name}=${value}`;
     const folder = path.resolve(src.workingDirectory, value);
-    if (!isDirectory(folder)) throw new InputError('buildContexts', loc('InputBuildContextMissing', name, value, folder));
+    if (!isDirectory(folder)) throw new InputError(Input.buildContexts, loc('InputBuildContextMissing', name, value, folder));
     return `${name}=${folder}`;
   });
 }
 
 /** `cacheFrom`: extra cache sources, only imported: one CSV spec with a known `type=`, or an image reference, a line. */
 export function readCacheFrom(src: Inputs): string[] {
-  return lines(src.value('cacheFrom')).map((line, i) => {
+  return lines(src.value(Input.cacheFrom)).map((line, i) => {
     if (!line.includes('=')) {
-      if (!REFERENCE.test(line)) throw new InputError('cacheFrom', loc('InputCacheFromInvalid', i + 1, line));
+      if (!REFERENCE.test(line)) throw new InputError(Input.cacheFrom, loc('InputCacheFromInvalid', i + 1, line));
       return line;
     }
     const type = /(?:^|,)type=([^,]*)/.exec(line)?.[1];
-    if (type === undefined || !CACHE_TYPES.has(type)) throw new InputError('cacheFrom', loc('InputCacheFromInvalid', i + 1, line));
+    if (type === undefined || !CACHE_TYPES.has(type)) throw new InputError(Input.cacheFrom, loc('InputCacheFromInvalid', i + 1, line));
     return line;
   });
 }

@@ -2,7 +2,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { parse as shellParse } from 'shell-quote';
 import { variable } from '../task/agent';
-import { taskInput } from '../task/inputs';
+import { Input, taskInput, type InputName } from '../task/inputs';
 import { checkCacheDir } from './cache-dir';
 import { readAnnotations, readAttestation, readBuildContexts, readCacheFrom, readSecrets, readSsh, type Secret } from './features';
 import { pipelineLabels } from './labels';
@@ -140,14 +140,14 @@ const BUILDER_NAME = /^[a-zA-Z][a-zA-Z0-9._-]*$/;
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const RESERVED_VARIABLE_PREFIX = /^(endpoint|input|secret|securefile)[._]/i;
 /** Inputs that only the stores read, both of them or one. */
-const STORE_INPUTS = ['cacheKey', 'restoreKeys', 'retentionDays'];
+const STORE_INPUTS = [Input.cacheKey, Input.restoreKeys, Input.retentionDays];
 /** Inputs that the stores and the registry cache read. */
-const SCOPED_INPUTS = ['cacheScope'];
-const LOCAL_INPUTS = ['localStorePath'];
-const AZURE_INPUTS = ['storageAuth', 'azureSubscription', 'storageAccountUrl', 'storageContainer', 'storageConnectionString'];
+const SCOPED_INPUTS = [Input.cacheScope];
+const LOCAL_INPUTS = [Input.localStorePath];
+const AZURE_INPUTS = [Input.storageAuth, Input.azureSubscription, Input.storageAccountUrl, Input.storageContainer, Input.storageConnectionString];
 const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/;
 /** Inputs that only a builder of the task's own reads: the docker driver ignores them. */
-const BUILDER_ONLY_INPUTS = ['builderName', 'driverOptions', 'buildkitdFlags', 'buildkitdConfig', 'buildkitdConfigInline'];
+const BUILDER_ONLY_INPUTS = [Input.builderName, Input.driverOptions, Input.buildkitdFlags, Input.buildkitdConfig, Input.buildkitdConfigInline];
 
 export function readConfig(src: Source): Config {
   const warnings: string[] = [];
@@ -163,69 +163,69 @@ export function readConfig(src: Source): Config {
 }
 
 function readBuild(src: Inputs, resolve: (p: string) => string, output: OutputKind): BuildConfig {
-  const context = resolve(src.value('buildContext'));
+  const context = resolve(src.value(Input.buildContext));
   if (!isDirectory(context)) {
-    throw new InputError('buildContext', loc('InputContextMissing', src.value('buildContext'), context));
+    throw new InputError(Input.buildContext, loc('InputContextMissing', src.value(Input.buildContext), context));
   }
 
   const dockerfile = readDockerfile(src, resolve);
 
-  const imageName = src.value('imageName') || undefined;
+  const imageName = src.value(Input.imageName) || undefined;
   if (imageName === undefined && output !== 'cacheOnly' && output !== 'custom') {
-    throw new InputError('imageName', loc('InputImageNameRequired', output));
+    throw new InputError(Input.imageName, loc('InputImageNameRequired', output));
   }
   if (imageName !== undefined) validateImageName(imageName);
 
-  const tagLines = lines(src.value('tags'));
+  const tagLines = lines(src.value(Input.tags));
   tagLines.forEach((tag, i) => {
-    if (!TAG.test(tag)) throw new InputError('tags', loc('InputTagInvalid', i + 1, tag));
+    if (!TAG.test(tag)) throw new InputError(Input.tags, loc('InputTagInvalid', i + 1, tag));
   });
   if (tagLines.length > 0 && imageName === undefined) {
-    throw new InputError('tags', loc('InputTagsWithoutImage'));
+    throw new InputError(Input.tags, loc('InputTagsWithoutImage'));
   }
   const tags = imageName === undefined ? [] : (tagLines.length > 0 ? tagLines : ['latest']).map((t) => `${imageName}:${t}`);
 
   const platforms = src
-    .value('platforms')
+    .value(Input.platforms)
     .split(/[,\n]/)
     .map((p) => p.trim())
     .filter((p) => p !== '');
   for (const p of platforms) {
-    if (!PLATFORM.test(p)) throw new InputError('platforms', loc('InputPlatformInvalid', p));
+    if (!PLATFORM.test(p)) throw new InputError(Input.platforms, loc('InputPlatformInvalid', p));
   }
 
-  const target = src.value('target') || undefined;
-  if (target !== undefined && /\s/.test(target)) throw new InputError('target', loc('InputTargetInvalid', target));
+  const target = src.value(Input.target) || undefined;
+  if (target !== undefined && /\s/.test(target)) throw new InputError(Input.target, loc('InputTargetInvalid', target));
 
   return {
     dockerfile,
     context,
     imageName,
     tags,
-    buildArgs: keyValueLines(src, 'buildArgs', true),
+    buildArgs: keyValueLines(src, Input.buildArgs, true),
     target,
     platforms,
-    labels: keyValueLines(src, 'labels', false),
-    pipelineLabels: readBool(src, 'addPipelineData') ? pipelineLabels((name) => src.variable(name)) : [],
+    labels: keyValueLines(src, Input.labels, false),
+    pipelineLabels: readBool(src, Input.addPipelineData) ? pipelineLabels((name) => src.variable(name)) : [],
     secrets: readSecrets(src, (name) => src.env(name)),
     ssh: readSsh(src, (name) => src.env(name)),
-    provenance: readAttestation(src, 'provenance'),
-    sbom: readAttestation(src, 'sbom'),
+    provenance: readAttestation(src, Input.provenance),
+    sbom: readAttestation(src, Input.sbom),
     annotations: readAnnotations(src),
     contexts: readBuildContexts(src),
     cacheFrom: readCacheFrom(src),
-    additionalArguments: splitArguments(src.value('additionalArguments')),
-    noCache: readBool(src, 'noCache'),
-    pull: readBool(src, 'pull'),
+    additionalArguments: splitArguments(src.value(Input.additionalArguments)),
+    noCache: readBool(src, Input.noCache),
+    pull: readBool(src, Input.pull),
   };
 }
 
 function readDockerfile(src: Inputs, resolve: (p: string) => string): string {
-  const raw = src.value('dockerfile');
+  const raw = src.value(Input.dockerfile);
   // A filePath input left empty arrives as the default working directory itself.
   let dockerfile = raw === '' || resolve(raw) === src.workingDirectory ? resolve('Dockerfile') : resolve(raw);
   if (isDirectory(dockerfile)) dockerfile = path.join(dockerfile, 'Dockerfile');
-  if (!isFile(dockerfile)) throw new InputError('dockerfile', loc('InputDockerfileMissing', asWritten(src, raw || 'Dockerfile'), dockerfile));
+  if (!isFile(dockerfile)) throw new InputError(Input.dockerfile, loc('InputDockerfileMissing', asWritten(src, raw || 'Dockerfile'), dockerfile));
   return dockerfile;
 }
 
@@ -239,7 +239,7 @@ function asWritten(src: Inputs, value: string): string {
 }
 
 /** A full reference, `repository[:tag]`, such as `myacr.azurecr.io/app:buildcache`. */
-function validateReference(input: string, ref: string): void {
+function validateReference(input: InputName, ref: string): void {
   const slash = ref.lastIndexOf('/');
   const colon = ref.lastIndexOf(':');
   const [repository, tag] = colon > slash ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, undefined];
@@ -255,40 +255,40 @@ function validateReference(input: string, ref: string): void {
 function validateImageName(name: string): void {
   const parts = name.split('/');
   const last = parts[parts.length - 1] ?? '';
-  if (name.includes('@') || last.includes(':')) throw new InputError('imageName', loc('InputImageNameHasTag', name));
+  if (name.includes('@') || last.includes(':')) throw new InputError(Input.imageName, loc('InputImageNameHasTag', name));
   const hasDomain = parts.length > 1 && /[.:]|^localhost$/.test(parts[0] ?? '');
   const domain = hasDomain ? parts.shift() : undefined;
-  if (domain !== undefined && !DOMAIN.test(domain)) throw new InputError('imageName', loc('InputImageNameInvalid', name));
+  if (domain !== undefined && !DOMAIN.test(domain)) throw new InputError(Input.imageName, loc('InputImageNameInvalid', name));
   for (const part of parts) {
     if (PATH_COMPONENT.test(part)) continue;
-    if (PATH_COMPONENT.test(part.toLowerCase())) throw new InputError('imageName', loc('InputImageNameUppercase', name, name.toLowerCase()));
-    throw new InputError('imageName', loc('InputImageNameInvalid', name));
+    if (PATH_COMPONENT.test(part.toLowerCase())) throw new InputError(Input.imageName, loc('InputImageNameUppercase', name, name.toLowerCase()));
+    throw new InputError(Input.imageName, loc('InputImageNameInvalid', name));
   }
 }
 
 function readOutput(src: Inputs, resolve: (p: string) => string): OutputConfig {
-  const kind = pick(src, 'output', OUTPUT_KINDS);
-  const registryConnection = src.value('containerRegistry') || undefined;
+  const kind = pick(src, Input.output, OUTPUT_KINDS);
+  const registryConnection = src.value(Input.containerRegistry) || undefined;
   if (kind === 'oci' || kind === 'tar') {
-    const raw = src.value('outputPath');
-    if (raw === '') throw new InputError('outputPath', loc('InputOutputPathRequired', kind));
+    const raw = src.value(Input.outputPath);
+    if (raw === '') throw new InputError(Input.outputPath, loc('InputOutputPathRequired', kind));
     return { kind, path: resolve(raw), specs: [], registryConnection };
   }
   if (kind === 'custom') {
-    const specs = lines(src.value('outputs'));
-    if (specs.length === 0) throw new InputError('outputs', loc('InputOutputsRequired'));
+    const specs = lines(src.value(Input.outputs));
+    if (specs.length === 0) throw new InputError(Input.outputs, loc('InputOutputsRequired'));
     return { kind, specs, registryConnection };
   }
   return { kind, specs: [], registryConnection };
 }
 
 function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConfig, warnings: string[]): CacheConfig {
-  const backend = pick(src, 'cacheBackend', CACHE_BACKENDS);
-  const dir = resolve(expandMacros(src, 'cacheDir', src.value('cacheDir')));
+  const backend = pick(src, Input.cacheBackend, CACHE_BACKENDS);
+  const dir = resolve(expandMacros(src, Input.cacheDir, src.value(Input.cacheDir)));
   if (backend !== 'none' && isInside(dir, build.context)) warnings.push(loc('WarnCacheDirInContext', dir, build.context));
-  const storePath = resolve(expandMacros(src, 'localStorePath', src.value('localStorePath')));
+  const storePath = resolve(expandMacros(src, Input.localStorePath, src.value(Input.localStorePath)));
   const cacheDirProblem = isStoreBackend(backend) || backend === 'directory' ? checkCacheDir(dir, (n) => src.variable(n), src.workingDirectory, build.context, backend === 'local' ? storePath : undefined) : undefined;
-  if (cacheDirProblem !== undefined) throw new InputError('cacheDir', cacheDirProblem);
+  if (cacheDirProblem !== undefined) throw new InputError(Input.cacheDir, cacheDirProblem);
   const ignored = src.without([
     ...(isStoreBackend(backend) ? [] : STORE_INPUTS),
     ...(isStoreBackend(backend) || backend === 'registry' ? [] : SCOPED_INPUTS),
@@ -299,46 +299,46 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
 
   const agentOs = src.variable('Agent.OS') ?? { Linux: 'Linux', Darwin: 'Darwin', Windows_NT: 'Windows_NT' }[os.type()] ?? os.type();
   const dockerfile = path.relative(src.workingDirectory, build.dockerfile).split(path.sep).join('/');
-  const explicitKey = src.value('cacheKey');
+  const explicitKey = src.value(Input.cacheKey);
   const salt = src.variable(SALT_VARIABLE);
   const key = salted(explicitKey || defaultKey(agentOs, build.imageName, dockerfile), salt);
-  checkKey('cacheKey', key);
-  const restoreKeys = (explicitKey === '' && src.value('restoreKeys') === '' ? [defaultRestoreKey(agentOs, build.imageName)] : lines(src.value('restoreKeys'))).map((k) => salted(k, salt));
-  for (const restoreKey of restoreKeys) checkKey('restoreKeys', restoreKey);
+  checkKey(Input.cacheKey, key);
+  const restoreKeys = (explicitKey === '' && src.value(Input.restoreKeys) === '' ? [defaultRestoreKey(agentOs, build.imageName)] : lines(src.value(Input.restoreKeys))).map((k) => salted(k, salt));
+  for (const restoreKey of restoreKeys) checkKey(Input.restoreKeys, restoreKey);
   if (isOldFormat(explicitKey)) {
     // As the agent: the old one-segment-a-line format cannot be combined with restore keys.
-    if (restoreKeys.length > 0) throw new InputError('cacheKey', loc('InputKeyOldFormatRestoreKeys'));
+    if (restoreKeys.length > 0) throw new InputError(Input.cacheKey, loc('InputKeyOldFormatRestoreKeys'));
     if (isStoreBackend(backend)) warnings.push(loc('WarnKeyOldFormat'));
   }
 
-  const retention = src.value('retentionDays');
+  const retention = src.value(Input.retentionDays);
   const retentionDays = Number(retention);
-  if (!/^\d+(\.\d+)?$/.test(retention) || retentionDays <= 0) throw new InputError('retentionDays', loc('InputRetentionInvalid', retention));
+  if (!/^\d+(\.\d+)?$/.test(retention) || retentionDays <= 0) throw new InputError(Input.retentionDays, loc('InputRetentionInvalid', retention));
 
-  const rawRef = src.value('registryCacheRef');
-  if (backend === 'registry' && rawRef === '') throw new InputError('registryCacheRef', loc('InputRegistryCacheRefRequired'));
-  if (backend !== 'registry' && src.given('registryCacheRef')) warnings.push(loc('WarnIgnoredWithBackend', backend, 'registryCacheRef'));
-  if (rawRef !== '') validateReference('registryCacheRef', rawRef);
+  const rawRef = src.value(Input.registryCacheRef);
+  if (backend === 'registry' && rawRef === '') throw new InputError(Input.registryCacheRef, loc('InputRegistryCacheRefRequired'));
+  if (backend !== 'registry' && src.given(Input.registryCacheRef)) warnings.push(loc('WarnIgnoredWithBackend', backend, Input.registryCacheRef));
+  if (rawRef !== '') validateReference(Input.registryCacheRef, rawRef);
   const registryRef = rawRef === '' ? undefined : rawRef;
 
   const azure = backend === 'azureBlob' ? readAzureStore(src, warnings) : undefined;
 
-  const hitVar = src.value('cacheHitVar') || undefined;
-  if (hitVar !== undefined && (!VARIABLE_NAME.test(hitVar) || RESERVED_VARIABLE_PREFIX.test(hitVar))) throw new InputError('cacheHitVar', loc('InputHitVarInvalid', hitVar));
+  const hitVar = src.value(Input.cacheHitVar) || undefined;
+  if (hitVar !== undefined && (!VARIABLE_NAME.test(hitVar) || RESERVED_VARIABLE_PREFIX.test(hitVar))) throw new InputError(Input.cacheHitVar, loc('InputHitVarInvalid', hitVar));
 
   return {
     backend,
     dir,
-    mode: pick(src, 'cacheMode', CACHE_MODES),
-    compression: pick(src, 'cacheCompression', COMPRESSIONS),
+    mode: pick(src, Input.cacheMode, CACHE_MODES),
+    compression: pick(src, Input.cacheCompression, COMPRESSIONS),
     key,
     restoreKeys,
     storePath,
     save: readSave(src, backend, warnings),
-    scope: pick(src, 'cacheScope', CACHE_SCOPES),
+    scope: pick(src, Input.cacheScope, CACHE_SCOPES),
     retentionDays,
     hitVar,
-    failOnError: readBool(src, 'failOnCacheError'),
+    failOnError: readBool(src, Input.failOnCacheError),
     registryRef,
     azure,
   };
@@ -349,12 +349,12 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
  * written during the build, so for them only `writeCache` (or `saveCache: never`) counts: read-only.
  */
 function readSave(src: Inputs, backend: CacheBackend, warnings: string[]): SaveWhen {
-  const save = pick(src, 'saveCache', SAVE_WHEN);
+  const save = pick(src, Input.saveCache, SAVE_WHEN);
   const duringBuild = backend === 'directory' || backend === 'registry';
-  const ignored = src.without(duringBuild ? [] : ['writeCache']);
-  if (!isStoreBackend(backend) && save !== 'never' && src.given('saveCache')) ignored.unshift('saveCache');
+  const ignored = src.without(duringBuild ? [] : [Input.writeCache]);
+  if (!isStoreBackend(backend) && save !== 'never' && src.given(Input.saveCache)) ignored.unshift(Input.saveCache);
   if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
-  if (duringBuild && !readBool(src, 'writeCache')) return 'never';
+  if (duringBuild && !readBool(src, Input.writeCache)) return 'never';
   return save;
 }
 
@@ -362,10 +362,10 @@ function readSave(src: Inputs, backend: CacheBackend, warnings: string[]): SaveW
 function readAzureStore(src: Inputs, warnings: string[]): AzureStoreConfig {
   // storageAuth set to connectionString (the classic editor's choice) uses the connection string; left
   // at its default, a service connection is used when one is given, else the connection string.
-  const byString = pick(src, 'storageAuth', STORAGE_AUTHS) === 'connectionString';
-  if (byString && src.given('azureSubscription')) warnings.push(loc('WarnIgnoredWithBackend', 'azureBlob', 'azureSubscription'));
-  const connection = byString ? undefined : src.value('azureSubscription') || undefined;
-  const rawUrl = src.value('storageAccountUrl');
+  const byString = pick(src, Input.storageAuth, STORAGE_AUTHS) === 'connectionString';
+  if (byString && src.given(Input.azureSubscription)) warnings.push(loc('WarnIgnoredWithBackend', 'azureBlob', Input.azureSubscription));
+  const connection = byString ? undefined : src.value(Input.azureSubscription) || undefined;
+  const rawUrl = src.value(Input.storageAccountUrl);
   let accountUrl: string | undefined;
   if (rawUrl !== '') {
     let url: URL | undefined;
@@ -374,20 +374,20 @@ function readAzureStore(src: Inputs, warnings: string[]): AzureStoreConfig {
     } catch {
       url = undefined;
     }
-    if (url === undefined || !/^https?:$/.test(url.protocol) || url.search !== '') throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlInvalid', rawUrl));
+    if (url === undefined || !/^https?:$/.test(url.protocol) || url.search !== '') throw new InputError(Input.storageAccountUrl, loc('InputAzureAccountUrlInvalid', rawUrl));
     // The storage SDK sends Entra ID tokens over HTTPS only.
-    if (connection !== undefined && url.protocol !== 'https:') throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlInvalid', rawUrl));
+    if (connection !== undefined && url.protocol !== 'https:') throw new InputError(Input.storageAccountUrl, loc('InputAzureAccountUrlInvalid', rawUrl));
     accountUrl = rawUrl.replace(/\/+$/, '');
   }
-  const container = src.value('storageContainer');
-  if (!CONTAINER_NAME.test(container)) throw new InputError('storageContainer', loc('InputAzureContainerInvalid', container));
-  const hasSecret = src.given('storageConnectionString');
-  if (byString && !hasSecret) throw new InputError('storageConnectionString', loc('InputAzureConnectionStringRequired'));
+  const container = src.value(Input.storageContainer);
+  if (!CONTAINER_NAME.test(container)) throw new InputError(Input.storageContainer, loc('InputAzureContainerInvalid', container));
+  const hasSecret = src.given(Input.storageConnectionString);
+  if (byString && !hasSecret) throw new InputError(Input.storageConnectionString, loc('InputAzureConnectionStringRequired'));
   if (connection !== undefined) {
-    if (accountUrl === undefined) throw new InputError('storageAccountUrl', loc('InputAzureAccountUrlRequired'));
+    if (accountUrl === undefined) throw new InputError(Input.storageAccountUrl, loc('InputAzureAccountUrlRequired'));
     if (hasSecret) warnings.push(loc('WarnAzureBothAuth'));
   } else if (!hasSecret) {
-    throw new InputError('azureSubscription', loc('InputAzureAuthRequired'));
+    throw new InputError(Input.azureSubscription, loc('InputAzureAuthRequired'));
   }
   return { accountUrl, container, connection };
 }
@@ -406,7 +406,7 @@ export function defaultRestoreKey(agentOs: string, imageName: string | undefined
   return ['buildx', `"${agentOs}"`, ...(imageName === undefined ? [] : [`"${imageName}"`])].join(' | ');
 }
 
-function checkKey(input: string, key: string): void {
+function checkKey(input: InputName, key: string): void {
   try {
     parseKey(key);
   } catch (err) {
@@ -416,33 +416,33 @@ function checkKey(input: string, key: string): void {
 }
 
 function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: string[]): BuilderConfig {
-  const driver = pick(src, 'driver', DRIVERS);
-  const name = src.value('builderName') || undefined;
-  if (name !== undefined && !BUILDER_NAME.test(name)) throw new InputError('builderName', loc('InputBuilderNameInvalid', name));
+  const driver = pick(src, Input.driver, DRIVERS);
+  const name = src.value(Input.builderName) || undefined;
+  if (name !== undefined && !BUILDER_NAME.test(name)) throw new InputError(Input.builderName, loc('InputBuilderNameInvalid', name));
 
-  const driverOptions = keyValueLines(src, 'driverOptions', false);
-  const buildkitdFlags = src.value('buildkitdFlags') || undefined;
-  const rawConfig = src.value('buildkitdConfig');
-  const buildkitdConfig = src.given('buildkitdConfig') ? resolve(rawConfig) : undefined;
+  const driverOptions = keyValueLines(src, Input.driverOptions, false);
+  const buildkitdFlags = src.value(Input.buildkitdFlags) || undefined;
+  const rawConfig = src.value(Input.buildkitdConfig);
+  const buildkitdConfig = src.given(Input.buildkitdConfig) ? resolve(rawConfig) : undefined;
   if (buildkitdConfig !== undefined && !isFile(buildkitdConfig)) {
-    throw new InputError('buildkitdConfig', loc('InputBuildkitdConfigMissing', asWritten(src, rawConfig), buildkitdConfig));
+    throw new InputError(Input.buildkitdConfig, loc('InputBuildkitdConfigMissing', asWritten(src, rawConfig), buildkitdConfig));
   }
-  const buildkitdConfigText = src.value('buildkitdConfigInline') || undefined;
-  if (buildkitdConfigText !== undefined && buildkitdConfig !== undefined) throw new InputError('buildkitdConfigInline', loc('InputBuildkitdConfigBoth'));
-  const endpoint = src.value('endpoint') || undefined;
-  if (driver === 'remote' && endpoint === undefined) throw new InputError('endpoint', loc('InputEndpointRequired'));
+  const buildkitdConfigText = src.value(Input.buildkitdConfigInline) || undefined;
+  if (buildkitdConfigText !== undefined && buildkitdConfig !== undefined) throw new InputError(Input.buildkitdConfigInline, loc('InputBuildkitdConfigBoth'));
+  const endpoint = src.value(Input.endpoint) || undefined;
+  if (driver === 'remote' && endpoint === undefined) throw new InputError(Input.endpoint, loc('InputEndpointRequired'));
 
   if (driver === 'docker') {
     const ignored = src.without(BUILDER_ONLY_INPUTS);
     if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithDockerDriver', ignored.join(', ')));
   }
-  const rawVersion = src.value('buildxVersion');
-  if (rawVersion !== '' && rawVersion !== 'latest' && !/^v?\d+\.\d+\.\d+$/.test(rawVersion)) throw new InputError('buildxVersion', loc('InputBuildxVersionInvalid', rawVersion));
+  const rawVersion = src.value(Input.buildxVersion);
+  if (rawVersion !== '' && rawVersion !== 'latest' && !/^v?\d+\.\d+\.\d+$/.test(rawVersion)) throw new InputError(Input.buildxVersion, loc('InputBuildxVersionInvalid', rawVersion));
   const buildxVersion = rawVersion === '' ? undefined : rawVersion.replace(/^v/, '');
-  const buildxDownloadUrl = src.value('buildxDownloadUrl') || undefined;
-  if (buildxDownloadUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(buildxDownloadUrl)) throw new InputError('buildxDownloadUrl', loc('InputDownloadUrlInvalid', buildxDownloadUrl));
+  const buildxDownloadUrl = src.value(Input.buildxDownloadUrl) || undefined;
+  if (buildxDownloadUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(buildxDownloadUrl)) throw new InputError(Input.buildxDownloadUrl, loc('InputDownloadUrlInvalid', buildxDownloadUrl));
   if (buildxDownloadUrl !== undefined && buildxVersion === undefined) warnings.push(loc('WarnDownloadUrlWithoutVersion'));
-  return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, buildkitdConfigText, endpoint, remove: readBool(src, 'removeBuilder') };
+  return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, buildkitdConfigText, endpoint, remove: readBool(src, Input.removeBuilder) };
 }
 
 /** Splits `additionalArguments` the way a POSIX shell would, without expanding anything. */
@@ -452,7 +452,7 @@ export function splitArguments(text: string): string[] {
   for (const entry of shellParse(text, (key) => `$${key}`)) {
     if (typeof entry === 'string') words.push(entry);
     else if ('op' in entry && entry.op === 'glob') words.push(entry.pattern);
-    else if ('op' in entry) throw new InputError('additionalArguments', loc('InputArgumentsOperator', entry.op));
+    else if ('op' in entry) throw new InputError(Input.additionalArguments, loc('InputArgumentsOperator', entry.op));
     // Comments end the line, as in a shell.
   }
   return words;

@@ -1,5 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import type { InputName } from '../task/inputs';
 import { loc, taskDir } from '../task/messages';
 
 // Reading inputs in general: task.json's definitions and defaults, where values come from, the
@@ -50,7 +51,7 @@ export interface Source {
 /** A bad input value. The message names the input, says what is wrong and what to write instead. */
 export class InputError extends Error {
   constructor(
-    readonly input: string,
+    readonly input: InputName,
     detail: string,
   ) {
     super(`Input '${input}': ${detail}`);
@@ -82,13 +83,13 @@ export class Inputs {
   }
 
   /** The value the step works with: what the agent passed, else the input's default as task.json writes it. */
-  value(name: string): string {
+  value(name: InputName): string {
     const raw = this.read(name);
     return raw !== '' ? raw : (this.defs.get(name)?.defaultValue ?? '');
   }
 
   /** Whether the pipeline gave the input a value other than its default. */
-  given(name: string): boolean {
+  given(name: InputName): boolean {
     const raw = this.read(name);
     if (raw === '') return false;
     const def = this.defs.get(name);
@@ -100,7 +101,7 @@ export class Inputs {
   }
 
   /** Those of `names` that are set but have no effect with the other inputs. */
-  without(names: readonly string[]): string[] {
+  without(names: readonly InputName[]): InputName[] {
     return names.filter((name) => this.given(name));
   }
 
@@ -114,7 +115,7 @@ export class Inputs {
   }
 }
 
-export function keyValueLines(src: Inputs, name: string, allowBareKey: boolean): string[] {
+export function keyValueLines(src: Inputs, name: InputName, allowBareKey: boolean): string[] {
   return lines(src.value(name)).map((line, i) => {
     const eq = line.indexOf('=');
     if (eq === 0 || (eq < 0 && !allowBareKey) || /\s/.test(eq < 0 ? line : line.slice(0, eq))) {
@@ -124,7 +125,7 @@ export function keyValueLines(src: Inputs, name: string, allowBareKey: boolean):
   });
 }
 
-export function readBool(src: Inputs, name: string): boolean {
+export function readBool(src: Inputs, name: InputName): boolean {
   const raw = src.value(name).toLowerCase();
   if (raw === '') return false;
   if (raw === 'true') return true;
@@ -132,7 +133,7 @@ export function readBool(src: Inputs, name: string): boolean {
   throw new InputError(name, loc('InputBoolInvalid', raw));
 }
 
-export function pick<T extends string>(src: Inputs, name: string, allowed: readonly T[]): T {
+export function pick<T extends string>(src: Inputs, name: InputName, allowed: readonly T[]): T {
   const raw = src.value(name);
   const found = allowed.find((a) => a.toLowerCase() === raw.toLowerCase());
   if (found === undefined) throw new InputError(name, loc('InputPickInvalid', raw, allowed.join(', ')));
@@ -140,7 +141,7 @@ export function pick<T extends string>(src: Inputs, name: string, allowed: reado
 }
 
 /** Replaces `$(Variable)` macros that the agent left unexpanded, for example in a default value run outside an agent. */
-export function expandMacros(src: Inputs, input: string, value: string): string {
+export function expandMacros(src: Inputs, input: InputName, value: string): string {
   return value.replace(MACRO, (_m, name: string) => {
     const v = src.variable(name);
     if (v === undefined) throw new InputError(input, loc('InputMacroUndefined', value, name));
