@@ -1,6 +1,6 @@
 import * as assert from 'assert/strict';
 import { buildArgs, createBuilderArgs, csvField, csvSpec, outputArgs, type BuildInvocation } from '../../tasks/DockerBuildxCacheV1/src/docker/args';
-import type { BuildConfig, BuilderConfig, Driver, OutputConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import type { BuildConfig, BuilderConfig, Driver, OutputConfig } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 
 const builderBase: BuilderConfig = { driver: 'docker-container', driverOptions: [], remove: true };
 

@@ -2,7 +2,7 @@ import * as assert from 'assert/strict';
 import { readConnection, type Connection } from '../../tasks/DockerBuildxCacheV1/src/auth/connection';
 import type { EndpointReader } from '../../tasks/DockerBuildxCacheV1/src/task/endpoints';
 import { ACR_TOKEN_USER, agentHttp, CredentialError, credentialsFor } from '../../tasks/DockerBuildxCacheV1/src/auth/tokens';
-import { InputError } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import { InputError } from '../../tasks/DockerBuildxCacheV1/src/config/source';
 import { TokenServer } from '../token-server';
 
 /** A service connection as the agent describes it: scheme, authorization parameters, data. */

@@ -1,6 +1,6 @@
 import * as assert from 'assert/strict';
 import { builderOnlyInputs, chooseDriver, describeDriver, mayBeDocker, type DriverChoice } from '../../tasks/DockerBuildxCacheV1/src/docker/driver';
-import type { BuilderConfig, DriverSetting } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import type { BuilderConfig, DriverSetting } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 
 const builder = (driver: DriverSetting, extra: Partial<BuilderConfig> = {}): BuilderConfig => ({ driver, driverOptions: [], remove: true, ...extra });
 

@@ -2,7 +2,8 @@ import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 import { gates, hasContainerdStore, parseBuildxVersion, parseDockerVersion, preflight, PreflightError } from '../../tasks/DockerBuildxCacheV1/src/docker/preflight';
-import { readConfig, type Config, type Driver } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import type { Config, Driver } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
 function config(inputs: Record<string, string>): Config {

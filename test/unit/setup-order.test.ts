@@ -1,6 +1,7 @@
 import * as assert from 'assert/strict';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
-import { readConfig, type Config } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import type { Config } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 import { startSetup, type Recorder } from '../../tasks/DockerBuildxCacheV1/src/docker/setup';
 import { cleanup, tempDir, writeTree } from '../helpers';
 

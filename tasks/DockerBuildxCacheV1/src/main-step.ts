@@ -11,7 +11,9 @@ import { describeStore, openStore, saveToStore, storeSpec, type SaveJob, type St
 import { prepareRegistry, registryRefs } from './cache/registry';
 import { prepareFolder, prepareFromStore, resolveKeys, type PreparedCache } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
-import { InputError, isStoreBackend, readConfig, taskSource, type Config } from './config/read';
+import { readConfig, taskSource } from './config/read';
+import { InputError } from './config/source';
+import { isStoreBackend, type Config } from './config/types';
 import { loadMessages, loc } from './task/messages';
 import { scopePlan, type ScopePlan } from './store/scopes';
 import type { CacheStore, HitKind } from './store/types';

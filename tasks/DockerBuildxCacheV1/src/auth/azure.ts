@@ -1,6 +1,6 @@
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
 import { setSecret } from '../task/agent';
-import { InputError } from '../config/read';
+import { InputError } from '../config/source';
 import { loc } from '../task/messages';
 import { taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { CredentialError, entraSecretToken, entraToken, imdsToken, oidcToken, STORAGE_RESOURCE, type Http, type JobIdentity } from './tokens';

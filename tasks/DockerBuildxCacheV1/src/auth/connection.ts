@@ -1,4 +1,4 @@
-import { InputError } from '../config/read';
+import { InputError } from '../config/source';
 import { taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { loc } from '../task/messages';
 import { Input } from '../task/inputs';

@@ -1,5 +1,6 @@
 import { setSecret } from '../task/agent';
-import { InputError, type AzureStoreConfig } from '../config/read';
+import { InputError } from '../config/source';
+import type { AzureStoreConfig } from '../config/types';
 import { loc } from '../task/messages';
 import { agentProxy, loadRemote } from '../remote/load';
 import type { AzureAccess } from '../remote/sdk';

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { csvSpec } from '../docker/args';
-import type { CacheMode, Compression } from '../config/read';
+import type { CacheMode, Compression } from '../config/types';
 import { folderState, ForeignFolderError, replaceOwnedDirectory, siblingPath, siblingPrefix, type SiblingKind } from '../oci/cachedir';
 import { blobPath, blobSizes, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
 

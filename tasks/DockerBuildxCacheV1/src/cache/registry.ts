@@ -2,7 +2,7 @@ import * as crypto from 'crypto';
 import { info } from '../task/agent';
 import { csvSpec } from '../docker/args';
 import type { DockerCli } from '../docker/cli';
-import type { Config } from '../config/read';
+import type { Config } from '../config/types';
 import { loc } from '../task/messages';
 import { SHARED_SCOPE, type ScopePlan } from '../store/scopes';
 import type { HitKind } from '../store/types';

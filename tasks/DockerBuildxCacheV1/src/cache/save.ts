@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { formatBytes, info, variable } from '../task/agent';
 import { openContainer } from '../auth/storage';
-import type { AzureStoreConfig, Config } from '../config/read';
+import type { AzureStoreConfig, Config } from '../config/types';
 import { storageSecret } from '../task/inputs';
 import { loc } from '../task/messages';
 import { folderState } from '../oci/cachedir';

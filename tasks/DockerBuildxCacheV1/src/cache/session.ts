@@ -1,6 +1,7 @@
 import { formatBytes, info } from '../task/agent';
 import type { CacheFlags } from '../docker/args';
-import { InputError, type Config } from '../config/read';
+import { InputError } from '../config/source';
+import type { Config } from '../config/types';
 import { describeKey, KeyResolveError, resolveKey, type ResolvedKey } from '../key/resolve';
 import { loc } from '../task/messages';
 import { folderState, removeOwnedDirectory } from '../oci/cachedir';

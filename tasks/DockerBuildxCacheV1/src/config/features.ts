@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { InputError, isDirectory, isFile, lines, type Inputs } from './source';
+import { isDirectory, isFile, lines } from './parsers';
+import { InputError, type Inputs } from './source';
 import { loc } from '../task/messages';
 import { Input } from '../task/inputs';
 

@@ -1,153 +1,31 @@
 import * as os from 'os';
 import * as path from 'path';
-import { parse as shellParse } from 'shell-quote';
 import { variable } from '../task/agent';
-import { Input, taskInput, type InputName } from '../task/inputs';
+import { Input, taskInput } from '../task/inputs';
 import { checkCacheDir } from './cache-dir';
-import { readAnnotations, readAttestation, readBuildContexts, readCacheFrom, readSecrets, readSsh, type Secret } from './features';
+import { checkKey, defaultKey, defaultRestoreKey } from './cache-key';
+import { readAnnotations, readAttestation, readBuildContexts, readCacheFrom, readSecrets, readSsh } from './features';
 import { pipelineLabels } from './labels';
-import { expandMacros, InputError, Inputs, isDirectory, isFile, keyValueLines, lines, pick, readBool, type Source } from './source';
-import { isOldFormat, KeySyntaxError, parseKey, salted, SALT_VARIABLE } from '../key/segments';
+import { expandMacros, isDirectory, isFile, isInside, keyValueLines, lines, pick, readBool } from './parsers';
+import { TAG, validateImageName, validateReference } from './reference';
+import { AZURE_INPUTS, BUILDER_ONLY_INPUTS, LOCAL_INPUTS, SCOPED_INPUTS, STORE_INPUTS } from './rules';
+import { splitArguments } from './shell';
+import { InputError, Inputs, type Source } from './source';
+import { CACHE_BACKENDS, CACHE_MODES, CACHE_SCOPES, COMPRESSIONS, DRIVERS, isStoreBackend, OUTPUT_KINDS, SAVE_WHEN, STORAGE_AUTHS } from './types';
+import type { AzureStoreConfig, BuildConfig, BuilderConfig, CacheBackend, CacheConfig, Config, OutputConfig, OutputKind, SaveWhen } from './types';
+import { isOldFormat, salted, SALT_VARIABLE } from '../key/segments';
 import { loc } from '../task/messages';
-
-export { InputError, type Source } from './source';
-export type { Secret } from './features';
 
 /** Inputs and variables as the agent passes them (task/inputs.ts reads them). */
 export function taskSource(): Source {
   return { input: taskInput, variable };
 }
 
-export const OUTPUT_KINDS = ['docker', 'registry', 'oci', 'tar', 'cacheOnly', 'custom'] as const;
-export type OutputKind = (typeof OUTPUT_KINDS)[number];
-export const CACHE_BACKENDS = ['local', 'azureBlob', 'directory', 'registry', 'none'] as const;
-export type CacheBackend = (typeof CACHE_BACKENDS)[number];
-export const SAVE_WHEN = ['onSuccess', 'always', 'afterBuild', 'never'] as const;
-export type SaveWhen = (typeof SAVE_WHEN)[number];
-export const CACHE_SCOPES = ['branch', 'shared'] as const;
-export type CacheScope = (typeof CACHE_SCOPES)[number];
-export const STORAGE_AUTHS = ['serviceConnection', 'connectionString'] as const;
-export const CACHE_MODES = ['max', 'min'] as const;
-export type CacheMode = (typeof CACHE_MODES)[number];
-export const COMPRESSIONS = ['gzip', 'zstd', 'uncompressed'] as const;
-export type Compression = (typeof COMPRESSIONS)[number];
-/** `auto` picks `docker` or `docker-container` once the engine's image store is known (docker/driver.ts). */
-export const DRIVERS = ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'] as const;
-export type DriverSetting = (typeof DRIVERS)[number];
-/** A driver buildx knows: what `auto` becomes. */
-export type Driver = Exclude<DriverSetting, 'auto'>;
-
-export interface BuildConfig {
-  readonly dockerfile: string;
-  readonly context: string;
-  readonly imageName?: string;
-  /** Full references: imageName:tag. Empty when there is no imageName. */
-  readonly tags: readonly string[];
-  readonly buildArgs: readonly string[];
-  readonly target?: string;
-  readonly platforms: readonly string[];
-  readonly labels: readonly string[];
-  /** Docker@2's `com.azure.dev.image.*` labels, unless `addPipelineData` is false. */
-  readonly pipelineLabels: readonly string[];
-  readonly secrets: readonly Secret[];
-  /** `--ssh` specs, key paths absolute. */
-  readonly ssh: readonly string[];
-  /** `--provenance` and `--sbom` values; undefined leaves buildx's default. */
-  readonly provenance?: string;
-  readonly sbom?: string;
-  readonly annotations: readonly string[];
-  /** `--build-context` name=value, folders absolute. */
-  readonly contexts: readonly string[];
-  /** Extra `--cache-from` specs, only imported, whatever the backend. */
-  readonly cacheFrom: readonly string[];
-  readonly additionalArguments: readonly string[];
-  readonly noCache: boolean;
-  readonly pull: boolean;
-}
-
-export interface OutputConfig {
-  readonly kind: OutputKind;
-  /** The id of the `containerRegistry` service connection to log in with. */
-  readonly registryConnection?: string;
-  /** Absolute path, for `oci` and `tar`. */
-  readonly path?: string;
-  /** Raw `--output` specs, for `custom`. */
-  readonly specs: readonly string[];
-}
-
-export interface CacheConfig {
-  readonly backend: CacheBackend;
-  readonly dir: string;
-  readonly mode: CacheMode;
-  readonly compression: Compression;
-  /** The key in Cache@2 syntax, before files are fingerprinted. */
-  readonly key: string;
-  readonly restoreKeys: readonly string[];
-  readonly storePath: string;
-  readonly save: SaveWhen;
-  readonly scope: CacheScope;
-  readonly retentionDays: number;
-  /** A variable to set to the hit kind, as Cache@2's cacheHitVar. */
-  readonly hitVar?: string;
-  readonly failOnError: boolean;
-  /** For `registry`: the image reference BuildKit keeps its cache at. */
-  readonly registryRef?: string;
-  /** For `azureBlob`: the container, and the service connection unless the secret input says how to reach it. */
-  readonly azure?: AzureStoreConfig;
-}
-
-export interface AzureStoreConfig {
-  readonly accountUrl?: string;
-  readonly container: string;
-  /** The `azureSubscription` service connection; without it, `storageConnectionString`. */
-  readonly connection?: string;
-}
-
-/** Whether the backend keeps entries under keys in a store. */
-export const isStoreBackend = (backend: CacheBackend): backend is 'local' | 'azureBlob' => backend === 'local' || backend === 'azureBlob';
-
-export interface BuilderConfig {
-  /** `latest` or `X.Y.Z`: the buildx to install through the tool cache; undefined uses the installed plugin. */
-  readonly buildxVersion?: string;
-  /** A mirror laid out like https://github.com/docker/buildx/releases. */
-  readonly buildxDownloadUrl?: string;
-  readonly driver: DriverSetting;
-  readonly name?: string;
-  readonly driverOptions: readonly string[];
-  readonly buildkitdFlags?: string;
-  readonly buildkitdConfig?: string;
-  /** `buildkitdConfigInline`: the text of a buildkitd.toml, which the main step writes to a job-private file. */
-  readonly buildkitdConfigText?: string;
-  readonly endpoint?: string;
-  readonly remove: boolean;
-}
-
-export interface Config {
-  readonly workingDirectory: string;
-  readonly build: BuildConfig;
-  readonly output: OutputConfig;
-  readonly cache: CacheConfig;
-  readonly builder: BuilderConfig;
-  /** Inputs that were set but have no effect with the other inputs; each becomes a warning. */
-  readonly warnings: readonly string[];
-}
-
-const TAG = /^[\w][\w.-]{0,127}$/;
-const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const DOMAIN = /^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::\d+)?$/;
 const PLATFORM = /^(?:local|[a-z0-9_]+\/[a-z0-9_]+(?:\/[a-z0-9_.]+)?)$/i;
 const BUILDER_NAME = /^[a-zA-Z][a-zA-Z0-9._-]*$/;
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const RESERVED_VARIABLE_PREFIX = /^(endpoint|input|secret|securefile)[._]/i;
-/** Inputs that only the stores read, both of them or one. */
-const STORE_INPUTS = [Input.cacheKey, Input.restoreKeys, Input.retentionDays];
-/** Inputs that the stores and the registry cache read. */
-const SCOPED_INPUTS = [Input.cacheScope];
-const LOCAL_INPUTS = [Input.localStorePath];
-const AZURE_INPUTS = [Input.storageAuth, Input.azureSubscription, Input.storageAccountUrl, Input.storageContainer, Input.storageConnectionString];
 const CONTAINER_NAME = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/;
-/** Inputs that only a builder of the task's own reads: the docker driver ignores them. */
-const BUILDER_ONLY_INPUTS = [Input.builderName, Input.driverOptions, Input.buildkitdFlags, Input.buildkitdConfig, Input.buildkitdConfigInline];
 
 export function readConfig(src: Source): Config {
   const warnings: string[] = [];
@@ -236,34 +114,6 @@ function readDockerfile(src: Inputs, resolve: (p: string) => string): string {
 function asWritten(src: Inputs, value: string): string {
   const rel = path.relative(src.workingDirectory, path.resolve(src.workingDirectory, value));
   return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel.split(path.sep).join('/') : value;
-}
-
-/** A full reference, `repository[:tag]`, such as `myacr.azurecr.io/app:buildcache`. */
-function validateReference(input: InputName, ref: string): void {
-  const slash = ref.lastIndexOf('/');
-  const colon = ref.lastIndexOf(':');
-  const [repository, tag] = colon > slash ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, undefined];
-  try {
-    validateImageName(repository);
-  } catch (err) {
-    if (err instanceof InputError) throw new InputError(input, loc('InputReferenceInvalid', ref));
-    throw err;
-  }
-  if (tag !== undefined && !TAG.test(tag)) throw new InputError(input, loc('InputReferenceInvalid', ref));
-}
-
-function validateImageName(name: string): void {
-  const parts = name.split('/');
-  const last = parts[parts.length - 1] ?? '';
-  if (name.includes('@') || last.includes(':')) throw new InputError(Input.imageName, loc('InputImageNameHasTag', name));
-  const hasDomain = parts.length > 1 && /[.:]|^localhost$/.test(parts[0] ?? '');
-  const domain = hasDomain ? parts.shift() : undefined;
-  if (domain !== undefined && !DOMAIN.test(domain)) throw new InputError(Input.imageName, loc('InputImageNameInvalid', name));
-  for (const part of parts) {
-    if (PATH_COMPONENT.test(part)) continue;
-    if (PATH_COMPONENT.test(part.toLowerCase())) throw new InputError(Input.imageName, loc('InputImageNameUppercase', name, name.toLowerCase()));
-    throw new InputError(Input.imageName, loc('InputImageNameInvalid', name));
-  }
 }
 
 function readOutput(src: Inputs, resolve: (p: string) => string): OutputConfig {
@@ -392,29 +242,6 @@ function readAzureStore(src: Inputs, warnings: string[]): AzureStoreConfig {
   return { accountUrl, container, connection };
 }
 
-/**
- * The key when `cacheKey` is empty: `buildx | "<Agent.OS>" | "<imageName>" | <dockerfile>`. The
- * image name is quoted so that its dots and slashes are not read as a path; the Dockerfile is
- * written so that Cache@2's syntax reads it as a file, which a bare `Dockerfile` is not.
- */
-export function defaultKey(agentOs: string, imageName: string | undefined, dockerfile: string): string {
-  const file = /[./]/.test(dockerfile) && !dockerfile.endsWith('.') ? dockerfile : `./${dockerfile}`;
-  return `${defaultRestoreKey(agentOs, imageName)} | ${file}`;
-}
-
-export function defaultRestoreKey(agentOs: string, imageName: string | undefined): string {
-  return ['buildx', `"${agentOs}"`, ...(imageName === undefined ? [] : [`"${imageName}"`])].join(' | ');
-}
-
-function checkKey(input: InputName, key: string): void {
-  try {
-    parseKey(key);
-  } catch (err) {
-    if (err instanceof KeySyntaxError) throw new InputError(input, loc('InputKeyInvalid', err.message));
-    throw err;
-  }
-}
-
 function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: string[]): BuilderConfig {
   const driver = pick(src, Input.driver, DRIVERS);
   const name = src.value(Input.builderName) || undefined;
@@ -443,22 +270,4 @@ function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: stri
   if (buildxDownloadUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(buildxDownloadUrl)) throw new InputError(Input.buildxDownloadUrl, loc('InputDownloadUrlInvalid', buildxDownloadUrl));
   if (buildxDownloadUrl !== undefined && buildxVersion === undefined) warnings.push(loc('WarnDownloadUrlWithoutVersion'));
   return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, buildkitdConfigText, endpoint, remove: readBool(src, Input.removeBuilder) };
-}
-
-/** Splits `additionalArguments` the way a POSIX shell would, without expanding anything. */
-export function splitArguments(text: string): string[] {
-  if (text.trim() === '') return [];
-  const words: string[] = [];
-  for (const entry of shellParse(text, (key) => `$${key}`)) {
-    if (typeof entry === 'string') words.push(entry);
-    else if ('op' in entry && entry.op === 'glob') words.push(entry.pattern);
-    else if ('op' in entry) throw new InputError(Input.additionalArguments, loc('InputArgumentsOperator', entry.op));
-    // Comments end the line, as in a shell.
-  }
-  return words;
-}
-
-function isInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }

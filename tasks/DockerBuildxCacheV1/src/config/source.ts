@@ -1,11 +1,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { InputName } from '../task/inputs';
-import { loc, taskDir } from '../task/messages';
+import { taskDir } from '../task/messages';
 
-// Reading inputs in general: task.json's definitions and defaults, where values come from, the
-// error for a bad value, and the readers every input shares (lines, KEY=VALUE, booleans, pick lists).
-// What each input means is config.ts's concern.
+// Reading inputs in general: task.json's definitions and defaults, where values come from, and the
+// error for a bad value. The readers every input shares are in parsers.ts; what each input means is
+// read.ts's concern.
 
 /** An input as task.json declares it. */
 export interface InputDefinition {
@@ -31,7 +31,7 @@ export function inputDefinitions(dir: string = taskDir()): ReadonlyMap<string, I
   return defs;
 }
 
-const MACRO = /\$\(([A-Za-z0-9_.-]+)\)/g;
+export const MACRO = /\$\(([A-Za-z0-9_.-]+)\)/g;
 
 /** Expands `$(Name)` macros as the agent does: a defined variable is replaced, any other macro stays as written. */
 export function expandDefined(text: string, variable: (name: string) => string | undefined): string {
@@ -113,53 +113,4 @@ export class Inputs {
     }
     return raw;
   }
-}
-
-export function keyValueLines(src: Inputs, name: InputName, allowBareKey: boolean): string[] {
-  return lines(src.value(name)).map((line, i) => {
-    const eq = line.indexOf('=');
-    if (eq === 0 || (eq < 0 && !allowBareKey) || /\s/.test(eq < 0 ? line : line.slice(0, eq))) {
-      throw new InputError(name, loc('InputKeyValueInvalid', i + 1, line));
-    }
-    return line;
-  });
-}
-
-export function readBool(src: Inputs, name: InputName): boolean {
-  const raw = src.value(name).toLowerCase();
-  if (raw === '') return false;
-  if (raw === 'true') return true;
-  if (raw === 'false') return false;
-  throw new InputError(name, loc('InputBoolInvalid', raw));
-}
-
-export function pick<T extends string>(src: Inputs, name: InputName, allowed: readonly T[]): T {
-  const raw = src.value(name);
-  const found = allowed.find((a) => a.toLowerCase() === raw.toLowerCase());
-  if (found === undefined) throw new InputError(name, loc('InputPickInvalid', raw, allowed.join(', ')));
-  return found;
-}
-
-/** Replaces `$(Variable)` macros that the agent left unexpanded, for example in a default value run outside an agent. */
-export function expandMacros(src: Inputs, input: InputName, value: string): string {
-  return value.replace(MACRO, (_m, name: string) => {
-    const v = src.variable(name);
-    if (v === undefined) throw new InputError(input, loc('InputMacroUndefined', value, name));
-    return v;
-  });
-}
-
-export function lines(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l !== '');
-}
-
-export function isFile(p: string): boolean {
-  return fs.statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
-}
-
-export function isDirectory(p: string): boolean {
-  return fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }

@@ -1,4 +1,4 @@
-import type { BuildConfig, BuilderConfig, OutputConfig } from '../config/read';
+import type { BuildConfig, BuilderConfig, OutputConfig } from '../config/types';
 
 /** One field of a CSV spec such as `--cache-to type=local,dest=…`: quoted when it holds a comma, quote or line break. */
 export function csvField(field: string): string {

@@ -1,5 +1,5 @@
 import * as crypto from 'crypto';
-import type { BuilderConfig, Driver } from '../config/read';
+import type { BuilderConfig, Driver } from '../config/types';
 import { createBuilderArgs } from './args';
 import type { DockerCli, RunResult } from './cli';
 

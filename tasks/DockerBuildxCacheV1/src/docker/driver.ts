@@ -1,4 +1,4 @@
-import type { BuilderConfig, Driver } from '../config/read';
+import type { BuilderConfig, Driver } from '../config/types';
 import { loc } from '../task/messages';
 
 /** Why the job builds with the driver it does. */

@@ -1,4 +1,4 @@
-import type { Config, Driver } from '../config/read';
+import type { Config, Driver } from '../config/types';
 import { loc } from '../task/messages';
 import type { DockerCli } from './cli';
 import { mayBeDocker } from './driver';

@@ -1,5 +1,5 @@
 import { csvSpec, type CacheFlags } from '../docker/args';
-import type { CacheMode, Compression } from '../config/read';
+import type { CacheMode, Compression } from '../config/types';
 
 export interface FacadeRefs {
   /** The facade's import reference, when it serves a restored entry (none on a miss). */
