@@ -1,19 +1,17 @@
-import * as os from 'os';
 import * as path from 'path';
 import { variable } from '../task/agent';
 import { Input, taskInput } from '../task/inputs';
 import { checkCacheDir } from './cache-dir';
-import { checkKey, defaultKey, defaultRestoreKey } from './cache-key';
+import { readKeys } from './cache-key';
 import { readAnnotations, readAttestation, readBuildContexts, readCacheFrom, readSecrets, readSsh } from './features';
 import { pipelineLabels } from './labels';
-import { expandMacros, isDirectory, isFile, isInside, keyValueLines, lines, pick, readBool } from './parsers';
+import { expandMacros, isDirectory, isFile, isInside, keyValueLines, lines, parseUrl, pick, readBool } from './parsers';
 import { TAG, validateImageName, validateReference } from './reference';
-import { AZURE_INPUTS, BUILDER_ONLY_INPUTS, LOCAL_INPUTS, SCOPED_INPUTS, STORE_INPUTS } from './rules';
+import { ignoredWithBackend, ignoredWithDriver, needsImageName, usesCacheDir, writesDuringBuild } from './rules';
 import { splitArguments } from './shell';
 import { InputError, Inputs, type Source } from './source';
 import { CACHE_BACKENDS, CACHE_MODES, CACHE_SCOPES, COMPRESSIONS, DRIVERS, isStoreBackend, OUTPUT_KINDS, SAVE_WHEN, STORAGE_AUTHS } from './types';
 import type { AzureStoreConfig, BuildConfig, BuilderConfig, CacheBackend, CacheConfig, Config, OutputConfig, OutputKind, SaveWhen } from './types';
-import { isOldFormat, salted, SALT_VARIABLE } from '../key/segments';
 import { loc } from '../task/messages';
 
 /** Inputs and variables as the agent passes them (task/inputs.ts reads them). */
@@ -49,7 +47,7 @@ function readBuild(src: Inputs, resolve: (p: string) => string, output: OutputKi
   const dockerfile = readDockerfile(src, resolve);
 
   const imageName = src.value(Input.imageName) || undefined;
-  if (imageName === undefined && output !== 'cacheOnly' && output !== 'custom') {
+  if (imageName === undefined && needsImageName(output)) {
     throw new InputError(Input.imageName, loc('InputImageNameRequired', output));
   }
   if (imageName !== undefined) validateImageName(imageName);
@@ -61,7 +59,8 @@ function readBuild(src: Inputs, resolve: (p: string) => string, output: OutputKi
   if (tagLines.length > 0 && imageName === undefined) {
     throw new InputError(Input.tags, loc('InputTagsWithoutImage'));
   }
-  const tags = imageName === undefined ? [] : (tagLines.length > 0 ? tagLines : ['latest']).map((t) => `${imageName}:${t}`);
+  const tagNames = tagLines.length > 0 ? tagLines : ['latest'];
+  const tags = imageName === undefined ? [] : tagNames.map((t) => `${imageName}:${t}`);
 
   const platforms = src
     .value(Input.platforms)
@@ -101,9 +100,12 @@ function readBuild(src: Inputs, resolve: (p: string) => string, output: OutputKi
 function readDockerfile(src: Inputs, resolve: (p: string) => string): string {
   const raw = src.value(Input.dockerfile);
   // A filePath input left empty arrives as the default working directory itself.
-  let dockerfile = raw === '' || resolve(raw) === src.workingDirectory ? resolve('Dockerfile') : resolve(raw);
+  const leftEmpty = raw === '' || resolve(raw) === src.workingDirectory;
+  let dockerfile = leftEmpty ? resolve('Dockerfile') : resolve(raw);
   if (isDirectory(dockerfile)) dockerfile = path.join(dockerfile, 'Dockerfile');
-  if (!isFile(dockerfile)) throw new InputError(Input.dockerfile, loc('InputDockerfileMissing', asWritten(src, raw || 'Dockerfile'), dockerfile));
+  if (!isFile(dockerfile)) {
+    throw new InputError(Input.dockerfile, loc('InputDockerfileMissing', asWritten(src, raw || 'Dockerfile'), dockerfile));
+  }
   return dockerfile;
 }
 
@@ -112,8 +114,9 @@ function readDockerfile(src: Inputs, resolve: (p: string) => string): string {
  * System.DefaultWorkingDirectory, so one inside it is shown relative again.
  */
 function asWritten(src: Inputs, value: string): string {
-  const rel = path.relative(src.workingDirectory, path.resolve(src.workingDirectory, value));
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel.split(path.sep).join('/') : value;
+  const full = path.resolve(src.workingDirectory, value);
+  if (full === src.workingDirectory || !isInside(full, src.workingDirectory)) return value;
+  return path.relative(src.workingDirectory, full).split(path.sep).join('/');
 }
 
 function readOutput(src: Inputs, resolve: (p: string) => string): OutputConfig {
@@ -137,44 +140,19 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
   const dir = resolve(expandMacros(src, Input.cacheDir, src.value(Input.cacheDir)));
   if (backend !== 'none' && isInside(dir, build.context)) warnings.push(loc('WarnCacheDirInContext', dir, build.context));
   const storePath = resolve(expandMacros(src, Input.localStorePath, src.value(Input.localStorePath)));
-  const cacheDirProblem = isStoreBackend(backend) || backend === 'directory' ? checkCacheDir(dir, (n) => src.variable(n), src.workingDirectory, build.context, backend === 'local' ? storePath : undefined) : undefined;
-  if (cacheDirProblem !== undefined) throw new InputError(Input.cacheDir, cacheDirProblem);
-  const ignored = src.without([
-    ...(isStoreBackend(backend) ? [] : STORE_INPUTS),
-    ...(isStoreBackend(backend) || backend === 'registry' ? [] : SCOPED_INPUTS),
-    ...(backend === 'local' ? [] : LOCAL_INPUTS),
-    ...(backend === 'azureBlob' ? [] : AZURE_INPUTS),
-  ]);
+  if (usesCacheDir(backend)) {
+    const localStore = backend === 'local' ? storePath : undefined;
+    const problem = checkCacheDir(dir, (n) => src.variable(n), src.workingDirectory, build.context, localStore);
+    if (problem !== undefined) throw new InputError(Input.cacheDir, problem);
+  }
+  const ignored = src.without(ignoredWithBackend(backend));
   if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
 
-  const agentOs = src.variable('Agent.OS') ?? { Linux: 'Linux', Darwin: 'Darwin', Windows_NT: 'Windows_NT' }[os.type()] ?? os.type();
-  const dockerfile = path.relative(src.workingDirectory, build.dockerfile).split(path.sep).join('/');
-  const explicitKey = src.value(Input.cacheKey);
-  const salt = src.variable(SALT_VARIABLE);
-  const key = salted(explicitKey || defaultKey(agentOs, build.imageName, dockerfile), salt);
-  checkKey(Input.cacheKey, key);
-  const restoreKeys = (explicitKey === '' && src.value(Input.restoreKeys) === '' ? [defaultRestoreKey(agentOs, build.imageName)] : lines(src.value(Input.restoreKeys))).map((k) => salted(k, salt));
-  for (const restoreKey of restoreKeys) checkKey(Input.restoreKeys, restoreKey);
-  if (isOldFormat(explicitKey)) {
-    // As the agent: the old one-segment-a-line format cannot be combined with restore keys.
-    if (restoreKeys.length > 0) throw new InputError(Input.cacheKey, loc('InputKeyOldFormatRestoreKeys'));
-    if (isStoreBackend(backend)) warnings.push(loc('WarnKeyOldFormat'));
-  }
-
-  const retention = src.value(Input.retentionDays);
-  const retentionDays = Number(retention);
-  if (!/^\d+(\.\d+)?$/.test(retention) || retentionDays <= 0) throw new InputError(Input.retentionDays, loc('InputRetentionInvalid', retention));
-
-  const rawRef = src.value(Input.registryCacheRef);
-  if (backend === 'registry' && rawRef === '') throw new InputError(Input.registryCacheRef, loc('InputRegistryCacheRefRequired'));
-  if (backend !== 'registry' && src.given(Input.registryCacheRef)) warnings.push(loc('WarnIgnoredWithBackend', backend, Input.registryCacheRef));
-  if (rawRef !== '') validateReference(Input.registryCacheRef, rawRef);
-  const registryRef = rawRef === '' ? undefined : rawRef;
-
+  const { key, restoreKeys } = readKeys(src, backend, build.imageName, build.dockerfile, warnings);
+  const retentionDays = readRetention(src);
+  const registryRef = readRegistryRef(src, backend, warnings);
   const azure = backend === 'azureBlob' ? readAzureStore(src, warnings) : undefined;
-
-  const hitVar = src.value(Input.cacheHitVar) || undefined;
-  if (hitVar !== undefined && (!VARIABLE_NAME.test(hitVar) || RESERVED_VARIABLE_PREFIX.test(hitVar))) throw new InputError(Input.cacheHitVar, loc('InputHitVarInvalid', hitVar));
+  const hitVar = readHitVar(src);
 
   return {
     backend,
@@ -194,15 +172,48 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
   };
 }
 
+function readRetention(src: Inputs): number {
+  const retention = src.value(Input.retentionDays);
+  const retentionDays = Number(retention);
+  if (!/^\d+(\.\d+)?$/.test(retention) || retentionDays <= 0) {
+    throw new InputError(Input.retentionDays, loc('InputRetentionInvalid', retention));
+  }
+  return retentionDays;
+}
+
+/** `registryCacheRef`: required by the registry backend, and ignored, with a warning, by the others. */
+function readRegistryRef(src: Inputs, backend: CacheBackend, warnings: string[]): string | undefined {
+  const ref = src.value(Input.registryCacheRef);
+  if (backend === 'registry' && ref === '') throw new InputError(Input.registryCacheRef, loc('InputRegistryCacheRefRequired'));
+  if (backend !== 'registry' && src.given(Input.registryCacheRef)) {
+    warnings.push(loc('WarnIgnoredWithBackend', backend, Input.registryCacheRef));
+  }
+  if (ref === '') return undefined;
+  validateReference(Input.registryCacheRef, ref);
+  return ref;
+}
+
+/** `cacheHitVar`: a variable name the task may set, not one the agent reserves. */
+function readHitVar(src: Inputs): string | undefined {
+  const hitVar = src.value(Input.cacheHitVar) || undefined;
+  if (hitVar === undefined) return undefined;
+  if (!VARIABLE_NAME.test(hitVar) || RESERVED_VARIABLE_PREFIX.test(hitVar)) {
+    throw new InputError(Input.cacheHitVar, loc('InputHitVarInvalid', hitVar));
+  }
+  return hitVar;
+}
+
 /**
  * When the cache is written. The stores honour every `saveCache`; `directory` and `registry` are
  * written during the build, so for them only `writeCache` (or `saveCache: never`) counts: read-only.
  */
 function readSave(src: Inputs, backend: CacheBackend, warnings: string[]): SaveWhen {
   const save = pick(src, Input.saveCache, SAVE_WHEN);
-  const duringBuild = backend === 'directory' || backend === 'registry';
+  const duringBuild = writesDuringBuild(backend);
   const ignored = src.without(duringBuild ? [] : [Input.writeCache]);
-  if (!isStoreBackend(backend) && save !== 'never' && src.given(Input.saveCache)) ignored.unshift(Input.saveCache);
+  // A backend without a store has no save after the job: saveCache counts there only as `never`.
+  const saveIgnored = !isStoreBackend(backend) && save !== 'never' && src.given(Input.saveCache);
+  if (saveIgnored) ignored.unshift(Input.saveCache);
   if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithBackend', backend, ignored.join(', ')));
   if (duringBuild && !readBool(src, Input.writeCache)) return 'never';
   return save;
@@ -213,26 +224,19 @@ function readAzureStore(src: Inputs, warnings: string[]): AzureStoreConfig {
   // storageAuth set to connectionString (the classic editor's choice) uses the connection string; left
   // at its default, a service connection is used when one is given, else the connection string.
   const byString = pick(src, Input.storageAuth, STORAGE_AUTHS) === 'connectionString';
-  if (byString && src.given(Input.azureSubscription)) warnings.push(loc('WarnIgnoredWithBackend', 'azureBlob', Input.azureSubscription));
-  const connection = byString ? undefined : src.value(Input.azureSubscription) || undefined;
-  const rawUrl = src.value(Input.storageAccountUrl);
-  let accountUrl: string | undefined;
-  if (rawUrl !== '') {
-    let url: URL | undefined;
-    try {
-      url = new URL(rawUrl);
-    } catch {
-      url = undefined;
-    }
-    if (url === undefined || !/^https?:$/.test(url.protocol) || url.search !== '') throw new InputError(Input.storageAccountUrl, loc('InputAzureAccountUrlInvalid', rawUrl));
-    // The storage SDK sends Entra ID tokens over HTTPS only.
-    if (connection !== undefined && url.protocol !== 'https:') throw new InputError(Input.storageAccountUrl, loc('InputAzureAccountUrlInvalid', rawUrl));
-    accountUrl = rawUrl.replace(/\/+$/, '');
+  if (byString && src.given(Input.azureSubscription)) {
+    warnings.push(loc('WarnIgnoredWithBackend', 'azureBlob', Input.azureSubscription));
   }
+  const connection = byString ? undefined : src.value(Input.azureSubscription) || undefined;
+  const accountUrl = readAccountUrl(src, connection !== undefined);
   const container = src.value(Input.storageContainer);
-  if (!CONTAINER_NAME.test(container)) throw new InputError(Input.storageContainer, loc('InputAzureContainerInvalid', container));
+  if (!CONTAINER_NAME.test(container)) {
+    throw new InputError(Input.storageContainer, loc('InputAzureContainerInvalid', container));
+  }
   const hasSecret = src.given(Input.storageConnectionString);
-  if (byString && !hasSecret) throw new InputError(Input.storageConnectionString, loc('InputAzureConnectionStringRequired'));
+  if (byString && !hasSecret) {
+    throw new InputError(Input.storageConnectionString, loc('InputAzureConnectionStringRequired'));
+  }
   if (connection !== undefined) {
     if (accountUrl === undefined) throw new InputError(Input.storageAccountUrl, loc('InputAzureAccountUrlRequired'));
     if (hasSecret) warnings.push(loc('WarnAzureBothAuth'));
@@ -242,10 +246,24 @@ function readAzureStore(src: Inputs, warnings: string[]): AzureStoreConfig {
   return { accountUrl, container, connection };
 }
 
+/** `storageAccountUrl`: an http(s) URL without a query, and https for Entra ID tokens; no trailing slash. */
+function readAccountUrl(src: Inputs, byConnection: boolean): string | undefined {
+  const raw = src.value(Input.storageAccountUrl);
+  if (raw === '') return undefined;
+  const url = parseUrl(raw);
+  const invalid = () => new InputError(Input.storageAccountUrl, loc('InputAzureAccountUrlInvalid', raw));
+  if (url === undefined || !/^https?:$/.test(url.protocol) || url.search !== '') throw invalid();
+  // The storage SDK sends Entra ID tokens over HTTPS only.
+  if (byConnection && url.protocol !== 'https:') throw invalid();
+  return raw.replace(/\/+$/, '');
+}
+
 function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: string[]): BuilderConfig {
   const driver = pick(src, Input.driver, DRIVERS);
   const name = src.value(Input.builderName) || undefined;
-  if (name !== undefined && !BUILDER_NAME.test(name)) throw new InputError(Input.builderName, loc('InputBuilderNameInvalid', name));
+  if (name !== undefined && !BUILDER_NAME.test(name)) {
+    throw new InputError(Input.builderName, loc('InputBuilderNameInvalid', name));
+  }
 
   const driverOptions = keyValueLines(src, Input.driverOptions, false);
   const buildkitdFlags = src.value(Input.buildkitdFlags) || undefined;
@@ -255,19 +273,38 @@ function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: stri
     throw new InputError(Input.buildkitdConfig, loc('InputBuildkitdConfigMissing', asWritten(src, rawConfig), buildkitdConfig));
   }
   const buildkitdConfigText = src.value(Input.buildkitdConfigInline) || undefined;
-  if (buildkitdConfigText !== undefined && buildkitdConfig !== undefined) throw new InputError(Input.buildkitdConfigInline, loc('InputBuildkitdConfigBoth'));
+  if (buildkitdConfigText !== undefined && buildkitdConfig !== undefined) {
+    throw new InputError(Input.buildkitdConfigInline, loc('InputBuildkitdConfigBoth'));
+  }
   const endpoint = src.value(Input.endpoint) || undefined;
   if (driver === 'remote' && endpoint === undefined) throw new InputError(Input.endpoint, loc('InputEndpointRequired'));
 
-  if (driver === 'docker') {
-    const ignored = src.without(BUILDER_ONLY_INPUTS);
-    if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithDockerDriver', ignored.join(', ')));
-  }
-  const rawVersion = src.value(Input.buildxVersion);
-  if (rawVersion !== '' && rawVersion !== 'latest' && !/^v?\d+\.\d+\.\d+$/.test(rawVersion)) throw new InputError(Input.buildxVersion, loc('InputBuildxVersionInvalid', rawVersion));
-  const buildxVersion = rawVersion === '' ? undefined : rawVersion.replace(/^v/, '');
+  const ignored = src.without(ignoredWithDriver(driver));
+  if (ignored.length > 0) warnings.push(loc('WarnIgnoredWithDockerDriver', ignored.join(', ')));
+  const buildxVersion = readBuildxVersion(src);
   const buildxDownloadUrl = src.value(Input.buildxDownloadUrl) || undefined;
-  if (buildxDownloadUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(buildxDownloadUrl)) throw new InputError(Input.buildxDownloadUrl, loc('InputDownloadUrlInvalid', buildxDownloadUrl));
+  if (buildxDownloadUrl !== undefined && !/^https?:\/\/[^\s/]+/.test(buildxDownloadUrl)) {
+    throw new InputError(Input.buildxDownloadUrl, loc('InputDownloadUrlInvalid', buildxDownloadUrl));
+  }
   if (buildxDownloadUrl !== undefined && buildxVersion === undefined) warnings.push(loc('WarnDownloadUrlWithoutVersion'));
-  return { buildxVersion, buildxDownloadUrl, driver, name, driverOptions, buildkitdFlags, buildkitdConfig, buildkitdConfigText, endpoint, remove: readBool(src, Input.removeBuilder) };
+  return {
+    buildxVersion,
+    buildxDownloadUrl,
+    driver,
+    name,
+    driverOptions,
+    buildkitdFlags,
+    buildkitdConfig,
+    buildkitdConfigText,
+    endpoint,
+    remove: readBool(src, Input.removeBuilder),
+  };
+}
+
+/** `buildxVersion`: `latest` or `X.Y.Z` (a leading `v` dropped); empty uses the installed plugin. */
+function readBuildxVersion(src: Inputs): string | undefined {
+  const raw = src.value(Input.buildxVersion);
+  if (raw === '') return undefined;
+  if (raw !== 'latest' && !/^v?\d+\.\d+\.\d+$/.test(raw)) throw new InputError(Input.buildxVersion, loc('InputBuildxVersionInvalid', raw));
+  return raw.replace(/^v/, '');
 }
