@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
 import { defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
-import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
+import { errorTail, type DockerCli, type RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 
 type Script = Record<string, RunResult | RunResult[]>;
 const ok: RunResult = { code: 0, stdout: '', stderr: '' };
@@ -114,4 +114,15 @@ describe('default builder names', () => {
     assert.notEqual(defaultBuilderName('job-1', 'agent-2'), a);
   });
   it('are random outside an agent', () => assert.notEqual(defaultBuilderName(undefined, undefined), defaultBuilderName(undefined, undefined)));
+});
+
+describe("a failed command's last words", () => {
+  const cases: [string, { stderr: string; stdout?: string }, number, string][] = [
+    ['the last line of the error', { stderr: 'first\nsecond\nERROR: third\n', stdout: 'out' }, 1, 'ERROR: third'],
+    ['the output when there is no error', { stderr: '', stdout: 'only\nout\n' }, 1, 'out'],
+    ['the error only, when asked for it alone', { stderr: '' }, 1, ''],
+    ['nothing when the command said nothing', { stderr: '  \n', stdout: '' }, 1, ''],
+    ['several lines, joined', { stderr: 'a\nb\nc\nd', stdout: '' }, 3, 'b | c | d'],
+  ];
+  for (const [name, result, lines, expected] of cases) it(name, () => assert.equal(errorTail(result, lines), expected));
 });

@@ -1,7 +1,7 @@
 import * as crypto from 'crypto';
 import { info } from '../task/agent';
 import { csvSpec } from '../docker/args';
-import type { DockerCli } from '../docker/cli';
+import { errorTail, type DockerCli } from '../docker/cli';
 import type { Config } from '../config/types';
 import { loc } from '../task/messages';
 import { SHARED_SCOPE, type ScopePlan } from '../store/scopes';
@@ -61,7 +61,7 @@ async function lookUp(docker: DockerCli, ref: string): Promise<LookUp> {
   const inspect = await docker.run(['buildx', 'imagetools', 'inspect', ref]);
   if (inspect.code === 0) return { state: 'found' };
   if (/not found|manifest unknown|name unknown/i.test(inspect.stderr)) return { state: 'missing' };
-  return { state: 'unreadable', reason: inspect.stderr.trim().split('\n').pop() ?? '' };
+  return { state: 'unreadable', reason: errorTail({ stderr: inspect.stderr }) };
 }
 
 /**

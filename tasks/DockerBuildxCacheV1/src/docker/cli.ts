@@ -38,6 +38,16 @@ class Tail {
   }
 }
 
+/**
+ * What a failed command said, for an error message: the last `lines` lines of its standard error, or
+ * of its standard output when it wrote no error (a result without `stdout`: its error only), joined
+ * with ` | `; '' when it said nothing.
+ */
+export function errorTail(result: { readonly stderr: string; readonly stdout?: string }, lines = 1): string {
+  const said = (result.stderr || result.stdout) ?? '';
+  return said.trim().split('\n').slice(-lines).join(' | ');
+}
+
 /** How a command line is shown in the log: each argument that a shell would split is single-quoted. */
 export function displayCommand(tool: string, args: readonly string[]): string {
   return [tool, ...args].map((a) => (a === '' || /[^\w@%+=:,./-]/.test(a) ? `'${a.replace(/'/g, `'\\''`)}'` : a)).join(' ');

@@ -1,5 +1,5 @@
 import { setSecret, variable } from '../task/agent';
-import type { DockerCli } from './cli';
+import { errorTail, type DockerCli } from './cli';
 import { loc } from '../task/messages';
 import { readConnection } from '../auth/connection';
 import { authParameter, taskEndpoints, type EndpointReader } from '../task/endpoints';
@@ -36,8 +36,7 @@ export async function registryLogin(docker: DockerCli, connectionId: string, htt
   setSecret(credentials.password);
   const result = await docker.run(['login', '--username', credentials.username, '--password-stdin', credentials.registry], { input: credentials.password, echo: true });
   if (result.code !== 0) {
-    const reason = (result.stderr || result.stdout).trim().split('\n').pop() ?? '';
-    throw new LoginError(loc('LoginFailed', credentials.registry, credentials.method, reason));
+    throw new LoginError(loc('LoginFailed', credentials.registry, credentials.method, errorTail(result)));
   }
   return { registry: credentials.registry, method: credentials.method };
 }

@@ -1,6 +1,6 @@
 import type { Config, Driver } from '../config/types';
 import { loc } from '../task/messages';
-import type { DockerCli } from './cli';
+import { errorTail, type DockerCli } from './cli';
 import { mayBeDocker } from './driver';
 import { compareVersions } from './install';
 
@@ -89,11 +89,11 @@ export async function preflight(docker: DockerCli, config: Config, buildxSource:
   // Every driver but the remote and kubernetes ones builds on the engine; `auto` picks one of those.
   const needsEngine = (config.builder.driver !== 'remote' && config.builder.driver !== 'kubernetes') || config.output.kind === 'docker';
   if (versions.server === undefined && needsEngine) {
-    throw new PreflightError(loc('PreflightNoEngine', engineAddress(), (version.stderr || version.stdout).trim().split('\n').pop() ?? ''));
+    throw new PreflightError(loc('PreflightNoEngine', engineAddress(), errorTail(version)));
   }
   const buildx = parseBuildxVersion(buildxVersion.stdout);
   if (buildxVersion.code !== 0 || buildx === undefined) {
-    throw new PreflightError(loc('PreflightNoBuildx', (buildxVersion.stderr || buildxVersion.stdout).trim().split('\n').pop() ?? ''));
+    throw new PreflightError(loc('PreflightNoBuildx', errorTail(buildxVersion)));
   }
   const containerdStore = info?.code === 0 ? hasContainerdStore(info.stdout) : undefined;
   const report = [
