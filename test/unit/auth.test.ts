@@ -26,6 +26,16 @@ describe('registry service connections', () => {
       endpoint('WorkloadIdentityFederation', { loginServer: 'myacr.azurecr.io', serviceprincipalid: 'id', tenantid: 't' }, acr),
       { kind: 'acr-federated', registry: 'myacr.azurecr.io', clientId: 'id', tenantId: 't', authority: 'https://login.microsoftonline.com/', connectionId: 'conn' },
     ],
+    [
+      'ACR with workload identity federation in a sovereign cloud',
+      endpoint('WorkloadIdentityFederation', { loginServer: 'myacr.azurecr.cn', serviceprincipalid: 'id', tenantid: 't' }, { ...acr, activeDirectoryAuthority: 'https://login.chinacloudapi.cn/' }),
+      { kind: 'acr-federated', registry: 'myacr.azurecr.cn', clientId: 'id', tenantId: 't', authority: 'https://login.chinacloudapi.cn/', connectionId: 'conn' },
+    ],
+    [
+      'ACR with workload identity federation and an empty authority, as the public cloud',
+      endpoint('WorkloadIdentityFederation', { loginServer: 'myacr.azurecr.io', serviceprincipalid: 'id', tenantid: 't' }, { ...acr, activeDirectoryAuthority: '' }),
+      { kind: 'acr-federated', registry: 'myacr.azurecr.io', clientId: 'id', tenantId: 't', authority: 'https://login.microsoftonline.com/', connectionId: 'conn' },
+    ],
     ['ACR with a managed identity', endpoint('ManagedServiceIdentity', { loginServer: 'myacr.azurecr.io' }, acr), { kind: 'acr-managed-identity', registry: 'myacr.azurecr.io', clientId: undefined }],
   ];
   for (const [name, ep, expected] of cases) it(`reads ${name}`, () => assert.deepEqual(readConnection('conn', ep), expected));

@@ -33,7 +33,7 @@ export function readConnection(id: string, ep: EndpointReader = taskEndpoints): 
       case 'ServicePrincipal':
         return { kind: 'acr-secret', registry, clientId: need('serviceprincipalid'), secret: need('serviceprincipalkey') };
       case 'WorkloadIdentityFederation':
-        return { kind: 'acr-federated', registry, clientId: need('serviceprincipalid'), tenantId: need('tenantid'), authority: ep.data(id, 'activeDirectoryAuthority') ?? AUTHORITY, connectionId: id };
+        return { kind: 'acr-federated', registry, clientId: need('serviceprincipalid'), tenantId: need('tenantid'), authority: ep.data(id, 'activeDirectoryAuthority') || AUTHORITY, connectionId: id };
       case 'ManagedServiceIdentity':
         return { kind: 'acr-managed-identity', registry, clientId: ep.param(id, 'serviceprincipalid') || undefined };
       default:
