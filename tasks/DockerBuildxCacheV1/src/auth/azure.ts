@@ -5,14 +5,13 @@ import { loc } from '../task/messages';
 import { taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { CredentialError, entraSecretToken, entraToken, imdsToken, oidcToken, STORAGE_RESOURCE, type Http, type JobIdentity } from './tokens';
 import { Input } from '../task/inputs';
+import { entraAuthority, requiredParameters } from './endpoint';
 
 /** An Azure Resource Manager service connection, as the agent hands it to the task. */
 export type AzureConnection =
   | { readonly kind: 'federated'; readonly id: string; readonly tenantId: string; readonly clientId: string; readonly authority: string }
   | { readonly kind: 'secret'; readonly tenantId: string; readonly clientId: string; readonly secret: string; readonly authority: string }
   | { readonly kind: 'managed-identity'; readonly clientId?: string };
-
-const AUTHORITY = 'https://login.microsoftonline.com/';
 
 /**
  * Reads the `azureSubscription` connection: workload identity federation, a service principal
@@ -22,12 +21,8 @@ const AUTHORITY = 'https://login.microsoftonline.com/';
 export function readAzureConnection(id: string, ep: EndpointReader = taskEndpoints): AzureConnection {
   const scheme = ep.scheme(id);
   if (scheme === undefined && ep.url(id) === undefined) throw new InputError(Input.azureSubscription, loc('InputConnectionMissing', id));
-  const need = (key: string): string => {
-    const value = ep.param(id, key);
-    if (value === undefined || value === '') throw new InputError(Input.azureSubscription, loc('InputConnectionIncomplete', id, key));
-    return value;
-  };
-  const authority = ep.data(id, 'environmentAuthorityUrl') || AUTHORITY;
+  const need = requiredParameters(ep, id, Input.azureSubscription);
+  const authority = entraAuthority(ep, id, 'environmentAuthorityUrl');
   switch (scheme) {
     case 'WorkloadIdentityFederation':
       return { kind: 'federated', id, tenantId: need('tenantid'), clientId: need('serviceprincipalid'), authority };

@@ -2,6 +2,7 @@ import { InputError } from '../config/source';
 import { taskEndpoints, type EndpointReader } from '../task/endpoints';
 import { loc } from '../task/messages';
 import { Input } from '../task/inputs';
+import { entraAuthority, requiredParameters } from './endpoint';
 
 /** A `dockerregistry` service connection, as the agent hands it to the task. */
 export type Connection =
@@ -9,8 +10,6 @@ export type Connection =
   | { readonly kind: 'acr-secret'; readonly registry: string; readonly clientId: string; readonly secret: string }
   | { readonly kind: 'acr-federated'; readonly registry: string; readonly clientId: string; readonly tenantId: string; readonly authority: string; readonly connectionId: string }
   | { readonly kind: 'acr-managed-identity'; readonly registry: string; readonly clientId?: string };
-
-const AUTHORITY = 'https://login.microsoftonline.com/';
 
 /**
  * Reads the `containerRegistry` connection: a user name and password for any registry, or for
@@ -21,11 +20,7 @@ export function readConnection(id: string, ep: EndpointReader = taskEndpoints): 
   const scheme = ep.scheme(id);
   if (scheme === undefined && ep.url(id) === undefined) throw new InputError(Input.containerRegistry, loc('InputConnectionMissing', id));
   const registryType = ep.data(id, 'registrytype');
-  const need = (key: string): string => {
-    const value = ep.param(id, key);
-    if (value === undefined || value === '') throw new InputError(Input.containerRegistry, loc('InputConnectionIncomplete', id, key));
-    return value;
-  };
+  const need = requiredParameters(ep, id, Input.containerRegistry);
 
   if (registryType === 'ACR') {
     const registry = need('loginServer').toLowerCase();
@@ -33,7 +28,7 @@ export function readConnection(id: string, ep: EndpointReader = taskEndpoints): 
       case 'ServicePrincipal':
         return { kind: 'acr-secret', registry, clientId: need('serviceprincipalid'), secret: need('serviceprincipalkey') };
       case 'WorkloadIdentityFederation':
-        return { kind: 'acr-federated', registry, clientId: need('serviceprincipalid'), tenantId: need('tenantid'), authority: ep.data(id, 'activeDirectoryAuthority') || AUTHORITY, connectionId: id };
+        return { kind: 'acr-federated', registry, clientId: need('serviceprincipalid'), tenantId: need('tenantid'), authority: entraAuthority(ep, id, 'activeDirectoryAuthority'), connectionId: id };
       case 'ManagedServiceIdentity':
         return { kind: 'acr-managed-identity', registry, clientId: ep.param(id, 'serviceprincipalid') || undefined };
       default:
