@@ -2,7 +2,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { pipeline } from 'stream/promises';
-import { walkFiles } from '../util/fs';
+import { mapLimit, walkFiles } from '../util/fs';
 
 /** The OCI image layout that BuildKit's local cache exporter writes: index.json, oci-layout, blobs/<alg>/<hex>. */
 export const INDEX_FILE = 'index.json';
@@ -244,18 +244,14 @@ export async function verifyLayout(dir: string, concurrency = 4): Promise<Verify
   if (cacheRoot(index) === undefined) throw new LayoutError(`index.json has no manifest tagged "${CACHE_TAG}"`);
   const live = await reachable(index, (d) => readVerified(dir, d));
   const leaves = [...live.values()].filter((d) => !isTraversable(d));
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let desc = leaves[next++]; desc !== undefined; desc = leaves[next++]) {
-      const file = blobPath(dir, desc.digest);
-      const stat = await fs.promises.lstat(file).catch(() => undefined);
-      if (stat === undefined) throw new LayoutError(`${desc.digest} is missing`);
-      if (!stat.isFile()) throw new LayoutError(`${desc.digest} is not a regular file`);
-      if (stat.size !== desc.size) throw new LayoutError(`${desc.digest} has ${stat.size} bytes instead of ${desc.size}`);
-      if (!(await holdsBlob(file, desc))) throw new LayoutError(`${desc.digest} does not match its digest`);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+  await mapLimit(leaves, Math.max(1, concurrency), async (desc) => {
+    const file = blobPath(dir, desc.digest);
+    const stat = await fs.promises.lstat(file).catch(() => undefined);
+    if (stat === undefined) throw new LayoutError(`${desc.digest} is missing`);
+    if (!stat.isFile()) throw new LayoutError(`${desc.digest} is not a regular file`);
+    if (stat.size !== desc.size) throw new LayoutError(`${desc.digest} has ${stat.size} bytes instead of ${desc.size}`);
+    if (!(await holdsBlob(file, desc))) throw new LayoutError(`${desc.digest} does not match its digest`);
+  });
   return { blobs: live.size, bytes: [...live.values()].reduce((sum, d) => sum + d.size, 0) };
 }
 
