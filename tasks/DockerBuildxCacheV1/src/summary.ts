@@ -1,6 +1,5 @@
 import { formatBytes, formatSeconds } from './task/agent';
-import type { SaveOutcome } from './cache/save';
-import type { HitKind } from './store/types';
+import type { HitKind, SaveOutcome } from './store/types';
 
 /** What the build's summary tab shows. Filled by the main step, completed by the post-job step. */
 export interface SummaryData {

@@ -5,8 +5,7 @@ import { loc } from '../task/messages';
 import { agentProxy, loadRemote } from '../remote/load';
 import type { AzureAccess } from '../remote/sdk';
 import { azureMethod, ConnectionCredential, readAzureConnection, storageToken } from './azure';
-import { jobIdentity } from '../docker/login';
-import { agentHttp, type Http } from './tokens';
+import { agentHttp, jobIdentity, type Http } from './tokens';
 import { Input } from '../task/inputs';
 
 const SAS_TOKEN = /^\??(sv|sig|se|sp|ss|srt|st|spr|sr|si|skoid)=/;

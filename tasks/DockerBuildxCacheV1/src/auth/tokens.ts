@@ -1,4 +1,5 @@
-import { setSecret } from '../task/agent';
+import { setSecret, variable } from '../task/agent';
+import { authParameter } from '../task/endpoints';
 import { agentProxy, loadRemote } from '../remote/load';
 import type { Connection } from './connection';
 
@@ -93,6 +94,19 @@ export interface JobIdentity {
   readonly oidcRequestUri?: string;
   /** The job's access token (the SystemVssConnection's). */
   readonly accessToken?: string;
+}
+
+/** Where this job gets OIDC tokens for service connections, and its own access token. */
+export function jobIdentity(): JobIdentity {
+  const collection = variable('System.CollectionUri');
+  const planUri =
+    collection === undefined
+      ? undefined
+      : `${collection.replace(/\/?$/, '/')}${variable('System.TeamProjectId') ?? ''}/_apis/distributedtask/hubs/${variable('System.HostType') ?? 'build'}/plans/${variable('System.PlanId') ?? ''}/jobs/${variable('System.JobId') ?? ''}/oidctoken`;
+  return {
+    oidcRequestUri: variable('System.OidcRequestUri') ?? planUri,
+    accessToken: authParameter('SystemVssConnection', 'AccessToken') ?? variable('System.AccessToken'),
+  };
 }
 
 /** The user name and password that `docker login` needs for a connection, fetching tokens where it must. */

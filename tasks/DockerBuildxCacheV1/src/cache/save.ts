@@ -9,7 +9,7 @@ import { folderState } from '../oci/cachedir';
 import { INDEX_FILE } from '../oci/layout';
 import { AzureBlobStore } from '../store/blob';
 import { LocalStore } from '../store/local';
-import type { CacheStore, SaveResult, StoreStats } from '../store/types';
+import type { CacheStore, SaveOutcome, SaveResult } from '../store/types';
 import { cacheTrouble } from './trouble';
 
 /** Which store, and where: no secret, so that it can go to the post-job step. */
@@ -53,14 +53,6 @@ export interface SaveJob {
   readonly scope: string;
   readonly retentionDays: number;
   readonly failOnError: boolean;
-}
-
-export interface SaveOutcome {
-  readonly result?: SaveResult;
-  /** Why nothing was saved, when that was not a failure. */
-  readonly skipped?: string;
-  readonly pruned?: { entries: number; blobs: number; bytes: number };
-  readonly stats?: StoreStats;
 }
 
 /** Saves the cache folder as the newest version of its key, then applies retention. */

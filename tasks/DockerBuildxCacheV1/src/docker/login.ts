@@ -1,25 +1,12 @@
-import { setSecret, variable } from '../task/agent';
+import { setSecret } from '../task/agent';
 import { errorTail, type DockerCli } from './cli';
 import { loc } from '../task/messages';
 import { readConnection } from '../auth/connection';
-import { authParameter, taskEndpoints, type EndpointReader } from '../task/endpoints';
-import { agentHttp, CredentialError, credentialsFor, type Http, type JobIdentity } from '../auth/tokens';
+import { taskEndpoints, type EndpointReader } from '../task/endpoints';
+import { agentHttp, CredentialError, credentialsFor, jobIdentity, type Http } from '../auth/tokens';
 
 export class LoginError extends Error {
   override name = 'LoginError';
-}
-
-/** Where this job gets OIDC tokens for service connections, and its own access token. */
-export function jobIdentity(): JobIdentity {
-  const collection = variable('System.CollectionUri');
-  const planUri =
-    collection === undefined
-      ? undefined
-      : `${collection.replace(/\/?$/, '/')}${variable('System.TeamProjectId') ?? ''}/_apis/distributedtask/hubs/${variable('System.HostType') ?? 'build'}/plans/${variable('System.PlanId') ?? ''}/jobs/${variable('System.JobId') ?? ''}/oidctoken`;
-  return {
-    oidcRequestUri: variable('System.OidcRequestUri') ?? planUri,
-    accessToken: authParameter('SystemVssConnection', 'AccessToken') ?? variable('System.AccessToken'),
-  };
 }
 
 /**

@@ -65,6 +65,15 @@ export interface SaveResult {
   readonly newBytes: number;
 }
 
+/** What a save and the retention after it did, for the log and the summary. */
+export interface SaveOutcome {
+  readonly result?: SaveResult;
+  /** Why nothing was saved, when that was not a failure. */
+  readonly skipped?: string;
+  readonly pruned?: { entries: number; blobs: number; bytes: number };
+  readonly stats?: StoreStats;
+}
+
 export interface RetentionPolicy {
   readonly retentionDays: number;
   readonly now: Date;
