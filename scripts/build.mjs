@@ -54,6 +54,9 @@ export async function bundle() {
 }
 
 export function compileTests() {
+  // From scratch: the compiled copy of a source or test that was moved or deleted would stay in
+  // build/, and mocha would still run it.
+  fs.rmSync(path.join(root, 'build'), { recursive: true, force: true });
   execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', root], { stdio: 'inherit' });
   // The compiled task finds task.json one folder above its sources, as the bundle does.
   const out = path.join(root, 'build', 'tasks', 'DockerBuildxCacheV1');
