@@ -1,0 +1,236 @@
+import * as assert from 'assert/strict';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { cleanup, tempDir } from '../helpers';
+import { cacheLayout, writeLayout } from '../oci-fixture';
+import { runScenario, type MockRun } from './harness';
+import { DOCKER } from './types';
+import { agentTemp, agentWork, assertWarnings, BUILDER, buildLine, cacheDir, containerBuilder, freshJob, ID, main, metadata, missing, MOCK_BUILD_WARNINGS, ok, PREFLIGHT, PREFLIGHT_DOCKER, preflightAnswers } from './job';
+
+describe('mock-run: the main step: builders, drivers, buildx and the preflight', function () {
+  this.timeout(30000);
+  beforeEach(freshJob);
+  afterEach(cleanup);
+
+  it('docker-container: creates a job-unique builder, builds with a fresh cache export, and hands the builder to the post step', async () => {
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine(BUILDER, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker-container' }, { ...containerBuilder, [build]: { code: 0, stderr: '#5 [2/2] RUN make\n#5 CACHED' } }));
+
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, [
+      ...PREFLIGHT,
+      `${DOCKER} buildx inspect ${BUILDER}`,
+      `${DOCKER} buildx create --name ${BUILDER} --driver docker-container`,
+      `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
+      build,
+    ]);
+    assert.equal(run.outputs.builderName, BUILDER);
+    assert.match(run.stdout, /loc_mock_StepsCached 1 1/);
+    // The default backend is the local store: a miss in an empty store, a key from the Dockerfile.
+    assert.equal(run.outputs.cacheHit, 'false');
+    assert.match(run.outputs.cacheKey ?? '', /^buildx\|"Linux"\|"app"\|[A-Za-z0-9+/=]{44}$/);
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; cleanup?: string[]; save?: { scope: string; when: string; store: { kind: string; path: string } } };
+    assert.equal(state.removeBuilder, BUILDER);
+    assert.deepEqual(state.cleanup, [path.dirname(metadata)]);
+    assert.deepEqual([state.save?.scope, state.save?.when, state.save?.store], ['refs/heads/main', 'onSuccess', { kind: 'local', path: path.join(agentWork, '_buildx_cache_store') }]);
+    assertWarnings(run, MOCK_BUILD_WARNINGS);
+  });
+
+  it('docker-container with every builder input, an existing cache folder (directory) and a named builder that exists already', async () => {
+    const old = cacheLayout(['deps']);
+    writeLayout(cacheDir, old.root, old.blobs);
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine('ci', `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=min,compression=zstd --load`);
+    const run = await runScenario(
+      main(
+        { imageName: 'app', builderName: 'ci', driverOptions: 'network=host', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', cacheBackend: 'directory', cacheMode: 'min', cacheCompression: 'zstd', cacheDir },
+        { [`${DOCKER} buildx inspect ci`]: ok, [`${DOCKER} buildx inspect --bootstrap ci`]: ok, [build]: ok },
+      ),
+    );
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect ci`, `${DOCKER} buildx inspect --bootstrap ci`, build]);
+    assert.equal(run.outputs.builderName, 'ci');
+    // A reused builder is never the task's to remove.
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string };
+    assert.equal(state.removeBuilder, undefined);
+    // The existing cache folder is untouched when the export is unusable.
+    assert.ok(fs.existsSync(path.join(cacheDir, 'index.json')));
+  });
+
+  it('warns only about inputs set to something other than their default, which the agent passes for every other input', async () => {
+    const build = buildLine('default', '--tag app:latest --load');
+    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', storageContainer: 'team-cache', cacheDir: '$(Pipeline.Workspace)/.buildx-cache' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    assert.ok(run.succeeded, run.stdout);
+    assertWarnings(run, [/^loc_mock_WarnIgnoredWithBackend none storageContainer$/, /^loc_mock_WarnMetadataUnreadable /]);
+  });
+
+  const drivers: [string, Record<string, string>, Record<string, { code: number }>, string[]][] = [
+    [
+      'kubernetes with driver options',
+      { driver: 'kubernetes', driverOptions: 'namespace=ci\nreplicas=2', cacheBackend: 'none' },
+      {
+        [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
+        [`${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+      },
+      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+    ],
+    [
+      'remote with an endpoint',
+      { driver: 'remote', endpoint: 'tcp://buildkitd:1234', cacheBackend: 'none' },
+      {
+        [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
+        [`${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+      },
+      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+    ],
+    ['docker with the default context', { driver: 'docker', cacheBackend: 'none' }, { [`${DOCKER} buildx inspect default`]: ok }, [`${DOCKER} buildx inspect default`]],
+    ['docker with a named context', { driver: 'docker', endpoint: 'ci-engine', cacheBackend: 'none' }, { [`${DOCKER} buildx inspect ci-engine`]: ok }, [`${DOCKER} buildx inspect ci-engine`]],
+  ];
+  for (const [name, inputs, builderExec, builderCommands] of drivers) {
+    it(`${name}: exact command lines`, async () => {
+      const builder = inputs.driver === 'docker' ? (inputs.endpoint ?? 'default') : BUILDER;
+      const build = buildLine(builder, '--tag app:v1 --tag app:latest --load');
+      const run = await runScenario(main({ imageName: 'app', tags: 'v1\nlatest', ...inputs }, { ...builderExec, [build]: ok }));
+      assert.ok(run.succeeded, run.stdout);
+      assert.deepEqual(run.commands, [...(inputs.driver === 'docker' ? PREFLIGHT_DOCKER : PREFLIGHT), ...builderCommands, build]);
+      assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
+    });
+  }
+
+  // driver auto (the default): the inputs, the engine's image store → the commands after the preflight, the builder, the reason in the log and the summary
+  const STORE = `${DOCKER} info --format '{{json .DriverStatus}}'`;
+  const classic = { [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 0, stdout: '[["Backing Filesystem","extfs"]]' } };
+  const autoCases: [string, Record<string, string>, Record<string, { code: number; stdout?: string; stderr?: string }>, string[], string, RegExp][] = [
+    ['the containerd image store: the engine\'s own builder', {}, {}, [STORE, `${DOCKER} buildx inspect default`], 'default', /^loc_mock_DriverAutoContainerd docker$/],
+    ['the classic image store: a builder of its own', {}, classic, [STORE, `${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)], BUILDER, /^loc_mock_DriverAutoClassic docker-container$/],
+    [
+      'an image store the engine does not report: a builder of its own',
+      {},
+      { [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 1, stderr: 'permission denied' } },
+      [STORE, `${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)],
+      BUILDER,
+      /^loc_mock_DriverAutoStoreUnknown docker-container$/,
+    ],
+    [
+      'driver options on the containerd store: a builder of its own, without asking the store',
+      { driverOptions: 'network=host' },
+      { [`${DOCKER} buildx inspect ${BUILDER}`]: missing, [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`]: ok, [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok },
+      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+      BUILDER,
+      /^loc_mock_DriverAutoBuilderInputs docker-container driverOptions$/,
+    ],
+  ];
+  for (const [name, inputs, exec, commands, builder, reason] of autoCases) {
+    it(`driver auto with ${name}`, async () => {
+      const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+      const build = buildLine(builder, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+      // No driver input: the agent passes task.json's default, auto.
+      const run = await runScenario(main({ imageName: 'app', cacheBackend: 'directory', cacheDir, ...inputs }, { [`${DOCKER} buildx inspect default`]: ok, ...containerBuilder, ...exec, [build]: ok }));
+      assert.ok(run.succeeded, run.stdout);
+      assert.deepEqual(run.commands, [...PREFLIGHT, ...commands, build]);
+      assert.equal(run.outputs.builderName, builder);
+      const said = /^loc_mock_DriverChosen (.*)$/m.exec(run.stdout)?.[1] ?? '';
+      assert.match(said, reason);
+      const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; summary?: { driver?: string } };
+      assert.equal(state.summary?.driver, said, 'the summary says what the log says');
+      assert.equal(state.removeBuilder, builder === BUILDER ? BUILDER : undefined);
+      // Either way the cache is exported; no warning about the image store.
+      assertWarnings(run, MOCK_BUILD_WARNINGS);
+    });
+  }
+
+  describe('buildxVersion: the tool cache', () => {
+    const mirror = 'https://mirror.example/buildx/releases';
+    const binary = '#!/bin/sh\necho pinned buildx\n';
+    const sha = (text: string): string => crypto.createHash('sha256').update(text).digest('hex');
+    const asset = `${mirror}/download/v0.19.2/buildx-v0.19.2.linux-amd64`;
+    const checksums = `${mirror}/download/v0.19.2/checksums.txt`;
+    const latest = `${mirror}/latest/download/checksums.txt`;
+    let tools: { dir: string; downloads: Record<string, string> };
+    beforeEach(() => {
+      tools = { dir: tempDir(), downloads: { [asset]: binary, [checksums]: `${sha(binary)}  buildx-v0.19.2.linux-amd64\n`, [latest]: `${sha(binary)}  buildx-v0.19.2.linux-amd64\n` } };
+    });
+    const run = (version: string): Promise<MockRun> =>
+      runScenario({
+        ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', buildxVersion: version, buildxDownloadUrl: mirror }, { [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', '--tag app:latest --load')]: ok }),
+        tools,
+      });
+    const downloads = (r: MockRun): string[] => r.stdout.split('\n').filter((l) => l.startsWith('[download] ')).map((l) => l.slice(11));
+    const plugin = (): string => path.join(agentTemp, `docker-buildx-cache-${ID}`, 'docker-config', 'cli-plugins', 'docker-buildx');
+
+    it('downloads and verifies a version, caches it, and makes it the plugin of a job-private docker config', async () => {
+      const r = await run('0.19.2');
+      assert.ok(r.succeeded, r.stdout);
+      assert.deepEqual(downloads(r), [checksums, asset]);
+      assert.match(r.stdout, /loc_mock_BuildxInstalled 0\.19\.2 https:\/\/mirror\.example\/.*buildx-v0\.19\.2\.linux-amd64, SHA-256 verified, now in the tool cache/);
+      assert.equal(fs.readFileSync(plugin(), 'utf8'), binary);
+      assert.equal(fs.realpathSync(plugin()), path.join(tools.dir, 'docker-buildx', '0.19.2', 'amd64', 'docker-buildx'));
+      const state = JSON.parse(r.taskVariables['DockerBuildxCache.State'] ?? '{}') as { dockerConfig?: string };
+      assert.equal(state.dockerConfig, path.dirname(path.dirname(plugin())));
+      assert.match(r.stdout, /loc_mock_PreflightBuildx 0\.19\.2 https:\/\/mirror\.example/);
+    });
+
+    it('a second job finds it in the tool cache and downloads nothing', async () => {
+      await run('0.19.2');
+      const second = await run('0.19.2');
+      assert.ok(second.succeeded, second.stdout);
+      assert.deepEqual(downloads(second), []);
+      assert.match(second.stdout, /loc_mock_BuildxInstalled 0\.19\.2 the tool cache/);
+    });
+
+    it('resolves latest from the newest release checksums', async () => {
+      const r = await run('latest');
+      assert.ok(r.succeeded, r.stdout);
+      assert.deepEqual(downloads(r), [latest, asset]);
+    });
+
+    it('rejects a corrupted download with a clear error, never caches it, and never runs docker', async () => {
+      tools.downloads[asset] = 'tampered';
+      const r = await run('0.19.2');
+      assert.ok(r.runner.failed);
+      assert.match(r.errors[0] ?? '', /^Input 'buildxVersion': loc_mock_BuildxInstallFailed 0\.19\.2 .*does not match its published SHA-256/);
+      assert.ok(!fs.existsSync(path.join(tools.dir, 'docker-buildx')));
+      assert.deepEqual(r.commands, []);
+    });
+  });
+
+  it('fails with the likely cause when no engine answers', async () => {
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker' },
+        { [`${DOCKER} version --format {{json .}}`]: { code: 1, stdout: '{"Client":{"Version":"28.2.2"},"Server":null}', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' } },
+      ),
+    );
+    assert.ok(run.runner.failed);
+    assert.match(run.errors[0] ?? '', /^loc_mock_PreflightNoEngine \S+ Cannot connect to the Docker daemon/);
+  });
+
+  // Feature gates, from what the preflight finds.
+  const gateCases: [string, Record<string, string>, ReturnType<typeof preflightAnswers>, RegExp | undefined, string | RegExp][] = [
+    ['the classic image store: a warning, and the docker driver builds without exporting cache', { driver: 'docker' }, preflightAnswers('0.19.2', 'Backing Filesystem'), /^loc_mock_WarnNoContainerdStore/, '--tag app:latest --load'],
+    ['buildx 0.35: the local export drops stale blobs itself', { driver: 'docker' }, preflightAnswers('0.35.0'), undefined, `--tag app:latest --cache-to type=local,dest=EXPORT,mode=max,compression=gzip,reset=true --load`],
+    ['buildx older than the task needs: an error naming buildxVersion', { driver: 'docker' }, preflightAnswers('0.9.1'), undefined, /^loc_mock_PreflightBuildxTooOld 0\.9\.1 0\.10\.0 0\.10\.0/],
+    ['no buildx plugin: an error naming buildxVersion', { driver: 'docker' }, { ...preflightAnswers(), [`${DOCKER} buildx version`]: { code: 1, stderr: "docker: 'buildx' is not a docker command." } }, undefined, /^loc_mock_PreflightNoBuildx docker: 'buildx' is not a docker command\./],
+  ];
+  for (const [name, inputs, answers, warning, expected] of gateCases) {
+    it(`gates: ${name}`, async () => {
+      const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+      const build = typeof expected === 'string' ? buildLine('default', expected.replace('EXPORT', exportDir)) : 'none';
+      const run = await runScenario(main({ imageName: 'app', cacheDir, ...inputs }, { ...answers, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+      if (typeof expected === 'string') {
+        assert.ok(run.succeeded, run.stdout);
+        assert.equal(run.commands.at(-1), build);
+        if (warning !== undefined) assert.match(run.warnings[0] ?? '', warning);
+        else assert.ok(!run.warnings.some((w) => /ContainerdStore/.test(w)));
+      } else {
+        assert.ok(run.runner.failed);
+        assert.match(run.errors[0] ?? '', expected);
+        assert.ok(!run.commands.some((c) => c.includes('buildx build')));
+      }
+    });
+  }
+});

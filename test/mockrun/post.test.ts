@@ -1,0 +1,113 @@
+import * as assert from 'assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import { cleanup, tempDir, writeTree } from '../helpers';
+import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
+import { cacheLayout, writeLayout } from '../oci-fixture';
+import { runScenario, type MockRun } from './harness';
+import { DOCKER } from './types';
+import { agentTemp, assertWarnings, freshPostJob, ok } from './job';
+
+describe('mock-run: the post-job step', function () {
+  this.timeout(30000);
+  beforeEach(freshPostJob);
+  afterEach(cleanup);
+
+  const state = (s: object): Record<string, string> => ({ 'DockerBuildxCache.State': JSON.stringify({ version: 1, cleanup: [], ...s }) });
+
+  /** A state whose save points at a real cache folder and a real store. */
+  function withSave(when: 'onSuccess' | 'always', extra: { storePath?: string; failOnError?: boolean } = {}): { taskVariables: Record<string, string>; storePath: string } {
+    const cacheDir = path.join(tempDir(), '.buildx-cache');
+    const layout = cacheLayout(['deps', 'app']);
+    writeLayout(cacheDir, layout.root, layout.blobs);
+    const storePath = extra.storePath ?? path.join(tempDir(), 'store');
+    const save = { store: { kind: 'local', path: storePath }, cacheDir, segments: ['buildx', '"Linux"', 'app'], scope: 'refs/heads/main', retentionDays: 7, failOnError: extra.failOnError ?? false, when };
+    const summary = { backend: 'local', image: 'app:latest', key: 'buildx|"Linux"|app', hit: 'false', phases: [['Build', 1200]] };
+    return { taskVariables: state({ save, summary, removeBuilder: 'b1' }), storePath };
+  }
+  const withRm = { [`${DOCKER} buildx rm b1`]: ok };
+  const summaryFile = (run: MockRun): string => {
+    const m = /##vso\[task\.uploadsummary\](.*)$/m.exec(run.stdout);
+    assert.ok(m, 'a summary was uploaded');
+    return fs.readFileSync(m[1] ?? '', 'utf8');
+  };
+
+  const statuses: [string, 'onSuccess' | 'always', string, boolean][] = [
+    ['saves after a job that succeeded', 'onSuccess', 'Succeeded', true],
+    ['saves after a job that succeeded with issues', 'onSuccess', 'SucceededWithIssues', true],
+    ['does not save after a failed job with onSuccess', 'onSuccess', 'Failed', false],
+    ['does not save after a canceled job with onSuccess', 'onSuccess', 'Canceled', false],
+    ['saves after a failed job with always', 'always', 'Failed', true],
+  ];
+  for (const [name, when, status, saves] of statuses) {
+    it(`${name} (${status}), uploads the summary and still cleans up`, async () => {
+      const { taskVariables, storePath } = withSave(when);
+      const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': status, 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+      assert.ok(run.succeeded, run.stdout);
+      assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
+      const stats = await new LocalStore(storePath).stats();
+      assert.equal(stats.entries, saves ? 1 : 0);
+      const summary = summaryFile(run);
+      assert.match(summary, /\| Cache backend \| `local` \|/);
+      if (saves) {
+        assert.match(run.stdout, /loc_mock_Saved buildx\|"Linux"\|app refs\/heads\/main/);
+        assert.match(summary, /\| Bytes saved \| \d+ B in 4 new blobs \|/);
+        assert.match(summary, /\| Store size \| .* in 4 blobs, 1 entries \|/);
+      } else {
+        assert.match(run.stdout, new RegExp(`loc_mock_SaveSkippedJobStatus ${status}`));
+        assert.match(summary, new RegExp(`\\| Bytes saved \\| nothing \\(the job's status is ${status}\\)`));
+      }
+    });
+  }
+
+  it('a failed save is a warning, and the summary says so', async () => {
+    const blocker = path.join(tempDir(), 'not-a-folder');
+    fs.writeFileSync(blocker, 'x');
+    const { taskVariables } = withSave('always', { storePath: path.join(blocker, 'store') });
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded', 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+    assert.ok(run.succeeded, run.stdout);
+    assertWarnings(run, [/^loc_mock_WarnSaveFailed local store .*not-a-folder\/store ENOTDIR/]);
+    assert.match(summaryFile(run), /\| Bytes saved \| nothing \(see the warning in the log\) \|/);
+  });
+
+  it('with failOnCacheError a failed save fails the step, after the summary and the cleanup', async () => {
+    const blocker = path.join(tempDir(), 'not-a-folder');
+    fs.writeFileSync(blocker, 'x');
+    const { taskVariables } = withSave('always', { storePath: path.join(blocker, 'store'), failOnError: true });
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded', 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+    assert.ok(run.runner.failed);
+    assert.match(run.errors[0] ?? '', /^loc_mock_WarnSaveFailed local store .*ENOTDIR/);
+    assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
+    assert.match(summaryFile(run), /\| Bytes saved \| nothing \(loc_mock_WarnSaveFailed/);
+  });
+
+  it('removes the builder the main step created and deletes the job-private folder', async () => {
+    const jobDir = path.join(agentTemp, 'docker-buildx-cache-x');
+    writeTree(jobDir, { 'secrets/secret-0': 'value' });
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded' }, taskVariables: state({ removeBuilder: 'b1', cleanup: [jobDir] }), exec: { [`${DOCKER} buildx rm b1`]: ok } });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
+    assert.match(run.stdout, /loc_mock_BuilderRemoved b1/);
+    assert.ok(!fs.existsSync(jobDir));
+  });
+
+  it('warns but never fails when the builder cannot be removed', async () => {
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Failed' }, taskVariables: state({ removeBuilder: 'b1' }), exec: { [`${DOCKER} buildx rm b1`]: { code: 1, stdout: '', stderr: 'ERROR: no builder "b1" found' } } });
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.errors.length, 0);
+    assertWarnings(run, [/^loc_mock_WarnBuilderRemoveFailed b1 ERROR: no builder "b1" found/]);
+  });
+
+  it('removes nothing it did not create', async () => {
+    const run = await runScenario({ step: 'post', taskVariables: state({}), exec: {} });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, []);
+  });
+
+  it('does nothing when the main step stopped before it saved any state', async () => {
+    const run = await runScenario({ step: 'post', exec: {} });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, []);
+    assert.match(run.stdout, /loc_mock_PostNothingToDo/);
+  });
+});
