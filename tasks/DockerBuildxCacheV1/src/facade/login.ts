@@ -18,7 +18,7 @@ export interface RegistryLogin {
  * registry (measured: the ping came from dockerd), so a facade on this machine's loopback could not
  * be logged in to through a remote engine. The file is replaced atomically and stays private (0600).
  * A config with a global credential store (`credsStore`) is refused: buildx would ask that store
- * instead of reading `auths`, and the job-private config never has one (see docker-config.ts).
+ * instead of reading `auths`, and the job-private config never has one (see docker/config-dir.ts).
  */
 export async function addLogin(configDir: string, login: RegistryLogin): Promise<void> {
   const file = path.join(configDir, 'config.json');
