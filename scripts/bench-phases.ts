@@ -26,7 +26,7 @@ import { ROOT, runJob, type JobResult } from './agent';
 import { benchDockerfile } from './bench-workload';
 import { BASE_IMAGE, ensureEngine } from './engine';
 import { buildkitdToml, dockerConfigWith, provisionHostedEngine } from './hosted-engine';
-import { median } from './measure';
+import { median, vertexSeconds } from './measure';
 
 const WARM_JOBS = Number(process.env.DBXC_BENCH_WARM_JOBS ?? 3);
 const IMAGE = 'dbxc-bench/phases';
@@ -49,21 +49,6 @@ interface Split {
   readonly main: number;
   readonly post: number;
   readonly driver: string;
-}
-
-/** Seconds of each BuildKit vertex whose name matches, from `#N name` … `#N DONE 1.2s`. */
-function vertexSeconds(log: string, name: RegExp): number {
-  const names = new Map<string, string>();
-  let total = 0;
-  for (const line of log.split('\n')) {
-    const head = /^#(\d+) (.*)$/.exec(line);
-    if (head === null) continue;
-    const [, id = '', rest = ''] = head;
-    if (!names.has(id)) names.set(id, rest);
-    const done = /^DONE ([\d.]+)s$/.exec(rest);
-    if (done !== null && name.test(names.get(id) ?? '')) total += Number(done[1]);
-  }
-  return total;
 }
 
 function split(r: JobResult): Split {
