@@ -14,8 +14,8 @@
 //   push + pull, uncompressed  the same with uncompressed layers
 //   push only            what output: registry needs: the image in the registry, nothing loaded
 // Each image that reaches the engine is checked: it runs and prints this revision, its layers are
-// the ones --load gives, and it has its tag. Writes out/bench/load.md (or with --update, nothing
-// else: npm run bench puts the same table in BENCHMARKS.md).
+// the ones --load gives, and it has its tag. Writes out/load.md; npm run bench puts the same table
+// in BENCHMARKS.md. DBXC_BENCH_LOAD_REPS sets the runs of each way, DBXC_BENCH_LOAD_METHODS picks ways.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -23,6 +23,7 @@ import { OUT, run, World, type Ran } from './bench-world';
 import { revisionsWorkload, writeRevision } from './bench-workload';
 import { median, vertexSeconds } from './measure';
 
+/** Runs of each way: DBXC_BENCH_LOAD_REPS, else 5 on its own (npm run bench passes its own). */
 const REPS = Number(process.env.DBXC_BENCH_LOAD_REPS ?? 5);
 /** DBXC_BENCH_LOAD_METHODS=load,push-pull picks ways (the baseline is always run). */
 const PICKED = process.env.DBXC_BENCH_LOAD_METHODS?.split(',').filter((m) => m !== '');
@@ -83,8 +84,8 @@ const SPECS: Spec[] = [
 
 const EXPORT_VERTICES = /^(exporting to docker image format|exporting to oci image format|exporting to image|sending tarball)$/;
 
-/** Runs every method REPS times, in a rotating order, on the hosted-agent engine. */
-export async function measureLoadMethods(world: World, log: (line: string) => void): Promise<LoadResults> {
+/** Runs every method `reps` times, in a rotating order, on the hosted-agent engine. */
+export async function measureLoadMethods(world: World, log: (line: string) => void, reps = REPS): Promise<LoadResults> {
   const engine = world.engines.get('hosted');
   if (engine === undefined) throw new Error('the load methods need the hosted-agent engine');
   const dir = path.join(OUT, 'load');
@@ -108,7 +109,7 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
     let reference: string | undefined;
     let imageBytes = 0;
     const specs = SPECS.filter((s) => s.id === 'cacheonly' || s.id === 'load' || PICKED === undefined || PICKED.includes(s.id));
-    for (let rep = 0; rep < REPS; rep++) {
+    for (let rep = 0; rep < reps; rep++) {
       for (let i = 0; i < specs.length; i++) {
         const spec = specs[(i + rep) % specs.length];
         if (spec === undefined) continue;
@@ -150,7 +151,7 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
     return {
       engine: 'hosted-agent engine (classic image store), a docker-container builder',
       imageBytes,
-      reps: REPS,
+      reps,
       methods: SPECS.filter((s) => (runs.get(s.id)?.length ?? 0) > 0).map((s) => {
         const r = runs.get(s.id) ?? [];
         const c = checks.get(s.id) ?? { ok: false, check: 'not run' };
