@@ -99,6 +99,8 @@ export interface JobMeasure {
   readonly changedBytes?: number;
   /** The image in the engine runs and holds this revision. */
   readonly imageOk: boolean;
+  /** For the task: the builder driver its log names (`Builder driver: …`). */
+  readonly driver?: string;
   readonly probe?: TaskProbe;
 }
 
@@ -300,6 +302,7 @@ export class Pipeline {
       cacheBytes: folder === undefined ? undefined : sum([...folder.values()]),
       changedBytes,
       imageOk: image.code === 0 && image.stdout.trim() === check.out,
+      driver: isTask(this.alt) ? (/^Builder driver: (.*)$/m.exec(m.log)?.[1]?.trim() ?? '?') : undefined,
       probe: m.probe,
     };
   }

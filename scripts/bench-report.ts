@@ -27,6 +27,7 @@ const s2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '–');
 const x2 = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–');
 const pct = (v: number): string => (Number.isFinite(v) ? `${(v * 100).toFixed(0)}%` : '–');
 const gb = (b: number): number => b / 1e9;
+const mbs = (b: number): string => (Number.isFinite(b) ? mb(b) : '–');
 
 /** The jobs of one pipeline. */
 function jobsOf(r: Results, engine: EngineKind, workload: string, alt: Alternative): JobMeasure[] {
@@ -79,7 +80,7 @@ function targets(r: Results): Target[] {
   out.push({
     issue: '#14, #16',
     what: 'a new agent with azureBlob: job time ≤ 1.0× BuildKit\'s type=azblob on the same Azurite (warm source-only jobs, hosted-agent engine)',
-    measured: `${s2(az.a)} s against ${s2(az.b)} s: ${x2(az.ratio)}; downloaded ${mb(azDown)} against ${mb(nativeDown)}`,
+    measured: `${s2(az.a)} s against ${s2(az.b)} s: ${x2(az.ratio)}; downloaded ${mbs(azDown)} against ${mbs(nativeDown)}`,
     met: met(az.ratio <= 1.0, Number.isFinite(az.ratio)),
   });
   for (const alt of TASK_ALTS) {
@@ -170,6 +171,32 @@ function targets(r: Results): Target[] {
 /** The directory backend's own Cache phase, which the folder path keeps (restoreS holds it together with Cache@2's restore). */
 function folderPhases(j: JobMeasure): number {
   return sum((j.probe?.phases ?? []).filter(([t]) => t === 'Cache').map(([, ms]) => ms)) / 1000;
+}
+
+/** Which builder driver the task chose on an engine, as its log says, per backend. */
+function driversLine(r: Results, engine: EngineKind): string[] {
+  const seen = TASK_ALTS.map((a) => [a, [...new Set(jobsOf(r, engine, 'revisions', a).map((j) => j.driver ?? '?'))]] as const).filter(([, d]) => d.length > 0);
+  if (seen.length === 0) return [];
+  return [`The task's builder on the ${ENGINE_TITLES[engine]}, as its log says: ${seen.map(([a, d]) => `${TITLES[a]}: ${d.join('; ')}`).join('. ')}.`, ''];
+}
+
+/**
+ * The README's headline table: the warm source-only job of every alternative on both engines, as
+ * ratios to the template and the kept-state limit on the same engine (written to out/bench/headline.md).
+ */
+export function renderHeadline(r: Results): string {
+  const warm = (e: EngineKind, a: Alternative): number => medianOf(warmOf(jobsOf(r, e, 'revisions', a)), (j) => j.jobS);
+  const alts = ALTERNATIVES.filter((a) => ENGINES.some((e) => jobsOf(r, e, 'revisions', a).length > 0));
+  const cells = (e: EngineKind, a: Alternative): string => {
+    const s = warm(e, a);
+    return Number.isFinite(s) ? `${s2(s)} s | ${x2(s / warm(e, 'template'))} | ${x2(s / warm(e, 'kept-state'))}` : '– | – | –';
+  };
+  return [
+    '| warm source-only job | hosted-agent engine | ÷ template | ÷ kept state | self-hosted agent | ÷ template | ÷ kept state |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...alts.map((a) => `| ${TITLES[a]} | ${cells('hosted', a)} | ${cells('self-hosted', a)} |`),
+    '',
+  ].join('\n');
 }
 
 /** The comparison table of one engine: every alternative against the template and the kept-state limit. */
@@ -380,7 +407,8 @@ function revisionsText(r: Results): string {
     const ns = [...revs].filter(([, k]) => k === kind).map(([n]) => n).sort((a, b) => a - b);
     return ns.length === 0 ? 'none' : ns.length === 1 ? String(ns[0]) : `${ns.slice(0, -1).join(', ')} and ${String(ns[ns.length - 1])}`;
   };
-  return `${revisionsCount(r)} revisions, the sources changing at every one, the lock file at ${list('lock')}, so the warm source-only jobs are revisions ${list('source')}`;
+  const fewer = revisionsCount(r) < 10 ? ' (fewer than the issue\'s ten, so that the whole run stays under 25 minutes on this machine; `--revisions=10` runs ten)' : '';
+  return `${revisionsCount(r)} revisions${fewer}, the sources changing at every one, the lock file at ${list('lock')}, so the warm source-only jobs are revisions ${list('source')}`;
 }
 
 export function renderReport(r: Results): string {
@@ -399,8 +427,8 @@ export function renderReport(r: Results): string {
     '',
     '**Two kinds of agent**, one engine each:',
     '',
-    '- **hosted-agent engine** (`scripts/hosted-engine.sh`): the classic image store, as on a Microsoft-hosted agent. Every job is a new agent: new workspace, work, temp and docker-config folders; the engine holds neither the image nor the BuildKit image, which is pulled again (from the loopback mirror that stands in for Docker Hub), and its build cache is empty. What outlives a job is only what lives outside the agent: the Cache@2 service (emulated: a tar per entry on local disk, so without its network time), Azurite, the registry, and for the task\'s `local` store a folder that agents mount as a share (`localStorePath`). The task runs with `driver: auto`, which becomes `docker-container`; `driverOptions: network=host` and a `buildkitdConfig` that mirrors docker.io are what reaching the loopback mirror takes here.',
-    '- **self-hosted agent** (`scripts/engine.sh`): the containerd image store, `driver: auto`, which becomes `docker`. One agent runs a pipeline\'s jobs in turn and keeps its engine (images, build cache) and its folders (`Pipeline.Workspace`, so the cache folder; `Agent.WorkFolder`, so the local store); each job gets a new temp folder. Each pipeline starts on a new such agent: empty folders, an empty build cache, the BuildKit and base images present.',
+    '- **hosted-agent engine** (`scripts/hosted-engine.sh`): the classic image store, as on a Microsoft-hosted agent. Every job is a new agent: new workspace, work, temp and docker-config folders; the engine holds neither the image nor the BuildKit image, which is pulled again (from the loopback mirror that stands in for Docker Hub), and its build cache is empty. What outlives a job is only what lives outside the agent: the Cache@2 service (emulated: a tar per entry on local disk, so without its network time), Azurite, the registry, and for the task\'s `local` store a folder that agents mount as a share (`localStorePath`). The task runs with its default `driver: auto` (which chooses `docker-container` on the classic store; the line under each table below says what it chose in this run); `driverOptions: network=host` and a `buildkitdConfig` that mirrors docker.io are what reaching the loopback mirror takes here.',
+    '- **self-hosted agent** (`scripts/engine.sh`): the containerd image store, the task with its default `driver: auto`. One agent runs a pipeline\'s jobs in turn and keeps its engine (images, build cache) and its folders (`Pipeline.Workspace`, so the cache folder; `Agent.WorkFolder`, so the local store); each job gets a new temp folder. Each pipeline starts on a new such agent: empty folders, an empty build cache, the BuildKit and base images present.',
     '',
     'The agent variables differ as on real agents: a hosted job gets `Agent.Name` `Azure Pipelines N`, a new `Agent.Id` and `Agent.MachineName`, and `Agent.CloudId`; the self-hosted agent has one name, id and machine and no `Agent.CloudId`. Both use buildx from `../shared` through the agent\'s docker config.',
     '',
@@ -426,7 +454,7 @@ export function renderReport(r: Results): string {
     '',
     ...ENGINES.flatMap((e) => {
       const c = comparison(r, e);
-      return c.length === 0 ? [] : [...c, ''];
+      return c.length === 0 ? [] : [...c, '', ...driversLine(r, e)];
     }),
     '## Where the task\'s time goes',
     '',

@@ -306,7 +306,7 @@ export class World {
     };
   }
 
-  /** Stops the services, removes what the run added to the engines, and deletes out/bench but its reports. */
+  /** Stops the services, removes what the run added to the engines, and deletes out/bench but its reports, results.json and the CPU profiles. */
   async stop(keep: boolean): Promise<void> {
     await this.azurite?.proxy.close();
     await this.registry?.proxy.close();
@@ -327,7 +327,7 @@ export class World {
     for (const { dockerHost, image } of this.added) await run('docker', ['image', 'rm', image], { env: { DOCKER_HOST: dockerHost }, allowFail: true });
     if (!keep) {
       for (const entry of fs.existsSync(OUT) ? fs.readdirSync(OUT) : []) {
-        if (!entry.endsWith('.md') && entry !== 'profiles') fs.rmSync(path.join(OUT, entry), { recursive: true, force: true });
+        if (!entry.endsWith('.md') && entry !== 'results.json' && entry !== 'profiles') fs.rmSync(path.join(OUT, entry), { recursive: true, force: true });
       }
     }
   }
