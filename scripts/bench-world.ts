@@ -322,7 +322,10 @@ export class World {
       if (volumes.length > 0) await run('docker', ['volume', 'rm', '-f', ...volumes], { env, allowFail: true });
       const images = await lines(['image', 'ls', '-q', '--filter', `label=${BENCH_LABEL}`]);
       if (images.length > 0) await run('docker', ['image', 'rm', '-f', ...new Set(images)], { env, allowFail: true });
-      await run('docker', ['buildx', 'prune', '-af', '--builder', 'default'], { env: { ...env, DOCKER_CONFIG: path.join(OUT, 'cleanup-config') }, allowFail: true });
+      // With a docker config that has buildx (a config folder without it has no `docker buildx`).
+      const config = path.join(OUT, `cleanup-config-${engine.kind}`);
+      if (this.hosted !== undefined) await this.dockerConfig(config, engine, false);
+      await run('docker', ['buildx', 'prune', '-af', '--builder', 'default'], { env: { ...env, DOCKER_CONFIG: config }, allowFail: true });
     }
     for (const { dockerHost, image } of this.added) await run('docker', ['image', 'rm', image], { env: { DOCKER_HOST: dockerHost }, allowFail: true });
     if (!keep) {
