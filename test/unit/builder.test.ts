@@ -1,6 +1,6 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
-import { defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
+import { BOOTSTRAP_RETRY, defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
 import { errorTail, type DockerCli, type RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 
 type Script = Record<string, RunResult | RunResult[]>;
@@ -76,6 +76,33 @@ describe('builder lifecycle', () => {
     const created = sinon.spy();
     await assert.rejects(ensureBuilder(docker, config(), 'job-b', created), /bootstrap job-b failed/);
     assert.ok(created.calledOnceWith('job-b'));
+  });
+
+  it('two jobs starting one builder at once: the one whose bootstrap lost the race tries again and finds it started', async () => {
+    const retry = { ...BOOTSTRAP_RETRY };
+    BOOTSTRAP_RETRY.delayMs = 1;
+    try {
+      const { docker, run } = fakeDocker({
+        'buildx inspect kept': [missing, ok],
+        'buildx create --name kept --driver docker-container': { code: 1, stdout: '', stderr: 'ERROR: existing instance for "kept" but no append mode, specify the node name to make changes for existing instances' },
+        'buildx inspect --bootstrap kept': [
+          { code: 1, stdout: '', stderr: 'ERROR: Error response from daemon: Conflict. The container name "/buildx_buildkit_kept0" is already in use by container "4f1c".' },
+          { code: 0, stdout: 'Name: kept\nPlatforms: linux/amd64\n', stderr: '' },
+        ],
+      });
+      const created = sinon.spy();
+      assert.deepEqual(await ensureBuilder(docker, config(), 'kept', created), { name: 'kept', created: false, platforms: ['linux/amd64'] });
+      assert.ok(created.notCalled, 'a builder another job created is not this job\'s to remove');
+      assert.equal(run.args.filter((a) => a[0].join(' ') === 'buildx inspect --bootstrap kept').length, 2);
+    } finally {
+      Object.assign(BOOTSTRAP_RETRY, retry);
+    }
+  });
+
+  it('a bootstrap that fails for another reason is not tried again', async () => {
+    const { docker, run } = fakeDocker({ 'buildx inspect kept': ok, 'buildx inspect --bootstrap kept': { code: 1, stdout: '', stderr: 'ERROR: failed to pull moby/buildkit' } });
+    await assert.rejects(ensureBuilder(docker, config(), 'kept', () => undefined), /bootstrap kept failed/);
+    assert.equal(run.callCount, 2);
   });
 
   const dockerDriver: [string, Partial<BuilderSpec>, string][] = [

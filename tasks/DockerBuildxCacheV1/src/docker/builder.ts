@@ -67,9 +67,29 @@ export async function ensureBuilder(docker: DockerCli, config: BuilderSpec, defa
       throw new BuilderError(explain(`docker buildx create --name ${name}`, create));
     }
   }
-  const bootstrap = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo: true });
+  const bootstrap = await bootstrapBuilder(docker, name);
   if (bootstrap.code !== 0) throw new BuilderError(explain(`docker buildx inspect --bootstrap ${name}`, bootstrap));
   return { name, created, platforms: parsePlatforms(bootstrap.stdout) };
+}
+
+/** How often, and how far apart, a bootstrap that lost a race is tried again. */
+export const BOOTSTRAP_RETRY = { attempts: 3, delayMs: 1000 };
+
+/** What docker says to the loser of two jobs that start one builder at once. */
+export const isBootstrapRace = (result: RunResult): boolean => /already in use|already exists|Conflict\./i.test(result.stderr + result.stdout);
+
+/**
+ * `buildx inspect --bootstrap`, tried again when it lost a race: two jobs that start one builder
+ * at once (a builder an agent keeps, or a shared builderName) both create its container, and the
+ * one that loses the race ("is already in use") finds it started on the next try.
+ */
+async function bootstrapBuilder(docker: DockerCli, name: string): Promise<RunResult> {
+  let result = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo: true });
+  for (let attempt = 1; result.code !== 0 && isBootstrapRace(result) && attempt < BOOTSTRAP_RETRY.attempts; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, BOOTSTRAP_RETRY.delayMs));
+    result = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo: true });
+  }
+  return result;
 }
 
 export async function removeBuilder(docker: DockerCli, name: string): Promise<RunResult> {
