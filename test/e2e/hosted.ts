@@ -37,6 +37,9 @@ RUN cat src/main.txt > /app/out.txt
 export const DEPS_STEP = '[4/6] RUN echo "installing';
 export const HOSTED_FILES = { Dockerfile: HOSTED_DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' };
 
+/** The Agent.CloudId of the emulated Microsoft-hosted agents. */
+export const HOSTED_CLOUD_ID = 'c3d2d4d6-6a6e-4c7a-9f2a-0b1a2c3d4e5f';
+
 /** Names of builder containers and volumes that jobs of this task make: buildx_buildkit_<builder>0[_state]. */
 const TASK_BUILDERS = 'buildx_buildkit_buildx-cache-';
 
@@ -61,10 +64,15 @@ export class HostedAgents {
     for (const agents of HostedAgents.made.splice(0)) fs.rmSync(agents.dir, { recursive: true, force: true });
   }
 
-  /** The environment of an agent whose docker config has the `side` buildx. */
-  env(side: BuildxSide): NodeJS.ProcessEnv {
+  /**
+   * The environment of an agent whose docker config has the `side` buildx. A Microsoft-hosted
+   * agent (the default) has what such an agent tells a task: Agent.CloudId, and the runner image's
+   * ImageOS and ImageVersion; a self-hosted one has neither.
+   */
+  env(side: BuildxSide, kind: 'hosted' | 'selfHosted' = 'hosted'): NodeJS.ProcessEnv {
     const plugin = side === 'current' ? this.engine.buildxPlugin : this.engine.debianBuildx;
-    return { DOCKER_HOST: this.engine.dockerHost, DOCKER_CONFIG: dockerConfigWith(plugin, tempDir('dbxc-e2e-docker-config-')) };
+    const hosted = kind === 'hosted' ? { AGENT_CLOUDID: HOSTED_CLOUD_ID, ImageOS: 'ubuntu24', ImageVersion: '20251123.1.0' } : {};
+    return { DOCKER_HOST: this.engine.dockerHost, DOCKER_CONFIG: dockerConfigWith(plugin, tempDir('dbxc-e2e-docker-config-')), ...hosted };
   }
 
   /**
@@ -76,8 +84,8 @@ export class HostedAgents {
   }
 
   /** A workspace on a hosted agent; every job states the driver it depends on (auto) and reaches the mirror. */
-  workspace(side: BuildxSide, files: Record<string, string> = HOSTED_FILES, inputs: Record<string, string> = {}): Workspace {
-    return new Workspace(files, { env: this.env(side), inputs: { driver: 'auto', ...this.builderInputs, ...inputs } });
+  workspace(side: BuildxSide, files: Record<string, string> = HOSTED_FILES, inputs: Record<string, string> = {}, kind: 'hosted' | 'selfHosted' = 'hosted'): Workspace {
+    return new Workspace(files, { env: this.env(side, kind), inputs: { driver: 'auto', ...this.builderInputs, ...inputs } });
   }
 }
 

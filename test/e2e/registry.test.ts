@@ -112,7 +112,7 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
   it('a builder the task creates lives in the job-private config, where the post-job step finds and removes it', async () => {
     // docker-container cannot boot here (its BuildKit image cannot be pulled), but `buildx create`
     // records the builder in the config, and the post-job step must remove it from the same one.
-    const r = await w.job('builder in private config', { driver: 'docker-container', cacheBackend: 'none', containerRegistry: 'REG' }, {}, connection());
+    const r = await w.job('builder in private config', { driver: 'docker-container', builderLifetime: 'job', cacheBackend: 'none', containerRegistry: 'REG' }, {}, connection());
     const name = r.main.outputs.builderName ?? /--name (buildx-cache-[0-9a-f]+)/.exec(r.main.stdout)?.[1];
     assert.match(name ?? '', /^buildx-cache-[0-9a-f]+$/, r.main.stdout);
     assert.match(r.main.stdout, new RegExp(`docker buildx create --name ${name ?? ''}`));

@@ -6,12 +6,72 @@ import { cleanup, tempDir } from '../helpers';
 import { cacheLayout, writeLayout } from '../oci-fixture';
 import { runScenario, type MockRun } from './harness';
 import { DOCKER } from './types';
-import { agentTemp, agentWork, assertWarnings, BUILDER, buildLine, cacheDir, containerBuilder, freshJob, ID, main, metadata, missing, MOCK_BUILD_WARNINGS, ok, PREFLIGHT, PREFLIGHT_DOCKER, preflightAnswers } from './job';
+import { agentTemp, agentWork, assertWarnings, BUILDER, buildLine, cacheDir, containerBuilder, freshJob, ID, JOB, main, metadata, missing, MOCK_BUILD_WARNINGS, ok, PREFLIGHT, PREFLIGHT_DOCKER, preflightAnswers, variables } from './job';
+import { defaultBuilderName } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
+import { agentBuilderName } from '../../tasks/DockerBuildxCacheV1/src/docker/lifetime';
 
 describe('mock-run: the main step: builders, drivers, buildx and the preflight', function () {
   this.timeout(30000);
   beforeEach(freshJob);
   afterEach(cleanup);
+
+  describe('builder lifetime', () => {
+    const selfHosted = (): Record<string, string> => {
+      const v: Record<string, string> = { ...variables(), 'Agent.Name': 'build-vm-1', 'Agent.Id': '7', 'Agent.HomeDirectory': '/opt/agent' };
+      delete v['Agent.CloudId'];
+      return v;
+    };
+    const KEPT = agentBuilderName({ id: '7', name: 'build-vm-1', home: '/opt/agent' }, { driver: 'docker-container', driverOptions: [] });
+    const JOB_ON_SELF_HOSTED = defaultBuilderName(JOB, 'build-vm-1');
+    const exportDir = (): string => path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const builds = (builder: string): string => buildLine(builder, `--tag app:latest --cache-to type=local,dest=${exportDir()},mode=max,compression=gzip --load`);
+    const creates = (builder: string): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
+      [`${DOCKER} buildx inspect ${builder}`]: missing,
+      [`${DOCKER} buildx create --name ${builder} --driver docker-container`]: ok,
+      [`${DOCKER} buildx inspect --bootstrap ${builder}`]: ok,
+      [builds(builder)]: ok,
+    });
+    type State = { removeBuilder?: string; keepBuilder?: { name: string; keepStorage?: string } };
+    const stateOf = (run: MockRun): State => JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as State;
+
+    // the agent, the inputs → the builder, what the post-job step does with it, the log's reason
+    const cases: [string, () => Record<string, string>, Record<string, string>, string, State, RegExp][] = [
+      ['a self-hosted agent keeps its builder, pruned to 10GB', selfHosted, {}, KEPT, { keepBuilder: { name: KEPT, keepStorage: '10GB' } }, /^loc_mock_LifetimeChosen loc_mock_LifetimeSelfHosted agent build-vm-1$/m],
+      ['a self-hosted agent with builderLifetime job: the job builder, removed', selfHosted, { builderLifetime: 'job' }, JOB_ON_SELF_HOSTED, { removeBuilder: JOB_ON_SELF_HOSTED }, /^loc_mock_LifetimeChosen loc_mock_LifetimeFromInput job$/m],
+      ['a Microsoft-hosted agent: the job builder, removed', variables, {}, BUILDER, { removeBuilder: BUILDER }, /^loc_mock_LifetimeChosen loc_mock_LifetimeCloudId job$/m],
+      ['a Microsoft-hosted agent with builderLifetime agent: kept, pruned to 2GB', variables, { builderLifetime: 'agent', builderKeepStorage: '2GB' }, agentBuilderName({ name: 'agent-1' }, { driver: 'docker-container', driverOptions: [] }), { keepBuilder: { name: agentBuilderName({ name: 'agent-1' }, { driver: 'docker-container', driverOptions: [] }), keepStorage: '2GB' } }, /^loc_mock_LifetimeChosen loc_mock_LifetimeFromInput agent$/m],
+      ['a self-hosted agent with removeBuilder false: kept, as without it', selfHosted, { removeBuilder: 'false' }, KEPT, { keepBuilder: { name: KEPT, keepStorage: '10GB' } }, /^loc_mock_LifetimeChosen loc_mock_LifetimeSelfHosted agent build-vm-1$/m],
+    ];
+    for (const [name, vars, inputs, builder, state, reason] of cases) {
+      it(name, async () => {
+        const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container', ...inputs }, variables: vars(), exec: { ...preflightAnswers(), ...creates(builder) } });
+        assert.ok(run.succeeded, run.stdout);
+        assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect ${builder}`, `${DOCKER} buildx create --name ${builder} --driver docker-container`, `${DOCKER} buildx inspect --bootstrap ${builder}`, builds(builder)]);
+        assert.equal(run.outputs.builderName, builder);
+        const s = stateOf(run);
+        assert.deepEqual({ removeBuilder: s.removeBuilder, keepBuilder: s.keepBuilder }, { removeBuilder: state.removeBuilder, keepBuilder: state.keepBuilder });
+        assert.match(run.stdout, reason);
+      });
+    }
+
+    it('a self-hosted agent with builderName: that builder, neither kept nor removed when it existed', async () => {
+      const exec = { ...preflightAnswers(), [`${DOCKER} buildx inspect mine`]: ok, [`${DOCKER} buildx inspect --bootstrap mine`]: ok, [builds('mine')]: ok };
+      const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', builderName: 'mine' }, variables: selfHosted(), exec });
+      assert.ok(run.succeeded, run.stdout);
+      assert.equal(run.outputs.builderName, 'mine');
+      assert.deepEqual(stateOf(run).keepBuilder, undefined);
+      assert.deepEqual(stateOf(run).removeBuilder, undefined);
+      assert.doesNotMatch(run.stdout, /loc_mock_LifetimeChosen/);
+    });
+
+    it('a self-hosted agent whose kept builder exists: reused, not created', async () => {
+      const exec = { ...preflightAnswers(), [`${DOCKER} buildx inspect ${KEPT}`]: ok, [`${DOCKER} buildx inspect --bootstrap ${KEPT}`]: ok, [builds(KEPT)]: ok };
+      const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container' }, variables: selfHosted(), exec });
+      assert.ok(run.succeeded, run.stdout);
+      assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect ${KEPT}`, `${DOCKER} buildx inspect --bootstrap ${KEPT}`, builds(KEPT)]);
+      assert.deepEqual(stateOf(run).keepBuilder, { name: KEPT, keepStorage: '10GB' });
+    });
+  });
 
   it('docker-container: creates a job-unique builder, builds with a fresh cache export, and hands the builder to the post step', async () => {
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);

@@ -48,7 +48,9 @@ export function variables(): Record<string, string> {
     'Pipeline.Workspace': path.dirname(cacheDir),
     'System.JobId': JOB,
     'System.TaskInstanceId': TASK,
+    // A Microsoft-hosted agent, whose builders live for the job (builder.test.ts has self-hosted ones).
     'Agent.Name': 'agent-1',
+    'Agent.CloudId': 'c3d2d4d6-6a6e-4c7a-9f2a-0b1a2c3d4e5f',
     'Agent.WorkFolder': agentWork,
     'Agent.OS': 'Linux',
     'Build.SourceBranch': 'refs/heads/main',

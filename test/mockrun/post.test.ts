@@ -81,6 +81,27 @@ describe('mock-run: the post-job step', function () {
     assert.match(summaryFile(run), /\| Bytes saved \| nothing \(loc_mock_WarnSaveFailed/);
   });
 
+  it('a builder the agent keeps: pruned to its limit, never removed', async () => {
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded' }, taskVariables: state({ keepBuilder: { name: 'kept', keepStorage: '10GB' } }), exec: { [`${DOCKER} buildx prune --builder kept --all --force --keep-storage 10GB`]: ok } });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, [`${DOCKER} buildx prune --builder kept --all --force --keep-storage 10GB`]);
+    assert.match(run.stdout, /loc_mock_PhasePruneBuilder: [\d.]+s, loc_mock_BuilderPruned kept 10GB/);
+    assert.match(run.stdout, /loc_mock_BuilderKept kept/);
+  });
+
+  it('a builder the agent keeps with builderKeepStorage 0: neither pruned nor removed', async () => {
+    const run = await runScenario({ step: 'post', taskVariables: state({ keepBuilder: { name: 'kept' } }), exec: {} });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, []);
+    assert.match(run.stdout, /loc_mock_BuilderKept kept/);
+  });
+
+  it('a kept builder that cannot be pruned: a warning, never a failure', async () => {
+    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded' }, taskVariables: state({ keepBuilder: { name: 'kept', keepStorage: '1GB' } }), exec: { [`${DOCKER} buildx prune --builder kept --all --force --keep-storage 1GB`]: { code: 1, stdout: '', stderr: 'ERROR: no builder "kept" found' } } });
+    assert.ok(run.succeeded, run.stdout);
+    assertWarnings(run, [/^loc_mock_WarnBuilderPruneFailed kept 1GB ERROR: no builder "kept" found/]);
+  });
+
   it('removes the builder the main step created and deletes the job-private folder', async () => {
     const jobDir = path.join(agentTemp, 'docker-buildx-cache-x');
     writeTree(jobDir, { 'secrets/secret-0': 'value' });

@@ -2,7 +2,7 @@ import * as assert from 'assert/strict';
 import { buildArgs, createBuilderArgs, csvField, csvSpec, outputArgs, type BuildInvocation } from '../../tasks/DockerBuildxCacheV1/src/docker/args';
 import type { BuildConfig, BuilderConfig, Driver, OutputConfig } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 
-const builderBase: BuilderConfig = { driver: 'docker-container', driverOptions: [], remove: true };
+const builderBase: BuilderConfig = { driver: 'docker-container', driverOptions: [], remove: true, lifetime: 'auto' };
 
 describe('buildx create arguments, per driver', () => {
   const cases: [Driver, Partial<BuilderConfig>, string[]][] = [

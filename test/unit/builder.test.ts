@@ -1,6 +1,6 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
-import { BOOTSTRAP_RETRY, defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
+import { BOOTSTRAP_RETRY, defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, pruneBuilder, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
 import { errorTail, type DockerCli, type RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 
 type Script = Record<string, RunResult | RunResult[]>;
@@ -23,7 +23,7 @@ function fakeDocker(script: Script): { docker: DockerCli; run: RunStub } {
   return { docker: { run }, run };
 }
 
-const config = (extra: Partial<BuilderSpec> = {}): BuilderSpec => ({ driver: 'docker-container', driverOptions: [], remove: true, ...extra });
+const config = (extra: Partial<BuilderSpec> = {}): BuilderSpec => ({ driver: 'docker-container', driverOptions: [], remove: true, lifetime: 'auto', ...extra });
 
 describe('builder lifecycle', () => {
   it('creates a job-unique builder and bootstraps it', async () => {
@@ -103,6 +103,12 @@ describe('builder lifecycle', () => {
     const { docker, run } = fakeDocker({ 'buildx inspect kept': ok, 'buildx inspect --bootstrap kept': { code: 1, stdout: '', stderr: 'ERROR: failed to pull moby/buildkit' } });
     await assert.rejects(ensureBuilder(docker, config(), 'kept', () => undefined), /bootstrap kept failed/);
     assert.equal(run.callCount, 2);
+  });
+
+  it('prunes a kept builder to its limit, least recently used first, internal records included', async () => {
+    const { docker, run } = fakeDocker({ 'buildx prune --builder kept --all --force --keep-storage 10GB': ok });
+    assert.equal((await pruneBuilder(docker, 'kept', '10GB')).code, 0);
+    assert.equal(run.callCount, 1);
   });
 
   const dockerDriver: [string, Partial<BuilderSpec>, string][] = [

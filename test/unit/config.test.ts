@@ -142,7 +142,10 @@ describe('config: reading and validating inputs', () => {
     ['cacheDir macros left by the agent are expanded', { imageName: 'app', cacheDir: '$(Agent.TempDirectory)/c' }, (c) => assert.equal(c.cache.dir, '/agent-temp/c')],
     ['relative cacheDir from the working directory', { imageName: 'app', cacheDir: '../cache' }, (c) => assert.equal(c.cache.dir, path.resolve(ws, '../cache'))],
     ['builder settings', { imageName: 'app', builderName: 'ci.builder-1', driverOptions: 'network=host\nimage=moby/buildkit:v0.13', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', endpoint: 'ctx' }, (c) =>
-      assert.deepEqual(c.builder, { buildxVersion: undefined, buildxDownloadUrl: undefined, driver: 'auto', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), buildkitdConfigText: undefined, endpoint: 'ctx', remove: true })],
+      assert.deepEqual(c.builder, { buildxVersion: undefined, buildxDownloadUrl: undefined, driver: 'auto', name: 'ci.builder-1', driverOptions: ['network=host', 'image=moby/buildkit:v0.13'], buildkitdFlags: '--debug', buildkitdConfig: path.join(ws, 'buildkitd.toml'), buildkitdConfigText: undefined, endpoint: 'ctx', remove: true, lifetime: 'auto', keepStorage: '10GB' })],
+    ['a builder kept for the agent, pruned to 2 GB', { imageName: 'app', builderLifetime: 'agent', builderKeepStorage: '2 GB' }, (c) => assert.deepEqual([c.builder.lifetime, c.builder.keepStorage], ['agent', '2GB'])],
+    ['a kept builder that is never pruned: 0', { imageName: 'app', builderKeepStorage: '0' }, (c) => assert.equal(c.builder.keepStorage, undefined)],
+    ['a builder for the job only', { imageName: 'app', builderLifetime: 'job', builderKeepStorage: '512mb' }, (c) => assert.deepEqual([c.builder.lifetime, c.builder.keepStorage], ['job', '512mb'])],
     ['remote driver with an endpoint', { imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' }, (c) => assert.equal(c.builder.endpoint, 'tcp://bk:1234')],
     ['a pinned buildx from a mirror', { imageName: 'app', buildxVersion: 'v0.19.2', buildxDownloadUrl: 'https://mirror.example/buildx/releases' }, (c) =>
       assert.deepEqual([c.builder.buildxVersion, c.builder.buildxDownloadUrl], ['0.19.2', 'https://mirror.example/buildx/releases'])],
@@ -316,6 +319,9 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', buildkitdConfig: 'missing.toml' }, 'buildkitdConfig', 'InputBuildkitdConfigMissing', /no file at 'missing.toml'/],
     [{ imageName: 'app', driver: 'remote' }, 'endpoint', 'InputEndpointRequired', /remote driver needs the BuildKit address/],
     [{ imageName: 'app', removeBuilder: 'maybe' }, 'removeBuilder', 'InputBoolInvalid', /not true or false/],
+    [{ imageName: 'app', builderLifetime: 'forever' }, 'builderLifetime', 'InputPickInvalid', /not one of: auto, job, agent/],
+    [{ imageName: 'app', builderKeepStorage: 'ten gigabytes' }, 'builderKeepStorage', 'InputKeepStorageInvalid', /not a size.*'10GB'/],
+    [{ imageName: 'app', builderKeepStorage: '-1GB' }, 'builderKeepStorage', 'InputKeepStorageInvalid', /not a size/],
     [{ imageName: 'app', buildxVersion: '0.19' }, 'buildxVersion', 'InputBuildxVersionInvalid', /not a buildx version.*'latest' or a version such as '0\.19\.2'/],
     [{ imageName: 'app', buildxVersion: 'newest' }, 'buildxVersion', 'InputBuildxVersionInvalid', /not a buildx version/],
     [{ imageName: 'app', buildxVersion: 'latest', buildxDownloadUrl: 'ftp://mirror' }, 'buildxDownloadUrl', 'InputDownloadUrlInvalid', /not an http or https URL/],

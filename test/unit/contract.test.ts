@@ -85,6 +85,8 @@ const CONTRACT: [string, string, string][] = [
   ['buildkitdConfigInline', 'multiLine', ''],
   ['endpoint', 'string', ''],
   ['removeBuilder', 'boolean', 'true'],
+  ['builderLifetime', 'pickList', 'auto'],
+  ['builderKeepStorage', 'string', '10GB'],
   ['buildxVersion', 'string', ''],
   ['buildxDownloadUrl', 'string', ''],
   ['buildContexts', 'multiLine', ''],
@@ -105,6 +107,7 @@ const PICK_OPTIONS: Record<string, string[]> = {
   cacheMode: ['max', 'min'],
   cacheCompression: ['gzip', 'zstd', 'uncompressed'],
   driver: ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'],
+  builderLifetime: ['auto', 'job', 'agent'],
 };
 const OUTPUT_VARIABLES = ['cacheHit', 'cacheKey', 'cacheRestoredKey', 'imageId', 'digest', 'metadataFile', 'builderName'];
 
@@ -154,7 +157,7 @@ describe('task.json: the public contract and the classic editor', () => {
   it('has visibleRules that name real inputs and values', () => {
     const byName = new Map(task.inputs.map((i) => [i.name, i]));
     const rules = task.inputs.filter((i) => i.visibleRule !== undefined);
-    assert.deepEqual(rules.map((i) => i.name).sort(), ['azureSubscription', 'builderName', 'buildkitdConfig', 'buildkitdConfigInline', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'endpoint', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache', 'storageAccountUrl', 'storageAuth', 'storageConnectionString', 'storageContainer', 'writeCache']);
+    assert.deepEqual(rules.map((i) => i.name).sort(), ['azureSubscription', 'builderKeepStorage', 'builderLifetime', 'builderName', 'buildkitdConfig', 'buildkitdConfigInline', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'endpoint', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache', 'storageAccountUrl', 'storageAuth', 'storageConnectionString', 'storageContainer', 'writeCache']);
     for (const input of rules) {
       // The editor takes && or || in one rule, not both.
       assert.ok(!(input.visibleRule?.includes('&&') === true && input.visibleRule.includes('||')), `${input.name}: ${input.visibleRule ?? ''}`);

@@ -2,7 +2,7 @@ import * as assert from 'assert/strict';
 import { builderOnlyInputs, chooseDriver, describeDriver, mayBeDocker, type DriverChoice } from '../../tasks/DockerBuildxCacheV1/src/docker/driver';
 import type { BuilderConfig, DriverSetting } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 
-const builder = (driver: DriverSetting, extra: Partial<BuilderConfig> = {}): BuilderConfig => ({ driver, driverOptions: [], remove: true, ...extra });
+const builder = (driver: DriverSetting, extra: Partial<BuilderConfig> = {}): BuilderConfig => ({ driver, driverOptions: [], remove: true, lifetime: 'auto', ...extra });
 
 describe('driver: auto and the explicit drivers', () => {
   // the driver input and the builder inputs set, the engine's image store (true: containerd) → the driver and why

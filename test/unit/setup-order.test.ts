@@ -60,7 +60,7 @@ describe('setup: the preflight and the builder while the cache restores', () => 
   for (const [name, driver, inputs, overrides, before, chosen, last] of cases) {
     it(name, async () => {
       const { docker, started, release } = heldDocker(overrides);
-      const setup = startSetup(docker, config(driver, inputs), recorder, 'the plugin', 'job', 'agent');
+      const setup = startSetup(docker, config(driver, inputs), recorder, 'the plugin', { jobId: 'job', name: 'agent' });
       for (let i = 0; i < 5; i++) await tick();
       assert.deepEqual(started, before, 'started before any command answered');
       release();

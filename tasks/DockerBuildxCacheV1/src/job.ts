@@ -7,6 +7,8 @@ export interface PostState {
   readonly version: 1;
   /** The builder to remove after the job, when this task created it and `removeBuilder` is true. */
   readonly removeBuilder?: string;
+  /** The builder the agent keeps across jobs (builderLifetime `agent`): never removed, pruned to `keepStorage` after the job. */
+  readonly keepBuilder?: { readonly name: string; readonly keepStorage?: string };
   /** Job-private folders to delete after the job, such as the one holding secret files. */
   readonly cleanup: readonly string[];
   /** The job-private DOCKER_CONFIG, when the job has one: builders created there are removed there. */
@@ -27,5 +29,5 @@ export function loadState(): PostState | undefined {
   if (raw === undefined || raw === '') return undefined;
   const parsed = JSON.parse(raw) as Partial<PostState>;
   if (parsed.version !== 1) return undefined;
-  return { version: 1, removeBuilder: parsed.removeBuilder, cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [], dockerConfig: parsed.dockerConfig, save: parsed.save, summary: parsed.summary };
+  return { version: 1, removeBuilder: parsed.removeBuilder, keepBuilder: parsed.keepBuilder, cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [], dockerConfig: parsed.dockerConfig, save: parsed.save, summary: parsed.summary };
 }

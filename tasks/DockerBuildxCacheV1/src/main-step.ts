@@ -79,7 +79,16 @@ export async function runMain(): Promise<void> {
   // not depend on the cache, while the cache is restored.
   const buildx = await dockerSession(config, cli, tempRoot, job);
   const docker = buildx.docker;
-  const setup = startSetup(docker, config, job, buildx.source, variable('System.JobId'), variable('Agent.Name'));
+  const setup = startSetup(docker, config, job, buildx.source, {
+    jobId: variable('System.JobId'),
+    cloudId: variable('Agent.CloudId'),
+    id: variable('Agent.Id'),
+    name: variable('Agent.Name'),
+    home: variable('Agent.HomeDirectory'),
+    // Machine-wide on Microsoft's runner images, not agent variables.
+    imageOS: process.env.ImageOS || undefined,
+    imageVersion: process.env.ImageVersion || undefined,
+  });
   const prepared = await prepareCache(config, id, job, keys, docker).catch(async (err: unknown) => {
     await setup.flush();
     throw err;

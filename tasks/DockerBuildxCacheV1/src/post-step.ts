@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import { info, phase, uploadSummary, variable, warn } from './task/agent';
-import { removeBuilder } from './docker/builder';
+import { pruneBuilder, removeBuilder } from './docker/builder';
 import { Docker, type DockerCli } from './docker/cli';
 import { saveToStore } from './cache/save';
 import { loadMessages, loc } from './task/messages';
@@ -50,12 +50,35 @@ async function saveAfterJob(job: NonNullable<PostState['save']>): Promise<{ patc
   }
 }
 
+/** The docker the main step ran: with its job-private DOCKER_CONFIG, where the builders it made are known. */
+function jobDocker(state: PostState, docker: DockerCli | undefined): DockerCli {
+  return docker ?? (state.dockerConfig !== undefined ? Docker.locate({ ...process.env, DOCKER_CONFIG: state.dockerConfig }) : Docker.locate());
+}
+
+/** A builder the agent keeps is never removed; its state is pruned to its limit, so that a long-lived agent does not fill its disk. */
+async function keepBuilder(state: PostState, docker: DockerCli | undefined): Promise<void> {
+  const kept = state.keepBuilder;
+  if (kept === undefined) return;
+  if (kept.keepStorage !== undefined) {
+    const limit = kept.keepStorage;
+    try {
+      await phase(loc('PhasePruneBuilder'), async () => {
+        const result = await pruneBuilder(jobDocker(state, docker), kept.name, limit);
+        if (result.code !== 0) throw new Error((result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | '));
+      }, () => loc('BuilderPruned', kept.name, limit));
+    } catch (err) {
+      warn(loc('WarnBuilderPruneFailed', kept.name, limit, (err as Error).message));
+    }
+  }
+  info(loc('BuilderKept', kept.name));
+}
+
 async function cleanup(state: PostState, docker: DockerCli | undefined): Promise<void> {
+  await keepBuilder(state, docker);
   if (state.removeBuilder !== undefined) {
     const name = state.removeBuilder;
     try {
-      const cli = docker ?? (state.dockerConfig !== undefined ? Docker.locate({ ...process.env, DOCKER_CONFIG: state.dockerConfig }) : Docker.locate());
-      const result = await removeBuilder(cli, name);
+      const result = await removeBuilder(jobDocker(state, docker), name);
       if (result.code !== 0) warn(loc('WarnBuilderRemoveFailed', name, (result.stderr || result.stdout).trim()));
       else info(loc('BuilderRemoved', name));
     } catch (err) {

@@ -10,7 +10,7 @@ import { TAG, validateImageName, validateReference } from './reference';
 import { ignoredWithBackend, ignoredWithDriver, needsImageName, usesCacheDir, writesDuringBuild } from './rules';
 import { splitArguments } from './shell';
 import { InputError, Inputs, type Source } from './source';
-import { CACHE_BACKENDS, CACHE_MODES, CACHE_SCOPES, COMPRESSIONS, DRIVERS, isStoreBackend, OUTPUT_KINDS, SAVE_WHEN, STORAGE_AUTHS } from './types';
+import { BUILDER_LIFETIMES, CACHE_BACKENDS, CACHE_MODES, CACHE_SCOPES, COMPRESSIONS, DRIVERS, isStoreBackend, OUTPUT_KINDS, SAVE_WHEN, STORAGE_AUTHS } from './types';
 import type { AzureStoreConfig, BuildConfig, BuilderConfig, CacheBackend, CacheConfig, Config, OutputConfig, OutputKind, SaveWhen } from './types';
 import { loc } from '../task/messages';
 
@@ -298,7 +298,19 @@ function readBuilder(src: Inputs, resolve: (p: string) => string, warnings: stri
     buildkitdConfigText,
     endpoint,
     remove: readBool(src, Input.removeBuilder),
+    lifetime: pick(src, Input.builderLifetime, BUILDER_LIFETIMES),
+    keepStorage: readKeepStorage(src),
   };
+}
+
+/** A size as docker's units read it: `10GB`, `512mb`, `2g`, `0`. */
+const SIZE = /^\d+(?:\.\d+)?\s?(?:[kmgtp]i?b?|b)?$/i;
+
+/** `builderKeepStorage`: a size for `buildx prune --keep-storage`, or undefined for `0` (and empty): no prune. */
+function readKeepStorage(src: Inputs): string | undefined {
+  const raw = src.value(Input.builderKeepStorage);
+  if (raw !== '' && !SIZE.test(raw)) throw new InputError(Input.builderKeepStorage, loc('InputKeepStorageInvalid', raw));
+  return raw === '' || /^0+(?:\.0+)?\s?[a-z]*$/i.test(raw) ? undefined : raw.replace(/\s/g, '');
 }
 
 /** `buildxVersion`: `latest` or `X.Y.Z` (a leading `v` dropped); empty uses the installed plugin. */

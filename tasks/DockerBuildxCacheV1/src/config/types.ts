@@ -18,6 +18,8 @@ export type Compression = (typeof COMPRESSIONS)[number];
 /** `auto` picks `docker` or `docker-container` once the engine's image store is known (docker/driver.ts). */
 export const DRIVERS = ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'] as const;
 export type DriverSetting = (typeof DRIVERS)[number];
+export const BUILDER_LIFETIMES = ['auto', 'job', 'agent'] as const;
+export type BuilderLifetimeSetting = (typeof BUILDER_LIFETIMES)[number];
 /** A driver buildx knows: what `auto` becomes. */
 export type Driver = Exclude<DriverSetting, 'auto'>;
 
@@ -104,6 +106,10 @@ export interface BuilderConfig {
   readonly buildkitdConfigText?: string;
   readonly endpoint?: string;
   readonly remove: boolean;
+  /** `builderLifetime`: a builder for the job, or one the agent keeps across its jobs; `auto` decides from the agent. */
+  readonly lifetime: BuilderLifetimeSetting;
+  /** `builderKeepStorage`: what a builder the agent keeps is pruned to after each job, as `buildx prune --keep-storage` takes it; undefined: not pruned. */
+  readonly keepStorage?: string;
 }
 
 export interface Config {

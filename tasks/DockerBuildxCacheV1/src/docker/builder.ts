@@ -92,6 +92,14 @@ async function bootstrapBuilder(docker: DockerCli, name: string): Promise<RunRes
   return result;
 }
 
+/**
+ * Bounds the state of a builder that the agent keeps: `buildx prune --all --keep-storage`, which
+ * removes the least recently used records until the builder holds no more than `keepStorage`.
+ */
+export async function pruneBuilder(docker: DockerCli, name: string, keepStorage: string): Promise<RunResult> {
+  return docker.run(['buildx', 'prune', '--builder', name, '--all', '--force', '--keep-storage', keepStorage], { echo: true });
+}
+
 export async function removeBuilder(docker: DockerCli, name: string): Promise<RunResult> {
   return docker.run(['buildx', 'rm', name], { echo: true });
 }

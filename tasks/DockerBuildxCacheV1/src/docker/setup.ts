@@ -1,8 +1,11 @@
+import * as fs from 'fs';
 import * as path from 'path';
 import { formatSeconds, info, warn } from '../task/agent';
 import { defaultBuilderName, ensureBuilder, type Builder } from './builder';
 import { buffered, type Docker, type DockerCli } from './cli';
 import { chooseDriver, describeDriver, mayBeDocker, type DriverChoice } from './driver';
+import { neutralise } from '../task/sanitize';
+import { agentBuilderName, chooseLifetime, describeLifetime, type AgentFacts } from './lifetime';
 import { installBuildx, InstallError, RELEASES } from './install';
 import { gates, preflight, type Gates, type Preflight } from './preflight';
 import type { Config, Driver } from '../config/types';
@@ -14,7 +17,7 @@ import type { SummaryData } from '../summary';
 
 /** The job's record of what the post-job step must undo, and of the summary; see main-step. */
 export interface Recorder {
-  update(patch: { removeBuilder?: string; dockerConfig?: string }, summary?: Partial<SummaryData>): void;
+  update(patch: { removeBuilder?: string; keepBuilder?: { name: string; keepStorage?: string }; dockerConfig?: string }, summary?: Partial<SummaryData>): void;
   timed<T>(title: string, work: () => Promise<T>, describe?: (result: T) => string): Promise<T>;
 }
 
@@ -70,7 +73,25 @@ export interface Setup {
  * for the preflight to pass. Their log is kept and shown in their own groups afterwards, the
  * builder's only once the preflight passed.
  */
-export function startSetup(docker: DockerCli, config: Config, job: Recorder, buildxSource: string, jobId?: string, agentName?: string): Setup {
+/** The job and the agent it runs on, which name the builder and decide how long it lives. */
+export type JobAgent = AgentFacts & { readonly jobId?: string };
+
+/**
+ * The builder a job builds with, for a driver other than docker: `builderName` when given; else
+ * one the agent keeps (lifetime `agent`), named for the agent and the builder's settings; else one
+ * of the job's own. Only a builder of the job's own may be removed after the job.
+ */
+function planBuilder(config: Config, driver: Driver, agent: JobAgent): { name: string; kept: boolean; lifetime?: string } {
+  const b = config.builder;
+  if (b.name !== undefined) return { name: b.name, kept: false };
+  const choice = chooseLifetime(b.lifetime, agent);
+  if (choice.lifetime === 'job') return { name: defaultBuilderName(agent.jobId, agent.name), kept: false, lifetime: describeLifetime(choice) };
+  const buildkitdConfigText = b.buildkitdConfig === undefined ? undefined : fs.readFileSync(b.buildkitdConfig, 'utf8');
+  const name = agentBuilderName(agent, { driver, driverOptions: b.driverOptions, buildkitdFlags: b.buildkitdFlags, buildkitdConfigText, endpoint: b.endpoint });
+  return { name, kept: true, lifetime: describeLifetime(choice) };
+}
+
+export function startSetup(docker: DockerCli, config: Config, job: Recorder, buildxSource: string, agent: JobAgent = {}): Setup {
   const preflightLog: string[] = [];
   const lookLog: string[] = [];
   const builderLog: string[] = [];
@@ -80,9 +101,13 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
   });
   const startBuilder = async (driver: Driver, log: string[]): Promise<Builder & { ms: number }> => {
     const start = Date.now();
-    const builder = await ensureBuilder(buffered(docker, log), { ...config.builder, driver }, defaultBuilderName(jobId, agentName), (name) => {
-      if (config.builder.remove) job.update({ removeBuilder: name });
+    const plan = driver === 'docker' ? { name: 'default', kept: false } : planBuilder(config, driver, agent);
+    if (plan.lifetime !== undefined) log.push(neutralise(loc('LifetimeChosen', plan.lifetime)));
+    const builder = await ensureBuilder(buffered(docker, log), { ...config.builder, driver }, plan.name, (name) => {
+      if (!plan.kept && config.builder.remove) job.update({ removeBuilder: name });
     });
+    // The post-job step prunes a builder the agent keeps, once it is there, whatever happens to the job after.
+    if (plan.kept) job.update({ keepBuilder: { name: plan.name, keepStorage: config.builder.keepStorage } });
     return { ...builder, ms: Date.now() - start };
   };
   const looked = mayBeDocker(config.builder) ? startBuilder('docker', lookLog) : undefined;

@@ -52,6 +52,8 @@ export const Input = {
   buildkitdConfigInline: 'buildkitdConfigInline',
   endpoint: 'endpoint',
   removeBuilder: 'removeBuilder',
+  builderLifetime: 'builderLifetime',
+  builderKeepStorage: 'builderKeepStorage',
   buildxVersion: 'buildxVersion',
   buildxDownloadUrl: 'buildxDownloadUrl',
   // advanced

@@ -1,0 +1,59 @@
+import * as assert from 'assert/strict';
+import { agentBuilderName, chooseLifetime, describeLifetime, type AgentFacts, type BuilderShape, type Lifetime, type LifetimeReason, type LifetimeSetting } from '../../tasks/DockerBuildxCacheV1/src/docker/lifetime';
+
+const CLOUD = 'c3d2d4d6-6a6e-4c7a-9f2a-0b1a2c3d4e5f';
+const selfHosted: AgentFacts = { id: '7', name: 'build-vm-1', home: '/opt/agent' };
+
+describe('builder lifetime: the agent kind', () => {
+  // the builderLifetime input, what the agent tells the task → the lifetime and why
+  const table: [string, LifetimeSetting, AgentFacts, Lifetime, LifetimeReason['kind']][] = [
+    ['a self-hosted agent', 'auto', selfHosted, 'agent', 'selfHosted'],
+    ['a self-hosted agent with only a name', 'auto', { name: 'build-vm-1' }, 'agent', 'selfHosted'],
+    ['a Microsoft-hosted agent: Agent.CloudId', 'auto', { id: '12', name: 'Azure Pipelines 3', cloudId: CLOUD }, 'job', 'cloudId'],
+    ['Agent.CloudId with any name', 'auto', { name: 'custom', cloudId: CLOUD }, 'job', 'cloudId'],
+    ['the hosted images: ImageOS and ImageVersion', 'auto', { name: 'vmss-agent-1', imageOS: 'ubuntu24', imageVersion: '20251123.1.0' }, 'job', 'hostedImage'],
+    ['ImageOS alone is not a hosted image', 'auto', { name: 'vmss-agent-1', imageOS: 'ubuntu24' }, 'agent', 'selfHosted'],
+    ['a hosted agent name, before Agent.CloudId: Azure Pipelines N', 'auto', { name: 'Azure Pipelines 12' }, 'job', 'hostedName'],
+    ['a hosted agent name, before Agent.CloudId: Hosted Agent', 'auto', { name: 'Hosted Agent' }, 'job', 'hostedName'],
+    ['a self-hosted name that only starts like a hosted one', 'auto', { name: 'Azure Pipelines runner on rack 3' }, 'agent', 'selfHosted'],
+    ['outside an agent: no name', 'auto', {}, 'job', 'noAgent'],
+    ['job on a self-hosted agent', 'job', selfHosted, 'job', 'input'],
+    ['agent on a Microsoft-hosted agent', 'agent', { name: 'Azure Pipelines 3', cloudId: CLOUD }, 'agent', 'input'],
+  ];
+  for (const [name, setting, agent, lifetime, reason] of table) {
+    it(`${name}: ${setting} → ${lifetime} (${reason})`, () => {
+      const choice = chooseLifetime(setting, agent);
+      assert.deepEqual([choice.lifetime, choice.reason.kind], [lifetime, reason]);
+      assert.match(describeLifetime(choice), new RegExp(`^${lifetime}${setting === 'auto' ? ' \\(auto\\), because ' : ', as the builderLifetime input says$'}`));
+    });
+  }
+});
+
+describe('builder lifetime: the name of the builder an agent keeps', () => {
+  const shape: BuilderShape = { driver: 'docker-container', driverOptions: ['network=host'], buildkitdConfigText: '[worker.oci]\n  gc = true\n' };
+  const base = agentBuilderName(selfHosted, shape);
+
+  it('is a valid builder name, stable across jobs, and tells itself from a job builder', () => {
+    assert.match(base, /^buildx-cache-agent-[0-9a-f]{16}$/);
+    assert.equal(agentBuilderName({ ...selfHosted }, { ...shape, driverOptions: ['network=host'] }), base);
+  });
+
+  // what differs from the base → a different builder
+  const different: [string, AgentFacts, BuilderShape][] = [
+    ['another agent id', { ...selfHosted, id: '8' }, shape],
+    ['another agent name (a second agent on the machine)', { ...selfHosted, name: 'build-vm-2' }, shape],
+    ['another agent installation', { ...selfHosted, home: '/opt/agent2' }, shape],
+    ['another driver', selfHosted, { ...shape, driver: 'kubernetes' }],
+    ['other driver options', selfHosted, { ...shape, driverOptions: ['network=host', 'memory=4g'] }],
+    ['no driver options', selfHosted, { ...shape, driverOptions: [] }],
+    ['buildkitd flags', selfHosted, { ...shape, buildkitdFlags: '--debug' }],
+    ['a changed buildkitd.toml', selfHosted, { ...shape, buildkitdConfigText: '[worker.oci]\n  gc = false\n' }],
+    ['no buildkitd.toml', selfHosted, { ...shape, buildkitdConfigText: undefined }],
+    ['an endpoint', selfHosted, { ...shape, endpoint: 'other-context' }],
+  ];
+  for (const [name, agent, other] of different) {
+    it(`differs with ${name}`, () => {
+      assert.notEqual(agentBuilderName(agent, other), base);
+    });
+  }
+});
