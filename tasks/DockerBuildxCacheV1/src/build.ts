@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { info, setOutput, warn } from './task/agent';
 import type { PreparedCache } from './cache/session';
+import { cacheTrouble } from './cache/trouble';
 import type { Secret } from './config/features';
 import type { Config } from './config/types';
 import { loc } from './task/messages';
@@ -79,9 +80,9 @@ export function isCacheContentFailure(outcome: Pick<BuildOutcome, 'stderr'>): bo
 }
 
 /**
- * Cache trouble never fails the build. When an imported cache blob turns out corrupt, the entry is
- * distrusted and the build runs again without the import; when only the cache export failed, it
- * runs again without the export.
+ * Cache trouble fails the build only with failOnCacheError (a CacheError). Otherwise, when an
+ * imported cache blob turns out corrupt, the entry is distrusted and the build runs again without
+ * the import; when only the cache export failed, it runs again without the export.
  */
 export async function buildWithCacheFallback(
   docker: DockerCli,
@@ -95,16 +96,19 @@ export async function buildWithCacheFallback(
   let from = cache.flags.from;
   let outcome = await runBuild(docker, buildArgs({ ...invocation, cache: cache.flags }));
   if (outcome.code !== 0 && from.length > 0 && isCacheContentFailure(outcome)) {
-    warn(loc('WarnCacheContentFailed', lastError(outcome.stderr)));
+    // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
     await cache.distrust?.();
     if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
+    const detail = lastError(outcome.stderr);
+    cacheTrouble(config.cache.failOnError, config.cache.failOnError ? loc('CacheContentFailed', detail) : loc('WarnCacheContentFailed', detail));
     from = [];
     outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.flags.to } }));
   }
   let exported = cache.flags.to.length > 0;
   if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
-    warn(loc('WarnCacheExportFailed', lastError(outcome.stderr)));
     if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
+    const detail = lastError(outcome.stderr);
+    cacheTrouble(config.cache.failOnError, config.cache.failOnError ? loc('CacheExportFailed', detail) : loc('WarnCacheExportFailed', detail));
     exported = false;
     // The first attempt built the image; the retry only re-exports it, so its step count is the one to report.
     const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: [] } }));
