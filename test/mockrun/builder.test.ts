@@ -64,6 +64,21 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       assert.doesNotMatch(run.stdout, /loc_mock_LifetimeChosen/);
     });
 
+    it('a self-hosted agent with the remote driver: the builder is kept, and its daemon is not pruned', async () => {
+      const remote = agentBuilderName({ id: '7', name: 'build-vm-1', home: '/opt/agent' }, { driver: 'remote', driverOptions: [], endpoint: 'tcp://bk:1234' });
+      const exec = {
+        ...preflightAnswers(),
+        [`${DOCKER} buildx inspect ${remote}`]: missing,
+        [`${DOCKER} buildx create --name ${remote} --driver remote tcp://bk:1234`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap ${remote}`]: ok,
+        [builds(remote)]: ok,
+      };
+      const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' }, variables: selfHosted(), exec });
+      assert.ok(run.succeeded, run.stdout);
+      assert.equal(run.outputs.builderName, remote);
+      assert.deepEqual(stateOf(run).keepBuilder, { name: remote });
+    });
+
     it('a self-hosted agent whose kept builder exists: reused, not created', async () => {
       const exec = { ...preflightAnswers(), [`${DOCKER} buildx inspect ${KEPT}`]: ok, [`${DOCKER} buildx inspect --bootstrap ${KEPT}`]: ok, [builds(KEPT)]: ok };
       const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container' }, variables: selfHosted(), exec });

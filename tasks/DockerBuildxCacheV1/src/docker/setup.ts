@@ -106,8 +106,9 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
     const builder = await ensureBuilder(buffered(docker, log), { ...config.builder, driver }, plan.name, (name) => {
       if (!plan.kept && config.builder.remove) job.update({ removeBuilder: name });
     });
-    // The post-job step prunes a builder the agent keeps, once it is there, whatever happens to the job after.
-    if (plan.kept) job.update({ keepBuilder: { name: plan.name, keepStorage: config.builder.keepStorage } });
+    // The post-job step prunes a builder the agent keeps, once it is there, whatever happens to the job after;
+    // not a remote one, whose BuildKit daemon is not the agent's to prune.
+    if (plan.kept) job.update({ keepBuilder: { name: plan.name, keepStorage: driver === 'remote' ? undefined : config.builder.keepStorage } });
     return { ...builder, ms: Date.now() - start };
   };
   const looked = mayBeDocker(config.builder) ? startBuilder('docker', lookLog) : undefined;
