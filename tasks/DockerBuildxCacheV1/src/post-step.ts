@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import { info, phase, uploadSummary, variable, warn } from './task/agent';
 import { pruneBuilder, removeBuilder } from './docker/builder';
-import { Docker, type DockerCli } from './docker/cli';
+import { Docker, errorTail, type DockerCli } from './docker/cli';
 import { saveToStore } from './cache/save';
 import { loadMessages, loc } from './task/messages';
 import { loadState, type PostState } from './job';
@@ -64,7 +64,7 @@ async function keepBuilder(state: PostState, docker: DockerCli | undefined): Pro
     try {
       await phase(loc('PhasePruneBuilder'), async () => {
         const result = await pruneBuilder(jobDocker(state, docker), kept.name, limit);
-        if (result.code !== 0) throw new Error((result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | '));
+        if (result.code !== 0) throw new Error(errorTail(result, 3));
       }, () => loc('BuilderPruned', kept.name, limit));
     } catch (err) {
       warn(loc('WarnBuilderPruneFailed', kept.name, limit, (err as Error).message));
