@@ -185,6 +185,10 @@ export class Pipeline {
   private readonly container = `bench-${crypto.randomBytes(5).toString('hex')}`;
   private readonly repo: string;
   private previous = new Map<string, number>();
+  /** This pipeline's agent (a self-hosted agent keeps it across the pipeline's jobs). */
+  private readonly agentId = crypto.randomBytes(4).toString('hex');
+  /** The builder containers on the engine before the pipeline: any other is one its jobs left (a builder an agent keeps), removed at the end. */
+  private buildersBefore = new Set<string>();
   private jobs = 0;
   private keptBuilder?: string;
 
@@ -240,6 +244,7 @@ export class Pipeline {
     await this.newAgent();
     await this.docker(['image', 'rm', '-f', `${IMAGE}:bench`], true);
     await this.docker(['buildx', 'prune', '-af', '--builder', 'default'], true);
+    this.buildersBefore = new Set(await this.builderContainers());
     if (this.alt === 'kept-state' && this.engine.kind === 'hosted') {
       this.keptBuilder = `dbxc-bench-kept-${crypto.randomBytes(4).toString('hex')}`;
       await this.docker(['buildx', 'create', '--name', this.keptBuilder, ...this.engine.builderFlags]);
@@ -247,14 +252,33 @@ export class Pipeline {
     }
   }
 
-  /** After the last job: removes the kept builder and the pipeline's folders. */
+  /** Removes the builder containers (and their state volumes) that appeared since setup, but `keep`. */
+  private async removeLeftBuilders(keep: readonly string[]): Promise<void> {
+    const left = (await this.builderContainers()).filter((n) => !this.buildersBefore.has(n) && !keep.includes(n));
+    if (left.length === 0) return;
+    await this.docker(['rm', '-f', ...left], true);
+    await this.docker(['volume', 'rm', '-f', ...left.map((n) => `${n}_state`)], true);
+  }
+
+  private async builderContainers(): Promise<string[]> {
+    const r = await this.docker(['ps', '-a', '--filter', 'name=buildx_buildkit_', '--format', '{{.Names}}'], true);
+    return r.stdout.split('\n').filter((n) => n !== '');
+  }
+
+  /**
+   * After the last job: removes the kept-state builder, any builder container its jobs left behind
+   * (a builder the task keeps for the agent) with its state volume, and the pipeline's folders, so
+   * that the next pipeline starts on a new agent.
+   */
   async teardown(): Promise<void> {
     if (this.keptBuilder !== undefined) await this.docker(['buildx', 'rm', this.keptBuilder], true);
+    await this.removeLeftBuilders([]);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** A hosted job's engine: no image of ours, no BuildKit image, no build cache. */
+  /** A hosted job's engine: no image of ours, no builder of an earlier job, no BuildKit image, no build cache. */
   private async freshHostedEngine(): Promise<void> {
+    await this.removeLeftBuilders(this.keptBuilder === undefined ? [] : [`buildx_buildkit_${this.keptBuilder}0`]);
     await this.docker(['image', 'rm', '-f', `${IMAGE}:bench`], true);
     if (this.keptBuilder === undefined) await this.docker(['image', 'rm', 'moby/buildkit:buildx-stable-1'], true);
     await this.docker(['buildx', 'prune', '-af', '--builder', 'default'], true);
@@ -432,7 +456,7 @@ export class Pipeline {
       'Build.BuildId': buildId,
       'System.JobId': crypto.randomUUID(),
       'System.TaskInstanceId': crypto.randomUUID(),
-      ...this.engine.agentVariables(this.jobs),
+      ...this.engine.agentVariables(this.jobs, this.agentId),
     };
     // Cache@2 around the task: the README's recipe for directory on hosted agents (a key unique to each run).
     const withCache2 = backend === 'directory' && this.engine.newAgentPerJob;

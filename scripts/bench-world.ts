@@ -63,8 +63,11 @@ export interface Engine {
   readonly builderFlags: readonly string[];
   /** What the task needs here besides its backend's inputs (reaching the loopback mirror). */
   readonly taskInputs: Readonly<Record<string, string>>;
-  /** The agent variables that tell a task what kind of agent runs it, as Azure Pipelines sets them. */
-  agentVariables(job: number): Record<string, string>;
+  /**
+   * The agent variables that tell a task what kind of agent runs it, as Azure Pipelines sets them:
+   * for job `job` of the pipeline `pipeline` (each pipeline starts on an agent of its own).
+   */
+  agentVariables(job: number, pipeline: string): Record<string, string>;
   /** A new agent per job (Microsoft-hosted), or one agent that outlives its jobs (self-hosted). */
   readonly newAgentPerJob: boolean;
 }
@@ -225,7 +228,7 @@ export class World {
         builderFlags: flags,
         taskInputs: {},
         newAgentPerJob: false,
-        agentVariables: () => ({ 'Agent.Name': 'bench-self-hosted', 'Agent.Id': '7', 'Agent.MachineName': 'bench-vm' }),
+        agentVariables: (_job, pipeline) => ({ 'Agent.Name': `bench-self-hosted-${pipeline}`, 'Agent.Id': String(parseInt(pipeline.slice(0, 6), 16)), 'Agent.MachineName': 'bench-vm' }),
       });
     }
   }
