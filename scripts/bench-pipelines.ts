@@ -19,7 +19,7 @@ import { runJob, type JobResult } from './agent';
 import { connectionString } from './azurite';
 import { BENCH_LABEL, OUT, registryRepoBytes, run, type Engine, type EngineKind, type World } from './bench-world';
 import { writeRevision, type Revision, type Workload } from './bench-workload';
-import { CACHE_EXPORT_VERTICES, IMAGE_LOAD_VERTICES, probeGroups, readDockerCalls, readProbe, reachable, sum, vertexSeconds, type DockerCall, type StepProbe } from './measure';
+import { CACHE_EXPORT_VERTICES, imageLoadSeconds, probeGroups, readDockerCalls, readProbe, reachable, sum, vertexSeconds, type DockerCall, type StepProbe } from './measure';
 
 export const IMAGE = 'dbxc-bench/app';
 
@@ -314,7 +314,7 @@ export class Pipeline {
       ...steps,
       jobS: m.jobMs / 1000,
       buildS: m.buildMs / 1000,
-      loadS: vertexSeconds(m.log, IMAGE_LOAD_VERTICES),
+      loadS: imageLoadSeconds(m.log),
       cacheExportS: vertexSeconds(m.log, CACHE_EXPORT_VERTICES),
       restoreS: m.restoreMs / 1000,
       saveS: m.saveMs / 1000,
