@@ -138,7 +138,7 @@ describe('the cache folder is the cache, and nothing else', function () {
       const dir = path.join(work, 'mine');
       const intact = userFolder(dir);
       const prepared = await prepareFolder(cacheConfig(dir), 'job');
-      assert.equal(prepared.pending, undefined, 'no export that would replace the folder');
+      assert.equal(prepared.slot, undefined, 'no export that would replace the folder');
       const folder = new CacheFolder(dir, 'job2');
       const fresh = await folder.begin();
       const v = cacheLayout(['x']);

@@ -98,7 +98,7 @@ export async function buildWithCacheFallback(
   if (outcome.code !== 0 && from.length > 0 && isCacheContentFailure(outcome)) {
     // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
     await cache.distrust?.();
-    if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
+    await cache.slot?.empty();
     const detail = lastError(outcome.stderr);
     cacheTrouble(config.cache.failOnError, config.cache.failOnError ? loc('CacheContentFailed', detail) : loc('WarnCacheContentFailed', detail));
     from = [];
@@ -106,7 +106,7 @@ export async function buildWithCacheFallback(
   }
   let exported = cache.flags.to.length > 0;
   if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
-    if (cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
+    await cache.slot?.abandon();
     const detail = lastError(outcome.stderr);
     cacheTrouble(config.cache.failOnError, config.cache.failOnError ? loc('CacheExportFailed', detail) : loc('WarnCacheExportFailed', detail));
     exported = false;

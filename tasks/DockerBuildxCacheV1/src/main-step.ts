@@ -6,7 +6,8 @@ import { secretValues } from './config/features';
 import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets } from './build';
 import { Docker, type DockerCli } from './docker/cli';
 import type { Gates } from './docker/preflight';
-import { CacheFolder, type CommitResult } from './cache/folder';
+import type { CommitResult } from './cache/folder';
+import type { ExportSlot } from './cache/slot';
 import { describeStore, openStore, saveToStore, storeSpec, type SaveJob, type StoreSpec } from './cache/save';
 import { prepareRegistry, registryRefs } from './cache/registry';
 import { prepareFolder, prepareFromStore, resolveKeys, type PreparedCache } from './cache/session';
@@ -93,42 +94,40 @@ export async function runMain(): Promise<void> {
     await setup.flush();
     throw err;
   });
-  const { gates, builder } = await setup.show().catch(async (err: unknown) => {
-    if (prepared.pending !== undefined) await prepared.pending.folder.discard(prepared.pending.fresh);
-    throw err;
-  });
-  setOutput('builderName', builder.name);
-  const cache = await applyGates(config, prepared, gates);
-
-  let settled = false;
+  // The export slot is the job's own from here: committed after a good build, abandoned on any other way out.
   try {
-    const secretFiles = await writeSecrets(config.build.secrets, tempRoot);
-    // buildx writes the oci and tar outputs but does not create their folder.
-    if (config.output.path !== undefined) await fs.promises.mkdir(path.dirname(config.output.path), { recursive: true });
-    const metadataFile = path.join(tempRoot, 'metadata.json');
-    const outcome = await job.timed(loc('PhaseBuild'), () => buildWithCacheFallback(docker, config, builder, cache, secretFiles, metadataFile), (o) =>
-      loc('StepsCached', o.steps.cached, o.steps.total),
-    );
-    job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
-
-    const pending = cache.pending;
-    if (pending !== undefined && outcome.exported) {
-      settled = true;
-      await job.timed(loc('PhaseCacheExport'), () => commitCache(config, pending.folder, pending.fresh), (r) =>
-        r === undefined ? loc('CacheNotUpdated') : loc('CacheCommitted', formatBytes(r.bytes), r.blobs, formatBytes(r.newBytes), formatBytes(r.prunedBytes)),
+    const { gates, builder } = await setup.show();
+    setOutput('builderName', builder.name);
+    const cache = await applyGates(config, prepared, gates);
+    try {
+      const secretFiles = await writeSecrets(config.build.secrets, tempRoot);
+      // buildx writes the oci and tar outputs but does not create their folder.
+      if (config.output.path !== undefined) await fs.promises.mkdir(path.dirname(config.output.path), { recursive: true });
+      const metadataFile = path.join(tempRoot, 'metadata.json');
+      const outcome = await job.timed(loc('PhaseBuild'), () => buildWithCacheFallback(docker, config, builder, cache, secretFiles, metadataFile), (o) =>
+        loc('StepsCached', o.steps.cached, o.steps.total),
       );
-    }
-    const digest = await setBuildOutputs(docker, config, metadataFile);
-    job.update({}, { digest });
+      job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
 
-    if (cache.save !== undefined && config.cache.save === 'afterBuild') {
-      const save = cache.save;
-      const saved = await job.timed(loc('PhaseSave'), () => saveToStore(save));
-      job.update({}, summaryOfSave(saved));
+      const slot = cache.slot;
+      if (slot !== undefined && outcome.exported) {
+        await job.timed(loc('PhaseCacheExport'), () => commitCache(config, slot), (r) =>
+          r === undefined ? loc('CacheNotUpdated') : loc('CacheCommitted', formatBytes(r.bytes), r.blobs, formatBytes(r.newBytes), formatBytes(r.prunedBytes)),
+        );
+      }
+      const digest = await setBuildOutputs(docker, config, metadataFile);
+      job.update({}, { digest });
+
+      if (cache.save !== undefined && config.cache.save === 'afterBuild') {
+        const save = cache.save;
+        const saved = await job.timed(loc('PhaseSave'), () => saveToStore(save));
+        job.update({}, summaryOfSave(saved));
+      }
+    } finally {
+      await fs.promises.rm(path.join(tempRoot, 'secrets'), { recursive: true, force: true });
     }
   } finally {
-    await fs.promises.rm(path.join(tempRoot, 'secrets'), { recursive: true, force: true });
-    if (!settled && cache.pending !== undefined) await cache.pending.folder.discard(cache.pending.fresh);
+    await prepared.slot?.abandon();
   }
 }
 
@@ -223,22 +222,22 @@ function setHitOutputs(config: Config, hit: HitKind): void {
 
 /** What the preflight found this builder cannot do: no cache export without the containerd store, reset=true from buildx 0.35. */
 async function applyGates(config: Config, cache: Prepared, gates: Gates): Promise<Prepared> {
-  const pending = cache.pending;
+  const slot = cache.slot;
   if (!gates.cacheExport) {
-    if (pending !== undefined) await pending.folder.discard(pending.fresh);
-    return { ...cache, pending: undefined, flags: { from: cache.flags.from, to: [] } };
+    await slot?.abandon();
+    return { ...cache, slot: undefined, flags: { from: cache.flags.from, to: [] } };
   }
-  if (pending === undefined) return cache;
+  if (slot === undefined) return cache;
   if (!gates.resetOnExport) return cache;
-  return { ...cache, flags: { from: cache.flags.from, to: [pending.folder.exportSpec(pending.fresh, config.cache.mode, config.cache.compression, true)] } };
+  return { ...cache, flags: { from: cache.flags.from, to: [slot.exportSpec(config.cache.mode, config.cache.compression, true)] } };
 }
 
-async function commitCache(config: Config, folder: CacheFolder, fresh: string): Promise<CommitResult | undefined> {
+/** Commits the export; cache trouble when that fails (the slot has then abandoned it). */
+async function commitCache(config: Config, slot: ExportSlot): Promise<CommitResult | undefined> {
   try {
-    return await folder.commit(fresh);
+    return await slot.commit();
   } catch (err) {
-    await folder.discard(fresh);
-    cacheTrouble(config.cache.failOnError, loc('WarnCacheCommitFailed', folder.dir, (err as Error).message));
+    cacheTrouble(config.cache.failOnError, loc('WarnCacheCommitFailed', slot.dir, (err as Error).message));
     return undefined;
   }
 }

@@ -9,14 +9,15 @@ import { restoreFromStore } from '../store/restore';
 import type { ScopePlan } from '../store/scopes';
 import type { CacheStore, EntryHead, HitKind } from '../store/types';
 import { CacheFolder } from './folder';
+import { ExportSlot } from './slot';
 import { CacheError, cacheTrouble } from './trouble';
 import { Input, type InputName } from '../task/inputs';
 
 /** The cache of one build: what to import and export, and what was restored. */
 export interface PreparedCache {
   readonly flags: CacheFlags;
-  /** The fresh export folder, committed in place of the cache folder after a good build. */
-  readonly pending?: { readonly folder: CacheFolder; readonly fresh: string };
+  /** The fresh export folder, committed in place of the cache folder after a good build; its owner commits or abandons it. */
+  readonly slot?: ExportSlot;
   readonly hit?: HitKind;
   readonly restored?: EntryHead;
   readonly bytesRestored?: number;
@@ -50,10 +51,10 @@ export async function resolveKeys(config: Config): Promise<ResolvedKeys> {
 }
 
 /** A fresh export folder next to the cache folder, seeded with the cache being imported; none when nothing will be saved. */
-async function exportTo(config: Config, folder: CacheFolder, seed: boolean): Promise<Pick<PreparedCache, 'pending' | 'flags'>> {
+async function exportTo(config: Config, folder: CacheFolder, seed: boolean): Promise<Pick<PreparedCache, 'slot' | 'flags'>> {
   if (config.cache.save === 'never') return { flags: { from: [], to: [] } };
-  const fresh = await folder.begin(seed);
-  return { pending: { folder, fresh }, flags: { from: [], to: [folder.exportSpec(fresh, config.cache.mode, config.cache.compression)] } };
+  const slot = await ExportSlot.open(folder, seed);
+  return { slot, flags: { from: [], to: [slot.exportSpec(config.cache.mode, config.cache.compression)] } };
 }
 
 /** `directory`: the cache folder as something else kept it, verified blob by blob before BuildKit sees it. */
