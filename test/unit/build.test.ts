@@ -1,11 +1,10 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
-import { BuildError, buildWithCacheFallback } from '../../tasks/DockerBuildxCacheV1/src/build';
+import { BuildError, buildWithCacheFallback, type BuildCache } from '../../tasks/DockerBuildxCacheV1/src/build';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 import { CacheError } from '../../tasks/DockerBuildxCacheV1/src/cache/trouble';
 import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import type { Config } from '../../tasks/DockerBuildxCacheV1/src/config/types';
-import type { PreparedCache } from '../../tasks/DockerBuildxCacheV1/src/cache/session';
 import { cleanup, tempDir, writeTree } from '../helpers';
 import { taskLibOutput } from './setup';
 
@@ -34,12 +33,14 @@ function builds(...answers: RunResult[]): { docker: DockerCli; run: sinon.SinonS
   return { docker: { run }, run };
 }
 
-const cache = (distrust = sinon.spy()): PreparedCache => ({
-  flags: { from: ['type=local,src=/c'], to: ['type=local,dest=/c.new'] },
-  distrust: (): Promise<void> => {
+const cache = (distrust = sinon.spy()): BuildCache => ({
+  from: ['type=local,src=/c'],
+  to: ['type=local,dest=/c.new'],
+  onImportCorrupt: (): Promise<void> => {
     distrust();
     return Promise.resolve();
   },
+  onExportFailed: (): Promise<void> => Promise.resolve(),
 });
 const builder = { name: 'b', created: false, platforms: [] };
 

@@ -1,12 +1,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { info, setOutput, warn } from './task/agent';
-import type { PreparedCache } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import type { Secret } from './config/features';
 import type { Config } from './config/types';
 import { loc } from './task/messages';
-import { buildArgs } from './docker/args';
+import { buildArgs, type CacheFlags } from './docker/args';
 import type { Builder } from './docker/builder';
 import type { DockerCli } from './docker/cli';
 import { parseMetadata } from './docker/metadata';
@@ -21,6 +20,14 @@ interface BuildOutcome {
   readonly steps: StepCount;
   readonly failed: readonly string[];
   readonly stderr: string;
+}
+
+/** The cache as the build uses it: what it imports and exports, and what to do before it builds again without either. */
+export interface BuildCache extends CacheFlags {
+  /** An imported blob failed its digest or length: called before the build runs again without the import. */
+  readonly onImportCorrupt: () => Promise<void>;
+  /** The cache export failed: called before the build runs again without it. */
+  readonly onExportFailed: () => Promise<void>;
 }
 
 /** Secrets given as values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
@@ -88,25 +95,24 @@ export async function buildWithCacheFallback(
   docker: DockerCli,
   config: Config,
   builder: Builder,
-  cache: PreparedCache,
+  cache: BuildCache,
   secretFiles: ReadonlyMap<string, string>,
   metadataFile: string,
 ): Promise<BuildOutcome & { exported: boolean }> {
   const invocation = { builder: builder.name, build: config.build, output: config.output, metadataFile, secretFiles };
-  let from = cache.flags.from;
-  let outcome = await runBuild(docker, buildArgs({ ...invocation, cache: cache.flags }));
+  let from = cache.from;
+  let outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
   if (outcome.code !== 0 && from.length > 0 && isCacheContentFailure(outcome)) {
     // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
-    await cache.distrust?.();
-    await cache.slot?.empty();
+    await cache.onImportCorrupt();
     const detail = lastError(outcome.stderr);
     cacheTrouble(config.cache.failOnError, config.cache.failOnError ? loc('CacheContentFailed', detail) : loc('WarnCacheContentFailed', detail));
     from = [];
-    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.flags.to } }));
+    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
   }
-  let exported = cache.flags.to.length > 0;
+  let exported = cache.to.length > 0;
   if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
-    await cache.slot?.abandon();
+    await cache.onExportFailed();
     const detail = lastError(outcome.stderr);
     cacheTrouble(config.cache.failOnError, config.cache.failOnError ? loc('CacheExportFailed', detail) : loc('WarnCacheExportFailed', detail));
     exported = false;

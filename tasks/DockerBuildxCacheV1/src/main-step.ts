@@ -3,7 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './task/agent';
 import { secretValues } from './config/features';
-import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets } from './build';
+import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets, type BuildCache } from './build';
 import { Docker, type DockerCli } from './docker/cli';
 import type { Gates } from './docker/preflight';
 import type { CommitResult } from './cache/folder';
@@ -104,7 +104,7 @@ export async function runMain(): Promise<void> {
       // buildx writes the oci and tar outputs but does not create their folder.
       if (config.output.path !== undefined) await fs.promises.mkdir(path.dirname(config.output.path), { recursive: true });
       const metadataFile = path.join(tempRoot, 'metadata.json');
-      const outcome = await job.timed(loc('PhaseBuild'), () => buildWithCacheFallback(docker, config, builder, cache, secretFiles, metadataFile), (o) =>
+      const outcome = await job.timed(loc('PhaseBuild'), () => buildWithCacheFallback(docker, config, builder, buildCache(cache), secretFiles, metadataFile), (o) =>
         loc('StepsCached', o.steps.cached, o.steps.total),
       );
       job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
@@ -230,6 +230,20 @@ async function applyGates(config: Config, cache: Prepared, gates: Gates): Promis
   if (slot === undefined) return cache;
   if (!gates.resetOnExport) return cache;
   return { ...cache, flags: { from: cache.flags.from, to: [slot.exportSpec(config.cache.mode, config.cache.compression, true)] } };
+}
+
+/** The plan as the build uses it: a corrupt import distrusts the entry and empties the slot of its seed; a failed export abandons the slot. */
+function buildCache(cache: Prepared): BuildCache {
+  return {
+    ...cache.flags,
+    onImportCorrupt: async () => {
+      await cache.distrust?.();
+      await cache.slot?.empty();
+    },
+    onExportFailed: async () => {
+      await cache.slot?.abandon();
+    },
+  };
 }
 
 /** Commits the export; cache trouble when that fails (the slot has then abandoned it). */
