@@ -90,10 +90,7 @@ export async function runMain(): Promise<void> {
     imageOS: process.env.ImageOS || undefined,
     imageVersion: process.env.ImageVersion || undefined,
   });
-  const prepared = await prepareCache(config, id, job, keys, docker).catch(async (err: unknown) => {
-    await setup.flush();
-    throw err;
-  });
+  const prepared = await setup.during(prepareCache(config, id, job, keys, docker));
   // The export slot is the job's own from here: committed after a good build, abandoned on any other way out.
   try {
     const { gates, builder } = await setup.show();

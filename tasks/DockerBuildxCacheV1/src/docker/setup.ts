@@ -5,6 +5,7 @@ import { defaultBuilderName, ensureBuilder, type Builder } from './builder';
 import { buffered, type Docker, type DockerCli } from './cli';
 import { chooseDriver, describeDriver, mayBeDocker, type DriverChoice } from './driver';
 import { neutralise } from '../task/sanitize';
+import { Background } from '../util/background';
 import { agentBuilderName, chooseLifetime, describeLifetime, type AgentFacts } from './lifetime';
 import { installBuildx, InstallError, RELEASES } from './install';
 import { gates, preflight, type Gates, type Preflight } from './preflight';
@@ -61,8 +62,12 @@ export interface SetupResult {
 export interface Setup {
   /** Shows the preflight and builder groups, once both are done. */
   show(): Promise<SetupResult>;
-  /** After a failure elsewhere: waits for both, and shows what they logged. */
-  flush(): Promise<void>;
+  /**
+   * Waits for work that runs beside the setup. When it fails, the setup is waited for and what it
+   * logged is shown before the failure goes on, so that a builder it created is in the post step's
+   * state by then.
+   */
+  during<T>(work: Promise<T>): Promise<T>;
 }
 
 /**
@@ -95,10 +100,12 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
   const preflightLog: string[] = [];
   const lookLog: string[] = [];
   const builderLog: string[] = [];
-  const checked = preflight(buffered(docker, preflightLog), config, buildxSource).then((p) => {
-    const driver = chooseDriver(config.builder, p.containerdStore);
-    return { preflight: p, driver, gates: gates(config, driver.driver, p.buildx, p.containerdStore) };
-  });
+  const checked = new Background(
+    preflight(buffered(docker, preflightLog), config, buildxSource).then((p) => {
+      const driver = chooseDriver(config.builder, p.containerdStore);
+      return { preflight: p, driver, gates: gates(config, driver.driver, p.buildx, p.containerdStore) };
+    }),
+  );
   const startBuilder = async (driver: Driver, log: string[]): Promise<Builder & { ms: number }> => {
     const start = Date.now();
     const plan = driver === 'docker' ? { name: 'default', kept: false } : planBuilder(config, driver, agent);
@@ -111,11 +118,10 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
     if (plan.kept) job.update({ keepBuilder: { name: plan.name, keepStorage: driver === 'remote' ? undefined : config.builder.keepStorage } });
     return { ...builder, ms: Date.now() - start };
   };
-  const looked = mayBeDocker(config.builder) ? startBuilder('docker', lookLog) : undefined;
-  const ready = checked.then(({ driver }) => (driver.driver === 'docker' && looked !== undefined ? looked : startBuilder(driver.driver, builderLog)));
-  checked.catch(() => undefined);
-  looked?.catch(() => undefined);
-  ready.catch(() => undefined);
+  const looked = mayBeDocker(config.builder) ? new Background(startBuilder('docker', lookLog)) : undefined;
+  const ready = new Background(
+    checked.result().then(({ driver }) => (driver.driver === 'docker' && looked !== undefined ? looked.result() : startBuilder(driver.driver, builderLog))),
+  );
   const print = (lines: string[]): void => {
     for (const line of lines.splice(0)) console.log(line);
   };
@@ -125,13 +131,13 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
       const decided = await job.timed(
         loc('PhasePreflight'),
         async () => {
-          const result = await checked.finally(() => {
+          const result = await checked.result().finally(() => {
             print(preflightLog);
           });
           info(result.preflight.report.join('\n'));
           // A look at the engine's builder that `auto` did not need: it ran during the preflight.
           if (looked !== undefined && result.driver.driver !== 'docker') {
-            await looked.catch(() => undefined);
+            await looked.done();
             print(lookLog);
           }
           return result;
@@ -145,7 +151,7 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
         loc('PhaseBuilder'),
         () => {
           info(loc('DriverChosen', driverText));
-          return ready.finally(() => {
+          return ready.result().finally(() => {
             print(decided.driver.driver === 'docker' ? lookLog : builderLog);
           });
         },
@@ -156,11 +162,16 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
       );
       return { ...decided, builder };
     },
-    async flush() {
-      await Promise.allSettled([checked, ready, looked]);
-      print(preflightLog);
-      print(lookLog);
-      print(builderLog);
+    async during(work) {
+      try {
+        return await work;
+      } catch (err) {
+        await Promise.all([checked.done(), ready.done(), looked?.done()]);
+        print(preflightLog);
+        print(lookLog);
+        print(builderLog);
+        throw err;
+      }
     },
   };
 }
