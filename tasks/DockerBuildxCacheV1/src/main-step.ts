@@ -4,20 +4,17 @@ import * as path from 'path';
 import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './task/agent';
 import { secretValues } from './config/features';
 import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets, type BuildCache } from './build';
-import { Docker, type DockerCli } from './docker/cli';
-import type { Gates } from './docker/preflight';
+import { Docker } from './docker/cli';
 import type { CommitResult } from './cache/folder';
+import { planCache, withGates, type CacheKeys, type CachePlan } from './cache/plan';
 import type { ExportSlot } from './cache/slot';
-import { describeStore, openStore, saveToStore, storeSpec, type SaveJob, type StoreSpec } from './cache/save';
-import { prepareRegistry, registryRefs } from './cache/registry';
-import { prepareFolder, prepareFromStore, resolveKeys, type PreparedCache } from './cache/session';
+import { saveToStore } from './cache/save';
+import { resolveKeys } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import { readConfig, taskSource } from './config/read';
-import { InputError } from './config/source';
 import { isStoreBackend, type Config } from './config/types';
 import { loadMessages, loc } from './task/messages';
-import { scopePlan, type ScopePlan } from './store/scopes';
-import type { CacheStore, HitKind } from './store/types';
+import type { ScopeVariables } from './store/scopes';
 import { dockerSession, startSetup } from './docker/setup';
 import { saveState, type PostState } from './job';
 import { summaryOfSave, type SummaryData } from './summary';
@@ -55,7 +52,8 @@ function redactor(secrets: readonly string[]): (text: string) => string {
 export async function runMain(): Promise<void> {
   loadMessages();
   let config = readConfig(taskSource());
-  if (scopeVariables().isFork) {
+  const branch = scopeVariables();
+  if (branch.isFork) {
     // A pull request from a fork never writes a cache, to any backend.
     info(loc('ReadOnlyFork'));
     config = { ...config, cache: { ...config.cache, save: 'never' } };
@@ -90,12 +88,13 @@ export async function runMain(): Promise<void> {
     imageOS: process.env.ImageOS || undefined,
     imageVersion: process.env.ImageVersion || undefined,
   });
-  const prepared = await setup.during(prepareCache(config, id, job, keys, docker));
+  const prepared = await setup.during(planCache({ config, id, docker, keys, branch, job }));
+  publishPlan(config, prepared, job);
   // The export slot is the job's own from here: committed after a good build, abandoned on any other way out.
   try {
     const { gates, builder } = await setup.show();
     setOutput('builderName', builder.name);
-    const cache = await applyGates(config, prepared, gates);
+    const cache = await withGates(config, prepared, gates);
     try {
       const secretFiles = await writeSecrets(config.build.secrets, tempRoot);
       // buildx writes the oci and tar outputs but does not create their folder.
@@ -128,14 +127,7 @@ export async function runMain(): Promise<void> {
   }
 }
 
-type Prepared = PreparedCache & { readonly save?: SaveJob };
-
-/** The resolved key and restore keys, with build secrets redacted: lookups and saves both use these. */
-interface CacheKeys {
-  readonly key: readonly string[];
-  readonly restoreKeys: readonly (readonly string[])[];
-}
-
+/** The resolved key, redacted, as the cacheKey output and in the summary. */
 async function resolveCacheKeys(config: Config, job: JobRecord, redact: (text: string) => string): Promise<CacheKeys> {
   const resolved = await job.timed(loc('PhaseKey'), () => resolveKeys(config));
   // A build secret in a key never reaches the store.
@@ -145,65 +137,17 @@ async function resolveCacheKeys(config: Config, job: JobRecord, redact: (text: s
   return { key, restoreKeys: resolved.restoreKeys.map((k) => k.values.map(redact)) };
 }
 
-/** The restore phase of each backend; sets the cache outputs, and hands the save to the post-job step. */
-async function prepareCache(config: Config, id: string, job: JobRecord, keys: CacheKeys | undefined, docker: DockerCli): Promise<Prepared> {
-  if (config.cache.backend === 'none') return { flags: { from: [], to: [] } };
-  if (config.cache.backend === 'registry') {
-    const refs = registryRefs(config.cache.registryRef ?? '', scopePlan(config.cache.scope, scopeVariables()));
-    const cache = await job.timed(loc('PhaseCache'), () => prepareRegistry(config, docker, refs), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
-    setHitOutputs(config, cache.hit ?? 'false');
-    if (cache.imported !== undefined) setOutput('cacheRestoredKey', cache.imported);
-    job.update({}, { hit: cache.hit, key: refs.write ?? refs.read[0] });
-    return cache;
-  }
-  if (config.cache.backend === 'directory' || keys === undefined) {
-    const cache = await job.timed(loc('PhaseCache'), () => prepareFolder(config, id), (c) => loc('CacheReady', c.flags.from.length, c.flags.to.length));
-    setHitOutputs(config, cache.hit ?? 'false');
-    job.update({}, { hit: cache.hit });
-    return cache;
-  }
-
-  const scopes = scopePlan(config.cache.scope, scopeVariables());
-  const spec = storeSpec(config);
-  let store: CacheStore;
-  try {
-    store = openStore(spec);
-  } catch (err) {
-    // Bad input fails the task; anything else about the store is cache trouble: build without it.
-    if (err instanceof InputError) throw err;
-    cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', describeStore(spec), (err as Error).message));
-    setHitOutputs(config, 'false');
-    job.update({}, { hit: 'false' });
-    return { flags: { from: [], to: [] }, hit: 'false' };
-  }
-  const cache = await job.timed(loc('PhaseRestore'), () => prepareFromStore(config, id, store, keys.key, keys.restoreKeys, scopes), (c) =>
-    loc('RestoreDone', c.hit ?? 'false', formatBytes(c.bytesRestored ?? 0)),
-  );
-  const hit = cache.hit ?? 'false';
-  setHitOutputs(config, hit);
-  if (cache.restored !== undefined) setOutput('cacheRestoredKey', cache.restored.key);
-  job.update(
-    {},
-    {
-      hit,
-      bytesRestored: cache.bytesRestored,
-      bytesDownloaded: cache.bytesDownloaded,
-      restored: cache.restored && { key: cache.restored.key, scope: cache.restored.scope, created: cache.restored.created },
-    },
-  );
-
-  const save = saveJob(config, spec, scopes, keys.key);
-  if (save !== undefined && (config.cache.save === 'onSuccess' || config.cache.save === 'always')) job.update({ save: { ...save, when: config.cache.save } });
-  return { ...cache, save };
+/** The plan's cache outputs, its part of the summary, and the save it hands to the post-job step. */
+function publishPlan(config: Config, plan: CachePlan, job: JobRecord): void {
+  if (plan.hit === undefined) return;
+  setOutput('cacheHit', plan.hit);
+  if (config.cache.hitVar !== undefined) setVariable(config.cache.hitVar, plan.hit);
+  if (plan.restoredKey !== undefined) setOutput('cacheRestoredKey', plan.restoredKey);
+  const when = config.cache.save;
+  job.update(plan.save !== undefined && (when === 'onSuccess' || when === 'always') ? { save: { ...plan.save, when } } : {}, plan.summary);
 }
 
-/** The save this job may do, or undefined: none when the cache is read-only, as on a pull request from a fork. */
-function saveJob(config: Config, store: StoreSpec, scopes: ScopePlan, segments: readonly string[]): SaveJob | undefined {
-  if (config.cache.save === 'never' || scopes.write === undefined) return undefined;
-  return { store, cacheDir: config.cache.dir, segments, scope: scopes.write, retentionDays: config.cache.retentionDays, failOnError: config.cache.failOnError };
-}
-
-function scopeVariables(): Parameters<typeof scopePlan>[1] {
+function scopeVariables(): ScopeVariables {
   return {
     sourceBranch: variable('Build.SourceBranch'),
     targetBranch: variable('System.PullRequest.TargetBranch'),
@@ -212,25 +156,8 @@ function scopeVariables(): Parameters<typeof scopePlan>[1] {
   };
 }
 
-function setHitOutputs(config: Config, hit: HitKind): void {
-  setOutput('cacheHit', hit);
-  if (config.cache.hitVar !== undefined) setVariable(config.cache.hitVar, hit);
-}
-
-/** What the preflight found this builder cannot do: no cache export without the containerd store, reset=true from buildx 0.35. */
-async function applyGates(config: Config, cache: Prepared, gates: Gates): Promise<Prepared> {
-  const slot = cache.slot;
-  if (!gates.cacheExport) {
-    await slot?.abandon();
-    return { ...cache, slot: undefined, flags: { from: cache.flags.from, to: [] } };
-  }
-  if (slot === undefined) return cache;
-  if (!gates.resetOnExport) return cache;
-  return { ...cache, flags: { from: cache.flags.from, to: [slot.exportSpec(config.cache.mode, config.cache.compression, true)] } };
-}
-
 /** The plan as the build uses it: a corrupt import distrusts the entry and empties the slot of its seed; a failed export abandons the slot. */
-function buildCache(cache: Prepared): BuildCache {
+function buildCache(cache: CachePlan): BuildCache {
   return {
     ...cache.flags,
     onImportCorrupt: async () => {
