@@ -70,14 +70,6 @@ export interface Setup {
   during<T>(work: Promise<T>): Promise<T>;
 }
 
-/**
- * Starts the preflight and the builder, neither of which depends on the cache, so that they run
- * while the cache is restored. The preflight gathers the facts; the driver (for `auto`) and the
- * gates are decided from them. The docker driver's builder is only looked at, so that runs beside
- * the preflight, also for `auto` when it may become `docker`; a builder that may be created waits
- * for the preflight to pass. Their log is kept and shown in their own groups afterwards, the
- * builder's only once the preflight passed.
- */
 /** The job and the agent it runs on, which name the builder and decide how long it lives. */
 export type JobAgent = AgentFacts & { readonly jobId?: string };
 
@@ -96,32 +88,49 @@ function planBuilder(config: Config, driver: Driver, agent: JobAgent): { name: s
   return { name, kept: true, lifetime: describeLifetime(choice) };
 }
 
+/** The preflight's facts, the driver that `auto` becomes from them, and what that driver allows. */
+async function decide(docker: DockerCli, config: Config, buildxSource: string): Promise<Omit<SetupResult, 'builder'>> {
+  const p = await preflight(docker, config, buildxSource);
+  const driver = chooseDriver(config.builder, p.containerdStore);
+  return { preflight: p, driver, gates: gates(config, driver.driver, p.buildx, p.containerdStore) };
+}
+
+/** The builder of a driver, found or created, with what the post-job step must do about it recorded as soon as it is known. */
+async function startBuilder(docker: DockerCli, config: Config, job: Recorder, agent: JobAgent, driver: Driver, log: string[]): Promise<Builder & { ms: number }> {
+  const start = Date.now();
+  const plan = driver === 'docker' ? { name: 'default', kept: false } : planBuilder(config, driver, agent);
+  if (plan.lifetime !== undefined) log.push(neutralise(loc('LifetimeChosen', plan.lifetime)));
+  const builder = await ensureBuilder(buffered(docker, log), { ...config.builder, driver }, plan.name, (name) => {
+    if (!plan.kept && config.builder.remove) job.update({ removeBuilder: name });
+  });
+  // The post-job step prunes a builder the agent keeps, once it is there, whatever happens to the job after;
+  // not a remote one, whose BuildKit daemon is not the agent's to prune.
+  if (plan.kept) job.update({ keepBuilder: { name: plan.name, keepStorage: driver === 'remote' ? undefined : config.builder.keepStorage } });
+  return { ...builder, ms: Date.now() - start };
+}
+
+/** The builder phase's closing line. */
+function describeBuilder(b: Builder & { ms: number }, driver: Driver): string {
+  const platforms = b.platforms.join(', ') || '-';
+  return b.created ? loc('BuilderCreated', b.name, driver, platforms, formatSeconds(b.ms)) : loc('BuilderReused', b.name, driver, platforms, formatSeconds(b.ms));
+}
+
+/**
+ * Starts the preflight and the builder, neither of which depends on the cache, so that they run
+ * while the cache is restored. The preflight gathers the facts; the driver (for `auto`) and the
+ * gates are decided from them. The docker driver's builder is only looked at, so that runs beside
+ * the preflight, also for `auto` when it may become `docker`; a builder that may be created waits
+ * for the preflight to pass. Their log is kept and shown in their own groups afterwards, the
+ * builder's only once the preflight passed.
+ */
 export function startSetup(docker: DockerCli, config: Config, job: Recorder, buildxSource: string, agent: JobAgent = {}): Setup {
   const preflightLog: string[] = [];
   const lookLog: string[] = [];
   const builderLog: string[] = [];
-  const checked = new Background(
-    preflight(buffered(docker, preflightLog), config, buildxSource).then((p) => {
-      const driver = chooseDriver(config.builder, p.containerdStore);
-      return { preflight: p, driver, gates: gates(config, driver.driver, p.buildx, p.containerdStore) };
-    }),
-  );
-  const startBuilder = async (driver: Driver, log: string[]): Promise<Builder & { ms: number }> => {
-    const start = Date.now();
-    const plan = driver === 'docker' ? { name: 'default', kept: false } : planBuilder(config, driver, agent);
-    if (plan.lifetime !== undefined) log.push(neutralise(loc('LifetimeChosen', plan.lifetime)));
-    const builder = await ensureBuilder(buffered(docker, log), { ...config.builder, driver }, plan.name, (name) => {
-      if (!plan.kept && config.builder.remove) job.update({ removeBuilder: name });
-    });
-    // The post-job step prunes a builder the agent keeps, once it is there, whatever happens to the job after;
-    // not a remote one, whose BuildKit daemon is not the agent's to prune.
-    if (plan.kept) job.update({ keepBuilder: { name: plan.name, keepStorage: driver === 'remote' ? undefined : config.builder.keepStorage } });
-    return { ...builder, ms: Date.now() - start };
-  };
-  const looked = mayBeDocker(config.builder) ? new Background(startBuilder('docker', lookLog)) : undefined;
-  const ready = new Background(
-    checked.result().then(({ driver }) => (driver.driver === 'docker' && looked !== undefined ? looked.result() : startBuilder(driver.driver, builderLog))),
-  );
+  const checked = new Background(decide(buffered(docker, preflightLog), config, buildxSource));
+  const builderOf = (driver: Driver, log: string[]): Promise<Builder & { ms: number }> => startBuilder(docker, config, job, agent, driver, log);
+  const looked = mayBeDocker(config.builder) ? new Background(builderOf('docker', lookLog)) : undefined;
+  const ready = new Background(checked.result().then(({ driver }) => (driver.driver === 'docker' && looked !== undefined ? looked.result() : builderOf(driver.driver, builderLog))));
   const print = (lines: string[]): void => {
     for (const line of lines.splice(0)) console.log(line);
   };
@@ -155,10 +164,7 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
             print(decided.driver.driver === 'docker' ? lookLog : builderLog);
           });
         },
-        (b) => {
-          const platforms = b.platforms.join(', ') || '-';
-          return b.created ? loc('BuilderCreated', b.name, decided.driver.driver, platforms, formatSeconds(b.ms)) : loc('BuilderReused', b.name, decided.driver.driver, platforms, formatSeconds(b.ms));
-        },
+        (b) => describeBuilder(b, decided.driver.driver),
       );
       return { ...decided, builder };
     },
