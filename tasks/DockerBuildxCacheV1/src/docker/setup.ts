@@ -13,6 +13,7 @@ import type { Config, Driver } from '../config/types';
 import { InputError } from '../config/source';
 import { registryLogin } from './login';
 import { createDockerConfig, installPlugin } from './config-dir';
+import { Input } from '../task/inputs';
 import { loc } from '../task/messages';
 import type { SummaryData } from '../summary';
 
@@ -37,7 +38,7 @@ export async function dockerSession(config: Config, docker: Docker, tempRoot: st
     version === undefined
       ? undefined
       : await job.timed(loc('PhaseBuildx'), () => installBuildx(version, base), (i) => loc('BuildxInstalled', i.version, i.source)).catch((err: unknown) => {
-          if (err instanceof InstallError) throw new InputError('buildxVersion', loc('BuildxInstallFailed', version, err.message, base));
+          if (err instanceof InstallError) throw new InputError(Input.buildxVersion, loc('BuildxInstallFailed', version, err.message, base));
           throw err;
         });
   const dockerConfig = await createDockerConfig(path.join(tempRoot, 'docker-config'));
