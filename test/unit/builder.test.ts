@@ -150,12 +150,15 @@ describe('default builder names', () => {
 });
 
 describe("a failed command's last words", () => {
-  const cases: [string, { stderr: string; stdout?: string }, number, string][] = [
+  const build = '#9 exporting cache\n#9 ERROR: write x: no space left on device\n  ERROR: failed to solve: no space left on device \n#10 DONE\n';
+  const cases: [string, { stderr: string; stdout?: string }, number, string, RegExp?][] = [
     ['the last line of the error', { stderr: 'first\nsecond\nERROR: third\n', stdout: 'out' }, 1, 'ERROR: third'],
     ['the output when there is no error', { stderr: '', stdout: 'only\nout\n' }, 1, 'out'],
     ['the error only, when asked for it alone', { stderr: '' }, 1, ''],
     ['nothing when the command said nothing', { stderr: '  \n', stdout: '' }, 1, ''],
     ['several lines, joined', { stderr: 'a\nb\nc\nd', stdout: '' }, 3, 'b | c | d'],
+    ["a build's last ERROR: line, trimmed, among its progress", { stderr: build }, 1, 'ERROR: failed to solve: no space left on device', /^error:/i],
+    ['nothing when no line matches', { stderr: '#10 DONE\n#9 ERROR: x\n' }, 1, '', /^error:/i],
   ];
-  for (const [name, result, lines, expected] of cases) it(name, () => assert.equal(errorTail(result, lines), expected));
+  for (const [name, result, lines, expected, only] of cases) it(name, () => assert.equal(errorTail(result, lines, only), expected));
 });

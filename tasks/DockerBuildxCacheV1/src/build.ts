@@ -7,7 +7,7 @@ import type { Config } from './config/types';
 import { loc } from './task/messages';
 import { buildArgs, type CacheFlags } from './docker/args';
 import type { Builder } from './docker/builder';
-import type { DockerCli } from './docker/cli';
+import { errorTail, type DockerCli } from './docker/cli';
 import { parseMetadata } from './docker/metadata';
 import { ProgressParser, type StepCount } from './docker/progress';
 
@@ -73,10 +73,8 @@ export function isCacheExportFailure(outcome: Pick<BuildOutcome, 'failed' | 'std
   return outcome.failed.some((name) => /^exporting cache\b/i.test(name)) || /cache export (?:feature )?is (?:currently )?not supported/i.test(outcome.stderr);
 }
 
-function lastError(stderr: string): string {
-  const errors = stderr.split('\n').filter((l) => /^ERROR:|^error:/i.test(l.trim()));
-  return (errors[errors.length - 1] ?? '').trim();
-}
+/** The last `ERROR:` line of a build's output. */
+const lastError = (stderr: string): string => errorTail({ stderr }, 1, /^error:/i);
 
 /**
  * A build that failed on the content of an imported cache blob (a digest or length that does not

@@ -1,7 +1,7 @@
 import * as crypto from 'crypto';
 import type { BuilderConfig, Driver } from '../config/types';
 import { createBuilderArgs } from './args';
-import type { DockerCli, RunResult } from './cli';
+import { errorTail, type DockerCli, type RunResult } from './cli';
 
 export interface Builder {
   readonly name: string;
@@ -37,7 +37,7 @@ export function defaultBuilderName(jobId: string | undefined, agentName: string 
 }
 
 function explain(what: string, result: RunResult): string {
-  const detail = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ');
+  const detail = errorTail(result, 3);
   return `${what} failed with exit code ${result.code}${detail === '' ? '' : `: ${detail}`}`;
 }
 

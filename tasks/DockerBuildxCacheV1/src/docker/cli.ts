@@ -41,11 +41,13 @@ class Tail {
 /**
  * What a failed command said, for an error message: the last `lines` lines of its standard error, or
  * of its standard output when it wrote no error (a result without `stdout`: its error only), joined
- * with ` | `; '' when it said nothing.
+ * with ` | `; '' when it said nothing. With `only`, just the lines that match it count, trimmed: the
+ * `ERROR:` lines among a build's progress output.
  */
-export function errorTail(result: { readonly stderr: string; readonly stdout?: string }, lines = 1): string {
-  const said = (result.stderr || result.stdout) ?? '';
-  return said.trim().split('\n').slice(-lines).join(' | ');
+export function errorTail(result: { readonly stderr: string; readonly stdout?: string }, lines = 1, only?: RegExp): string {
+  const said = ((result.stderr || result.stdout) ?? '').trim().split('\n');
+  const counted = only === undefined ? said : said.map((line) => line.trim()).filter((line) => only.test(line));
+  return counted.slice(-lines).join(' | ');
 }
 
 /** How a command line is shown in the log: each argument that a shell would split is single-quoted. */
