@@ -79,7 +79,7 @@ async function cleanup(state: PostState, docker: DockerCli | undefined): Promise
     const name = state.removeBuilder;
     try {
       const result = await removeBuilder(jobDocker(state, docker), name);
-      if (result.code !== 0) warn(loc('WarnBuilderRemoveFailed', name, (result.stderr || result.stdout).trim()));
+      if (result.code !== 0) warn(loc('WarnBuilderRemoveFailed', name, errorTail(result, 3)));
       else info(loc('BuilderRemoved', name));
     } catch (err) {
       warn(loc('WarnBuilderRemoveFailed', name, (err as Error).message));
