@@ -226,7 +226,7 @@ describe('task.json: the public contract and the classic editor', () => {
       for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
         const file = path.join(dir, entry.name);
         if (entry.isDirectory()) walk(file);
-        else if (file.endsWith('.ts')) for (const m of fs.readFileSync(file, 'utf8').matchAll(/\bloc\('(\w+)'/g)) used.add(m[1] ?? '');
+        else if (file.endsWith('.ts')) for (const m of fs.readFileSync(file, 'utf8').matchAll(/\bloc\(\s*'(\w+)'/g)) used.add(m[1] ?? '');
       }
     };
     walk(path.join(taskDir, 'src'));
