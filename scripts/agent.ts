@@ -46,7 +46,10 @@ export function parseCommands(stdout: string): Command[] {
     if (at < 0) continue;
     const close = line.indexOf(']', at);
     if (close < 0) continue;
-    const [name = '', ...pairs] = line.slice(at + 6, close).split(/[ ;]/).filter((p) => p !== '');
+    const [name = '', ...pairs] = line
+      .slice(at + 6, close)
+      .split(/[ ;]/)
+      .filter((p) => p !== '');
     const props: Record<string, string> = {};
     for (const pair of pairs) {
       const eq = pair.indexOf('=');
@@ -73,7 +76,11 @@ interface TaskInput {
  * job's variables, case-insensitively, an undefined one left as written; then each filePath input
  * rooted at System.DefaultWorkingDirectory, an empty one becoming that folder itself.
  */
-export function agentInputs(inputs: Record<string, string>, variables: Record<string, string>, taskJson = path.join(TASK_DIR, 'task.json')): Record<string, string> {
+export function agentInputs(
+  inputs: Record<string, string>,
+  variables: Record<string, string>,
+  taskJson = path.join(TASK_DIR, 'task.json'),
+): Record<string, string> {
   const defs = (JSON.parse(fs.readFileSync(taskJson, 'utf8')) as { inputs: TaskInput[] }).inputs;
   const canonical = new Map<string, string>();
   for (const def of defs) for (const name of [def.name, ...(def.aliases ?? [])]) canonical.set(name.toLowerCase(), def.name);
@@ -81,7 +88,8 @@ export function agentInputs(inputs: Record<string, string>, variables: Record<st
   for (const [name, value] of Object.entries(inputs)) values[canonical.get(name.toLowerCase()) ?? name] = value.trim();
 
   const vars = new Map(Object.entries(variables).map(([k, v]) => [k.toLowerCase(), v]));
-  const expand = (text: string): string => text.replace(/\$\(([^()]+)\)/g, (macro, name: string) => vars.get(name.trim().toLowerCase()) ?? macro);
+  const expand = (text: string): string =>
+    text.replace(/\$\(([^()]+)\)/g, (macro, name: string) => vars.get(name.trim().toLowerCase()) ?? macro);
   const root = variables['System.DefaultWorkingDirectory'] ?? '';
   for (const [name, value] of Object.entries(values)) values[name] = expand(value);
   for (const def of defs) {
@@ -93,7 +101,11 @@ export function agentInputs(inputs: Record<string, string>, variables: Record<st
 }
 
 /** A step's environment: the job's variables, and its inputs as the agent computes them (see agentInputs). */
-export function stepEnv(inputs: Record<string, string>, variables: Record<string, string>, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+export function stepEnv(
+  inputs: Record<string, string>,
+  variables: Record<string, string>,
+  extra: NodeJS.ProcessEnv = {},
+): NodeJS.ProcessEnv {
   const inherited = Object.entries(process.env).filter(([key]) => !key.startsWith('INPUT_') && !key.startsWith('VSTS_TASKVARIABLE_'));
   const env: NodeJS.ProcessEnv = { ...Object.fromEntries(inherited), AGENT_VERSION: '4.266.2', ...extra };
   for (const [name, value] of Object.entries(variables)) env[envKey(name)] = value;
@@ -118,10 +130,18 @@ export async function runStep(entry: 'main' | 'post', env: NodeJS.ProcessEnv, cw
     stdout,
     stderr,
     commands,
-    outputs: Object.fromEntries(pick('task.setvariable').filter((c) => c.props.isOutput === 'true').map((c) => [c.props.variable ?? '', c.data])),
+    outputs: Object.fromEntries(
+      pick('task.setvariable')
+        .filter((c) => c.props.isOutput === 'true')
+        .map((c) => [c.props.variable ?? '', c.data]),
+    ),
     taskVariables: Object.fromEntries(pick('task.settaskvariable').map((c) => [c.props.variable ?? '', c.data])),
-    warnings: pick('task.issue').filter((c) => c.props.type === 'warning').map((c) => c.data),
-    errors: pick('task.issue').filter((c) => c.props.type === 'error').map((c) => c.data),
+    warnings: pick('task.issue')
+      .filter((c) => c.props.type === 'warning')
+      .map((c) => c.data),
+    errors: pick('task.issue')
+      .filter((c) => c.props.type === 'error')
+      .map((c) => c.data),
     secrets: pick('task.setsecret').map((c) => c.data),
     ms: Date.now() - start,
   };
@@ -131,7 +151,13 @@ export async function runStep(entry: 'main' | 'post', env: NodeJS.ProcessEnv, cw
  * One job: the main step, then the post-job step with the main step's task variables and the job
  * status. `between` sees what the main step left before the post-job step deletes it.
  */
-export async function runJob(inputs: Record<string, string>, variables: Record<string, string>, cwd: string, extraEnv: NodeJS.ProcessEnv = {}, between?: (main: StepResult) => void): Promise<JobResult> {
+export async function runJob(
+  inputs: Record<string, string>,
+  variables: Record<string, string>,
+  cwd: string,
+  extraEnv: NodeJS.ProcessEnv = {},
+  between?: (main: StepResult) => void,
+): Promise<JobResult> {
   const main = await runStep('main', stepEnv(inputs, variables, extraEnv), cwd);
   between?.(main);
   const postEnv = stepEnv(inputs, { ...variables, 'Agent.JobStatus': main.result }, extraEnv);

@@ -31,13 +31,16 @@ export function ensureAzurite(): Azurite {
   const blobUrl = field('AZURITE_BLOB');
   const oauthUrl = field('AZURITE_BLOB_OAUTH');
   const ca = field('AZURITE_CA');
-  if (r.status !== 0 || blobUrl === undefined || oauthUrl === undefined || ca === undefined) throw new Error(`scripts/azurite.sh up failed (exit ${String(r.status)})`);
+  if (r.status !== 0 || blobUrl === undefined || oauthUrl === undefined || ca === undefined)
+    throw new Error(`scripts/azurite.sh up failed (exit ${String(r.status)})`);
   return { blobUrl, oauthUrl, ca };
 }
 
 /** A container of its own, for one test, with the shared key. */
 export function freshContainer(blobUrl: string, prefix = 'dbxc'): ContainerClient {
-  return BlobServiceClient.fromConnectionString(connectionString(blobUrl)).getContainerClient(`${prefix}-${crypto.randomBytes(6).toString('hex')}`);
+  return BlobServiceClient.fromConnectionString(connectionString(blobUrl)).getContainerClient(
+    `${prefix}-${crypto.randomBytes(6).toString('hex')}`,
+  );
 }
 
 /** Binds the port (0: one from the kernel's ephemeral range) and lets it go: a port nothing listens on now. Fails when it is taken. */
@@ -97,7 +100,22 @@ export class PrivateAzurite {
   /** Spawns azurite on the port; true once it answers, false when it exited first (the port was taken). */
   private async spawnOn(port: number): Promise<boolean> {
     const bin = path.join(ROOT, 'node_modules', '.bin', 'azurite-blob');
-    const child = spawn(bin, ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', this.location, '--silent', '--skipApiVersionCheck', '--loose', '--disableTelemetry'], { stdio: 'ignore' });
+    const child = spawn(
+      bin,
+      [
+        '--blobHost',
+        '127.0.0.1',
+        '--blobPort',
+        String(port),
+        '--location',
+        this.location,
+        '--silent',
+        '--skipApiVersionCheck',
+        '--loose',
+        '--disableTelemetry',
+      ],
+      { stdio: 'ignore' },
+    );
     this.child = child;
     // A test that times out must not leave it running.
     const reap = (): void => {

@@ -62,24 +62,52 @@ interface Spec {
 const SPECS: Spec[] = [
   { id: 'cacheonly', title: 'no image (cacheonly), the baseline', output: () => ['--output', 'type=cacheonly'], loads: false },
   { id: 'load', title: '`--load` (today)', output: (tag) => ['--load', '--tag', tag], loads: true },
-  { id: 'docker-uncompressed', title: 'docker exporter, uncompressed', output: (tag) => ['--output', `type=docker,name=${tag},compression=uncompressed,force-compression=true`], loads: true },
-  { id: 'docker-tarball', title: 'docker tarball to a file, `docker load -i`', output: (tag, file) => ['--output', `type=docker,name=${tag},dest=${file}`], after: (_t, file) => [['load', '-q', '-i', file]], loads: true },
-  { id: 'oci-tarball', title: 'OCI tarball to a file, `docker load -i`', output: (tag, file) => ['--output', `type=oci,name=${tag},dest=${file}`], after: (_t, file) => [['load', '-q', '-i', file]], loads: true },
+  {
+    id: 'docker-uncompressed',
+    title: 'docker exporter, uncompressed',
+    output: (tag) => ['--output', `type=docker,name=${tag},compression=uncompressed,force-compression=true`],
+    loads: true,
+  },
+  {
+    id: 'docker-tarball',
+    title: 'docker tarball to a file, `docker load -i`',
+    output: (tag, file) => ['--output', `type=docker,name=${tag},dest=${file}`],
+    after: (_t, file) => [['load', '-q', '-i', file]],
+    loads: true,
+  },
+  {
+    id: 'oci-tarball',
+    title: 'OCI tarball to a file, `docker load -i`',
+    output: (tag, file) => ['--output', `type=oci,name=${tag},dest=${file}`],
+    after: (_t, file) => [['load', '-q', '-i', file]],
+    loads: true,
+  },
   {
     id: 'push-pull',
     title: 'push to a loopback registry, `docker pull`',
     output: (_t, _f, ref) => ['--output', `type=image,name=${ref},push=true`],
-    after: (tag, _f, ref) => [['pull', '-q', ref], ['tag', ref, tag]],
+    after: (tag, _f, ref) => [
+      ['pull', '-q', ref],
+      ['tag', ref, tag],
+    ],
     loads: true,
   },
   {
     id: 'push-pull-uncompressed',
     title: 'push uncompressed layers, `docker pull`',
     output: (_t, _f, ref) => ['--output', `type=image,name=${ref},push=true,compression=uncompressed,force-compression=true`],
-    after: (tag, _f, ref) => [['pull', '-q', ref], ['tag', ref, tag]],
+    after: (tag, _f, ref) => [
+      ['pull', '-q', ref],
+      ['tag', ref, tag],
+    ],
     loads: true,
   },
-  { id: 'push-only', title: 'push only, no load (`output: registry`)', output: (_t, _f, ref) => ['--output', `type=image,name=${ref},push=true`], loads: false },
+  {
+    id: 'push-only',
+    title: 'push only, no load (`output: registry`)',
+    output: (_t, _f, ref) => ['--output', `type=image,name=${ref},push=true`],
+    loads: false,
+  },
 ];
 
 const EXPORT_VERTICES = /^(exporting to docker image format|exporting to oci image format|exporting to image|sending tarball)$/;
@@ -103,7 +131,19 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
   const reg = world.mustRegistry().host;
   await docker(['buildx', 'create', '--name', builder, ...engine.builderFlags]);
   try {
-    await docker(['buildx', 'build', '--builder', builder, '--progress', 'plain', '--cache-to', `type=local,dest=${cacheDir},mode=max`, '--output', 'type=cacheonly', ws]);
+    await docker([
+      'buildx',
+      'build',
+      '--builder',
+      builder,
+      '--progress',
+      'plain',
+      '--cache-to',
+      `type=local,dest=${cacheDir},mode=max`,
+      '--output',
+      'type=cacheonly',
+      ws,
+    ]);
     const runs = new Map<string, { s: number; exportS: number; engineS: number }[]>(SPECS.map((s) => [s.id, []]));
     const checks = new Map<string, { ok: boolean; check: string }>();
     let reference: string | undefined;
@@ -120,7 +160,23 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
         await docker(['buildx', 'prune', '-af', '--builder', builder]);
         await docker(['image', 'rm', '-f', tag, ref], true);
         fs.rmSync(file, { force: true });
-        const build = await docker(['buildx', 'build', '--builder', builder, '--progress', 'plain', '--label', 'dbxc-bench=1', '--cache-from', `type=local,src=${cacheDir}`, ...spec.output(tag, file, ref), ws], true);
+        const build = await docker(
+          [
+            'buildx',
+            'build',
+            '--builder',
+            builder,
+            '--progress',
+            'plain',
+            '--label',
+            'dbxc-bench=1',
+            '--cache-from',
+            `type=local,src=${cacheDir}`,
+            ...spec.output(tag, file, ref),
+            ws,
+          ],
+          true,
+        );
         let ms = build.ms;
         let engineMs = vertexSeconds(build.stderr, /^importing to docker$/) * 1000;
         let failed = build.code !== 0 ? `the build failed: ${lastLine(build.stderr)}` : undefined;
@@ -143,7 +199,9 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
         // A method is right only if it was right every time.
         const prior = checks.get(spec.id);
         checks.set(spec.id, prior !== undefined && !prior.ok ? prior : check);
-        log(`load ${spec.id.padEnd(24)} run ${rep + 1}: ${(ms / 1000).toFixed(2)}s (export ${exportS.toFixed(2)}s, engine ${(engineMs / 1000).toFixed(2)}s) ${check.ok ? 'ok' : `WRONG: ${check.check}`}`);
+        log(
+          `load ${spec.id.padEnd(24)} run ${rep + 1}: ${(ms / 1000).toFixed(2)}s (export ${exportS.toFixed(2)}s, engine ${(engineMs / 1000).toFixed(2)}s) ${check.ok ? 'ok' : `WRONG: ${check.check}`}`,
+        );
         await docker(['image', 'rm', '-f', tag, ref], true);
         fs.rmSync(file, { force: true });
       }
@@ -155,7 +213,14 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
       methods: SPECS.filter((s) => (runs.get(s.id)?.length ?? 0) > 0).map((s) => {
         const r = runs.get(s.id) ?? [];
         const c = checks.get(s.id) ?? { ok: false, check: 'not run' };
-        return { id: s.id, title: s.title, runs: r.map((x) => x.s), exportS: median(r.map((x) => x.exportS)), engineS: median(r.map((x) => x.engineS)), ...c };
+        return {
+          id: s.id,
+          title: s.title,
+          runs: r.map((x) => x.s),
+          exportS: median(r.map((x) => x.exportS)),
+          engineS: median(r.map((x) => x.engineS)),
+          ...c,
+        };
       }),
     };
   } finally {
@@ -166,11 +231,19 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
 const lastLine = (text: string): string => text.trim().split('\n').slice(-1)[0]?.slice(0, 300) ?? '';
 
 /** The image in the engine runs and prints this revision, has its tag, and has the layers that --load gives; a pushed image is in the registry. */
-async function checkImage(docker: (args: string[], allowFail?: boolean) => Promise<Ran>, spec: Spec, tag: string, ref: string, reference: string | undefined): Promise<{ ok: boolean; check: string }> {
+async function checkImage(
+  docker: (args: string[], allowFail?: boolean) => Promise<Ran>,
+  spec: Spec,
+  tag: string,
+  ref: string,
+  reference: string | undefined,
+): Promise<{ ok: boolean; check: string }> {
   if (!spec.loads) {
     if (spec.id === 'cacheonly') return { ok: true, check: 'nothing to check' };
     const inspect = await docker(['buildx', 'imagetools', 'inspect', ref], true);
-    return inspect.code === 0 ? { ok: true, check: 'the manifest is in the registry' } : { ok: false, check: `not in the registry: ${lastLine(inspect.stderr)}` };
+    return inspect.code === 0
+      ? { ok: true, check: 'the manifest is in the registry' }
+      : { ok: false, check: `not in the registry: ${lastLine(inspect.stderr)}` };
   }
   const inspect = await docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}|{{json .RepoTags}}', tag], true);
   if (inspect.code !== 0) return { ok: false, check: `no image ${tag} in the engine` };
@@ -178,7 +251,8 @@ async function checkImage(docker: (args: string[], allowFail?: boolean) => Promi
   if (!tags.includes(`"${tag}"`)) return { ok: false, check: `the image lacks the tag ${tag}: ${tags}` };
   if (reference !== undefined && layers !== reference) return { ok: false, check: `its layers differ from --load's: ${layers}` };
   const out = await docker(['run', '--rm', tag, 'cat', '/app/app.txt'], true);
-  if (out.code !== 0 || out.stdout.trim() !== 'revision 1') return { ok: false, check: `the image does not run right: ${out.stdout.trim()} ${lastLine(out.stderr)}` };
+  if (out.code !== 0 || out.stdout.trim() !== 'revision 1')
+    return { ok: false, check: `the image does not run right: ${out.stdout.trim()} ${lastLine(out.stderr)}` };
   return { ok: true, check: `runs, has its tag${reference === undefined ? '' : ", and --load's layers"}` };
 }
 
@@ -205,7 +279,14 @@ async function main(): Promise<void> {
   try {
     await world.start(['hosted']);
     const r = await measureLoadMethods(world, (l) => console.log(l));
-    const md = [`# Loading the image on a classic-store engine`, '', `Measured by \`npm run bench:load\` on ${new Date().toISOString().slice(0, 10)}: ${r.engine}; the image is ${(r.imageBytes / 1e6).toFixed(1)} MB.`, '', ...loadTable(r), ''].join('\n');
+    const md = [
+      `# Loading the image on a classic-store engine`,
+      '',
+      `Measured by \`npm run bench:load\` on ${new Date().toISOString().slice(0, 10)}: ${r.engine}; the image is ${(r.imageBytes / 1e6).toFixed(1)} MB.`,
+      '',
+      ...loadTable(r),
+      '',
+    ].join('\n');
     fs.writeFileSync(path.join(OUT, '..', 'load.md'), md);
     console.log(`\n${md}\nWritten to out/load.md`);
   } finally {

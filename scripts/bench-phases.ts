@@ -89,7 +89,15 @@ async function run(setup: Setup): Promise<{ cold: Split; warm: Split[] }> {
     fs.rmSync(path.join(dir, 'pw'), { recursive: true, force: true });
     const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'dbxc-bench-temp-'));
     const r = await runJob(
-      { dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'bench', cacheBackend: 'local', output: 'docker', driver: 'auto', ...setup.inputs },
+      {
+        dockerfile: 'Dockerfile',
+        imageName: IMAGE,
+        tags: 'bench',
+        cacheBackend: 'local',
+        output: 'docker',
+        driver: 'auto',
+        ...setup.inputs,
+      },
       {
         'System.DefaultWorkingDirectory': ws,
         'Pipeline.Workspace': path.join(dir, 'pw'),
@@ -104,11 +112,14 @@ async function run(setup: Setup): Promise<{ cold: Split; warm: Split[] }> {
       setup.env,
     );
     fs.rmSync(temp, { recursive: true, force: true });
-    if (r.main.result !== 'Succeeded' || r.post.result !== 'Succeeded') throw new Error(`${setup.name}, job ${n}:\n${r.main.stdout}\n${r.post.stdout}`);
+    if (r.main.result !== 'Succeeded' || r.post.result !== 'Succeeded')
+      throw new Error(`${setup.name}, job ${n}:\n${r.main.stdout}\n${r.post.stdout}`);
     if (n > 0 && r.main.outputs.cacheHit !== 'true') throw new Error(`${setup.name}, job ${n}: no cache hit`);
     const s = split(r);
     splits.push(s);
-    console.log(`${setup.name.padEnd(28)} job ${n} (${n === 0 ? 'cold' : 'warm'}): ${PARTS.map((p) => `${p} ${s.parts[p].toFixed(2)}s`).join(', ')}; main ${s.main.toFixed(1)}s, post ${s.post.toFixed(1)}s`);
+    console.log(
+      `${setup.name.padEnd(28)} job ${n} (${n === 0 ? 'cold' : 'warm'}): ${PARTS.map((p) => `${p} ${s.parts[p].toFixed(2)}s`).join(', ')}; main ${s.main.toFixed(1)}s, post ${s.post.toFixed(1)}s`,
+    );
   }
   const [cold, ...warm] = splits;
   if (cold === undefined) throw new Error('no jobs ran');

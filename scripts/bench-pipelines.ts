@@ -19,7 +19,18 @@ import { runJob, type JobResult } from './agent';
 import { connectionString } from './azurite';
 import { BENCH_LABEL, OUT, registryRepoBytes, run, type Engine, type EngineKind, type World } from './bench-world';
 import { writeRevision, type Revision, type Workload } from './bench-workload';
-import { CACHE_EXPORT_VERTICES, imageLoadSeconds, probeGroups, readDockerCalls, readProbe, reachable, sum, vertexSeconds, type DockerCall, type StepProbe } from './measure';
+import {
+  CACHE_EXPORT_VERTICES,
+  imageLoadSeconds,
+  probeGroups,
+  readDockerCalls,
+  readProbe,
+  reachable,
+  sum,
+  vertexSeconds,
+  type DockerCall,
+  type StepProbe,
+} from './measure';
 
 export const IMAGE = 'dbxc-bench/app';
 
@@ -133,7 +144,12 @@ export function stepsOf(log: string, depsStep: string): { cached: number; total:
 class Cache2 {
   constructor(private readonly dir: string) {}
 
-  async restore(keyText: string, restoreKeyText: string, ws: string, target: string): Promise<{ key: string; hit: 'true' | 'inexact' | 'false'; bytes: number; ms: number }> {
+  async restore(
+    keyText: string,
+    restoreKeyText: string,
+    ws: string,
+    target: string,
+  ): Promise<{ key: string; hit: 'true' | 'inexact' | 'false'; bytes: number; ms: number }> {
     const t = Date.now();
     const key = (await resolveKey(keyText, ws)).text;
     const restoreKey = (await resolveKey(restoreKeyText, ws)).values;
@@ -143,7 +159,8 @@ class Cache2 {
       .filter((f) => f.endsWith('.json'))
       .map((f) => JSON.parse(fs.readFileSync(path.join(this.dir, f), 'utf8')) as { key: string; tar: string; created: number });
     const exact = stored.find((e) => e.key === key);
-    const entry = exact ?? stored.filter((e) => restoreKey.every((s, i) => e.key.split('|')[i] === s)).sort((a, b) => b.created - a.created)[0];
+    const entry =
+      exact ?? stored.filter((e) => restoreKey.every((s, i) => e.key.split('|')[i] === s)).sort((a, b) => b.created - a.created)[0];
     if (entry === undefined) return { key, hit: 'false', bytes: 0, ms: Date.now() - t };
     fs.mkdirSync(target, { recursive: true });
     await run('tar', ['-xf', entry.tar, '-C', target]);
@@ -297,7 +314,10 @@ export class Pipeline {
     const m = isTask(this.alt) ? await this.taskJob(rev, cpuProfile) : await this.plainJob();
     const after = this.world.traffic();
     const storeAfter = await this.storeBlobs();
-    const folder = this.alt === 'buildkit-azblob' || this.alt === 'buildkit-registry' || this.alt === 'kept-state' || this.alt === 'task-registry' ? undefined : reachable(this.cacheDir);
+    const folder =
+      this.alt === 'buildkit-azblob' || this.alt === 'buildkit-registry' || this.alt === 'kept-state' || this.alt === 'task-registry'
+        ? undefined
+        : reachable(this.cacheDir);
     const changedBytes = folder === undefined ? undefined : sum([...folder].filter(([d]) => !this.previous.has(d)).map(([, n]) => n));
     if (folder !== undefined) this.previous = folder;
     const check = this.workload.check(rev);
@@ -347,7 +367,9 @@ export class Pipeline {
         return dirBlobs(path.join(this.engine.newAgentPerJob ? this.share : path.join(this.work, '_buildx_cache_store'), 'v1'));
       case 'task-azureBlob':
       case 'buildkit-azblob': {
-        const container = BlobServiceClient.fromConnectionString(connectionString(this.world.mustAzurite().blobUrl)).getContainerClient(this.container);
+        const container = BlobServiceClient.fromConnectionString(connectionString(this.world.mustAzurite().blobUrl)).getContainerClient(
+          this.container,
+        );
         const out = new Map<string, number>();
         if (!(await container.exists())) return out;
         for await (const b of container.listBlobsFlat()) out.set(b.name, b.properties.contentLength ?? 0);
@@ -364,7 +386,21 @@ export class Pipeline {
   }
 
   private buildArgs(builder: string, cache: string[]): string[] {
-    return ['buildx', 'build', '--builder', builder, '--progress', 'plain', '--label', BENCH_LABEL, '--load', '--tag', `${IMAGE}:bench`, ...cache, this.ws];
+    return [
+      'buildx',
+      'build',
+      '--builder',
+      builder,
+      '--progress',
+      'plain',
+      '--label',
+      BENCH_LABEL,
+      '--load',
+      '--tag',
+      `${IMAGE}:bench`,
+      ...cache,
+      this.ws,
+    ];
   }
 
   private async timed(args: string[]): Promise<Step> {
@@ -373,7 +409,18 @@ export class Pipeline {
   }
 
   /** The template, BuildKit's own backends and the kept-state limit: docker commands, timed one by one. */
-  private async plainJob(): Promise<{ jobMs: number; buildMs: number; restoreMs: number; saveMs: number; hit: string; log: string; tarDown: number; tarUp: number; restoredBytes: number; probe?: TaskProbe }> {
+  private async plainJob(): Promise<{
+    jobMs: number;
+    buildMs: number;
+    restoreMs: number;
+    saveMs: number;
+    hit: string;
+    log: string;
+    tarDown: number;
+    tarUp: number;
+    restoredBytes: number;
+    probe?: TaskProbe;
+  }> {
     const steps: Step[] = [];
     let builder = 'default';
     let restoreMs = 0;
@@ -397,7 +444,14 @@ export class Pipeline {
         hit = restored.hit;
         steps.push({ ms: restored.ms });
         await newBuilder(false);
-        build = await this.timed(this.buildArgs(builder, ['--cache-from', `type=local,src=${this.cacheDir}`, '--cache-to', `type=local,dest=${this.cacheDir},mode=max`]));
+        build = await this.timed(
+          this.buildArgs(builder, [
+            '--cache-from',
+            `type=local,src=${this.cacheDir}`,
+            '--cache-to',
+            `type=local,dest=${this.cacheDir},mode=max`,
+          ]),
+        );
         steps.push(build);
         if (restored.hit !== 'true') {
           const saved = await this.cache2.save(restored.key, this.cacheDir);
@@ -411,7 +465,8 @@ export class Pipeline {
       case 'buildkit-registry': {
         if (this.alt === 'buildkit-registry') steps.push({ ms: (await this.world.login(this.env.DOCKER_CONFIG ?? '', this.engine)).ms });
         await newBuilder(true);
-        const cache = this.alt === 'buildkit-azblob' ? this.world.azblobCache(this.container, 'main') : `type=registry,ref=${this.cacheRef}`;
+        const cache =
+          this.alt === 'buildkit-azblob' ? this.world.azblobCache(this.container, 'main') : `type=registry,ref=${this.cacheRef}`;
         build = await this.timed(this.buildArgs(builder, ['--cache-from', cache, '--cache-to', `${cache},mode=max`]));
         steps.push(build);
         break;
@@ -428,16 +483,51 @@ export class Pipeline {
       const rm = await this.docker(['buildx', 'rm', builder]);
       if (!(this.engine.newAgentPerJob && this.alt.startsWith('template'))) steps.push({ ms: rm.ms });
     }
-    return { jobMs: sum(steps.map((s) => s.ms)), buildMs: build.ms, restoreMs, saveMs, hit, log: build.log ?? '', tarDown, tarUp, restoredBytes: tarDown };
+    return {
+      jobMs: sum(steps.map((s) => s.ms)),
+      buildMs: build.ms,
+      restoreMs,
+      saveMs,
+      hit,
+      log: build.log ?? '',
+      tarDown,
+      tarUp,
+      restoredBytes: tarDown,
+    };
   }
 
   /** The bundled task, run as the agent runs it (main step, post-job step), with its probes; for directory on a hosted agent, between Cache@2's restore and save. */
-  private async taskJob(rev: Revision, cpuProfile: string | undefined): Promise<{ jobMs: number; buildMs: number; restoreMs: number; saveMs: number; hit: string; log: string; tarDown: number; tarUp: number; restoredBytes: number; probe: TaskProbe }> {
+  private async taskJob(
+    rev: Revision,
+    cpuProfile: string | undefined,
+  ): Promise<{
+    jobMs: number;
+    buildMs: number;
+    restoreMs: number;
+    saveMs: number;
+    hit: string;
+    log: string;
+    tarDown: number;
+    tarUp: number;
+    restoredBytes: number;
+    probe: TaskProbe;
+  }> {
     const backend = this.alt.slice('task-'.length);
-    const inputs: Record<string, string> = { dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'bench', labels: BENCH_LABEL, ...this.engine.taskInputs, cacheBackend: backend };
+    const inputs: Record<string, string> = {
+      dockerfile: 'Dockerfile',
+      imageName: IMAGE,
+      tags: 'bench',
+      labels: BENCH_LABEL,
+      ...this.engine.taskInputs,
+      cacheBackend: backend,
+    };
     let endpoint: NodeJS.ProcessEnv = {};
     if (backend === 'local' && this.engine.newAgentPerJob) inputs.localStorePath = this.share;
-    if (backend === 'azureBlob') Object.assign(inputs, { storageConnectionString: connectionString(this.world.mustAzurite().blobUrl), storageContainer: this.container });
+    if (backend === 'azureBlob')
+      Object.assign(inputs, {
+        storageConnectionString: connectionString(this.world.mustAzurite().blobUrl),
+        storageContainer: this.container,
+      });
     if (backend === 'registry') {
       Object.assign(inputs, { registryCacheRef: this.cacheRef, containerRegistry: 'REG' });
       endpoint = this.world.registryEndpoint();
@@ -460,22 +550,36 @@ export class Pipeline {
     };
     // Cache@2 around the task: the README's recipe for directory on hosted agents (a key unique to each run).
     const withCache2 = backend === 'directory' && this.engine.newAgentPerJob;
-    const restored = withCache2 ? await this.cache2.restore(`buildx | "Linux" | "${buildId}"`, 'buildx | "Linux"', this.ws, this.cacheDir) : undefined;
+    const restored = withCache2
+      ? await this.cache2.restore(`buildx | "Linux" | "${buildId}"`, 'buildx | "Linux"', this.ws, this.cacheDir)
+      : undefined;
     const prefix = path.join(this.probes, `job${this.jobs}`);
     const env = { ...this.env, ...endpoint, ...this.world.probeEnv(prefix, cpuProfile) };
     const result: JobResult = await runJob(inputs, variables, this.ws, env);
     if (result.main.result !== 'Succeeded' || result.post.result !== 'Succeeded') {
-      throw new Error(`${this.engine.kind} ${this.alt}, revision ${rev.n}:\n${result.main.stdout.slice(-6000)}\n${result.main.stderr.slice(-2000)}\n${result.post.stdout.slice(-3000)}`);
+      throw new Error(
+        `${this.engine.kind} ${this.alt}, revision ${rev.n}:\n${result.main.stdout.slice(-6000)}\n${result.main.stderr.slice(-2000)}\n${result.post.stdout.slice(-3000)}`,
+      );
     }
     const saved = restored !== undefined ? await this.cache2.save(restored.key, this.cacheDir) : undefined;
     const main = readProbe(`${prefix}.main.json`);
     const post = readProbe(`${prefix}.post.json`);
     const docker = readDockerCalls(`${prefix}.docker.log`);
-    const state = JSON.parse(result.main.taskVariables['DockerBuildxCache.State'] ?? '{}') as { summary?: { phases?: [string, number][]; bytesRestored?: number } };
+    const state = JSON.parse(result.main.taskVariables['DockerBuildxCache.State'] ?? '{}') as {
+      summary?: { phases?: [string, number][]; bytesRestored?: number };
+    };
     // The task's own phase timings (its summary's), or else its log groups as the agent shows them.
-    const phases = state.summary?.phases ?? (main === undefined ? [] : probeGroups(main).map((g): [string, number] => [g.title, g.end - g.start]));
+    const phases =
+      state.summary?.phases ?? (main === undefined ? [] : probeGroups(main).map((g): [string, number] => [g.title, g.end - g.start]));
     const phase = (title: string): number => sum(phases.filter(([t]) => t === title).map(([, ms]) => ms));
-    const postSave = post === undefined ? 0 : sum(probeGroups(post).filter((g) => g.title === 'Save cache').map((g) => g.end - g.start));
+    const postSave =
+      post === undefined
+        ? 0
+        : sum(
+            probeGroups(post)
+              .filter((g) => g.title === 'Save cache')
+              .map((g) => g.end - g.start),
+          );
     const builds = docker.filter((c) => c.args.startsWith('buildx build'));
     return {
       jobMs: result.main.ms + result.post.ms + (restored?.ms ?? 0) + (saved?.ms ?? 0),

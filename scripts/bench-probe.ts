@@ -48,14 +48,14 @@ if (out !== undefined && out !== '') {
   const marks = /^(##\[group\]|##\[endgroup\]|\[command\]|##vso\[task\.(complete|setvariable|settaskvariable|uploadsummary))/;
   let partial = '';
   const write = process.stdout.write.bind(process.stdout) as (chunk: unknown, ...rest: unknown[]) => boolean;
-  process.stdout.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
+  process.stdout.write = (chunk: unknown, ...rest: unknown[]): boolean => {
     const t = at();
     const text = partial + (typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : '');
     const parts = text.split('\n');
     partial = parts.pop() ?? '';
     for (const line of parts) if (marks.test(line)) lines.push([t, line.slice(0, 300)]);
     return write(chunk, ...rest);
-  });
+  };
 
   const profile = process.env.DBXC_BENCH_CPU_PROF;
   const session = profile !== undefined && profile !== '' ? new Session() : undefined;
@@ -72,6 +72,17 @@ if (out !== undefined && out !== '') {
     session?.post('Profiler.stop', (err, result) => {
       if (err === null) fs.writeFileSync(`${profile ?? ''}.${step}.cpuprofile`, JSON.stringify(result.profile));
     });
-    fs.writeFileSync(`${out}.${step}.json`, JSON.stringify({ origin: performance.timeOrigin, preload, exit: at(), modules, lines, maxRssKb: process.resourceUsage().maxRSS, io: readIo() }));
+    fs.writeFileSync(
+      `${out}.${step}.json`,
+      JSON.stringify({
+        origin: performance.timeOrigin,
+        preload,
+        exit: at(),
+        modules,
+        lines,
+        maxRssKb: process.resourceUsage().maxRSS,
+        io: readIo(),
+      }),
+    );
   });
 }

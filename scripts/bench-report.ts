@@ -11,7 +11,16 @@ export interface Results {
   profiles: Record<string, { prefix: string; job: JobMeasure }>;
   argv: string[];
   minutes: number;
-  machine?: { date: string; cpu: string; memory: string; os: string; node: string; buildx: string; buildkit: string; engines: Record<string, string> };
+  machine?: {
+    date: string;
+    cpu: string;
+    memory: string;
+    os: string;
+    node: string;
+    buildx: string;
+    buildkit: string;
+    engines: Record<string, string>;
+  };
   keys?: { files: number; oursMs: number; baselineMs: number };
   load?: LoadResults;
   nodeStartMs: number;
@@ -79,7 +88,7 @@ function targets(r: Results): Target[] {
   const nativeDown = medianOf(warmOf(jobsOf(r, 'hosted', 'revisions', 'buildkit-azblob')), (j) => j.downloaded);
   out.push({
     issue: '#14, #16',
-    what: 'a new agent with azureBlob: job time ≤ 1.0× BuildKit\'s type=azblob on the same Azurite (warm source-only jobs, hosted-agent engine)',
+    what: "a new agent with azureBlob: job time ≤ 1.0× BuildKit's type=azblob on the same Azurite (warm source-only jobs, hosted-agent engine)",
     measured: `${s2(az.a)} s against ${s2(az.b)} s: ${x2(az.ratio)}; downloaded ${mbs(azDown)} against ${mbs(nativeDown)}`,
     met: met(az.ratio <= 1.0, Number.isFinite(az.ratio)),
   });
@@ -97,8 +106,16 @@ function targets(r: Results): Target[] {
   for (const alt of ['task-local', 'task-azureBlob'] as const) {
     const large = jobsOf(r, 'hosted', 'large', alt);
     const small = jobsOf(r, 'hosted', 'revisions', alt);
-    const restorePerGb = (jobs: JobMeasure[]): number => medianOf(jobs.filter((j) => j.rev.kind !== 'cold' && j.restoredBytes > 0), (j) => j.restoreS / gb(j.restoredBytes));
-    const savePerGb = (jobs: JobMeasure[]): number => medianOf(jobs.filter((j) => j.rev.kind === 'cold'), (j) => j.saveS / gb(j.savedBytes));
+    const restorePerGb = (jobs: JobMeasure[]): number =>
+      medianOf(
+        jobs.filter((j) => j.rev.kind !== 'cold' && j.restoredBytes > 0),
+        (j) => j.restoreS / gb(j.restoredBytes),
+      );
+    const savePerGb = (jobs: JobMeasure[]): number =>
+      medianOf(
+        jobs.filter((j) => j.rev.kind === 'cold'),
+        (j) => j.saveS / gb(j.savedBytes),
+      );
     const rr = restorePerGb(large) / restorePerGb(small);
     const sr = savePerGb(large) / savePerGb(small);
     out.push({
@@ -108,14 +125,25 @@ function targets(r: Results): Target[] {
       met: met(rr <= 1.0 && sr <= 1.0, Number.isFinite(rr) && Number.isFinite(sr)),
     });
     const rss = Math.max(...large.map((j) => (j.probe?.post?.maxRssKb ?? NaN) / 1024));
-    out.push({ issue: '#14', what: `1.5 GB workload, ${TITLES[alt]}: the post-job step's peak RSS < 150 MB`, measured: `at most ${s1(rss)} MB`, met: met(rss < 150, Number.isFinite(rss)) });
+    out.push({
+      issue: '#14',
+      what: `1.5 GB workload, ${TITLES[alt]}: the post-job step's peak RSS < 150 MB`,
+      measured: `at most ${s1(rss)} MB`,
+      met: met(rss < 150, Number.isFinite(rss)),
+    });
     const source = large.filter((j) => j.rev.kind === 'source');
     const moved = (j: JobMeasure): number => (alt === 'task-azureBlob' ? j.uploaded : j.savedBytes);
     const ratio = Math.max(...source.map((j) => moved(j) / (j.changedBytes ?? NaN)));
     out.push({
       issue: '#14',
       what: `1.5 GB workload, ${TITLES[alt]}: a source-only save moves ≤ 1.2× the changed layers`,
-      measured: source.map((j) => `${alt === 'task-azureBlob' ? 'uploaded' : 'saved'} ${mb(moved(j))} for ${mb(j.changedBytes ?? NaN)} of changed layers: ${x2(ratio)}`).join('; ') || '–',
+      measured:
+        source
+          .map(
+            (j) =>
+              `${alt === 'task-azureBlob' ? 'uploaded' : 'saved'} ${mb(moved(j))} for ${mb(j.changedBytes ?? NaN)} of changed layers: ${x2(ratio)}`,
+          )
+          .join('; ') || '–',
       met: met(ratio <= 1.2, Number.isFinite(ratio)),
     });
   }
@@ -123,9 +151,21 @@ function targets(r: Results): Target[] {
   const reads: string[] = [];
   let worst = NaN;
   const pairs: [string, JobMeasure[], JobMeasure[]][] = [
-    ['126 MB workload, source-only', warmOf(jobsOf(r, 'hosted', 'revisions', 'task-azureBlob')), warmOf(jobsOf(r, 'hosted', 'revisions', 'buildkit-azblob'))],
-    ['1.5 GB workload, source change', jobsOf(r, 'hosted', 'large', 'task-azureBlob').filter((j) => j.rev.kind === 'source'), jobsOf(r, 'hosted', 'large', 'buildkit-azblob').filter((j) => j.rev.kind === 'source')],
-    ['1.5 GB workload, late-stage change', jobsOf(r, 'hosted', 'large', 'task-azureBlob').filter((j) => j.rev.kind === 'late'), jobsOf(r, 'hosted', 'large', 'buildkit-azblob').filter((j) => j.rev.kind === 'late')],
+    [
+      '126 MB workload, source-only',
+      warmOf(jobsOf(r, 'hosted', 'revisions', 'task-azureBlob')),
+      warmOf(jobsOf(r, 'hosted', 'revisions', 'buildkit-azblob')),
+    ],
+    [
+      '1.5 GB workload, source change',
+      jobsOf(r, 'hosted', 'large', 'task-azureBlob').filter((j) => j.rev.kind === 'source'),
+      jobsOf(r, 'hosted', 'large', 'buildkit-azblob').filter((j) => j.rev.kind === 'source'),
+    ],
+    [
+      '1.5 GB workload, late-stage change',
+      jobsOf(r, 'hosted', 'large', 'task-azureBlob').filter((j) => j.rev.kind === 'late'),
+      jobsOf(r, 'hosted', 'large', 'buildkit-azblob').filter((j) => j.rev.kind === 'late'),
+    ],
   ];
   for (const [label, ours, native] of pairs) {
     if (ours.length === 0 || native.length === 0) continue;
@@ -135,13 +175,16 @@ function targets(r: Results): Target[] {
   }
   out.push({
     issue: '#16',
-    what: 'bytes downloaded by a job ≤ 1.1× the blobs the build reads (what BuildKit\'s own azblob cache downloads for the same job), azureBlob, hosted-agent engine',
+    what: "bytes downloaded by a job ≤ 1.1× the blobs the build reads (what BuildKit's own azblob cache downloads for the same job), azureBlob, hosted-agent engine",
     measured: reads.join('; ') || '–',
     met: met(worst <= 1.1, Number.isFinite(worst)),
   });
   const local = medianOf(warmOf(jobsOf(r, 'hosted', 'revisions', 'task-local')), (j) => j.jobS);
   // The folder path: the task over a cache folder that is simply there (directory), without Cache@2's restore and save around it.
-  const folder = medianOf(warmOf(jobsOf(r, 'hosted', 'revisions', 'task-directory')), (j) => j.jobS - j.restoreS - j.saveS + folderPhases(j));
+  const folder = medianOf(
+    warmOf(jobsOf(r, 'hosted', 'revisions', 'task-directory')),
+    (j) => j.jobS - j.restoreS - j.saveS + folderPhases(j),
+  );
   out.push({
     issue: '#16',
     what: 'the local store with a docker-container builder no slower than the folder path (hosted-agent engine, warm source-only jobs)',
@@ -152,18 +195,41 @@ function targets(r: Results): Target[] {
   const sh = jobsOf(r, 'self-hosted', 'revisions', 'task-local');
   const shSource = warmOf(sh);
   const saveRatio = Math.max(...shSource.map((j) => j.savedBytes / (j.changedBytes ?? NaN)));
-  out.push({ issue: 'earlier', what: 'a source-only revision saves ≤ 1.2× the bytes of the changed layers (self-hosted, local)', measured: `at most ${x2(saveRatio)} over ${shSource.length} source-only revisions`, met: met(saveRatio <= 1.2, Number.isFinite(saveRatio)) });
+  out.push({
+    issue: 'earlier',
+    what: 'a source-only revision saves ≤ 1.2× the bytes of the changed layers (self-hosted, local)',
+    measured: `at most ${x2(saveRatio)} over ${shSource.length} source-only revisions`,
+    met: met(saveRatio <= 1.2, Number.isFinite(saveRatio)),
+  });
   const last = sh[sh.length - 1];
   const storeRatio = last === undefined ? NaN : last.storeBytes / (last.cacheBytes ?? NaN);
-  out.push({ issue: 'earlier', what: `the store after ${sh.length} revisions ≤ 1.3× one build's cache (self-hosted, local)`, measured: x2(storeRatio), met: met(storeRatio <= 1.3, Number.isFinite(storeRatio)) });
+  out.push({
+    issue: 'earlier',
+    what: `the store after ${sh.length} revisions ≤ 1.3× one build's cache (self-hosted, local)`,
+    measured: x2(storeRatio),
+    met: met(storeRatio <= 1.3, Number.isFinite(storeRatio)),
+  });
   for (const engine of ENGINES) {
     const jobs = jobsOf(r, engine, 'revisions', 'task-local');
     const could = jobs.filter((j) => j.rev.kind === 'source');
-    out.push({ issue: 'earlier', what: `the dependency step is cached in every job after its first build with the same lock file (${ENGINE_TITLES[engine]}, local)`, measured: `${could.filter((j) => j.depsCached).length} of ${could.length}`, met: met(could.every((j) => j.depsCached), could.length > 0) });
+    out.push({
+      issue: 'earlier',
+      what: `the dependency step is cached in every job after its first build with the same lock file (${ENGINE_TITLES[engine]}, local)`,
+      measured: `${could.filter((j) => j.depsCached).length} of ${could.length}`,
+      met: met(
+        could.every((j) => j.depsCached),
+        could.length > 0,
+      ),
+    });
   }
   if (r.keys !== undefined) {
     const k = r.keys.oursMs / r.keys.baselineMs;
-    out.push({ issue: 'earlier', what: `key resolution over ${r.keys.files} files with \`**\` ≤ 1.5× \`find … \\| xargs sha256sum\``, measured: `${s1(r.keys.oursMs)} ms against ${s1(r.keys.baselineMs)} ms: ${x2(k)}`, met: k <= 1.5 });
+    out.push({
+      issue: 'earlier',
+      what: `key resolution over ${r.keys.files} files with \`**\` ≤ 1.5× \`find … \\| xargs sha256sum\``,
+      measured: `${s1(r.keys.oursMs)} ms against ${s1(r.keys.baselineMs)} ms: ${x2(k)}`,
+      met: k <= 1.5,
+    });
   }
   return out;
 }
@@ -175,9 +241,14 @@ function folderPhases(j: JobMeasure): number {
 
 /** Which builder driver the task chose on an engine, as its log says, per backend. */
 function driversLine(r: Results, engine: EngineKind): string[] {
-  const seen = TASK_ALTS.map((a) => [a, [...new Set(jobsOf(r, engine, 'revisions', a).map((j) => j.driver ?? '?'))]] as const).filter(([, d]) => d.length > 0);
+  const seen = TASK_ALTS.map((a) => [a, [...new Set(jobsOf(r, engine, 'revisions', a).map((j) => j.driver ?? '?'))]] as const).filter(
+    ([, d]) => d.length > 0,
+  );
   if (seen.length === 0) return [];
-  return [`The task's builder on the ${ENGINE_TITLES[engine]}, as its log says: ${seen.map(([a, d]) => `${TITLES[a]}: ${d.join('; ')}`).join('. ')}.`, ''];
+  return [
+    `The task's builder on the ${ENGINE_TITLES[engine]}, as its log says: ${seen.map(([a, d]) => `${TITLES[a]}: ${d.join('; ')}`).join('. ')}.`,
+    '',
+  ];
 }
 
 /**
@@ -260,7 +331,8 @@ export function breakdown(j: JobMeasure): Map<string, number> {
   const add = (k: string, ms: number): void => {
     parts.set(k, (parts.get(k) ?? 0) + ms);
   };
-  const module = (probe: StepProbe): number => sum(probe.modules.filter(([name]) => name === 'main.js' || name === 'post.js').map(([, a, b]) => b - a));
+  const module = (probe: StepProbe): number =>
+    sum(probe.modules.filter(([name]) => name === 'main.js' || name === 'post.js').map(([, a, b]) => b - a));
   const lazy = (probe: StepProbe): number => sum(probe.modules.filter(([name]) => name === 'remote.js').map(([, a, b]) => b - a));
   const inMain = p.docker.filter((c) => c.start < p.postStart);
   const inPost = p.docker.filter((c) => c.start >= p.postStart);
@@ -346,7 +418,17 @@ function whereTimeGoes(r: Results, engine: EngineKind): string[] {
   const kinds = [...new Set([...calls.values()].flatMap((cs) => cs.map((c) => `${c.step}|${c.kind}`)))].sort();
   for (const k of kinds) {
     const [step = '', kind = ''] = k.split('|');
-    lines.push(`| ${step} | \`docker ${kind}\` | ${alts.map((a) => calls.get(a)?.find((c) => c.step === step && c.kind === kind)?.ms.toFixed(0) ?? '').join(' | ')} |`);
+    lines.push(
+      `| ${step} | \`docker ${kind}\` | ${alts
+        .map(
+          (a) =>
+            calls
+              .get(a)
+              ?.find((c) => c.step === step && c.kind === kind)
+              ?.ms.toFixed(0) ?? '',
+        )
+        .join(' | ')} |`,
+    );
   }
   return lines;
 }
@@ -359,7 +441,10 @@ function profileSection(r: Results): string[] {
       ['post', summarizeProfile(`${prefix}.post.cpuprofile`)],
     ];
     if (steps.every(([, s]) => s === undefined)) continue;
-    out.push(`**${ENGINE_TITLES[engine as EngineKind]}**, one more warm job of the task's local store (a full hit, ${s1(job.jobS)} s), profiled:`, '');
+    out.push(
+      `**${ENGINE_TITLES[engine as EngineKind]}**, one more warm job of the task's local store (a full hit, ${s1(job.jobS)} s), profiled:`,
+      '',
+    );
     for (const [step, s] of steps) {
       if (s === undefined) continue;
       const kinds = Object.entries(s.byKind)
@@ -367,7 +452,13 @@ function profileSection(r: Results): string[] {
         .map(([k, ms]) => `${k} ${ms.toFixed(0)}`)
         .join(', ');
       const top = s.top.map((t) => `\`${t.name}\` ${t.ms.toFixed(1)}`).join(', ');
-      out.push(`- ${step} step, ${s.totalMs.toFixed(0)} ms profiled: ${kinds}. Compiling JavaScript ${s.compileMs.toFixed(0)} ms; the bundles' top level ${Object.entries(s.bundleTopLevelMs).map(([b, ms]) => `${b} ${ms.toFixed(0)} ms`).join(', ')}. Most self time: ${top}.`);
+      out.push(
+        `- ${step} step, ${s.totalMs.toFixed(0)} ms profiled: ${kinds}. Compiling JavaScript ${s.compileMs.toFixed(0)} ms; the bundles' top level ${Object.entries(
+          s.bundleTopLevelMs,
+        )
+          .map(([b, ms]) => `${b} ${ms.toFixed(0)} ms`)
+          .join(', ')}. Most self time: ${top}.`,
+      );
     }
     out.push('');
   }
@@ -381,7 +472,8 @@ function loadSection(load: LoadResults | undefined): string[] {
   const today = load.methods.find((m) => m.id === 'load');
   const base = load.methods.find((m) => m.id === 'cacheonly');
   const push = load.methods.find((m) => m.id === 'push-only');
-  const cost = (m: { runs: number[] } | undefined): number => (m === undefined || base === undefined ? NaN : median(m.runs) - median(base.runs));
+  const cost = (m: { runs: number[] } | undefined): number =>
+    m === undefined || base === undefined ? NaN : median(m.runs) - median(base.runs);
   return [
     '## Loading the image on a classic-store engine',
     '',
@@ -404,10 +496,16 @@ function revisionsCount(r: Results): number {
 function revisionsText(r: Results): string {
   const revs = new Map(r.jobs.filter((j) => j.workload === 'revisions').map((j) => [j.rev.n, j.rev.kind]));
   const list = (kind: string): string => {
-    const ns = [...revs].filter(([, k]) => k === kind).map(([n]) => n).sort((a, b) => a - b);
+    const ns = [...revs]
+      .filter(([, k]) => k === kind)
+      .map(([n]) => n)
+      .sort((a, b) => a - b);
     return ns.length === 0 ? 'none' : ns.length === 1 ? String(ns[0]) : `${ns.slice(0, -1).join(', ')} and ${String(ns[ns.length - 1])}`;
   };
-  const fewer = revisionsCount(r) < 10 ? ' (fewer than the issue\'s ten, so that the whole run stays under 25 minutes on this machine; `--revisions=10` runs ten)' : '';
+  const fewer =
+    revisionsCount(r) < 10
+      ? " (fewer than the issue's ten, so that the whole run stays under 25 minutes on this machine; `--revisions=10` runs ten)"
+      : '';
   return `${revisionsCount(r)} revisions${fewer}, the sources changing at every one, the lock file at ${list('lock')}, so the warm source-only jobs are revisions ${list('source')}`;
 }
 
@@ -415,7 +513,14 @@ export function renderReport(r: Results): string {
   const m = r.machine;
   const ts = targets(r);
   const shown = (t: Target): string => (t.met === undefined ? 'not measured' : t.met ? '**met**' : '**not met**');
-  const versions = m === undefined ? '' : `${m.cpu}, ${m.memory}, ${m.os}, Node ${m.node}; buildx ${m.buildx} and BuildKit ${m.buildkit} (from ../shared) on both engines; ${Object.entries(m.engines).map(([k, v]) => `${ENGINE_TITLES[k as EngineKind]}: ${v}`).join('; ')}`;
+  const versions =
+    m === undefined
+      ? ''
+      : `${m.cpu}, ${m.memory}, ${m.os}, Node ${m.node}; buildx ${m.buildx} and BuildKit ${m.buildkit} (from ../shared) on both engines; ${Object.entries(
+          m.engines,
+        )
+          .map(([k, v]) => `${ENGINE_TITLES[k as EngineKind]}: ${v}`)
+          .join('; ')}`;
   return [
     '# Benchmarks',
     '',
@@ -427,17 +532,17 @@ export function renderReport(r: Results): string {
     '',
     '**Two kinds of agent**, one engine each:',
     '',
-    '- **hosted-agent engine** (`scripts/hosted-engine.sh`): the classic image store, as on a Microsoft-hosted agent. Every job is a new agent: new workspace, work, temp and docker-config folders; the engine holds neither the image nor the BuildKit image, which is pulled again (from the loopback mirror that stands in for Docker Hub), and its build cache is empty. What outlives a job is only what lives outside the agent: the Cache@2 service (emulated: a tar per entry on local disk, so without its network time), Azurite, the registry, and for the task\'s `local` store a folder that agents mount as a share (`localStorePath`). The task runs with its default `driver: auto` (which chooses `docker-container` on the classic store; the line under each table below says what it chose in this run); `driverOptions: network=host` and a `buildkitdConfig` that mirrors docker.io are what reaching the loopback mirror takes here.',
-    '- **self-hosted agent** (`scripts/engine.sh`): the containerd image store, the task with its default `driver: auto`. One agent runs a pipeline\'s jobs in turn and keeps its engine (images, build cache) and its folders (`Pipeline.Workspace`, so the cache folder; `Agent.WorkFolder`, so the local store); each job gets a new temp folder. Each pipeline starts on a new such agent: empty folders, an empty build cache, the BuildKit and base images present.',
+    "- **hosted-agent engine** (`scripts/hosted-engine.sh`): the classic image store, as on a Microsoft-hosted agent. Every job is a new agent: new workspace, work, temp and docker-config folders; the engine holds neither the image nor the BuildKit image, which is pulled again (from the loopback mirror that stands in for Docker Hub), and its build cache is empty. What outlives a job is only what lives outside the agent: the Cache@2 service (emulated: a tar per entry on local disk, so without its network time), Azurite, the registry, and for the task's `local` store a folder that agents mount as a share (`localStorePath`). The task runs with its default `driver: auto` (which chooses `docker-container` on the classic store; the line under each table below says what it chose in this run); `driverOptions: network=host` and a `buildkitdConfig` that mirrors docker.io are what reaching the loopback mirror takes here.",
+    "- **self-hosted agent** (`scripts/engine.sh`): the containerd image store, the task with its default `driver: auto`. One agent runs a pipeline's jobs in turn and keeps its engine (images, build cache) and its folders (`Pipeline.Workspace`, so the cache folder; `Agent.WorkFolder`, so the local store); each job gets a new temp folder. Each pipeline starts on a new such agent: empty folders, an empty build cache, the BuildKit and base images present.",
     '',
-    'The agent variables differ as on real agents: a hosted job gets `Agent.Name` `Azure Pipelines N`, a new `Agent.Id` and `Agent.MachineName`, and `Agent.CloudId`; each self-hosted pipeline runs on an agent with a name and id of its own, the same in all its jobs, and no `Agent.CloudId` (so the task treats it as an agent that outlives its jobs). Both use buildx from `../shared` through the agent\'s docker config.',
+    "The agent variables differ as on real agents: a hosted job gets `Agent.Name` `Azure Pipelines N`, a new `Agent.Id` and `Agent.MachineName`, and `Agent.CloudId`; each self-hosted pipeline runs on an agent with a name and id of its own, the same in all its jobs, and no `Agent.CloudId` (so the task treats it as an agent that outlives its jobs). Both use buildx from `../shared` through the agent's docker config.",
     '',
     '**The alternatives**, each a pipeline of jobs, the same revisions, the same Dockerfile on an engine:',
     '',
     '- **template**: today\'s template: Cache@2 restores a tar of the cache folder (the exact key `buildx | "Linux" | ./Dockerfile | deps.lock`, else the newest entry of `buildx | "Linux"`; on the self-hosted agent over the folder that is there), a `docker-container` builder is created, `docker buildx build --cache-from type=local,src=… --cache-to type=local,dest=…,mode=max --load` runs, and Cache@2 saves a new tar when the key was not an exact hit. On the self-hosted agent the job removes its builder (a fixed name would collide with the next job); on a hosted agent it goes with the VM.',
-    '- **BuildKit type=azblob** and **type=registry**: BuildKit\'s own cache backends, as docker/setup-buildx-action and docker/build-push-action use them: a `docker-container` builder created and bootstrapped per job and removed after it, `--cache-from`/`--cache-to type=azblob,…` on the run\'s Azurite (account name and key as attributes) or `type=registry,ref=…` on the run\'s registry (after a `docker login`), `mode=max`, `--load`. The engine\'s own BuildKit has no azblob cache (`unknown cache exporter: "azblob"` on engine 26.1), so both use a builder of their own on both engines.',
-    '- **task, local / azureBlob / directory / registry**: the bundled task run as the agent runs it (`scripts/agent.ts`: the main step, then the post-job step), whatever it does today, with its defaults and the backend\'s inputs. `directory` on a hosted agent runs between Cache@2\'s restore and save, as the README\'s recipe has it (a key unique to each run); on the self-hosted agent the folder is simply kept. `registry` logs in with a Docker Registry service connection.',
-    '- **kept-state limit**: a plain `docker buildx build --load` without cache flags on a builder that kept its state: on the hosted-agent engine one `docker-container` builder kept across the jobs (the image is still gone before each), on the self-hosted agent the engine\'s own builder.',
+    "- **BuildKit type=azblob** and **type=registry**: BuildKit's own cache backends, as docker/setup-buildx-action and docker/build-push-action use them: a `docker-container` builder created and bootstrapped per job and removed after it, `--cache-from`/`--cache-to type=azblob,…` on the run's Azurite (account name and key as attributes) or `type=registry,ref=…` on the run's registry (after a `docker login`), `mode=max`, `--load`. The engine's own BuildKit has no azblob cache (`unknown cache exporter: \"azblob\"` on engine 26.1), so both use a builder of their own on both engines.",
+    "- **task, local / azureBlob / directory / registry**: the bundled task run as the agent runs it (`scripts/agent.ts`: the main step, then the post-job step), whatever it does today, with its defaults and the backend's inputs. `directory` on a hosted agent runs between Cache@2's restore and save, as the README's recipe has it (a key unique to each run); on the self-hosted agent the folder is simply kept. `registry` logs in with a Docker Registry service connection.",
+    "- **kept-state limit**: a plain `docker buildx build --load` without cache flags on a builder that kept its state: on the hosted-agent engine one `docker-container` builder kept across the jobs (the image is still gone before each), on the self-hosted agent the engine's own builder.",
     '',
     `**What is measured.** A job's time is the sum of its steps' wall times: the task's two step processes as the agent sees them (plus Cache@2 around \`directory\` on a hosted agent), or the template's and BuildKit's commands one by one. The \`docker buildx build\` process is timed on its own: for the task by a \`docker\` shim first on the steps' PATH that logs each docker call's start and end (about ${s1(r.shimMs)} ms a call). Inside the build, BuildKit's own vertex times give the image load (the exporter, \`exporting to docker image format\` or \`exporting to oci image format\` or with the docker driver \`exporting to image\`, or buildx's \`importing to docker\` if that took longer: the import reads the tarball as it is sent, so the two overlap) and the cache export (\`exporting cache to …\`). Azurite and the registry are the run's own, each behind a proxy on loopback that counts the bytes each way: *downloaded* and *uploaded* are what went through it (for Cache@2, the tar). A probe loaded into each of the task's step processes (\`NODE_OPTIONS=--require scripts/bench-probe.ts\`; the task's code is unchanged) records when the process started, when its bundle was loaded, when each log group opened and closed, its peak RSS (getrusage, the Node.js process alone) and its \`/proc/self/io\`. Starting \`node -e ''\` takes ${s1(r.nodeStartMs)} ms here.`,
     '',
@@ -456,9 +561,9 @@ export function renderReport(r: Results): string {
       const c = comparison(r, e);
       return c.length === 0 ? [] : [...c, '', ...driversLine(r, e)];
     }),
-    '## Where the task\'s time goes',
+    "## Where the task's time goes",
     '',
-    'Each warm source-only job of the task split by its probes, medians in milliseconds. The main step\'s phases are the task\'s own timings; the preflight and the builder run beside the restore, so their rows are only what the job still waited for after it. Inside the build, the image load and the cache export are BuildKit\'s vertex times.',
+    "Each warm source-only job of the task split by its probes, medians in milliseconds. The main step's phases are the task's own timings; the preflight and the builder run beside the restore, so their rows are only what the job still waited for after it. Inside the build, the image load and the cache export are BuildKit's vertex times.",
     '',
     ...ENGINES.flatMap((e) => {
       const w = whereTimeGoes(r, e);
@@ -469,14 +574,21 @@ export function renderReport(r: Results): string {
       ? [
           '## The large workload (hosted-agent engine)',
           '',
-          '*restored* is the entry the task restored; *restore s/GB* and *save s/GB* divide the phase by it and by what the save stored (for azureBlob, uploaded). *written* is `write_bytes` of the step\'s Node.js process (`/proc/self/io`), peak RSS its getrusage maximum. BuildKit\'s azblob cache shows what a build that fetches blobs lazily downloads.',
+          "*restored* is the entry the task restored; *restore s/GB* and *save s/GB* divide the phase by it and by what the save stored (for azureBlob, uploaded). *written* is `write_bytes` of the step's Node.js process (`/proc/self/io`), peak RSS its getrusage maximum. BuildKit's azblob cache shows what a build that fetches blobs lazily downloads.",
           '',
           ...largeTable(r),
           '',
         ]
       : []),
     ...loadSection(r.load),
-    ...(r.keys === undefined ? [] : ['## Key resolution', '', `Over ${r.keys.files} files with \`**\`: ${s1(r.keys.oursMs)} ms against ${s1(r.keys.baselineMs)} ms for \`find … | xargs sha256sum\` over the same files (medians of five after a warm-up).`, '']),
+    ...(r.keys === undefined
+      ? []
+      : [
+          '## Key resolution',
+          '',
+          `Over ${r.keys.files} files with \`**\`: ${s1(r.keys.oursMs)} ms against ${s1(r.keys.baselineMs)} ms for \`find … | xargs sha256sum\` over the same files (medians of five after a warm-up).`,
+          '',
+        ]),
     '## Every job',
     '',
     ...ENGINES.flatMap((e) =>

@@ -58,14 +58,22 @@ interface Stores {
   readonly AzureBlobStore: typeof blobModule.AzureBlobStore;
   readonly restoreFromStore: typeof restoreModule.restoreFromStore;
 }
-const CURRENT: Stores = { LocalStore: localModule.LocalStore, AzureBlobStore: blobModule.AzureBlobStore, restoreFromStore: restoreModule.restoreFromStore };
+const CURRENT: Stores = {
+  LocalStore: localModule.LocalStore,
+  AzureBlobStore: blobModule.AzureBlobStore,
+  restoreFromStore: restoreModule.restoreFromStore,
+};
 
 /** The stores of another revision: its sources from git, compiled apart, with this checkout's node_modules. */
 function baselineStores(rev: string): Stores {
   const dir = path.join(OUT, 'baseline');
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  const archive = execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', rev, 'tasks', 'scripts', 'test', 'tsconfig.json', 'package.json'], { maxBuffer: 256 << 20 });
+  const archive = execFileSync(
+    'git',
+    ['-C', ROOT, 'archive', '--format=tar', rev, 'tasks', 'scripts', 'test', 'tsconfig.json', 'package.json'],
+    { maxBuffer: 256 << 20 },
+  );
   execFileSync('tar', ['-x', '-C', dir], { input: archive });
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { stdio: 'inherit' });
@@ -85,7 +93,14 @@ async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
 }
 
 /** One job per revision: restore into the cache folder, the build's folder in its place, save, retention. */
-async function storeRun(name: string, store: CacheStore, revs: string[], sameAgent: boolean, bytesOf: () => Promise<number>, restoreFromStore = CURRENT.restoreFromStore): Promise<Row[]> {
+async function storeRun(
+  name: string,
+  store: CacheStore,
+  revs: string[],
+  sameAgent: boolean,
+  bytesOf: () => Promise<number>,
+  restoreFromStore = CURRENT.restoreFromStore,
+): Promise<Row[]> {
   const rows: Row[] = [];
   const cacheDir = path.join(OUT, name, 'cache');
   fs.rmSync(path.join(OUT, name), { recursive: true, force: true });
@@ -98,8 +113,19 @@ async function storeRun(name: string, store: CacheStore, revs: string[], sameAge
     const now = new Date(Date.now() + i * 1000);
     const [saved, saveMs] = await timed(() => store.save({ cacheDir, key: KEY.join('|'), segments: KEY, scope: SCOPE, now }));
     const [, pruneMs] = await timed(() => store.prune({ retentionDays: 7, now }));
-    const row = { rev: i + 1, hit: outcome.hit, restoreMs, downloaded: outcome.stats?.downloaded ?? outcome.stats?.bytes ?? 0, saveMs, uploaded: saved.newBytes, pruneMs, store: await bytesOf() };
-    console.log(`${name.padEnd(28)} rev ${String(row.rev).padStart(2)}: hit ${row.hit.padEnd(5)} restore ${(restoreMs / 1000).toFixed(2)}s down ${mb(row.downloaded)} save ${(saveMs / 1000).toFixed(2)}s up ${mb(row.uploaded)} store ${mb(row.store)}`);
+    const row = {
+      rev: i + 1,
+      hit: outcome.hit,
+      restoreMs,
+      downloaded: outcome.stats?.downloaded ?? outcome.stats?.bytes ?? 0,
+      saveMs,
+      uploaded: saved.newBytes,
+      pruneMs,
+      store: await bytesOf(),
+    };
+    console.log(
+      `${name.padEnd(28)} rev ${String(row.rev).padStart(2)}: hit ${row.hit.padEnd(5)} restore ${(restoreMs / 1000).toFixed(2)}s down ${mb(row.downloaded)} save ${(saveMs / 1000).toFixed(2)}s up ${mb(row.uploaded)} store ${mb(row.store)}`,
+    );
     rows.push(row);
   }
   return rows;
@@ -138,7 +164,9 @@ async function tarRun(container: ContainerClient, revs: string[]): Promise<Row[]
     let store = 0;
     for await (const b of container.listBlobsFlat()) store += b.properties.contentLength ?? 0;
     rows.push({ rev: i + 1, hit, restoreMs, downloaded, saveMs, uploaded, pruneMs: 0, store });
-    console.log(`${'tar of the folder'.padEnd(28)} rev ${String(i + 1).padStart(2)}: restore ${(restoreMs / 1000).toFixed(2)}s save ${(saveMs / 1000).toFixed(2)}s up ${mb(uploaded)} store ${mb(store)}`);
+    console.log(
+      `${'tar of the folder'.padEnd(28)} rev ${String(i + 1).padStart(2)}: restore ${(restoreMs / 1000).toFixed(2)}s save ${(saveMs / 1000).toFixed(2)}s up ${mb(uploaded)} store ${mb(store)}`,
+    );
   }
   return rows;
 }
@@ -150,7 +178,10 @@ function table(rows: Row[]): string[] {
   return [
     '| rev | hit | restore s | downloaded | save s | uploaded | retention s | store |',
     '|---:|---|---:|---:|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.rev} | ${r.hit} | ${s2(r.restoreMs)} | ${mb(r.downloaded)} | ${s2(r.saveMs)} | ${mb(r.uploaded)} | ${s2(r.pruneMs)} | ${mb(r.store)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.rev} | ${r.hit} | ${s2(r.restoreMs)} | ${mb(r.downloaded)} | ${s2(r.saveMs)} | ${mb(r.uploaded)} | ${s2(r.pruneMs)} | ${mb(r.store)} |`,
+    ),
   ];
 }
 
@@ -161,15 +192,41 @@ async function containerBytes(container: ContainerClient): Promise<number> {
 }
 
 /** The three store runs of one revision, on fresh containers and folders. */
-async function revisionRuns(label: string, stores: Stores, azurite: { blobUrl: string }, revs: string[]): Promise<{ fresh: Row[]; same: Row[]; local: Row[] }> {
+async function revisionRuns(
+  label: string,
+  stores: Stores,
+  azurite: { blobUrl: string },
+  revs: string[],
+): Promise<{ fresh: Row[]; same: Row[]; local: Row[] }> {
   const fresh = freshContainer(azurite.blobUrl, 'bench');
   const same = freshContainer(azurite.blobUrl, 'bench');
   const localDir = path.join(OUT, `${label}-local-store`);
   fs.rmSync(localDir, { recursive: true, force: true });
   return {
-    fresh: await storeRun(`${label} azure-fresh`, new stores.AzureBlobStore(fresh, 'fresh'), revs, false, () => containerBytes(fresh), stores.restoreFromStore),
-    same: await storeRun(`${label} azure-same`, new stores.AzureBlobStore(same, 'same'), revs, true, () => containerBytes(same), stores.restoreFromStore),
-    local: await storeRun(`${label} local`, new stores.LocalStore(localDir), revs, false, () => Promise.resolve(folderBytes(path.join(localDir, 'v1', 'blobs'))), stores.restoreFromStore),
+    fresh: await storeRun(
+      `${label} azure-fresh`,
+      new stores.AzureBlobStore(fresh, 'fresh'),
+      revs,
+      false,
+      () => containerBytes(fresh),
+      stores.restoreFromStore,
+    ),
+    same: await storeRun(
+      `${label} azure-same`,
+      new stores.AzureBlobStore(same, 'same'),
+      revs,
+      true,
+      () => containerBytes(same),
+      stores.restoreFromStore,
+    ),
+    local: await storeRun(
+      `${label} local`,
+      new stores.LocalStore(localDir),
+      revs,
+      false,
+      () => Promise.resolve(folderBytes(path.join(localDir, 'v1', 'blobs'))),
+      stores.restoreFromStore,
+    ),
   };
 }
 
@@ -183,7 +240,8 @@ async function compare(rev: string, azurite: { blobUrl: string }, revs: string[]
   const orders = Array.from({ length: count }, (_, i) => (i % 2 === 0 ? ['before', 'after'] : ['after', 'before']));
   for (const [i, order] of orders.entries()) {
     const got: Partial<(typeof rounds)[number]> = {};
-    for (const which of order) got[which as 'before' | 'after'] = await revisionRuns(`${which}${i}`, which === 'before' ? base : CURRENT, azurite, revs);
+    for (const which of order)
+      got[which as 'before' | 'after'] = await revisionRuns(`${which}${i}`, which === 'before' ? base : CURRENT, azurite, revs);
     rounds.push(got as (typeof rounds)[number]);
   }
   const pick = (which: 'before' | 'after', store: 'fresh' | 'same' | 'local'): Row[] => rounds.flatMap((r) => r[which][store]);
@@ -231,15 +289,27 @@ async function main(): Promise<void> {
   const local = new CURRENT.LocalStore(localDir);
   const results: [string, Row[]][] = [
     ['tar of the folder, Azurite', await tarRun(freshContainer(azurite.blobUrl, 'bench'), revs)],
-    ['Azure Blob store, Azurite, a new agent each job', await storeRun('azure-fresh', new CURRENT.AzureBlobStore(fresh, 'fresh'), revs, false, () => containerBytes(fresh))],
-    ['Azure Blob store, Azurite, the same agent', await storeRun('azure-same', new CURRENT.AzureBlobStore(same, 'same'), revs, true, () => containerBytes(same))],
-    ['local store, a new agent each job', await storeRun('local', local, revs, false, () => Promise.resolve(folderBytes(path.join(localDir, 'v1', 'blobs'))))],
+    [
+      'Azure Blob store, Azurite, a new agent each job',
+      await storeRun('azure-fresh', new CURRENT.AzureBlobStore(fresh, 'fresh'), revs, false, () => containerBytes(fresh)),
+    ],
+    [
+      'Azure Blob store, Azurite, the same agent',
+      await storeRun('azure-same', new CURRENT.AzureBlobStore(same, 'same'), revs, true, () => containerBytes(same)),
+    ],
+    [
+      'local store, a new agent each job',
+      await storeRun('local', local, revs, false, () => Promise.resolve(folderBytes(path.join(localDir, 'v1', 'blobs')))),
+    ],
   ];
   const [tar, azureFresh, azureSame, localRows] = results.map(([, rows]) => rows) as [Row[], Row[], Row[], Row[]];
   // The Azure store keeps unreferenced blobs younger than an hour (a save may be about to reference
   // them); the next retention after that hour, played here by a store without the grace, deletes them.
   const later = async (container: ContainerClient): Promise<number> => {
-    await new CURRENT.AzureBlobStore(container, 'later', { graceMinutes: 0 }).prune({ retentionDays: 7, now: new Date(Date.now() + REVISIONS * 1000) });
+    await new CURRENT.AzureBlobStore(container, 'later', { graceMinutes: 0 }).prune({
+      retentionDays: 7,
+      now: new Date(Date.now() + REVISIONS * 1000),
+    });
     return containerBytes(container);
   };
   const settled = { fresh: await later(fresh), same: await later(same) };

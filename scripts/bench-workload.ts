@@ -84,7 +84,11 @@ export function revisionsWorkload(count = 10, lockChanges: ReadonlySet<number> =
   let lock = 'left-pad@1.3.0\n';
   for (let n = 1; n <= count; n++) {
     if (lockChanges.has(n)) lock = `left-pad@1.3.${n}\n`;
-    revisions.push({ n, kind: n === 1 ? 'cold' : lockChanges.has(n) ? 'lock' : 'source', files: { 'deps.lock': lock, 'src/main.txt': `revision ${n}\n` } });
+    revisions.push({
+      n,
+      kind: n === 1 ? 'cold' : lockChanges.has(n) ? 'lock' : 'source',
+      files: { 'deps.lock': lock, 'src/main.txt': `revision ${n}\n` },
+    });
   }
   return {
     name: 'revisions',

@@ -30,7 +30,11 @@ export interface Ran {
  * Runs a command without blocking the event loop (the counting proxies run in this process), and
  * throws unless it succeeds or `allowFail` is set.
  */
-export function run(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string; allowFail?: boolean } = {}): Promise<Ran> {
+export function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string; allowFail?: boolean } = {},
+): Promise<Ran> {
   const start = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, [...args], { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -103,7 +107,8 @@ class PrivateRegistry {
 
   async start(): Promise<void> {
     for (const cmd of ['docker-registry', 'htpasswd']) {
-      if ((await run('sh', ['-c', `command -v ${cmd}`], { allowFail: true })).code !== 0) throw new Error(`${cmd} is missing: scripts/registry.sh up installs it (docker-registry and apache2-utils)`);
+      if ((await run('sh', ['-c', `command -v ${cmd}`], { allowFail: true })).code !== 0)
+        throw new Error(`${cmd} is missing: scripts/registry.sh up installs it (docker-registry and apache2-utils)`);
     }
     fs.mkdirSync(this.dataDir, { recursive: true });
     const htpasswd = await run('htpasswd', ['-Bbn', this.user, this.password]);
@@ -211,7 +216,12 @@ export class World {
         builderFlags: flags,
         taskInputs: inputs,
         newAgentPerJob: true,
-        agentVariables: (job) => ({ 'Agent.Name': `Azure Pipelines ${job}`, 'Agent.Id': String(1000 + job), 'Agent.MachineName': `fv-az${job}-bench`, 'Agent.CloudId': 'c3d2d4d6-6a6e-4c7a-9f2a-0b1a2c3d4e5f' }),
+        agentVariables: (job) => ({
+          'Agent.Name': `Azure Pipelines ${job}`,
+          'Agent.Id': String(1000 + job),
+          'Agent.MachineName': `fv-az${job}-bench`,
+          'Agent.CloudId': 'c3d2d4d6-6a6e-4c7a-9f2a-0b1a2c3d4e5f',
+        }),
       });
     }
     if (kinds.includes('self-hosted')) {
@@ -228,7 +238,11 @@ export class World {
         builderFlags: flags,
         taskInputs: {},
         newAgentPerJob: false,
-        agentVariables: (_job, pipeline) => ({ 'Agent.Name': `bench-self-hosted-${pipeline}`, 'Agent.Id': String(parseInt(pipeline.slice(0, 6), 16)), 'Agent.MachineName': 'bench-vm' }),
+        agentVariables: (_job, pipeline) => ({
+          'Agent.Name': `bench-self-hosted-${pipeline}`,
+          'Agent.Id': String(parseInt(pipeline.slice(0, 6), 16)),
+          'Agent.MachineName': 'bench-vm',
+        }),
       });
     }
   }
@@ -256,7 +270,10 @@ export class World {
 
   async login(config: string, engine: Engine): Promise<Ran> {
     const reg = this.mustRegistry();
-    return run('docker', ['login', reg.host, '-u', reg.user, '--password-stdin'], { env: { DOCKER_HOST: engine.dockerHost, DOCKER_CONFIG: config }, input: reg.password });
+    return run('docker', ['login', reg.host, '-u', reg.user, '--password-stdin'], {
+      env: { DOCKER_HOST: engine.dockerHost, DOCKER_CONFIG: config },
+      input: reg.password,
+    });
   }
 
   mustRegistry(): BenchRegistry {
@@ -317,7 +334,8 @@ export class World {
     await this.privateRegistry?.stop();
     for (const engine of this.engines.values()) {
       const env = { DOCKER_HOST: engine.dockerHost };
-      const lines = async (args: string[]): Promise<string[]> => (await run('docker', args, { env, allowFail: true })).stdout.split('\n').filter((l) => l !== '');
+      const lines = async (args: string[]): Promise<string[]> =>
+        (await run('docker', args, { env, allowFail: true })).stdout.split('\n').filter((l) => l !== '');
       // Builders the benchmark made (a failed job can leave one), their state volumes, and its images.
       const containers = await lines(['ps', '-aq', '--filter', `name=${BUILDER_CONTAINERS}`]);
       if (containers.length > 0) await run('docker', ['rm', '-f', ...containers], { env, allowFail: true });
@@ -330,10 +348,12 @@ export class World {
       if (this.hosted !== undefined) await this.dockerConfig(config, engine, false);
       await run('docker', ['buildx', 'prune', '-af', '--builder', 'default'], { env: { ...env, DOCKER_CONFIG: config }, allowFail: true });
     }
-    for (const { dockerHost, image } of this.added) await run('docker', ['image', 'rm', image], { env: { DOCKER_HOST: dockerHost }, allowFail: true });
+    for (const { dockerHost, image } of this.added)
+      await run('docker', ['image', 'rm', image], { env: { DOCKER_HOST: dockerHost }, allowFail: true });
     if (!keep) {
       for (const entry of fs.existsSync(OUT) ? fs.readdirSync(OUT) : []) {
-        if (!entry.endsWith('.md') && entry !== 'results.json' && entry !== 'profiles') fs.rmSync(path.join(OUT, entry), { recursive: true, force: true });
+        if (!entry.endsWith('.md') && entry !== 'results.json' && entry !== 'profiles')
+          fs.rmSync(path.join(OUT, entry), { recursive: true, force: true });
       }
     }
   }

@@ -103,7 +103,12 @@ function machine(world: World): Results['machine'] {
       return '?';
     }
   };
-  const engines = Object.fromEntries([...world.engines].map(([k, e]) => [k, `Docker engine ${version(e.dockerHost, ['version', '--format', '{{.Server.Version}}'])}, ${version(e.dockerHost, ['info', '--format', '{{.Driver}}'])} storage driver`]));
+  const engines = Object.fromEntries(
+    [...world.engines].map(([k, e]) => [
+      k,
+      `Docker engine ${version(e.dockerHost, ['version', '--format', '{{.Server.Version}}'])}, ${version(e.dockerHost, ['info', '--format', '{{.Driver}}'])} storage driver`,
+    ]),
+  );
   return {
     date: new Date().toISOString().slice(0, 10),
     cpu: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
@@ -111,7 +116,10 @@ function machine(world: World): Results['machine'] {
     os: `${os.type()} ${os.release()}`,
     node: process.version,
     buildx: world.hosted?.buildxVersion ?? '?',
-    buildkit: world.hosted === undefined ? '?' : execFileSync(world.hosted.buildkitd, ['--version'], { encoding: 'utf8' }).trim().split(' ').slice(2, 3).join(''),
+    buildkit:
+      world.hosted === undefined
+        ? '?'
+        : execFileSync(world.hosted.buildkitd, ['--version'], { encoding: 'utf8' }).trim().split(' ').slice(2, 3).join(''),
     engines,
   };
 }
@@ -134,7 +142,17 @@ async function main(): Promise<void> {
   const started = Date.now();
 
   const world = new World();
-  const results: Results = { jobs: [], profiles: {}, argv: process.argv.slice(2), minutes: 0, machine: undefined, keys: undefined, load: undefined, nodeStartMs: NaN, shimMs: NaN };
+  const results: Results = {
+    jobs: [],
+    profiles: {},
+    argv: process.argv.slice(2),
+    minutes: 0,
+    machine: undefined,
+    keys: undefined,
+    load: undefined,
+    nodeStartMs: NaN,
+    shimMs: NaN,
+  };
   try {
     await world.start(engines);
     results.machine = machine(world);
@@ -184,7 +202,9 @@ async function main(): Promise<void> {
   }
   const report = writeReport(ROOT, 'BENCHMARKS.md', renderReport(results));
   fs.writeFileSync(path.join(OUT, 'headline.md'), renderHeadline(results));
-  log(`done in ${results.minutes.toFixed(1)} min; written to ${path.relative(process.cwd(), report)} (the measurements: ${path.relative(process.cwd(), resultsFile)})`);
+  log(
+    `done in ${results.minutes.toFixed(1)} min; written to ${path.relative(process.cwd(), report)} (the measurements: ${path.relative(process.cwd(), resultsFile)})`,
+  );
   if (results.jobs.some((j) => !j.imageOk)) throw new Error('some jobs built a wrong image: see IMAGE WRONG above');
   if (alternatives.some(isTask) && results.jobs.length === 0) throw new Error('no jobs ran');
 }

@@ -20,7 +20,9 @@ export const taskDir = path.join(root, 'tasks', 'DockerBuildxCacheV1');
 const remoteBundle = {
   name: 'remote-bundle',
   setup(build) {
-    build.onResolve({ filter: /^\.\/sdk$/ }, (args) => (args.kind === 'require-call' ? { path: './remote.js', external: true } : undefined));
+    build.onResolve({ filter: /^\.\/sdk$/ }, (args) =>
+      args.kind === 'require-call' ? { path: './remote.js', external: true } : undefined,
+    );
   },
 };
 
@@ -31,7 +33,19 @@ export async function bundle() {
   // debug (in the HTTP client's proxy agents) requires supports-color inside a try, for colours
   // only. It is not a dependency of ours, so it stays out: whether a dev dependency happens to be
   // installed must not change what ships.
-  const common = { absWorkingDir: root, external: ['supports-color'], outdir: dist, bundle: true, platform: 'node', target: 'node20', format: 'cjs', minify: true, legalComments: 'linked', metafile: true, logLevel: 'warning' };
+  const common = {
+    absWorkingDir: root,
+    external: ['supports-color'],
+    outdir: dist,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    minify: true,
+    legalComments: 'linked',
+    metafile: true,
+    logLevel: 'warning',
+  };
   const steps = await esbuild.build({
     ...common,
     entryPoints: { main: path.join(taskDir, 'src', 'main.ts'), post: path.join(taskDir, 'src', 'post.ts') },
@@ -48,7 +62,10 @@ export async function bundle() {
   });
   // One metafile for the three bundles, in esbuild's format with paths relative to the root: what
   // each bundle holds, which the third-party notices are made from (scripts/notices.mjs).
-  const metafile = { inputs: { ...steps.metafile.inputs, ...remote.metafile.inputs }, outputs: { ...steps.metafile.outputs, ...remote.metafile.outputs } };
+  const metafile = {
+    inputs: { ...steps.metafile.inputs, ...remote.metafile.inputs },
+    outputs: { ...steps.metafile.outputs, ...remote.metafile.outputs },
+  };
   for (const [file, out] of Object.entries(metafile.outputs)) console.log(`${file}: ${(out.bytes / 1024).toFixed(0)} KiB`);
   return metafile;
 }

@@ -44,14 +44,19 @@ async function main(): Promise<void> {
     }
     const steps = /(\d+ of \d+ steps cached)/.exec(result.main.stdout)?.[1] ?? '?';
     const build = /^Build: ([\d.]+s)/m.exec(result.main.stdout)?.[1] ?? '?';
-    const saved = /(Saved a new version|did not change)/.exec(result.post.stdout)?.[1] === 'did not change' ? 'unchanged' : (/: ([\d.]+ \w+) in \d+ new blobs/.exec(result.post.stdout)?.[1] ?? '?');
+    const saved =
+      /(Saved a new version|did not change)/.exec(result.post.stdout)?.[1] === 'did not change'
+        ? 'unchanged'
+        : (/: ([\d.]+ \w+) in \d+ new blobs/.exec(result.post.stdout)?.[1] ?? '?');
     console.log(
       `${title.padEnd(16)} cacheHit ${(result.main.outputs.cacheHit ?? '?').padEnd(5)} task ${(result.main.ms / 1000).toFixed(1)}s, buildx build ${build}, ${steps}, saved ${saved}, store ${(folderBytes(store) / 1e6).toFixed(1)} MB`,
     );
     return result;
   };
 
-  console.log(`\nRunning the bundled task (tasks/DockerBuildxCacheV1/dist/main.js, then post.js) on examples/hello, store ${path.relative(ROOT, store)}:`);
+  console.log(
+    `\nRunning the bundled task (tasks/DockerBuildxCacheV1/dist/main.js, then post.js) on examples/hello, store ${path.relative(ROOT, store)}:`,
+  );
   await run('1. cold');
   await run('2. warm');
   fs.appendFileSync(path.join(ws, 'app.sh'), 'echo "a source change"\n');

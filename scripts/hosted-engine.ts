@@ -38,7 +38,10 @@ export function provisionHostedEngine(): HostedEngine | { unavailable: string } 
     buildkitd: field('BUILDKITD'),
   };
   const missing = Object.entries(engine).filter(([, v]) => v === undefined);
-  if (r.status !== 0 || missing.length > 0) throw new Error(`scripts/hosted-engine.sh up failed (exit ${String(r.status)}${missing.length > 0 ? `; no ${missing.map(([k]) => k).join(', ')}` : ''})`);
+  if (r.status !== 0 || missing.length > 0)
+    throw new Error(
+      `scripts/hosted-engine.sh up failed (exit ${String(r.status)}${missing.length > 0 ? `; no ${missing.map(([k]) => k).join(', ')}` : ''})`,
+    );
   return engine as unknown as HostedEngine;
 }
 
@@ -79,7 +82,16 @@ export class HostBuildkitd {
     fs.rmSync(path.join(this.dir, 'root'), { recursive: true, force: true });
     fs.mkdirSync(this.dir, { recursive: true });
     const log = fs.openSync(path.join(this.dir, 'buildkitd.log'), 'w');
-    const args = ['--addr', this.address, '--root', path.join(this.dir, 'root'), '--oci-worker=true', '--containerd-worker=false', '--config', this.config];
+    const args = [
+      '--addr',
+      this.address,
+      '--root',
+      path.join(this.dir, 'root'),
+      '--oci-worker=true',
+      '--containerd-worker=false',
+      '--config',
+      this.config,
+    ];
     this.child = spawn(this.binary, args, { stdio: ['ignore', log, log] });
     fs.closeSync(log);
     for (let i = 0; i < 100; i++) {
@@ -104,5 +116,7 @@ export class HostBuildkitd {
 
 /** Where the hosted-agent engine keeps its files, for a host buildkitd of a test or a benchmark. */
 export function hostedHome(): string {
-  return process.env.DBXC_HOSTED_HOME ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'docker-buildx-cache-hosted');
+  return (
+    process.env.DBXC_HOSTED_HOME ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'docker-buildx-cache-hosted')
+  );
 }

@@ -28,7 +28,9 @@ export function normaliseRepository(value, source = '--repository') {
     url = undefined;
   }
   if (url?.protocol !== 'https:') {
-    throw new Error(`${source}: ${JSON.stringify(value ?? '')} is not an https URL of the repository; write it as the browser shows it, for example https://dev.azure.com/contoso/platform/_git/docker-buildx-cache`);
+    throw new Error(
+      `${source}: ${JSON.stringify(value ?? '')} is not an https URL of the repository; write it as the browser shows it, for example https://dev.azure.com/contoso/platform/_git/docker-buildx-cache`,
+    );
   }
   url.username = '';
   url.password = '';

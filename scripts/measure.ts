@@ -44,7 +44,11 @@ export function reachable(dir: string): Map<string, number> {
     if (out.has(d.digest)) continue;
     out.set(d.digest, d.size);
     if (!/manifest|index/.test(d.mediaType)) continue;
-    const json = JSON.parse(fs.readFileSync(path.join(dir, 'blobs', ...d.digest.split(':')), 'utf8')) as { manifests?: Desc[]; layers?: Desc[]; config?: Desc };
+    const json = JSON.parse(fs.readFileSync(path.join(dir, 'blobs', ...d.digest.split(':')), 'utf8')) as {
+      manifests?: Desc[];
+      layers?: Desc[];
+      config?: Desc;
+    };
     queue.push(...(json.manifests ?? []), ...(json.layers ?? []), ...(json.config ? [json.config] : []));
   }
   return out;
@@ -73,7 +77,10 @@ export function vertexSeconds(log: string, name: RegExp): number {
  * classic store the exporter's time alone matched what --load added to a build (npm run bench:load).
  */
 export function imageLoadSeconds(log: string): number {
-  return Math.max(vertexSeconds(log, /^(exporting to docker image format|exporting to oci image format|exporting to image)$/), vertexSeconds(log, /^importing to docker$/));
+  return Math.max(
+    vertexSeconds(log, /^(exporting to docker image format|exporting to oci image format|exporting to image)$/),
+    vertexSeconds(log, /^importing to docker$/),
+  );
 }
 /** BuildKit's cache export, to a folder or a remote backend. */
 export const CACHE_EXPORT_VERTICES = /^exporting cache to /;
@@ -223,7 +230,11 @@ exit $rc
 
 /** A V8 CPU profile (node --cpu-prof's .cpuprofile). */
 interface CpuProfile {
-  readonly nodes: readonly { id: number; callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number }; children?: number[] }[];
+  readonly nodes: readonly {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+    children?: number[];
+  }[];
   readonly samples: readonly number[];
   readonly timeDeltas: readonly number[];
   readonly startTime: number;
@@ -270,13 +281,17 @@ export function summarizeProfile(file: string): ProfileSummary | undefined {
   const bundleTopLevelMs: Record<string, number> = {};
   for (const n of p.nodes) {
     const bundle = /\/dist\/([^/]+\.js)$/.exec(n.callFrame.url)?.[1];
-    if (bundle !== undefined && n.callFrame.functionName === '' && n.callFrame.lineNumber === 0 && n.callFrame.columnNumber === 0) bundleTopLevelMs[bundle] = (bundleTopLevelMs[bundle] ?? 0) + inclusive(n.id);
+    if (bundle !== undefined && n.callFrame.functionName === '' && n.callFrame.lineNumber === 0 && n.callFrame.columnNumber === 0)
+      bundleTopLevelMs[bundle] = (bundleTopLevelMs[bundle] ?? 0) + inclusive(n.id);
   }
   return {
     totalMs: (p.endTime - p.startTime) / 1000,
     byKind,
     compileMs: sum(p.nodes.filter((n) => n.callFrame.functionName === 'wrapSafe').map((n) => inclusive(n.id))),
     bundleTopLevelMs,
-    top: [...byFunction].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([name, ms]) => ({ name, ms })),
+    top: [...byFunction]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 8)
+      .map(([name, ms]) => ({ name, ms })),
   };
 }

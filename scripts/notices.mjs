@@ -26,7 +26,15 @@ export function bundledPackages(root, metafile) {
       const dir = path.resolve(root, m[1]);
       const { name, version, license, author } = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
       const id = `${name}@${version}`;
-      const entry = packages.get(id) ?? { id, name, version, license, author: typeof author === 'object' ? author?.name : author, dir, bundles: new Set() };
+      const entry = packages.get(id) ?? {
+        id,
+        name,
+        version,
+        license,
+        author: typeof author === 'object' ? author?.name : author,
+        dir,
+        bundles: new Set(),
+      };
       entry.bundles.add(path.basename(output));
       packages.set(id, entry);
     }
@@ -39,7 +47,10 @@ const allBut = (ids) => `/^(?!(?:${ids.map((id) => id.replace(/[.*+?^${}()|[\]\\
 
 /** The declared licence's standard texts, when the package has only its SPDX expression, or null. */
 function standardText(declared) {
-  const ids = String(declared ?? '').replace(/[()]/g, ' ').split(/\s+(?:OR|AND|WITH)\s+|\s+/).filter(Boolean);
+  const ids = String(declared ?? '')
+    .replace(/[()]/g, ' ')
+    .split(/\s+(?:OR|AND|WITH)\s+|\s+/)
+    .filter(Boolean);
   if (ids.length === 0 || ids.some((id) => !spdx[id])) return null;
   return ids.map((id) => spdx[id].licenseText.trim()).join('\n\n');
 }
@@ -74,7 +85,9 @@ export async function thirdPartyNotices({ root, metafile, title }) {
     }
   }
   if (missing.size > 0) {
-    throw new Error(`no licence text found for bundled package(s) ${[...missing].join(', ')}: each must be a production dependency (package.json "dependencies") that ships a licence file or declares an SPDX licence`);
+    throw new Error(
+      `no licence text found for bundled package(s) ${[...missing].join(', ')}: each must be a production dependency (package.json "dependencies") that ships a licence file or declares an SPDX licence`,
+    );
   }
   const line = (pkg) => `  ${pkg.id.padEnd(48)} ${String(pkg.license ?? '').padEnd(14)} ${[...pkg.bundles].sort().join(', ')}`;
   const all = [...bundled.values()].sort((a, b) => a.id.localeCompare(b.id));
@@ -102,7 +115,14 @@ export async function thirdPartyNotices({ root, metafile, title }) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { root: { type: 'string', default: process.cwd() }, metafile: { type: 'string' }, output: { type: 'string' }, title: { type: 'string', default: 'Docker Buildx Cache' } } });
+  const { values } = parseArgs({
+    options: {
+      root: { type: 'string', default: process.cwd() },
+      metafile: { type: 'string' },
+      output: { type: 'string' },
+      title: { type: 'string', default: 'Docker Buildx Cache' },
+    },
+  });
   if (!values.metafile) {
     console.error('usage: node scripts/notices.mjs --metafile FILE [--root DIR] [--output FILE]');
     process.exit(2);

@@ -54,10 +54,22 @@ export async function packageExtension({ publisher, extensionId, repository, out
     stage(stageDir, manifest, repo);
     const notices = await thirdPartyNotices({ root, metafile, title: `${manifest.name} ${manifest.version}` });
     fs.writeFileSync(path.join(stageDir, path.relative(root, taskDir), 'dist', NOTICES_FILE), notices.text);
-    const args = ['extension', 'create', '--root', stageDir, '--manifest-globs', 'vss-extension.json', '--output-path', file, '--no-prompt'];
+    const args = [
+      'extension',
+      'create',
+      '--root',
+      stageDir,
+      '--manifest-globs',
+      'vss-extension.json',
+      '--output-path',
+      file,
+      '--no-prompt',
+    ];
     if (publisher) args.push('--publisher', publisher);
     if (extensionId) args.push('--extension-id', extensionId);
-    execFileSync(process.execPath, [path.join(root, 'node_modules', 'tfx-cli', '_build', 'tfx-cli.js'), ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(process.execPath, [path.join(root, 'node_modules', 'tfx-cli', '_build', 'tfx-cli.js'), ...args], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     fs.writeFileSync(file.replace(/\.vsix$/, '.metafile.json'), JSON.stringify(metafile));
     console.log(`third-party notices: ${notices.packages.length} bundled packages`);
   } finally {
@@ -79,7 +91,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     },
   });
   try {
-    await packageExtension({ publisher: values.publisher, extensionId: values['extension-id'], repository: values.repository, output: path.resolve(values.output) });
+    await packageExtension({
+      publisher: values.publisher,
+      extensionId: values['extension-id'],
+      repository: values.repository,
+      output: path.resolve(values.output),
+    });
   } catch (err) {
     console.error(`package: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);

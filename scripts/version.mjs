@@ -33,7 +33,10 @@ export function nextVersion(current, request) {
 
 export function setVersion(version) {
   const [major, minor, patch] = version.split('.').map(Number);
-  if (major !== 1) throw new Error(`version ${version}: the task is DockerBuildxCache@1, so its major version stays 1; a new major needs a new task folder`);
+  if (major !== 1)
+    throw new Error(
+      `version ${version}: the task is DockerBuildxCache@1, so its major version stays 1; a new major needs a new task folder`,
+    );
   const pkg = read(files.package);
   pkg.version = version;
   write(files.package, pkg);

@@ -24,7 +24,10 @@ function binary(): string {
   const hash = (file: string): string => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
   if (fs.existsSync(bin) && hash(bin) === SHA256) return bin;
   const xz = path.join(sharedDir(), 'buildkit', `buildkitd-${VERSION}-linux-amd64.xz`);
-  if (!fs.existsSync(xz)) throw new Error(`${xz} is missing: the remote-driver tests need the BuildKit binary from shared/buildkit (set DBXC_SHARED to the shared folder)`);
+  if (!fs.existsSync(xz))
+    throw new Error(
+      `${xz} is missing: the remote-driver tests need the BuildKit binary from shared/buildkit (set DBXC_SHARED to the shared folder)`,
+    );
   fs.mkdirSync(home, { recursive: true });
   const unpacked = spawnSync('xz', ['-dc', xz], { maxBuffer: 512 << 20 });
   if (unpacked.status !== 0) throw new Error(`xz -dc ${xz} failed: ${unpacked.stderr.toString()}`);
@@ -49,7 +52,11 @@ export async function startBuildkitd(): Promise<Buildkitd> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbxc-buildkitd-'));
   const socket = path.join(dir, 'buildkitd.sock');
   const log = fs.openSync(path.join(dir, 'buildkitd.log'), 'w');
-  const child: ChildProcess = spawn(binary(), ['--addr', `unix://${socket}`, '--root', path.join(dir, 'root'), '--oci-worker=true', '--containerd-worker=false'], { stdio: ['ignore', log, log] });
+  const child: ChildProcess = spawn(
+    binary(),
+    ['--addr', `unix://${socket}`, '--root', path.join(dir, 'root'), '--oci-worker=true', '--containerd-worker=false'],
+    { stdio: ['ignore', log, log] },
+  );
   fs.closeSync(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   for (let i = 0; i < 100 && !fs.existsSync(socket) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));

@@ -4,7 +4,17 @@ import * as path from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import type { EntryReader, EntryWriter, ExportedLayout } from '../tasks/DockerBuildxCacheV1/src/facade/types';
-import { blobPath, cacheRoot, hashFile, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, layoutReachable, readLayoutIndex, type Index } from '../tasks/DockerBuildxCacheV1/src/oci/layout';
+import {
+  blobPath,
+  cacheRoot,
+  hashFile,
+  INDEX_FILE,
+  LAYOUT_CONTENT,
+  LAYOUT_FILE,
+  layoutReachable,
+  readLayoutIndex,
+  type Index,
+} from '../tasks/DockerBuildxCacheV1/src/oci/layout';
 import type { BlobRef } from '../tasks/DockerBuildxCacheV1/src/store/types';
 import { tempDir } from './helpers';
 

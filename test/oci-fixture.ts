@@ -19,7 +19,11 @@ export function blob(mediaType: string, data: string | Buffer | object): Blob {
   return { mediaType, digest: `sha256:${crypto.createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length, data: bytes };
 }
 
-export const desc = (b: Blob): { mediaType: string; digest: string; size: number } => ({ mediaType: b.mediaType, digest: b.digest, size: b.size });
+export const desc = (b: Blob): { mediaType: string; digest: string; size: number } => ({
+  mediaType: b.mediaType,
+  digest: b.digest,
+  size: b.size,
+});
 
 /** A cache in BuildKit's default shape: index.json → a cache index listing the layers and the cache config. */
 export function cacheLayout(layerContents: readonly (string | Buffer)[]): { blobs: Blob[]; root: Blob; layers: Blob[] } {
@@ -33,12 +37,19 @@ export function cacheLayout(layerContents: readonly (string | Buffer)[]): { blob
 export function writeLayout(dir: string, root: Blob, blobs: readonly Blob[], extra: readonly Blob[] = []): void {
   fs.mkdirSync(path.join(dir, 'blobs', 'sha256'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...desc(root), annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+  fs.writeFileSync(
+    path.join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ ...desc(root), annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }),
+  );
   for (const b of [...blobs, ...extra]) fs.writeFileSync(path.join(dir, 'blobs', 'sha256', b.digest.slice(7)), b.data);
 }
 
 /** A cache folder `label` under `work`, holding these layers. */
-export function cacheFolder(work: string, label: string, layers: readonly (string | Buffer)[]): { dir: string; layout: ReturnType<typeof cacheLayout> } {
+export function cacheFolder(
+  work: string,
+  label: string,
+  layers: readonly (string | Buffer)[],
+): { dir: string; layout: ReturnType<typeof cacheLayout> } {
   const dir = path.join(work, label);
   const layout = cacheLayout(layers);
   writeLayout(dir, layout.root, layout.blobs);
@@ -47,5 +58,10 @@ export function cacheFolder(work: string, label: string, layers: readonly (strin
 
 export function blobFiles(dir: string): string[] {
   const base = path.join(dir, 'blobs', 'sha256');
-  return fs.existsSync(base) ? fs.readdirSync(base).map((h) => `sha256:${h}`).sort() : [];
+  return fs.existsSync(base)
+    ? fs
+        .readdirSync(base)
+        .map((h) => `sha256:${h}`)
+        .sort()
+    : [];
 }

@@ -45,19 +45,38 @@ export class TokenServer {
 
   private route(req: http.IncomingMessage, url: URL, form: Record<string, string>): [number, object] {
     const fail = [...this.failures].find(([prefix]) => url.pathname.startsWith(prefix))?.[1];
-    if (fail !== undefined) return [fail, { error: 'invalid_client', error_description: 'AADSTS700213: No matching federated identity record found' }];
-    if (url.pathname === '/oidc' && req.headers.authorization === `Bearer ${TokenServer.JOB_TOKEN}` && url.searchParams.get('serviceConnectionId') !== null) {
+    if (fail !== undefined)
+      return [fail, { error: 'invalid_client', error_description: 'AADSTS700213: No matching federated identity record found' }];
+    if (
+      url.pathname === '/oidc' &&
+      req.headers.authorization === `Bearer ${TokenServer.JOB_TOKEN}` &&
+      url.searchParams.get('serviceConnectionId') !== null
+    ) {
       return [200, { oidcToken: TokenServer.OIDC }];
     }
     const tenant = /^\/([^/]+)\/oauth2\/v2\.0\/token$/.exec(url.pathname)?.[1];
-    if (tenant !== undefined && form.grant_type === 'client_credentials' && (form.client_assertion === TokenServer.OIDC || form.client_secret === TokenServer.SP_SECRET)) {
+    if (
+      tenant !== undefined &&
+      form.grant_type === 'client_credentials' &&
+      (form.client_assertion === TokenServer.OIDC || form.client_secret === TokenServer.SP_SECRET)
+    ) {
       const storage = form.scope === `${TokenServer.STORAGE}.default`;
       return [200, { token_type: 'Bearer', access_token: storage ? TokenServer.storageToken(tenant) : TokenServer.ACCESS }];
     }
     if (url.pathname === '/metadata/identity/oauth2/token' && req.headers.metadata === 'true') {
-      return [200, { access_token: url.searchParams.get('resource') === TokenServer.STORAGE ? TokenServer.storageToken('managed-identity') : TokenServer.MI_ACCESS }];
+      return [
+        200,
+        {
+          access_token:
+            url.searchParams.get('resource') === TokenServer.STORAGE ? TokenServer.storageToken('managed-identity') : TokenServer.MI_ACCESS,
+        },
+      ];
     }
-    if (url.pathname === '/oauth2/exchange' && form.grant_type === 'access_token' && (form.access_token === TokenServer.ACCESS || form.access_token === TokenServer.MI_ACCESS)) {
+    if (
+      url.pathname === '/oauth2/exchange' &&
+      form.grant_type === 'access_token' &&
+      (form.access_token === TokenServer.ACCESS || form.access_token === TokenServer.MI_ACCESS)
+    ) {
       return [200, { refresh_token: TokenServer.REFRESH }];
     }
     return [400, { error: 'unexpected request' }];

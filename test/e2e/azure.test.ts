@@ -49,7 +49,12 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
   /** A job on a new agent: no cache folder and no engine cache; only the container remembers. */
   const freshJob = (name: string, inputs: Record<string, string> = {}): Promise<JobResult> => {
     fs.rmSync(w.cacheDir, { recursive: true, force: true });
-    return w.job(name, { cacheBackend: 'azureBlob', storageConnectionString: connectionString(azurite.blobUrl), storageContainer: container.containerName, ...inputs });
+    return w.job(name, {
+      cacheBackend: 'azureBlob',
+      storageConnectionString: connectionString(azurite.blobUrl),
+      storageContainer: container.containerName,
+      ...inputs,
+    });
   };
 
   it('saves after the job, and the next job on a new agent restores it: the dependency step is cached, and only the blobs the cache reaches are stored', async () => {
@@ -58,7 +63,10 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
     assert.equal(first.post.result, 'Succeeded', first.post.stdout);
     assert.equal(first.main.outputs.cacheHit, 'false');
     assert.deepEqual([...first.main.warnings, ...first.post.warnings], []);
-    assert.match(first.post.stdout, /the store is the Azure Blob container http:\/\/127\.0\.0\.1:\d+\/devstoreaccount1\/e2e-\w+, reached with a connection string/);
+    assert.match(
+      first.post.stdout,
+      /the store is the Azure Blob container http:\/\/127\.0\.0\.1:\d+\/devstoreaccount1\/e2e-\w+, reached with a connection string/,
+    );
     assert.match(first.post.stdout, /Saved a new version of .* in scope refs\/heads\/main/);
     const reach = reachableBlobs(w.cacheDir);
     const stored = (await names(container, 'v1/blobs/')).map((n) => `sha256:${path.basename(n)}`);
@@ -92,7 +100,12 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
 
   it('a blob damaged in the container: the entry is skipped with a warning, the build goes on, and the save puts a good copy back', async () => {
     assert.equal((await freshJob('fill the container')).post.result, 'Succeeded');
-    const blobs = await Promise.all((await names(container, 'v1/blobs/')).map(async (n) => ({ n, size: (await container.getBlobClient(n).getProperties()).contentLength ?? 0 })));
+    const blobs = await Promise.all(
+      (await names(container, 'v1/blobs/')).map(async (n) => ({
+        n,
+        size: (await container.getBlobClient(n).getProperties()).contentLength ?? 0,
+      })),
+    );
     const biggest = blobs.sort((a, b) => b.size - a.size)[0];
     assert.ok(biggest);
     await container.getBlockBlobClient(biggest.n).upload('not the blob', 12);

@@ -29,7 +29,10 @@ describe('end to end: the bundled task on a real engine', function () {
 
   before(() => {
     ensureEngine();
-    assert.ok(fs.existsSync(path.join(__dirname, '..', '..', '..', 'tasks', 'DockerBuildxCacheV1', 'dist', 'main.js')), 'the bundle is built');
+    assert.ok(
+      fs.existsSync(path.join(__dirname, '..', '..', '..', 'tasks', 'DockerBuildxCacheV1', 'dist', 'main.js')),
+      'the bundle is built',
+    );
   });
 
   beforeEach(() => {
@@ -48,7 +51,8 @@ describe('end to end: the bundled task on a real engine', function () {
   });
 
   /** These tests are about the cache folder itself: the directory backend. */
-  const job = (name: string, inputs: Record<string, string> = {}): Promise<JobResult> => w.job(name, { cacheBackend: 'directory', ...inputs });
+  const job = (name: string, inputs: Record<string, string> = {}): Promise<JobResult> =>
+    w.job(name, { cacheBackend: 'directory', ...inputs });
 
   function assertSucceeded(r: JobResult): void {
     assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
@@ -111,7 +115,11 @@ describe('end to end: the bundled task on a real engine', function () {
       const r = await job(`bounded, revision ${rev}`);
       assertSucceeded(r);
       if (rev > 1) assert.deepEqual(cachedSteps(r.main.stdout), { cached: 3, total: 5 });
-      assert.deepEqual(blobsOnDisk(cacheDir), reachableBlobs(cacheDir), `revision ${rev}: every blob on disk is reachable, and every reachable blob is on disk`);
+      assert.deepEqual(
+        blobsOnDisk(cacheDir),
+        reachableBlobs(cacheDir),
+        `revision ${rev}: every blob on disk is reachable, and every reachable blob is on disk`,
+      );
       sizes.push(folderBytes(cacheDir));
     }
     // Each revision replaces the source layers; nothing accumulates.
@@ -149,7 +157,10 @@ describe('end to end: the bundled task on a real engine', function () {
       const r = await job('full disk', { cacheDir: smallCache });
       assertSucceeded(r);
       assert.equal(r.main.warnings.length, 1, r.main.warnings.join('\n'));
-      assert.match(r.main.warnings[0] ?? '', /Writing the cache failed \(.*no space left on device.*\)\. Building again without exporting the cache/);
+      assert.match(
+        r.main.warnings[0] ?? '',
+        /Writing the cache failed \(.*no space left on device.*\)\. Building again without exporting the cache/,
+      );
       assert.deepEqual(cachedSteps(r.main.stdout), { cached: 1, total: 5 });
       assert.equal(docker(['run', '--rm', `${IMAGE}:e2e`, 'cat', '/app/out.txt']).trim(), 'revision 0');
       assert.equal(fs.readFileSync(path.join(smallCache, 'index.json'), 'utf8'), index);
@@ -162,7 +173,10 @@ describe('end to end: the bundled task on a real engine', function () {
 
   it('a corrupt cache folder is never handed to BuildKit: a warning, a full build, and a good cache afterwards', async () => {
     assertSucceeded(await job('cold (for corruption)'));
-    const biggest = [...blobsOnDisk(cacheDir)].map((d) => path.join(cacheDir, 'blobs', 'sha256', d.slice(7))).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? '';
+    const biggest =
+      [...blobsOnDisk(cacheDir)]
+        .map((d) => path.join(cacheDir, 'blobs', 'sha256', d.slice(7)))
+        .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? '';
     fs.chmodSync(biggest, 0o644);
     const fd = fs.openSync(biggest, 'r+');
     fs.writeSync(fd, Buffer.from('XXXX'), 0, 4, 100);
@@ -184,13 +198,18 @@ describe('end to end: the bundled task on a real engine', function () {
   it('cacheBackend none: no cache flags and no cache folder', async () => {
     const r = await job('no cache', { cacheBackend: 'none' });
     assertSucceeded(r);
-    assert.ok(!/--cache-(from|to)/.test(r.main.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes('buildx build')) ?? ''));
+    assert.ok(
+      !/--cache-(from|to)/.test(r.main.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes('buildx build')) ?? ''),
+    );
     assert.ok(!fs.existsSync(cacheDir));
   });
 
   it('oci output with a build secret: writes the tarball, passes the secret only through a file, never prints it', async () => {
     const secret = `s3cret-${crypto.randomBytes(8).toString('hex')}`;
-    fs.appendFileSync(path.join(ws, 'Dockerfile'), 'RUN --mount=type=secret,id=token,required=true test "$(wc -c < /run/secrets/token)" -gt 10 && echo secret-ok\n');
+    fs.appendFileSync(
+      path.join(ws, 'Dockerfile'),
+      'RUN --mount=type=secret,id=token,required=true test "$(wc -c < /run/secrets/token)" -gt 10 && echo secret-ok\n',
+    );
     const r = await job('oci output + secret', { output: 'oci', outputPath: 'out/image.tar', secrets: `token=${secret}` });
     assertSucceeded(r);
     assert.deepEqual(r.main.secrets, [secret]);

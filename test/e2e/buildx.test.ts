@@ -76,15 +76,26 @@ describe('end to end: buildx pinned through the tool cache from a mirror', funct
   afterEach(cleanup);
 
   const job = (name: string, buildxVersion: string): ReturnType<Workspace['job']> =>
-    w.job(name, { buildxVersion, buildxDownloadUrl: base, cacheBackend: 'none' }, { 'Agent.ToolsDirectory': tools }, { DOCKER_CONFIG: bareConfig });
+    w.job(
+      name,
+      { buildxVersion, buildxDownloadUrl: base, cacheBackend: 'none' },
+      { 'Agent.ToolsDirectory': tools },
+      { DOCKER_CONFIG: bareConfig },
+    );
 
   it('the first job downloads, verifies and caches; the second downloads nothing; latest resolves from the mirror', async () => {
     const before = mirror.served.length;
     const first = await job('pinned, first job', '0.13.1');
     assert.equal(first.main.result, 'Succeeded', first.main.stdout);
     assert.equal(first.post.result, 'Succeeded', first.post.stdout);
-    assert.deepEqual(mirror.served.slice(before), ['/docker/buildx/releases/download/v0.13.1/checksums.txt', '/docker/buildx/releases/download/v0.13.1/buildx-v0.13.1.linux-amd64']);
-    assert.match(first.main.stdout, /^Install buildx: [\d.]+s, buildx 0\.13\.1 from http:\/\/127\.0\.0\.1:\d+\/.*buildx-v0\.13\.1\.linux-amd64, SHA-256 verified, now in the tool cache/m);
+    assert.deepEqual(mirror.served.slice(before), [
+      '/docker/buildx/releases/download/v0.13.1/checksums.txt',
+      '/docker/buildx/releases/download/v0.13.1/buildx-v0.13.1.linux-amd64',
+    ]);
+    assert.match(
+      first.main.stdout,
+      /^Install buildx: [\d.]+s, buildx 0\.13\.1 from http:\/\/127\.0\.0\.1:\d+\/.*buildx-v0\.13\.1\.linux-amd64, SHA-256 verified, now in the tool cache/m,
+    );
     assert.match(first.main.stdout, /^buildx 0\.13\.1, from http:\/\/127\.0\.0\.1/m);
     const cached = path.join(tools, 'docker-buildx', '0.13.1', 'amd64', 'docker-buildx');
     assert.deepEqual(fs.readFileSync(cached), buildx);
@@ -105,7 +116,10 @@ describe('end to end: buildx pinned through the tool cache from a mirror', funct
   it('a download that does not match its published checksum fails the job with a clear error and is never cached', async () => {
     const r = await job('tampered', '0.13.2');
     assert.equal(r.main.result, 'Failed');
-    assert.match(r.main.errors[0] ?? '', /^Input 'buildxVersion': buildx 0\.13\.2 could not be installed: .*buildx-v0\.13\.2\.linux-amd64 does not match its published SHA-256 .*not cached/);
+    assert.match(
+      r.main.errors[0] ?? '',
+      /^Input 'buildxVersion': buildx 0\.13\.2 could not be installed: .*buildx-v0\.13\.2\.linux-amd64 does not match its published SHA-256 .*not cached/,
+    );
     assert.ok(!fs.existsSync(path.join(tools, 'docker-buildx', '0.13.2')));
     assert.equal(r.post.result, 'Succeeded');
   });

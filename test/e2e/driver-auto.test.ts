@@ -15,13 +15,17 @@ describe('end to end: driver auto on both engines', function () {
   describe('on the containerd image store', () => {
     before(() => ensureEngine());
 
-    it('builds with the engine\'s own BuildKit: no builder to create, no image to load, the cache exported and restored', async () => {
+    it("builds with the engine's own BuildKit: no builder to create, no image to load, the cache exported and restored", async () => {
       const dockerfile = `FROM ${BASE_IMAGE}\nCOPY deps.lock ./\nRUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/deps.bin bs=1M count=1 2>/dev/null\nCOPY src/ ./src/\nRUN cat src/main.txt > /out.txt\n`;
-      const w = new Workspace({ Dockerfile: dockerfile, 'deps.lock': 'a\n', 'src/main.txt': 'revision 0\n' }, { inputs: { driver: 'auto' } });
+      const w = new Workspace(
+        { Dockerfile: dockerfile, 'deps.lock': 'a\n', 'src/main.txt': 'revision 0\n' },
+        { inputs: { driver: 'auto' } },
+      );
       const cold = await w.job('auto, containerd: cold', { cacheBackend: 'local', output: 'docker' });
       assert.equal(cold.main.result, 'Succeeded', cold.main.stdout);
       assert.deepEqual([...cold.main.warnings, ...cold.post.warnings], []);
-      const why = 'docker (auto), because the engine uses the containerd image store: the engine\'s own BuildKit exports cache, with no BuildKit image to pull and no image to load';
+      const why =
+        "docker (auto), because the engine uses the containerd image store: the engine's own BuildKit exports cache, with no BuildKit image to pull and no image to load";
       assert.equal(driverLine(cold.main), why);
       assert.match(summaryOf(cold), new RegExp(`\\| Builder driver \\| ${why.replace(/[()]/g, '\\$&')} \\|`));
       assert.equal(cold.main.outputs.builderName, 'default');
@@ -47,12 +51,16 @@ describe('end to end: driver auto on both engines', function () {
 
     it('creates a docker-container builder, because the docker driver could not export cache there, and removes it', async () => {
       // Nothing to pull from inside the builder, so it needs neither network=host nor a mirror: auto decides by the store alone.
-      const w = new Workspace({ Dockerfile: 'FROM scratch\nCOPY src/ /src/\n', 'src/main.txt': 'revision 0\n' }, { env: agents.env('current'), inputs: { driver: 'auto' } });
+      const w = new Workspace(
+        { Dockerfile: 'FROM scratch\nCOPY src/ /src/\n', 'src/main.txt': 'revision 0\n' },
+        { env: agents.env('current'), inputs: { driver: 'auto' } },
+      );
       const r = await w.job('auto, classic store', { cacheBackend: 'local', output: 'docker' });
       assert.equal(r.main.result, 'Succeeded', r.main.stdout);
       assert.equal(r.post.result, 'Succeeded', r.post.stdout);
       assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
-      const why = 'docker-container (auto), because the engine uses the classic image store, with which the docker driver cannot export cache';
+      const why =
+        'docker-container (auto), because the engine uses the classic image store, with which the docker driver cannot export cache';
       assert.equal(driverLine(r.main), why);
       assert.match(summaryOf(r), new RegExp(`\\| Builder driver \\| ${why.replace(/[()]/g, '\\$&')} \\|`));
       assert.match(r.main.stdout, /engine image store: classic/);

@@ -195,7 +195,9 @@ describe('end to end: the registry facade with a real BuildKit', function () {
     const restored = store.entry('first');
     const layers = restored.blobs.filter((b) => b.digest !== restored.index.manifests[0]?.digest);
     const entryBytes = restored.blobs.reduce((sum, b) => sum + b.size, 0);
-    console.log(`      a full hit through the facade: ${second.stats.bytesServed} bytes served of the entry's ${entryBytes}, ${second.stats.acknowledged} blobs acknowledged, ${second.stats.uploaded} uploaded`);
+    console.log(
+      `      a full hit through the facade: ${second.stats.bytesServed} bytes served of the entry's ${entryBytes}, ${second.stats.acknowledged} blobs acknowledged, ${second.stats.uploaded} uploaded`,
+    );
     assert.equal(second.stats.served, 2, 'the manifest and the cache config');
     assert.ok(second.stats.bytesServed < 10_000, `${second.stats.bytesServed} bytes served`);
     assert.equal(second.stats.uploaded, 0, 'no blob uploaded');
@@ -276,9 +278,14 @@ describe('end to end: the registry facade with a real BuildKit', function () {
       // build has begun, when the layer below the changed step is needed or the export is pushed.
       const exported = first.exported;
       assert.ok(exported !== undefined);
-      const manifest = JSON.parse(fs.readFileSync(store.blobFile(exported.root.digest), 'utf8')) as { manifests: { mediaType: string; digest: string }[] };
+      const manifest = JSON.parse(fs.readFileSync(store.blobFile(exported.root.digest), 'utf8')) as {
+        manifests: { mediaType: string; digest: string }[];
+      };
       const config = manifest.manifests.find((d) => d.mediaType === 'application/vnd.buildkit.cacheconfig.v0')?.digest;
-      store.faultsOnly = side === 'export' ? undefined : new Set(exported.blobs.map((b) => b.digest).filter((d) => d !== exported.root.digest && d !== config));
+      store.faultsOnly =
+        side === 'export'
+          ? undefined
+          : new Set(exported.blobs.map((b) => b.digest).filter((d) => d !== exported.root.digest && d !== config));
       Object.assign(store.faults, fault);
       const r = await job({ from: from(f), to: to(f) });
       await f.idle();
@@ -286,7 +293,10 @@ describe('end to end: the registry facade with a real BuildKit', function () {
       else assertBuilt(r);
       assert.match(r.out, /500 Internal Server Error/);
       assert.ok(r.ms < 60_000, `took ${r.ms} ms`);
-      assert.ok(kinds(f.events).some((k) => k.startsWith('store:')), kinds(f.events).join());
+      assert.ok(
+        kinds(f.events).some((k) => k.startsWith('store:')),
+        kinds(f.events).join(),
+      );
       assert.deepEqual([store.hasEntry('second'), f.exported], [false, undefined]);
     });
   }
@@ -314,7 +324,24 @@ describe('end to end: the registry facade with a real BuildKit', function () {
     const [a, b] = [await facade({ writer: store.writer('a') }), await facade({ writer: store.writer('b') })];
     docker(['buildx', 'prune', '-af']);
     const build = (f: RegistryFacade, dir: string): Promise<Run> =>
-      dockerAsync(['buildx', 'build', '--builder', 'default', '--network', 'none', '--progress', 'plain', '--output', 'type=cacheonly', '--cache-to', to(f), dir], { DOCKER_CONFIG: configDir });
+      dockerAsync(
+        [
+          'buildx',
+          'build',
+          '--builder',
+          'default',
+          '--network',
+          'none',
+          '--progress',
+          'plain',
+          '--output',
+          'type=cacheonly',
+          '--cache-to',
+          to(f),
+          dir,
+        ],
+        { DOCKER_CONFIG: configDir },
+      );
     const [ra, rb] = await Promise.all([build(a, ctx), build(b, other)]);
     assertBuilt(ra);
     assertBuilt(rb);

@@ -51,7 +51,11 @@ function unpackOci(tarball: string): { index: Manifest; blob: (digest: string) =
   const r = spawnSync('tar', ['-xf', tarball, '-C', dir], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const blob = (digest: string): Buffer => fs.readFileSync(path.join(dir, 'blobs', ...digest.split(':')));
-  return { index: JSON.parse(fs.readFileSync(path.join(dir, 'index.json'), 'utf8')) as Manifest, blob, json: (digest) => JSON.parse(blob(digest).toString('utf8')) as Manifest };
+  return {
+    index: JSON.parse(fs.readFileSync(path.join(dir, 'index.json'), 'utf8')) as Manifest,
+    blob,
+    json: (digest) => JSON.parse(blob(digest).toString('utf8')) as Manifest,
+  };
 }
 
 function assertSucceeded(r: JobResult): void {
@@ -90,7 +94,9 @@ RUN cat /logo.txt
       'assets/logo.txt': 'the named context\n',
     });
     fs.mkdirSync(path.join(w.ws, 'keys'));
-    const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'e2e', '-f', path.join(w.ws, 'keys', 'deploy')], { encoding: 'utf8' });
+    const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'e2e', '-f', path.join(w.ws, 'keys', 'deploy')], {
+      encoding: 'utf8',
+    });
     assert.equal(keygen.status, 0, `ssh-keygen (openssh-client) makes the key: ${keygen.stderr}`);
     const privateKey = fs.readFileSync(path.join(w.ws, 'keys', 'deploy'), 'utf8');
 
@@ -142,13 +148,21 @@ RUN cat /logo.txt
     const manifest = oci.json(image.digest);
     assert.equal(manifest.annotations?.['org.opencontainers.image.vendor'], 'contoso');
     const predicates = (oci.json(attestation.digest).layers ?? []).map((l) => l.annotations?.['in-toto.io/predicate-type']).sort();
-    assert.deepEqual(predicates.map((p) => (p ?? '').replace(/\/v[\d.]+$/, '')), ['https://slsa.dev/provenance', 'https://spdx.dev/Document']);
-    const sbom = (oci.json(attestation.digest).layers ?? []).find((l) => l.annotations?.['in-toto.io/predicate-type'] === 'https://spdx.dev/Document');
-    assert.match(oci.blob(sbom?.digest ?? '').toString('utf8'), /"name":"rootfs"/, 'the SBOM is the generator\'s');
-
-    const labels = (JSON.parse(oci.blob(manifest.config?.digest ?? '').toString('utf8')) as { config: { Labels: Record<string, string> } }).config.Labels;
     assert.deepEqual(
-      Object.entries(labels).filter(([k]) => k.startsWith('com.azure.dev.image.')).sort(),
+      predicates.map((p) => (p ?? '').replace(/\/v[\d.]+$/, '')),
+      ['https://slsa.dev/provenance', 'https://spdx.dev/Document'],
+    );
+    const sbom = (oci.json(attestation.digest).layers ?? []).find(
+      (l) => l.annotations?.['in-toto.io/predicate-type'] === 'https://spdx.dev/Document',
+    );
+    assert.match(oci.blob(sbom?.digest ?? '').toString('utf8'), /"name":"rootfs"/, "the SBOM is the generator's");
+
+    const labels = (JSON.parse(oci.blob(manifest.config?.digest ?? '').toString('utf8')) as { config: { Labels: Record<string, string> } })
+      .config.Labels;
+    assert.deepEqual(
+      Object.entries(labels)
+        .filter(([k]) => k.startsWith('com.azure.dev.image.'))
+        .sort(),
       [
         ['com.azure.dev.image.build.buildnumber', '20240601.7'],
         ['com.azure.dev.image.build.repository.name', 'shop'],
@@ -162,12 +176,23 @@ RUN cat /logo.txt
 
   it('pipeline labels reach the loaded image, and addPipelineData false leaves them out', async () => {
     const w = new Workspace({ Dockerfile: `FROM ${BASE_IMAGE}\nRUN echo built > /built\n` });
-    const vars = { 'System.TeamFoundationCollectionUri': 'https://contoso.visualstudio.com/', 'System.HostType': 'build', 'Build.BuildNumber': '42' };
-    const labelsOf = (): Record<string, string> => (JSON.parse(docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', 'dbxc-e2e/app:e2e'])) as Record<string, string> | null) ?? {};
+    const vars = {
+      'System.TeamFoundationCollectionUri': 'https://contoso.visualstudio.com/',
+      'System.HostType': 'build',
+      'Build.BuildNumber': '42',
+    };
+    const labelsOf = (): Record<string, string> =>
+      (JSON.parse(docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', 'dbxc-e2e/app:e2e'])) as Record<
+        string,
+        string
+      > | null) ?? {};
     assertSucceeded(await w.job('labels on', { cacheBackend: 'none' }, vars));
     assert.equal(labelsOf()['com.visualstudio.contoso.image.build.buildnumber'], '42');
     assertSucceeded(await w.job('labels off', { cacheBackend: 'none', addPipelineData: 'false' }, vars));
-    assert.deepEqual(Object.keys(labelsOf()).filter((k) => k.includes('.image.')), []);
+    assert.deepEqual(
+      Object.keys(labelsOf()).filter((k) => k.includes('.image.')),
+      [],
+    );
   });
 
   it('registry cache: a branch reads the default branch, writes only its own; a fork reads and writes nothing; cacheFrom imports it with another backend', async () => {
@@ -198,7 +223,8 @@ RUN cat src/main.txt > /app/out.txt
       return ((await res.json()) as { tags?: string[] }).tags?.sort() ?? [];
     };
     const inputs = { cacheBackend: 'registry', registryCacheRef: cache, containerRegistry: 'REG' };
-    const buildLine = (r: JobResult): string => r.main.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes('buildx build')) ?? '';
+    const buildLine = (r: JobResult): string =>
+      r.main.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes('buildx build')) ?? '';
     const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
     const main = await w.job('registry, main', inputs, { 'Build.SourceBranch': 'refs/heads/main' }, connection);
@@ -219,7 +245,16 @@ RUN cat src/main.txt > /app/out.txt
     assert.match(featureBuild, new RegExp(`--cache-to type=registry,ref=${escape(cache)}:buildcache-feature-login,`));
     assert.deepEqual(await tags(), ['buildcache-feature-login', 'buildcache-main']);
 
-    const fork = await w.job('registry, fork pull request', inputs, { 'Build.SourceBranch': 'refs/pull/9/merge', 'System.PullRequest.TargetBranch': 'refs/heads/main', 'System.PullRequest.IsFork': 'True' }, connection);
+    const fork = await w.job(
+      'registry, fork pull request',
+      inputs,
+      {
+        'Build.SourceBranch': 'refs/pull/9/merge',
+        'System.PullRequest.TargetBranch': 'refs/heads/main',
+        'System.PullRequest.IsFork': 'True',
+      },
+      connection,
+    );
     assertSucceeded(fork);
     assert.equal(fork.main.outputs.cacheHit, 'inexact');
     assert.match(fork.main.stdout, /pull request from a fork, so the cache is read-only/);
@@ -229,10 +264,18 @@ RUN cat src/main.txt > /app/out.txt
     assert.doesNotMatch(forkBuild, /--cache-to/);
     assert.deepEqual(await tags(), ['buildcache-feature-login', 'buildcache-main'], 'the fork wrote nothing');
 
-    const directory = await w.job('directory backend with cacheFrom', { cacheBackend: 'directory', containerRegistry: 'REG', cacheFrom: `type=registry,ref=${cache}:buildcache-main` }, { 'Build.SourceBranch': 'refs/heads/feature/other' }, connection);
+    const directory = await w.job(
+      'directory backend with cacheFrom',
+      { cacheBackend: 'directory', containerRegistry: 'REG', cacheFrom: `type=registry,ref=${cache}:buildcache-main` },
+      { 'Build.SourceBranch': 'refs/heads/feature/other' },
+      connection,
+    );
     assertSucceeded(directory);
     assert.equal(directory.main.outputs.cacheHit, 'false', 'the folder was empty');
-    assert.match(buildLine(directory), new RegExp(`--cache-from type=registry,ref=${escape(cache)}:buildcache-main --cache-to type=local,`));
+    assert.match(
+      buildLine(directory),
+      new RegExp(`--cache-from type=registry,ref=${escape(cache)}:buildcache-main --cache-to type=local,`),
+    );
     assert.deepEqual(await tags(), ['buildcache-feature-login', 'buildcache-main'], 'an extra cache source is never written');
     assert.ok(fs.existsSync(path.join(w.cacheDir, 'index.json')), 'the directory backend still exported its own cache');
   });
@@ -256,11 +299,23 @@ describe('end to end, hosted-agent engine: an inline buildkitd.toml and attestat
   afterEach(cleanup);
 
   it('buildkitdConfigInline reaches the builder (FROM busybox comes through the mirror), and provenance lands in the OCI tarball', async () => {
-    const w = agents.workspace('current', { Dockerfile: 'FROM busybox\nRUN echo built > /built\n' }, { buildkitdConfig: '', buildkitdConfigInline: buildkitdToml(engine.mirror) });
-    const r = await w.job('inline buildkitd.toml, provenance', { cacheBackend: 'none', output: 'oci', outputPath: 'out/image.tar', provenance: 'mode=max' });
+    const w = agents.workspace(
+      'current',
+      { Dockerfile: 'FROM busybox\nRUN echo built > /built\n' },
+      { buildkitdConfig: '', buildkitdConfigInline: buildkitdToml(engine.mirror) },
+    );
+    const r = await w.job('inline buildkitd.toml, provenance', {
+      cacheBackend: 'none',
+      output: 'oci',
+      outputPath: 'out/image.tar',
+      provenance: 'mode=max',
+    });
     assertSucceeded(r);
     assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
-    assert.equal(driverLine(r.main), 'docker-container (auto), because driverOptions, buildkitdConfigInline only apply to a builder of its own');
+    assert.equal(
+      driverLine(r.main),
+      'docker-container (auto), because driverOptions, buildkitdConfigInline only apply to a builder of its own',
+    );
     const create = r.main.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes(' buildx create ')) ?? '';
     assert.match(create, / --config \S+\/buildkitd\.toml/);
     assert.match(buildCommand(r.main), /--provenance=mode=max/);
@@ -270,6 +325,11 @@ describe('end to end, hosted-agent engine: an inline buildkitd.toml and attestat
     const index = oci.json(oci.index.manifests?.[0]?.digest ?? '');
     const attestation = index.manifests?.find((m) => m.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest');
     assert.ok(attestation, JSON.stringify(index));
-    assert.deepEqual((oci.json(attestation.digest).layers ?? []).map((l) => (l.annotations?.['in-toto.io/predicate-type'] ?? '').replace(/\/v[\d.]+$/, '')), ['https://slsa.dev/provenance']);
+    assert.deepEqual(
+      (oci.json(attestation.digest).layers ?? []).map((l) =>
+        (l.annotations?.['in-toto.io/predicate-type'] ?? '').replace(/\/v[\d.]+$/, ''),
+      ),
+      ['https://slsa.dev/provenance'],
+    );
   });
 });

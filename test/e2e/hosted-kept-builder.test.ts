@@ -27,9 +27,14 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
   afterEach(cleanup);
 
   /** A self-hosted agent of its own: a name no other test run uses. */
-  const selfHosted = (): Record<string, string> => ({ 'Agent.Name': `e2e-self-hosted-${crypto.randomBytes(4).toString('hex')}`, 'Agent.Id': '7' });
-  const ran = (r: JobResult, what: string): boolean => r.main.stdout.split('\n').some((l) => l.startsWith('[command]') && l.includes(` buildx ${what} `));
-  const containerOf = (w: Workspace, builder: string): string => w.docker(['ps', '-a', '--format', '{{.Names}}', '--filter', `name=^buildx_buildkit_${builder}0$`]).trim();
+  const selfHosted = (): Record<string, string> => ({
+    'Agent.Name': `e2e-self-hosted-${crypto.randomBytes(4).toString('hex')}`,
+    'Agent.Id': '7',
+  });
+  const ran = (r: JobResult, what: string): boolean =>
+    r.main.stdout.split('\n').some((l) => l.startsWith('[command]') && l.includes(` buildx ${what} `));
+  const containerOf = (w: Workspace, builder: string): string =>
+    w.docker(['ps', '-a', '--format', '{{.Names}}', '--filter', `name=^buildx_buildkit_${builder}0$`]).trim();
   const succeeded = (r: JobResult): void => {
     assert.equal(r.main.result, 'Succeeded', r.main.stdout);
     assert.equal(r.post.result, 'Succeeded', r.post.stdout);
@@ -37,7 +42,8 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
   };
   /** The test's kept builders go after it, container and state volume, so that no other suite finds them. */
   const removeKept = (w: Workspace, builders: readonly (string | undefined)[]): void => {
-    for (const b of new Set(builders)) if (b !== undefined) spawnSync('docker', ['buildx', 'rm', b], { env: { ...process.env, ...w.agent.env } });
+    for (const b of new Set(builders))
+      if (b !== undefined) spawnSync('docker', ['buildx', 'rm', b], { env: { ...process.env, ...w.agent.env } });
   };
 
   it('two jobs in turn: the second reuses the builder and builds from its state alone (no cache backend); the post-job steps prune it and keep it', async () => {
@@ -50,7 +56,10 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
       succeeded(first);
       builder = first.main.outputs.builderName;
       assert.match(builder ?? '', /^buildx-cache-agent-[0-9a-f]{16}$/);
-      assert.match(first.main.stdout, new RegExp(`^Builder lifetime: agent \\(auto\\), because '${agent['Agent.Name'] ?? ''}' is a self-hosted agent`, 'm'));
+      assert.match(
+        first.main.stdout,
+        new RegExp(`^Builder lifetime: agent \\(auto\\), because '${agent['Agent.Name'] ?? ''}' is a self-hosted agent`, 'm'),
+      );
       assert.ok(ran(first, 'create'), 'the first job creates the builder');
       assert.equal(stepCached(first.main.stdout, DEPS_STEP), false);
       assert.match(first.post.stdout, new RegExp(`^Prune kept builder: [\\d.]+s, pruned builder ${builder ?? ''} to 10GB$`, 'm'));
@@ -129,10 +138,16 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
       for (const [image, text] of [
         ['dbxc-e2e/race-a', 'revision 0'],
         ['dbxc-e2e/race-c', 'revision 0'],
-      ]) assert.equal(w.docker(['run', '--rm', `${image}:e2e`, 'cat', '/app/out.txt']).trim(), text);
+      ])
+        assert.equal(w.docker(['run', '--rm', `${image}:e2e`, 'cat', '/app/out.txt']).trim(), text);
     } finally {
-      removeKept(w, results.map((r) => r.main.outputs.builderName));
-      spawnSync('docker', ['image', 'rm', 'dbxc-e2e/race-a:e2e', 'dbxc-e2e/race-b:e2e', 'dbxc-e2e/race-c:e2e'], { env: { ...process.env, ...w.agent.env } });
+      removeKept(
+        w,
+        results.map((r) => r.main.outputs.builderName),
+      );
+      spawnSync('docker', ['image', 'rm', 'dbxc-e2e/race-a:e2e', 'dbxc-e2e/race-b:e2e', 'dbxc-e2e/race-c:e2e'], {
+        env: { ...process.env, ...w.agent.env },
+      });
     }
   });
 
@@ -169,7 +184,18 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
   it('a builder the pipeline names (builderName) on a self-hosted agent: used, neither pruned nor removed', async () => {
     const w = agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
     const own = `dbxc-e2e-own-${crypto.randomBytes(4).toString('hex')}`;
-    w.docker(['buildx', 'create', '--name', own, '--driver', 'docker-container', '--driver-opt', 'network=host', '--config', agents.buildkitdConfig]);
+    w.docker([
+      'buildx',
+      'create',
+      '--name',
+      own,
+      '--driver',
+      'docker-container',
+      '--driver-opt',
+      'network=host',
+      '--config',
+      agents.buildkitdConfig,
+    ]);
     try {
       const r = await w.job('builderName', { cacheBackend: 'none', output: 'cacheOnly', builderName: own }, selfHosted());
       succeeded(r);

@@ -4,7 +4,16 @@ import * as path from 'path';
 import type { JobResult } from '../../scripts/agent';
 import { HostBuildkitd, hostedHome, type HostedEngine } from '../../scripts/hosted-engine';
 import { cleanup } from '../helpers';
-import { assertNoBuilderLeft, buildCommand, DEPS_STEP, driverLine, HOSTED_FILES, HostedAgents, hostedEngineOrSkip, killedJob } from './hosted';
+import {
+  assertNoBuilderLeft,
+  buildCommand,
+  DEPS_STEP,
+  driverLine,
+  HOSTED_FILES,
+  HostedAgents,
+  hostedEngineOrSkip,
+  killedJob,
+} from './hosted';
 import { blobsOnDisk, reachableBlobs, stepCached, type Workspace } from './workspace';
 
 /**
@@ -30,9 +39,11 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
     const w = agents.workspace('current');
     const cold = await w.job('before the failure', inputs);
     assert.equal(cold.main.result, 'Succeeded', cold.main.stdout);
-    const manifests = (): unknown => (JSON.parse(fs.readFileSync(path.join(w.cacheDir, 'index.json'), 'utf8')) as { manifests: unknown }).manifests;
+    const manifests = (): unknown =>
+      (JSON.parse(fs.readFileSync(path.join(w.cacheDir, 'index.json'), 'utf8')) as { manifests: unknown }).manifests;
     const before = manifests();
-    const entries = (): number => fs.readdirSync(path.join(w.storeDir, 'v1', 'entries'), { recursive: true }).filter((f) => String(f).endsWith('.json')).length;
+    const entries = (): number =>
+      fs.readdirSync(path.join(w.storeDir, 'v1', 'entries'), { recursive: true }).filter((f) => String(f).endsWith('.json')).length;
 
     w.write('Dockerfile', `${HOSTED_FILES.Dockerfile}RUN echo broken && exit 3\n`);
     const r = await w.job('failed build', inputs);
@@ -48,12 +59,18 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
   });
 
   it('a main step killed in the middle of its build: the post-job step still removes the builder, container and volume', async () => {
-    const w = agents.workspace('current', { ...HOSTED_FILES, Dockerfile: `${HOSTED_FILES.Dockerfile}RUN echo long-step-started && sleep 120\n` });
+    const w = agents.workspace('current', {
+      ...HOSTED_FILES,
+      Dockerfile: `${HOSTED_FILES.Dockerfile}RUN echo long-step-started && sleep 120\n`,
+    });
     const { main, post } = await killedJob(w, inputs, /long-step-started/);
     const builder = /--name (buildx-cache-[0-9a-f]{16})/.exec(main)?.[1];
     assert.ok(builder !== undefined, 'the main step had created its builder');
     assert.equal(post.result, 'Succeeded', post.stdout);
-    assert.match(post.stdout, /The job's status is Canceled: with saveCache 'onSuccess' the cache is saved only after a job that succeeded/);
+    assert.match(
+      post.stdout,
+      /The job's status is Canceled: with saveCache 'onSuccess' the cache is saved only after a job that succeeded/,
+    );
     assert.match(post.stdout, new RegExp(`Removed builder ${builder}\\.`));
     assertNoBuilderLeft(w, builder);
   });
@@ -78,7 +95,11 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
     assert.notEqual(ra.main.outputs.builderName, rb.main.outputs.builderName);
     assert.equal(a.docker(['run', '--rm', 'dbxc-e2e/concurrent-a:e2e', 'cat', '/app/out.txt']).trim(), 'revision 0');
     assert.equal(a.docker(['run', '--rm', 'dbxc-e2e/concurrent-b:e2e', 'cat', '/app/out.txt']).trim(), 'revision b');
-    assert.equal(fs.readdirSync(path.join(store, 'v1', 'entries'), { recursive: true }).filter((f) => String(f).endsWith('.json')).length, 2, 'both saved an entry');
+    assert.equal(
+      fs.readdirSync(path.join(store, 'v1', 'entries'), { recursive: true }).filter((f) => String(f).endsWith('.json')).length,
+      2,
+      'both saved an entry',
+    );
     a.docker(['image', 'rm', 'dbxc-e2e/concurrent-a:e2e', 'dbxc-e2e/concurrent-b:e2e']);
   });
 
@@ -91,11 +112,19 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
     after(() => buildkitd.stop());
 
     it('builds on a host buildkitd, loads the image into the engine, and a job whose buildkitd lost its state restores the cache', async () => {
-      const w = agents.workspace('current', HOSTED_FILES, { driver: 'remote', endpoint: buildkitd.address, driverOptions: '', buildkitdConfig: '' });
+      const w = agents.workspace('current', HOSTED_FILES, {
+        driver: 'remote',
+        endpoint: buildkitd.address,
+        driverOptions: '',
+        buildkitdConfig: '',
+      });
       const cold = await w.job('remote: cold', inputs);
       assert.equal(cold.main.result, 'Succeeded', cold.main.stdout);
       assert.equal(driverLine(cold.main), 'remote, as the driver input says');
-      assert.match(cold.main.stdout, new RegExp(`buildx create --name buildx-cache-[0-9a-f]{16} --driver remote ${buildkitd.address.replace(/[/.]/g, '\\$&')}`));
+      assert.match(
+        cold.main.stdout,
+        new RegExp(`buildx create --name buildx-cache-[0-9a-f]{16} --driver remote ${buildkitd.address.replace(/[/.]/g, '\\$&')}`),
+      );
       assert.match(buildCommand(cold.main), /--cache-to type=local,.*reset=true/);
       assertNoBuilderLeft(w, cold.main.outputs.builderName);
 

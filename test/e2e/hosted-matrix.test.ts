@@ -8,7 +8,17 @@ import { connectionString, ensureAzurite, freshContainer, type Azurite } from '.
 import type { HostedEngine } from '../../scripts/hosted-engine';
 import { ensureRegistry, type Registry } from '../../scripts/registry';
 import { cleanup } from '../helpers';
-import { assertNoBuilderLeft, buildCommand, buildxVersionOf, DEPS_STEP, driverLine, HostedAgents, hostedEngineOrSkip, summaryOf, type BuildxSide } from './hosted';
+import {
+  assertNoBuilderLeft,
+  buildCommand,
+  buildxVersionOf,
+  DEPS_STEP,
+  driverLine,
+  HostedAgents,
+  hostedEngineOrSkip,
+  summaryOf,
+  type BuildxSide,
+} from './hosted';
 import { blobsOnDisk, reachableBlobs, stepCached, type Workspace } from './workspace';
 
 /**
@@ -89,13 +99,26 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
     assert.equal(cold.main.outputs.cacheHit, 'false');
     if (mirrored) {
       assert.match(cold.main.stdout, /pulling image moby\/buildkit:buildx-stable-1/);
-      const digest = (await fetch(`http://${engine.mirror}/v2/moby/buildkit/manifests/buildx-stable-1`, { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })).headers.get('docker-content-digest');
-      assert.ok(w.docker(['image', 'inspect', '--format', '{{json .RepoDigests}}', 'moby/buildkit:buildx-stable-1']).includes(`moby/buildkit@${digest ?? '-'}`), 'the engine has the BuildKit image that the mirror serves');
+      const digest = (
+        await fetch(`http://${engine.mirror}/v2/moby/buildkit/manifests/buildx-stable-1`, {
+          method: 'HEAD',
+          headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+        })
+      ).headers.get('docker-content-digest');
+      assert.ok(
+        w
+          .docker(['image', 'inspect', '--format', '{{json .RepoDigests}}', 'moby/buildkit:buildx-stable-1'])
+          .includes(`moby/buildkit@${digest ?? '-'}`),
+        'the engine has the BuildKit image that the mirror serves',
+      );
     }
     assert.match(cacheTo(cold), /^type=local,dest=.*,mode=max,compression=gzip,reset=true$/);
     assert.equal(w.docker(['run', '--rm', 'dbxc-e2e/app:e2e', 'cat', '/app/out.txt']).trim(), 'revision 0');
     assert.deepEqual(blobsOnDisk(w.cacheDir), reachableBlobs(w.cacheDir));
-    assert.match(summaryOf(cold), /\| Builder driver \| docker-container \(auto\), because driverOptions, buildkitdConfig only apply to a builder of its own \|/);
+    assert.match(
+      summaryOf(cold),
+      /\| Builder driver \| docker-container \(auto\), because driverOptions, buildkitdConfig only apply to a builder of its own \|/,
+    );
 
     const warm = await job(w, 'local/docker: warm', inputs);
     assert.equal(warm.main.outputs.cacheHit, 'true');
@@ -134,7 +157,13 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
   it('azureBlob on Azurite, tar, current buildx: a new agent restores from the container', async () => {
     const w = workspace('current');
     const container = freshContainer(azurite.blobUrl, 'e2e-hosted');
-    const inputs = { cacheBackend: 'azureBlob', storageConnectionString: connectionString(azurite.blobUrl), storageContainer: container.containerName, output: 'tar', outputPath: 'out/image.tar' };
+    const inputs = {
+      cacheBackend: 'azureBlob',
+      storageConnectionString: connectionString(azurite.blobUrl),
+      storageContainer: container.containerName,
+      output: 'tar',
+      outputPath: 'out/image.tar',
+    };
     const cold = await job(w, 'azureBlob/tar: cold', inputs);
     assert.match(cacheTo(cold), /reset=true$/);
     const files = spawnSync('tar', ['-tf', path.join(w.ws, 'out', 'image.tar')], { encoding: 'utf8' }).stdout.split('\n');
@@ -158,7 +187,14 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
       ENDPOINT_AUTH_PARAMETER_REG_PASSWORD: registry.password,
       ENDPOINT_DATA_REG_REGISTRYTYPE: 'Others',
     };
-    const inputs = { imageName: repo, tags: 'v1', output: 'registry', containerRegistry: 'REG', cacheBackend: 'registry', registryCacheRef: `${repo}/cache` };
+    const inputs = {
+      imageName: repo,
+      tags: 'v1',
+      output: 'registry',
+      containerRegistry: 'REG',
+      cacheBackend: 'registry',
+      registryCacheRef: `${repo}/cache`,
+    };
     const cold = await job(w, 'registry/registry: cold', inputs, connection);
     assert.equal(cold.main.outputs.cacheHit, 'false');
     // On refs/heads/main the cache is at the tag buildcache-main (the tag, then the branch).
@@ -184,7 +220,13 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
 
   it('the docker driver on the classic store, even with buildx 0.35+: a warning, and the image is built without a cache export', async () => {
     const w = workspace('current');
-    const r = await w.job('docker driver, classic store', { driver: 'docker', driverOptions: '', buildkitdConfig: '', cacheBackend: 'local', output: 'docker' });
+    const r = await w.job('docker driver, classic store', {
+      driver: 'docker',
+      driverOptions: '',
+      buildkitdConfig: '',
+      cacheBackend: 'local',
+      output: 'docker',
+    });
     assert.equal(r.main.result, 'Succeeded', r.main.stdout);
     assert.equal(r.post.result, 'Succeeded', r.post.stdout);
     assert.equal(r.main.warnings.length, 1, r.main.warnings.join('\n'));

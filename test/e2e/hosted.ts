@@ -84,7 +84,12 @@ export class HostedAgents {
   }
 
   /** A workspace on a hosted agent; every job states the driver it depends on (auto) and reaches the mirror. */
-  workspace(side: BuildxSide, files: Record<string, string> = HOSTED_FILES, inputs: Record<string, string> = {}, kind: 'hosted' | 'selfHosted' = 'hosted'): Workspace {
+  workspace(
+    side: BuildxSide,
+    files: Record<string, string> = HOSTED_FILES,
+    inputs: Record<string, string> = {},
+    kind: 'hosted' | 'selfHosted' = 'hosted',
+  ): Workspace {
     return new Workspace(files, { env: this.env(side, kind), inputs: { driver: 'auto', ...this.builderInputs, ...inputs } });
   }
 }
@@ -104,7 +109,11 @@ export function assertNoBuilderLeft(w: Workspace, builder: string | undefined): 
   assert.equal(containers, '', 'no builder container is left');
   assert.equal(volumes, '', 'no builder volume is left');
   const config = w.agent.env?.DOCKER_CONFIG;
-  if (builder !== undefined && config !== undefined) assert.ok(!fs.existsSync(path.join(config, 'buildx', 'instances', builder)), `builder ${builder} is gone from the agent's docker config`);
+  if (builder !== undefined && config !== undefined)
+    assert.ok(
+      !fs.existsSync(path.join(config, 'buildx', 'instances', builder)),
+      `builder ${builder} is gone from the agent's docker config`,
+    );
 }
 
 /** The one `[command]` line that ran `docker buildx build`. */
@@ -147,7 +156,8 @@ export async function killedJob(w: Workspace, inputs: Record<string, string>, wh
   await exited;
   assert.ok(killed, `the main step ended before ${String(when)}:\n${stdout}`);
   const postEnv = stepEnv(allInputs, { ...variables, 'Agent.JobStatus': 'Canceled' }, w.agent.env);
-  for (const c of parseCommands(stdout).filter((c) => c.name === 'task.settaskvariable')) postEnv[`VSTS_TASKVARIABLE_${envKey(c.props.variable ?? '')}`] = c.data;
+  for (const c of parseCommands(stdout).filter((c) => c.name === 'task.settaskvariable'))
+    postEnv[`VSTS_TASKVARIABLE_${envKey(c.props.variable ?? '')}`] = c.data;
   try {
     return { main: stdout, post: await runStep('post', postEnv, w.ws) };
   } finally {

@@ -22,7 +22,12 @@ const FILES = { Dockerfile: DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/ma
 /** The biggest blob of a layout folder: the dependency layer. */
 function biggestBlob(dir: string): string {
   const blobs = path.join(dir, 'blobs', 'sha256');
-  return fs.readdirSync(blobs).map((h) => path.join(blobs, h)).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? assert.fail('no blobs');
+  return (
+    fs
+      .readdirSync(blobs)
+      .map((h) => path.join(blobs, h))
+      .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? assert.fail('no blobs')
+  );
 }
 
 function sh(cmd: string, args: string[]): void {
@@ -111,7 +116,10 @@ describe('end to end: what a careless or hostile pipeline does to the cache', fu
     assert.ok(fs.lstatSync(planted).isSymbolicLink());
     assert.equal(fs.statSync(outside).mode & 0o777, 0o640);
     const entries = path.join(w.storeDir, 'v1', 'entries');
-    assert.equal(fs.existsSync(entries) ? fs.readdirSync(entries, { recursive: true }).filter((f) => String(f).endsWith('.json')).length : 0, 0);
+    assert.equal(
+      fs.existsSync(entries) ? fs.readdirSync(entries, { recursive: true }).filter((f) => String(f).endsWith('.json')).length : 0,
+      0,
+    );
   });
 
   it('9. a symlinked blob in a directory cache does not freeze it: the next build replaces the folder', async () => {
@@ -128,7 +136,11 @@ describe('end to end: what a careless or hostile pipeline does to the cache', fu
     assert.equal(linked.main.warnings.length, 1, linked.main.warnings.join('\n'));
     assert.match(linked.main.warnings[0] ?? '', /cannot be used.*not a regular file/);
     const blobs = path.join(w.cacheDir, 'blobs', 'sha256');
-    assert.deepEqual(fs.readdirSync(blobs).filter((h) => !fs.lstatSync(path.join(blobs, h)).isFile()), [], 'the folder was replaced, without the link');
+    assert.deepEqual(
+      fs.readdirSync(blobs).filter((h) => !fs.lstatSync(path.join(blobs, h)).isFile()),
+      [],
+      'the folder was replaced, without the link',
+    );
 
     const after = await w.job('after', inputs);
     assert.deepEqual(after.main.warnings, []);

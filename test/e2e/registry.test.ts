@@ -88,7 +88,19 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
     const image = `${registry.host}/${repo}`;
 
     const agentTemp = tempDir('dbxc-e2e-agent-tmp-');
-    const r = await w.job('push', { imageName: image, tags: 'v1\nlatest', output: 'registry', cacheBackend: 'none', containerRegistry: 'REG', ...secretInputs('t0ken') }, { 'Agent.TempDirectory': agentTemp }, connection());
+    const r = await w.job(
+      'push',
+      {
+        imageName: image,
+        tags: 'v1\nlatest',
+        output: 'registry',
+        cacheBackend: 'none',
+        containerRegistry: 'REG',
+        ...secretInputs('t0ken'),
+      },
+      { 'Agent.TempDirectory': agentTemp },
+      connection(),
+    );
     assertSucceeded(r);
     assert.match(r.main.stdout, new RegExp(`logged in to ${registry.host.replace(/\./g, '\\.')} with user name and password`));
 
@@ -106,13 +118,22 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
     assert.equal(fs.existsSync(agentConfig) ? fs.readFileSync(agentConfig, 'utf8') : undefined, before);
     assert.deepEqual(filesContaining(agentTemp, '"auths"'), [], 'no docker login is left in the agent temp folder');
     // Left: the summary, and task-lib's own vault key.
-    assert.deepEqual(fs.readdirSync(agentTemp).filter((f) => !f.endsWith('.md') && f !== '.taskkey'), [], `the job-private folders are deleted: ${fs.readdirSync(agentTemp, { recursive: true }).join(', ')}`);
+    assert.deepEqual(
+      fs.readdirSync(agentTemp).filter((f) => !f.endsWith('.md') && f !== '.taskkey'),
+      [],
+      `the job-private folders are deleted: ${fs.readdirSync(agentTemp, { recursive: true }).join(', ')}`,
+    );
   });
 
   it('a builder the task creates lives in the job-private config, where the post-job step finds and removes it', async () => {
     // docker-container cannot boot here (its BuildKit image cannot be pulled), but `buildx create`
     // records the builder in the config, and the post-job step must remove it from the same one.
-    const r = await w.job('builder in private config', { driver: 'docker-container', builderLifetime: 'job', cacheBackend: 'none', containerRegistry: 'REG' }, {}, connection());
+    const r = await w.job(
+      'builder in private config',
+      { driver: 'docker-container', builderLifetime: 'job', cacheBackend: 'none', containerRegistry: 'REG' },
+      {},
+      connection(),
+    );
     const name = r.main.outputs.builderName ?? /--name (buildx-cache-[0-9a-f]+)/.exec(r.main.stdout)?.[1];
     assert.match(name ?? '', /^buildx-cache-[0-9a-f]+$/, r.main.stdout);
     assert.match(r.main.stdout, new RegExp(`docker buildx create --name ${name ?? ''}`));
@@ -157,18 +178,34 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
     const r = await w.job('login refused', { cacheBackend: 'none', containerRegistry: 'REG' }, {}, connection('not-the-password'));
     assert.equal(r.main.result, 'Failed');
     assert.equal(r.main.errors.length, 1);
-    assert.match(r.main.errors[0] ?? '', new RegExp(`^docker login to ${registry.host.replace(/\./g, '\\.')} with user name and password failed: .*(unauthorized|401).*Check the credentials of the containerRegistry service connection\\.$`, 's'));
+    assert.match(
+      r.main.errors[0] ?? '',
+      new RegExp(
+        `^docker login to ${registry.host.replace(/\./g, '\\.')} with user name and password failed: .*(unauthorized|401).*Check the credentials of the containerRegistry service connection\\.$`,
+        's',
+      ),
+    );
     assert.doesNotMatch(r.main.stdout, /^#\d+ \[/m, 'nothing was built');
     assert.deepEqual(linesShowing(r.main.stdout, 'not-the-password'), []);
     assert.equal(r.post.result, 'Succeeded');
   });
 
   it('an unreachable registry cache warns and the build goes on without it', async () => {
-    const r = await w.job('registry cache unreachable', { cacheBackend: 'registry', registryCacheRef: '127.0.0.1:9/nowhere/cache:main', ...secretInputs('t0ken') });
+    const r = await w.job('registry cache unreachable', {
+      cacheBackend: 'registry',
+      registryCacheRef: '127.0.0.1:9/nowhere/cache:main',
+      ...secretInputs('t0ken'),
+    });
     assertSucceeded(r);
     assert.equal(r.main.outputs.cacheHit, 'false');
-    assert.ok(r.main.warnings.some((m) => /^The registry cache 127\.0\.0\.1:9\/nowhere\/cache:main-main cannot be read/.test(m)), r.main.warnings.join('\n'));
-    assert.ok(r.main.warnings.some((m) => /^Writing the cache failed/.test(m)), r.main.warnings.join('\n'));
+    assert.ok(
+      r.main.warnings.some((m) => /^The registry cache 127\.0\.0\.1:9\/nowhere\/cache:main-main cannot be read/.test(m)),
+      r.main.warnings.join('\n'),
+    );
+    assert.ok(
+      r.main.warnings.some((m) => /^Writing the cache failed/.test(m)),
+      r.main.warnings.join('\n'),
+    );
     assert.ok(docker(['image', 'inspect', '--format', '{{.Id}}', 'dbxc-e2e/app:e2e']).startsWith('sha256:'));
   });
 
@@ -181,10 +218,27 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
       const cacheInputs: Record<string, string> = backend === 'registry' ? { registryCacheRef: `${image}/cache:main` } : {};
       // What the main step leaves for the post-job step: buildx's metadata and the job's folder.
       const left: string[] = [];
-      const r = await w.job(`secrets, ${backend} cache`, { imageName: image, tags: 'v1', output: 'registry', containerRegistry: 'REG', cacheBackend: backend, ...cacheInputs, ...secretInputs(token) }, {}, connection(), (main) => {
-        const metadata = main.outputs.metadataFile ?? '';
-        left.push(fs.readFileSync(metadata, 'utf8'), ...[...readableFiles(path.dirname(metadata))].map(([, content]) => content.toString('latin1')));
-      });
+      const r = await w.job(
+        `secrets, ${backend} cache`,
+        {
+          imageName: image,
+          tags: 'v1',
+          output: 'registry',
+          containerRegistry: 'REG',
+          cacheBackend: backend,
+          ...cacheInputs,
+          ...secretInputs(token),
+        },
+        {},
+        connection(),
+        (main) => {
+          const metadata = main.outputs.metadataFile ?? '';
+          left.push(
+            fs.readFileSync(metadata, 'utf8'),
+            ...[...readableFiles(path.dirname(metadata))].map(([, content]) => content.toString('latin1')),
+          );
+        },
+      );
       assertSucceeded(r);
       assert.match(left[0] ?? '', /"containerimage\.digest"/, 'the metadata file was read');
 

@@ -69,7 +69,11 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
       const hit = job.main.outputs.cacheHit;
       assert.equal(hit, rev === 1 ? 'false' : 'true', `revision ${rev}: the default key is the same every run`);
       const depsCached = stepCached(job.main.stdout, DEPS_STEP);
-      assert.equal(depsCached, !(rev === 1 || depsChanged), `revision ${rev}: the dependency step ${depsCached ? 'was' : 'was not'} cached`);
+      assert.equal(
+        depsCached,
+        !(rev === 1 || depsChanged),
+        `revision ${rev}: the dependency step ${depsCached ? 'was' : 'was not'} cached`,
+      );
 
       // What this build's cache reaches, and what changed since the last one.
       const reach = reachableBlobs(w.cacheDir);
@@ -82,7 +86,10 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
 
       assert.ok(total <= 1.3 * reachBytes, `revision ${rev}: the store holds ${total} bytes for a cache of ${reachBytes}`);
       if (rev > 1 && !depsChanged) {
-        assert.ok(savedBytes > 0 && savedBytes <= 1.2 * changedBytes, `revision ${rev}: saved ${savedBytes} bytes for ${changedBytes} bytes of changed layers`);
+        assert.ok(
+          savedBytes > 0 && savedBytes <= 1.2 * changedBytes,
+          `revision ${rev}: saved ${savedBytes} bytes for ${changedBytes} bytes of changed layers`,
+        );
         assert.ok(savedBytes < 8e6, 'the dependency layer is not saved again');
       }
       const summary = summaryOf(job);
@@ -127,9 +134,16 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
     const feature = await w.job('feature branch', inputs, { 'Build.SourceBranch': 'refs/heads/feature/x' });
     assert.equal(feature.main.outputs.cacheHit, 'true', 'the exact key, found in the default branch scope');
     assert.ok(stepCached(feature.main.stdout, DEPS_STEP));
-    assert.match(feature.post.stdout, /did not change: its last use was recorded|Saved a new version of .* in scope refs\/heads\/feature\/x/);
+    assert.match(
+      feature.post.stdout,
+      /did not change: its last use was recorded|Saved a new version of .* in scope refs\/heads\/feature\/x/,
+    );
 
-    const fork = await w.job('fork pull request', inputs, { 'Build.SourceBranch': 'refs/pull/9/merge', 'System.PullRequest.TargetBranch': 'refs/heads/main', 'System.PullRequest.IsFork': 'True' });
+    const fork = await w.job('fork pull request', inputs, {
+      'Build.SourceBranch': 'refs/pull/9/merge',
+      'System.PullRequest.TargetBranch': 'refs/heads/main',
+      'System.PullRequest.IsFork': 'True',
+    });
     assert.equal(fork.main.outputs.cacheHit, 'true');
     assert.match(fork.main.stdout, /pull request from a fork, so the cache is read-only/);
     assert.ok(!/^##\[group\]Save cache/m.test(fork.post.stdout), 'a fork never saves');
@@ -140,7 +154,11 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
   it('a corrupt blob in the store is skipped with a warning, the build goes on, and the save puts a good copy back', async () => {
     assert.equal((await w.job('fill the store')).post.result, 'Succeeded');
     const blobs = path.join(w.storeDir, 'v1', 'blobs', 'sha256');
-    const biggest = fs.readdirSync(blobs).map((h) => path.join(blobs, h)).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? '';
+    const biggest =
+      fs
+        .readdirSync(blobs)
+        .map((h) => path.join(blobs, h))
+        .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? '';
     fs.chmodSync(biggest, 0o644);
     const fd = fs.openSync(biggest, 'r+');
     fs.writeSync(fd, Buffer.from('XXXX'), 0, 4, 1000);
@@ -150,7 +168,10 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
     assert.equal(damaged.main.result, 'Succeeded');
     assert.equal(damaged.main.outputs.cacheHit, 'false');
     assert.equal(damaged.main.warnings.length, 1);
-    assert.match(damaged.main.warnings[0] ?? '', /Skipped a cache entry that cannot be used, as if it were absent: .*is corrupt in the store/);
+    assert.match(
+      damaged.main.warnings[0] ?? '',
+      /Skipped a cache entry that cannot be used, as if it were absent: .*is corrupt in the store/,
+    );
 
     const healed = await w.job('after the repair');
     assert.equal(healed.main.outputs.cacheHit, 'true');
@@ -161,7 +182,11 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
   it('a store blob changed with its mtime put back (as bit rot leaves it) fails in BuildKit, and the build runs again without the cache', async () => {
     assert.equal((await w.job('fill the store (bit rot)')).post.result, 'Succeeded');
     const blobs = path.join(w.storeDir, 'v1', 'blobs', 'sha256');
-    const biggest = fs.readdirSync(blobs).map((h) => path.join(blobs, h)).sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? '';
+    const biggest =
+      fs
+        .readdirSync(blobs)
+        .map((h) => path.join(blobs, h))
+        .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0] ?? '';
     // Bit rot keeps the mtime to the nanosecond. Give the blob a whole-second mtime, let a job seal it,
     // then change bytes and put that mtime back exactly.
     fs.utimesSync(biggest, 1_700_000_000, 1_700_000_000);
@@ -190,7 +215,8 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
     assert.match(after.main.stdout, /^##\[group\]Save cache$/m);
     assert.match(after.main.stdout, /^Save cache: [\d.]+s/m);
     assert.ok(!/^##\[group\]Save cache/m.test(after.post.stdout), 'the post-job step does not save again');
-    const entries = (): number => fs.readdirSync(path.join(w.storeDir, 'v1', 'entries'), { recursive: true }).filter((f) => String(f).endsWith('.json')).length;
+    const entries = (): number =>
+      fs.readdirSync(path.join(w.storeDir, 'v1', 'entries'), { recursive: true }).filter((f) => String(f).endsWith('.json')).length;
     assert.equal(entries(), 1);
 
     w.write('src/main.txt', 'a change the store never sees\n');

@@ -14,7 +14,11 @@ export function reachableBlobs(dir: string): Set<string> {
     if (seen.has(d.digest)) continue;
     seen.add(d.digest);
     if (!/manifest|index/.test(d.mediaType)) continue;
-    const json = JSON.parse(fs.readFileSync(path.join(dir, 'blobs', ...d.digest.split(':')), 'utf8')) as { manifests?: typeof queue; layers?: typeof queue; config?: (typeof queue)[0] };
+    const json = JSON.parse(fs.readFileSync(path.join(dir, 'blobs', ...d.digest.split(':')), 'utf8')) as {
+      manifests?: typeof queue;
+      layers?: typeof queue;
+      config?: (typeof queue)[0];
+    };
     queue.push(...(json.manifests ?? []), ...(json.layers ?? []), ...(json.config ? [json.config] : []));
   }
   return seen;
@@ -78,7 +82,13 @@ export class Workspace {
   }
 
   /** A fresh job, as on a new agent: the engine's build cache and the image are gone. */
-  async job(name: string, inputs: Record<string, string> = {}, variables: Record<string, string> = {}, env: NodeJS.ProcessEnv = {}, between?: (main: StepResult) => void): Promise<JobResult> {
+  async job(
+    name: string,
+    inputs: Record<string, string> = {},
+    variables: Record<string, string> = {},
+    env: NodeJS.ProcessEnv = {},
+    between?: (main: StepResult) => void,
+  ): Promise<JobResult> {
     this.docker(['buildx', 'prune', '-af']);
     spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8', env: { ...process.env, ...this.agent.env } });
     const result = await runJob(

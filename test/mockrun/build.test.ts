@@ -4,7 +4,23 @@ import * as path from 'path';
 import { cleanup, linesShowing, writeTree } from '../helpers';
 import { runScenario } from './harness';
 import { DOCKER } from './types';
-import { agentTemp, assertWarnings, BUILDER, buildLine, cacheDir, freshJob, ID, main, metadata, missing, ok, PREFLIGHT_DOCKER, preflightAnswers, variables, ws } from './job';
+import {
+  agentTemp,
+  assertWarnings,
+  BUILDER,
+  buildLine,
+  cacheDir,
+  freshJob,
+  ID,
+  main,
+  metadata,
+  missing,
+  ok,
+  PREFLIGHT_DOCKER,
+  preflightAnswers,
+  variables,
+  ws,
+} from './job';
 
 describe('mock-run: the main step: the build', function () {
   this.timeout(30000);
@@ -17,7 +33,10 @@ describe('mock-run: the main step: the build', function () {
       [{ output: 'oci', outputPath: 'out/image.tar' }, `--output type=oci,dest=${ws}/out/image.tar`],
       [{ output: 'tar', outputPath: 'out/fs.tar' }, `--output type=tar,dest=${ws}/out/fs.tar`],
       [{ output: 'cacheOnly' }, '--output type=cacheonly'],
-      [{ output: 'custom', outputs: 'type=local,dest=out\ntype=image,push=false' }, '--output type=local,dest=out --output type=image,push=false'],
+      [
+        { output: 'custom', outputs: 'type=local,dest=out\ntype=image,push=false' },
+        '--output type=local,dest=out --output type=image,push=false',
+      ],
     ];
     for (const [outputInputs, outputFlags] of outputs) {
       const inputs = {
@@ -37,9 +56,18 @@ describe('mock-run: the main step: the build', function () {
       // additionalArguments come after --metadata-file, right before the context. The mock keys
       // answers on the arguments joined by spaces; the log shows them shell-quoted.
       const head = `${DOCKER} buildx build --builder default --progress plain --file ${ws}/Dockerfile ${middle} --metadata-file ${metadata}`;
-      const run = await runScenario(main(inputs, { [`${DOCKER} buildx inspect default`]: ok, [`${head} --provenance=false --annotation index:title=my app ${ws}`]: ok }));
+      const run = await runScenario(
+        main(inputs, {
+          [`${DOCKER} buildx inspect default`]: ok,
+          [`${head} --provenance=false --annotation index:title=my app ${ws}`]: ok,
+        }),
+      );
       assert.ok(run.succeeded, `${outputInputs.output ?? ''}: ${run.stdout}`);
-      assert.deepEqual(run.commands, [...PREFLIGHT_DOCKER, `${DOCKER} buildx inspect default`, `${head} --provenance=false --annotation 'index:title=my app' ${ws}`]);
+      assert.deepEqual(run.commands, [
+        ...PREFLIGHT_DOCKER,
+        `${DOCKER} buildx inspect default`,
+        `${head} --provenance=false --annotation 'index:title=my app' ${ws}`,
+      ]);
     }
   });
 
@@ -60,7 +88,10 @@ describe('mock-run: the main step: the build', function () {
       'default',
       `--tag app:latest --annotation index:org.opencontainers.image.title=app --ssh default --ssh github=${ws}/keys/deploy --build-context assets=${ws}/assets --build-context base=docker-image://local/busybox:latest --provenance=mode=max --sbom=true --cache-from type=registry,ref=registry.example/app:buildcache-main --load`,
     );
-    const run = await runScenario({ ...main(inputs, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }), env: { SSH_AUTH_SOCK: '/run/agent.sock' } });
+    const run = await runScenario({
+      ...main(inputs, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+      env: { SSH_AUTH_SOCK: '/run/agent.sock' },
+    });
     assert.ok(run.succeeded, run.stdout);
     assert.equal(run.commands.at(-1), build);
     assert.ok(!run.stdout.includes('PRIVATE KEY'));
@@ -85,12 +116,24 @@ describe('mock-run: the main step: the build', function () {
       'com.azure.dev.image.build.buildnumber=20240601.3',
     ];
     const withLabels = buildLine('default', `--tag app:latest ${labels.map((l) => `--label ${l}`).join(' ')} --label team=web --load`);
-    const labelled = await runScenario({ ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', labels: 'team=web' }, { [`${DOCKER} buildx inspect default`]: ok, [withLabels]: ok }), variables: { ...variables(), ...pipeline } });
+    const labelled = await runScenario({
+      ...main(
+        { imageName: 'app', driver: 'docker', cacheBackend: 'none', labels: 'team=web' },
+        { [`${DOCKER} buildx inspect default`]: ok, [withLabels]: ok },
+      ),
+      variables: { ...variables(), ...pipeline },
+    });
     assert.ok(labelled.succeeded, labelled.stdout);
     assert.equal(labelled.commands.at(-1), withLabels);
 
     const without = buildLine('default', '--tag app:latest --load');
-    const plain = await runScenario({ ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', addPipelineData: 'false' }, { [`${DOCKER} buildx inspect default`]: ok, [without]: ok }), variables: { ...variables(), ...pipeline } });
+    const plain = await runScenario({
+      ...main(
+        { imageName: 'app', driver: 'docker', cacheBackend: 'none', addPipelineData: 'false' },
+        { [`${DOCKER} buildx inspect default`]: ok, [without]: ok },
+      ),
+      variables: { ...variables(), ...pipeline },
+    });
     assert.ok(plain.succeeded, plain.stdout);
     assert.equal(plain.commands.at(-1), without);
   });
@@ -100,7 +143,13 @@ describe('mock-run: the main step: the build', function () {
     const head = `${DOCKER} buildx build --builder default --progress plain --file ${ws}/docker/Dockerfile --tag reg.example/app:latest --load --metadata-file ${metadata}`;
     const run = await runScenario({
       step: 'main',
-      inputs: { repository: 'reg.example/app', Dockerfile: 'docker/Dockerfile', arguments: '--iidfile /tmp/iid', driver: 'docker', cacheBackend: 'none' },
+      inputs: {
+        repository: 'reg.example/app',
+        Dockerfile: 'docker/Dockerfile',
+        arguments: '--iidfile /tmp/iid',
+        driver: 'docker',
+        cacheBackend: 'none',
+      },
       variables: variables(),
       exec: { ...preflightAnswers(), [`${DOCKER} buildx inspect default`]: ok, [`${head} --iidfile /tmp/iid ${ws}`]: ok },
     });
@@ -111,9 +160,15 @@ describe('mock-run: the main step: the build', function () {
   it('passes secrets from the environment by name and from files by path, masking their values, which reach no command line', async () => {
     writeTree(ws, { '.netrc': 'machine git.example login ci password n3trc-passw0rd\n' });
     const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
-    const build = buildLine('default', `--tag app:latest --secret id=pw,src=${secretFile} --secret id=token,env=NPM_TOKEN --secret id=netrc,src=${ws}/.netrc --load`);
+    const build = buildLine(
+      'default',
+      `--tag app:latest --secret id=pw,src=${secretFile} --secret id=token,env=NPM_TOKEN --secret id=netrc,src=${ws}/.netrc --load`,
+    );
     const run = await runScenario({
-      ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', secrets: 'pw=file:not-a-path\nenv:token=NPM_TOKEN\nfile:netrc=.netrc' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+      ...main(
+        { imageName: 'app', driver: 'docker', cacheBackend: 'none', secrets: 'pw=file:not-a-path\nenv:token=NPM_TOKEN\nfile:netrc=.netrc' },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
       env: { NPM_TOKEN: 'npm-t0ken-value' },
     });
     assert.ok(run.succeeded, run.stdout);
@@ -132,7 +187,12 @@ describe('mock-run: the main step: the build', function () {
     const run = await runScenario(
       main(
         { imageName: 'app', cacheBackend: 'none', buildkitdConfigInline: '[worker.oci]\n  max-parallelism = 2' },
-        { [`${DOCKER} buildx inspect ${BUILDER}`]: missing, [create]: ok, [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok, [build]: ok },
+        {
+          [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
+          [create]: ok,
+          [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+          [build]: ok,
+        },
       ),
     ).finally(() => {
       written = fs.existsSync(configFile) ? fs.readFileSync(configFile, 'utf8') : '';
@@ -145,7 +205,12 @@ describe('mock-run: the main step: the build', function () {
   it('passes secrets as job-private files and masks their values', async () => {
     const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
     const build = buildLine('default', `--tag app:latest --secret id=npmrc,src=${secretFile} --load`);
-    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', secrets: 'npmrc=s3cr3t-value' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker', cacheBackend: 'none', secrets: 'npmrc=s3cr3t-value' },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
+    );
     assert.ok(run.succeeded, run.stdout);
     assert.equal(run.commands.at(-1), build);
     assert.match(run.stdout, /##vso\[task\.setsecret\]s3cr3t-value/);
@@ -156,11 +221,21 @@ describe('mock-run: the main step: the build', function () {
   it('fails when the build fails, with buildx last error, and deletes the secret file and the export', async () => {
     const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
-    const build = buildLine('default', `--tag app:latest --secret id=tok,src=${secretFile} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const build = buildLine(
+      'default',
+      `--tag app:latest --secret id=tok,src=${secretFile} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`,
+    );
     const run = await runScenario(
       main(
         { imageName: 'app', driver: 'docker', cacheDir, secrets: 'tok=abc' },
-        { [`${DOCKER} buildx inspect default`]: ok, [build]: { code: 1, stderr: '#6 [2/2] RUN false\n#6 ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1\nERROR: failed to solve: process "/bin/sh -c false" did not complete successfully: exit code: 1' } },
+        {
+          [`${DOCKER} buildx inspect default`]: ok,
+          [build]: {
+            code: 1,
+            stderr:
+              '#6 [2/2] RUN false\n#6 ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1\nERROR: failed to solve: process "/bin/sh -c false" did not complete successfully: exit code: 1',
+          },
+        },
       ),
     );
     assert.ok(run.runner.failed);
@@ -180,14 +255,21 @@ describe('mock-run: the main step: the build', function () {
         { imageName: 'app', driver: 'docker', cacheDir },
         {
           [`${DOCKER} buildx inspect default`]: ok,
-          [withExport]: { code: 1, stderr: '#9 exporting cache to client directory\n#9 ERROR: error writing layer blob: no space left on device\nERROR: failed to solve: error writing layer blob: no space left on device' },
+          [withExport]: {
+            code: 1,
+            stderr:
+              '#9 exporting cache to client directory\n#9 ERROR: error writing layer blob: no space left on device\nERROR: failed to solve: error writing layer blob: no space left on device',
+          },
           [withoutExport]: { code: 0, stderr: '#4 [2/2] RUN make\n#4 CACHED' },
         },
       ),
     );
     assert.ok(run.succeeded, run.stdout);
     assert.deepEqual(run.commands.slice(-2), [withExport, withoutExport]);
-    assertWarnings(run, [/^loc_mock_WarnCacheExportFailed ERROR: failed to solve: error writing layer blob: no space left on device/, /^loc_mock_WarnMetadataUnreadable /]);
+    assertWarnings(run, [
+      /^loc_mock_WarnCacheExportFailed ERROR: failed to solve: error writing layer blob: no space left on device/,
+      /^loc_mock_WarnMetadataUnreadable /,
+    ]);
   });
 
   it('treats an engine without cache export support as cache trouble, not a build failure', async () => {
@@ -198,7 +280,11 @@ describe('mock-run: the main step: the build', function () {
         { imageName: 'app', driver: 'docker', cacheDir },
         {
           [`${DOCKER} buildx inspect default`]: ok,
-          [withExport]: { code: 1, stderr: 'ERROR: Cache export is not supported for the docker driver.\nSwitch to a different driver, or turn on the containerd image store, and try again.' },
+          [withExport]: {
+            code: 1,
+            stderr:
+              'ERROR: Cache export is not supported for the docker driver.\nSwitch to a different driver, or turn on the containerd image store, and try again.',
+          },
           [buildLine('default', '--tag app:latest --load')]: ok,
         },
       ),
@@ -210,7 +296,17 @@ describe('mock-run: the main step: the build', function () {
   it('neutralises pipeline commands in build output', async () => {
     const build = buildLine('default', '--tag app:latest --load');
     const run = await runScenario(
-      main({ imageName: 'app', driver: 'docker', cacheBackend: 'none' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: { code: 0, stdout: '##vso[task.setvariable variable=pwned]yes', stderr: '#5 0.1 ##[error]fake\n#5 0.2 ##vso[task.complete result=Failed]' } }),
+      main(
+        { imageName: 'app', driver: 'docker', cacheBackend: 'none' },
+        {
+          [`${DOCKER} buildx inspect default`]: ok,
+          [build]: {
+            code: 0,
+            stdout: '##vso[task.setvariable variable=pwned]yes',
+            stderr: '#5 0.1 ##[error]fake\n#5 0.2 ##vso[task.complete result=Failed]',
+          },
+        },
+      ),
     );
     assert.ok(run.succeeded, run.stdout);
     assert.ok(!/##vso\[task\.setvariable variable=pwned/.test(run.stdout));

@@ -6,7 +6,27 @@ import { cleanup, tempDir } from '../helpers';
 import { cacheLayout, writeLayout } from '../oci-fixture';
 import { runScenario, type MockRun } from './harness';
 import { DOCKER } from './types';
-import { agentTemp, agentWork, assertWarnings, BUILDER, buildLine, cacheDir, containerBuilder, freshJob, ID, JOB, main, metadata, missing, MOCK_BUILD_WARNINGS, ok, PREFLIGHT, PREFLIGHT_DOCKER, preflightAnswers, variables } from './job';
+import {
+  agentTemp,
+  agentWork,
+  assertWarnings,
+  BUILDER,
+  buildLine,
+  cacheDir,
+  containerBuilder,
+  freshJob,
+  ID,
+  JOB,
+  main,
+  metadata,
+  missing,
+  MOCK_BUILD_WARNINGS,
+  ok,
+  PREFLIGHT,
+  PREFLIGHT_DOCKER,
+  preflightAnswers,
+  variables,
+} from './job';
 import { defaultBuilderName } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
 import { agentBuilderName } from '../../tasks/DockerBuildxCacheV1/src/docker/lifetime';
 
@@ -17,14 +37,20 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
 
   describe('builder lifetime', () => {
     const selfHosted = (): Record<string, string> => {
-      const v: Record<string, string> = { ...variables(), 'Agent.Name': 'build-vm-1', 'Agent.Id': '7', 'Agent.HomeDirectory': '/opt/agent' };
+      const v: Record<string, string> = {
+        ...variables(),
+        'Agent.Name': 'build-vm-1',
+        'Agent.Id': '7',
+        'Agent.HomeDirectory': '/opt/agent',
+      };
       delete v['Agent.CloudId'];
       return v;
     };
     const KEPT = agentBuilderName({ id: '7', name: 'build-vm-1', home: '/opt/agent' }, { driver: 'docker-container', driverOptions: [] });
     const JOB_ON_SELF_HOSTED = defaultBuilderName(JOB, 'build-vm-1');
     const exportDir = (): string => path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
-    const builds = (builder: string): string => buildLine(builder, `--tag app:latest --cache-to type=local,dest=${exportDir()},mode=max,compression=gzip --load`);
+    const builds = (builder: string): string =>
+      buildLine(builder, `--tag app:latest --cache-to type=local,dest=${exportDir()},mode=max,compression=gzip --load`);
     const creates = (builder: string): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
       [`${DOCKER} buildx inspect ${builder}`]: missing,
       [`${DOCKER} buildx create --name ${builder} --driver docker-container`]: ok,
@@ -36,27 +62,91 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
 
     // the agent, the inputs → the builder, what the post-job step does with it, the log's reason
     const cases: [string, () => Record<string, string>, Record<string, string>, string, State, RegExp][] = [
-      ['a self-hosted agent keeps its builder, pruned to 10GB', selfHosted, {}, KEPT, { keepBuilder: { name: KEPT, keepStorage: '10GB' } }, /^loc_mock_LifetimeChosen loc_mock_LifetimeSelfHosted agent build-vm-1$/m],
-      ['a self-hosted agent with builderLifetime job: the job builder, removed', selfHosted, { builderLifetime: 'job' }, JOB_ON_SELF_HOSTED, { removeBuilder: JOB_ON_SELF_HOSTED }, /^loc_mock_LifetimeChosen loc_mock_LifetimeFromInput job$/m],
-      ['a Microsoft-hosted agent: the job builder, removed', variables, {}, BUILDER, { removeBuilder: BUILDER }, /^loc_mock_LifetimeChosen loc_mock_LifetimeCloudId job$/m],
-      ['a Microsoft-hosted agent with builderLifetime agent: kept, pruned to 2GB', variables, { builderLifetime: 'agent', builderKeepStorage: '2GB' }, agentBuilderName({ name: 'agent-1' }, { driver: 'docker-container', driverOptions: [] }), { keepBuilder: { name: agentBuilderName({ name: 'agent-1' }, { driver: 'docker-container', driverOptions: [] }), keepStorage: '2GB' } }, /^loc_mock_LifetimeChosen loc_mock_LifetimeFromInput agent$/m],
-      ['a self-hosted agent with removeBuilder false: kept, as without it', selfHosted, { removeBuilder: 'false' }, KEPT, { keepBuilder: { name: KEPT, keepStorage: '10GB' } }, /^loc_mock_LifetimeChosen loc_mock_LifetimeSelfHosted agent build-vm-1$/m],
+      [
+        'a self-hosted agent keeps its builder, pruned to 10GB',
+        selfHosted,
+        {},
+        KEPT,
+        { keepBuilder: { name: KEPT, keepStorage: '10GB' } },
+        /^loc_mock_LifetimeChosen loc_mock_LifetimeSelfHosted agent build-vm-1$/m,
+      ],
+      [
+        'a self-hosted agent with builderLifetime job: the job builder, removed',
+        selfHosted,
+        { builderLifetime: 'job' },
+        JOB_ON_SELF_HOSTED,
+        { removeBuilder: JOB_ON_SELF_HOSTED },
+        /^loc_mock_LifetimeChosen loc_mock_LifetimeFromInput job$/m,
+      ],
+      [
+        'a Microsoft-hosted agent: the job builder, removed',
+        variables,
+        {},
+        BUILDER,
+        { removeBuilder: BUILDER },
+        /^loc_mock_LifetimeChosen loc_mock_LifetimeCloudId job$/m,
+      ],
+      [
+        'a Microsoft-hosted agent with builderLifetime agent: kept, pruned to 2GB',
+        variables,
+        { builderLifetime: 'agent', builderKeepStorage: '2GB' },
+        agentBuilderName({ name: 'agent-1' }, { driver: 'docker-container', driverOptions: [] }),
+        {
+          keepBuilder: {
+            name: agentBuilderName({ name: 'agent-1' }, { driver: 'docker-container', driverOptions: [] }),
+            keepStorage: '2GB',
+          },
+        },
+        /^loc_mock_LifetimeChosen loc_mock_LifetimeFromInput agent$/m,
+      ],
+      [
+        'a self-hosted agent with removeBuilder false: kept, as without it',
+        selfHosted,
+        { removeBuilder: 'false' },
+        KEPT,
+        { keepBuilder: { name: KEPT, keepStorage: '10GB' } },
+        /^loc_mock_LifetimeChosen loc_mock_LifetimeSelfHosted agent build-vm-1$/m,
+      ],
     ];
     for (const [name, vars, inputs, builder, state, reason] of cases) {
       it(name, async () => {
-        const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container', ...inputs }, variables: vars(), exec: { ...preflightAnswers(), ...creates(builder) } });
+        const run = await runScenario({
+          step: 'main',
+          inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container', ...inputs },
+          variables: vars(),
+          exec: { ...preflightAnswers(), ...creates(builder) },
+        });
         assert.ok(run.succeeded, run.stdout);
-        assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect ${builder}`, `${DOCKER} buildx create --name ${builder} --driver docker-container`, `${DOCKER} buildx inspect --bootstrap ${builder}`, builds(builder)]);
+        assert.deepEqual(run.commands, [
+          ...PREFLIGHT,
+          `${DOCKER} buildx inspect ${builder}`,
+          `${DOCKER} buildx create --name ${builder} --driver docker-container`,
+          `${DOCKER} buildx inspect --bootstrap ${builder}`,
+          builds(builder),
+        ]);
         assert.equal(run.outputs.builderName, builder);
         const s = stateOf(run);
-        assert.deepEqual({ removeBuilder: s.removeBuilder, keepBuilder: s.keepBuilder }, { removeBuilder: state.removeBuilder, keepBuilder: state.keepBuilder });
+        assert.deepEqual(
+          { removeBuilder: s.removeBuilder, keepBuilder: s.keepBuilder },
+          { removeBuilder: state.removeBuilder, keepBuilder: state.keepBuilder },
+        );
         assert.match(run.stdout, reason);
       });
     }
 
     it('a self-hosted agent with builderName: that builder, neither kept nor removed when it existed', async () => {
-      const exec = { ...preflightAnswers(), [`${DOCKER} buildx inspect mine`]: ok, [`${DOCKER} buildx inspect --bootstrap mine`]: ok, [builds('mine')]: ok };
-      const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', builderName: 'mine' }, variables: selfHosted(), exec });
+      const exec = {
+        ...preflightAnswers(),
+        [`${DOCKER} buildx inspect mine`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap mine`]: ok,
+        [builds('mine')]: ok,
+      };
+      const run = await runScenario({
+        step: 'main',
+        inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', builderName: 'mine' },
+        variables: selfHosted(),
+        exec,
+      });
       assert.ok(run.succeeded, run.stdout);
       assert.equal(run.outputs.builderName, 'mine');
       assert.deepEqual(stateOf(run).keepBuilder, undefined);
@@ -65,7 +155,10 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     });
 
     it('a self-hosted agent with the remote driver: the builder is kept, and its daemon is not pruned', async () => {
-      const remote = agentBuilderName({ id: '7', name: 'build-vm-1', home: '/opt/agent' }, { driver: 'remote', driverOptions: [], endpoint: 'tcp://bk:1234' });
+      const remote = agentBuilderName(
+        { id: '7', name: 'build-vm-1', home: '/opt/agent' },
+        { driver: 'remote', driverOptions: [], endpoint: 'tcp://bk:1234' },
+      );
       const exec = {
         ...preflightAnswers(),
         [`${DOCKER} buildx inspect ${remote}`]: missing,
@@ -73,17 +166,37 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         [`${DOCKER} buildx inspect --bootstrap ${remote}`]: ok,
         [builds(remote)]: ok,
       };
-      const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' }, variables: selfHosted(), exec });
+      const run = await runScenario({
+        step: 'main',
+        inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234' },
+        variables: selfHosted(),
+        exec,
+      });
       assert.ok(run.succeeded, run.stdout);
       assert.equal(run.outputs.builderName, remote);
       assert.deepEqual(stateOf(run).keepBuilder, { name: remote });
     });
 
     it('a self-hosted agent whose kept builder exists: reused, not created', async () => {
-      const exec = { ...preflightAnswers(), [`${DOCKER} buildx inspect ${KEPT}`]: ok, [`${DOCKER} buildx inspect --bootstrap ${KEPT}`]: ok, [builds(KEPT)]: ok };
-      const run = await runScenario({ step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container' }, variables: selfHosted(), exec });
+      const exec = {
+        ...preflightAnswers(),
+        [`${DOCKER} buildx inspect ${KEPT}`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap ${KEPT}`]: ok,
+        [builds(KEPT)]: ok,
+      };
+      const run = await runScenario({
+        step: 'main',
+        inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container' },
+        variables: selfHosted(),
+        exec,
+      });
       assert.ok(run.succeeded, run.stdout);
-      assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect ${KEPT}`, `${DOCKER} buildx inspect --bootstrap ${KEPT}`, builds(KEPT)]);
+      assert.deepEqual(run.commands, [
+        ...PREFLIGHT,
+        `${DOCKER} buildx inspect ${KEPT}`,
+        `${DOCKER} buildx inspect --bootstrap ${KEPT}`,
+        builds(KEPT),
+      ]);
       assert.deepEqual(stateOf(run).keepBuilder, { name: KEPT, keepStorage: '10GB' });
     });
   });
@@ -91,7 +204,12 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
   it('docker-container: creates a job-unique builder, builds with a fresh cache export, and hands the builder to the post step', async () => {
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
     const build = buildLine(BUILDER, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
-    const run = await runScenario(main({ imageName: 'app', driver: 'docker-container' }, { ...containerBuilder, [build]: { code: 0, stderr: '#5 [2/2] RUN make\n#5 CACHED' } }));
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker-container' },
+        { ...containerBuilder, [build]: { code: 0, stderr: '#5 [2/2] RUN make\n#5 CACHED' } },
+      ),
+    );
 
     assert.ok(run.succeeded, run.stdout);
     assert.deepEqual(run.commands, [
@@ -106,10 +224,17 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     // The default backend is the local store: a miss in an empty store, a key from the Dockerfile.
     assert.equal(run.outputs.cacheHit, 'false');
     assert.match(run.outputs.cacheKey ?? '', /^buildx\|"Linux"\|"app"\|[A-Za-z0-9+/=]{44}$/);
-    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; cleanup?: string[]; save?: { scope: string; when: string; store: { kind: string; path: string } } };
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as {
+      removeBuilder?: string;
+      cleanup?: string[];
+      save?: { scope: string; when: string; store: { kind: string; path: string } };
+    };
     assert.equal(state.removeBuilder, BUILDER);
     assert.deepEqual(state.cleanup, [path.dirname(metadata)]);
-    assert.deepEqual([state.save?.scope, state.save?.when, state.save?.store], ['refs/heads/main', 'onSuccess', { kind: 'local', path: path.join(agentWork, '_buildx_cache_store') }]);
+    assert.deepEqual(
+      [state.save?.scope, state.save?.when, state.save?.store],
+      ['refs/heads/main', 'onSuccess', { kind: 'local', path: path.join(agentWork, '_buildx_cache_store') }],
+    );
     assertWarnings(run, MOCK_BUILD_WARNINGS);
   });
 
@@ -117,10 +242,23 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     const old = cacheLayout(['deps']);
     writeLayout(cacheDir, old.root, old.blobs);
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
-    const build = buildLine('ci', `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=min,compression=zstd --load`);
+    const build = buildLine(
+      'ci',
+      `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=min,compression=zstd --load`,
+    );
     const run = await runScenario(
       main(
-        { imageName: 'app', builderName: 'ci', driverOptions: 'network=host', buildkitdFlags: '--debug', buildkitdConfig: 'buildkitd.toml', cacheBackend: 'directory', cacheMode: 'min', cacheCompression: 'zstd', cacheDir },
+        {
+          imageName: 'app',
+          builderName: 'ci',
+          driverOptions: 'network=host',
+          buildkitdFlags: '--debug',
+          buildkitdConfig: 'buildkitd.toml',
+          cacheBackend: 'directory',
+          cacheMode: 'min',
+          cacheCompression: 'zstd',
+          cacheDir,
+        },
         { [`${DOCKER} buildx inspect ci`]: ok, [`${DOCKER} buildx inspect --bootstrap ci`]: ok, [build]: ok },
       ),
     );
@@ -136,7 +274,18 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
 
   it('warns only about inputs set to something other than their default, which the agent passes for every other input', async () => {
     const build = buildLine('default', '--tag app:latest --load');
-    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', storageContainer: 'team-cache', cacheDir: '$(Pipeline.Workspace)/.buildx-cache' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    const run = await runScenario(
+      main(
+        {
+          imageName: 'app',
+          driver: 'docker',
+          cacheBackend: 'none',
+          storageContainer: 'team-cache',
+          cacheDir: '$(Pipeline.Workspace)/.buildx-cache',
+        },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
+    );
     assert.ok(run.succeeded, run.stdout);
     assertWarnings(run, [/^loc_mock_WarnIgnoredWithBackend none storageContainer$/, /^loc_mock_WarnMetadataUnreadable /]);
   });
@@ -150,7 +299,11 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         [`${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`]: ok,
         [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
       },
-      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+      [
+        `${DOCKER} buildx inspect ${BUILDER}`,
+        `${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`,
+        `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
+      ],
     ],
     [
       'remote with an endpoint',
@@ -160,10 +313,24 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         [`${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`]: ok,
         [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
       },
-      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+      [
+        `${DOCKER} buildx inspect ${BUILDER}`,
+        `${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`,
+        `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
+      ],
     ],
-    ['docker with the default context', { driver: 'docker', cacheBackend: 'none' }, { [`${DOCKER} buildx inspect default`]: ok }, [`${DOCKER} buildx inspect default`]],
-    ['docker with a named context', { driver: 'docker', endpoint: 'ci-engine', cacheBackend: 'none' }, { [`${DOCKER} buildx inspect ci-engine`]: ok }, [`${DOCKER} buildx inspect ci-engine`]],
+    [
+      'docker with the default context',
+      { driver: 'docker', cacheBackend: 'none' },
+      { [`${DOCKER} buildx inspect default`]: ok },
+      [`${DOCKER} buildx inspect default`],
+    ],
+    [
+      'docker with a named context',
+      { driver: 'docker', endpoint: 'ci-engine', cacheBackend: 'none' },
+      { [`${DOCKER} buildx inspect ci-engine`]: ok },
+      [`${DOCKER} buildx inspect ci-engine`],
+    ],
   ];
   for (const [name, inputs, builderExec, builderCommands] of drivers) {
     it(`${name}: exact command lines`, async () => {
@@ -179,9 +346,30 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
   // driver auto (the default): the inputs, the engine's image store → the commands after the preflight, the builder, the reason in the log and the summary
   const STORE = `${DOCKER} info --format '{{json .DriverStatus}}'`;
   const classic = { [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 0, stdout: '[["Backing Filesystem","extfs"]]' } };
-  const autoCases: [string, Record<string, string>, Record<string, { code: number; stdout?: string; stderr?: string }>, string[], string, RegExp][] = [
-    ['the containerd image store: the engine\'s own builder', {}, {}, [STORE, `${DOCKER} buildx inspect default`], 'default', /^loc_mock_DriverAutoContainerd docker$/],
-    ['the classic image store: a builder of its own', {}, classic, [STORE, `${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)], BUILDER, /^loc_mock_DriverAutoClassic docker-container$/],
+  const autoCases: [
+    string,
+    Record<string, string>,
+    Record<string, { code: number; stdout?: string; stderr?: string }>,
+    string[],
+    string,
+    RegExp,
+  ][] = [
+    [
+      "the containerd image store: the engine's own builder",
+      {},
+      {},
+      [STORE, `${DOCKER} buildx inspect default`],
+      'default',
+      /^loc_mock_DriverAutoContainerd docker$/,
+    ],
+    [
+      'the classic image store: a builder of its own',
+      {},
+      classic,
+      [STORE, `${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)],
+      BUILDER,
+      /^loc_mock_DriverAutoClassic docker-container$/,
+    ],
     [
       'an image store the engine does not report: a builder of its own',
       {},
@@ -193,8 +381,16 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     [
       'driver options on the containerd store: a builder of its own, without asking the store',
       { driverOptions: 'network=host' },
-      { [`${DOCKER} buildx inspect ${BUILDER}`]: missing, [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`]: ok, [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok },
-      [`${DOCKER} buildx inspect ${BUILDER}`, `${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+      {
+        [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
+        [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+      },
+      [
+        `${DOCKER} buildx inspect ${BUILDER}`,
+        `${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`,
+        `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
+      ],
       BUILDER,
       /^loc_mock_DriverAutoBuilderInputs docker-container driverOptions$/,
     ],
@@ -204,13 +400,21 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
       const build = buildLine(builder, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
       // No driver input: the agent passes task.json's default, auto.
-      const run = await runScenario(main({ imageName: 'app', cacheBackend: 'directory', cacheDir, ...inputs }, { [`${DOCKER} buildx inspect default`]: ok, ...containerBuilder, ...exec, [build]: ok }));
+      const run = await runScenario(
+        main(
+          { imageName: 'app', cacheBackend: 'directory', cacheDir, ...inputs },
+          { [`${DOCKER} buildx inspect default`]: ok, ...containerBuilder, ...exec, [build]: ok },
+        ),
+      );
       assert.ok(run.succeeded, run.stdout);
       assert.deepEqual(run.commands, [...PREFLIGHT, ...commands, build]);
       assert.equal(run.outputs.builderName, builder);
       const said = /^loc_mock_DriverChosen (.*)$/m.exec(run.stdout)?.[1] ?? '';
       assert.match(said, reason);
-      const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string; summary?: { driver?: string } };
+      const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as {
+        removeBuilder?: string;
+        summary?: { driver?: string };
+      };
       assert.equal(state.summary?.driver, said, 'the summary says what the log says');
       assert.equal(state.removeBuilder, builder === BUILDER ? BUILDER : undefined);
       // Either way the cache is exported; no warning about the image store.
@@ -227,21 +431,38 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     const latest = `${mirror}/latest/download/checksums.txt`;
     let tools: { dir: string; downloads: Record<string, string> };
     beforeEach(() => {
-      tools = { dir: tempDir(), downloads: { [asset]: binary, [checksums]: `${sha(binary)}  buildx-v0.19.2.linux-amd64\n`, [latest]: `${sha(binary)}  buildx-v0.19.2.linux-amd64\n` } };
+      tools = {
+        dir: tempDir(),
+        downloads: {
+          [asset]: binary,
+          [checksums]: `${sha(binary)}  buildx-v0.19.2.linux-amd64\n`,
+          [latest]: `${sha(binary)}  buildx-v0.19.2.linux-amd64\n`,
+        },
+      };
     });
     const run = (version: string): Promise<MockRun> =>
       runScenario({
-        ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'none', buildxVersion: version, buildxDownloadUrl: mirror }, { [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', '--tag app:latest --load')]: ok }),
+        ...main(
+          { imageName: 'app', driver: 'docker', cacheBackend: 'none', buildxVersion: version, buildxDownloadUrl: mirror },
+          { [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', '--tag app:latest --load')]: ok },
+        ),
         tools,
       });
-    const downloads = (r: MockRun): string[] => r.stdout.split('\n').filter((l) => l.startsWith('[download] ')).map((l) => l.slice(11));
+    const downloads = (r: MockRun): string[] =>
+      r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('[download] '))
+        .map((l) => l.slice(11));
     const plugin = (): string => path.join(agentTemp, `docker-buildx-cache-${ID}`, 'docker-config', 'cli-plugins', 'docker-buildx');
 
     it('downloads and verifies a version, caches it, and makes it the plugin of a job-private docker config', async () => {
       const r = await run('0.19.2');
       assert.ok(r.succeeded, r.stdout);
       assert.deepEqual(downloads(r), [checksums, asset]);
-      assert.match(r.stdout, /loc_mock_BuildxInstalled 0\.19\.2 https:\/\/mirror\.example\/.*buildx-v0\.19\.2\.linux-amd64, SHA-256 verified, now in the tool cache/);
+      assert.match(
+        r.stdout,
+        /loc_mock_BuildxInstalled 0\.19\.2 https:\/\/mirror\.example\/.*buildx-v0\.19\.2\.linux-amd64, SHA-256 verified, now in the tool cache/,
+      );
       assert.equal(fs.readFileSync(plugin(), 'utf8'), binary);
       assert.equal(fs.realpathSync(plugin()), path.join(tools.dir, 'docker-buildx', '0.19.2', 'amd64', 'docker-buildx'));
       const state = JSON.parse(r.taskVariables['DockerBuildxCache.State'] ?? '{}') as { dockerConfig?: string };
@@ -267,7 +488,10 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       tools.downloads[asset] = 'tampered';
       const r = await run('0.19.2');
       assert.ok(r.runner.failed);
-      assert.match(r.errors[0] ?? '', /^Input 'buildxVersion': loc_mock_BuildxInstallFailed 0\.19\.2 .*does not match its published SHA-256/);
+      assert.match(
+        r.errors[0] ?? '',
+        /^Input 'buildxVersion': loc_mock_BuildxInstallFailed 0\.19\.2 .*does not match its published SHA-256/,
+      );
       assert.ok(!fs.existsSync(path.join(tools.dir, 'docker-buildx')));
       assert.deepEqual(r.commands, []);
     });
@@ -277,7 +501,13 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     const run = await runScenario(
       main(
         { imageName: 'app', driver: 'docker' },
-        { [`${DOCKER} version --format {{json .}}`]: { code: 1, stdout: '{"Client":{"Version":"28.2.2"},"Server":null}', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' } },
+        {
+          [`${DOCKER} version --format {{json .}}`]: {
+            code: 1,
+            stdout: '{"Client":{"Version":"28.2.2"},"Server":null}',
+            stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?',
+          },
+        },
       ),
     );
     assert.ok(run.runner.failed);
@@ -286,16 +516,42 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
 
   // Feature gates, from what the preflight finds.
   const gateCases: [string, Record<string, string>, ReturnType<typeof preflightAnswers>, RegExp | undefined, string | RegExp][] = [
-    ['the classic image store: a warning, and the docker driver builds without exporting cache', { driver: 'docker' }, preflightAnswers('0.19.2', 'Backing Filesystem'), /^loc_mock_WarnNoContainerdStore/, '--tag app:latest --load'],
-    ['buildx 0.35: the local export drops stale blobs itself', { driver: 'docker' }, preflightAnswers('0.35.0'), undefined, `--tag app:latest --cache-to type=local,dest=EXPORT,mode=max,compression=gzip,reset=true --load`],
-    ['buildx older than the task needs: an error naming buildxVersion', { driver: 'docker' }, preflightAnswers('0.9.1'), undefined, /^loc_mock_PreflightBuildxTooOld 0\.9\.1 0\.10\.0 0\.10\.0/],
-    ['no buildx plugin: an error naming buildxVersion', { driver: 'docker' }, { ...preflightAnswers(), [`${DOCKER} buildx version`]: { code: 1, stderr: "docker: 'buildx' is not a docker command." } }, undefined, /^loc_mock_PreflightNoBuildx docker: 'buildx' is not a docker command\./],
+    [
+      'the classic image store: a warning, and the docker driver builds without exporting cache',
+      { driver: 'docker' },
+      preflightAnswers('0.19.2', 'Backing Filesystem'),
+      /^loc_mock_WarnNoContainerdStore/,
+      '--tag app:latest --load',
+    ],
+    [
+      'buildx 0.35: the local export drops stale blobs itself',
+      { driver: 'docker' },
+      preflightAnswers('0.35.0'),
+      undefined,
+      `--tag app:latest --cache-to type=local,dest=EXPORT,mode=max,compression=gzip,reset=true --load`,
+    ],
+    [
+      'buildx older than the task needs: an error naming buildxVersion',
+      { driver: 'docker' },
+      preflightAnswers('0.9.1'),
+      undefined,
+      /^loc_mock_PreflightBuildxTooOld 0\.9\.1 0\.10\.0 0\.10\.0/,
+    ],
+    [
+      'no buildx plugin: an error naming buildxVersion',
+      { driver: 'docker' },
+      { ...preflightAnswers(), [`${DOCKER} buildx version`]: { code: 1, stderr: "docker: 'buildx' is not a docker command." } },
+      undefined,
+      /^loc_mock_PreflightNoBuildx docker: 'buildx' is not a docker command\./,
+    ],
   ];
   for (const [name, inputs, answers, warning, expected] of gateCases) {
     it(`gates: ${name}`, async () => {
       const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
       const build = typeof expected === 'string' ? buildLine('default', expected.replace('EXPORT', exportDir)) : 'none';
-      const run = await runScenario(main({ imageName: 'app', cacheDir, ...inputs }, { ...answers, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+      const run = await runScenario(
+        main({ imageName: 'app', cacheDir, ...inputs }, { ...answers, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+      );
       if (typeof expected === 'string') {
         assert.ok(run.succeeded, run.stdout);
         assert.equal(run.commands.at(-1), build);

@@ -13,7 +13,23 @@ import { AzureBlobStore } from '../../tasks/DockerBuildxCacheV1/src/store/blob';
 import { ContainerSASPermissions } from '@azure/storage-blob';
 import { runScenario, type MockRun } from './harness';
 import { DOCKER } from './types';
-import { agentTemp, agentWork, assertWarnings, buildLine, cacheDir, endpoint, freshJob, ID, main, MOCK_BUILD_WARNINGS, ok, preflightAnswers, seedStore, variables, ws } from './job';
+import {
+  agentTemp,
+  agentWork,
+  assertWarnings,
+  buildLine,
+  cacheDir,
+  endpoint,
+  freshJob,
+  ID,
+  main,
+  MOCK_BUILD_WARNINGS,
+  ok,
+  preflightAnswers,
+  seedStore,
+  variables,
+  ws,
+} from './job';
 
 describe('mock-run: the main step: the cache backends', function () {
   this.timeout(30000);
@@ -25,9 +41,22 @@ describe('mock-run: the main step: the cache backends', function () {
     const { key, blobs: cached } = await seedStore(new LocalStore(storePath));
 
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
-    const build = buildLine('default', `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+    const build = buildLine(
+      'default',
+      `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`,
+    );
     const run = await runScenario(
-      main({ imageName: 'app', driver: 'docker', cacheKey: 'buildx | deps.lock', localStorePath: storePath, cacheDir, cacheHitVar: 'BUILDX_HIT' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+      main(
+        {
+          imageName: 'app',
+          driver: 'docker',
+          cacheKey: 'buildx | deps.lock',
+          localStorePath: storePath,
+          cacheDir,
+          cacheHitVar: 'BUILDX_HIT',
+        },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
     );
     assert.ok(run.succeeded, run.stdout);
     assert.equal(run.commands.at(-1), build);
@@ -42,7 +71,12 @@ describe('mock-run: the main step: the cache backends', function () {
   it("local store: Cache@2's old key format, one segment a line, hashes the listed file and warns that the format is deprecated", async () => {
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
     const build = buildLine('default', `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
-    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheKey: 'buildx\n$(Agent.OS)\ndeps.lock', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker', cacheKey: 'buildx\n$(Agent.OS)\ndeps.lock', cacheDir },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
+    );
     assert.ok(run.succeeded, run.stdout);
     const key = await resolveKey('buildx | Linux | deps.lock', ws);
     assert.equal(run.outputs.cacheKey, key.text);
@@ -72,11 +106,16 @@ describe('mock-run: the main step: the cache backends', function () {
     const to = `--cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`;
     const withImport = buildLine('default', `--tag app:latest --cache-from type=local,src=${cacheDir} ${to}`);
     const withoutImport = buildLine('default', `--tag app:latest ${to}`);
-    const digestError = 'ERROR: failed to solve: error writing layer blob: failed commit on ref "layer-sha256:aa": commit failed: unexpected commit digest sha256:bb, expected sha256:aa: failed precondition';
+    const digestError =
+      'ERROR: failed to solve: error writing layer blob: failed commit on ref "layer-sha256:aa": commit failed: unexpected commit digest sha256:bb, expected sha256:aa: failed precondition';
     const run = await runScenario(
       main(
         { imageName: 'app', driver: 'docker', cacheKey: 'buildx | deps.lock', localStorePath: storePath, cacheDir },
-        { [`${DOCKER} buildx inspect default`]: ok, [withImport]: { code: 1, stderr: `#9 exporting cache to client directory\n#9 ERROR: unexpected commit digest\n${digestError}` }, [withoutImport]: ok },
+        {
+          [`${DOCKER} buildx inspect default`]: ok,
+          [withImport]: { code: 1, stderr: `#9 exporting cache to client directory\n#9 ERROR: unexpected commit digest\n${digestError}` },
+          [withoutImport]: ok,
+        },
       ),
     );
     assert.ok(run.succeeded, run.stdout);
@@ -88,7 +127,12 @@ describe('mock-run: the main step: the cache backends', function () {
   it('local store: a pull request from a fork reads but never writes', async () => {
     const run = await runScenario({
       ...main({ imageName: 'app', driver: 'docker', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok }),
-      variables: { ...variables(), 'Build.SourceBranch': 'refs/pull/7/merge', 'System.PullRequest.TargetBranch': 'refs/heads/main', 'System.PullRequest.IsFork': 'True' },
+      variables: {
+        ...variables(),
+        'Build.SourceBranch': 'refs/pull/7/merge',
+        'System.PullRequest.TargetBranch': 'refs/heads/main',
+        'System.PullRequest.IsFork': 'True',
+      },
       exec: { ...preflightAnswers(), [`${DOCKER} buildx inspect default`]: ok, [buildLine('default', '--tag app:latest --load')]: ok },
     });
     assert.ok(run.succeeded, run.stdout);
@@ -105,7 +149,10 @@ describe('mock-run: the main step: the cache backends', function () {
     writeLayout(cacheDir, old.root, old.blobs);
     const build = buildLine('default', `--tag app:latest --cache-from type=local,src=${cacheDir} --load`);
     const run = await runScenario({
-      ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'directory', cacheDir }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+      ...main(
+        { imageName: 'app', driver: 'docker', cacheBackend: 'directory', cacheDir },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
       variables: { ...variables(), 'Build.SourceBranch': 'refs/pull/7/merge', 'System.PullRequest.IsFork': 'true' },
     });
     assert.ok(run.succeeded, run.stdout);
@@ -117,18 +164,31 @@ describe('mock-run: the main step: the cache backends', function () {
   it('local store: a build secret used in the key is redacted in the output and in what is saved', async () => {
     const secretFile = path.join(agentTemp, `docker-buildx-cache-${ID}`, 'secrets', 'secret-0');
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
-    const build = buildLine('default', `--tag app:latest --secret id=tok,src=${secretFile} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
-    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheDir, cacheKey: 'k | "tok-hunter2"', secrets: 'tok=hunter2' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    const build = buildLine(
+      'default',
+      `--tag app:latest --secret id=tok,src=${secretFile} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`,
+    );
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker', cacheDir, cacheKey: 'k | "tok-hunter2"', secrets: 'tok=hunter2' },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
+    );
     assert.ok(run.succeeded, run.stdout);
     assert.equal(run.outputs.cacheKey, 'k|"tok-***"');
-    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { save?: { segments: string[] }; summary?: { key: string } };
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as {
+      save?: { segments: string[] };
+      summary?: { key: string };
+    };
     assert.deepEqual(state.save?.segments, ['k', '"tok-***"']);
     assert.equal(state.summary?.key, 'k|"tok-***"');
   });
 
   it('saveCache never: the cache is read-only, so nothing is exported', async () => {
     const build = buildLine('default', '--tag app:latest --load');
-    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheDir, saveCache: 'never' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    const run = await runScenario(
+      main({ imageName: 'app', driver: 'docker', cacheDir, saveCache: 'never' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+    );
     assert.ok(run.succeeded, run.stdout);
     assert.equal(run.commands.at(-1), build);
     assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
@@ -138,52 +198,143 @@ describe('mock-run: the main step: the cache backends', function () {
     const repo = 'registry.example/app/cache';
     const tag = (t: string): string => `${repo}:${t}`;
     const from = (t: string): string => `--cache-from type=registry,ref=${tag(t)}`;
-    const to = (t: string, mode = 'max', compression = 'gzip'): string => `--cache-to type=registry,ref=${tag(t)},mode=${mode},compression=${compression},image-manifest=true,oci-mediatypes=true`;
+    const to = (t: string, mode = 'max', compression = 'gzip'): string =>
+      `--cache-to type=registry,ref=${tag(t)},mode=${mode},compression=${compression},image-manifest=true,oci-mediatypes=true`;
     const found = { code: 0 };
     const notFound = (t: string): { code: number; stderr: string } => ({ code: 1, stderr: `ERROR: ${tag(t)}: not found` });
     const feature = { 'Build.SourceBranch': 'refs/heads/feature/login' };
     const pr = { 'Build.SourceBranch': 'refs/pull/7/merge', 'System.PullRequest.TargetBranch': 'refs/heads/develop' };
-    type Case = [string, Record<string, string>, Record<string, string>, Record<string, { code: number; stderr?: string }>, string, string, string?];
+    type Case = [
+      string,
+      Record<string, string>,
+      Record<string, string>,
+      Record<string, { code: number; stderr?: string }>,
+      string,
+      string,
+      string?,
+    ];
     const cases: Case[] = [
-      ['its own cache exists: imported and written', {}, {}, { 'buildcache-main': found, 'buildcache-master': notFound('buildcache-master') }, 'true', `${from('buildcache-main')} ${to('buildcache-main')}`, tag('buildcache-main')],
+      [
+        'its own cache exists: imported and written',
+        {},
+        {},
+        { 'buildcache-main': found, 'buildcache-master': notFound('buildcache-master') },
+        'true',
+        `${from('buildcache-main')} ${to('buildcache-main')}`,
+        tag('buildcache-main'),
+      ],
       [
         'a branch without a cache reads the default branch, and writes its own',
         { cacheMode: 'min', cacheCompression: 'zstd' },
         feature,
-        { 'buildcache-feature-login': notFound('buildcache-feature-login'), 'buildcache-main': found, 'buildcache-master': notFound('buildcache-master') },
+        {
+          'buildcache-feature-login': notFound('buildcache-feature-login'),
+          'buildcache-main': found,
+          'buildcache-master': notFound('buildcache-master'),
+        },
         'inexact',
         `${from('buildcache-main')} ${to('buildcache-feature-login', 'min', 'zstd')}`,
         tag('buildcache-main'),
       ],
-      ['a pull request reads its target branch, and writes its merge ref', {}, pr, { 'buildcache-pull-7-merge': notFound('x'), 'buildcache-develop': found, 'buildcache-main': found, 'buildcache-master': notFound('x') }, 'inexact', `${from('buildcache-develop')} ${to('buildcache-pull-7-merge')}`, tag('buildcache-develop')],
-      ['no cache anywhere: only written', {}, feature, { 'buildcache-feature-login': notFound('x'), 'buildcache-main': notFound('x'), 'buildcache-master': notFound('x') }, 'false', to('buildcache-feature-login')],
-      ['read-only: only imported', { saveCache: 'never' }, {}, { 'buildcache-main': found, 'buildcache-master': found }, 'true', from('buildcache-main'), tag('buildcache-main')],
-      ['writeCache false: only imported', { writeCache: 'false' }, {}, { 'buildcache-main': found, 'buildcache-master': found }, 'true', from('buildcache-main'), tag('buildcache-main')],
-      ['one scope for all branches: the tag as written', { cacheScope: 'shared', registryCacheRef: tag('v1') }, feature, { v1: found }, 'true', `${from('v1')} ${to('v1')}`, tag('v1')],
-      ['DockerBuildxCache.DefaultBranch names the default branch', {}, { ...feature, 'DockerBuildxCache.DefaultBranch': 'trunk' }, { 'buildcache-feature-login': notFound('x'), 'buildcache-trunk': found }, 'inexact', `${from('buildcache-trunk')} ${to('buildcache-feature-login')}`, tag('buildcache-trunk')],
+      [
+        'a pull request reads its target branch, and writes its merge ref',
+        {},
+        pr,
+        {
+          'buildcache-pull-7-merge': notFound('x'),
+          'buildcache-develop': found,
+          'buildcache-main': found,
+          'buildcache-master': notFound('x'),
+        },
+        'inexact',
+        `${from('buildcache-develop')} ${to('buildcache-pull-7-merge')}`,
+        tag('buildcache-develop'),
+      ],
+      [
+        'no cache anywhere: only written',
+        {},
+        feature,
+        { 'buildcache-feature-login': notFound('x'), 'buildcache-main': notFound('x'), 'buildcache-master': notFound('x') },
+        'false',
+        to('buildcache-feature-login'),
+      ],
+      [
+        'read-only: only imported',
+        { saveCache: 'never' },
+        {},
+        { 'buildcache-main': found, 'buildcache-master': found },
+        'true',
+        from('buildcache-main'),
+        tag('buildcache-main'),
+      ],
+      [
+        'writeCache false: only imported',
+        { writeCache: 'false' },
+        {},
+        { 'buildcache-main': found, 'buildcache-master': found },
+        'true',
+        from('buildcache-main'),
+        tag('buildcache-main'),
+      ],
+      [
+        'one scope for all branches: the tag as written',
+        { cacheScope: 'shared', registryCacheRef: tag('v1') },
+        feature,
+        { v1: found },
+        'true',
+        `${from('v1')} ${to('v1')}`,
+        tag('v1'),
+      ],
+      [
+        'DockerBuildxCache.DefaultBranch names the default branch',
+        {},
+        { ...feature, 'DockerBuildxCache.DefaultBranch': 'trunk' },
+        { 'buildcache-feature-login': notFound('x'), 'buildcache-trunk': found },
+        'inexact',
+        `${from('buildcache-trunk')} ${to('buildcache-feature-login')}`,
+        tag('buildcache-trunk'),
+      ],
     ];
     for (const [name, inputs, vars, answers, hit, flags, restored] of cases) {
       it(name, async () => {
         const build = buildLine('default', `--tag app:latest ${flags} --load`);
         const lookups = Object.fromEntries(Object.entries(answers).map(([t, a]) => [`${DOCKER} buildx imagetools inspect ${tag(t)}`, a]));
         const r = await runScenario({
-          ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: repo, ...inputs }, { ...lookups, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+          ...main(
+            { imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: repo, ...inputs },
+            { ...lookups, [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+          ),
           variables: { ...variables(), ...vars },
         });
         assert.ok(r.succeeded, r.stdout);
         assert.equal(r.commands.at(-1), build);
-        assert.deepEqual(new Set(r.commands.filter((c) => c.includes('imagetools'))), new Set(Object.keys(lookups)), 'every scope is looked up');
+        assert.deepEqual(
+          new Set(r.commands.filter((c) => c.includes('imagetools'))),
+          new Set(Object.keys(lookups)),
+          'every scope is looked up',
+        );
         assert.equal(r.outputs.cacheHit, hit);
         assert.equal(r.outputs.cacheRestoredKey, restored);
-        assert.deepEqual(r.warnings.filter((w) => !/WarnMetadataUnreadable/.test(w)), []);
+        assert.deepEqual(
+          r.warnings.filter((w) => !/WarnMetadataUnreadable/.test(w)),
+          [],
+        );
       });
     }
 
     it('a pull request from a fork reads but never writes the registry cache', async () => {
       const build = buildLine('default', `--tag app:latest ${from('buildcache-develop')} --load`);
-      const lookups = Object.fromEntries(['buildcache-pull-7-merge', 'buildcache-develop', 'buildcache-main', 'buildcache-master'].map((t) => [`${DOCKER} buildx imagetools inspect ${tag(t)}`, t === 'buildcache-develop' ? found : notFound(t)]));
+      const lookups = Object.fromEntries(
+        ['buildcache-pull-7-merge', 'buildcache-develop', 'buildcache-main', 'buildcache-master'].map((t) => [
+          `${DOCKER} buildx imagetools inspect ${tag(t)}`,
+          t === 'buildcache-develop' ? found : notFound(t),
+        ]),
+      );
       const r = await runScenario({
-        ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: repo }, { ...lookups, [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+        ...main(
+          { imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: repo },
+          { ...lookups, [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+        ),
         variables: { ...variables(), ...pr, 'System.PullRequest.IsFork': 'True' },
       });
       assert.ok(r.succeeded, r.stdout);
@@ -198,12 +349,21 @@ describe('mock-run: the main step: the cache backends', function () {
       const r = await runScenario(
         main(
           { imageName: 'app', driver: 'docker', cacheBackend: 'registry', registryCacheRef: repo },
-          { [`${DOCKER} buildx imagetools inspect ${tag('buildcache-main')}`]: refused, [`${DOCKER} buildx imagetools inspect ${tag('buildcache-master')}`]: refused, [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+          {
+            [`${DOCKER} buildx imagetools inspect ${tag('buildcache-main')}`]: refused,
+            [`${DOCKER} buildx imagetools inspect ${tag('buildcache-master')}`]: refused,
+            [`${DOCKER} buildx inspect default`]: ok,
+            [build]: ok,
+          },
         ),
       );
       assert.ok(r.succeeded, r.stdout);
       assert.equal(r.commands.at(-1), build);
-      assertWarnings(r, [/^loc_mock_WarnRegistryCacheUnreadable registry\.example\/app\/cache:buildcache-main ERROR: failed to authorize/, /^loc_mock_WarnRegistryCacheUnreadable .*buildcache-master/, /^loc_mock_WarnMetadataUnreadable /]);
+      assertWarnings(r, [
+        /^loc_mock_WarnRegistryCacheUnreadable registry\.example\/app\/cache:buildcache-main ERROR: failed to authorize/,
+        /^loc_mock_WarnRegistryCacheUnreadable .*buildcache-master/,
+        /^loc_mock_WarnMetadataUnreadable /,
+      ]);
     });
   });
 
@@ -229,12 +389,20 @@ describe('mock-run: the main step: the cache backends', function () {
     /** The connections, once the token server has its address. */
     const connections = (): Record<string, Connection> => ({
       'workload identity federation': {
-        env: { ...arm('WorkloadIdentityFederation', { tenantid: 'tenant-a', serviceprincipalid: 'client' }), ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN: TokenServer.JOB_TOKEN },
+        env: {
+          ...arm('WorkloadIdentityFederation', { tenantid: 'tenant-a', serviceprincipalid: 'client' }),
+          ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN: TokenServer.JOB_TOKEN,
+        },
         requests: ['/oidc', '/tenant-a/oauth2/v2.0/token'],
         method: /loc_mock_StoreAuthConnection workload identity federation arm/,
       },
       'a service principal and secret': {
-        env: arm('ServicePrincipal', { tenantid: 'tenant-b', serviceprincipalid: 'client', serviceprincipalkey: TokenServer.SP_SECRET, authenticationType: 'spnKey' }),
+        env: arm('ServicePrincipal', {
+          tenantid: 'tenant-b',
+          serviceprincipalid: 'client',
+          serviceprincipalkey: TokenServer.SP_SECRET,
+          authenticationType: 'spnKey',
+        }),
         requests: ['/tenant-b/oauth2/v2.0/token'],
         method: /loc_mock_StoreAuthConnection service principal and secret arm/,
       },
@@ -253,10 +421,22 @@ describe('mock-run: the main step: the cache backends', function () {
     const jobVariables = (): Record<string, string> => ({ ...variables(), 'System.OidcRequestUri': `${tokens.base}/oidc` });
 
     /** The post-job step saving a two-layer cache folder under `segments`; the store spec is what the main step hands over. */
-    async function postSave(store: object, env: Record<string, string>, inputs: Record<string, string> = {}): Promise<{ run: MockRun; blobs: string[] }> {
+    async function postSave(
+      store: object,
+      env: Record<string, string>,
+      inputs: Record<string, string> = {},
+    ): Promise<{ run: MockRun; blobs: string[] }> {
       const key = await resolveKey('buildx | deps.lock', ws);
       const { dir, layout } = cacheFolder(tempDir(), '.buildx-cache', ['deps layer', 'app layer']);
-      const save = { store, cacheDir: dir, segments: key.values, scope: 'refs/heads/main', retentionDays: 7, failOnError: false, when: 'onSuccess' };
+      const save = {
+        store,
+        cacheDir: dir,
+        segments: key.values,
+        scope: 'refs/heads/main',
+        retentionDays: 7,
+        failOnError: false,
+        when: 'onSuccess',
+      };
       const summary = { backend: 'azureBlob', image: 'app:latest', key: key.text, hit: 'false', phases: [] };
       const run = await runScenario({
         step: 'post',
@@ -272,9 +452,15 @@ describe('mock-run: the main step: the cache backends', function () {
     function mainRestore(inputs: Record<string, string>, env: Record<string, string>, importsCache = true): Promise<MockRun> {
       const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
       const from = importsCache ? `--cache-from type=local,src=${cacheDir} ` : '';
-      const build = buildLine('default', `--tag app:latest ${from}--cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+      const build = buildLine(
+        'default',
+        `--tag app:latest ${from}--cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`,
+      );
       return runScenario({
-        ...main({ imageName: 'app', driver: 'docker', cacheBackend: 'azureBlob', cacheKey: 'buildx | deps.lock', cacheDir, ...inputs }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
+        ...main(
+          { imageName: 'app', driver: 'docker', cacheBackend: 'azureBlob', cacheKey: 'buildx | deps.lock', cacheDir, ...inputs },
+          { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+        ),
         variables: jobVariables(),
         env,
       });
@@ -303,7 +489,10 @@ describe('mock-run: the main step: the cache backends', function () {
 
         tokens.clear();
         const r = connection(restorer);
-        const run = await mainRestore({ azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: container }, r.env);
+        const run = await mainRestore(
+          { azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: container },
+          r.env,
+        );
         assert.ok(run.succeeded, run.stdout);
         assert.equal(run.outputs.cacheHit, 'true');
         assert.deepEqual(blobFiles(cacheDir), blobs);
@@ -316,17 +505,42 @@ describe('mock-run: the main step: the cache backends', function () {
     });
 
     it('a token Entra ID will not give: a warning, and the build runs without the cache', async () => {
-      const env = { ...endpoint('arm', 'ServicePrincipal', { tenantid: 't', serviceprincipalid: 'client', serviceprincipalkey: 'wrong-secret' }, { environmentAuthorityUrl: `${tokens.base}/` }) };
-      const run = await mainRestore({ azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: name() }, env, false);
+      const env = {
+        ...endpoint(
+          'arm',
+          'ServicePrincipal',
+          { tenantid: 't', serviceprincipalid: 'client', serviceprincipalkey: 'wrong-secret' },
+          { environmentAuthorityUrl: `${tokens.base}/` },
+        ),
+      };
+      const run = await mainRestore(
+        { azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: name() },
+        env,
+        false,
+      );
       assert.ok(run.succeeded, run.stdout);
       assert.equal(run.outputs.cacheHit, 'false');
-      assert.match(run.warnings[0] ?? '', /^loc_mock_WarnRestoreFailed loc_mock_StoreAzureDescription \S+ the Entra ID token for the service principal: \S+ answered 400/);
+      assert.match(
+        run.warnings[0] ?? '',
+        /^loc_mock_WarnRestoreFailed loc_mock_StoreAzureDescription \S+ the Entra ID token for the service principal: \S+ answered 400/,
+      );
       assert.deepEqual(linesShowing(run.stdout, 'wrong-secret'), []);
     });
 
     it('with failOnCacheError, a token Entra ID will not give fails the step before the build', async () => {
-      const env = { ...endpoint('arm', 'ServicePrincipal', { tenantid: 't', serviceprincipalid: 'client', serviceprincipalkey: 'wrong-secret' }, { environmentAuthorityUrl: `${tokens.base}/` }) };
-      const run = await mainRestore({ azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: name(), failOnCacheError: 'true' }, env, false);
+      const env = {
+        ...endpoint(
+          'arm',
+          'ServicePrincipal',
+          { tenantid: 't', serviceprincipalid: 'client', serviceprincipalkey: 'wrong-secret' },
+          { environmentAuthorityUrl: `${tokens.base}/` },
+        ),
+      };
+      const run = await mainRestore(
+        { azureSubscription: 'arm', storageAccountUrl: azurite.oauthUrl, storageContainer: name(), failOnCacheError: 'true' },
+        env,
+        false,
+      );
       assert.ok(run.runner.failed);
       assert.match(run.errors[0] ?? '', /^loc_mock_WarnRestoreFailed /);
       assert.ok(!run.commands.some((c) => c.includes('buildx build')));
@@ -334,15 +548,33 @@ describe('mock-run: the main step: the cache backends', function () {
 
     /** The shared-key instance, reached with the secret input in its three forms. */
     const secrets: [string, (c: ReturnType<typeof freshContainer>) => Promise<{ inputs: Record<string, string>; secret: string }>][] = [
-      ['a connection string', () => Promise.resolve({ inputs: { storageConnectionString: connectionString(azurite.blobUrl) }, secret: EMULATOR_KEY })],
-      ['a SAS URL of the container', async (c) => {
-        const url = await c.generateSasUrl({ permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3600_000) });
-        return { inputs: { storageConnectionString: url }, secret: new URL(url).searchParams.get('sig') ?? '' };
-      }],
-      ['a SAS token with storageAccountUrl', async (c) => {
-        const url = await c.generateSasUrl({ permissions: ContainerSASPermissions.parse('racwdl'), expiresOn: new Date(Date.now() + 3600_000) });
-        return { inputs: { storageConnectionString: new URL(url).search.slice(1), storageAccountUrl: azurite.blobUrl }, secret: new URL(url).searchParams.get('sig') ?? '' };
-      }],
+      [
+        'a connection string',
+        () => Promise.resolve({ inputs: { storageConnectionString: connectionString(azurite.blobUrl) }, secret: EMULATOR_KEY }),
+      ],
+      [
+        'a SAS URL of the container',
+        async (c) => {
+          const url = await c.generateSasUrl({
+            permissions: ContainerSASPermissions.parse('racwdl'),
+            expiresOn: new Date(Date.now() + 3600_000),
+          });
+          return { inputs: { storageConnectionString: url }, secret: new URL(url).searchParams.get('sig') ?? '' };
+        },
+      ],
+      [
+        'a SAS token with storageAccountUrl',
+        async (c) => {
+          const url = await c.generateSasUrl({
+            permissions: ContainerSASPermissions.parse('racwdl'),
+            expiresOn: new Date(Date.now() + 3600_000),
+          });
+          return {
+            inputs: { storageConnectionString: new URL(url).search.slice(1), storageAccountUrl: azurite.blobUrl },
+            secret: new URL(url).searchParams.get('sig') ?? '',
+          };
+        },
+      ],
     ];
     for (const [kind, access] of secrets) {
       it(`${kind}: restores what another job saved, the secret only ever in setsecret lines`, async () => {
@@ -362,12 +594,47 @@ describe('mock-run: the main step: the cache backends', function () {
     }
 
     const invalid: [string, Record<string, string>, Record<string, string>, RegExp][] = [
-      ['a connection that does not exist', { azureSubscription: 'nope', storageAccountUrl: 'https://a.blob.core.windows.net' }, {}, /^Input 'azureSubscription': loc_mock_InputConnectionMissing nope/],
-      ['a Docker Registry connection', { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' }, endpoint('arm', 'UsernamePassword', { username: 'u', password: 'p' }), /^Input 'azureSubscription': loc_mock_InputAzureScheme arm UsernamePassword/],
-      ['a certificate service principal', { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' }, endpoint('arm', 'ServicePrincipal', { tenantid: 't', serviceprincipalid: 'c', authenticationType: 'spnCertificate', servicePrincipalCertificate: 'pem' }), /^Input 'azureSubscription': loc_mock_InputAzureCertificate arm/],
-      ['a federated connection without its tenant', { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' }, endpoint('arm', 'WorkloadIdentityFederation', { serviceprincipalid: 'c' }), /^Input 'azureSubscription': loc_mock_InputConnectionIncomplete arm tenantid/],
-      ['a connection string that is not one', { storageConnectionString: 'AccountName=x;Nonsense' }, {}, /^Input 'storageConnectionString': loc_mock_InputAzureConnectionString /],
-      ['a SAS token without an account URL', { storageConnectionString: 'sv=2024-08-04&sig=abc' }, {}, /^Input 'storageAccountUrl': loc_mock_InputAzureSasNeedsUrl/],
+      [
+        'a connection that does not exist',
+        { azureSubscription: 'nope', storageAccountUrl: 'https://a.blob.core.windows.net' },
+        {},
+        /^Input 'azureSubscription': loc_mock_InputConnectionMissing nope/,
+      ],
+      [
+        'a Docker Registry connection',
+        { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' },
+        endpoint('arm', 'UsernamePassword', { username: 'u', password: 'p' }),
+        /^Input 'azureSubscription': loc_mock_InputAzureScheme arm UsernamePassword/,
+      ],
+      [
+        'a certificate service principal',
+        { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' },
+        endpoint('arm', 'ServicePrincipal', {
+          tenantid: 't',
+          serviceprincipalid: 'c',
+          authenticationType: 'spnCertificate',
+          servicePrincipalCertificate: 'pem',
+        }),
+        /^Input 'azureSubscription': loc_mock_InputAzureCertificate arm/,
+      ],
+      [
+        'a federated connection without its tenant',
+        { azureSubscription: 'arm', storageAccountUrl: 'https://a.blob.core.windows.net' },
+        endpoint('arm', 'WorkloadIdentityFederation', { serviceprincipalid: 'c' }),
+        /^Input 'azureSubscription': loc_mock_InputConnectionIncomplete arm tenantid/,
+      ],
+      [
+        'a connection string that is not one',
+        { storageConnectionString: 'AccountName=x;Nonsense' },
+        {},
+        /^Input 'storageConnectionString': loc_mock_InputAzureConnectionString /,
+      ],
+      [
+        'a SAS token without an account URL',
+        { storageConnectionString: 'sv=2024-08-04&sig=abc' },
+        {},
+        /^Input 'storageAccountUrl': loc_mock_InputAzureSasNeedsUrl/,
+      ],
     ];
     for (const [what, inputs, env, pattern] of invalid) {
       it(`fails clearly with ${what}, before any build`, async () => {
@@ -381,8 +648,16 @@ describe('mock-run: the main step: the cache backends', function () {
 
   it('imports extra cache sources beside the local store, and exports only to the store', async () => {
     const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
-    const build = buildLine('default', `--tag app:latest --cache-from type=registry,ref=registry.example/app:buildcache-main --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
-    const run = await runScenario(main({ imageName: 'app', driver: 'docker', cacheDir, cacheFrom: 'type=registry,ref=registry.example/app:buildcache-main' }, { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
+    const build = buildLine(
+      'default',
+      `--tag app:latest --cache-from type=registry,ref=registry.example/app:buildcache-main --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`,
+    );
+    const run = await runScenario(
+      main(
+        { imageName: 'app', driver: 'docker', cacheDir, cacheFrom: 'type=registry,ref=registry.example/app:buildcache-main' },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
+    );
     assert.ok(run.succeeded, run.stdout);
     assert.equal(run.commands.at(-1), build);
   });

@@ -13,9 +13,16 @@ describe('the mock-run test log', function () {
   before(() => {
     // The suite's own command line from package.json, on a fixture with one passing and one failing test, as CI runs it.
     const scripts = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
-    const command = (scripts['test:mockrun'] ?? '').replace("'build/test/mockrun/**/*.test.js'", 'build/test/mockrun/fixtures/quiet.fixture.js');
+    const command = (scripts['test:mockrun'] ?? '').replace(
+      "'build/test/mockrun/**/*.test.js'",
+      'build/test/mockrun/fixtures/quiet.fixture.js',
+    );
     assert.ok(command.includes('quiet.fixture.js'), command);
-    const env: NodeJS.ProcessEnv = { ...process.env, CI: 'true', PATH: `${path.join(root, 'node_modules', '.bin')}:${process.env.PATH ?? ''}` };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      CI: 'true',
+      PATH: `${path.join(root, 'node_modules', '.bin')}:${process.env.PATH ?? ''}`,
+    };
     delete env.SYSTEM_DEBUG;
     const r = spawnSync('sh', ['-c', command], { cwd: root, env, encoding: 'utf8' });
     log = r.stdout + r.stderr;
@@ -31,7 +38,10 @@ describe('the mock-run test log', function () {
     const failure = log.indexOf('1) fails after a mock run');
     assert.ok(failure > 0, log);
     const debugLines = [...log.matchAll(/##vso\[task\.debug\]/g)].map((m) => m.index);
-    assert.ok(debugLines.every((at) => at > failure), 'a debug line before the failing test');
+    assert.ok(
+      debugLines.every((at) => at > failure),
+      'a debug line before the failing test',
+    );
     assert.ok(!log.includes('INPUT_PASSINGRUN'));
   });
 

@@ -58,10 +58,11 @@ export async function runScenario(scenario: Scenario): Promise<MockRun> {
     throw new Error(`the scenario did not run the task:\n${stdout}\n${runner.stderr}`);
   }
   const lines = stdout.split(/\r?\n/);
-  const collect = (re: RegExp): [string, string][] => lines.flatMap((l) => {
-    const m = re.exec(l);
-    return m ? [[m[1] ?? '', m[2] ?? ''] as [string, string]] : [];
-  });
+  const collect = (re: RegExp): [string, string][] =>
+    lines.flatMap((l) => {
+      const m = re.exec(l);
+      return m ? [[m[1] ?? '', m[2] ?? ''] as [string, string]] : [];
+    });
   return {
     runner,
     stdout,

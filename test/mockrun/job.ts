@@ -20,15 +20,27 @@ export const ok = { code: 0, stdout: '' };
 /** What the preflight runs before the builder, as the log shows it: versions, and the image store for the docker driver. */
 export const PREFLIGHT = [`${DOCKER} version --format '{{json .}}'`, `${DOCKER} buildx version`];
 export const PREFLIGHT_DOCKER = [...PREFLIGHT, `${DOCKER} info --format '{{json .DriverStatus}}'`];
-export const preflightAnswers = (buildx = '0.19.2', store = 'io.containerd.snapshotter.v1'): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
-  [`${DOCKER} version --format {{json .}}`]: { code: 0, stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}' },
+export const preflightAnswers = (
+  buildx = '0.19.2',
+  store = 'io.containerd.snapshotter.v1',
+): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
+  [`${DOCKER} version --format {{json .}}`]: {
+    code: 0,
+    stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}',
+  },
   [`${DOCKER} buildx version`]: { code: 0, stdout: `github.com/docker/buildx v${buildx} abc` },
   [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 0, stdout: `[["driver-type","${store}"]]` },
 });
 export const missing = { code: 1, stdout: '', stderr: 'ERROR: no builder found' };
 
 /** ENDPOINT_* variables as the agent sets them for a service connection. */
-export const endpoint = (id: string, scheme: string, params: Record<string, string>, data: Record<string, string> = {}, url = 'https://registry.example/'): Record<string, string> => ({
+export const endpoint = (
+  id: string,
+  scheme: string,
+  params: Record<string, string>,
+  data: Record<string, string> = {},
+  url = 'https://registry.example/',
+): Record<string, string> => ({
   [`ENDPOINT_URL_${id}`]: url,
   [`ENDPOINT_AUTH_SCHEME_${id}`]: scheme,
   ...Object.fromEntries(Object.entries(params).map(([k, v]) => [`ENDPOINT_AUTH_PARAMETER_${id}_${k.toUpperCase()}`, v])),
@@ -66,7 +78,12 @@ export async function seedStore(store: CacheStore): Promise<{ key: ResolvedKey; 
 }
 
 export function main(inputs: Record<string, string>, exec: Record<string, { code: number; stdout?: string; stderr?: string }>): Scenario {
-  return { step: 'main', inputs: { dockerfile: 'Dockerfile', buildContext: '.', ...inputs }, variables: variables(), exec: { ...preflightAnswers(), ...exec } };
+  return {
+    step: 'main',
+    inputs: { dockerfile: 'Dockerfile', buildContext: '.', ...inputs },
+    variables: variables(),
+    exec: { ...preflightAnswers(), ...exec },
+  };
 }
 
 /** The `buildx build` command line the task must run, from its variable parts. */

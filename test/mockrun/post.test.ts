@@ -16,12 +16,23 @@ describe('mock-run: the post-job step', function () {
   const state = (s: object): Record<string, string> => ({ 'DockerBuildxCache.State': JSON.stringify({ version: 1, cleanup: [], ...s }) });
 
   /** A state whose save points at a real cache folder and a real store. */
-  function withSave(when: 'onSuccess' | 'always', extra: { storePath?: string; failOnError?: boolean } = {}): { taskVariables: Record<string, string>; storePath: string } {
+  function withSave(
+    when: 'onSuccess' | 'always',
+    extra: { storePath?: string; failOnError?: boolean } = {},
+  ): { taskVariables: Record<string, string>; storePath: string } {
     const cacheDir = path.join(tempDir(), '.buildx-cache');
     const layout = cacheLayout(['deps', 'app']);
     writeLayout(cacheDir, layout.root, layout.blobs);
     const storePath = extra.storePath ?? path.join(tempDir(), 'store');
-    const save = { store: { kind: 'local', path: storePath }, cacheDir, segments: ['buildx', '"Linux"', 'app'], scope: 'refs/heads/main', retentionDays: 7, failOnError: extra.failOnError ?? false, when };
+    const save = {
+      store: { kind: 'local', path: storePath },
+      cacheDir,
+      segments: ['buildx', '"Linux"', 'app'],
+      scope: 'refs/heads/main',
+      retentionDays: 7,
+      failOnError: extra.failOnError ?? false,
+      when,
+    };
     const summary = { backend: 'local', image: 'app:latest', key: 'buildx|"Linux"|app', hit: 'false', phases: [['Build', 1200]] };
     return { taskVariables: state({ save, summary, removeBuilder: 'b1' }), storePath };
   }
@@ -42,7 +53,12 @@ describe('mock-run: the post-job step', function () {
   for (const [name, when, status, saves] of statuses) {
     it(`${name} (${status}), uploads the summary and still cleans up`, async () => {
       const { taskVariables, storePath } = withSave(when);
-      const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': status, 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+      const run = await runScenario({
+        step: 'post',
+        variables: { 'Agent.JobStatus': status, 'Agent.TempDirectory': agentTemp },
+        taskVariables,
+        exec: withRm,
+      });
       assert.ok(run.succeeded, run.stdout);
       assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
       const stats = await new LocalStore(storePath).stats();
@@ -64,7 +80,12 @@ describe('mock-run: the post-job step', function () {
     const blocker = path.join(tempDir(), 'not-a-folder');
     fs.writeFileSync(blocker, 'x');
     const { taskVariables } = withSave('always', { storePath: path.join(blocker, 'store') });
-    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded', 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+    const run = await runScenario({
+      step: 'post',
+      variables: { 'Agent.JobStatus': 'Succeeded', 'Agent.TempDirectory': agentTemp },
+      taskVariables,
+      exec: withRm,
+    });
     assert.ok(run.succeeded, run.stdout);
     assertWarnings(run, [/^loc_mock_WarnSaveFailed local store .*not-a-folder\/store ENOTDIR/]);
     assert.match(summaryFile(run), /\| Bytes saved \| nothing \(see the warning in the log\) \|/);
@@ -74,7 +95,12 @@ describe('mock-run: the post-job step', function () {
     const blocker = path.join(tempDir(), 'not-a-folder');
     fs.writeFileSync(blocker, 'x');
     const { taskVariables } = withSave('always', { storePath: path.join(blocker, 'store'), failOnError: true });
-    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded', 'Agent.TempDirectory': agentTemp }, taskVariables, exec: withRm });
+    const run = await runScenario({
+      step: 'post',
+      variables: { 'Agent.JobStatus': 'Succeeded', 'Agent.TempDirectory': agentTemp },
+      taskVariables,
+      exec: withRm,
+    });
     assert.ok(run.runner.failed);
     assert.match(run.errors[0] ?? '', /^loc_mock_WarnSaveFailed local store .*ENOTDIR/);
     assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
@@ -82,7 +108,12 @@ describe('mock-run: the post-job step', function () {
   });
 
   it('a builder the agent keeps: pruned to its limit, never removed', async () => {
-    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded' }, taskVariables: state({ keepBuilder: { name: 'kept', keepStorage: '10GB' } }), exec: { [`${DOCKER} buildx prune --builder kept --all --force --keep-storage 10GB`]: ok } });
+    const run = await runScenario({
+      step: 'post',
+      variables: { 'Agent.JobStatus': 'Succeeded' },
+      taskVariables: state({ keepBuilder: { name: 'kept', keepStorage: '10GB' } }),
+      exec: { [`${DOCKER} buildx prune --builder kept --all --force --keep-storage 10GB`]: ok },
+    });
     assert.ok(run.succeeded, run.stdout);
     assert.deepEqual(run.commands, [`${DOCKER} buildx prune --builder kept --all --force --keep-storage 10GB`]);
     assert.match(run.stdout, /loc_mock_PhasePruneBuilder: [\d.]+s, loc_mock_BuilderPruned kept 10GB/);
@@ -97,7 +128,18 @@ describe('mock-run: the post-job step', function () {
   });
 
   it('a kept builder that cannot be pruned: a warning, never a failure', async () => {
-    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded' }, taskVariables: state({ keepBuilder: { name: 'kept', keepStorage: '1GB' } }), exec: { [`${DOCKER} buildx prune --builder kept --all --force --keep-storage 1GB`]: { code: 1, stdout: '', stderr: 'ERROR: no builder "kept" found' } } });
+    const run = await runScenario({
+      step: 'post',
+      variables: { 'Agent.JobStatus': 'Succeeded' },
+      taskVariables: state({ keepBuilder: { name: 'kept', keepStorage: '1GB' } }),
+      exec: {
+        [`${DOCKER} buildx prune --builder kept --all --force --keep-storage 1GB`]: {
+          code: 1,
+          stdout: '',
+          stderr: 'ERROR: no builder "kept" found',
+        },
+      },
+    });
     assert.ok(run.succeeded, run.stdout);
     assertWarnings(run, [/^loc_mock_WarnBuilderPruneFailed kept 1GB ERROR: no builder "kept" found/]);
   });
@@ -105,7 +147,12 @@ describe('mock-run: the post-job step', function () {
   it('removes the builder the main step created and deletes the job-private folder', async () => {
     const jobDir = path.join(agentTemp, 'docker-buildx-cache-x');
     writeTree(jobDir, { 'secrets/secret-0': 'value' });
-    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Succeeded' }, taskVariables: state({ removeBuilder: 'b1', cleanup: [jobDir] }), exec: { [`${DOCKER} buildx rm b1`]: ok } });
+    const run = await runScenario({
+      step: 'post',
+      variables: { 'Agent.JobStatus': 'Succeeded' },
+      taskVariables: state({ removeBuilder: 'b1', cleanup: [jobDir] }),
+      exec: { [`${DOCKER} buildx rm b1`]: ok },
+    });
     assert.ok(run.succeeded, run.stdout);
     assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
     assert.match(run.stdout, /loc_mock_BuilderRemoved b1/);
@@ -113,7 +160,12 @@ describe('mock-run: the post-job step', function () {
   });
 
   it('warns but never fails when the builder cannot be removed', async () => {
-    const run = await runScenario({ step: 'post', variables: { 'Agent.JobStatus': 'Failed' }, taskVariables: state({ removeBuilder: 'b1' }), exec: { [`${DOCKER} buildx rm b1`]: { code: 1, stdout: '', stderr: 'ERROR: no builder "b1" found' } } });
+    const run = await runScenario({
+      step: 'post',
+      variables: { 'Agent.JobStatus': 'Failed' },
+      taskVariables: state({ removeBuilder: 'b1' }),
+      exec: { [`${DOCKER} buildx rm b1`]: { code: 1, stdout: '', stderr: 'ERROR: no builder "b1" found' } },
+    });
     assert.ok(run.succeeded, run.stdout);
     assert.equal(run.errors.length, 0);
     assertWarnings(run, [/^loc_mock_WarnBuilderRemoveFailed b1 ERROR: no builder "b1" found/]);

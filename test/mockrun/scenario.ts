@@ -25,7 +25,8 @@ if (tools !== undefined) {
   // The agent's tool cache, on a folder: each download is logged, so tests see what was fetched.
   const toolDir = (tool: string, version: string, arch = ''): string => path.join(tools.dir, tool, version, arch);
   tmr.registerMock('azure-pipelines-tool-lib/tool', {
-    findLocalTool: (tool: string, version: string, arch?: string): string => (fs.existsSync(path.join(toolDir(tool, version, arch), '.complete')) ? toolDir(tool, version, arch) : ''),
+    findLocalTool: (tool: string, version: string, arch?: string): string =>
+      fs.existsSync(path.join(toolDir(tool, version, arch), '.complete')) ? toolDir(tool, version, arch) : '',
     downloadTool: (url: string): Promise<string> => {
       console.log(`[download] ${url}`);
       const content = tools.downloads[url];

@@ -32,6 +32,12 @@ export class TokenProcess {
 
   /** The paths requested since the last clear(), in order. */
   requests(): string[] {
-    return fs.existsSync(this.log) ? fs.readFileSync(this.log, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { path: string }).path) : [];
+    return fs.existsSync(this.log)
+      ? fs
+          .readFileSync(this.log, 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { path: string }).path)
+      : [];
   }
 }

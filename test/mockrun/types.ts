@@ -1,6 +1,5 @@
 import type { TaskLibAnswerExecResult } from 'azure-pipelines-task-lib/mock-answer';
 
-
 export interface Scenario {
   readonly step: 'main' | 'post';
   readonly inputs?: Record<string, string>;

@@ -22,7 +22,10 @@ describe('mock-run: the main step: input errors', function () {
     it(`validation: ${input} ${JSON.stringify(given)} → ${key}`, async () => {
       // SSH_AUTH_SOCK is the step's environment, not an input.
       const { SSH_AUTH_SOCK, ...inputs } = given;
-      const run = await runScenario({ ...main({ imageName: 'app', ...inputs }, {}), env: SSH_AUTH_SOCK === undefined ? {} : { SSH_AUTH_SOCK } });
+      const run = await runScenario({
+        ...main({ imageName: 'app', ...inputs }, {}),
+        env: SSH_AUTH_SOCK === undefined ? {} : { SSH_AUTH_SOCK },
+      });
       assert.ok(run.runner.failed);
       assert.equal(run.commands.length, 0, 'docker never runs on bad input');
       assert.equal(run.errors.length, 1);

@@ -57,10 +57,19 @@ const allSteps = pipeline.stages.flatMap((s) => s.jobs.flatMap((j) => stepsOf(j)
 
 describe("the extension's pipeline (azure-pipelines.yml)", () => {
   it('is valid YAML without duplicate keys, of the shape Azure Pipelines reads', () => {
-    assert.deepEqual(doc.errors.map((e) => e.message), []);
-    assert.deepEqual(doc.warnings.map((e) => e.message), []);
+    assert.deepEqual(
+      doc.errors.map((e) => e.message),
+      [],
+    );
+    assert.deepEqual(
+      doc.warnings.map((e) => e.message),
+      [],
+    );
     assert.deepEqual(pipeline.trigger.branches.include, ['main']);
-    assert.deepEqual(pipeline.stages.map((s) => s.stage), ['Build', 'Publish']);
+    assert.deepEqual(
+      pipeline.stages.map((s) => s.stage),
+      ['Build', 'Publish'],
+    );
     const kinds = ['script', 'task', 'checkout', 'download', 'publish'] as const;
     for (const { step } of allSteps) {
       assert.equal(kinds.filter((k) => step[k] !== undefined).length, 1, `one kind of step: ${JSON.stringify(step)}`);
@@ -82,10 +91,22 @@ describe("the extension's pipeline (azure-pipelines.yml)", () => {
   it('builds, tests, sets the version and packages for this repository, then publishes the .vsix it made', () => {
     const build = stepsOf(stage('Build').jobs[0] ?? ({} as Job)).map((s) => s.script ?? s.publish ?? s.task ?? s.checkout ?? '');
     const at = (re: RegExp): number => build.findIndex((s) => re.test(s));
-    const order = [/npm run set-version -- "patch=\$\(Build\.BuildId\)"/, /bash \.ci\/run/, /npm run package -- --publisher "\$\(publisher\)" --repository "\$\(Build\.Repository\.Uri\)" --output "\$\(Build\.ArtifactStagingDirectory\)"/, /^\$\(Build\.ArtifactStagingDirectory\)$/];
+    const order = [
+      /npm run set-version -- "patch=\$\(Build\.BuildId\)"/,
+      /bash \.ci\/run/,
+      /npm run package -- --publisher "\$\(publisher\)" --repository "\$\(Build\.Repository\.Uri\)" --output "\$\(Build\.ArtifactStagingDirectory\)"/,
+      /^\$\(Build\.ArtifactStagingDirectory\)$/,
+    ];
     const positions = order.map(at);
-    assert.ok(positions.every((p) => p >= 0), `every step is there: ${JSON.stringify(build)}`);
-    assert.deepEqual([...positions].sort((a, b) => a - b), positions, 'version, test, package, keep: in that order');
+    assert.ok(
+      positions.every((p) => p >= 0),
+      `every step is there: ${JSON.stringify(build)}`,
+    );
+    assert.deepEqual(
+      [...positions].sort((a, b) => a - b),
+      positions,
+      'version, test, package, keep: in that order',
+    );
     const publish = stage('Publish');
     assert.equal(publish.dependsOn, 'Build');
     assert.match(publish.condition ?? '', /eq\(variables\['Build\.SourceBranch'\], 'refs\/heads\/main'\)/);
@@ -93,24 +114,33 @@ describe("the extension's pipeline (azure-pipelines.yml)", () => {
     const steps = stepsOf(publish.jobs[0] ?? ({} as Job));
     assert.ok(steps.some((s) => s.download === 'current' && s.artifact === 'vsix'));
     assert.ok(allSteps.some(({ step }) => step.publish !== undefined && step.artifact === 'vsix'));
-    assert.match(steps.map((s) => s.script ?? '').join('\n'), /npx tfx extension publish --vsix "\$\{vsix\[0\]\}" --share-with \$\(shareWith\) --token "\$MARKETPLACE_PAT" --no-prompt/);
+    assert.match(
+      steps.map((s) => s.script ?? '').join('\n'),
+      /npx tfx extension publish --vsix "\$\{vsix\[0\]\}" --share-with \$\(shareWith\) --token "\$MARKETPLACE_PAT" --no-prompt/,
+    );
   });
 
-  it('keeps the Marketplace token a secret: from a variable group, only in the publish step\'s environment', () => {
+  it("keeps the Marketplace token a secret: from a variable group, only in the publish step's environment", () => {
     // Nowhere defined with a value: it comes from the variable group, where it is marked secret.
     assert.ok(!pipeline.variables.some((v) => v.name === SECRET));
     assert.deepEqual(stage('Publish').variables, [{ group: 'marketplace-publishing' }]);
     assert.ok(!(stage('Build').variables ?? []).some((v) => 'group' in v), 'the build stage, which pull requests run, has no group');
     // Every use of it, anywhere in the file (comments aside), is the one env mapping of one step.
     const uses = text.split('\n').filter((line) => line.includes(SECRET) && !line.trimStart().startsWith('#'));
-    assert.deepEqual(uses.map((l) => l.trim()), [`MARKETPLACE_PAT: $(${SECRET})`]);
+    assert.deepEqual(
+      uses.map((l) => l.trim()),
+      [`MARKETPLACE_PAT: $(${SECRET})`],
+    );
     const holders = allSteps.filter(({ step }) => Object.values(step.env ?? {}).some((v) => v.includes(SECRET)));
     assert.equal(holders.length, 1);
     const holder = holders[0]?.step;
     assert.ok(holder);
     assert.deepEqual(holder.env, { MARKETPLACE_PAT: `$(${SECRET})` });
     // The step reads it from its environment, quoted, and nothing else reads that variable.
-    assert.deepEqual([...(holder.script ?? '').matchAll(/\$\{?MARKETPLACE_PAT\b[^\s]*/g)].map((m) => m[0]), ['$MARKETPLACE_PAT"']);
+    assert.deepEqual(
+      [...(holder.script ?? '').matchAll(/\$\{?MARKETPLACE_PAT\b[^\s]*/g)].map((m) => m[0]),
+      ['$MARKETPLACE_PAT"'],
+    );
     assert.ok(!/set -x|xtrace/.test(holder.script ?? ''), 'no command tracing in the step that holds the token');
     for (const { step } of allSteps.filter(({ step }) => step !== holder)) {
       assert.ok(!JSON.stringify(step).includes('MARKETPLACE_PAT'), `only the publish step sees the token: ${JSON.stringify(step)}`);
@@ -133,6 +163,9 @@ describe("the extension's pipeline (azure-pipelines.yml)", () => {
       }`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', program, JSON.stringify(cases)], { cwd: root, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(r.stdout.trim().split('\n'), cases.map((c) => c[2]));
+    assert.deepEqual(
+      r.stdout.trim().split('\n'),
+      cases.map((c) => c[2]),
+    );
   });
 });

@@ -12,7 +12,9 @@ const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 const REPOSITORY = 'https://contoso@dev.azure.com/contoso/platform/_git/buildx-cache';
 const REPO = 'https://dev.azure.com/contoso/platform/_git/buildx-cache';
 
-interface Metafile { outputs: Record<string, { inputs: Record<string, unknown> }> }
+interface Metafile {
+  outputs: Record<string, { inputs: Record<string, unknown> }>;
+}
 
 describe('the packaged extension (.vsix)', function () {
   this.timeout(5 * 60 * 1000);
@@ -23,7 +25,11 @@ describe('the packaged extension (.vsix)', function () {
 
   before(() => {
     out = tempDir('dbxc-vsix-');
-    execFileSync(process.execPath, [path.join(root, 'scripts', 'package.mjs'), '--publisher', 'contoso-private', '--repository', REPOSITORY, '--output', out], { stdio: 'pipe' });
+    execFileSync(
+      process.execPath,
+      [path.join(root, 'scripts', 'package.mjs'), '--publisher', 'contoso-private', '--repository', REPOSITORY, '--output', out],
+      { stdio: 'pipe' },
+    );
     const file = path.join(out, `contoso-private.docker-buildx-cache-${pkg.version}.vsix`);
     metafile = JSON.parse(fs.readFileSync(file.replace(/\.vsix$/, '.metafile.json'), 'utf8')) as Metafile;
     vsix = new AdmZip(file);
@@ -35,17 +41,32 @@ describe('the packaged extension (.vsix)', function () {
 
   it('has a manifest with the overriding publisher, the version and the task contribution', () => {
     const xml = vsix.readAsText('extension.vsixmanifest');
-    assert.match(xml, new RegExp(`<Identity [^>]*Id="docker-buildx-cache"[^>]*Version="${pkg.version.replace(/\./g, '\\.')}"[^>]*Publisher="contoso-private"`));
+    assert.match(
+      xml,
+      new RegExp(
+        `<Identity [^>]*Id="docker-buildx-cache"[^>]*Version="${pkg.version.replace(/\./g, '\\.')}"[^>]*Publisher="contoso-private"`,
+      ),
+    );
     assert.match(xml, /<InstallationTarget Id="Microsoft.VisualStudio.Services"/);
     assert.match(xml, /<Categories>Azure Pipelines<\/Categories>/);
     assert.match(xml, /<Asset Type="Microsoft.VisualStudio.Services.Content.Details" [^>]*Path="overview.md"/);
     assert.match(xml, /<Asset Type="Microsoft.VisualStudio.Services.Icons.Default" [^>]*Path="images\/icon.png"/);
-    const contributions = (JSON.parse(vsix.readAsText('extension.vsomanifest')) as { contributions: { type: string; properties: { name: string } }[] }).contributions;
-    assert.deepEqual(contributions.map((c) => [c.type, c.properties.name]), [['ms.vss-distributed-task.task', 'tasks/DockerBuildxCacheV1']]);
+    const contributions = (
+      JSON.parse(vsix.readAsText('extension.vsomanifest')) as { contributions: { type: string; properties: { name: string } }[] }
+    ).contributions;
+    assert.deepEqual(
+      contributions.map((c) => [c.type, c.properties.name]),
+      [['ms.vss-distributed-task.task', 'tasks/DockerBuildxCacheV1']],
+    );
   });
 
   it('ships the task as built: task.json, strings, icon, the two step bundles and the Azure bundle, and nothing else', () => {
-    const files = vsix.getEntries().filter((e) => !e.isDirectory).map((e) => e.entryName).filter((n) => n.startsWith('tasks/')).sort();
+    const files = vsix
+      .getEntries()
+      .filter((e) => !e.isDirectory)
+      .map((e) => e.entryName)
+      .filter((n) => n.startsWith('tasks/'))
+      .sort();
     assert.deepEqual(files, [
       'tasks/DockerBuildxCacheV1/Strings/resources.resjson/en-US/resources.resjson',
       'tasks/DockerBuildxCacheV1/dist/ThirdPartyNotices.txt',
@@ -57,9 +78,13 @@ describe('the packaged extension (.vsix)', function () {
       'tasks/DockerBuildxCacheV1/icon.png',
       'tasks/DockerBuildxCacheV1/task.json',
     ]);
-    const packed = JSON.parse(vsix.readAsText('tasks/DockerBuildxCacheV1/task.json')) as { version: Record<string, number>; execution: Record<string, { target: string }> };
+    const packed = JSON.parse(vsix.readAsText('tasks/DockerBuildxCacheV1/task.json')) as {
+      version: Record<string, number>;
+      execution: Record<string, { target: string }>;
+    };
     assert.equal(`${packed.version.Major}.${packed.version.Minor}.${packed.version.Patch}`, pkg.version);
-    for (const handler of Object.values(packed.execution)) assert.ok(fs.existsSync(path.join(unpacked, 'tasks', 'DockerBuildxCacheV1', handler.target)));
+    for (const handler of Object.values(packed.execution))
+      assert.ok(fs.existsSync(path.join(unpacked, 'tasks', 'DockerBuildxCacheV1', handler.target)));
     const icon = vsix.readFile('images/icon.png');
     assert.ok(icon !== null);
     assert.equal(icon.readUInt32BE(16), 128);
@@ -68,7 +93,12 @@ describe('the packaged extension (.vsix)', function () {
 
   it('links the manifest and the overview to the repository given at packaging, and nothing that ships to the placeholder', () => {
     const xml = vsix.readAsText('extension.vsixmanifest');
-    const links = Object.fromEntries([...xml.matchAll(/<Property Id="Microsoft\.VisualStudio\.Services\.Links\.(\w+)" Value="([^"]*)"/g)].map((m): [string, string] => [m[1] ?? '', (m[2] ?? '').replace(/&amp;/g, '&')]));
+    const links = Object.fromEntries(
+      [...xml.matchAll(/<Property Id="Microsoft\.VisualStudio\.Services\.Links\.(\w+)" Value="([^"]*)"/g)].map((m): [string, string] => [
+        m[1] ?? '',
+        (m[2] ?? '').replace(/&amp;/g, '&'),
+      ]),
+    );
     assert.deepEqual(links, {
       GitHub: REPO, // tfx's name for the manifest's "repository"
       Getstarted: `${REPO}?path=/README.md&anchor=usage`,
@@ -93,18 +123,32 @@ describe('the packaged extension (.vsix)', function () {
       for (const id of (sections[i] ?? '').trim().split('\n')) textOf.set(id, (sections[i + 1] ?? '').trim());
     }
     const squash = (s: string): string => s.replace(/\s+/g, ' ').trim();
-    const dirs = new Set(Object.values(metafile.outputs).flatMap((o) => Object.keys(o.inputs)).flatMap((input) => /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1] ?? []));
+    const dirs = new Set(
+      Object.values(metafile.outputs)
+        .flatMap((o) => Object.keys(o.inputs))
+        .flatMap((input) => /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1] ?? []),
+    );
     assert.ok(dirs.size > 50, `the bundles hold ${dirs.size} package folders`);
     for (const dir of dirs) {
-      const { name, version, license } = JSON.parse(fs.readFileSync(path.join(root, dir, 'package.json'), 'utf8')) as { name: string; version: string; license: string };
+      const { name, version, license } = JSON.parse(fs.readFileSync(path.join(root, dir, 'package.json'), 'utf8')) as {
+        name: string;
+        version: string;
+        license: string;
+      };
       const text = textOf.get(`${name}@${version}`);
       assert.ok(text !== undefined, `${name}@${version} (${dir}) is in the notices`);
       const licenceFile = fs.readdirSync(path.join(root, dir)).find((f) => /^(licen[cs]e|copying)/i.test(f));
       if (licenceFile !== undefined) {
-        assert.ok(squash(text).includes(squash(fs.readFileSync(path.join(root, dir, licenceFile), 'utf8'))), `${name}@${version}: its ${licenceFile} is in the notices`);
+        assert.ok(
+          squash(text).includes(squash(fs.readFileSync(path.join(root, dir, licenceFile), 'utf8'))),
+          `${name}@${version}: its ${licenceFile} is in the notices`,
+        );
       } else {
         // The declared licence's standard text, which the SPDX list has (MIT's, for the one such package today).
-        assert.ok(text.startsWith(`${name} ships no licence file; its package.json declares ${license}`), `${name}@${version} has no licence file`);
+        assert.ok(
+          text.startsWith(`${name} ships no licence file; its package.json declares ${license}`),
+          `${name}@${version} has no licence file`,
+        );
         if (license === 'MIT') assert.match(squash(text), /Permission is hereby granted, free of charge/);
       }
     }
@@ -119,21 +163,36 @@ describe('the packaged extension (.vsix)', function () {
     }
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const remote = require(path.join(dist, 'remote.js')) as Record<string, unknown>;
-    assert.deepEqual(['containerClient', 'httpRequest'].map((name) => typeof remote[name]), ['function', 'function']);
+    assert.deepEqual(
+      ['containerClient', 'httpRequest'].map((name) => typeof remote[name]),
+      ['function', 'function'],
+    );
   });
 
   it('starts: the bundled main step runs from the package and fails on bad input with its own message', async () => {
     const ws = tempDir('dbxc-vsix-ws-');
     const taskDir = path.join(unpacked, 'tasks', 'DockerBuildxCacheV1');
-    const r = await runStep('main', stepEnv({ imageName: 'app' }, { 'System.DefaultWorkingDirectory': ws, 'Agent.TempDirectory': ws }), ws, taskDir);
+    const r = await runStep(
+      'main',
+      stepEnv({ imageName: 'app' }, { 'System.DefaultWorkingDirectory': ws, 'Agent.TempDirectory': ws }),
+      ws,
+      taskDir,
+    );
     assert.equal(r.result, 'Failed');
     // The message comes from the packaged task.json, so the bundle found its resources.
-    assert.deepEqual(r.errors, [`Input 'dockerfile': no Dockerfile at 'Dockerfile' (resolved to ${path.join(ws, 'Dockerfile')}). Set it to the Dockerfile's path relative to System.DefaultWorkingDirectory, for example 'src/app/Dockerfile'.`]);
+    assert.deepEqual(r.errors, [
+      `Input 'dockerfile': no Dockerfile at 'Dockerfile' (resolved to ${path.join(ws, 'Dockerfile')}). Set it to the Dockerfile's path relative to System.DefaultWorkingDirectory, for example 'src/app/Dockerfile'.`,
+    ]);
   });
 
   it('starts: the bundled post-job step runs from the package', async () => {
     const ws = tempDir('dbxc-vsix-ws-');
-    const r = await runStep('post', stepEnv({}, { 'Agent.JobStatus': 'Succeeded' }), ws, path.join(unpacked, 'tasks', 'DockerBuildxCacheV1'));
+    const r = await runStep(
+      'post',
+      stepEnv({}, { 'Agent.JobStatus': 'Succeeded' }),
+      ws,
+      path.join(unpacked, 'tasks', 'DockerBuildxCacheV1'),
+    );
     assert.equal(r.result, 'Succeeded');
     assert.match(r.stdout, /Nothing to clean up/);
   });
@@ -153,7 +212,15 @@ describe('the links into the repository, before packaging', () => {
 
   it('lead to headings that the README has', () => {
     // Azure Repos and GitHub make a heading's anchor the same way for these: lower case, spaces as dashes.
-    const anchors = new Set([...read('README.md').matchAll(/^#{1,6} (.+)$/gm)].map((m) => (m[1] ?? '').toLowerCase().replace(/[^\w\s-]/g, '').trim().replace(/\s/g, '-')));
+    const anchors = new Set(
+      [...read('README.md').matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+        (m[1] ?? '')
+          .toLowerCase()
+          .replace(/[^\w\s-]/g, '')
+          .trim()
+          .replace(/\s/g, '-'),
+      ),
+    );
     const manifest = read('vss-extension.json') + read('overview.md');
     const linked = [...manifest.matchAll(/README\.md&anchor=([\w-]+)/g)].map((m) => m[1] ?? '');
     assert.ok(linked.length >= 2);

@@ -1,5 +1,12 @@
 import * as assert from 'assert/strict';
-import { buildArgs, createBuilderArgs, csvField, csvSpec, outputArgs, type BuildInvocation } from '../../tasks/DockerBuildxCacheV1/src/docker/args';
+import {
+  buildArgs,
+  createBuilderArgs,
+  csvField,
+  csvSpec,
+  outputArgs,
+  type BuildInvocation,
+} from '../../tasks/DockerBuildxCacheV1/src/docker/args';
 import type { BuildConfig, BuilderConfig, Driver, OutputConfig } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 
 const builderBase: BuilderConfig = { driver: 'docker-container', driverOptions: [], remove: true, lifetime: 'auto' };
@@ -9,15 +16,43 @@ describe('buildx create arguments, per driver', () => {
     ['docker-container', {}, ['buildx', 'create', '--name', 'b1', '--driver', 'docker-container']],
     [
       'docker-container',
-      { driverOptions: ['network=host', 'image=moby/buildkit:v0.13.2'], buildkitdFlags: '--allow-insecure-entitlement network.host', buildkitdConfig: '/ws/buildkitd.toml' },
-      ['buildx', 'create', '--name', 'b1', '--driver', 'docker-container', '--driver-opt', 'network=host', '--driver-opt', 'image=moby/buildkit:v0.13.2', '--buildkitd-flags', '--allow-insecure-entitlement network.host', '--config', '/ws/buildkitd.toml'],
+      {
+        driverOptions: ['network=host', 'image=moby/buildkit:v0.13.2'],
+        buildkitdFlags: '--allow-insecure-entitlement network.host',
+        buildkitdConfig: '/ws/buildkitd.toml',
+      },
+      [
+        'buildx',
+        'create',
+        '--name',
+        'b1',
+        '--driver',
+        'docker-container',
+        '--driver-opt',
+        'network=host',
+        '--driver-opt',
+        'image=moby/buildkit:v0.13.2',
+        '--buildkitd-flags',
+        '--allow-insecure-entitlement network.host',
+        '--config',
+        '/ws/buildkitd.toml',
+      ],
     ],
     ['docker-container', { endpoint: 'my-context' }, ['buildx', 'create', '--name', 'b1', '--driver', 'docker-container', 'my-context']],
-    ['kubernetes', { driverOptions: ['namespace=buildkit', 'replicas=2'] }, ['buildx', 'create', '--name', 'b1', '--driver', 'kubernetes', '--driver-opt', 'namespace=buildkit', '--driver-opt', 'replicas=2']],
-    ['remote', { endpoint: 'tcp://buildkitd:1234', driverOptions: ['cacert=/certs/ca.pem'] }, ['buildx', 'create', '--name', 'b1', '--driver', 'remote', '--driver-opt', 'cacert=/certs/ca.pem', 'tcp://buildkitd:1234']],
+    [
+      'kubernetes',
+      { driverOptions: ['namespace=buildkit', 'replicas=2'] },
+      ['buildx', 'create', '--name', 'b1', '--driver', 'kubernetes', '--driver-opt', 'namespace=buildkit', '--driver-opt', 'replicas=2'],
+    ],
+    [
+      'remote',
+      { endpoint: 'tcp://buildkitd:1234', driverOptions: ['cacert=/certs/ca.pem'] },
+      ['buildx', 'create', '--name', 'b1', '--driver', 'remote', '--driver-opt', 'cacert=/certs/ca.pem', 'tcp://buildkitd:1234'],
+    ],
   ];
   for (const [driver, extra, expected] of cases) {
-    it(`${driver} ${JSON.stringify(extra)}`, () => assert.deepEqual(createBuilderArgs({ ...builderBase, ...extra, driver }, 'b1'), expected));
+    it(`${driver} ${JSON.stringify(extra)}`, () =>
+      assert.deepEqual(createBuilderArgs({ ...builderBase, ...extra, driver }, 'b1'), expected));
   }
 });
 
@@ -29,7 +64,10 @@ describe('buildx build --output arguments, per output kind', () => {
     [{ kind: 'tar', path: '/out/fs.tar', specs: [] }, ['--output', 'type=tar,dest=/out/fs.tar']],
     [{ kind: 'oci', path: '/out/a,b.tar', specs: [] }, ['--output', 'type=oci,"dest=/out/a,b.tar"']],
     [{ kind: 'cacheOnly', specs: [] }, ['--output', 'type=cacheonly']],
-    [{ kind: 'custom', specs: ['type=local,dest=out', 'type=image,push=false'] }, ['--output', 'type=local,dest=out', '--output', 'type=image,push=false']],
+    [
+      { kind: 'custom', specs: ['type=local,dest=out', 'type=image,push=false'] },
+      ['--output', 'type=local,dest=out', '--output', 'type=image,push=false'],
+    ],
   ];
   for (const [output, expected] of cases) {
     it(output.kind + (output.path ?? ''), () => assert.deepEqual(outputArgs(output), expected));
@@ -98,30 +136,75 @@ describe('buildx build arguments', () => {
       },
       [
         ...head,
-        '--tag', 'app:1', '--tag', 'app:latest',
-        '--build-arg', 'A=1', '--build-arg', 'B',
-        '--target', 'runtime',
-        '--platform', 'linux/amd64,linux/arm64',
-        '--label', 'com.azure.dev.image.build.buildnumber=20240101.1',
-        '--label', 'org.opencontainers.image.revision=abc',
-        '--annotation', 'index:org.opencontainers.image.title=app',
-        '--secret', 'id=npmrc,src=/tmp/s/secret-0',
-        '--secret', 'id=token,env=NPM_TOKEN',
-        '--secret', 'id=netrc,src=/ws/.netrc',
-        '--ssh', 'default', '--ssh', 'github=/keys/id_ed25519',
-        '--build-context', 'base=docker-image://alpine:3.20', '--build-context', 'assets=/ws/assets',
-        '--provenance=mode=max', '--sbom=true',
-        '--no-cache', '--pull',
-        '--cache-from', 'type=local,src=/c', '--cache-from', 'type=registry,ref=r.example/app:cache-main',
-        '--load', '--metadata-file', '/tmp/m.json', '--iidfile=/tmp/iid', '/ws',
+        '--tag',
+        'app:1',
+        '--tag',
+        'app:latest',
+        '--build-arg',
+        'A=1',
+        '--build-arg',
+        'B',
+        '--target',
+        'runtime',
+        '--platform',
+        'linux/amd64,linux/arm64',
+        '--label',
+        'com.azure.dev.image.build.buildnumber=20240101.1',
+        '--label',
+        'org.opencontainers.image.revision=abc',
+        '--annotation',
+        'index:org.opencontainers.image.title=app',
+        '--secret',
+        'id=npmrc,src=/tmp/s/secret-0',
+        '--secret',
+        'id=token,env=NPM_TOKEN',
+        '--secret',
+        'id=netrc,src=/ws/.netrc',
+        '--ssh',
+        'default',
+        '--ssh',
+        'github=/keys/id_ed25519',
+        '--build-context',
+        'base=docker-image://alpine:3.20',
+        '--build-context',
+        'assets=/ws/assets',
+        '--provenance=mode=max',
+        '--sbom=true',
+        '--no-cache',
+        '--pull',
+        '--cache-from',
+        'type=local,src=/c',
+        '--cache-from',
+        'type=registry,ref=r.example/app:cache-main',
+        '--load',
+        '--metadata-file',
+        '/tmp/m.json',
+        '--iidfile=/tmp/iid',
+        '/ws',
       ],
     ],
     [
       'a local cache',
       { cache: { from: ['type=local,src=/c'], to: ['type=local,dest=/c.new,mode=max,compression=gzip'] } },
-      [...head, '--tag', 'app:latest', '--cache-from', 'type=local,src=/c', '--cache-to', 'type=local,dest=/c.new,mode=max,compression=gzip', '--load', '--metadata-file', '/tmp/m.json', '/ws'],
+      [
+        ...head,
+        '--tag',
+        'app:latest',
+        '--cache-from',
+        'type=local,src=/c',
+        '--cache-to',
+        'type=local,dest=/c.new,mode=max,compression=gzip',
+        '--load',
+        '--metadata-file',
+        '/tmp/m.json',
+        '/ws',
+      ],
     ],
-    ['no image name, cache only', { build: { ...minimal, imageName: undefined, tags: [] }, output: { kind: 'cacheOnly', specs: [] } }, [...head, '--output', 'type=cacheonly', '--metadata-file', '/tmp/m.json', '/ws']],
+    [
+      'no image name, cache only',
+      { build: { ...minimal, imageName: undefined, tags: [] }, output: { kind: 'cacheOnly', specs: [] } },
+      [...head, '--output', 'type=cacheonly', '--metadata-file', '/tmp/m.json', '/ws'],
+    ],
   ];
   for (const [name, extra, expected] of cases) {
     it(name, () => assert.deepEqual(buildArgs({ ...base, ...extra }), expected));

@@ -31,10 +31,13 @@ class RecordingProxy {
     this.requests.push(request);
     if (this.hang) return;
     await this.before?.(request);
-    const up = http.request({ host: this.target.hostname, port: this.target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
+    const up = http.request(
+      { host: this.target.hostname, port: this.target.port, method: req.method, path: req.url, headers: req.headers },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
     up.on('error', () => res.destroy());
     req.pipe(up);
   }
@@ -55,7 +58,8 @@ class RecordingProxy {
   }
 }
 
-const containerAt = (blobUrl: string, name: string): ContainerClient => BlobServiceClient.fromConnectionString(connectionString(blobUrl)).getContainerClient(name);
+const containerAt = (blobUrl: string, name: string): ContainerClient =>
+  BlobServiceClient.fromConnectionString(connectionString(blobUrl)).getContainerClient(name);
 const big = (seed: string, size: number): string => seed.repeat(Math.ceil(size / seed.length)).slice(0, size);
 
 describe('store: Azure Blob only (Azurite)', function () {
@@ -86,7 +90,13 @@ describe('store: Azure Blob only (Azurite)', function () {
     return new AzureBlobStore(containerAt(url, container.containerName), 'test', { graceMinutes: 0, ...options });
   }
   const folder = (label: string, layers: string[]): ReturnType<typeof cacheFolder> => cacheFolder(work, label, layers);
-  const request = (dir: string, at = now): Parameters<AzureBlobStore['save']>[0] => ({ cacheDir: dir, key: 'k|a', segments: ['k', 'a'], scope: 'refs/heads/main', now: at });
+  const request = (dir: string, at = now): Parameters<AzureBlobStore['save']>[0] => ({
+    cacheDir: dir,
+    key: 'k|a',
+    segments: ['k', 'a'],
+    scope: 'refs/heads/main',
+    now: at,
+  });
 
   it('an unchanged cache uploads nothing but a last-use mark', async () => {
     const s = await store();
@@ -115,7 +125,11 @@ describe('store: Azure Blob only (Azurite)', function () {
     const lists = proxy.requests.filter((r) => r.includes('comp=list'));
     assert.equal(lists.length, scopes.length, lists.join('\n'));
     for (const l of lists) assert.match(decodeURIComponent(l), /prefix=v1\/entries\/[^&]+\//);
-    assert.equal(proxy.requests.filter((r) => r.startsWith('GET ') && r.includes('/v1/entries/') && !r.includes('comp=')).length, 1, 'one entry downloaded');
+    assert.equal(
+      proxy.requests.filter((r) => r.startsWith('GET ') && r.includes('/v1/entries/') && !r.includes('comp=')).length,
+      1,
+      'one entry downloaded',
+    );
   });
 
   it('restore downloads only the blobs the cache folder lacks, and verifies the ones it has', async () => {
@@ -134,9 +148,14 @@ describe('store: Azure Blob only (Azurite)', function () {
     proxy.requests.length = 0;
     const stats = await s.restore(saved.entry, cacheDir);
     const fresh = v2.layout.blobs.filter((b) => !v1.layout.blobs.some((o) => o.digest === b.digest) || b.digest === deps.digest);
-    assert.equal(stats.downloaded, fresh.reduce((a, b) => a + b.size, 0));
+    assert.equal(
+      stats.downloaded,
+      fresh.reduce((a, b) => a + b.size, 0),
+    );
     assert.equal(stats.linked, v2.layout.blobs.length - fresh.length);
-    const downloads = proxy.requests.filter((r) => r.startsWith('GET ') && r.includes('/v1/blobs/')).map((r) => `sha256:${r.split('/').pop() ?? ''}`);
+    const downloads = proxy.requests
+      .filter((r) => r.startsWith('GET ') && r.includes('/v1/blobs/'))
+      .map((r) => `sha256:${r.split('/').pop() ?? ''}`);
     assert.deepEqual(downloads.sort(), fresh.map((b) => b.digest).sort());
     await verifyLayout(cacheDir);
     assert.deepEqual(blobFiles(cacheDir), v2.layout.blobs.map((b) => b.digest).sort());
@@ -190,8 +209,15 @@ describe('store: Azure Blob only (Azurite)', function () {
       const front = new RecordingProxy(new URL(azurite.blobUrl));
       try {
         await containerAt(azurite.blobUrl, 'crash').create();
-        const s = new AzureBlobStore(containerAt(await front.start(), 'crash'), 'test', { singleShotBytes: 1 << 20, blockBytes: 256 << 10, budgetMs: BUDGET_MS });
-        const { dir, layout } = folder('big', Array.from({ length: 6 }, (_, i) => big(`layer ${i} `, 2 << 20)));
+        const s = new AzureBlobStore(containerAt(await front.start(), 'crash'), 'test', {
+          singleShotBytes: 1 << 20,
+          blockBytes: 256 << 10,
+          budgetMs: BUDGET_MS,
+        });
+        const { dir, layout } = folder(
+          'big',
+          Array.from({ length: 6 }, (_, i) => big(`layer ${i} `, 2 << 20)),
+        );
         let killed = false;
         front.before = async (r) => {
           if (killed || !at.test(r)) return;
@@ -202,7 +228,10 @@ describe('store: Azure Blob only (Azurite)', function () {
         await assert.rejects(s.save(request(dir)));
         assert.ok(killed, `the save never sent a request matching ${String(at)}`);
         // A correctness bound, not a speed figure: an operation that ignored its budget would hang here.
-        assert.ok(Date.now() - started < BUDGET_MS + 10_000, `the save gave up after ${Date.now() - started} ms, with a budget of ${BUDGET_MS} ms`);
+        assert.ok(
+          Date.now() - started < BUDGET_MS + 10_000,
+          `the save gave up after ${Date.now() - started} ms, with a budget of ${BUDGET_MS} ms`,
+        );
         front.before = undefined;
 
         await azurite.start();

@@ -10,14 +10,29 @@ import { taskLibOutput } from './setup';
 
 const ok: RunResult = { code: 0, stdout: '', stderr: '' };
 /** BuildKit's words when an imported blob does not match its digest, and when the cache export fails. */
-const corrupt: RunResult = { code: 1, stdout: '', stderr: 'ERROR: failed to solve: failed to compute cache key: unexpected commit digest sha256:aa, expected sha256:bb: failed precondition' };
-const exportFailed: RunResult = { code: 1, stdout: '', stderr: '#9 exporting cache to client directory\n#9 ERROR: write /cache/blobs/sha256/x: no space left on device\nERROR: failed to solve: no space left on device' };
+const corrupt: RunResult = {
+  code: 1,
+  stdout: '',
+  stderr:
+    'ERROR: failed to solve: failed to compute cache key: unexpected commit digest sha256:aa, expected sha256:bb: failed precondition',
+};
+const exportFailed: RunResult = {
+  code: 1,
+  stdout: '',
+  stderr:
+    '#9 exporting cache to client directory\n#9 ERROR: write /cache/blobs/sha256/x: no space left on device\nERROR: failed to solve: no space left on device',
+};
 
 function config(failOnCacheError: boolean): Config {
   const ws = tempDir();
   writeTree(ws, { Dockerfile: 'FROM scratch\n' });
   const inputs: Record<string, string> = { imageName: 'app', output: 'cacheOnly', failOnCacheError: String(failOnCacheError) };
-  const vars: Record<string, string> = { 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': '/pw', 'Agent.WorkFolder': '/aw', 'Agent.OS': 'Linux' };
+  const vars: Record<string, string> = {
+    'System.DefaultWorkingDirectory': ws,
+    'Pipeline.Workspace': '/pw',
+    'Agent.WorkFolder': '/aw',
+    'Agent.OS': 'Linux',
+  };
   return readConfig({ input: (name) => inputs[name] ?? '', variable: (name) => vars[name] });
 }
 
@@ -61,7 +76,10 @@ describe('build: cache trouble during the build and failOnCacheError', () => {
       const before = taskLibOutput.length;
       const result = buildWithCacheFallback(docker, config(failOnError), builder, cache(distrust), new Map(), '/tmp/metadata.json');
       if (outcome === 'CacheError') {
-        await assert.rejects(result, (err: Error) => err instanceof CacheError && !(err instanceof BuildError) && /failOnCacheError is true/.test(err.message));
+        await assert.rejects(
+          result,
+          (err: Error) => err instanceof CacheError && !(err instanceof BuildError) && /failOnCacheError is true/.test(err.message),
+        );
       } else {
         await result;
         assert.ok(taskLibOutput.slice(before).some((l) => l.startsWith('##vso[task.issue type=warning')));

@@ -1,6 +1,14 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
-import { BOOTSTRAP_RETRY, defaultBuilderName, ensureBuilder, BuilderError, parsePlatforms, pruneBuilder, type BuilderSpec } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
+import {
+  BOOTSTRAP_RETRY,
+  defaultBuilderName,
+  ensureBuilder,
+  BuilderError,
+  parsePlatforms,
+  pruneBuilder,
+  type BuilderSpec,
+} from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
 import { errorTail, type DockerCli, type RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 
 type Script = Record<string, RunResult | RunResult[]>;
@@ -23,25 +31,46 @@ function fakeDocker(script: Script): { docker: DockerCli; run: RunStub } {
   return { docker: { run }, run };
 }
 
-const config = (extra: Partial<BuilderSpec> = {}): BuilderSpec => ({ driver: 'docker-container', driverOptions: [], remove: true, lifetime: 'auto', ...extra });
+const config = (extra: Partial<BuilderSpec> = {}): BuilderSpec => ({
+  driver: 'docker-container',
+  driverOptions: [],
+  remove: true,
+  lifetime: 'auto',
+  ...extra,
+});
 
 describe('builder lifecycle', () => {
   it('creates a job-unique builder and bootstraps it', async () => {
     const { docker, run } = fakeDocker({
       'buildx inspect job-b': missing,
       'buildx create --name job-b --driver docker-container': ok,
-      'buildx inspect --bootstrap job-b': { code: 0, stdout: 'Name: job-b\nDriver: docker-container\nPlatforms: linux/amd64, linux/arm64\n', stderr: '' },
+      'buildx inspect --bootstrap job-b': {
+        code: 0,
+        stdout: 'Name: job-b\nDriver: docker-container\nPlatforms: linux/amd64, linux/arm64\n',
+        stderr: '',
+      },
     });
     const created = sinon.spy();
-    assert.deepEqual(await ensureBuilder(docker, config(), 'job-b', created), { name: 'job-b', created: true, platforms: ['linux/amd64', 'linux/arm64'] });
+    assert.deepEqual(await ensureBuilder(docker, config(), 'job-b', created), {
+      name: 'job-b',
+      created: true,
+      platforms: ['linux/amd64', 'linux/arm64'],
+    });
     assert.ok(created.calledOnceWith('job-b'));
-    assert.deepEqual(run.args.map((a) => a[0].join(' ')), ['buildx inspect job-b', 'buildx create --name job-b --driver docker-container', 'buildx inspect --bootstrap job-b']);
+    assert.deepEqual(
+      run.args.map((a) => a[0].join(' ')),
+      ['buildx inspect job-b', 'buildx create --name job-b --driver docker-container', 'buildx inspect --bootstrap job-b'],
+    );
   });
 
   it('reuses an existing builder with the requested name and never claims it', async () => {
     const { docker, run } = fakeDocker({ 'buildx inspect shared': ok, 'buildx inspect --bootstrap shared': ok });
     const created = sinon.spy();
-    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', created), { name: 'shared', created: false, platforms: [] });
+    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', created), {
+      name: 'shared',
+      created: false,
+      platforms: [],
+    });
     assert.ok(created.notCalled);
     assert.ok(!run.args.some((a) => a[0].includes('create')));
   });
@@ -52,19 +81,30 @@ describe('builder lifecycle', () => {
       'buildx create --name shared --driver docker-container': { code: 1, stdout: '', stderr: 'ERROR: existing instance for "shared"' },
       'buildx inspect --bootstrap shared': ok,
     });
-    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', () => undefined), { name: 'shared', created: false, platforms: [] });
+    assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', () => undefined), {
+      name: 'shared',
+      created: false,
+      platforms: [],
+    });
   });
 
   it('fails with buildx own words when create fails', async () => {
     const { docker } = fakeDocker({
       'buildx inspect job-b': missing,
-      'buildx create --name job-b --driver remote tcp://nowhere:1234': { code: 1, stdout: '', stderr: 'ERROR: failed to dial tcp://nowhere:1234' },
+      'buildx create --name job-b --driver remote tcp://nowhere:1234': {
+        code: 1,
+        stdout: '',
+        stderr: 'ERROR: failed to dial tcp://nowhere:1234',
+      },
     });
-    await assert.rejects(ensureBuilder(docker, config({ driver: 'remote', endpoint: 'tcp://nowhere:1234' }), 'job-b', () => undefined), (err: Error) => {
-      assert.ok(err instanceof BuilderError);
-      assert.match(err.message, /create --name job-b failed with exit code 1: ERROR: failed to dial/);
-      return true;
-    });
+    await assert.rejects(
+      ensureBuilder(docker, config({ driver: 'remote', endpoint: 'tcp://nowhere:1234' }), 'job-b', () => undefined),
+      (err: Error) => {
+        assert.ok(err instanceof BuilderError);
+        assert.match(err.message, /create --name job-b failed with exit code 1: ERROR: failed to dial/);
+        return true;
+      },
+    );
   });
 
   it('reports a created builder before a failing bootstrap, so the post-job step still removes it', async () => {
@@ -84,15 +124,28 @@ describe('builder lifecycle', () => {
     try {
       const { docker, run } = fakeDocker({
         'buildx inspect kept': [missing, ok],
-        'buildx create --name kept --driver docker-container': { code: 1, stdout: '', stderr: 'ERROR: existing instance for "kept" but no append mode, specify the node name to make changes for existing instances' },
+        'buildx create --name kept --driver docker-container': {
+          code: 1,
+          stdout: '',
+          stderr: 'ERROR: existing instance for "kept" but no append mode, specify the node name to make changes for existing instances',
+        },
         'buildx inspect --bootstrap kept': [
-          { code: 1, stdout: '', stderr: 'ERROR: Error response from daemon: Conflict. The container name "/buildx_buildkit_kept0" is already in use by container "4f1c".' },
+          {
+            code: 1,
+            stdout: '',
+            stderr:
+              'ERROR: Error response from daemon: Conflict. The container name "/buildx_buildkit_kept0" is already in use by container "4f1c".',
+          },
           { code: 0, stdout: 'Name: kept\nPlatforms: linux/amd64\n', stderr: '' },
         ],
       });
       const created = sinon.spy();
-      assert.deepEqual(await ensureBuilder(docker, config(), 'kept', created), { name: 'kept', created: false, platforms: ['linux/amd64'] });
-      assert.ok(created.notCalled, 'a builder another job created is not this job\'s to remove');
+      assert.deepEqual(await ensureBuilder(docker, config(), 'kept', created), {
+        name: 'kept',
+        created: false,
+        platforms: ['linux/amd64'],
+      });
+      assert.ok(created.notCalled, "a builder another job created is not this job's to remove");
       assert.equal(run.args.filter((a) => a[0].join(' ') === 'buildx inspect --bootstrap kept').length, 2);
     } finally {
       Object.assign(BOOTSTRAP_RETRY, retry);
@@ -100,8 +153,14 @@ describe('builder lifecycle', () => {
   });
 
   it('a bootstrap that fails for another reason is not tried again', async () => {
-    const { docker, run } = fakeDocker({ 'buildx inspect kept': ok, 'buildx inspect --bootstrap kept': { code: 1, stdout: '', stderr: 'ERROR: failed to pull moby/buildkit' } });
-    await assert.rejects(ensureBuilder(docker, config(), 'kept', () => undefined), /bootstrap kept failed/);
+    const { docker, run } = fakeDocker({
+      'buildx inspect kept': ok,
+      'buildx inspect --bootstrap kept': { code: 1, stdout: '', stderr: 'ERROR: failed to pull moby/buildkit' },
+    });
+    await assert.rejects(
+      ensureBuilder(docker, config(), 'kept', () => undefined),
+      /bootstrap kept failed/,
+    );
     assert.equal(run.callCount, 2);
   });
 
@@ -118,20 +177,32 @@ describe('builder lifecycle', () => {
   for (const [name, extra, builder] of dockerDriver) {
     it(`docker driver uses ${name} and creates nothing`, async () => {
       const { docker, run } = fakeDocker({ [`buildx inspect ${builder}`]: ok });
-      assert.deepEqual(await ensureBuilder(docker, config({ driver: 'docker', ...extra }), 'job-b', () => undefined), { name: builder, created: false, platforms: [] });
+      assert.deepEqual(await ensureBuilder(docker, config({ driver: 'docker', ...extra }), 'job-b', () => undefined), {
+        name: builder,
+        created: false,
+        platforms: [],
+      });
       assert.equal(run.callCount, 1);
     });
   }
 
   it('docker driver without an engine fails with the reason', async () => {
-    const { docker } = fakeDocker({ 'buildx inspect default': { code: 1, stdout: '', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' } });
-    await assert.rejects(ensureBuilder(docker, config({ driver: 'docker' }), 'job-b', () => undefined), /Cannot connect to the Docker daemon/);
+    const { docker } = fakeDocker({
+      'buildx inspect default': { code: 1, stdout: '', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' },
+    });
+    await assert.rejects(
+      ensureBuilder(docker, config({ driver: 'docker' }), 'job-b', () => undefined),
+      /Cannot connect to the Docker daemon/,
+    );
   });
 });
 
 describe('builder platforms', () => {
   const cases: [string, string[]][] = [
-    ['Name: default\nDriver: docker\nPlatforms:        linux/amd64, linux/amd64/v2, linux/amd64/v3\nLabels:', ['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3']],
+    [
+      'Name: default\nDriver: docker\nPlatforms:        linux/amd64, linux/amd64/v2, linux/amd64/v3\nLabels:',
+      ['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3'],
+    ],
     ['Name: b\nPlatforms: \n', []],
     ['Name: b\nStatus: inactive\n', []],
   ];
@@ -146,18 +217,26 @@ describe('default builder names', () => {
     assert.notEqual(defaultBuilderName('job-2', 'agent-1'), a);
     assert.notEqual(defaultBuilderName('job-1', 'agent-2'), a);
   });
-  it('are random outside an agent', () => assert.notEqual(defaultBuilderName(undefined, undefined), defaultBuilderName(undefined, undefined)));
+  it('are random outside an agent', () =>
+    assert.notEqual(defaultBuilderName(undefined, undefined), defaultBuilderName(undefined, undefined)));
 });
 
 describe("a failed command's last words", () => {
-  const build = '#9 exporting cache\n#9 ERROR: write x: no space left on device\n  ERROR: failed to solve: no space left on device \n#10 DONE\n';
+  const build =
+    '#9 exporting cache\n#9 ERROR: write x: no space left on device\n  ERROR: failed to solve: no space left on device \n#10 DONE\n';
   const cases: [string, { stderr: string; stdout?: string }, number, string, RegExp?][] = [
     ['the last line of the error', { stderr: 'first\nsecond\nERROR: third\n', stdout: 'out' }, 1, 'ERROR: third'],
     ['the output when there is no error', { stderr: '', stdout: 'only\nout\n' }, 1, 'out'],
     ['the error only, when asked for it alone', { stderr: '' }, 1, ''],
     ['nothing when the command said nothing', { stderr: '  \n', stdout: '' }, 1, ''],
     ['several lines, joined', { stderr: 'a\nb\nc\nd', stdout: '' }, 3, 'b | c | d'],
-    ["a build's last ERROR: line, trimmed, among its progress", { stderr: build }, 1, 'ERROR: failed to solve: no space left on device', /^error:/i],
+    [
+      "a build's last ERROR: line, trimmed, among its progress",
+      { stderr: build },
+      1,
+      'ERROR: failed to solve: no space left on device',
+      /^error:/i,
+    ],
     ['nothing when no line matches', { stderr: '#10 DONE\n#9 ERROR: x\n' }, 1, '', /^error:/i],
   ];
   for (const [name, result, lines, expected, only] of cases) it(name, () => assert.equal(errorTail(result, lines, only), expected));

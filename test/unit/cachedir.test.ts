@@ -72,7 +72,8 @@ describe('the cache folder is the cache, and nothing else', function () {
     ];
     for (const [name, inputs] of REFUSED) {
       it(`refuses a cacheDir that is or holds ${name}`, () => {
-        if (inputs.buildContext === 'app/sub') fs.mkdirSync(path.join(vars['System.DefaultWorkingDirectory'] ?? '', 'app', 'sub'), { recursive: true });
+        if (inputs.buildContext === 'app/sub')
+          fs.mkdirSync(path.join(vars['System.DefaultWorkingDirectory'] ?? '', 'app', 'sub'), { recursive: true });
         assert.throws(
           () => read(inputs),
           (err: Error) => err instanceof InputError && err.input === 'cacheDir' && /cacheDir/.test(err.message),
@@ -84,7 +85,10 @@ describe('the cache folder is the cache, and nothing else', function () {
       ['a folder in the workspace', { cacheDir: '$(Pipeline.Workspace)/cache' }],
       ['a folder in the temp folder', { cacheDir: '$(Agent.TempDirectory)/buildx' }],
       ['a folder outside the agent', { cacheDir: '/var/cache/buildx-ci' }],
-      ['anything with a backend that has no cache folder', { cacheDir: '..', cacheBackend: 'registry', registryCacheRef: 'r.example/app:cache' }],
+      [
+        'anything with a backend that has no cache folder',
+        { cacheDir: '..', cacheBackend: 'registry', registryCacheRef: 'r.example/app:cache' },
+      ],
     ];
     for (const [name, inputs] of ACCEPTED) it(`accepts ${name}`, () => assert.ok(read(inputs).cache.dir));
 
@@ -158,7 +162,6 @@ describe('the cache folder is the cache, and nothing else', function () {
     });
   });
 
-
   // 11. failOnCacheError fails the step for a damaged folder and for skipped entries.
   it('11. failOnCacheError fails on a damaged cache folder', async () => {
     const dir = path.join(tempDir('dbxc-damaged-'), '.buildx-cache');
@@ -177,7 +180,10 @@ describe('the cache folder is the cache, and nothing else', function () {
     const { dir, layout } = cacheFolder(work, 'saved', ['deps']);
     await store.save({ cacheDir: dir, key: KEY.join('|'), segments: KEY, scope: SCOPE, now });
     fs.rmSync(path.join(storeDir, 'v1', 'blobs', 'sha256', (layout.layers[0] as Blob).digest.slice(7)), { force: true });
-    await assert.rejects(prepareFromStore(cacheConfig(path.join(work, 'cache'), true), 'job', store, KEY, [], { read: [SCOPE], write: SCOPE }), /Skipped a cache entry/);
+    await assert.rejects(
+      prepareFromStore(cacheConfig(path.join(work, 'cache'), true), 'job', store, KEY, [], { read: [SCOPE], write: SCOPE }),
+      /Skipped a cache entry/,
+    );
   });
 
   // 9. A blob that is a link: the folder must not freeze.
@@ -205,5 +211,4 @@ describe('the cache folder is the cache, and nothing else', function () {
     await verifyLayout(folder.dir);
     assert.ok(!fs.lstatSync(path.join(folder.dir, 'blobs', 'sha256', deps.digest.slice(7))).isSymbolicLink());
   });
-
 });

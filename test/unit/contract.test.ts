@@ -138,7 +138,10 @@ describe('task.json: the public contract and the classic editor', () => {
   });
 
   it('puts every input in a group and gives it help with an example', () => {
-    assert.deepEqual(task.groups.map((g) => g.displayName), ['Build', 'Output', 'Cache', 'Builder', 'Advanced']);
+    assert.deepEqual(
+      task.groups.map((g) => g.displayName),
+      ['Build', 'Output', 'Cache', 'Builder', 'Advanced'],
+    );
     const groups = new Set(task.groups.map((g) => g.name));
     for (const input of task.inputs) {
       assert.ok(input.groupName !== undefined && groups.has(input.groupName), `${input.name} has no group`);
@@ -157,10 +160,43 @@ describe('task.json: the public contract and the classic editor', () => {
   it('has visibleRules that name real inputs and values', () => {
     const byName = new Map(task.inputs.map((i) => [i.name, i]));
     const rules = task.inputs.filter((i) => i.visibleRule !== undefined);
-    assert.deepEqual(rules.map((i) => i.name).sort(), ['azureSubscription', 'builderKeepStorage', 'builderLifetime', 'builderName', 'buildkitdConfig', 'buildkitdConfigInline', 'buildkitdFlags', 'cacheCompression', 'cacheDir', 'cacheHitVar', 'cacheKey', 'cacheMode', 'cacheScope', 'driverOptions', 'endpoint', 'failOnCacheError', 'localStorePath', 'outputPath', 'outputs', 'registryCacheRef', 'removeBuilder', 'restoreKeys', 'retentionDays', 'saveCache', 'storageAccountUrl', 'storageAuth', 'storageConnectionString', 'storageContainer', 'writeCache']);
+    assert.deepEqual(rules.map((i) => i.name).sort(), [
+      'azureSubscription',
+      'builderKeepStorage',
+      'builderLifetime',
+      'builderName',
+      'buildkitdConfig',
+      'buildkitdConfigInline',
+      'buildkitdFlags',
+      'cacheCompression',
+      'cacheDir',
+      'cacheHitVar',
+      'cacheKey',
+      'cacheMode',
+      'cacheScope',
+      'driverOptions',
+      'endpoint',
+      'failOnCacheError',
+      'localStorePath',
+      'outputPath',
+      'outputs',
+      'registryCacheRef',
+      'removeBuilder',
+      'restoreKeys',
+      'retentionDays',
+      'saveCache',
+      'storageAccountUrl',
+      'storageAuth',
+      'storageConnectionString',
+      'storageContainer',
+      'writeCache',
+    ]);
     for (const input of rules) {
       // The editor takes && or || in one rule, not both.
-      assert.ok(!(input.visibleRule?.includes('&&') === true && input.visibleRule.includes('||')), `${input.name}: ${input.visibleRule ?? ''}`);
+      assert.ok(
+        !(input.visibleRule?.includes('&&') === true && input.visibleRule.includes('||')),
+        `${input.name}: ${input.visibleRule ?? ''}`,
+      );
       const clauses = (input.visibleRule ?? '').split(/\s*(?:&&|\|\|)\s*/);
       for (const clause of clauses) {
         const m = /^(\w+) (=|!=) (\S+)$/.exec(clause);
@@ -202,8 +238,14 @@ describe('task.json: the public contract and the classic editor', () => {
   });
 
   it('collapses the Builder and Advanced groups, and keeps the advanced build options there', () => {
-    assert.deepEqual(task.groups.filter((g) => g.isExpanded === false).map((g) => g.name), ['builder', 'advanced']);
-    assert.deepEqual(task.inputs.filter((i) => i.groupName === 'advanced').map((i) => i.name), ['buildContexts', 'annotations', 'provenance', 'sbom', 'addPipelineData', 'noCache', 'pull', 'additionalArguments']);
+    assert.deepEqual(
+      task.groups.filter((g) => g.isExpanded === false).map((g) => g.name),
+      ['builder', 'advanced'],
+    );
+    assert.deepEqual(
+      task.inputs.filter((i) => i.groupName === 'advanced').map((i) => i.name),
+      ['buildContexts', 'annotations', 'provenance', 'sbom', 'addPipelineData', 'noCache', 'pull', 'additionalArguments'],
+    );
   });
 
   it('has the classic editor check that retentionDays is a number (or a variable)', () => {
@@ -211,13 +253,19 @@ describe('task.json: the public contract and the classic editor', () => {
   });
 
   it("leads to the extension's documentation: helpUrl and help link into the README of package.json's repository (scripts/links.mjs)", () => {
-    const links = JSON.parse(execFileSync(process.execPath, [path.join(root, 'scripts', 'links.mjs')], { encoding: 'utf8' })) as Record<string, string>;
+    const links = JSON.parse(execFileSync(process.execPath, [path.join(root, 'scripts', 'links.mjs')], { encoding: 'utf8' })) as Record<
+      string,
+      string
+    >;
     assert.equal(task.helpUrl, links.readme);
     for (const link of [links.usage, links.inputs]) assert.ok(task.helpMarkDown.includes(`(${link ?? ''})`), link);
   });
 
   it('declares the output variables it sets', () => {
-    assert.deepEqual(task.outputVariables.map((v) => v.name), OUTPUT_VARIABLES);
+    assert.deepEqual(
+      task.outputVariables.map((v) => v.name),
+      OUTPUT_VARIABLES,
+    );
   });
 
   it('has a message for every key the code uses, and no message the code does not use', () => {
@@ -230,8 +278,16 @@ describe('task.json: the public contract and the classic editor', () => {
       }
     };
     walk(path.join(taskDir, 'src'));
-    assert.deepEqual([...used].filter((k) => !(k in task.messages)), [], 'keys without a message');
-    assert.deepEqual(Object.keys(task.messages).filter((k) => !used.has(k)), [], 'messages no code uses');
+    assert.deepEqual(
+      [...used].filter((k) => !(k in task.messages)),
+      [],
+      'keys without a message',
+    );
+    assert.deepEqual(
+      Object.keys(task.messages).filter((k) => !used.has(k)),
+      [],
+      'messages no code uses',
+    );
   });
 
   it('ships strings generated from task.json', () => {
@@ -256,19 +312,32 @@ describe('task.json: the public contract and the classic editor', () => {
     }
     const group = new Map(task.groups.map((g) => [g.name, g.displayName]));
     const byName = (a: [string, ...string[]], b: [string, ...string[]]): number => a[0].localeCompare(b[0]);
-    assert.deepEqual(documented.sort(byName), task.inputs.map((i): [string, string, string, string] => [i.name, i.type, i.defaultValue ?? '', group.get(i.groupName ?? '') ?? '']).sort(byName));
+    assert.deepEqual(
+      documented.sort(byName),
+      task.inputs
+        .map((i): [string, string, string, string] => [i.name, i.type, i.defaultValue ?? '', group.get(i.groupName ?? '') ?? ''])
+        .sort(byName),
+    );
   });
 
   it('documents every output variable in the README', () => {
     const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-    for (const output of task.outputVariables) assert.match(readme, new RegExp(`^\\| \`${output.name}\` \\|`, 'm'), `README lacks output ${output.name}`);
+    for (const output of task.outputVariables)
+      assert.match(readme, new RegExp(`^\\| \`${output.name}\` \\|`, 'm'), `README lacks output ${output.name}`);
   });
 
   it('bundles only packages that support Node 20, which agents without the Node24 handler run', () => {
-    const dirs = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8' }).trim().split('\n').slice(1);
+    const dirs = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .slice(1);
     assert.ok(dirs.length > 10, dirs.join('\n'));
     const unsupported = dirs.flatMap((dir) => {
-      const { name, version, engines } = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name: string; version: string; engines?: { node?: string } };
+      const { name, version, engines } = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as {
+        name: string;
+        version: string;
+        engines?: { node?: string };
+      };
       const range = engines?.node;
       // Agents ship a recent Node 20 for the Node20_1 handler.
       return range === undefined || semver.satisfies('20.19.0', range, true) ? [] : [`${name}@${version} needs node ${range}`];

@@ -56,9 +56,33 @@ function parsesOrRefuses(text: string): void {
   assertValid(parsed);
 }
 
-const HOSTILE_DIGESTS = ['sha256:../../../etc/passwd', `sha256:${'A'.repeat(64)}`, `sha256:${'a'.repeat(63)}`, `md5:${'a'.repeat(32)}`, `sha256:${'a'.repeat(64)}/..`, '', 'sha256:', `sha512:${'a'.repeat(64)}`];
+const HOSTILE_DIGESTS = [
+  'sha256:../../../etc/passwd',
+  `sha256:${'A'.repeat(64)}`,
+  `sha256:${'a'.repeat(63)}`,
+  `md5:${'a'.repeat(32)}`,
+  `sha256:${'a'.repeat(64)}/..`,
+  '',
+  'sha256:',
+  `sha512:${'a'.repeat(64)}`,
+];
 const HOSTILE_VALUES: fc.Arbitrary<unknown> = fc.oneof(
-  fc.constantFrom<unknown>(null, true, 0, -1, 1e308, -0, Number.MAX_SAFE_INTEGER + 2, 1.5, '', '__proto__', 'constructor', [], {}, ...HOSTILE_DIGESTS),
+  fc.constantFrom<unknown>(
+    null,
+    true,
+    0,
+    -1,
+    1e308,
+    -0,
+    Number.MAX_SAFE_INTEGER + 2,
+    1.5,
+    '',
+    '__proto__',
+    'constructor',
+    [],
+    {},
+    ...HOSTILE_DIGESTS,
+  ),
   fc.anything({ maxDepth: 3 }),
   fc.string(),
 );
@@ -95,11 +119,17 @@ describe('entry parsing, random and hostile (fast-check)', function () {
   it('hostile blob lists and indexes are refused or stay inside the layout', () => {
     const blobRef = fc.record({ digest: fc.oneof(fc.constantFrom(...HOSTILE_DIGESTS), fc.string()), size: HOSTILE_VALUES });
     fc.assert(
-      fc.property(fc.array(blobRef, { maxLength: 5 }), fc.array(fc.record({ digest: fc.constantFrom(...HOSTILE_DIGESTS), size: HOSTILE_VALUES, annotations: HOSTILE_VALUES }), { maxLength: 3 }), (blobs, manifests) => {
-        const e = validEntry();
-        parsesOrRefuses(JSON.stringify({ ...e, blobs: [...e.blobs, ...blobs] }));
-        parsesOrRefuses(JSON.stringify({ ...e, index: { manifests } }));
-      }),
+      fc.property(
+        fc.array(blobRef, { maxLength: 5 }),
+        fc.array(fc.record({ digest: fc.constantFrom(...HOSTILE_DIGESTS), size: HOSTILE_VALUES, annotations: HOSTILE_VALUES }), {
+          maxLength: 3,
+        }),
+        (blobs, manifests) => {
+          const e = validEntry();
+          parsesOrRefuses(JSON.stringify({ ...e, blobs: [...e.blobs, ...blobs] }));
+          parsesOrRefuses(JSON.stringify({ ...e, index: { manifests } }));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -122,16 +152,27 @@ describe('entry parsing, random and hostile (fast-check)', function () {
 
   it("any metadata is an entry's head or an EntryFormatError, and an entry's own metadata gives its head back", () => {
     const e: EntryHead = validEntry();
-    assert.deepEqual(headOfMetadata(ID, metadataOf(e)), { id: e.id, key: e.key, segments: e.segments, scope: e.scope, created: e.created, lastUsed: e.lastUsed, root: e.root });
+    assert.deepEqual(headOfMetadata(ID, metadataOf(e)), {
+      id: e.id,
+      key: e.key,
+      segments: e.segments,
+      scope: e.scope,
+      created: e.created,
+      lastUsed: e.lastUsed,
+      root: e.root,
+    });
     fc.assert(
-      fc.property(fc.dictionary(fc.constantFrom('segments', 'scope', 'created', 'lastused', 'root', 'other'), fc.string(), { maxKeys: 6 }), (m) => {
-        try {
-          const head = headOfMetadata(ID, m);
-          assert.ok(head.segments.length > 0 && head.segments.join('|') === head.key && isDigest(head.root) && head.scope !== '');
-        } catch (err) {
-          assert.ok(err instanceof EntryFormatError, String(err));
-        }
-      }),
+      fc.property(
+        fc.dictionary(fc.constantFrom('segments', 'scope', 'created', 'lastused', 'root', 'other'), fc.string(), { maxKeys: 6 }),
+        (m) => {
+          try {
+            const head = headOfMetadata(ID, m);
+            assert.ok(head.segments.length > 0 && head.segments.join('|') === head.key && isDigest(head.root) && head.scope !== '');
+          } catch (err) {
+            assert.ok(err instanceof EntryFormatError, String(err));
+          }
+        },
+      ),
       { numRuns: 2000 },
     );
   });

@@ -46,10 +46,22 @@ describe('registry facade: protocol', () => {
     for (const [url, route] of cases) it(url, () => assert.deepEqual(parseRoute(url), route));
   });
 
-  it('error bodies are the distribution spec\'s', () => {
-    assert.deepEqual(errorBody('BLOB_UNKNOWN', 'blob unknown'), { status: 404, body: '{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}' });
-    assert.deepEqual(JSON.parse(errorBody('MANIFEST_BLOB_UNKNOWN', 'missing', { digests: [D] }).body), { errors: [{ code: 'MANIFEST_BLOB_UNKNOWN', message: 'missing', detail: { digests: [D] } }] });
-    const statuses: [Parameters<typeof errorBody>[0], number][] = [['UNAUTHORIZED', 401], ['DENIED', 403], ['MANIFEST_UNKNOWN', 404], ['DIGEST_INVALID', 400], ['UNSUPPORTED', 405], ['UNKNOWN', 500]];
+  it("error bodies are the distribution spec's", () => {
+    assert.deepEqual(errorBody('BLOB_UNKNOWN', 'blob unknown'), {
+      status: 404,
+      body: '{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}',
+    });
+    assert.deepEqual(JSON.parse(errorBody('MANIFEST_BLOB_UNKNOWN', 'missing', { digests: [D] }).body), {
+      errors: [{ code: 'MANIFEST_BLOB_UNKNOWN', message: 'missing', detail: { digests: [D] } }],
+    });
+    const statuses: [Parameters<typeof errorBody>[0], number][] = [
+      ['UNAUTHORIZED', 401],
+      ['DENIED', 403],
+      ['MANIFEST_UNKNOWN', 404],
+      ['DIGEST_INVALID', 400],
+      ['UNSUPPORTED', 405],
+      ['UNKNOWN', 500],
+    ];
     for (const [code, status] of statuses) assert.equal(errorBody(code, '').status, status, code);
   });
 
@@ -108,26 +120,74 @@ describe('registry facade: protocol', () => {
 
   describe('the pushed manifest without where-it-came-from annotations', () => {
     // As BuildKit writes them: compact JSON in struct order (measured shapes, shortened).
-    const layer = (annotations: Record<string, string>): object => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: D, size: 93, annotations });
+    const layer = (annotations: Record<string, string>): object => ({
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest: D,
+      size: 93,
+      annotations,
+    });
     const manifest = (layers: object[]): Buffer =>
-      Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: D, size: 1914 }, layers }));
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: D, size: 1914 },
+          layers,
+        }),
+      );
     const own = { 'buildkit/createdat': '2026-11-29T01:44:09.997493119Z', 'containerd.io/uncompressed': D };
     const clean = manifest([layer(own)]);
     const cases: [string, Buffer, Buffer | undefined][] = [
-      ['dockerd: distribution.source.ref with the port and tag', manifest([layer({ 'buildkit/createdat': own['buildkit/createdat'], 'containerd.io/distribution.source.ref': '127.0.0.1:5070/probe/cache:main', 'containerd.io/uncompressed': D })]), clean],
-      ['BuildKit 0.32: distribution.source.<host>', manifest([layer({ ...own, 'containerd.io/distribution.source.127.0.0.1': 'buildx-cache' })]), clean],
-      ['annotations that were only sources go', manifest([layer({ 'containerd.io/distribution.source.127.0.0.1': 'x' })]), manifest([{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: D, size: 93 }])],
+      [
+        'dockerd: distribution.source.ref with the port and tag',
+        manifest([
+          layer({
+            'buildkit/createdat': own['buildkit/createdat'],
+            'containerd.io/distribution.source.ref': '127.0.0.1:5070/probe/cache:main',
+            'containerd.io/uncompressed': D,
+          }),
+        ]),
+        clean,
+      ],
+      [
+        'BuildKit 0.32: distribution.source.<host>',
+        manifest([layer({ ...own, 'containerd.io/distribution.source.127.0.0.1': 'buildx-cache' })]),
+        clean,
+      ],
+      [
+        'annotations that were only sources go',
+        manifest([layer({ 'containerd.io/distribution.source.127.0.0.1': 'x' })]),
+        manifest([{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: D, size: 93 }]),
+      ],
       ['nothing to remove: the bytes stand', clean, undefined],
-      ['an index (no image-manifest)', Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [layer({ 'containerd.io/distribution.source.127.0.0.1': 'x', a: 'b' })] })), Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [layer({ a: 'b' })] }))],
+      [
+        'an index (no image-manifest)',
+        Buffer.from(
+          JSON.stringify({
+            schemaVersion: 2,
+            mediaType: 'application/vnd.oci.image.index.v1+json',
+            manifests: [layer({ 'containerd.io/distribution.source.127.0.0.1': 'x', a: 'b' })],
+          }),
+        ),
+        Buffer.from(
+          JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [layer({ a: 'b' })] }),
+        ),
+      ],
     ];
-    for (const [name, pushed, expected] of cases) it(name, () => assert.deepEqual(canonicalManifest(pushed)?.toString(), expected?.toString()));
+    for (const [name, pushed, expected] of cases)
+      it(name, () => assert.deepEqual(canonicalManifest(pushed)?.toString(), expected?.toString()));
   });
 
   describe('the blob verifier', () => {
     const data = crypto.randomBytes(100_000);
     const good = { digest: sha(data), size: data.length };
     /** Feeds `input` in chunks of `chunk` bytes; returns what came out, and the error if any. */
-    async function run(ref: { digest: string; size: number }, input: Buffer, range?: { start: number; end: number }, chunk = 7_000): Promise<{ out: Buffer; err?: Error; emittedBeforeEnd: number }> {
+    async function run(
+      ref: { digest: string; size: number },
+      input: Buffer,
+      range?: { start: number; end: number },
+      chunk = 7_000,
+    ): Promise<{ out: Buffer; err?: Error; emittedBeforeEnd: number }> {
       const verifier = new BlobVerifier(ref, { range });
       const pieces: Buffer[] = [];
       let ended = false;
@@ -155,7 +215,10 @@ describe('registry facade: protocol', () => {
       const r = await run(good, data);
       assert.equal(r.err, undefined);
       assert.ok(r.out.equals(data));
-      assert.ok(r.emittedBeforeEnd < data.length && r.emittedBeforeEnd >= data.length - 7_000, `${r.emittedBeforeEnd} bytes out before the end`);
+      assert.ok(
+        r.emittedBeforeEnd < data.length && r.emittedBeforeEnd >= data.length - 7_000,
+        `${r.emittedBeforeEnd} bytes out before the end`,
+      );
     });
     const bad: [string, Buffer, RegExp][] = [
       ['a changed byte', flipped, /does not match/],
@@ -188,12 +251,26 @@ describe('registry facade: protocol', () => {
     const refs = { importRef: '127.0.0.1:40000/buildx-cache:restore', exportRef: '127.0.0.1:40000/buildx-cache:save' };
     const cases: [string, Parameters<typeof facadeCacheFlags>, ReturnType<typeof facadeCacheFlags>][] = [
       [
-        'a hit, saved: the folder path\'s export format',
+        "a hit, saved: the folder path's export format",
         [refs, 'max', 'gzip'],
-        { from: ['type=registry,ref=127.0.0.1:40000/buildx-cache:restore'], to: ['type=registry,ref=127.0.0.1:40000/buildx-cache:save,mode=max,compression=gzip,oci-mediatypes=true,ignore-error=true'] },
+        {
+          from: ['type=registry,ref=127.0.0.1:40000/buildx-cache:restore'],
+          to: ['type=registry,ref=127.0.0.1:40000/buildx-cache:save,mode=max,compression=gzip,oci-mediatypes=true,ignore-error=true'],
+        },
       ],
-      ['a miss', [{ exportRef: refs.exportRef }, 'min', 'zstd'], { from: [], to: ['type=registry,ref=127.0.0.1:40000/buildx-cache:save,mode=min,compression=zstd,oci-mediatypes=true,ignore-error=true'] }],
-      ['a read-only cache', [{ importRef: refs.importRef }, 'max', 'gzip'], { from: ['type=registry,ref=127.0.0.1:40000/buildx-cache:restore'], to: [] }],
+      [
+        'a miss',
+        [{ exportRef: refs.exportRef }, 'min', 'zstd'],
+        {
+          from: [],
+          to: ['type=registry,ref=127.0.0.1:40000/buildx-cache:save,mode=min,compression=zstd,oci-mediatypes=true,ignore-error=true'],
+        },
+      ],
+      [
+        'a read-only cache',
+        [{ importRef: refs.importRef }, 'max', 'gzip'],
+        { from: ['type=registry,ref=127.0.0.1:40000/buildx-cache:restore'], to: [] },
+      ],
     ];
     for (const [name, args, flags] of cases) it(name, () => assert.deepEqual(facadeCacheFlags(...args), flags));
   });
@@ -201,7 +278,10 @@ describe('registry facade: protocol', () => {
   describe('the watchdog', () => {
     it('aborts a call that makes no progress, with a StalledError', async () => {
       const dog = new Watchdog(50, 'reading x');
-      await assert.rejects(dog.guard(new Promise(() => undefined)), (err: Error) => err instanceof StalledError && /reading x made no progress/.test(err.message));
+      await assert.rejects(
+        dog.guard(new Promise(() => undefined)),
+        (err: Error) => err instanceof StalledError && /reading x made no progress/.test(err.message),
+      );
       dog.stop();
     });
     it('is kept alive by progress, and lets a call finish', async () => {

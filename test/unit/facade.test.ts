@@ -34,18 +34,30 @@ interface Answer {
 function request(host: string, method: string, pathname: string, headers: http.OutgoingHttpHeaders = {}, body?: Buffer): Promise<Answer> {
   const [hostname = '', port = ''] = host.split(':');
   return new Promise((resolve, reject) => {
-    const req = http.request({ hostname, port: Number(port), method, path: pathname, headers: { ...headers, ...(body === undefined ? {} : { 'Content-Length': body.length }) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', (err) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), error: err.message }));
-    });
+    const req = http.request(
+      {
+        hostname,
+        port: Number(port),
+        method,
+        path: pathname,
+        headers: { ...headers, ...(body === undefined ? {} : { 'Content-Length': body.length }) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', (err) =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), error: err.message }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
-const codeOf = (a: Answer): string | undefined => (JSON.parse(a.body.toString() || '{}') as { errors?: { code: string }[] }).errors?.[0]?.code;
+const codeOf = (a: Answer): string | undefined =>
+  (JSON.parse(a.body.toString() || '{}') as { errors?: { code: string }[] }).errors?.[0]?.code;
 const kinds = (events: readonly FacadeEvent[]): string[] => events.map((e) => (e.kind === 'store' ? `store:${e.operation}` : e.kind));
 
 describe('registry facade: the server', function () {
@@ -69,7 +81,9 @@ describe('registry facade: the server', function () {
     cleanup();
   });
 
-  async function start(options: FacadeOptions = { reader: store.reader('restored'), writer: store.writer('saved') }): Promise<RegistryFacade> {
+  async function start(
+    options: FacadeOptions = { reader: store.reader('restored'), writer: store.writer('saved') },
+  ): Promise<RegistryFacade> {
     const facade = await RegistryFacade.start({ spoolDir: tempDir('dbxc-facade-spool-'), idleTimeoutMs: 400, ...options });
     started.push(facade);
     return facade;
@@ -78,7 +92,8 @@ describe('registry facade: the server', function () {
   /** Requests to a facade with its credentials, under its repository. */
   function client(f: RegistryFacade): (method: string, rel: string, headers?: http.OutgoingHttpHeaders, body?: Buffer) => Promise<Answer> {
     const auth = `Basic ${basicAuth(f.username, f.password)}`;
-    return (method, rel, headers = {}, body) => request(f.host, method, rel.startsWith('/') ? rel : `/v2/${f.repository}/${rel}`, { authorization: auth, ...headers }, body);
+    return (method, rel, headers = {}, body) =>
+      request(f.host, method, rel.startsWith('/') ? rel : `/v2/${f.repository}/${rel}`, { authorization: auth, ...headers }, body);
   }
 
   /** A whole monolithic upload, as BuildKit does it: POST, then PUT with the blob. */
@@ -86,7 +101,12 @@ describe('registry facade: the server', function () {
     const started = await call('POST', 'blobs/uploads/');
     assert.equal(started.status, 202, started.body.toString());
     const location = started.headers.location ?? '';
-    return call('PUT', `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(b.digest)}`, { 'Content-Type': 'application/octet-stream' }, b.data);
+    return call(
+      'PUT',
+      `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(b.digest)}`,
+      { 'Content-Type': 'application/octet-stream' },
+      b.data,
+    );
   }
 
   it('listens on 127.0.0.1 only, with a fresh password each time', async () => {
@@ -110,7 +130,7 @@ describe('registry facade: the server', function () {
     const credentials: [string, (own: RegistryFacade, other: RegistryFacade) => string | undefined][] = [
       ['none', () => undefined],
       ['a wrong password', (own) => `Basic ${basicAuth(own.username, 'guess')}`],
-      ['the other facade\'s', (_own, other) => `Basic ${basicAuth(other.username, other.password)}`],
+      ["the other facade's", (_own, other) => `Basic ${basicAuth(other.username, other.password)}`],
       ['a Bearer token made of its password', (own) => `Bearer ${own.password}`],
     ];
     for (const [name, make] of credentials) {
@@ -118,7 +138,13 @@ describe('registry facade: the server', function () {
         const [own, other] = [await start(), await start()];
         const header = make(own, other);
         for (const [method, p] of paths) {
-          const a = await request(own.host, method, p, header === undefined ? {} : { authorization: header }, method === 'PUT' || method === 'POST' ? Buffer.from('{}') : undefined);
+          const a = await request(
+            own.host,
+            method,
+            p,
+            header === undefined ? {} : { authorization: header },
+            method === 'PUT' || method === 'POST' ? Buffer.from('{}') : undefined,
+          );
           assert.equal(a.status, 401, `${method} ${p}`);
           assert.equal(a.headers['www-authenticate'], 'Basic realm="docker-buildx-cache"');
           if (method !== 'HEAD') assert.equal(codeOf(a), 'UNAUTHORIZED');
@@ -136,11 +162,13 @@ describe('registry facade: the server', function () {
     assert.equal(a.body.toString(), '{}');
   });
 
-  it('answers a TLS hello with an HTTP 400, which makes dockerd\'s BuildKit fall back to plain HTTP', async () => {
+  it("answers a TLS hello with an HTTP 400, which makes dockerd's BuildKit fall back to plain HTTP", async () => {
     const f = await start();
     const [host = '', port = ''] = f.host.split(':');
     const reply = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(Number(port), host, () => socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, ...crypto.randomBytes(32)])));
+      const socket = net.connect(Number(port), host, () =>
+        socket.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, ...crypto.randomBytes(32)])),
+      );
       let text = '';
       socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
       socket.on('end', () => resolve(text));
@@ -154,12 +182,18 @@ describe('registry facade: the server', function () {
       const f = await start();
       const call = client(f);
       const head = await call('HEAD', 'manifests/restore');
-      assert.deepEqual([head.status, head.headers['content-type'], head.headers['docker-content-digest'], head.headers['content-length']], [200, OCI_MANIFEST, cache.root.digest, String(cache.root.size)]);
+      assert.deepEqual(
+        [head.status, head.headers['content-type'], head.headers['docker-content-digest'], head.headers['content-length']],
+        [200, OCI_MANIFEST, cache.root.digest, String(cache.root.size)],
+      );
       const byDigest = await call('GET', `manifests/${cache.root.digest}`);
       assert.ok(byDigest.body.equals(cache.root.data));
       for (const b of [cache.config, ...cache.layers]) {
         const got = await call('GET', `blobs/${b.digest}`);
-        assert.deepEqual([got.status, got.headers['docker-content-digest'], got.headers['content-length'], got.error], [200, b.digest, String(b.size), undefined]);
+        assert.deepEqual(
+          [got.status, got.headers['docker-content-digest'], got.headers['content-length'], got.error],
+          [200, b.digest, String(b.size), undefined],
+        );
         assert.ok(got.body.equals(b.data));
       }
       assert.deepEqual([f.stats.served, f.stats.bytesServed], [4, cache.blobs.reduce((s, b) => s + b.size, 0)]);
@@ -208,7 +242,10 @@ describe('registry facade: the server', function () {
       await f.idle();
       assert.deepEqual(kinds(f.events), ['corrupt']);
       assert.equal(f.events[0]?.kind === 'corrupt' ? f.events[0].digest : '', bigLayer.digest);
-      assert.deepEqual([(await call('GET', `blobs/${bigLayer.digest}`)).status, (await call('HEAD', `blobs/${bigLayer.digest}`)).status], [404, 404]);
+      assert.deepEqual(
+        [(await call('GET', `blobs/${bigLayer.digest}`)).status, (await call('HEAD', `blobs/${bigLayer.digest}`)).status],
+        [404, 404],
+      );
       assert.equal((await call('GET', `blobs/${bigLayer.digest}`, { Range: 'bytes=0-9' })).status, 404);
       assert.equal(f.events.length, 1, 'reported once');
     });
@@ -238,7 +275,12 @@ describe('registry facade: the server', function () {
         assert.ok(Date.now() - begun < 3_000, `answered after ${Date.now() - begun} ms`);
         await f.idle();
         assert.deepEqual(kinds(f.events), ['store:open']);
-        assert.equal(store.faults.open === 'hang' || store.faults.open === 'stall' ? /made no progress/.test(f.events[0]?.kind === 'store' ? f.events[0].message : '') : true, true);
+        assert.equal(
+          store.faults.open === 'hang' || store.faults.open === 'stall'
+            ? /made no progress/.test(f.events[0]?.kind === 'store' ? f.events[0].message : '')
+            : true,
+          true,
+        );
         // The blob is not marked bad: the store may be back for the next request.
         store.faults.open = undefined;
         assert.ok((await client(f)('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
@@ -262,11 +304,17 @@ describe('registry facade: the server', function () {
         }
         assert.equal(head.status, 404);
         const put = await upload(call, b);
-        assert.deepEqual([put.status, put.headers['docker-content-digest'], put.headers.location], [201, b.digest, `/v2/buildx-cache/blobs/${b.digest}`]);
+        assert.deepEqual(
+          [put.status, put.headers['docker-content-digest'], put.headers.location],
+          [201, b.digest, `/v2/buildx-cache/blobs/${b.digest}`],
+        );
         uploads.push(b.digest);
       }
       // "layer one" is in the restored entry: no upload, no question to the store.
-      assert.deepEqual(uploads, [fresh.layers[1], fresh.layers[2], fresh.config].map((b) => b?.digest));
+      assert.deepEqual(
+        uploads,
+        [fresh.layers[1], fresh.layers[2], fresh.config].map((b) => b?.digest),
+      );
       assert.ok(!store.calls.has.includes(fresh.layers[0]?.digest ?? ''));
       assert.equal(store.hasEntry('saved'), false, 'no entry before the manifest');
 
@@ -276,7 +324,17 @@ describe('registry facade: the server', function () {
       assert.deepEqual([put.status, put.headers['docker-content-digest']], [201, fresh.root.digest]);
       assert.deepEqual(store.calls.commit, [fresh.root.digest]);
       const entry = store.entry('saved');
-      assert.deepEqual(entry.index, { schemaVersion: 2, manifests: [{ mediaType: OCI_MANIFEST, digest: fresh.root.digest, size: fresh.root.size, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] });
+      assert.deepEqual(entry.index, {
+        schemaVersion: 2,
+        manifests: [
+          {
+            mediaType: OCI_MANIFEST,
+            digest: fresh.root.digest,
+            size: fresh.root.size,
+            annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+          },
+        ],
+      });
       assert.deepEqual(entry.blobs.map((b) => b.digest).sort(), fresh.blobs.map((b) => b.digest).sort());
       assert.ok(fs.readFileSync(store.blobFile(fresh.root.digest)).equals(fresh.root.data), 'the manifest is a blob of the store');
       assert.deepEqual([f.stats.uploaded, f.stats.acknowledged], [3, 1]);
@@ -326,7 +384,13 @@ describe('registry facade: the server', function () {
       assert.deepEqual([early.status, codeOf(early)], [400, 'MANIFEST_BLOB_UNKNOWN'], 'the child manifest was not pushed yet');
       assert.equal((await call('PUT', `manifests/${fresh.root.digest}`, { 'Content-Type': OCI_MANIFEST }, fresh.root.data)).status, 201);
       assert.equal((await call('PUT', 'manifests/save', { 'Content-Type': INDEX }, index.data)).status, 201);
-      assert.deepEqual(store.entry('saved').blobs.map((b) => b.digest).sort(), [index, ...fresh.blobs].map((b) => b.digest).sort());
+      assert.deepEqual(
+        store
+          .entry('saved')
+          .blobs.map((b) => b.digest)
+          .sort(),
+        [index, ...fresh.blobs].map((b) => b.digest).sort(),
+      );
     });
 
     it('refuses an upload that does not match its digest, and stores nothing', async () => {
@@ -338,7 +402,10 @@ describe('registry facade: the server', function () {
       assert.deepEqual([put.status, codeOf(put)], [400, 'DIGEST_INVALID']);
       assert.deepEqual(kinds(f.events), ['rejected']);
       assert.ok(!store.blobs().includes(b.digest));
-      assert.deepEqual(fs.readdirSync(store.dir).filter((n) => n.startsWith('.tmp')), []);
+      assert.deepEqual(
+        fs.readdirSync(store.dir).filter((n) => n.startsWith('.tmp')),
+        [],
+      );
       assert.equal((await client(f)('HEAD', `blobs/${b.digest}`)).status, 404);
     });
 
@@ -349,7 +416,12 @@ describe('registry facade: the server', function () {
       const b = fresh.layers[1] as Blob;
       const begun = await call('POST', 'blobs/uploads/');
       const at = begun.headers.location ?? '';
-      const first = await call('PATCH', at, { 'Content-Range': `0-99999`, 'Content-Type': 'application/octet-stream' }, b.data.subarray(0, 100_000));
+      const first = await call(
+        'PATCH',
+        at,
+        { 'Content-Range': `0-99999`, 'Content-Type': 'application/octet-stream' },
+        b.data.subarray(0, 100_000),
+      );
       assert.deepEqual([first.status, first.headers.range], [202, '0-99999']);
       const outOfOrder = await call('PATCH', at, { 'Content-Range': '5-9' }, Buffer.from('xxxxx'));
       assert.deepEqual([outOfOrder.status, outOfOrder.headers.range], [416, '0-99999']);
@@ -400,7 +472,12 @@ describe('registry facade: the server', function () {
         Object.assign(store.faults, fault);
         const begun = Date.now();
         const target = fresh.layers[1] as Blob;
-        const a = what === 'manifest' ? await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data) : operation === 'has' ? await call('HEAD', `blobs/${target.digest}`) : await upload(call, target);
+        const a =
+          what === 'manifest'
+            ? await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data)
+            : operation === 'has'
+              ? await call('HEAD', `blobs/${target.digest}`)
+              : await upload(call, target);
         assert.equal(a.status, 500);
         assert.ok(Date.now() - begun < 3_000, `answered after ${Date.now() - begun} ms`);
         assert.deepEqual(kinds(f.events), [`store:${operation}`]);
@@ -408,7 +485,8 @@ describe('registry facade: the server', function () {
         if (what === 'blob' && operation === 'put') assert.ok(!store.blobs().includes(target.digest));
         // The store is back: BuildKit's retry goes through.
         store.faults[operation] = undefined;
-        if (what === 'manifest') assert.equal((await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data)).status, 201);
+        if (what === 'manifest')
+          assert.equal((await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data)).status, 201);
         else assert.equal((await upload(call, target)).status, 201);
       });
     }
@@ -424,15 +502,21 @@ describe('registry facade: the server', function () {
     assert.ok(Date.now() - begun < 1_000);
     const outcome = await pending;
     assert.ok(outcome instanceof Error || (outcome as Answer).status >= 500 || (outcome as Answer).error !== undefined);
-    assert.deepEqual(f.events, [], 'closing is nobody\'s failure');
+    assert.deepEqual(f.events, [], "closing is nobody's failure");
   });
 
   it('writes its login into a docker config, privately, next to the others', async () => {
     const f = await start();
     const dir = tempDir('dbxc-facade-config-');
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ auths: { 'example.io': { auth: 'eA==' } }, credHelpers: { 'acr.io': 'acr' } }));
+    fs.writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({ auths: { 'example.io': { auth: 'eA==' } }, credHelpers: { 'acr.io': 'acr' } }),
+    );
     await addLogin(dir, f);
-    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { auths: Record<string, { auth: string }>; credHelpers: unknown };
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as {
+      auths: Record<string, { auth: string }>;
+      credHelpers: unknown;
+    };
     assert.deepEqual(Object.keys(config.auths).sort(), ['example.io', f.host].sort());
     assert.equal(Buffer.from(config.auths[f.host]?.auth ?? '', 'base64').toString(), `${f.username}:${f.password}`);
     assert.deepEqual(config.credHelpers, { 'acr.io': 'acr' });

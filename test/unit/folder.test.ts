@@ -45,7 +45,10 @@ describe('the bounded cache folder', () => {
     let fresh = await folder.begin();
     writeLayout(fresh, v1.root, v1.blobs);
     const first = await folder.commit(fresh);
-    assert.deepEqual({ blobs: first.blobs, bytes: first.bytes, newBytes: first.newBytes, previousBytes: first.previousBytes }, { blobs: 4, bytes: bytes(v1.blobs), newBytes: bytes(v1.blobs), previousBytes: 0 });
+    assert.deepEqual(
+      { blobs: first.blobs, bytes: first.bytes, newBytes: first.newBytes, previousBytes: first.previousBytes },
+      { blobs: 4, bytes: bytes(v1.blobs), newBytes: bytes(v1.blobs), previousBytes: 0 },
+    );
 
     // BuildKit's exporter would add v2's blobs next to v1's; the fresh export plus prune keeps only v2's.
     const v2 = cacheLayout(['deps', 'app v2']);

@@ -28,8 +28,21 @@ describe('hostile: a full store', function () {
       const store = new LocalStore(small);
       // An old entry fills most of the disk; retention would drop it.
       const stale = cacheFolder(work, 'stale', [Buffer.alloc(1_400_000, 1)]);
-      await store.save({ cacheDir: stale.dir, key: 'k|stale', segments: ['k', 'stale'], scope: SCOPE, now: new Date(Date.now() - 30 * 86400_000) });
-      const job: SaveJob = { store: { kind: 'local', path: small }, cacheDir: cacheFolder(work, 'new', [Buffer.alloc(1_000_000, 2)]).dir, segments: KEY, scope: SCOPE, retentionDays: 7, failOnError: false };
+      await store.save({
+        cacheDir: stale.dir,
+        key: 'k|stale',
+        segments: ['k', 'stale'],
+        scope: SCOPE,
+        now: new Date(Date.now() - 30 * 86400_000),
+      });
+      const job: SaveJob = {
+        store: { kind: 'local', path: small },
+        cacheDir: cacheFolder(work, 'new', [Buffer.alloc(1_000_000, 2)]).dir,
+        segments: KEY,
+        scope: SCOPE,
+        retentionDays: 7,
+        failOnError: false,
+      };
       const before = taskLibOutput.length;
       const first = await saveToStore(job, () => store);
       assert.equal(first.result, undefined, 'the disk is full');

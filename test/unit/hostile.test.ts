@@ -53,26 +53,50 @@ describe('hostile: the local store', function () {
   const PLANTED: [string, (outside: string) => void, boolean][] = [
     // [what, plant, whether the store is refused as a whole]
     ['a scope folder that links outside', (o) => fs.symlinkSync(o, path.join(root, 'entries', 'evil')), false],
-    ['an entry file that links outside', (o) => fs.symlinkSync(path.join(o, 'config.json'), path.join(root, 'entries', scopeSlug(SCOPE), '00000000000002-evil.json')), false],
+    [
+      'an entry file that links outside',
+      (o) => fs.symlinkSync(path.join(o, 'config.json'), path.join(root, 'entries', scopeSlug(SCOPE), '00000000000002-evil.json')),
+      false,
+    ],
     ['a blob folder that links outside', (o) => fs.symlinkSync(o, path.join(root, 'blobs', 'sha512')), false],
-    ['a blob that links outside', (o) => fs.symlinkSync(path.join(o, 'a'.repeat(64)), path.join(root, 'blobs', 'sha256', 'b'.repeat(64))), false],
-    ['a file in tmp that links outside', (o) => {
-      fs.mkdirSync(path.join(root, 'tmp'), { recursive: true });
-      fs.symlinkSync(o, path.join(root, 'tmp', 'evil'));
-      old(path.join(root, 'tmp', 'evil'));
-    }, false],
-    ['tmp itself a link', (o) => {
-      fs.rmSync(path.join(root, 'tmp'), { recursive: true, force: true });
-      fs.symlinkSync(o, path.join(root, 'tmp'));
-    }, true],
-    ['trash itself a link', (o) => {
-      fs.rmSync(path.join(root, 'trash'), { recursive: true, force: true });
-      fs.symlinkSync(o, path.join(root, 'trash'));
-    }, true],
-    ['entries itself a link', (o) => {
-      fs.renameSync(path.join(root, 'entries'), path.join(o, 'moved-entries'));
-      fs.symlinkSync(path.join(o, 'moved-entries'), path.join(root, 'entries'));
-    }, true],
+    [
+      'a blob that links outside',
+      (o) => fs.symlinkSync(path.join(o, 'a'.repeat(64)), path.join(root, 'blobs', 'sha256', 'b'.repeat(64))),
+      false,
+    ],
+    [
+      'a file in tmp that links outside',
+      (o) => {
+        fs.mkdirSync(path.join(root, 'tmp'), { recursive: true });
+        fs.symlinkSync(o, path.join(root, 'tmp', 'evil'));
+        old(path.join(root, 'tmp', 'evil'));
+      },
+      false,
+    ],
+    [
+      'tmp itself a link',
+      (o) => {
+        fs.rmSync(path.join(root, 'tmp'), { recursive: true, force: true });
+        fs.symlinkSync(o, path.join(root, 'tmp'));
+      },
+      true,
+    ],
+    [
+      'trash itself a link',
+      (o) => {
+        fs.rmSync(path.join(root, 'trash'), { recursive: true, force: true });
+        fs.symlinkSync(o, path.join(root, 'trash'));
+      },
+      true,
+    ],
+    [
+      'entries itself a link',
+      (o) => {
+        fs.renameSync(path.join(root, 'entries'), path.join(o, 'moved-entries'));
+        fs.symlinkSync(path.join(o, 'moved-entries'), path.join(root, 'entries'));
+      },
+      true,
+    ],
   ];
   for (const [what, plant, refused] of PLANTED) {
     it(`2. retention never follows ${what}`, async () => {
@@ -83,10 +107,15 @@ describe('hostile: the local store', function () {
       const pruning = store.prune({ retentionDays: 7, now });
       if (refused) await assert.rejects(pruning, /link/);
       else await pruning;
-      for (const [name, content] of Object.entries(victims)) assert.equal(fs.readFileSync(path.join(outside, name), 'utf8'), content, `${name} outside the store`);
+      for (const [name, content] of Object.entries(victims))
+        assert.equal(fs.readFileSync(path.join(outside, name), 'utf8'), content, `${name} outside the store`);
       if (!refused) {
         const { skipped } = await store.list([SCOPE]);
-        if (what.startsWith('an entry')) assert.ok(skipped.some((s) => /not a regular file|link/.test(s)), skipped.join('\n'));
+        if (what.startsWith('an entry'))
+          assert.ok(
+            skipped.some((s) => /not a regular file|link/.test(s)),
+            skipped.join('\n'),
+          );
       }
     });
   }
@@ -108,7 +137,13 @@ describe('hostile: the local store', function () {
       const outcome = await restoreFromStore(store, [SCOPE], KEY, [], path.join(work, 'r1'));
       assert.equal(outcome.hit, 'false');
       assert.equal(outcome.skipped.length, 1);
-      const again = await store.save({ cacheDir: dir, key: KEY.join('|'), segments: KEY, scope: SCOPE, now: new Date(now.getTime() + 1000) });
+      const again = await store.save({
+        cacheDir: dir,
+        key: KEY.join('|'),
+        segments: KEY,
+        scope: SCOPE,
+        now: new Date(now.getTime() + 1000),
+      });
       assert.equal(again.newBlobs >= 1, true);
       const after = await restoreFromStore(store, [SCOPE], KEY, [], path.join(work, 'r2'));
       assert.equal(after.hit, 'true');
@@ -132,7 +167,10 @@ describe('hostile: the local store', function () {
       child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(text))));
     });
     const { skipped, maxRssMb } = JSON.parse(out) as { skipped: string[]; maxRssMb: number };
-    assert.ok(skipped.some((s) => s.includes('00000000000003-huge.json') && /larger than/.test(s)), skipped.join('\n'));
+    assert.ok(
+      skipped.some((s) => s.includes('00000000000003-huge.json') && /larger than/.test(s)),
+      skipped.join('\n'),
+    );
     assert.ok(maxRssMb < 300, `listing took ${maxRssMb} MB of memory`);
   });
 });
@@ -176,7 +214,10 @@ describe('hostile: both stores', function () {
         return {
           store: new AzureBlobStore(container, 'test', { graceMinutes: 0 }),
           async readOnly() {
-            const url = await container.generateSasUrl({ permissions: ContainerSASPermissions.parse('rl'), expiresOn: new Date(Date.now() + 3600_000) });
+            const url = await container.generateSasUrl({
+              permissions: ContainerSASPermissions.parse('rl'),
+              expiresOn: new Date(Date.now() + 3600_000),
+            });
             return new AzureBlobStore(new ContainerClient(url), 'read-only', { graceMinutes: 0 });
           },
           done: () => undefined,
@@ -194,7 +235,8 @@ describe('hostile: both stores', function () {
         work = tempDir('dbxc-work-');
       });
       afterEach(() => s.done());
-      const save = (dir: string, at: Date, key = KEY): ReturnType<CacheStore['save']> => s.store.save({ cacheDir: dir, key: key.join('|'), segments: key, scope: SCOPE, now: at });
+      const save = (dir: string, at: Date, key = KEY): ReturnType<CacheStore['save']> =>
+        s.store.save({ cacheDir: dir, key: key.join('|'), segments: key, scope: SCOPE, now: at });
 
       // 3. A clock in the future must not freeze a key.
       it('3. an entry dated 2099 neither outranks a later save nor makes retention delete it', async () => {
@@ -206,7 +248,11 @@ describe('hostile: both stores', function () {
         assert.equal(outcome.entry?.id, fresh.entry.id, 'the honest save is the newest');
         await s.store.prune({ retentionDays: 7, now: new Date() });
         const { entries } = await s.store.list([SCOPE]);
-        assert.deepEqual(entries.map((e) => e.id), [fresh.entry.id], 'retention kept the honest save and dropped the future one');
+        assert.deepEqual(
+          entries.map((e) => e.id),
+          [fresh.entry.id],
+          'retention kept the honest save and dropped the future one',
+        );
       });
 
       // 6. A store that may only be read restores.

@@ -66,7 +66,8 @@ function findCycle(graph: ReadonlyMap<string, ReadonlySet<string>>): string[] | 
 }
 
 describe('the import graph of src/', () => {
-  const graphOf = (edges: Record<string, string[]>): Map<string, Set<string>> => new Map(Object.entries(edges).map(([k, v]) => [k, new Set(v)]));
+  const graphOf = (edges: Record<string, string[]>): Map<string, Set<string>> =>
+    new Map(Object.entries(edges).map(([k, v]) => [k, new Set(v)]));
   const cases: [string, Record<string, string[]>, string[] | undefined][] = [
     ['no edges', { a: [] }, undefined],
     ['a chain', { a: ['b'], b: ['c'], c: [] }, undefined],
@@ -74,7 +75,8 @@ describe('the import graph of src/', () => {
     ['two parts that import each other', { a: ['b'], b: ['a'] }, ['a', 'b', 'a']],
     ['a cycle through three parts', { main: ['x'], x: ['y'], y: ['z'], z: ['x'] }, ['x', 'y', 'z', 'x']],
   ];
-  for (const [name, edges, cycle] of cases) it(`finds the cycle in ${name}, or none`, () => assert.deepEqual(findCycle(graphOf(edges)), cycle));
+  for (const [name, edges, cycle] of cases)
+    it(`finds the cycle in ${name}, or none`, () => assert.deepEqual(findCycle(graphOf(edges)), cycle));
 
   it('has no cycle between the folders and the top-level files', () => {
     const graph = partGraph();

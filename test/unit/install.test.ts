@@ -27,7 +27,8 @@ describe('buildx releases: names and checksums', () => {
     ['darwin', 'arm64', undefined, 'darwin-arm64'],
     ['win32', 'x64', undefined, 'windows-amd64.exe'],
   ];
-  for (const [platform, arch, arm, suffix] of suffixes) it(`${platform}/${arch} is ${suffix}`, () => assert.equal(platformSuffix(platform, arch, arm), suffix));
+  for (const [platform, arch, arm, suffix] of suffixes)
+    it(`${platform}/${arch} is ${suffix}`, () => assert.equal(platformSuffix(platform, arch, arm), suffix));
 
   it('lays out URLs as the GitHub releases do, for any mirror', () => {
     assert.equal(assetName('0.19.2', 'linux-amd64'), 'buildx-v0.19.2.linux-amd64');
@@ -35,13 +36,18 @@ describe('buildx releases: names and checksums', () => {
       asset: 'https://mirror.example/buildx/releases/download/v0.19.2/buildx-v0.19.2.linux-amd64',
       checksums: 'https://mirror.example/buildx/releases/download/v0.19.2/checksums.txt',
     });
-    assert.equal(latestChecksumsUrl('https://github.com/docker/buildx/releases'), 'https://github.com/docker/buildx/releases/latest/download/checksums.txt');
+    assert.equal(
+      latestChecksumsUrl('https://github.com/docker/buildx/releases'),
+      'https://github.com/docker/buildx/releases/latest/download/checksums.txt',
+    );
   });
 
   it('reads sha256sum lines in both modes and finds the newest version', () => {
     const a = 'a'.repeat(64);
     const b = 'B'.repeat(64);
-    const sums = parseChecksums(`${a}  buildx-v0.9.1.linux-amd64\n${b} *buildx-v0.19.2.linux-amd64\nnot a line\n\n${a}  buildx-v0.19.2.darwin-arm64\n`);
+    const sums = parseChecksums(
+      `${a}  buildx-v0.9.1.linux-amd64\n${b} *buildx-v0.19.2.linux-amd64\nnot a line\n\n${a}  buildx-v0.19.2.darwin-arm64\n`,
+    );
     assert.equal(sums.get('buildx-v0.19.2.linux-amd64'), 'b'.repeat(64));
     assert.equal(sums.size, 3);
     assert.equal(versionFromChecksums(sums), '0.19.2');
@@ -117,14 +123,29 @@ describe('installing buildx through the tool cache', () => {
   });
 
   const failures: [string, (f: Record<string, Buffer | undefined>) => void, RegExp][] = [
-    ['a download that does not match its checksum', (f) => (f[`${base}/download/v0.19.2/buildx-v0.19.2.linux-amd64`] = Buffer.from('tampered')), /does not match its published SHA-256 \(expected [0-9a-f]{64}, got [0-9a-f]{64}\); it was deleted and not cached/],
-    ['checksums without the asset', (f) => (f[`${base}/download/v0.19.2/checksums.txt`] = Buffer.from(`${sha('x')}  buildx-v0.19.2.darwin-arm64\n`)), /has no checksum for buildx-v0\.19\.2\.linux-amd64/],
-    ['a version that does not exist', (f) => (f[`${base}/download/v0.19.2/checksums.txt`] = undefined), /downloading .*checksums\.txt failed: Unexpected HTTP response: 404/],
+    [
+      'a download that does not match its checksum',
+      (f) => (f[`${base}/download/v0.19.2/buildx-v0.19.2.linux-amd64`] = Buffer.from('tampered')),
+      /does not match its published SHA-256 \(expected [0-9a-f]{64}, got [0-9a-f]{64}\); it was deleted and not cached/,
+    ],
+    [
+      'checksums without the asset',
+      (f) => (f[`${base}/download/v0.19.2/checksums.txt`] = Buffer.from(`${sha('x')}  buildx-v0.19.2.darwin-arm64\n`)),
+      /has no checksum for buildx-v0\.19\.2\.linux-amd64/,
+    ],
+    [
+      'a version that does not exist',
+      (f) => (f[`${base}/download/v0.19.2/checksums.txt`] = undefined),
+      /downloading .*checksums\.txt failed: Unexpected HTTP response: 404/,
+    ],
   ];
   for (const [name, change, pattern] of failures) {
     it(`rejects ${name}, and caches nothing`, async () => {
       change(files);
-      await assert.rejects(installBuildx('0.19.2', base, fakeTools(), 'linux-amd64'), (e: Error) => e instanceof InstallError && pattern.test(e.message));
+      await assert.rejects(
+        installBuildx('0.19.2', base, fakeTools(), 'linux-amd64'),
+        (e: Error) => e instanceof InstallError && pattern.test(e.message),
+      );
       assert.deepEqual(fs.readdirSync(cacheRoot), []);
     });
   }
@@ -156,7 +177,11 @@ describe('the job-private docker config', () => {
     fs.writeFileSync(binary, 'pinned');
     const plugin = await installPlugin(dir, binary);
     assert.equal(fs.readFileSync(plugin, 'utf8'), 'pinned');
-    assert.equal(fs.readFileSync(path.join(agent, 'cli-plugins', 'docker-buildx'), 'utf8'), 'the agent plugin', "the agent's own plugin is untouched");
+    assert.equal(
+      fs.readFileSync(path.join(agent, 'cli-plugins', 'docker-buildx'), 'utf8'),
+      'the agent plugin',
+      "the agent's own plugin is untouched",
+    );
   });
 
   it('starts empty when the agent has no docker config', async () => {

@@ -18,18 +18,22 @@ type Row = readonly ['agent' | 'source', string, (dir: string) => void | Promise
 
 const sha = (data: Buffer | string): string => crypto.createHash('sha256').update(data).digest('hex');
 const pathy = (segment: string, expected: boolean) => (): void => assert.equal(isFileSegment(segment, 'linux'), expected, segment);
-const segments = (key: string, expected: string[], old = false) => (): void => {
-  assert.equal(isOldFormat(key), old);
-  assert.deepEqual(splitKey(key), expected);
-};
+const segments =
+  (key: string, expected: string[], old = false) =>
+  (): void => {
+    assert.equal(isOldFormat(key), old);
+    assert.deepEqual(splitKey(key), expected);
+  };
 const matches = (include: string[], exclude: string[], cases: [string, boolean][]) => (): void => {
   const filter = pathFilter(include, exclude, '/working');
   for (const [file, expected] of cases) assert.equal(filter(file), expected, file);
 };
 const enumerates = (glob: string, root: string, depth: number) => (): void => assert.deepEqual(walkRoot(glob), { root, depth });
-const rejects = (key: string) => async (dir: string): Promise<void> => {
-  await assert.rejects(async () => resolveKey(key, dir));
-};
+const rejects =
+  (key: string) =>
+  async (dir: string): Promise<void> => {
+    await assert.rejects(async () => resolveKey(key, dir));
+  };
 /** The agent's MatchedFile hash of one file, as its tests compute it: `\nSHA256(<display path>)=[<size>]<hex>`. */
 const fileHash = (display: string, content: Buffer): string => fingerprint([{ path: display, size: content.length, sha256: sha(content) }]);
 
@@ -52,42 +56,146 @@ export const ROWS: readonly Row[] = [
   // FingerprintCreatorTests
   ['agent', 'Fingerprint_ReservedFails: *', rejects('*')],
   ['agent', 'Fingerprint_ReservedFails: **', rejects('**')],
-  ['agent', 'Fingerprint_ExcludeExactMatches: a folder, less a file in it, matches nothing', (dir) => rejects(`${dir},!${path.join(dir, 'file1.bin')}`)(dir)],
+  [
+    'agent',
+    'Fingerprint_ExcludeExactMatches: a folder, less a file in it, matches nothing',
+    (dir) => rejects(`${dir},!${path.join(dir, 'file1.bin')}`)(dir),
+  ],
   [
     'agent',
     'Fingerprint_ExcludeExactMisses: one file, less another',
-    async (dir) => assert.deepEqual((await resolveKey(`${path.join(dir, 'file1.bin')},!${path.join(dir, 'file2.bin')}`, dir)).values, [fileHash('file1.bin', content1)]),
+    async (dir) =>
+      assert.deepEqual((await resolveKey(`${path.join(dir, 'file1.bin')},!${path.join(dir, 'file2.bin')}`, dir)).values, [
+        fileHash('file1.bin', content1),
+      ]),
   ],
   [
     'agent',
     'Fingerprint_FileAbsolute: two absolute files, two segments',
-    async (dir) => assert.deepEqual((await resolveKey(`${path.join(dir, 'file1.bin')} | ${path.join(dir, 'file2.bin')}`, dir)).values, [fileHash('file1.bin', content1), fileHash('file2.bin', content2)]),
+    async (dir) =>
+      assert.deepEqual((await resolveKey(`${path.join(dir, 'file1.bin')} | ${path.join(dir, 'file2.bin')}`, dir)).values, [
+        fileHash('file1.bin', content1),
+        fileHash('file2.bin', content2),
+      ]),
   ],
-  ['agent', 'Fingerprint_FileRelative: two relative files, two segments', async (dir) => assert.deepEqual((await resolveKey('file1.bin | file2.bin', dir)).values, [fileHash('file1.bin', content1), fileHash('file2.bin', content2)])],
+  [
+    'agent',
+    'Fingerprint_FileRelative: two relative files, two segments',
+    async (dir) =>
+      assert.deepEqual((await resolveKey('file1.bin | file2.bin', dir)).values, [
+        fileHash('file1.bin', content1),
+        fileHash('file2.bin', content2),
+      ]),
+  ],
   ['agent', 'Fingerprint_Str: a string stays', async (dir) => assert.deepEqual((await resolveKey('hello', dir)).values, ['hello'])],
-  ['agent', 'ParseMultilineKeyAsOld', segments('gems\n$(Agent.OS)\n$(Build.SourcesDirectory)/my.gemspec', ['gems', '$(Agent.OS)', '$(Build.SourcesDirectory)/my.gemspec'], true)],
+  [
+    'agent',
+    'ParseMultilineKeyAsOld',
+    segments(
+      'gems\n$(Agent.OS)\n$(Build.SourcesDirectory)/my.gemspec',
+      ['gems', '$(Agent.OS)', '$(Build.SourcesDirectory)/my.gemspec'],
+      true,
+    ),
+  ],
   ['agent', 'ParseSingleLineAsNew', segments('$(Agent.OS)', ['$(Agent.OS)'])],
-  ['agent', 'ParseMultilineWithRestoreKeys: the key', segments('$(Agent.OS) | Gemfile.lock | **/*.gemspec,!./junk/**', ['$(Agent.OS)', 'Gemfile.lock', '**/*.gemspec,!./junk/**'])],
+  [
+    'agent',
+    'ParseMultilineWithRestoreKeys: the key',
+    segments('$(Agent.OS) | Gemfile.lock | **/*.gemspec,!./junk/**', ['$(Agent.OS)', 'Gemfile.lock', '**/*.gemspec,!./junk/**']),
+  ],
   [
     'agent',
     'ParseMultilineWithRestoreKeys: the restore keys, one a line',
-    () => assert.deepEqual('$(Agent.OS) | Gemfile.lock\n$(Agent.OS)'.split('\n').map(splitKey), [['$(Agent.OS)', 'Gemfile.lock'], ['$(Agent.OS)']]),
+    () =>
+      assert.deepEqual('$(Agent.OS) | Gemfile.lock\n$(Agent.OS)'.split('\n').map(splitKey), [
+        ['$(Agent.OS)', 'Gemfile.lock'],
+        ['$(Agent.OS)'],
+      ]),
   ],
   // MatchingTests
-  ['agent', 'MultipleIncludes', matches(['good1.tmp', 'good2.tmp'], [], [['/working/good1.tmp', true], ['/working/good2.tmp', true], ['/working/something.else', false]])],
-  ['agent', 'AbsoluteAndRelative', matches(['/working/good1.tmp', 'good2.tmp'], [], [['/working/good1.tmp', true], ['/working/good2.tmp', true], ['/working/something.else', false], ['/junk', false]])],
-  ['agent', 'ExcludeSingleFile', matches(['*.tmp'], ['bad.tmp'], [['/working/good.tmp', true], ['/working/bad.tmp', false], ['/working/something.else', false]])],
-  ['agent', 'ExcludeSingleFileWithDot', matches(['./*.tmp'], ['./bad.tmp'], [['/working/good.tmp', true], ['/working/bad.tmp', false], ['/working/something.else', false]])],
-  ['agent', 'DoubleAsteriskAsPartOfPathSegment', matches(['./**blah/.tmp'], ['./bad.tmp'], [['/working/good.tmp', false], ['/working/bad.tmp', false], ['/working/something.else', false]])],
+  [
+    'agent',
+    'MultipleIncludes',
+    matches(
+      ['good1.tmp', 'good2.tmp'],
+      [],
+      [
+        ['/working/good1.tmp', true],
+        ['/working/good2.tmp', true],
+        ['/working/something.else', false],
+      ],
+    ),
+  ],
+  [
+    'agent',
+    'AbsoluteAndRelative',
+    matches(
+      ['/working/good1.tmp', 'good2.tmp'],
+      [],
+      [
+        ['/working/good1.tmp', true],
+        ['/working/good2.tmp', true],
+        ['/working/something.else', false],
+        ['/junk', false],
+      ],
+    ),
+  ],
+  [
+    'agent',
+    'ExcludeSingleFile',
+    matches(
+      ['*.tmp'],
+      ['bad.tmp'],
+      [
+        ['/working/good.tmp', true],
+        ['/working/bad.tmp', false],
+        ['/working/something.else', false],
+      ],
+    ),
+  ],
+  [
+    'agent',
+    'ExcludeSingleFileWithDot',
+    matches(
+      ['./*.tmp'],
+      ['./bad.tmp'],
+      [
+        ['/working/good.tmp', true],
+        ['/working/bad.tmp', false],
+        ['/working/something.else', false],
+      ],
+    ),
+  ],
+  [
+    'agent',
+    'DoubleAsteriskAsPartOfPathSegment',
+    matches(
+      ['./**blah/.tmp'],
+      ['./bad.tmp'],
+      [
+        ['/working/good.tmp', false],
+        ['/working/bad.tmp', false],
+        ['/working/something.else', false],
+      ],
+    ),
+  ],
   ['agent', 'DetermineFileEnumerationExact', enumerates('/dir/file.txt', '/dir', 1)],
   ['agent', 'DetermineFileEnumerationTopLevel', enumerates('/dir/*.txt', '/dir', 1)],
   ['agent', 'DetermineFileEnumerationRecursive', enumerates('/dir/**/*.txt', '/dir', Infinity)],
-  ['agent', 'DetermineFileEnumerationExactFileNameRecursive', enumerates('/dir/node_modules/**/package-lock.json', '/dir/node_modules', Infinity)],
+  [
+    'agent',
+    'DetermineFileEnumerationExactFileNameRecursive',
+    enumerates('/dir/node_modules/**/package-lock.json', '/dir/node_modules', Infinity),
+  ],
   // ParseIntoSegments and IsPathySegment, beyond the agent's tests
   ['source', 'an empty segment between pipes is dropped', segments('a || b', ['a', 'b'])],
   ['source', 'a trailing pipe is dropped', segments('a | b |', ['a', 'b'])],
   ['source', 'the old format drops empty lines and trims', segments('gems\n\n  Gemfile.lock  \n', ['gems', 'Gemfile.lock'], true)],
-  ['source', 'AZP_CACHING_SALT is a segment in front of the key', () => assert.deepEqual(splitKey(salted('a | b', 'v2')), ['AZP_CACHING_SALT=v2', 'a', 'b'])],
+  [
+    'source',
+    'AZP_CACHING_SALT is a segment in front of the key',
+    () => assert.deepEqual(splitKey(salted('a | b', 'v2')), ['AZP_CACHING_SALT=v2', 'a', 'b']),
+  ],
   ['source', 'no salt segment for a key in the old format', () => assert.deepEqual(splitKey(salted('a\nb', 'v2')), ['a', 'b'])],
   ['source', '\\ is an ordinary character on Linux: C:\\src\\x is a string', pathy('C:\\src\\x', false)],
   ['source', 'only NUL cannot be in a Linux file name: a<b.c is a path', pathy('a<b.c', true)],
@@ -100,7 +208,10 @@ export const ROWS: readonly Row[] = [
       fs.writeFileSync(path.join(dir, 'x', '*.json'), 'star');
       fs.writeFileSync(path.join(dir, 'x', 'a.json'), 'a');
       const key = await resolveKey('k | x/\\*.json', dir);
-      assert.deepEqual(key.segments.flatMap((s) => (s.kind === 'files' ? s.files.map((f) => f.path) : [])), ['x/*.json']);
+      assert.deepEqual(
+        key.segments.flatMap((s) => (s.kind === 'files' ? s.files.map((f) => f.path) : [])),
+        ['x/*.json'],
+      );
     },
   ],
   ['source', 'the salt segment is a string even with a dot in it', () => assert.equal(parseKey(salted('k', '1.0'))[0]?.kind, 'literal')],

@@ -36,7 +36,8 @@ describe('cache keys: segments in Cache@2 syntax', () => {
     ['nul\u0000.c', 'linux', false],
   ];
   for (const [segment, platform, isFile] of byPlatform) {
-    it(`on ${platform}, ${JSON.stringify(segment)} is ${isFile ? 'a file segment' : 'a literal'}`, () => assert.equal(isFileSegment(segment, platform), isFile));
+    it(`on ${platform}, ${JSON.stringify(segment)} is ${isFile ? 'a file segment' : 'a literal'}`, () =>
+      assert.equal(isFileSegment(segment, platform), isFile));
   }
 
   const splits: [string, string[]][] = [
@@ -47,7 +48,12 @@ describe('cache keys: segments in Cache@2 syntax', () => {
     ['buildx\n"Linux"\n  deps.lock  \n', ['buildx', '"Linux"', 'deps.lock']],
     ['one | line\nper | line', ['one | line', 'per | line']],
   ];
-  for (const [key, texts] of splits) it(`splits ${JSON.stringify(key)} as the agent does`, () => assert.deepEqual(parseKey(key).map((seg) => seg.text), texts));
+  for (const [key, texts] of splits)
+    it(`splits ${JSON.stringify(key)} as the agent does`, () =>
+      assert.deepEqual(
+        parseKey(key).map((seg) => seg.text),
+        texts,
+      ));
 
   it('splits on | and trims, keeping quotes', () => {
     assert.deepEqual(
@@ -67,7 +73,12 @@ describe('cache keys: segments in Cache@2 syntax', () => {
     ['k | `x`', /cannot start with/],
     ['k | !a.txt', /only excludes/],
   ];
-  for (const [key, pattern] of bad) it(`rejects ${JSON.stringify(key)}`, () => assert.throws(() => parseKey(key), (e: Error) => e instanceof KeySyntaxError && pattern.test(e.message)));
+  for (const [key, pattern] of bad)
+    it(`rejects ${JSON.stringify(key)}`, () =>
+      assert.throws(
+        () => parseKey(key),
+        (e: Error) => e instanceof KeySyntaxError && pattern.test(e.message),
+      ));
 
   const prefixes: [string[], string[], boolean][] = [
     [['a', 'b', 'c'], ['a', 'b'], true],
@@ -77,7 +88,8 @@ describe('cache keys: segments in Cache@2 syntax', () => {
     [['a', 'b'], [], true],
   ];
   for (const [key, prefix, expected] of prefixes) {
-    it(`restore key ${JSON.stringify(prefix)} ${expected ? 'matches' : 'does not match'} ${JSON.stringify(key)}`, () => assert.equal(startsWithSegments(key, prefix), expected));
+    it(`restore key ${JSON.stringify(prefix)} ${expected ? 'matches' : 'does not match'} ${JSON.stringify(key)}`, () =>
+      assert.equal(startsWithSegments(key, prefix), expected));
   }
 
   const roots: [string, string, number][] = [
@@ -86,7 +98,8 @@ describe('cache keys: segments in Cache@2 syntax', () => {
     ['/ws/*/deps/*.lock', '/ws', 3],
     ['/*.txt', '/', 1],
   ];
-  for (const [pattern, root, depth] of roots) it(`walks ${pattern} from ${root} to depth ${depth}`, () => assert.deepEqual(walkRoot(pattern), { root, depth }));
+  for (const [pattern, root, depth] of roots)
+    it(`walks ${pattern} from ${root} to depth ${depth}`, () => assert.deepEqual(walkRoot(pattern), { root, depth }));
 });
 
 describe('cache keys: resolving file segments', () => {
@@ -116,14 +129,20 @@ describe('cache keys: resolving file segments', () => {
 
   it('keeps literals and replaces a file by Cache@2 fingerprint of path, size and SHA-256', async () => {
     const key = await resolveKey('buildx | "Linux" | deps.lock', ws);
-    const expected = crypto.createHash('sha256').update(`\nSHA256(deps.lock)=[11]${sha('left-pad@1\n')}`).digest('base64');
+    const expected = crypto
+      .createHash('sha256')
+      .update(`\nSHA256(deps.lock)=[11]${sha('left-pad@1\n')}`)
+      .digest('base64');
     assert.deepEqual(key.values, ['buildx', '"Linux"', expected]);
     assert.equal(key.text, `buildx|"Linux"|${expected}`);
     assert.equal(fingerprint([{ path: 'deps.lock', size: 11, sha256: sha('left-pad@1\n') }]), expected);
   });
 
   const globs: [string, string[]][] = [
-    ['**/package-lock.json', ['.hidden/package-lock.json', 'app/package-lock.json', 'lib/node_modules/x/package-lock.json', 'lib/package-lock.json']],
+    [
+      '**/package-lock.json',
+      ['.hidden/package-lock.json', 'app/package-lock.json', 'lib/node_modules/x/package-lock.json', 'lib/package-lock.json'],
+    ],
     ['**/package-lock.json, !**/node_modules/**', ['.hidden/package-lock.json', 'app/package-lock.json', 'lib/package-lock.json']],
     ['**/package-lock.json, !**/node_modules/**, !.hidden/**', ['app/package-lock.json', 'lib/package-lock.json']],
     ['app/package-lock.json, lib/package-lock.json', ['app/package-lock.json', 'lib/package-lock.json']],
@@ -133,7 +152,8 @@ describe('cache keys: resolving file segments', () => {
     ['./deps.lock', ['deps.lock']],
   ];
   for (const [segment, files] of globs) {
-    it(`${segment} matches ${files.length} file(s), dot files included, braces literal`, async () => assert.deepEqual(await resolved(`k | ${segment}`), files));
+    it(`${segment} matches ${files.length} file(s), dot files included, braces literal`, async () =>
+      assert.deepEqual(await resolved(`k | ${segment}`), files));
   }
 
   it('is case-sensitive on Linux', async function () {

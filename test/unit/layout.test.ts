@@ -1,7 +1,16 @@
 import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { blobPath, hashFile, LayoutError, parseIndex, prune, reachable, verifyLayout, type Descriptor } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
+import {
+  blobPath,
+  hashFile,
+  LayoutError,
+  parseIndex,
+  prune,
+  reachable,
+  verifyLayout,
+  type Descriptor,
+} from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
 import { cleanup, tempDir } from '../helpers';
 import { blob, blobFiles, cacheLayout, desc, INDEX, LAYER, MANIFEST, writeLayout, type Blob } from '../oci-fixture';
 
@@ -24,16 +33,36 @@ describe('OCI reachability', () => {
   const untyped = blob(INDEX, { manifests: [desc(l1)] });
   // Content cannot hold its own digest, but a corrupt store can serve anything under any name.
   const loopDigest = `sha256:${'b'.repeat(64)}`;
-  const loop: Blob = { mediaType: INDEX, digest: loopDigest, size: 1, data: Buffer.from(JSON.stringify({ manifests: [{ mediaType: INDEX, digest: loopDigest, size: 1 }] })) };
+  const loop: Blob = {
+    mediaType: INDEX,
+    digest: loopDigest,
+    size: 1,
+    data: Buffer.from(JSON.stringify({ manifests: [{ mediaType: INDEX, digest: loopDigest, size: 1 }] })),
+  };
   const hostile = blob(INDEX, { manifests: [{ digest: 'sha256:../../etc/passwd', size: 1 }] });
 
   const cases: [string, Descriptor[], Blob[], string[]][] = [
-    ['BuildKit cache index: layers and cache config', [desc(cacheLayout(['a', 'b']).root)], cacheLayout(['a', 'b']).blobs, cacheLayout(['a', 'b']).blobs.map((b) => b.digest)],
+    [
+      'BuildKit cache index: layers and cache config',
+      [desc(cacheLayout(['a', 'b']).root)],
+      cacheLayout(['a', 'b']).blobs,
+      cacheLayout(['a', 'b']).blobs.map((b) => b.digest),
+    ],
     ['image manifest: config and layers', [desc(manifest)], [manifest, cfg, l1, l2], [manifest, cfg, l1, l2].map((b) => b.digest)],
     ['index of manifests', [desc(index)], [index, manifest, cfg, l1, l2], [index, manifest, cfg, l1, l2].map((b) => b.digest)],
-    ['a descriptor without a media type is read by its content', [{ digest: untyped.digest, size: untyped.size }], [untyped, l1], [untyped.digest, l1.digest]],
+    [
+      'a descriptor without a media type is read by its content',
+      [{ digest: untyped.digest, size: untyped.size }],
+      [untyped, l1],
+      [untyped.digest, l1.digest],
+    ],
     ['layers are never read, so they need not exist', [desc(l1)], [], [l1.digest]],
-    ['a blob reached twice counts once', [desc(index), desc(manifest)], [index, manifest, cfg, l1, l2], [index, manifest, cfg, l1, l2].map((b) => b.digest)],
+    [
+      'a blob reached twice counts once',
+      [desc(index), desc(manifest)],
+      [index, manifest, cfg, l1, l2],
+      [index, manifest, cfg, l1, l2].map((b) => b.digest),
+    ],
     ['an empty index reaches nothing', [], [], []],
     ['an index that lists itself ends', [desc(loop)], [loop], [loop.digest]],
   ];
@@ -47,7 +76,11 @@ describe('OCI reachability', () => {
     ['a child with a digest that escapes the layout', [desc(hostile)], [hostile], /manifests\[0\] is not a valid descriptor/],
   ];
   for (const [name, roots, blobs, pattern] of broken) {
-    it(`rejects ${name}`, async () => assert.rejects(reachable({ manifests: roots }, store(blobs)), (err: Error) => err instanceof LayoutError && pattern.test(err.message)));
+    it(`rejects ${name}`, async () =>
+      assert.rejects(
+        reachable({ manifests: roots }, store(blobs)),
+        (err: Error) => err instanceof LayoutError && pattern.test(err.message),
+      ));
   }
 
   const badIndexes: [string, string][] = [
@@ -57,7 +90,8 @@ describe('OCI reachability', () => {
     ['a digest that escapes the layout', '{"manifests":[{"digest":"sha256:../../x","size":1}]}'],
     ['a negative size', `{"manifests":[{"digest":"sha256:${'a'.repeat(64)}","size":-1}]}`],
   ];
-  for (const [name, text] of badIndexes) it(`rejects an index.json that is ${name}`, () => assert.throws(() => parseIndex(text), LayoutError));
+  for (const [name, text] of badIndexes)
+    it(`rejects an index.json that is ${name}`, () => assert.throws(() => parseIndex(text), LayoutError));
 
   it('builds blob paths only from valid digests', () => {
     assert.equal(blobPath('/c', `sha256:${'a'.repeat(64)}`), path.join('/c', 'blobs', 'sha256', 'a'.repeat(64)));
@@ -83,9 +117,15 @@ describe('pruning a layout folder', () => {
     assert.deepEqual(blobFiles(dir), live.blobs.map((b) => b.digest).sort());
     assert.deepEqual(fs.readdirSync(dir).sort(), ['blobs', 'index.json', 'oci-layout']);
     assert.equal(result.kept.size, live.blobs.length);
-    assert.equal([...result.kept.values()].reduce((a, b) => a + b, 0), live.blobs.reduce((a, b) => a + b.size, 0));
+    assert.equal(
+      [...result.kept.values()].reduce((a, b) => a + b, 0),
+      live.blobs.reduce((a, b) => a + b.size, 0),
+    );
     assert.equal(result.removedBlobs, old.blobs.length);
-    assert.equal(result.removedBytes, old.blobs.reduce((a, b) => a + b.size, 0));
+    assert.equal(
+      result.removedBytes,
+      old.blobs.reduce((a, b) => a + b.size, 0),
+    );
     assert.deepEqual(result.missing, []);
   });
 
@@ -93,7 +133,11 @@ describe('pruning a layout folder', () => {
     const dir = tempDir();
     const live = cacheLayout(['a', 'b']);
     const lost = live.layers[0] as Blob;
-    writeLayout(dir, live.root, live.blobs.filter((b) => b !== lost));
+    writeLayout(
+      dir,
+      live.root,
+      live.blobs.filter((b) => b !== lost),
+    );
     assert.deepEqual((await prune(dir)).missing, [lost.digest]);
   });
 
@@ -127,12 +171,28 @@ describe('verifying a cache folder before BuildKit sees it', () => {
   const broken: [string, (dir: string, live: ReturnType<typeof cacheLayout>) => void, RegExp][] = [
     ['a layer is missing', (dir, live) => fs.rmSync(file(dir, layer0(live))), /is missing/],
     ['a layer is truncated', (dir, live) => fs.truncateSync(file(dir, layer0(live)), 3), /has 3 bytes instead of/],
-    ['a layer has other bytes of the same size', (dir, live) => fs.writeFileSync(file(dir, layer0(live)), Buffer.from('Dependencies layer')), /does not match its digest$/],
+    [
+      'a layer has other bytes of the same size',
+      (dir, live) => fs.writeFileSync(file(dir, layer0(live)), Buffer.from('Dependencies layer')),
+      /does not match its digest$/,
+    ],
     ['the root index is missing', (dir, live) => fs.rmSync(file(dir, live.root)), /cannot read sha256:.*ENOENT/],
-    ['the root index is altered', (dir, live) => fs.writeFileSync(file(dir, live.root), Buffer.from(JSON.stringify({ manifests: [] }))), /does not match its digest or size/],
+    [
+      'the root index is altered',
+      (dir, live) => fs.writeFileSync(file(dir, live.root), Buffer.from(JSON.stringify({ manifests: [] }))),
+      /does not match its digest or size/,
+    ],
     ['index.json is not JSON', (dir) => fs.writeFileSync(path.join(dir, 'index.json'), '{oops'), /not valid JSON/],
-    ['index.json lacks the "latest" tag BuildKit imports', (dir, live) => fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ manifests: [desc(live.root)] })), /no manifest tagged "latest"/],
-    ['index.json is empty', (dir) => fs.writeFileSync(path.join(dir, 'index.json'), '{"schemaVersion":2,"manifests":[]}'), /no manifest tagged "latest"/],
+    [
+      'index.json lacks the "latest" tag BuildKit imports',
+      (dir, live) => fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ manifests: [desc(live.root)] })),
+      /no manifest tagged "latest"/,
+    ],
+    [
+      'index.json is empty',
+      (dir) => fs.writeFileSync(path.join(dir, 'index.json'), '{"schemaVersion":2,"manifests":[]}'),
+      /no manifest tagged "latest"/,
+    ],
   ];
   for (const [name, change, pattern] of broken) {
     it(`rejects a folder where ${name}`, async () => {

@@ -1,5 +1,14 @@
 import * as assert from 'assert/strict';
-import { agentBuilderName, chooseLifetime, describeLifetime, type AgentFacts, type BuilderShape, type Lifetime, type LifetimeReason, type LifetimeSetting } from '../../tasks/DockerBuildxCacheV1/src/docker/lifetime';
+import {
+  agentBuilderName,
+  chooseLifetime,
+  describeLifetime,
+  type AgentFacts,
+  type BuilderShape,
+  type Lifetime,
+  type LifetimeReason,
+  type LifetimeSetting,
+} from '../../tasks/DockerBuildxCacheV1/src/docker/lifetime';
 
 const CLOUD = 'c3d2d4d6-6a6e-4c7a-9f2a-0b1a2c3d4e5f';
 const selfHosted: AgentFacts = { id: '7', name: 'build-vm-1', home: '/opt/agent' };
@@ -11,7 +20,13 @@ describe('builder lifetime: the agent kind', () => {
     ['a self-hosted agent with only a name', 'auto', { name: 'build-vm-1' }, 'agent', 'selfHosted'],
     ['a Microsoft-hosted agent: Agent.CloudId', 'auto', { id: '12', name: 'Azure Pipelines 3', cloudId: CLOUD }, 'job', 'cloudId'],
     ['Agent.CloudId with any name', 'auto', { name: 'custom', cloudId: CLOUD }, 'job', 'cloudId'],
-    ['the hosted images: ImageOS and ImageVersion', 'auto', { name: 'vmss-agent-1', imageOS: 'ubuntu24', imageVersion: '20251123.1.0' }, 'job', 'hostedImage'],
+    [
+      'the hosted images: ImageOS and ImageVersion',
+      'auto',
+      { name: 'vmss-agent-1', imageOS: 'ubuntu24', imageVersion: '20251123.1.0' },
+      'job',
+      'hostedImage',
+    ],
     ['ImageOS alone is not a hosted image', 'auto', { name: 'vmss-agent-1', imageOS: 'ubuntu24' }, 'agent', 'selfHosted'],
     ['a hosted agent name, before Agent.CloudId: Azure Pipelines N', 'auto', { name: 'Azure Pipelines 12' }, 'job', 'hostedName'],
     ['a hosted agent name, before Agent.CloudId: Hosted Agent', 'auto', { name: 'Hosted Agent' }, 'job', 'hostedName'],
@@ -24,13 +39,20 @@ describe('builder lifetime: the agent kind', () => {
     it(`${name}: ${setting} → ${lifetime} (${reason})`, () => {
       const choice = chooseLifetime(setting, agent);
       assert.deepEqual([choice.lifetime, choice.reason.kind], [lifetime, reason]);
-      assert.match(describeLifetime(choice), new RegExp(`^${lifetime}${setting === 'auto' ? ' \\(auto\\), because ' : ', as the builderLifetime input says$'}`));
+      assert.match(
+        describeLifetime(choice),
+        new RegExp(`^${lifetime}${setting === 'auto' ? ' \\(auto\\), because ' : ', as the builderLifetime input says$'}`),
+      );
     });
   }
 });
 
 describe('builder lifetime: the name of the builder an agent keeps', () => {
-  const shape: BuilderShape = { driver: 'docker-container', driverOptions: ['network=host'], buildkitdConfigText: '[worker.oci]\n  gc = true\n' };
+  const shape: BuilderShape = {
+    driver: 'docker-container',
+    driverOptions: ['network=host'],
+    buildkitdConfigText: '[worker.oci]\n  gc = true\n',
+  };
   const base = agentBuilderName(selfHosted, shape);
 
   it('is a valid builder name, stable across jobs, and tells itself from a job builder', () => {

@@ -1,7 +1,14 @@
 import * as assert from 'assert/strict';
 import * as sinon from 'sinon';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
-import { gates, hasContainerdStore, parseBuildxVersion, parseDockerVersion, preflight, PreflightError } from '../../tasks/DockerBuildxCacheV1/src/docker/preflight';
+import {
+  gates,
+  hasContainerdStore,
+  parseBuildxVersion,
+  parseDockerVersion,
+  preflight,
+  PreflightError,
+} from '../../tasks/DockerBuildxCacheV1/src/docker/preflight';
 import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import type { Config, Driver } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 import { cleanup, tempDir, writeTree } from '../helpers';
@@ -9,7 +16,12 @@ import { cleanup, tempDir, writeTree } from '../helpers';
 function config(inputs: Record<string, string>): Config {
   const ws = tempDir();
   writeTree(ws, { Dockerfile: 'FROM scratch\n' });
-  const vars: Record<string, string> = { 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': '/pw', 'Agent.WorkFolder': '/aw', 'Agent.OS': 'Linux' };
+  const vars: Record<string, string> = {
+    'System.DefaultWorkingDirectory': ws,
+    'Pipeline.Workspace': '/pw',
+    'Agent.WorkFolder': '/aw',
+    'Agent.OS': 'Linux',
+  };
   return readConfig({ input: (n) => inputs[n] ?? '', variable: (n) => vars[n] });
 }
 
@@ -17,11 +29,15 @@ describe('preflight: what the engine and buildx report', () => {
   afterEach(cleanup);
 
   const versions: [string, ReturnType<typeof parseDockerVersion>][] = [
-    ['{"Client":{"Version":"28.2.2"},"Server":{"Version":"26.1.5","Components":[{"Name":"Engine","Version":"26.1.5+dfsg1"}]}}', { client: '28.2.2', server: '26.1.5+dfsg1' }],
+    [
+      '{"Client":{"Version":"28.2.2"},"Server":{"Version":"26.1.5","Components":[{"Name":"Engine","Version":"26.1.5+dfsg1"}]}}',
+      { client: '28.2.2', server: '26.1.5+dfsg1' },
+    ],
     ['{"Client":{"Version":"28.2.2"},"Server":null}', { client: '28.2.2', server: undefined }],
     ['Cannot connect', {}],
   ];
-  for (const [json, expected] of versions) it(`docker version ${json.slice(0, 40)}`, () => assert.deepEqual(parseDockerVersion(json), expected));
+  for (const [json, expected] of versions)
+    it(`docker version ${json.slice(0, 40)}`, () => assert.deepEqual(parseDockerVersion(json), expected));
 
   const buildx: [string, string | undefined][] = [
     ['github.com/docker/buildx v0.19.2 1b2c3d4', '0.19.2'],
@@ -55,7 +71,10 @@ describe('preflight: what the engine and buildx report', () => {
   }
 
   it('a buildx older than the task needs is an error naming buildxVersion', () => {
-    assert.throws(() => gates(config({ imageName: 'app' }), 'docker-container', '0.9.1', undefined), (e: Error) => e instanceof PreflightError && /buildx 0\.9\.1 is older than 0\.10\.0.*Set 'buildxVersion'/.test(e.message));
+    assert.throws(
+      () => gates(config({ imageName: 'app' }), 'docker-container', '0.9.1', undefined),
+      (e: Error) => e instanceof PreflightError && /buildx 0\.9\.1 is older than 0\.10\.0.*Set 'buildxVersion'/.test(e.message),
+    );
   });
 
   function docker(answers: Record<string, Partial<RunResult>>): DockerCli {
@@ -67,14 +86,20 @@ describe('preflight: what the engine and buildx report', () => {
     };
   }
   const ok = {
-    'version --format {{json .}}': { stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}' },
+    'version --format {{json .}}': {
+      stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}',
+    },
     'buildx version': { stdout: 'github.com/docker/buildx v0.19.2 abc' },
     'info --format {{json .DriverStatus}}': { stdout: '[["driver-type","io.containerd.snapshotter.v1"]]' },
   };
 
   it('reports versions, the buildx source and the image store', async () => {
     const p = await preflight(docker(ok), config({ imageName: 'app', driver: 'docker' }), 'the tool cache');
-    assert.deepEqual(p.report, ['docker client 28.2.2, engine 26.1.5', 'buildx 0.19.2, from the tool cache', 'engine image store: containerd']);
+    assert.deepEqual(p.report, [
+      'docker client 28.2.2, engine 26.1.5',
+      'buildx 0.19.2, from the tool cache',
+      'engine image store: containerd',
+    ]);
   });
 
   // The image store is asked for only when the driver depends on it.
@@ -95,18 +120,38 @@ describe('preflight: what the engine and buildx report', () => {
   }
 
   it('fails with the likely cause when no engine answers', async () => {
-    const answers = { ...ok, 'version --format {{json .}}': { code: 1, stdout: '{"Client":{"Version":"28.2.2"},"Server":null}', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' } };
-    await assert.rejects(preflight(docker(answers), config({ imageName: 'app', driver: 'docker' }), 'x'), (e: Error) => e instanceof PreflightError && /^No Docker engine reachable at .*Cannot connect to the Docker daemon/.test(e.message));
+    const answers = {
+      ...ok,
+      'version --format {{json .}}': {
+        code: 1,
+        stdout: '{"Client":{"Version":"28.2.2"},"Server":null}',
+        stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?',
+      },
+    };
+    await assert.rejects(
+      preflight(docker(answers), config({ imageName: 'app', driver: 'docker' }), 'x'),
+      (e: Error) => e instanceof PreflightError && /^No Docker engine reachable at .*Cannot connect to the Docker daemon/.test(e.message),
+    );
   });
 
   it('needs no local engine for a remote builder that pushes', async () => {
-    const answers = { ...ok, 'version --format {{json .}}': { code: 1, stdout: '{"Client":{"Version":"28.2.2"},"Server":null}', stderr: 'Cannot connect' } };
-    const p = await preflight(docker(answers), config({ imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234', output: 'registry' }), 'x');
+    const answers = {
+      ...ok,
+      'version --format {{json .}}': { code: 1, stdout: '{"Client":{"Version":"28.2.2"},"Server":null}', stderr: 'Cannot connect' },
+    };
+    const p = await preflight(
+      docker(answers),
+      config({ imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234', output: 'registry' }),
+      'x',
+    );
     assert.match(p.report[0] ?? '', /engine not reachable at/);
   });
 
   it('fails naming buildxVersion when the CLI has no buildx', async () => {
     const answers = { ...ok, 'buildx version': { code: 1, stderr: "docker: 'buildx' is not a docker command." } };
-    await assert.rejects(preflight(docker(answers), config({ imageName: 'app', driver: 'docker' }), 'x'), /no buildx plugin .*Set 'buildxVersion' to 'latest'/);
+    await assert.rejects(
+      preflight(docker(answers), config({ imageName: 'app', driver: 'docker' }), 'x'),
+      /no buildx plugin .*Set 'buildxVersion' to 'latest'/,
+    );
   });
 });

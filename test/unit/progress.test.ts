@@ -60,7 +60,12 @@ describe('reading plain progress', () => {
     ['stage names', ['#4 [build 2/3] RUN make', '#4 CACHED', '#5 [stage-1 2/2] COPY --from=build /out /'], 2, 1],
     ['per-platform steps', ['#4 [linux/amd64 2/2] RUN x', '#5 [linux/arm64 2/2] RUN x', '#5 CACHED'], 2, 1],
     ['CACHED before the name line repeats', ['#4 [2/2] RUN x', '#4 CACHED', '#4 [2/2] RUN x'], 1, 1],
-    ['a vertex named again later is counted once', ['#4 [2/3] RUN a', '#4 0.1 out', '#5 [3/3] RUN b', '#4 [2/3] RUN a', '#4 DONE 1s'], 2, 0],
+    [
+      'a vertex named again later is counted once',
+      ['#4 [2/3] RUN a', '#4 0.1 out', '#5 [3/3] RUN b', '#4 [2/3] RUN a', '#4 DONE 1s'],
+      2,
+      0,
+    ],
     ['internal vertices are not steps', ['#1 [internal] load build definition from Dockerfile', '#1 CACHED'], 0, 0],
     ['output that looks like a step is not a name line', ['#4 [2/2] RUN x', '#4 0.5 [1/2] fake'], 1, 0],
   ];

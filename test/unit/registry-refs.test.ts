@@ -23,11 +23,42 @@ describe('registry cache: one reference per scope, derived from registryCacheRef
   });
 
   const plans: [string, string, Parameters<typeof scopePlan>, { read: string[]; write?: string }][] = [
-    ['a branch build', 'acr.io/app/cache', ['branch', { sourceBranch: 'refs/heads/feature/x' }], { read: ['acr.io/app/cache:buildcache-feature-x', 'acr.io/app/cache:buildcache-main', 'acr.io/app/cache:buildcache-master'], write: 'acr.io/app/cache:buildcache-feature-x' }],
-    ['the default branch itself, read once', 'acr.io/app/cache', ['branch', { sourceBranch: 'refs/heads/main' }], { read: ['acr.io/app/cache:buildcache-main', 'acr.io/app/cache:buildcache-master'], write: 'acr.io/app/cache:buildcache-main' }],
-    ['a pull request, with the target branch', 'localhost:5000/app:cache', ['branch', { sourceBranch: 'refs/pull/4/merge', targetBranch: 'refs/heads/release', defaultBranch: 'main' }], { read: ['localhost:5000/app:cache-pull-4-merge', 'localhost:5000/app:cache-release', 'localhost:5000/app:cache-main'], write: 'localhost:5000/app:cache-pull-4-merge' }],
-    ['a pull request from a fork writes nothing', 'acr.io/app', ['branch', { sourceBranch: 'refs/pull/4/merge', targetBranch: 'main', isFork: true, defaultBranch: 'main' }], { read: ['acr.io/app:buildcache-pull-4-merge', 'acr.io/app:buildcache-main'], write: undefined }],
-    ['one shared scope: the tag as written', 'acr.io/app:cache', ['shared', { sourceBranch: 'refs/heads/feature/x' }], { read: ['acr.io/app:cache'], write: 'acr.io/app:cache' }],
+    [
+      'a branch build',
+      'acr.io/app/cache',
+      ['branch', { sourceBranch: 'refs/heads/feature/x' }],
+      {
+        read: ['acr.io/app/cache:buildcache-feature-x', 'acr.io/app/cache:buildcache-main', 'acr.io/app/cache:buildcache-master'],
+        write: 'acr.io/app/cache:buildcache-feature-x',
+      },
+    ],
+    [
+      'the default branch itself, read once',
+      'acr.io/app/cache',
+      ['branch', { sourceBranch: 'refs/heads/main' }],
+      { read: ['acr.io/app/cache:buildcache-main', 'acr.io/app/cache:buildcache-master'], write: 'acr.io/app/cache:buildcache-main' },
+    ],
+    [
+      'a pull request, with the target branch',
+      'localhost:5000/app:cache',
+      ['branch', { sourceBranch: 'refs/pull/4/merge', targetBranch: 'refs/heads/release', defaultBranch: 'main' }],
+      {
+        read: ['localhost:5000/app:cache-pull-4-merge', 'localhost:5000/app:cache-release', 'localhost:5000/app:cache-main'],
+        write: 'localhost:5000/app:cache-pull-4-merge',
+      },
+    ],
+    [
+      'a pull request from a fork writes nothing',
+      'acr.io/app',
+      ['branch', { sourceBranch: 'refs/pull/4/merge', targetBranch: 'main', isFork: true, defaultBranch: 'main' }],
+      { read: ['acr.io/app:buildcache-pull-4-merge', 'acr.io/app:buildcache-main'], write: undefined },
+    ],
+    [
+      'one shared scope: the tag as written',
+      'acr.io/app:cache',
+      ['shared', { sourceBranch: 'refs/heads/feature/x' }],
+      { read: ['acr.io/app:cache'], write: 'acr.io/app:cache' },
+    ],
   ];
   for (const [name, ref, plan, expected] of plans) it(name, () => assert.deepEqual(registryRefs(ref, scopePlan(...plan)), expected));
 });

@@ -6,7 +6,11 @@ import { startSetup, type Recorder } from '../../tasks/DockerBuildxCacheV1/src/d
 import { cleanup, tempDir, writeTree } from '../helpers';
 
 const ANSWERS: Record<string, RunResult> = {
-  'version --format {{json .}}': { code: 0, stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}', stderr: '' },
+  'version --format {{json .}}': {
+    code: 0,
+    stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}',
+    stderr: '',
+  },
   'buildx version': { code: 0, stdout: 'github.com/docker/buildx v0.19.2 abc', stderr: '' },
   'info --format {{json .DriverStatus}}': { code: 0, stdout: '[["driver-type","io.containerd.snapshotter.v1"]]', stderr: '' },
 };
@@ -40,7 +44,10 @@ const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 describe('setup: the preflight and the builder while the cache restores', () => {
   let ws: string;
   const config = (driver: string, extra: Record<string, string> = {}): Config =>
-    readConfig({ input: (n) => ({ imageName: 'app', driver, cacheBackend: 'none', ...extra })[n] ?? '', variable: (n) => ({ 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': ws, 'Agent.WorkFolder': ws, 'Agent.OS': 'Linux' })[n] });
+    readConfig({
+      input: (n) => ({ imageName: 'app', driver, cacheBackend: 'none', ...extra })[n] ?? '',
+      variable: (n) => ({ 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': ws, 'Agent.WorkFolder': ws, 'Agent.OS': 'Linux' })[n],
+    });
   beforeEach(() => {
     ws = tempDir();
     writeTree(ws, { Dockerfile: 'FROM scratch\n' });
@@ -51,11 +58,51 @@ describe('setup: the preflight and the builder while the cache restores', () => 
   const STORE = 'info --format {{json .DriverStatus}}';
   // name, driver and inputs, docker answers → what started before anything answered, the driver chosen, every command by the end
   const cases: [string, string, Record<string, string>, Record<string, RunResult>, string[], string, RegExp][] = [
-    ['the docker driver: its builder is only inspected, beside the preflight', 'docker', {}, {}, [...PREFLIGHT, STORE, 'buildx inspect default'], 'docker', /^buildx inspect default$/],
-    ['docker-container: the builder, which may be created, waits for the preflight', 'docker-container', {}, {}, PREFLIGHT, 'docker-container', /^buildx inspect --bootstrap buildx-cache-/],
-    ['auto on the containerd store: the docker driver, its builder looked at beside the preflight', 'auto', {}, {}, [...PREFLIGHT, STORE, 'buildx inspect default'], 'docker', /^buildx inspect default$/],
-    ['auto on the classic store: a builder of its own, after the preflight', 'auto', {}, { [STORE]: CLASSIC }, [...PREFLIGHT, STORE, 'buildx inspect default'], 'docker-container', /^buildx inspect --bootstrap buildx-cache-/],
-    ['auto with a builder input: docker-container, and the store is not asked', 'auto', { driverOptions: 'network=host' }, {}, PREFLIGHT, 'docker-container', /^buildx inspect --bootstrap buildx-cache-/],
+    [
+      'the docker driver: its builder is only inspected, beside the preflight',
+      'docker',
+      {},
+      {},
+      [...PREFLIGHT, STORE, 'buildx inspect default'],
+      'docker',
+      /^buildx inspect default$/,
+    ],
+    [
+      'docker-container: the builder, which may be created, waits for the preflight',
+      'docker-container',
+      {},
+      {},
+      PREFLIGHT,
+      'docker-container',
+      /^buildx inspect --bootstrap buildx-cache-/,
+    ],
+    [
+      'auto on the containerd store: the docker driver, its builder looked at beside the preflight',
+      'auto',
+      {},
+      {},
+      [...PREFLIGHT, STORE, 'buildx inspect default'],
+      'docker',
+      /^buildx inspect default$/,
+    ],
+    [
+      'auto on the classic store: a builder of its own, after the preflight',
+      'auto',
+      {},
+      { [STORE]: CLASSIC },
+      [...PREFLIGHT, STORE, 'buildx inspect default'],
+      'docker-container',
+      /^buildx inspect --bootstrap buildx-cache-/,
+    ],
+    [
+      'auto with a builder input: docker-container, and the store is not asked',
+      'auto',
+      { driverOptions: 'network=host' },
+      {},
+      PREFLIGHT,
+      'docker-container',
+      /^buildx inspect --bootstrap buildx-cache-/,
+    ],
   ];
   for (const [name, driver, inputs, overrides, before, chosen, last] of cases) {
     it(name, async () => {
@@ -67,7 +114,15 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       const result = await setup.show();
       assert.equal(result.driver.driver, chosen);
       assert.match(started[started.length - 1] ?? '', last);
-      assert.equal(result.builder.name, chosen === 'docker' ? 'default' : started.find((c) => c.startsWith('buildx inspect --bootstrap '))?.split(' ').pop());
+      assert.equal(
+        result.builder.name,
+        chosen === 'docker'
+          ? 'default'
+          : started
+              .find((c) => c.startsWith('buildx inspect --bootstrap '))
+              ?.split(' ')
+              .pop(),
+      );
     });
   }
 });

@@ -30,7 +30,13 @@ describe('the export slot: one owner commits or abandons the fresh export folder
     ['a committed export replaces the cache folder; abandoning it after does nothing', ['export', 'commit', 'abandon'], 'v2', false, false],
     ['an abandoned export is deleted, and abandoning it again does nothing', ['export', 'abandon', 'abandon'], 'v1', false, false],
     ['an export that cannot be committed is abandoned by the commit itself', ['broken export', 'commit'], 'v1', false, true],
-    ['emptied, the slot stays open: the export written after is committed', ['broken export', 'empty', 'export', 'commit'], 'v2', false, false],
+    [
+      'emptied, the slot stays open: the export written after is committed',
+      ['broken export', 'empty', 'export', 'commit'],
+      'v2',
+      false,
+      false,
+    ],
     ['an export nobody commits or abandons stays (its owner has not decided)', ['export'], 'v1', true, false],
   ];
   for (const [name, steps, after, left, commitFailed] of table) {
@@ -41,8 +47,17 @@ describe('the export slot: one owner commits or abandons the fresh export folder
       for (const step of steps) {
         if (step === 'export') writeLayout(fresh(), v2.root, v2.blobs);
         // Without its new layer: the seed has the rest.
-        else if (step === 'broken export') writeLayout(fresh(), v2.root, v2.blobs.filter((b) => b !== v2.layers[1]));
-        else if (step === 'commit') failed = await slot.commit().then(() => false, (err: unknown) => err instanceof CacheFolderError);
+        else if (step === 'broken export')
+          writeLayout(
+            fresh(),
+            v2.root,
+            v2.blobs.filter((b) => b !== v2.layers[1]),
+          );
+        else if (step === 'commit')
+          failed = await slot.commit().then(
+            () => false,
+            (err: unknown) => err instanceof CacheFolderError,
+          );
         else await slot[step]();
       }
       assert.equal(failed, commitFailed);
@@ -51,7 +66,7 @@ describe('the export slot: one owner commits or abandons the fresh export folder
     });
   }
 
-  it('exports with the folder\'s spec, reset=true when asked', async () => {
+  it("exports with the folder's spec, reset=true when asked", async () => {
     const slot = await ExportSlot.open(folder, false);
     assert.equal(slot.exportSpec('max', 'zstd'), `type=local,dest=${fresh()},mode=max,compression=zstd`);
     assert.equal(slot.exportSpec('min', 'gzip', true), `type=local,dest=${fresh()},mode=min,compression=gzip,reset=true`);

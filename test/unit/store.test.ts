@@ -68,7 +68,11 @@ const azureHarness = async (): Promise<Harness> => {
   const container: ContainerClient = freshContainer(blobUrl);
   await container.create();
   // No grace period: the contract's retention test prunes blobs it has just written.
-  const store = new AzureBlobStore(container, `Azure Blob container ${container.containerName}`, { graceMinutes: 0, singleShotBytes: 1 << 20, blockBytes: 256 << 10 });
+  const store = new AzureBlobStore(container, `Azure Blob container ${container.containerName}`, {
+    graceMinutes: 0,
+    singleShotBytes: 1 << 20,
+    blockBytes: 256 << 10,
+  });
   const names = async (prefix: string): Promise<string[]> => {
     const out: string[] = [];
     for await (const item of container.listBlobsFlat({ prefix })) out.push(item.name);
@@ -93,11 +97,13 @@ const azureHarness = async (): Promise<Harness> => {
     async writeBroken(scope) {
       const client = container.getBlockBlobClient(`v1/entries/${scopeSlug(scope)}/00000000000001-bad.json`);
       await client.upload('{"id":', 6, { metadata: { segments: 'not base64 json' } });
-      return async () => (await client.exists());
+      return async () => await client.exists();
     },
     async lease(id, digests, expires) {
       const body = JSON.stringify({ id, expires: expires.toISOString(), blobs: digests });
-      await container.getBlockBlobClient(`v1/leases/${id}.json`).upload(body, body.length, { metadata: { expires: expires.toISOString() } });
+      await container
+        .getBlockBlobClient(`v1/leases/${id}.json`)
+        .upload(body, body.length, { metadata: { expires: expires.toISOString() } });
     },
     leases: () => names('v1/leases/'),
   };
@@ -111,7 +117,13 @@ const STORES: { name: string; open: () => Promise<Harness> }[] = [
 
 const WORKER = path.join(__dirname, '..', 'store-worker.js');
 const bytes = (blobs: readonly Blob[]): number => blobs.reduce((a, b) => a + b.size, 0);
-const big = (seed: string, size: number): string => crypto.createHash('sha512').update(seed).digest('hex').repeat(Math.ceil(size / 128)).slice(0, size);
+const big = (seed: string, size: number): string =>
+  crypto
+    .createHash('sha512')
+    .update(seed)
+    .digest('hex')
+    .repeat(Math.ceil(size / 128))
+    .slice(0, size);
 
 /** Changes one byte of a file; `keepMtime` puts its modification time back, as bit rot would leave it. */
 function damageFile(file: string, keepMtime: boolean): string {
@@ -202,7 +214,13 @@ for (const { name, open } of STORES) {
     it('restores through a restore key as inexact, from the next scope', async () => {
       const { dir } = folder('v1', ['deps']);
       await save(dir, 'buildx|"Linux"|app|F1', 'refs/heads/main');
-      const outcome = await restoreFromStore(store, ['refs/heads/feat', 'refs/heads/main'], ['buildx', '"Linux"', 'app', 'F2'], [['buildx', '"Linux"', 'app']], restoreTo('r'));
+      const outcome = await restoreFromStore(
+        store,
+        ['refs/heads/feat', 'refs/heads/main'],
+        ['buildx', '"Linux"', 'app', 'F2'],
+        [['buildx', '"Linux"', 'app']],
+        restoreTo('r'),
+      );
       assert.equal(outcome.hit, 'inexact');
       assert.equal(outcome.entry?.key, 'buildx|"Linux"|app|F1');
     });
@@ -288,7 +306,11 @@ for (const { name, open } of STORES) {
       const saved = await save(v1.dir, 'k|a');
       // What a killed save leaves: its blobs and its lease, and no entry.
       await h.dropEntries();
-      await h.lease('crashed', saved.entry.blobs.map((b) => b.digest), new Date(now.getTime() + 1000));
+      await h.lease(
+        'crashed',
+        saved.entry.blobs.map((b) => b.digest),
+        new Date(now.getTime() + 1000),
+      );
 
       assert.deepEqual((await restoreFromStore(store, ['refs/heads/main'], ['k', 'a'], [], restoreTo('r'))).hit, 'false');
       const again = await save(v1.dir, 'k|a');
@@ -321,7 +343,9 @@ for (const { name, open } of STORES) {
     });
 
     it('keeps the store valid under concurrent saves and prunes from separate processes, even of one key', async function () {
-      const caches = Array.from({ length: 6 }, (_, i) => folder(`c${i}`, ['shared deps', big(`own ${i}`, 300_000), big(`app ${i % 2}`, 200_000)]));
+      const caches = Array.from({ length: 6 }, (_, i) =>
+        folder(`c${i}`, ['shared deps', big(`own ${i}`, 300_000), big(`app ${i % 2}`, 200_000)]),
+      );
       const results = await Promise.all([
         ...caches.map((c, i) => runWorker(['save', h.spec, c.dir, i % 2 === 0 ? 'k|same' : `k|own${i}`, 'refs/heads/main'])),
         runWorker(['prune', h.spec, '20']),
@@ -377,7 +401,8 @@ describe('store: local only', function () {
     const stats = await store.restore(saved.entry, restoreTo('r'));
     assert.equal(stats.linked, layout.blobs.length);
     assert.equal(stats.downloaded, undefined);
-    for (const d of blobFiles(root(storeDir))) assert.equal(fs.statSync(path.join(root(storeDir), 'blobs', 'sha256', d.slice(7))).mode & 0o222, 0);
+    for (const d of blobFiles(root(storeDir)))
+      assert.equal(fs.statSync(path.join(root(storeDir), 'blobs', 'sha256', d.slice(7))).mode & 0o222, 0);
   });
 
   it('trusts a blob whose size, mtime and inode are sealed, until the entry is distrusted; then checks it in full', async () => {
@@ -392,14 +417,25 @@ describe('store: local only', function () {
     await store.restore(saved.entry, restoreTo('trusted'));
     // A build that failed on the content distrusts the entry: the next restore hashes every blob.
     await store.distrust(saved.entry);
-    await assert.rejects(store.restore(saved.entry, restoreTo('checked')), (e: Error) => e instanceof EntryUnusableError && /is corrupt in the store/.test(e.message));
+    await assert.rejects(
+      store.restore(saved.entry, restoreTo('checked')),
+      (e: Error) => e instanceof EntryUnusableError && /is corrupt in the store/.test(e.message),
+    );
   });
 
   it('restores an entry known only by its listing', async () => {
     const v1 = folder('v1', ['deps']);
     const saved = await save(v1.dir, 'k|a');
     const e: Entry = saved.entry;
-    const head: EntryHead = { id: e.id, key: e.key, segments: e.segments, scope: e.scope, created: e.created, lastUsed: e.lastUsed, root: e.root };
+    const head: EntryHead = {
+      id: e.id,
+      key: e.key,
+      segments: e.segments,
+      scope: e.scope,
+      created: e.created,
+      lastUsed: e.lastUsed,
+      root: e.root,
+    };
     await store.restore(head, restoreTo('r'));
     await verifyLayout(restoreTo('r'));
   });
@@ -425,7 +461,10 @@ describe('store: local only', function () {
       await assert.rejects(full.save({ cacheDir: tooBig.dir, key: 'k|b', segments: ['k', 'b'], scope: 's', now }), /ENOSPC|no space/i);
       const { entries, skipped } = await full.list(['s']);
       assert.deepEqual(skipped, []);
-      assert.deepEqual(entries.map((e) => e.id), [first.entry.id]);
+      assert.deepEqual(
+        entries.map((e) => e.id),
+        [first.entry.id],
+      );
       await full.restore(first.entry, restoreTo('r'));
       await verifyLayout(restoreTo('r'));
       assert.deepEqual(fs.readdirSync(path.join(root(small), 'tmp')), []);

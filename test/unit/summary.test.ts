@@ -25,7 +25,10 @@ describe('the build summary', () => {
     ['the driver and why', /^\| Builder driver \| docker \(auto\), because the engine uses the containerd image store \|$/m],
     ['the key', /^\| Key \| `buildx\\\|"Linux"\\\|"app"\\\|abc=` \|$/m],
     ['the hit kind', /^\| Cache hit \| restore key \(`inexact`\) \|$/m],
-    ['the entry that was restored', /^\| Restored entry \| `buildx\\\|"Linux"\\\|"app"\\\|old=` from `refs\/heads\/main`, saved 2026-11-27T10:00:00.000Z \|$/m],
+    [
+      'the entry that was restored',
+      /^\| Restored entry \| `buildx\\\|"Linux"\\\|"app"\\\|old=` from `refs\/heads\/main`, saved 2026-11-27T10:00:00.000Z \|$/m,
+    ],
     ['bytes restored', /^\| Bytes restored \| 137\.0 MB \|$/m],
     ['bytes saved', /^\| Bytes saved \| 5\.1 MB in 2 new blobs \|$/m],
     ['steps cached out of total', /^\| Steps cached \| 4 of 5 \|$/m],
@@ -35,12 +38,21 @@ describe('the build summary', () => {
   for (const [what, pattern] of rows) it(`shows ${what}`, () => assert.match(renderSummary(full), pattern));
 
   const saves: [string, Parameters<typeof summaryOfSave>[0], RegExp][] = [
-    ['an unchanged cache', { result: { status: 'unchanged', entry: {} as never, newBlobs: 0, newBytes: 0 } }, /\| Bytes saved \| 0 B: the cache did not change/],
-    ['nothing to save', { skipped: 'The cache folder /c holds no cache: nothing to save.' }, /\| Bytes saved \| nothing \(The cache folder \/c holds no cache/],
+    [
+      'an unchanged cache',
+      { result: { status: 'unchanged', entry: {} as never, newBlobs: 0, newBytes: 0 } },
+      /\| Bytes saved \| 0 B: the cache did not change/,
+    ],
+    [
+      'nothing to save',
+      { skipped: 'The cache folder /c holds no cache: nothing to save.' },
+      /\| Bytes saved \| nothing \(The cache folder \/c holds no cache/,
+    ],
     ['a failed save', {}, /\| Bytes saved \| nothing \(see the warning in the log\)/],
   ];
   for (const [what, outcome, pattern] of saves) {
-    it(`says what the save did: ${what}`, () => assert.match(renderSummary({ backend: 'local', phases: [], ...summaryOfSave(outcome) }), pattern));
+    it(`says what the save did: ${what}`, () =>
+      assert.match(renderSummary({ backend: 'local', phases: [], ...summaryOfSave(outcome) }), pattern));
   }
 
   it('cannot be broken out of its table by a key', () => {

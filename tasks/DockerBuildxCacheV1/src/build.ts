@@ -70,7 +70,10 @@ async function runBuild(docker: DockerCli, args: string[]): Promise<BuildOutcome
 
 /** A build whose only failure was writing the cache; the image itself was built. */
 export function isCacheExportFailure(outcome: Pick<BuildOutcome, 'failed' | 'stderr'>): boolean {
-  return outcome.failed.some((name) => /^exporting cache\b/i.test(name)) || /cache export (?:feature )?is (?:currently )?not supported/i.test(outcome.stderr);
+  return (
+    outcome.failed.some((name) => /^exporting cache\b/i.test(name)) ||
+    /cache export (?:feature )?is (?:currently )?not supported/i.test(outcome.stderr)
+  );
 }
 
 /** The last `ERROR:` line of a build's output. */
@@ -81,7 +84,9 @@ const lastError = (stderr: string): string => errorTail({ stderr }, 1, /^error:/
  * match): the blob changed on disk after it was last checked.
  */
 export function isCacheContentFailure(outcome: Pick<BuildOutcome, 'stderr'>): boolean {
-  return /unexpected commit digest|failed to read expected number of bytes|digest mismatch|content sha256:[0-9a-f]{64}: not found/i.test(outcome.stderr);
+  return /unexpected commit digest|failed to read expected number of bytes|digest mismatch|content sha256:[0-9a-f]{64}: not found/i.test(
+    outcome.stderr,
+  );
 }
 
 /**
@@ -104,7 +109,10 @@ export async function buildWithCacheFallback(
     // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
     await cache.onImportCorrupt();
     const detail = lastError(outcome.stderr);
-    cacheTrouble(config.cache.failOnError, config.cache.failOnError ? loc('CacheContentFailed', detail) : loc('WarnCacheContentFailed', detail));
+    cacheTrouble(
+      config.cache.failOnError,
+      config.cache.failOnError ? loc('CacheContentFailed', detail) : loc('WarnCacheContentFailed', detail),
+    );
     from = [];
     outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
   }
@@ -112,7 +120,10 @@ export async function buildWithCacheFallback(
   if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
     await cache.onExportFailed();
     const detail = lastError(outcome.stderr);
-    cacheTrouble(config.cache.failOnError, config.cache.failOnError ? loc('CacheExportFailed', detail) : loc('WarnCacheExportFailed', detail));
+    cacheTrouble(
+      config.cache.failOnError,
+      config.cache.failOnError ? loc('CacheExportFailed', detail) : loc('WarnCacheExportFailed', detail),
+    );
     exported = false;
     // The first attempt built the image; the retry only re-exports it, so its step count is the one to report.
     const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: [] } }));

@@ -29,5 +29,13 @@ export function loadState(): PostState | undefined {
   if (raw === undefined || raw === '') return undefined;
   const parsed = JSON.parse(raw) as Partial<PostState>;
   if (parsed.version !== 1) return undefined;
-  return { version: 1, removeBuilder: parsed.removeBuilder, keepBuilder: parsed.keepBuilder, cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [], dockerConfig: parsed.dockerConfig, save: parsed.save, summary: parsed.summary };
+  return {
+    version: 1,
+    removeBuilder: parsed.removeBuilder,
+    keepBuilder: parsed.keepBuilder,
+    cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [],
+    dockerConfig: parsed.dockerConfig,
+    save: parsed.save,
+    summary: parsed.summary,
+  };
 }

@@ -118,8 +118,10 @@ async function buildImage({ config, tempRoot, job }: MainJob, docker: DockerCli,
     // buildx writes the oci and tar outputs but does not create their folder.
     if (config.output.path !== undefined) await fs.promises.mkdir(path.dirname(config.output.path), { recursive: true });
     const metadataFile = path.join(tempRoot, 'metadata.json');
-    const outcome = await job.timed(loc('PhaseBuild'), () => buildWithCacheFallback(docker, config, builder, buildCache(plan), secretFiles, metadataFile), (o) =>
-      loc('StepsCached', o.steps.cached, o.steps.total),
+    const outcome = await job.timed(
+      loc('PhaseBuild'),
+      () => buildWithCacheFallback(docker, config, builder, buildCache(plan), secretFiles, metadataFile),
+      (o) => loc('StepsCached', o.steps.cached, o.steps.total),
     );
     job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
     if (plan.slot !== undefined && outcome.exported) await commitExport(config, job, plan.slot);
@@ -203,6 +205,8 @@ async function commitExport(config: Config, job: JobRecord, slot: ExportSlot): P
     }
   };
   await job.timed(loc('PhaseCacheExport'), commit, (r) =>
-    r === undefined ? loc('CacheNotUpdated') : loc('CacheCommitted', formatBytes(r.bytes), r.blobs, formatBytes(r.newBytes), formatBytes(r.prunedBytes)),
+    r === undefined
+      ? loc('CacheNotUpdated')
+      : loc('CacheCommitted', formatBytes(r.bytes), r.blobs, formatBytes(r.newBytes), formatBytes(r.prunedBytes)),
   );
 }

@@ -27,7 +27,12 @@ export async function runPost(docker?: DockerCli): Promise<void> {
   if (state.save !== undefined) {
     const saved = await saveAfterJob(state.save);
     error = saved.error;
-    if (summary !== undefined) summary = { ...summary, ...saved.patch, phases: saved.ms === undefined ? summary.phases : [...summary.phases, [loc('PhaseSave'), saved.ms]] };
+    if (summary !== undefined)
+      summary = {
+        ...summary,
+        ...saved.patch,
+        phases: saved.ms === undefined ? summary.phases : [...summary.phases, [loc('PhaseSave'), saved.ms]],
+      };
   }
   if (summary !== undefined) uploadSummary(renderSummary(summary), `Buildx cache ${summary.image ?? ''}`.trim());
   await cleanup(state, docker);
@@ -52,7 +57,9 @@ async function saveAfterJob(job: NonNullable<PostState['save']>): Promise<{ patc
 
 /** The docker the main step ran: with its job-private DOCKER_CONFIG, where the builders it made are known. */
 function jobDocker(state: PostState, docker: DockerCli | undefined): DockerCli {
-  return docker ?? (state.dockerConfig !== undefined ? Docker.locate({ ...process.env, DOCKER_CONFIG: state.dockerConfig }) : Docker.locate());
+  return (
+    docker ?? (state.dockerConfig !== undefined ? Docker.locate({ ...process.env, DOCKER_CONFIG: state.dockerConfig }) : Docker.locate())
+  );
 }
 
 /** A builder the agent keeps is never removed; its state is pruned to its limit, so that a long-lived agent does not fill its disk. */
@@ -62,10 +69,14 @@ async function keepBuilder(state: PostState, docker: DockerCli | undefined): Pro
   if (kept.keepStorage !== undefined) {
     const limit = kept.keepStorage;
     try {
-      await phase(loc('PhasePruneBuilder'), async () => {
-        const result = await pruneBuilder(jobDocker(state, docker), kept.name, limit);
-        if (result.code !== 0) throw new Error(errorTail(result, 3));
-      }, () => loc('BuilderPruned', kept.name, limit));
+      await phase(
+        loc('PhasePruneBuilder'),
+        async () => {
+          const result = await pruneBuilder(jobDocker(state, docker), kept.name, limit);
+          if (result.code !== 0) throw new Error(errorTail(result, 3));
+        },
+        () => loc('BuilderPruned', kept.name, limit),
+      );
     } catch (err) {
       warn(loc('WarnBuilderPruneFailed', kept.name, limit, (err as Error).message));
     }

@@ -14,7 +14,12 @@ export interface SummaryData {
   readonly bytesDownloaded?: number;
   readonly steps?: { readonly cached: number; readonly total: number };
   readonly digest?: string;
-  readonly saved?: { readonly status: 'saved' | 'unchanged' | 'skipped' | 'failed'; readonly bytes?: number; readonly blobs?: number; readonly reason?: string };
+  readonly saved?: {
+    readonly status: 'saved' | 'unchanged' | 'skipped' | 'failed';
+    readonly bytes?: number;
+    readonly blobs?: number;
+    readonly reason?: string;
+  };
   readonly store?: { readonly bytes: number; readonly blobs: number; readonly entries: number };
   /** Phase name and milliseconds, in the order they ran. */
   readonly phases: readonly (readonly [string, number])[];
@@ -32,7 +37,8 @@ export function renderSummary(s: SummaryData): string {
   if (s.driver !== undefined) rows.push(['Builder driver', cell(s.driver)]);
   if (s.key !== undefined) rows.push(['Key', code(s.key)]);
   if (s.hit !== undefined) rows.push(['Cache hit', HIT_TEXT[s.hit]]);
-  if (s.restored !== undefined) rows.push(['Restored entry', `${code(s.restored.key)} from ${code(s.restored.scope)}, saved ${cell(s.restored.created)}`]);
+  if (s.restored !== undefined)
+    rows.push(['Restored entry', `${code(s.restored.key)} from ${code(s.restored.scope)}, saved ${cell(s.restored.created)}`]);
   if (s.bytesRestored !== undefined) rows.push(['Bytes restored', formatBytes(s.bytesRestored)]);
   if (s.bytesDownloaded !== undefined) rows.push(['Bytes downloaded', formatBytes(s.bytesDownloaded)]);
   if (s.saved !== undefined) {
@@ -47,7 +53,8 @@ export function renderSummary(s: SummaryData): string {
   }
   if (s.steps !== undefined) rows.push(['Steps cached', `${s.steps.cached} of ${s.steps.total}`]);
   if (s.digest !== undefined) rows.push(['Digest', code(s.digest)]);
-  if (s.store !== undefined) rows.push(['Store size', `${formatBytes(s.store.bytes)} in ${s.store.blobs} blobs, ${s.store.entries} entries`]);
+  if (s.store !== undefined)
+    rows.push(['Store size', `${formatBytes(s.store.bytes)} in ${s.store.blobs} blobs, ${s.store.entries} entries`]);
 
   const out = ['### Docker buildx cache', '', '| | |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)];
   if (s.phases.length > 0) {
@@ -58,6 +65,7 @@ export function renderSummary(s: SummaryData): string {
 
 /** What a save did, for the summary. */
 export function summaryOfSave(saved: SaveOutcome): Partial<SummaryData> {
-  if (saved.result === undefined) return { saved: { status: saved.skipped !== undefined ? 'skipped' : 'failed', reason: saved.skipped ?? 'see the warning in the log' } };
+  if (saved.result === undefined)
+    return { saved: { status: saved.skipped !== undefined ? 'skipped' : 'failed', reason: saved.skipped ?? 'see the warning in the log' } };
   return { saved: { status: saved.result.status, bytes: saved.result.newBytes, blobs: saved.result.newBlobs }, store: saved.stats };
 }

@@ -3,7 +3,16 @@ import { setSecret } from '../task/agent';
 import { InputError } from '../config/source';
 import { loc } from '../task/messages';
 import { taskEndpoints, type EndpointReader } from '../task/endpoints';
-import { CredentialError, entraSecretToken, entraToken, imdsToken, oidcToken, STORAGE_RESOURCE, type Http, type JobIdentity } from './tokens';
+import {
+  CredentialError,
+  entraSecretToken,
+  entraToken,
+  imdsToken,
+  oidcToken,
+  STORAGE_RESOURCE,
+  type Http,
+  type JobIdentity,
+} from './tokens';
 import { Input } from '../task/inputs';
 import { entraAuthority, requiredParameters } from './endpoint';
 
@@ -27,8 +36,15 @@ export function readAzureConnection(id: string, ep: EndpointReader = taskEndpoin
     case 'WorkloadIdentityFederation':
       return { kind: 'federated', id, tenantId: need('tenantid'), clientId: need('serviceprincipalid'), authority };
     case 'ServicePrincipal':
-      if ((ep.param(id, 'authenticationType') ?? 'spnKey') !== 'spnKey') throw new InputError(Input.azureSubscription, loc('InputAzureCertificate', id));
-      return { kind: 'secret', tenantId: need('tenantid'), clientId: need('serviceprincipalid'), secret: need('serviceprincipalkey'), authority };
+      if ((ep.param(id, 'authenticationType') ?? 'spnKey') !== 'spnKey')
+        throw new InputError(Input.azureSubscription, loc('InputAzureCertificate', id));
+      return {
+        kind: 'secret',
+        tenantId: need('tenantid'),
+        clientId: need('serviceprincipalid'),
+        secret: need('serviceprincipalkey'),
+        authority,
+      };
     case 'ManagedServiceIdentity':
       return { kind: 'managed-identity', clientId: ep.param(id, 'serviceprincipalid') || undefined };
     default:
@@ -37,13 +53,18 @@ export function readAzureConnection(id: string, ep: EndpointReader = taskEndpoin
 }
 
 export const azureMethod = (conn: AzureConnection): string =>
-  ({ federated: 'workload identity federation', secret: 'service principal and secret', 'managed-identity': 'managed identity' })[conn.kind];
+  ({ federated: 'workload identity federation', secret: 'service principal and secret', 'managed-identity': 'managed identity' })[
+    conn.kind
+  ];
 
 /** An Entra ID access token for Azure Storage, for the connection. */
 export async function storageToken(conn: AzureConnection, http: Http, job: JobIdentity): Promise<string> {
   switch (conn.kind) {
     case 'federated': {
-      if (job.oidcRequestUri === undefined || job.accessToken === undefined) throw new CredentialError('workload identity federation needs the OIDC request URI and the job access token, which this agent does not provide');
+      if (job.oidcRequestUri === undefined || job.accessToken === undefined)
+        throw new CredentialError(
+          'workload identity federation needs the OIDC request URI and the job access token, which this agent does not provide',
+        );
       const oidc = await oidcToken(http, job.oidcRequestUri, job.accessToken, conn.id);
       setSecret(oidc);
       return entraToken(http, conn.authority, conn.tenantId, conn.clientId, oidc, STORAGE_RESOURCE);

@@ -8,7 +8,14 @@ import { entraAuthority, requiredParameters } from './endpoint';
 export type Connection =
   | { readonly kind: 'password'; readonly registry: string; readonly username: string; readonly password: string }
   | { readonly kind: 'acr-secret'; readonly registry: string; readonly clientId: string; readonly secret: string }
-  | { readonly kind: 'acr-federated'; readonly registry: string; readonly clientId: string; readonly tenantId: string; readonly authority: string; readonly connectionId: string }
+  | {
+      readonly kind: 'acr-federated';
+      readonly registry: string;
+      readonly clientId: string;
+      readonly tenantId: string;
+      readonly authority: string;
+      readonly connectionId: string;
+    }
   | { readonly kind: 'acr-managed-identity'; readonly registry: string; readonly clientId?: string };
 
 /**
@@ -28,7 +35,14 @@ export function readConnection(id: string, ep: EndpointReader = taskEndpoints): 
       case 'ServicePrincipal':
         return { kind: 'acr-secret', registry, clientId: need('serviceprincipalid'), secret: need('serviceprincipalkey') };
       case 'WorkloadIdentityFederation':
-        return { kind: 'acr-federated', registry, clientId: need('serviceprincipalid'), tenantId: need('tenantid'), authority: entraAuthority(ep, id, 'activeDirectoryAuthority'), connectionId: id };
+        return {
+          kind: 'acr-federated',
+          registry,
+          clientId: need('serviceprincipalid'),
+          tenantId: need('tenantid'),
+          authority: entraAuthority(ep, id, 'activeDirectoryAuthority'),
+          connectionId: id,
+        };
       case 'ManagedServiceIdentity':
         return { kind: 'acr-managed-identity', registry, clientId: ep.param(id, 'serviceprincipalid') || undefined };
       default:

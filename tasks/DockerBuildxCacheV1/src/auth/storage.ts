@@ -23,12 +23,19 @@ function registerSecret(value: string): void {
  * first request needs one; otherwise `storageConnectionString`, which may be a connection string,
  * a SAS URL of the account or the container, or a SAS token for `storageAccountUrl`.
  */
-export function azureAccess(spec: AzureStoreConfig, secret: string | undefined, http: Http = agentHttp): { access: AzureAccess; method: string } {
+export function azureAccess(
+  spec: AzureStoreConfig,
+  secret: string | undefined,
+  http: Http = agentHttp,
+): { access: AzureAccess; method: string } {
   const container = spec.container;
   if (spec.connection !== undefined) {
     const connection = readAzureConnection(spec.connection);
     const credential = new ConnectionCredential(() => storageToken(connection, http, jobIdentity()));
-    return { access: { kind: 'token', accountUrl: spec.accountUrl ?? '', container, credential }, method: loc('StoreAuthConnection', azureMethod(connection), spec.connection) };
+    return {
+      access: { kind: 'token', accountUrl: spec.accountUrl ?? '', container, credential },
+      method: loc('StoreAuthConnection', azureMethod(connection), spec.connection),
+    };
   }
   if (secret === undefined || secret === '') throw new InputError(Input.storageConnectionString, loc('InputAzureAuthRequired'));
   registerSecret(secret);
@@ -42,12 +49,17 @@ export function azureAccess(spec: AzureStoreConfig, secret: string | undefined, 
 }
 
 /** The container client: a connection string that cannot be read is an input error that names the input. */
-export function openContainer(spec: AzureStoreConfig, secret: string | undefined, http: Http = agentHttp): { client: import('@azure/storage-blob').ContainerClient; method: string } {
+export function openContainer(
+  spec: AzureStoreConfig,
+  secret: string | undefined,
+  http: Http = agentHttp,
+): { client: import('@azure/storage-blob').ContainerClient; method: string } {
   const { access, method } = azureAccess(spec, secret, http);
   try {
     return { client: loadRemote().containerClient(access, agentProxy), method };
   } catch (err) {
-    if (access.kind !== 'token') throw new InputError(Input.storageConnectionString, loc('InputAzureConnectionString', (err as Error).message));
+    if (access.kind !== 'token')
+      throw new InputError(Input.storageConnectionString, loc('InputAzureConnectionString', (err as Error).message));
     throw err;
   }
 }

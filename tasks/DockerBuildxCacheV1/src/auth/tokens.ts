@@ -34,7 +34,15 @@ const scopeOf = (resource: string): string => `${resource}.default`;
 const form = (fields: Record<string, string>): string => new URLSearchParams(fields).toString();
 
 /** Calls one step of a token flow and returns a field of its JSON answer; a failure names the step. */
-async function tokenStep(http: Http, step: string, method: 'GET' | 'POST', url: string, headers: Record<string, string>, field: string, body?: string): Promise<string> {
+async function tokenStep(
+  http: Http,
+  step: string,
+  method: 'GET' | 'POST',
+  url: string,
+  headers: Record<string, string>,
+  field: string,
+  body?: string,
+): Promise<string> {
   let response;
   try {
     response = await http.request(method, url, headers, body);
@@ -49,7 +57,9 @@ async function tokenStep(http: Http, step: string, method: 'GET' | 'POST', url: 
   }
   if (response.status < 200 || response.status >= 300 || typeof value !== 'string' || value === '') {
     // The body of a failed token call describes the error; it holds no token.
-    throw new CredentialError(`${step}: ${url} answered ${response.status} without ${field} (${response.body.slice(0, 200).replace(/\s+/g, ' ')})`);
+    throw new CredentialError(
+      `${step}: ${url} answered ${response.status} without ${field} (${response.body.slice(0, 200).replace(/\s+/g, ' ')})`,
+    );
   }
   return value;
 }
@@ -57,21 +67,66 @@ async function tokenStep(http: Http, step: string, method: 'GET' | 'POST', url: 
 /** The job's OIDC token for a service connection, from Azure DevOps. */
 export function oidcToken(http: Http, requestUri: string, accessToken: string, connectionId: string): Promise<string> {
   const url = `${requestUri}${requestUri.includes('?') ? '&' : '?'}api-version=7.1&serviceConnectionId=${encodeURIComponent(connectionId)}`;
-  return tokenStep(http, 'the OIDC token from Azure DevOps', 'POST', url, { Authorization: `Bearer ${accessToken}`, 'Content-Type': 'application/json' }, 'oidcToken', '{}');
+  return tokenStep(
+    http,
+    'the OIDC token from Azure DevOps',
+    'POST',
+    url,
+    { Authorization: `Bearer ${accessToken}`, 'Content-Type': 'application/json' },
+    'oidcToken',
+    '{}',
+  );
 }
 
-const tokenUrl = (authority: string, tenantId: string): string => `${authority.replace(/\/+$/, '')}/${encodeURIComponent(tenantId)}/oauth2/v2.0/token`;
+const tokenUrl = (authority: string, tenantId: string): string =>
+  `${authority.replace(/\/+$/, '')}/${encodeURIComponent(tenantId)}/oauth2/v2.0/token`;
 
 /** An Entra ID access token for a service principal that presents the OIDC token as its client assertion. */
-export function entraToken(http: Http, authority: string, tenantId: string, clientId: string, assertion: string, resource = ARM_RESOURCE): Promise<string> {
-  const body = form({ grant_type: 'client_credentials', client_id: clientId, scope: scopeOf(resource), client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
-  return tokenStep(http, 'the Entra ID token for the federated credential', 'POST', tokenUrl(authority, tenantId), { 'Content-Type': 'application/x-www-form-urlencoded' }, 'access_token', body);
+export function entraToken(
+  http: Http,
+  authority: string,
+  tenantId: string,
+  clientId: string,
+  assertion: string,
+  resource = ARM_RESOURCE,
+): Promise<string> {
+  const body = form({
+    grant_type: 'client_credentials',
+    client_id: clientId,
+    scope: scopeOf(resource),
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: assertion,
+  });
+  return tokenStep(
+    http,
+    'the Entra ID token for the federated credential',
+    'POST',
+    tokenUrl(authority, tenantId),
+    { 'Content-Type': 'application/x-www-form-urlencoded' },
+    'access_token',
+    body,
+  );
 }
 
 /** An Entra ID access token for a service principal with a client secret. */
-export function entraSecretToken(http: Http, authority: string, tenantId: string, clientId: string, secret: string, resource: string): Promise<string> {
+export function entraSecretToken(
+  http: Http,
+  authority: string,
+  tenantId: string,
+  clientId: string,
+  secret: string,
+  resource: string,
+): Promise<string> {
   const body = form({ grant_type: 'client_credentials', client_id: clientId, scope: scopeOf(resource), client_secret: secret });
-  return tokenStep(http, 'the Entra ID token for the service principal', 'POST', tokenUrl(authority, tenantId), { 'Content-Type': 'application/x-www-form-urlencoded' }, 'access_token', body);
+  return tokenStep(
+    http,
+    'the Entra ID token for the service principal',
+    'POST',
+    tokenUrl(authority, tenantId),
+    { 'Content-Type': 'application/x-www-form-urlencoded' },
+    'access_token',
+    body,
+  );
 }
 
 /** An access token of the agent's managed identity, from the instance metadata service. */
@@ -85,8 +140,21 @@ export function imdsToken(http: Http, clientId?: string, resource = ARM_RESOURCE
 export function acrRefreshToken(http: Http, registry: string, accessToken: string, tenantId?: string): Promise<string> {
   const origin = /^https?:\/\//.test(registry) ? registry.replace(/\/+$/, '') : `https://${registry}`;
   const service = origin.replace(/^https?:\/\//, '');
-  const body = form({ grant_type: 'access_token', service, access_token: accessToken, ...(tenantId !== undefined ? { tenant: tenantId } : {}) });
-  return tokenStep(http, "the registry's token exchange", 'POST', `${origin}/oauth2/exchange`, { 'Content-Type': 'application/x-www-form-urlencoded' }, 'refresh_token', body);
+  const body = form({
+    grant_type: 'access_token',
+    service,
+    access_token: accessToken,
+    ...(tenantId !== undefined ? { tenant: tenantId } : {}),
+  });
+  return tokenStep(
+    http,
+    "the registry's token exchange",
+    'POST',
+    `${origin}/oauth2/exchange`,
+    { 'Content-Type': 'application/x-www-form-urlencoded' },
+    'refresh_token',
+    body,
+  );
 }
 
 export interface JobIdentity {
@@ -117,7 +185,10 @@ export async function credentialsFor(conn: Connection, http: Http, job: JobIdent
     case 'acr-secret':
       return { registry: conn.registry, username: conn.clientId, password: conn.secret, method: 'service principal and secret' };
     case 'acr-federated': {
-      if (job.oidcRequestUri === undefined || job.accessToken === undefined) throw new CredentialError('workload identity federation needs the OIDC request URI and the job access token, which this agent does not provide');
+      if (job.oidcRequestUri === undefined || job.accessToken === undefined)
+        throw new CredentialError(
+          'workload identity federation needs the OIDC request URI and the job access token, which this agent does not provide',
+        );
       const oidc = await oidcToken(http, job.oidcRequestUri, job.accessToken, conn.connectionId);
       setSecret(oidc);
       const access = await entraToken(http, conn.authority, conn.tenantId, conn.clientId, oidc);

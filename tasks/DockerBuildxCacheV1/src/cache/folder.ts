@@ -39,7 +39,9 @@ export class CacheFolder {
    * `unusable` with the reason. An unusable folder is not imported and is replaced after the build;
    * a `foreign` one (files the task did not write) is neither imported nor replaced.
    */
-  async inspect(): Promise<{ state: 'empty' } | { state: 'foreign' } | ({ state: 'usable' } & VerifyResult) | { state: 'unusable'; reason: string }> {
+  async inspect(): Promise<
+    { state: 'empty' } | { state: 'foreign' } | ({ state: 'usable' } & VerifyResult) | { state: 'unusable'; reason: string }
+  > {
     if ((await folderState(this.dir)) === 'foreign') return { state: 'foreign' };
     if (!fs.existsSync(path.join(this.dir, INDEX_FILE))) return { state: 'empty' };
     try {
@@ -96,7 +98,9 @@ export class CacheFolder {
   async commit(fresh: string): Promise<CommitResult> {
     const pruned = await prune(fresh);
     if (pruned.missing.length > 0) {
-      throw new CacheFolderError(`the exported cache lacks ${pruned.missing.length} blob(s) that its index.json needs, e.g. ${pruned.missing[0] ?? ''}`);
+      throw new CacheFolderError(
+        `the exported cache lacks ${pruned.missing.length} blob(s) that its index.json needs, e.g. ${pruned.missing[0] ?? ''}`,
+      );
     }
     const previous = await blobSizes(this.dir);
     let bytes = 0;

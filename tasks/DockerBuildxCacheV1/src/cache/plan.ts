@@ -92,8 +92,10 @@ async function fromStore(ctx: PlanContext): Promise<CachePlan> {
     cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', describeStore(spec), (err as Error).message));
     return { flags: NO_CACHE, hit: 'false', summary: { hit: 'false' } };
   }
-  const cache = await ctx.job.timed(loc('PhaseRestore'), () => prepareFromStore(config, ctx.id, store, keys.key, keys.restoreKeys, scopes), (c) =>
-    loc('RestoreDone', c.hit ?? 'false', formatBytes(c.bytesRestored ?? 0)),
+  const cache = await ctx.job.timed(
+    loc('PhaseRestore'),
+    () => prepareFromStore(config, ctx.id, store, keys.key, keys.restoreKeys, scopes),
+    (c) => loc('RestoreDone', c.hit ?? 'false', formatBytes(c.bytesRestored ?? 0)),
   );
   const hit = cache.hit ?? 'false';
   const restored = cache.restored;
@@ -116,10 +118,23 @@ async function fromStore(ctx: PlanContext): Promise<CachePlan> {
 /** The save this job may do, or undefined: none when the cache is read-only, as on a pull request from a fork. */
 function saveJob(config: Config, store: StoreSpec, scopes: ScopePlan, segments: readonly string[]): SaveJob | undefined {
   if (config.cache.save === 'never' || scopes.write === undefined) return undefined;
-  return { store, cacheDir: config.cache.dir, segments, scope: scopes.write, retentionDays: config.cache.retentionDays, failOnError: config.cache.failOnError };
+  return {
+    store,
+    cacheDir: config.cache.dir,
+    segments,
+    scope: scopes.write,
+    retentionDays: config.cache.retentionDays,
+    failOnError: config.cache.failOnError,
+  };
 }
 
-const PLANNERS: Readonly<Record<CacheBackend, (ctx: PlanContext) => Promise<CachePlan>>> = { none, registry, directory, local: fromStore, azureBlob: fromStore };
+const PLANNERS: Readonly<Record<CacheBackend, (ctx: PlanContext) => Promise<CachePlan>>> = {
+  none,
+  registry,
+  directory,
+  local: fromStore,
+  azureBlob: fromStore,
+};
 
 /** The restore phase of the job's backend, and what it hands on: flags, slot, outputs and save. */
 export function planCache(ctx: PlanContext): Promise<CachePlan> {

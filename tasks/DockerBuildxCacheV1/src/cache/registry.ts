@@ -50,7 +50,14 @@ export function registryRefs(ref: string, scopes: ScopePlan): RegistryRefs {
 export function registryCacheSpecs(config: Config, ref: string): { from: string; to: string } {
   return {
     from: csvSpec({ type: 'registry', ref }),
-    to: csvSpec({ type: 'registry', ref, mode: config.cache.mode, compression: config.cache.compression, 'image-manifest': 'true', 'oci-mediatypes': 'true' }),
+    to: csvSpec({
+      type: 'registry',
+      ref,
+      mode: config.cache.mode,
+      compression: config.cache.compression,
+      'image-manifest': 'true',
+      'oci-mediatypes': 'true',
+    }),
   };
 }
 
@@ -70,20 +77,29 @@ async function lookUp(docker: DockerCli, ref: string): Promise<LookUp> {
  * `inexact` for another branch's). The export goes to the job's own reference only, and never
  * when the cache is read-only (saveCache `never`, or a pull request from a fork).
  */
-export async function prepareRegistry(config: Config, docker: DockerCli, refs: RegistryRefs): Promise<PreparedCache & { readonly imported?: string }> {
+export async function prepareRegistry(
+  config: Config,
+  docker: DockerCli,
+  refs: RegistryRefs,
+): Promise<PreparedCache & { readonly imported?: string }> {
   const found = await Promise.all(refs.read.map((ref) => lookUp(docker, ref)));
   const at = found.findIndex((f) => f.state === 'found');
   const imported = at < 0 ? undefined : refs.read[at];
   found.forEach((f, i) => {
-    if (f.state === 'unreadable' && (at < 0 || i < at)) cacheTrouble(config.cache.failOnError, loc('WarnRegistryCacheUnreadable', refs.read[i] ?? '', f.reason));
+    if (f.state === 'unreadable' && (at < 0 || i < at))
+      cacheTrouble(config.cache.failOnError, loc('WarnRegistryCacheUnreadable', refs.read[i] ?? '', f.reason));
   });
-  const hit: HitKind = imported === undefined ? 'false' : imported === refs.write || (refs.write === undefined && at === 0) ? 'true' : 'inexact';
+  const hit: HitKind =
+    imported === undefined ? 'false' : imported === refs.write || (refs.write === undefined && at === 0) ? 'true' : 'inexact';
   if (imported !== undefined) info(loc('RegistryCacheFound', imported, hit));
   else info(loc('RegistryCacheMissing', refs.read.join(', ')));
   const write = config.cache.save === 'never' ? undefined : refs.write;
   if (write !== undefined) info(loc('RegistryCacheWrite', write));
   return {
-    flags: { from: imported === undefined ? [] : [registryCacheSpecs(config, imported).from], to: write === undefined ? [] : [registryCacheSpecs(config, write).to] },
+    flags: {
+      from: imported === undefined ? [] : [registryCacheSpecs(config, imported).from],
+      to: write === undefined ? [] : [registryCacheSpecs(config, write).to],
+    },
     hit,
     imported,
   };

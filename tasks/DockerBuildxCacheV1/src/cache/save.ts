@@ -71,7 +71,13 @@ export async function saveToStore(job: SaveJob, open: (spec: StoreSpec) => Cache
   let result: SaveResult | undefined;
   let failure: string | undefined;
   try {
-    result = await store.save({ cacheDir: job.cacheDir, key: job.segments.join('|'), segments: job.segments, scope: job.scope, now: new Date() });
+    result = await store.save({
+      cacheDir: job.cacheDir,
+      key: job.segments.join('|'),
+      segments: job.segments,
+      scope: job.scope,
+      now: new Date(),
+    });
     if (result.status === 'unchanged') info(loc('SaveUnchanged', result.entry.key, result.entry.scope));
     else info(loc('Saved', result.entry.key, result.entry.scope, formatBytes(result.newBytes), result.newBlobs));
   } catch (err) {
@@ -83,7 +89,17 @@ export async function saveToStore(job: SaveJob, open: (spec: StoreSpec) => Cache
   try {
     const report = await store.prune({ retentionDays: job.retentionDays, now: new Date() });
     const stats = report.after;
-    info(loc('Pruned', report.entriesRemoved, report.blobsRemoved, formatBytes(report.bytesRemoved), formatBytes(stats.bytes), stats.blobs, stats.entries));
+    info(
+      loc(
+        'Pruned',
+        report.entriesRemoved,
+        report.blobsRemoved,
+        formatBytes(report.bytesRemoved),
+        formatBytes(stats.bytes),
+        stats.blobs,
+        stats.entries,
+      ),
+    );
     outcome = { result, pruned: { entries: report.entriesRemoved, blobs: report.blobsRemoved, bytes: report.bytesRemoved }, stats };
   } catch (err) {
     if (failure === undefined) cacheTrouble(job.failOnError, loc('WarnPruneFailed', store.description, (err as Error).message));

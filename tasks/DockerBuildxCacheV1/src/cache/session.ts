@@ -71,7 +71,11 @@ export async function prepareFolder(config: Config, id: string): Promise<Prepare
     else if (found.state === 'empty') info(loc('CacheFolderEmpty', folder.dir));
     else cacheTrouble(config.cache.failOnError, loc('WarnCacheFolderUnusable', folder.dir, found.reason));
     const out = await exportTo(config, folder, found.state === 'usable');
-    return { ...out, hit: found.state === 'usable' ? 'true' : 'false', flags: { from: found.state === 'usable' ? [folder.importSpec()] : [], to: out.flags.to } };
+    return {
+      ...out,
+      hit: found.state === 'usable' ? 'true' : 'false',
+      flags: { from: found.state === 'usable' ? [folder.importSpec()] : [], to: out.flags.to },
+    };
   } catch (err) {
     if (err instanceof CacheError) throw err;
     cacheTrouble(config.cache.failOnError, loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
@@ -108,15 +112,37 @@ export async function prepareFromStore(
   } else {
     const e = outcome.entry;
     const s = outcome.stats;
-    if (s.downloaded === undefined) info(loc('CacheRestored', outcome.hit, e.key, e.scope, e.created, formatBytes(s.bytes), s.blobs, s.linked));
-    else info(loc('CacheRestoredRemote', outcome.hit, e.key, e.scope, e.created, formatBytes(s.bytes), s.blobs, formatBytes(s.downloaded), s.linked));
+    if (s.downloaded === undefined)
+      info(loc('CacheRestored', outcome.hit, e.key, e.scope, e.created, formatBytes(s.bytes), s.blobs, s.linked));
+    else
+      info(
+        loc(
+          'CacheRestoredRemote',
+          outcome.hit,
+          e.key,
+          e.scope,
+          e.created,
+          formatBytes(s.bytes),
+          s.blobs,
+          formatBytes(s.downloaded),
+          s.linked,
+        ),
+      );
   }
   try {
     const out = await exportTo(config, folder, outcome.entry !== undefined);
     const entry = outcome.entry;
     const from = entry !== undefined ? [folder.importSpec()] : [];
     const distrust = entry === undefined ? undefined : (): Promise<void> => store.distrust(entry);
-    return { ...out, flags: { from, to: out.flags.to }, hit: outcome.hit, restored: entry, bytesRestored: outcome.stats?.bytes ?? 0, bytesDownloaded: outcome.stats?.downloaded, distrust };
+    return {
+      ...out,
+      flags: { from, to: out.flags.to },
+      hit: outcome.hit,
+      restored: entry,
+      bytesRestored: outcome.stats?.bytes ?? 0,
+      bytesDownloaded: outcome.stats?.downloaded,
+      distrust,
+    };
   } catch (err) {
     cacheTrouble(config.cache.failOnError, loc('WarnCacheUnavailable', config.cache.dir, (err as Error).message));
     return { flags: { from: [], to: [] }, hit: outcome.hit, restored: outcome.entry, bytesRestored: outcome.stats?.bytes ?? 0 };

@@ -76,7 +76,16 @@ export function resolveReal(p: string): string {
 }
 
 /** `cacheDirProblem` for the inputs as read, every path resolved through its links first. */
-export function checkCacheDir(dir: string, variable: (name: string) => string | undefined, workingDirectory: string, context: string, store: string | undefined): string | undefined {
-  const guarded = [{ what: 'the working directory', path: workingDirectory }, ...guardedFolders(variable, context, store)].map((g) => ({ ...g, path: resolveReal(g.path) }));
+export function checkCacheDir(
+  dir: string,
+  variable: (name: string) => string | undefined,
+  workingDirectory: string,
+  context: string,
+  store: string | undefined,
+): string | undefined {
+  const guarded = [{ what: 'the working directory', path: workingDirectory }, ...guardedFolders(variable, context, store)].map((g) => ({
+    ...g,
+    path: resolveReal(g.path),
+  }));
   return cacheDirProblem(resolveReal(dir), guarded, store === undefined ? undefined : resolveReal(store));
 }

@@ -20,7 +20,13 @@ function agentOs(src: Inputs): string {
  * `cacheKey` and `restoreKeys`, salted, in Cache@2 syntax. Both left empty, the key names the OS,
  * the image and the Dockerfile, and the restore key all but the Dockerfile.
  */
-export function readKeys(src: Inputs, backend: CacheBackend, imageName: string | undefined, dockerfilePath: string, warnings: string[]): { key: string; restoreKeys: string[] } {
+export function readKeys(
+  src: Inputs,
+  backend: CacheBackend,
+  imageName: string | undefined,
+  dockerfilePath: string,
+  warnings: string[],
+): { key: string; restoreKeys: string[] } {
   const osName = agentOs(src);
   const dockerfile = path.relative(src.workingDirectory, dockerfilePath).split(path.sep).join('/');
   const explicitKey = src.value(Input.cacheKey);

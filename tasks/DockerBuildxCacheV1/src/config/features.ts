@@ -45,7 +45,8 @@ export function readSecrets(src: Inputs, env: (name: string) => string | undefin
     const colon = head.indexOf(':');
     const kind = colon < 0 ? 'value' : head.slice(0, colon);
     const id = colon < 0 ? head : head.slice(colon + 1);
-    if (eq < 1 || !SECRET_ID.test(id) || (kind !== 'value' && kind !== 'env' && kind !== 'file')) throw new InputError(Input.secrets, loc('InputSecretInvalid', i + 1));
+    if (eq < 1 || !SECRET_ID.test(id) || (kind !== 'value' && kind !== 'env' && kind !== 'file'))
+      throw new InputError(Input.secrets, loc('InputSecretInvalid', i + 1));
     if (ids.has(id)) throw new InputError(Input.secrets, loc('InputSecretDuplicate', id));
     ids.add(id);
     const rest = line.slice(eq + 1);
@@ -133,7 +134,8 @@ export function readAnnotations(src: Inputs): string[] {
     const typed = types !== '' && ANNOTATION_TYPE_LIST.test(types);
     const key = typed ? head.slice(colon + 1) : head;
     const known = !typed || types.split(',').every((t) => ANNOTATION_TYPES.has(t.replace(/\[.*\]$/, '')));
-    if (eq < 1 || key === '' || /\s/.test(key) || !known) throw new InputError(Input.annotations, loc('InputAnnotationInvalid', i + 1, line));
+    if (eq < 1 || key === '' || /\s/.test(key) || !known)
+      throw new InputError(Input.annotations, loc('InputAnnotationInvalid', i + 1, line));
     return line;
   });
 }

@@ -10,8 +10,29 @@ import { TAG, validateImageName, validateReference } from './reference';
 import { ignoredWithBackend, ignoredWithDriver, needsImageName, usesCacheDir, writesDuringBuild } from './rules';
 import { splitArguments } from './shell';
 import { InputError, Inputs, type Source } from './source';
-import { BUILDER_LIFETIMES, CACHE_BACKENDS, CACHE_MODES, CACHE_SCOPES, COMPRESSIONS, DRIVERS, isStoreBackend, OUTPUT_KINDS, SAVE_WHEN, STORAGE_AUTHS } from './types';
-import type { AzureStoreConfig, BuildConfig, BuilderConfig, CacheBackend, CacheConfig, Config, OutputConfig, OutputKind, SaveWhen } from './types';
+import {
+  BUILDER_LIFETIMES,
+  CACHE_BACKENDS,
+  CACHE_MODES,
+  CACHE_SCOPES,
+  COMPRESSIONS,
+  DRIVERS,
+  isStoreBackend,
+  OUTPUT_KINDS,
+  SAVE_WHEN,
+  STORAGE_AUTHS,
+} from './types';
+import type {
+  AzureStoreConfig,
+  BuildConfig,
+  BuilderConfig,
+  CacheBackend,
+  CacheConfig,
+  Config,
+  OutputConfig,
+  OutputKind,
+  SaveWhen,
+} from './types';
 import { loc } from '../task/messages';
 
 /** Inputs and variables as the agent passes them (task/inputs.ts reads them). */

@@ -8,7 +8,8 @@ import { InputError } from './source';
 
 export const TAG = /^[\w][\w.-]{0,127}$/;
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const DOMAIN = /^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::\d+)?$/;
+const DOMAIN =
+  /^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::\d+)?$/;
 
 /** A full reference, `repository[:tag]`, such as `myacr.azurecr.io/app:buildcache`. */
 export function validateReference(input: InputName, ref: string): void {
@@ -33,7 +34,8 @@ export function validateImageName(name: string): void {
   if (domain !== undefined && !DOMAIN.test(domain)) throw new InputError(Input.imageName, loc('InputImageNameInvalid', name));
   for (const part of parts) {
     if (PATH_COMPONENT.test(part)) continue;
-    if (PATH_COMPONENT.test(part.toLowerCase())) throw new InputError(Input.imageName, loc('InputImageNameUppercase', name, name.toLowerCase()));
+    if (PATH_COMPONENT.test(part.toLowerCase()))
+      throw new InputError(Input.imageName, loc('InputImageNameUppercase', name, name.toLowerCase()));
     throw new InputError(Input.imageName, loc('InputImageNameInvalid', name));
   }
 }

@@ -8,9 +8,23 @@ const STORE_INPUTS = [Input.cacheKey, Input.restoreKeys, Input.retentionDays];
 /** Inputs that the stores and the registry cache read. */
 const SCOPED_INPUTS = [Input.cacheScope];
 const LOCAL_INPUTS = [Input.localStorePath];
-const AZURE_INPUTS = [Input.storageAuth, Input.azureSubscription, Input.storageAccountUrl, Input.storageContainer, Input.storageConnectionString];
+const AZURE_INPUTS = [
+  Input.storageAuth,
+  Input.azureSubscription,
+  Input.storageAccountUrl,
+  Input.storageContainer,
+  Input.storageConnectionString,
+];
 /** Inputs that only a builder of the task's own reads: the docker driver ignores them. */
-const BUILDER_ONLY_INPUTS = [Input.builderName, Input.driverOptions, Input.buildkitdFlags, Input.buildkitdConfig, Input.buildkitdConfigInline, Input.builderLifetime, Input.builderKeepStorage];
+const BUILDER_ONLY_INPUTS = [
+  Input.builderName,
+  Input.driverOptions,
+  Input.buildkitdFlags,
+  Input.buildkitdConfig,
+  Input.buildkitdConfigInline,
+  Input.builderLifetime,
+  Input.builderKeepStorage,
+];
 
 /** The cache inputs that have no effect with a backend: set, each is named in a warning. */
 export function ignoredWithBackend(backend: CacheBackend): InputName[] {

@@ -55,7 +55,9 @@ export interface BuildInvocation {
 
 /** `--secret` specs: a value through its job-private file, a variable by name, a file by path. Never a value itself. */
 export function secretSpecs(secrets: BuildConfig['secrets'], files: ReadonlyMap<string, string>): string[] {
-  return secrets.map((s) => csvSpec(s.kind === 'env' ? { id: s.id, env: s.env } : { id: s.id, src: s.kind === 'file' ? s.file : files.get(s.id) }));
+  return secrets.map((s) =>
+    csvSpec(s.kind === 'env' ? { id: s.id, env: s.env } : { id: s.id, src: s.kind === 'file' ? s.file : files.get(s.id) }),
+  );
 }
 
 export function buildArgs(inv: BuildInvocation): string[] {

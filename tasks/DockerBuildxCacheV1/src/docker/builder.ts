@@ -46,7 +46,12 @@ function explain(what: string, result: RunResult): string {
  * docker context (`endpoint`, else `default`). Any other driver gets a builder of its own, reused
  * when one with that name exists already.
  */
-export async function ensureBuilder(docker: DockerCli, config: BuilderSpec, defaultName: string, onCreated: (name: string) => void): Promise<Builder> {
+export async function ensureBuilder(
+  docker: DockerCli,
+  config: BuilderSpec,
+  defaultName: string,
+  onCreated: (name: string) => void,
+): Promise<Builder> {
   if (config.driver === 'docker') {
     const name = config.endpoint ?? 'default';
     const inspect = await docker.run(['buildx', 'inspect', name], { echo: true });
@@ -76,7 +81,8 @@ export async function ensureBuilder(docker: DockerCli, config: BuilderSpec, defa
 export const BOOTSTRAP_RETRY = { attempts: 3, delayMs: 1000 };
 
 /** What docker says to the loser of two jobs that start one builder at once. */
-export const isBootstrapRace = (result: RunResult): boolean => /already in use|already exists|Conflict\./i.test(result.stderr + result.stdout);
+export const isBootstrapRace = (result: RunResult): boolean =>
+  /already in use|already exists|Conflict\./i.test(result.stderr + result.stdout);
 
 /**
  * `buildx inspect --bootstrap`, tried again when it lost a race: two jobs that start one builder

@@ -20,7 +20,9 @@ export class InstallError extends Error {
 /** buildx's name for this OS and architecture, as in its release assets. */
 export function platformSuffix(platform: string = os.platform(), arch: string = os.arch(), armVersion?: string): string {
   const osName = platform === 'win32' ? 'windows' : platform;
-  const archName = ({ x64: 'amd64', ppc64: 'ppc64le', arm: armVersion !== undefined ? `arm-v${armVersion}` : 'arm-v7' } as Record<string, string>)[arch] ?? arch;
+  const archName =
+    ({ x64: 'amd64', ppc64: 'ppc64le', arm: armVersion !== undefined ? `arm-v${armVersion}` : 'arm-v7' } as Record<string, string>)[arch] ??
+    arch;
   return `${osName}-${archName}${platform === 'win32' ? '.exe' : ''}`;
 }
 
@@ -93,7 +95,12 @@ async function sha256(file: string): Promise<string> {
  * the release binary for this OS and architecture, checked against the release's published
  * SHA-256 before it is cached. A download that does not match is deleted, never cached.
  */
-export async function installBuildx(requested: string, base: string = RELEASES, tools: ToolCache = toolLib, suffix: string = platformSuffix()): Promise<InstalledBuildx> {
+export async function installBuildx(
+  requested: string,
+  base: string = RELEASES,
+  tools: ToolCache = toolLib,
+  suffix: string = platformSuffix(),
+): Promise<InstalledBuildx> {
   let version = requested;
   let sums: Map<string, string> | undefined;
   if (requested === 'latest') {
@@ -122,7 +129,9 @@ export async function installBuildx(requested: string, base: string = RELEASES, 
   const actual = await sha256(file);
   if (actual !== expected) {
     await fs.promises.rm(file, { force: true });
-    throw new InstallError(`${urls.asset} does not match its published SHA-256 (expected ${expected}, got ${actual}); it was deleted and not cached`);
+    throw new InstallError(
+      `${urls.asset} does not match its published SHA-256 (expected ${expected}, got ${actual}); it was deleted and not cached`,
+    );
   }
   await fs.promises.chmod(file, 0o755);
   const dir = await tools.cacheFile(file, binary, TOOL_NAME, version, arch);

@@ -45,7 +45,8 @@ const HOSTED_NAME = /^(?:Azure Pipelines|Hosted Agent)(?: \d+)?$/i;
 export function chooseLifetime(setting: LifetimeSetting, agent: AgentFacts): LifetimeChoice {
   if (setting !== 'auto') return { lifetime: setting, reason: { kind: 'input' } };
   if (agent.cloudId !== undefined) return { lifetime: 'job', reason: { kind: 'cloudId' } };
-  if (agent.imageOS !== undefined && agent.imageVersion !== undefined) return { lifetime: 'job', reason: { kind: 'hostedImage', image: `${agent.imageOS} ${agent.imageVersion}` } };
+  if (agent.imageOS !== undefined && agent.imageVersion !== undefined)
+    return { lifetime: 'job', reason: { kind: 'hostedImage', image: `${agent.imageOS} ${agent.imageVersion}` } };
   if (agent.name === undefined) return { lifetime: 'job', reason: { kind: 'noAgent' } };
   if (HOSTED_NAME.test(agent.name)) return { lifetime: 'job', reason: { kind: 'hostedName', name: agent.name } };
   return { lifetime: 'agent', reason: { kind: 'selfHosted', name: agent.name } };

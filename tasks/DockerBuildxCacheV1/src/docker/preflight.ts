@@ -20,7 +20,10 @@ export interface Versions {
 
 export function parseDockerVersion(json: string): Versions {
   try {
-    const v = JSON.parse(json) as { Client?: { Version?: string }; Server?: { Version?: string; Components?: { Name?: string; Version?: string }[] } | null };
+    const v = JSON.parse(json) as {
+      Client?: { Version?: string };
+      Server?: { Version?: string; Components?: { Name?: string; Version?: string }[] } | null;
+    };
     const server = v.Server?.Components?.find((c) => c.Name === 'Engine')?.Version ?? v.Server?.Version;
     return { client: v.Client?.Version, server };
   } catch {
@@ -75,7 +78,10 @@ export interface Preflight {
 
 /** The engine as docker sees it: where it is, for the message when it cannot be reached. */
 export function engineAddress(): string {
-  return process.env.DOCKER_HOST ?? (process.env.DOCKER_CONTEXT !== undefined ? `the docker context ${process.env.DOCKER_CONTEXT}` : 'unix:///var/run/docker.sock');
+  return (
+    process.env.DOCKER_HOST ??
+    (process.env.DOCKER_CONTEXT !== undefined ? `the docker context ${process.env.DOCKER_CONTEXT}` : 'unix:///var/run/docker.sock')
+  );
 }
 
 /** Docker client and server, buildx and where it came from, and the engine's image store when the driver depends on it. */

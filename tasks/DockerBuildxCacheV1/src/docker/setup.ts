@@ -19,7 +19,10 @@ import type { SummaryData } from '../summary';
 
 /** The job's record of what the post-job step must undo, and of the summary; see main-step. */
 export interface Recorder {
-  update(patch: { removeBuilder?: string; keepBuilder?: { name: string; keepStorage?: string }; dockerConfig?: string }, summary?: Partial<SummaryData>): void;
+  update(
+    patch: { removeBuilder?: string; keepBuilder?: { name: string; keepStorage?: string }; dockerConfig?: string },
+    summary?: Partial<SummaryData>,
+  ): void;
   timed<T>(title: string, work: () => Promise<T>, describe?: (result: T) => string): Promise<T>;
 }
 
@@ -29,7 +32,12 @@ export interface Recorder {
  * pinned buildx from the agent's tool cache (downloaded and verified when missing) as its plugin,
  * and logged in to the registry of the connection.
  */
-export async function dockerSession(config: Config, docker: Docker, tempRoot: string, job: Recorder): Promise<{ docker: Docker; source: string }> {
+export async function dockerSession(
+  config: Config,
+  docker: Docker,
+  tempRoot: string,
+  job: Recorder,
+): Promise<{ docker: Docker; source: string }> {
   const version = config.builder.buildxVersion;
   const connection = config.output.registryConnection;
   if (version === undefined && connection === undefined) return { docker, source: loc('BuildxInstalledPlugin') };
@@ -37,16 +45,27 @@ export async function dockerSession(config: Config, docker: Docker, tempRoot: st
   const installed =
     version === undefined
       ? undefined
-      : await job.timed(loc('PhaseBuildx'), () => installBuildx(version, base), (i) => loc('BuildxInstalled', i.version, i.source)).catch((err: unknown) => {
-          if (err instanceof InstallError) throw new InputError(Input.buildxVersion, loc('BuildxInstallFailed', version, err.message, base));
-          throw err;
-        });
+      : await job
+          .timed(
+            loc('PhaseBuildx'),
+            () => installBuildx(version, base),
+            (i) => loc('BuildxInstalled', i.version, i.source),
+          )
+          .catch((err: unknown) => {
+            if (err instanceof InstallError)
+              throw new InputError(Input.buildxVersion, loc('BuildxInstallFailed', version, err.message, base));
+            throw err;
+          });
   const dockerConfig = await createDockerConfig(path.join(tempRoot, 'docker-config'));
   job.update({ dockerConfig });
   if (installed !== undefined) await installPlugin(dockerConfig, installed.path);
   const session = docker.withConfig(dockerConfig);
   if (connection !== undefined) {
-    await job.timed(loc('PhaseLogin'), () => registryLogin(session, connection), (l) => loc('LoggedIn', l.registry, l.method));
+    await job.timed(
+      loc('PhaseLogin'),
+      () => registryLogin(session, connection),
+      (l) => loc('LoggedIn', l.registry, l.method),
+    );
   }
   return { docker: session, source: installed?.source ?? loc('BuildxInstalledPlugin') };
 }
@@ -83,9 +102,16 @@ function planBuilder(config: Config, driver: Driver, agent: JobAgent): { name: s
   const b = config.builder;
   if (b.name !== undefined) return { name: b.name, kept: false };
   const choice = chooseLifetime(b.lifetime, agent);
-  if (choice.lifetime === 'job') return { name: defaultBuilderName(agent.jobId, agent.name), kept: false, lifetime: describeLifetime(choice) };
+  if (choice.lifetime === 'job')
+    return { name: defaultBuilderName(agent.jobId, agent.name), kept: false, lifetime: describeLifetime(choice) };
   const buildkitdConfigText = b.buildkitdConfig === undefined ? undefined : fs.readFileSync(b.buildkitdConfig, 'utf8');
-  const name = agentBuilderName(agent, { driver, driverOptions: b.driverOptions, buildkitdFlags: b.buildkitdFlags, buildkitdConfigText, endpoint: b.endpoint });
+  const name = agentBuilderName(agent, {
+    driver,
+    driverOptions: b.driverOptions,
+    buildkitdFlags: b.buildkitdFlags,
+    buildkitdConfigText,
+    endpoint: b.endpoint,
+  });
   return { name, kept: true, lifetime: describeLifetime(choice) };
 }
 
@@ -97,7 +123,14 @@ async function decide(docker: DockerCli, config: Config, buildxSource: string): 
 }
 
 /** The builder of a driver, found or created, with what the post-job step must do about it recorded as soon as it is known. */
-async function startBuilder(docker: DockerCli, config: Config, job: Recorder, agent: JobAgent, driver: Driver, log: string[]): Promise<Builder & { ms: number }> {
+async function startBuilder(
+  docker: DockerCli,
+  config: Config,
+  job: Recorder,
+  agent: JobAgent,
+  driver: Driver,
+  log: string[],
+): Promise<Builder & { ms: number }> {
   const start = Date.now();
   const plan = driver === 'docker' ? { name: 'default', kept: false } : planBuilder(config, driver, agent);
   if (plan.lifetime !== undefined) log.push(neutralise(loc('LifetimeChosen', plan.lifetime)));
@@ -106,14 +139,17 @@ async function startBuilder(docker: DockerCli, config: Config, job: Recorder, ag
   });
   // The post-job step prunes a builder the agent keeps, once it is there, whatever happens to the job after;
   // not a remote one, whose BuildKit daemon is not the agent's to prune.
-  if (plan.kept) job.update({ keepBuilder: { name: plan.name, keepStorage: driver === 'remote' ? undefined : config.builder.keepStorage } });
+  if (plan.kept)
+    job.update({ keepBuilder: { name: plan.name, keepStorage: driver === 'remote' ? undefined : config.builder.keepStorage } });
   return { ...builder, ms: Date.now() - start };
 }
 
 /** The builder phase's closing line. */
 function describeBuilder(b: Builder & { ms: number }, driver: Driver): string {
   const platforms = b.platforms.join(', ') || '-';
-  return b.created ? loc('BuilderCreated', b.name, driver, platforms, formatSeconds(b.ms)) : loc('BuilderReused', b.name, driver, platforms, formatSeconds(b.ms));
+  return b.created
+    ? loc('BuilderCreated', b.name, driver, platforms, formatSeconds(b.ms))
+    : loc('BuilderReused', b.name, driver, platforms, formatSeconds(b.ms));
 }
 
 /**
@@ -129,9 +165,14 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
   const lookLog: string[] = [];
   const builderLog: string[] = [];
   const checked = new Background(decide(buffered(docker, preflightLog), config, buildxSource));
-  const builderOf = (driver: Driver, log: string[]): Promise<Builder & { ms: number }> => startBuilder(docker, config, job, agent, driver, log);
+  const builderOf = (driver: Driver, log: string[]): Promise<Builder & { ms: number }> =>
+    startBuilder(docker, config, job, agent, driver, log);
   const looked = mayBeDocker(config.builder) ? new Background(builderOf('docker', lookLog)) : undefined;
-  const ready = new Background(checked.result().then(({ driver }) => (driver.driver === 'docker' && looked !== undefined ? looked.result() : builderOf(driver.driver, builderLog))));
+  const ready = new Background(
+    checked
+      .result()
+      .then(({ driver }) => (driver.driver === 'docker' && looked !== undefined ? looked.result() : builderOf(driver.driver, builderLog))),
+  );
   const print = (lines: string[]): void => {
     for (const line of lines.splice(0)) console.log(line);
   };

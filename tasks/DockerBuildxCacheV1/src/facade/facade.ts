@@ -9,7 +9,17 @@ import { pipeline } from 'stream/promises';
 import { mapLimit } from '../util/fs';
 import { CACHE_TAG, reachable, type Descriptor, type Index } from '../oci/layout';
 import type { BlobRef } from '../store/types';
-import { basicAuthorized, canonicalManifest, CHALLENGE, errorBody, manifestMediaType, parseRange, parseRoute, type ErrorCode, type Route } from './protocol';
+import {
+  basicAuthorized,
+  canonicalManifest,
+  CHALLENGE,
+  errorBody,
+  manifestMediaType,
+  parseRange,
+  parseRoute,
+  type ErrorCode,
+  type Route,
+} from './protocol';
 import type { EntryReader, EntryWriter, ExportedLayout, FacadeEvent, FacadeStats } from './types';
 import { BlobVerifier, DigestMismatchError, StalledError, toError, Watchdog } from './verify';
 
@@ -270,9 +280,16 @@ export class RegistryFacade {
    * A store call that failed or stalled (`dog` fired): reported, unless the request itself ended
    * first (the client went away, the facade closed), which is nobody's failure.
    */
-  private storeFailed(operation: 'open' | 'has' | 'put' | 'commit', digest: string | undefined, err: unknown, dog: Watchdog, signal: AbortSignal): StoreFailure {
+  private storeFailed(
+    operation: 'open' | 'has' | 'put' | 'commit',
+    digest: string | undefined,
+    err: unknown,
+    dog: Watchdog,
+    signal: AbortSignal,
+  ): StoreFailure {
     const reason = dog.signal.aborted && dog.signal.reason instanceof StalledError ? dog.signal.reason : toError(err);
-    if (!signal.aborted || reason instanceof StalledError) this.emit({ kind: 'store', operation, ...(digest === undefined ? {} : { digest }), message: reason.message });
+    if (!signal.aborted || reason instanceof StalledError)
+      this.emit({ kind: 'store', operation, ...(digest === undefined ? {} : { digest }), message: reason.message });
     return new StoreFailure(reason.message);
   }
 
@@ -290,7 +307,13 @@ export class RegistryFacade {
   }
 
   /** Answers with a distribution error, or cuts the response short if it has begun. */
-  private error(res: http.ServerResponse, code: ErrorCode, message: string, detail?: unknown, headers: http.OutgoingHttpHeaders = {}): void {
+  private error(
+    res: http.ServerResponse,
+    code: ErrorCode,
+    message: string,
+    detail?: unknown,
+    headers: http.OutgoingHttpHeaders = {},
+  ): void {
     if (res.headersSent) {
       res.destroy();
       return;
@@ -391,9 +414,14 @@ export class RegistryFacade {
     const verifier = new BlobVerifier(ref, { onProgress: () => dog.kick() });
     try {
       const source = await dog.guard(reader.open(ref.digest, dog.signal));
-      await pipeline(source, verifier, async (data: AsyncIterable<Buffer>) => {
-        for await (const chunk of data) chunks.push(chunk);
-      }, { signal: dog.signal });
+      await pipeline(
+        source,
+        verifier,
+        async (data: AsyncIterable<Buffer>) => {
+          for await (const chunk of data) chunks.push(chunk);
+        },
+        { signal: dog.signal },
+      );
       return Buffer.concat(chunks);
     } catch (err) {
       if (err instanceof DigestMismatchError) {
@@ -407,7 +435,10 @@ export class RegistryFacade {
   }
 
   /** A manifest by tag or digest: the restored root, the committed export, or a child manifest pushed here. */
-  private async findManifest(reference: string, signal: AbortSignal): Promise<{ bytes: Buffer; mediaType: string; digest: string } | undefined> {
+  private async findManifest(
+    reference: string,
+    signal: AbortSignal,
+  ): Promise<{ bytes: Buffer; mediaType: string; digest: string } | undefined> {
     const root = this.reader?.root;
     if (root !== undefined && (reference === IMPORT_TAG || reference === root.digest)) {
       const bytes = await this.restoredRoot(signal);
@@ -524,7 +555,12 @@ export class RegistryFacade {
 
   // ---------------------------------------------------------------- uploads
 
-  private async startUpload(route: Extract<Route, { kind: 'upload-start' }>, req: http.IncomingMessage, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
+  private async startUpload(
+    route: Extract<Route, { kind: 'upload-start' }>,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    signal: AbortSignal,
+  ): Promise<void> {
     if (this.writer === undefined) {
       this.error(res, 'DENIED', 'this cache is read-only');
       return;
@@ -563,7 +599,12 @@ export class RegistryFacade {
     this.send(res, 202, { Location: this.uploadUrl(id), Range: rangeHeader(session.size), 'Docker-Upload-UUID': id });
   }
 
-  private async finishUpload(route: Extract<Route, { kind: 'upload' }>, req: http.IncomingMessage, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
+  private async finishUpload(
+    route: Extract<Route, { kind: 'upload' }>,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    signal: AbortSignal,
+  ): Promise<void> {
     const session = this.sessions.get(route.id);
     if (session === undefined || session.busy) {
       this.error(res, 'BLOB_UPLOAD_UNKNOWN', 'upload unknown');
@@ -624,7 +665,13 @@ export class RegistryFacade {
    * through the verifier. A blob the store already has is acknowledged and its body discarded. The
    * spool file is gone before the answer.
    */
-  private async storeUpload(digest: string, req: http.IncomingMessage, session: UploadSession | undefined, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
+  private async storeUpload(
+    digest: string,
+    req: http.IncomingMessage,
+    session: UploadSession | undefined,
+    res: http.ServerResponse,
+    signal: AbortSignal,
+  ): Promise<void> {
     const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
     // Only a blob whose size is known up front is streamed straight into the store.
     const spooled = session?.spool !== undefined || (declared === undefined && req.headers['transfer-encoding'] !== undefined);
@@ -753,7 +800,10 @@ export class RegistryFacade {
     }
 
     if (byDigest) {
-      if ((await this.present(pushed, signal)) === undefined && (await this.putBlob({ digest: pushed, size: bytes.length }, Readable.from([bytes]), signal)) === 'rejected') {
+      if (
+        (await this.present(pushed, signal)) === undefined &&
+        (await this.putBlob({ digest: pushed, size: bytes.length }, Readable.from([bytes]), signal)) === 'rejected'
+      ) {
         throw new StoreFailure(`${pushed} could not be stored`);
       }
       this.pushedManifests.set(pushed, { bytes, mediaType });
@@ -780,7 +830,9 @@ export class RegistryFacade {
     try {
       live = await reachable({ manifests: [root] }, async (d) => {
         if (d.digest === root.digest) return bytes;
-        const found = this.pushedManifests.get(d.digest)?.bytes ?? (d.digest === this.reader?.root.digest ? await this.restoredRoot(signal) : undefined);
+        const found =
+          this.pushedManifests.get(d.digest)?.bytes ??
+          (d.digest === this.reader?.root.digest ? await this.restoredRoot(signal) : undefined);
         if (found === undefined) throw new Error('not pushed');
         return found;
       });
@@ -789,23 +841,42 @@ export class RegistryFacade {
     }
     live.delete(root.digest);
     const refs = [...live.values()].map((d) => ({ digest: d.digest, size: d.size }));
-    const sizes = await mapLimit(refs, 8, (ref) => (this.pushedManifests.has(ref.digest) ? Promise.resolve(ref.size) : this.present(ref.digest, signal)));
+    const sizes = await mapLimit(refs, 8, (ref) =>
+      this.pushedManifests.has(ref.digest) ? Promise.resolve(ref.size) : this.present(ref.digest, signal),
+    );
     const missing = refs.filter((ref, i) => sizes[i] !== ref.size).map((ref) => ref.digest);
-    if (missing.length > 0) throw new IncompleteManifest('MANIFEST_BLOB_UNKNOWN', `${missing.length} blob(s) the manifest reaches are not in the store`, { digests: missing });
+    if (missing.length > 0)
+      throw new IncompleteManifest('MANIFEST_BLOB_UNKNOWN', `${missing.length} blob(s) the manifest reaches are not in the store`, {
+        digests: missing,
+      });
     return refs;
   }
 
-  private async commit(mediaType: string, bytes: Buffer, pushed: string, blobs: BlobRef[], signal: AbortSignal): Promise<'committed' | 'conflict'> {
+  private async commit(
+    mediaType: string,
+    bytes: Buffer,
+    pushed: string,
+    blobs: BlobRef[],
+    signal: AbortSignal,
+  ): Promise<'committed' | 'conflict'> {
     const writer = this.writer;
     if (writer === undefined) throw new StoreFailure('this cache is read-only');
     if (this.committed !== undefined) return this.committed.layout.pushed === pushed ? 'committed' : 'conflict';
     const stored = canonicalManifest(bytes) ?? bytes;
     const root = { mediaType, digest: sha256Digest(stored), size: stored.length };
-    if ((await this.present(root.digest, signal)) === undefined && (await this.putBlob(root, Readable.from([stored]), signal)) === 'rejected') {
+    if (
+      (await this.present(root.digest, signal)) === undefined &&
+      (await this.putBlob(root, Readable.from([stored]), signal)) === 'rejected'
+    ) {
       throw new StoreFailure(`${root.digest} could not be stored`);
     }
     const index: Index = { schemaVersion: 2, manifests: [{ ...root, annotations: { 'org.opencontainers.image.ref.name': CACHE_TAG } }] };
-    const layout: ExportedLayout = { index, root, blobs: [{ digest: root.digest, size: root.size }, ...blobs.filter((b) => b.digest !== root.digest)], pushed };
+    const layout: ExportedLayout = {
+      index,
+      root,
+      blobs: [{ digest: root.digest, size: root.size }, ...blobs.filter((b) => b.digest !== root.digest)],
+      pushed,
+    };
     const dog = this.watchdog('committing the export', signal);
     try {
       await dog.guard(writer.commit(layout, dog.signal));

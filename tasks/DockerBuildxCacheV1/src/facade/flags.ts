@@ -23,6 +23,9 @@ export interface FacadeRefs {
 export function facadeCacheFlags(refs: FacadeRefs, mode: CacheMode, compression: Compression): CacheFlags {
   return {
     from: refs.importRef === undefined ? [] : [csvSpec({ type: 'registry', ref: refs.importRef })],
-    to: refs.exportRef === undefined ? [] : [csvSpec({ type: 'registry', ref: refs.exportRef, mode, compression, 'oci-mediatypes': 'true', 'ignore-error': 'true' })],
+    to:
+      refs.exportRef === undefined
+        ? []
+        : [csvSpec({ type: 'registry', ref: refs.exportRef, mode, compression, 'oci-mediatypes': 'true', 'ignore-error': 'true' })],
   };
 }

@@ -28,7 +28,8 @@ export async function addLogin(configDir: string, login: RegistryLogin): Promise
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${file} cannot be read: ${(err as Error).message}`);
   }
-  if (config.credsStore !== undefined) throw new Error(`${file} names a credential store (credsStore), which would hide a login written to it`);
+  if (config.credsStore !== undefined)
+    throw new Error(`${file} names a credential store (credsStore), which would hide a login written to it`);
   const auths = (config.auths ?? {}) as Record<string, unknown>;
   config.auths = { ...auths, [login.host]: { auth: basicAuth(login.username, login.password) } };
   await fs.promises.mkdir(configDir, { recursive: true, mode: 0o700 });

@@ -40,7 +40,8 @@ export function parseRoute(rawUrl: string): Route {
     if (value === undefined) return undefined;
     return isDigest(value) ? value : { kind: 'invalid', code: 'DIGEST_INVALID', message: `${key} is not a valid digest` };
   };
-  const checkName = (name: string): Route | undefined => (NAME.test(name) && name.length <= 255 ? undefined : { kind: 'invalid', code: 'NAME_INVALID', message: 'invalid repository name' });
+  const checkName = (name: string): Route | undefined =>
+    NAME.test(name) && name.length <= 255 ? undefined : { kind: 'invalid', code: 'NAME_INVALID', message: 'invalid repository name' };
 
   let m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(p);
   if (m !== null) {
@@ -178,8 +179,10 @@ export function manifestMediaType(contentType: string | undefined, body: Buffer)
   const declared = (json as { mediaType?: unknown }).mediaType;
   const header = contentType?.split(';')[0]?.trim();
   const type = header !== undefined && header !== '' ? header : typeof declared === 'string' ? declared : undefined;
-  if (type === undefined || !MANIFEST_MEDIA_TYPES.includes(type)) throw new Error(`unsupported manifest media type ${JSON.stringify(type ?? '')}`);
-  if (declared !== undefined && declared !== type) throw new Error(`the manifest's mediaType ${JSON.stringify(declared)} is not its Content-Type ${type}`);
+  if (type === undefined || !MANIFEST_MEDIA_TYPES.includes(type))
+    throw new Error(`unsupported manifest media type ${JSON.stringify(type ?? '')}`);
+  if (declared !== undefined && declared !== type)
+    throw new Error(`the manifest's mediaType ${JSON.stringify(declared)} is not its Content-Type ${type}`);
   return type;
 }
 

@@ -71,7 +71,11 @@ export class BlobVerifier extends Transform {
   override _flush(done: TransformCallback): void {
     const digest = `${algorithmOf(this.ref.digest)}:${this.hash.digest('hex')}`;
     if (this.seen !== this.ref.size || digest !== this.ref.digest) {
-      done(new DigestMismatchError(`${this.ref.digest} does not match: ${this.seen} bytes with digest ${digest}, expected ${this.ref.size} bytes`));
+      done(
+        new DigestMismatchError(
+          `${this.ref.digest} does not match: ${this.seen} bytes with digest ${digest}, expected ${this.ref.size} bytes`,
+        ),
+      );
       return;
     }
     this.onVerified?.();
@@ -109,7 +113,10 @@ export class Watchdog {
   kick(): void {
     if (this.controller.signal.aborted) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.controller.abort(new StalledError(`${this.what} made no progress for ${Math.round(this.ms / 1000)} s`)), this.ms);
+    this.timer = setTimeout(
+      () => this.controller.abort(new StalledError(`${this.what} made no progress for ${Math.round(this.ms / 1000)} s`)),
+      this.ms,
+    );
     this.timer.unref();
   }
 

@@ -31,7 +31,12 @@ export class KeyResolveError extends Error {
  * Globs as Cache@2 matches them: dot files included, no brace expansion, case-sensitive on Linux;
  * `\` is a path separator on Windows and an escape elsewhere.
  */
-const MATCH_OPTIONS: MinimatchOptions = { dot: true, nobrace: true, nocase: process.platform !== 'linux', windowsPathsNoEscape: process.platform === 'win32' };
+const MATCH_OPTIONS: MinimatchOptions = {
+  dot: true,
+  nobrace: true,
+  nocase: process.platform !== 'linux',
+  windowsPathsNoEscape: process.platform === 'win32',
+};
 const SMALL_FILE = 1 << 22;
 
 const toPosix = path.sep === '/' ? (p: string): string => p : (p: string): string => p.split(path.sep).join('/');
@@ -135,7 +140,8 @@ async function resolveFiles(segment: Extract<Segment, { kind: 'files' }>, workin
 
   const matched = [...candidates].filter(selected).sort();
   const base = `${toPosix(path.resolve(workingDirectory))}/`;
-  const relative = (file: string): string => (file.startsWith(base) ? file.slice(base.length) : toPosix(path.relative(workingDirectory, file)));
+  const relative = (file: string): string =>
+    file.startsWith(base) ? file.slice(base.length) : toPosix(path.relative(workingDirectory, file));
   const files: MatchedFile[] = [];
   for (const file of matched) files.push({ path: relative(file), ...(await hashFileInfo(file)) });
   return files;
@@ -172,7 +178,9 @@ export function describeKey(key: ResolvedKey): string[] {
       lines.push(` - ${s.text} [string]`);
       continue;
     }
-    lines.push(` - ${s.text} [${hasGlob(s.text) || s.files.length > 1 ? `file pattern; matches: ${s.files.length}` : 'file'}] --> ${s.value}`);
+    lines.push(
+      ` - ${s.text} [${hasGlob(s.text) || s.files.length > 1 ? `file pattern; matches: ${s.files.length}` : 'file'}] --> ${s.value}`,
+    );
     for (const f of s.files) lines.push(`   - ${f.path} [${f.size} bytes] --> ${f.sha256}`);
   }
   return lines;

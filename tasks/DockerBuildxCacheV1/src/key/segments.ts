@@ -6,7 +6,9 @@
  * when it holds a character that no file name can hold on the agent's OS. Any other segment is a
  * comma-separated list of file paths or globs, where a leading `!` excludes.
  */
-export type Segment = { readonly kind: 'literal'; readonly text: string } | { readonly kind: 'files'; readonly text: string; readonly include: readonly string[]; readonly exclude: readonly string[] };
+export type Segment =
+  | { readonly kind: 'literal'; readonly text: string }
+  | { readonly kind: 'files'; readonly text: string; readonly include: readonly string[]; readonly exclude: readonly string[] };
 
 export class KeySyntaxError extends Error {
   override name = 'KeySyntaxError';
@@ -64,8 +66,10 @@ export function parseKey(text: string, platform: NodeJS.Platform = process.platf
   return segments.map((segment, i) => {
     // The salt is a value, never a path, whatever it holds.
     if (i === 0 && segment.startsWith(`${SALT_VARIABLE}=`)) return { kind: 'literal', text: segment };
-    if (segment === '*' || segment === '**') throw new KeySyntaxError(`'${segment}' is a reserved segment; for a glob of files write './${segment}'`);
-    if (segment.startsWith("'") || segment.startsWith('`')) throw new KeySyntaxError(`the segment ${segment} cannot start with ' or \`; quote literals with "`);
+    if (segment === '*' || segment === '**')
+      throw new KeySyntaxError(`'${segment}' is a reserved segment; for a glob of files write './${segment}'`);
+    if (segment.startsWith("'") || segment.startsWith('`'))
+      throw new KeySyntaxError(`the segment ${segment} cannot start with ' or \`; quote literals with "`);
     if (!isFileSegment(segment, platform)) return { kind: 'literal', text: segment };
     const rules = segment
       .split(',')

@@ -57,7 +57,8 @@ async function isBuildkitCache(dir: string): Promise<boolean> {
 
 /** Throws unless the task may replace or delete the folder. */
 export async function assertReplaceable(dir: string): Promise<void> {
-  if ((await folderState(dir)) === 'foreign') throw new ForeignFolderError(`${dir} holds files that the task did not write: it is not a cache folder the task may replace`);
+  if ((await folderState(dir)) === 'foreign')
+    throw new ForeignFolderError(`${dir} holds files that the task did not write: it is not a cache folder the task may replace`);
 }
 
 /** Puts `fresh` in place of `dir`, marked as the task's, unless `dir` is a folder the task did not write. */

@@ -104,7 +104,10 @@ export function children(desc: Descriptor, blob: Buffer): Descriptor[] {
     return descriptors(json.manifests, `${desc.digest}.manifests`);
   }
   if (MANIFEST_TYPES.has(type) || (type === '' && json.layers !== undefined)) {
-    return [...descriptors(json.config === undefined ? [] : [json.config], `${desc.digest}.config`), ...descriptors(json.layers, `${desc.digest}.layers`)];
+    return [
+      ...descriptors(json.config === undefined ? [] : [json.config], `${desc.digest}.config`),
+      ...descriptors(json.layers, `${desc.digest}.layers`),
+    ];
   }
   return [];
 }
@@ -296,4 +299,3 @@ export async function prune(dir: string): Promise<PruneResult> {
   const missing = [...live.keys()].filter((d) => !kept.has(d));
   return { kept, removedBlobs, removedBytes, missing };
 }
-

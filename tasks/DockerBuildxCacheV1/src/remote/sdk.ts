@@ -24,7 +24,13 @@ export interface Proxy {
 }
 
 /** One HTTP request through the agent's proxy. */
-export async function httpRequest(method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: string | undefined, proxy: Proxy | undefined): Promise<{ status: number; body: string }> {
+export async function httpRequest(
+  method: 'GET' | 'POST',
+  url: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  proxy: Proxy | undefined,
+): Promise<{ status: number; body: string }> {
   const client = new HttpClient('docker-buildx-cache', undefined, { proxy, socketTimeout: 30000 });
   const response = method === 'GET' ? await client.get(url, headers) : await client.post(url, body ?? '', headers);
   return { status: response.message.statusCode ?? 0, body: await response.readBody() };
@@ -37,7 +43,14 @@ function pipelineOptions(proxy: Proxy | undefined): StoragePipelineOptions {
     retryOptions: { maxTries: 5, retryDelayInMs: 500, maxRetryDelayInMs: 8000, tryTimeoutInMs: 10 * 60_000 },
     userAgentOptions: { userAgentPrefix: 'DockerBuildxCache/1' },
     ...(proxy && proxyUrl
-      ? { proxyOptions: { host: `${proxyUrl.protocol}//${proxyUrl.hostname}`, port: Number(proxyUrl.port || (proxyUrl.protocol === 'https:' ? 443 : 80)), username: proxy.proxyUsername, password: proxy.proxyPassword } }
+      ? {
+          proxyOptions: {
+            host: `${proxyUrl.protocol}//${proxyUrl.hostname}`,
+            port: Number(proxyUrl.port || (proxyUrl.protocol === 'https:' ? 443 : 80)),
+            username: proxy.proxyUsername,
+            password: proxy.proxyPassword,
+          },
+        }
       : {}),
   };
 }
@@ -52,16 +65,23 @@ function isContainerUrl(url: URL): boolean {
 export function containerClient(access: AzureAccess, proxy: (url: string) => Proxy | undefined): ContainerClient {
   switch (access.kind) {
     case 'token':
-      return new BlobServiceClient(access.accountUrl, access.credential, pipelineOptions(proxy(access.accountUrl))).getContainerClient(access.container);
+      return new BlobServiceClient(access.accountUrl, access.credential, pipelineOptions(proxy(access.accountUrl))).getContainerClient(
+        access.container,
+      );
     case 'sasUrl': {
       const options = pipelineOptions(proxy(access.url));
-      return isContainerUrl(new URL(access.url)) ? new ContainerClient(access.url, undefined, options) : new BlobServiceClient(access.url, undefined, options).getContainerClient(access.container);
+      return isContainerUrl(new URL(access.url))
+        ? new ContainerClient(access.url, undefined, options)
+        : new BlobServiceClient(access.url, undefined, options).getContainerClient(access.container);
     }
     case 'sasToken': {
       const url = `${access.accountUrl.replace(/\/+$/, '')}?${access.token.replace(/^\?/, '')}`;
       return new BlobServiceClient(url, undefined, pipelineOptions(proxy(url))).getContainerClient(access.container);
     }
     case 'connectionString':
-      return BlobServiceClient.fromConnectionString(access.value, pipelineOptions(proxy('https://blob.core.windows.net'))).getContainerClient(access.container);
+      return BlobServiceClient.fromConnectionString(
+        access.value,
+        pipelineOptions(proxy('https://blob.core.windows.net')),
+      ).getContainerClient(access.container);
   }
 }

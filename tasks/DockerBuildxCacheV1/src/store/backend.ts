@@ -57,7 +57,12 @@ export interface StoreBackend {
   /** Puts a blob at `dest`; undefined when it is missing, `other` when something that is not a blob is there. */
   fetch(name: string, dest: string, signal: AbortSignal): Promise<Fetched | 'other' | undefined>;
   /** Creates the item unless it exists. Returns the new item's version, or undefined when it existed. */
-  writeIfAbsent(name: string, content: Buffer | SourceFile, options: { metadata?: Record<string, string>; modified?: Date; durable?: boolean }, signal: AbortSignal): Promise<string | undefined>;
+  writeIfAbsent(
+    name: string,
+    content: Buffer | SourceFile,
+    options: { metadata?: Record<string, string>; modified?: Date; durable?: boolean },
+    signal: AbortSignal,
+  ): Promise<string | undefined>;
   /** Deletes the item if it is still at `version` (any version when undefined); false when it was not deleted. */
   deleteIfUnchanged(name: string, version: string | undefined, signal: AbortSignal): Promise<boolean>;
   /** Records a use: the modification time, or the metadata that holds it. False when the item is gone. */

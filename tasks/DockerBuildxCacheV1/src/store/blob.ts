@@ -71,13 +71,20 @@ export class AzureBackend implements StoreBackend {
   }
 
   private item(b: BlobItem): StoredItem {
-    return { name: b.name, size: b.properties.contentLength ?? 0, modified: b.properties.lastModified, version: b.properties.etag, metadata: b.metadata };
+    return {
+      name: b.name,
+      size: b.properties.contentLength ?? 0,
+      modified: b.properties.lastModified,
+      version: b.properties.etag,
+      metadata: b.metadata,
+    };
   }
 
   async list(prefix: string, _depth: number, signal: AbortSignal, withMetadata = false): Promise<Listing> {
     const items: StoredItem[] = [];
     try {
-      for await (const b of this.container.listBlobsFlat({ prefix, includeMetadata: withMetadata, abortSignal: signal })) items.push(this.item(b));
+      for await (const b of this.container.listBlobsFlat({ prefix, includeMetadata: withMetadata, abortSignal: signal }))
+        items.push(this.item(b));
     } catch (err) {
       // A container that does not exist yet holds nothing.
       if (statusOf(err) !== 404) throw err;
@@ -88,12 +95,20 @@ export class AzureBackend implements StoreBackend {
   async stat(name: string, signal: AbortSignal): Promise<StoredItem | undefined> {
     const props = await unlessNotFound(this.container.getBlobClient(name).getProperties({ abortSignal: signal }));
     if (props === undefined) return undefined;
-    return { name, size: props.contentLength ?? 0, modified: props.lastModified ?? new Date(0), version: props.etag ?? '', metadata: props.metadata };
+    return {
+      name,
+      size: props.contentLength ?? 0,
+      modified: props.lastModified ?? new Date(0),
+      version: props.etag ?? '',
+      metadata: props.metadata,
+    };
   }
 
   /** At most MAX_DOCUMENT_BYTES are downloaded: a larger item is refused. */
   async read(name: string, signal: AbortSignal): Promise<Buffer | undefined> {
-    const response = await unlessNotFound(this.container.getBlobClient(name).download(0, MAX_DOCUMENT_BYTES + 1, { abortSignal: signal, maxRetryRequests: 5 }));
+    const response = await unlessNotFound(
+      this.container.getBlobClient(name).download(0, MAX_DOCUMENT_BYTES + 1, { abortSignal: signal, maxRetryRequests: 5 }),
+    );
     if (response?.readableStreamBody === undefined) return undefined;
     const chunks: Buffer[] = [];
     let size = 0;
@@ -107,7 +122,9 @@ export class AzureBackend implements StoreBackend {
 
   /** Streams a blob to `dest`, hashing it as it goes. */
   async fetch(name: string, dest: string, signal: AbortSignal): Promise<Fetched | undefined> {
-    const response = await unlessNotFound(this.container.getBlobClient(name).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 }));
+    const response = await unlessNotFound(
+      this.container.getBlobClient(name).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 }),
+    );
     if (response?.readableStreamBody === undefined) return undefined;
     const algorithm = algorithmOf(digestOfBlobName(name) ?? '');
     const hash = crypto.createHash(algorithm);
@@ -123,14 +140,29 @@ export class AzureBackend implements StoreBackend {
     return { how: 'downloaded', version: response.etag ?? '', digest: `${algorithm}:${hash.digest('hex')}`, size };
   }
 
-  async writeIfAbsent(name: string, content: Buffer | SourceFile, options: { metadata?: Record<string, string> }, signal: AbortSignal): Promise<string | undefined> {
+  async writeIfAbsent(
+    name: string,
+    content: Buffer | SourceFile,
+    options: { metadata?: Record<string, string> },
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
     const client = this.container.getBlockBlobClient(name);
-    const common = { abortSignal: signal, conditions: { ifNoneMatch: '*' }, metadata: options.metadata, blobHTTPHeaders: { blobContentType: name.endsWith('.json') ? 'application/json' : 'application/octet-stream' } };
+    const common = {
+      abortSignal: signal,
+      conditions: { ifNoneMatch: '*' },
+      metadata: options.metadata,
+      blobHTTPHeaders: { blobContentType: name.endsWith('.json') ? 'application/json' : 'application/octet-stream' },
+    };
     try {
       const response = await writing(
         Buffer.isBuffer(content)
           ? client.upload(content, content.length, common)
-          : client.uploadFile(content.file, { ...common, maxSingleShotSize: this.singleShotBytes, blockSize: this.blockBytes, concurrency: this.blockConcurrency }),
+          : client.uploadFile(content.file, {
+              ...common,
+              maxSingleShotSize: this.singleShotBytes,
+              blockSize: this.blockBytes,
+              concurrency: this.blockConcurrency,
+            }),
       );
       return response.etag ?? '';
     } catch (err) {
@@ -143,7 +175,13 @@ export class AzureBackend implements StoreBackend {
 
   async deleteIfUnchanged(name: string, version: string | undefined, signal: AbortSignal): Promise<boolean> {
     try {
-      return (await writing(this.container.getBlobClient(name).deleteIfExists({ abortSignal: signal, conditions: version === undefined ? undefined : { ifMatch: version } }))).succeeded;
+      return (
+        await writing(
+          this.container
+            .getBlobClient(name)
+            .deleteIfExists({ abortSignal: signal, conditions: version === undefined ? undefined : { ifMatch: version } }),
+        )
+      ).succeeded;
     } catch (err) {
       if (statusOf(err) === 412) return false;
       throw err;

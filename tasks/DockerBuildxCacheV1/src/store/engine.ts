@@ -3,7 +3,20 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { linkOrCopy, mapLimit, randomId } from '../util/fs';
 import { assertReplaceable, replaceOwnedDirectory, siblingPath } from '../oci/cachedir';
-import { BLOBS_DIR, blobPath, checkBlobFile, holdsBlob, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, LayoutError, MAX_DOCUMENT_BYTES, parseIndex, reachable, readVerified } from '../oci/layout';
+import {
+  BLOBS_DIR,
+  blobPath,
+  checkBlobFile,
+  holdsBlob,
+  INDEX_FILE,
+  LAYOUT_CONTENT,
+  LAYOUT_FILE,
+  LayoutError,
+  MAX_DOCUMENT_BYTES,
+  parseIndex,
+  reachable,
+  readVerified,
+} from '../oci/layout';
 import { StoreRefusedError, type Fetched, type StoreBackend, type StoredItem } from './backend';
 import { EntryFormatError, headOfMetadata, metadataOf, newEntry, parseEntry, savedLayout } from './entry';
 import { blobName, BLOBS, digestOfBlobName, entriesPrefix, entryId, entryName, idOfEntryName, leaseName, LEASES } from './names';
@@ -115,12 +128,19 @@ export class StoreEngine implements CacheStore {
     }
     if (entryName(head) !== item.name) throw new EntryFormatError(`its scope is ${head.scope}`);
     // The last use is the metadata's, or the item's own modification time (a touch sets it).
-    const lastUsed = item.metadata?.lastused !== undefined ? head.lastUsed : new Date(Math.max(item.modified.getTime(), Date.parse(head.created))).toISOString();
+    const lastUsed =
+      item.metadata?.lastused !== undefined
+        ? head.lastUsed
+        : new Date(Math.max(item.modified.getTime(), Date.parse(head.created))).toISOString();
     return { head: { ...head, lastUsed }, item, body: body && { ...body, lastUsed } };
   }
 
   /** Every entry under the prefix; the ones that cannot be read are named in `skipped` and returned in `corrupt`. */
-  private async listEntries(prefix: string, depth: number, signal: AbortSignal): Promise<{ entries: Listed[]; skipped: string[]; corrupt: StoredItem[] }> {
+  private async listEntries(
+    prefix: string,
+    depth: number,
+    signal: AbortSignal,
+  ): Promise<{ entries: Listed[]; skipped: string[]; corrupt: StoredItem[] }> {
     const listing = await this.backend.list(prefix, depth, signal, true);
     const skipped = listing.strange.map((name) => `${name}: not a regular file, left alone`);
     const corrupt: StoredItem[] = [];
@@ -134,7 +154,7 @@ export class StoreEngine implements CacheStore {
           if (err instanceof EntryUnusableError) return undefined;
           // Only what is not an entry is skipped, and removed by retention; trouble reading one is trouble.
           if (!(err instanceof EntryFormatError || err instanceof LayoutError)) throw err;
-          skipped.push(`${item.name}: ${(err).message}`);
+          skipped.push(`${item.name}: ${err.message}`);
           corrupt.push(item);
           return undefined;
         }
@@ -182,7 +202,12 @@ export class StoreEngine implements CacheStore {
 
   private async lease(blobs: readonly string[], now: Date, signal: AbortSignal): Promise<Lease> {
     const lease: Lease = { id: `${now.getTime()}-${randomId()}`, expires: new Date(now.getTime() + this.leaseMs).toISOString(), blobs };
-    await this.backend.writeIfAbsent(leaseName(lease.id), Buffer.from(JSON.stringify(lease)), { metadata: { expires: lease.expires } }, signal);
+    await this.backend.writeIfAbsent(
+      leaseName(lease.id),
+      Buffer.from(JSON.stringify(lease)),
+      { metadata: { expires: lease.expires } },
+      signal,
+    );
     return lease;
   }
 
@@ -204,7 +229,8 @@ export class StoreEngine implements CacheStore {
         const lease = JSON.parse(data.toString('utf8')) as Partial<Lease>;
         const expires = Number.isNaN(listedExpiry) ? Date.parse(lease.expires ?? '') : listedExpiry;
         if (!(expires > now.getTime())) throw new Error('expired');
-        if (Array.isArray(lease.blobs)) live.push({ id, expires: new Date(expires).toISOString(), blobs: lease.blobs.filter((d): d is string => typeof d === 'string') });
+        if (Array.isArray(lease.blobs))
+          live.push({ id, expires: new Date(expires).toISOString(), blobs: lease.blobs.filter((d): d is string => typeof d === 'string') });
       } catch {
         // Expired, gone or unreadable: it protects nothing.
         if (prune) await this.backend.deleteIfUnchanged(item.name, undefined, signal).catch(() => undefined);
@@ -222,7 +248,13 @@ export class StoreEngine implements CacheStore {
     const entry = await this.body(head, signal);
     const index = parseIndex(JSON.stringify(entry.index));
     // A store that refuses writes (mounted read-only, a read-only SAS) restores without its lease and its touch.
-    const lease = await unlessRefused(() => this.lease(entry.blobs.map((b) => b.digest), new Date(), signal));
+    const lease = await unlessRefused(() =>
+      this.lease(
+        entry.blobs.map((b) => b.digest),
+        new Date(),
+        signal,
+      ),
+    );
     const staging = siblingPath(cacheDir, 'restore', randomId());
     try {
       await fs.promises.mkdir(path.join(staging, BLOBS_DIR), { recursive: true });
@@ -257,7 +289,12 @@ export class StoreEngine implements CacheStore {
    * store's seal says that this very file hashed right before. A corrupt blob is deleted from the
    * store (if it is still the copy that was read), so that the next save adds a good one.
    */
-  private async place(ref: BlobRef, staging: string, cacheDir: string, signal: AbortSignal): Promise<{ linked: boolean; downloaded: number }> {
+  private async place(
+    ref: BlobRef,
+    staging: string,
+    cacheDir: string,
+    signal: AbortSignal,
+  ): Promise<{ linked: boolean; downloaded: number }> {
     const dest = blobPath(staging, ref.digest);
     await fs.promises.mkdir(path.dirname(dest), { recursive: true });
     if (this.backend.remote && (await reusable(ref, cacheDir))) {
@@ -279,7 +316,8 @@ export class StoreEngine implements CacheStore {
 
   /** What is wrong with a fetched blob, or undefined when it is intact. */
   private async checkFetched(ref: BlobRef, dest: string, fetched: Fetched): Promise<string | undefined> {
-    if (fetched.how === 'downloaded') return fetched.digest === ref.digest && fetched.size === ref.size ? undefined : ` (read ${fetched.size} bytes, ${fetched.digest})`;
+    if (fetched.how === 'downloaded')
+      return fetched.digest === ref.digest && fetched.size === ref.size ? undefined : ` (read ${fetched.size} bytes, ${fetched.digest})`;
     const seals = this.backend.seals;
     if (seals !== undefined && (await seals.get(ref.digest)) === fetched.version) return undefined;
     if (!(await holdsBlob(dest, ref).catch(() => false))) return '';
@@ -319,7 +357,12 @@ export class StoreEngine implements CacheStore {
     try {
       const sizes = await this.addMissing(layout.blobs, req.cacheDir, signal);
       const entry = newEntry(req, entryId(req.now, randomId()), layout);
-      await this.backend.writeIfAbsent(entryName(entry), Buffer.from(JSON.stringify(entry)), { metadata: metadataOf(entry), modified: req.now, durable: true }, signal);
+      await this.backend.writeIfAbsent(
+        entryName(entry),
+        Buffer.from(JSON.stringify(entry)),
+        { metadata: metadataOf(entry), modified: req.now, durable: true },
+        signal,
+      );
       // A prune that looked before this save's lease existed may have deleted a blob since the check.
       await this.addMissing(layout.blobs, req.cacheDir, signal);
       return { status: 'saved', entry, newBlobs: sizes.filter((s) => s > 0).length, newBytes: sizes.reduce((a, b) => a + b, 0) };
@@ -394,11 +437,13 @@ export class StoreEngine implements CacheStore {
     const now = policy.now;
     const first = await this.listEntries(entriesPrefix(), 2, signal);
     for (const item of first.corrupt) await this.backend.deleteIfUnchanged(item.name, item.version, signal);
-    const expired = new Set(expiredEntries(
-      first.entries.map((e) => e.head),
-      now,
-      policy.retentionDays,
-    ).map((e) => e.id));
+    const expired = new Set(
+      expiredEntries(
+        first.entries.map((e) => e.head),
+        now,
+        policy.retentionDays,
+      ).map((e) => e.id),
+    );
     const gone = first.entries.filter((e) => expired.has(e.head.id));
     // A use since the listing changes the entry's version: it is then not deleted.
     await mapLimit(gone, this.concurrency, (e) => this.backend.deleteIfUnchanged(e.item.name, e.item.version, signal));
@@ -434,7 +479,12 @@ export class StoreEngine implements CacheStore {
 
     for (const ref of removed) sizes.delete(ref.digest);
     const after = { entries: kept.length + added.length, blobs: sizes.size, bytes: [...sizes.values()].reduce((a, b) => a + b, 0) };
-    return { entriesRemoved: gone.length + first.corrupt.length, blobsRemoved: removed.length, bytesRemoved: removed.reduce((a, b) => a + b.size, 0), after };
+    return {
+      entriesRemoved: gone.length + first.corrupt.length,
+      blobsRemoved: removed.length,
+      bytesRemoved: removed.reduce((a, b) => a + b.size, 0),
+      after,
+    };
   }
 
   async stats(): Promise<StoreStats> {

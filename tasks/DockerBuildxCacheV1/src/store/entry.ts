@@ -1,4 +1,14 @@
-import { cacheRoot, isDigest, LayoutError, parseIndex, reachable, readLayoutIndex, readVerified, type Descriptor, type Index } from '../oci/layout';
+import {
+  cacheRoot,
+  isDigest,
+  LayoutError,
+  parseIndex,
+  reachable,
+  readLayoutIndex,
+  readVerified,
+  type Descriptor,
+  type Index,
+} from '../oci/layout';
 import type { BlobRef, Entry, EntryHead, SaveRequest } from './types';
 
 function isBlobRef(value: unknown): value is BlobRef {
@@ -26,15 +36,27 @@ function parseEntryUnchecked(text: string, id: string): Entry {
   if (e === null || typeof e !== 'object' || Array.isArray(e)) throw new EntryFormatError('it is not a JSON object');
   const str = (v: unknown): v is string => typeof v === 'string' && v !== '';
   if (e.id !== id) throw new EntryFormatError('its id does not match its file name');
-  if (!str(e.key) || !str(e.scope) || !str(e.created) || Number.isNaN(Date.parse(e.created))) throw new EntryFormatError('it lacks its key, scope or creation time');
-  if (!Array.isArray(e.segments) || !e.segments.every(str) || e.segments.join('|') !== e.key) throw new EntryFormatError('its segments do not make its key');
+  if (!str(e.key) || !str(e.scope) || !str(e.created) || Number.isNaN(Date.parse(e.created)))
+    throw new EntryFormatError('it lacks its key, scope or creation time');
+  if (!Array.isArray(e.segments) || !e.segments.every(str) || e.segments.join('|') !== e.key)
+    throw new EntryFormatError('its segments do not make its key');
   if (!isDigest(e.root)) throw new EntryFormatError('its root is not a digest');
   const blobs: unknown = e.blobs;
   if (!Array.isArray(blobs) || !blobs.every(isBlobRef)) throw new EntryFormatError('its blob list is malformed');
   const index = parseIndex(JSON.stringify(e.index ?? null), 'its index');
   if (cacheRoot(index)?.digest !== e.root) throw new EntryFormatError('its index does not tag its root');
   if (!blobs.some((b) => b.digest === e.root)) throw new EntryFormatError('its blob list lacks its root');
-  return { id, key: e.key, segments: e.segments, scope: e.scope, created: e.created, lastUsed: e.created, root: e.root, index: e.index, blobs: blobs.map((b) => ({ digest: b.digest, size: b.size })) };
+  return {
+    id,
+    key: e.key,
+    segments: e.segments,
+    scope: e.scope,
+    created: e.created,
+    lastUsed: e.created,
+    root: e.root,
+    index: e.index,
+    blobs: blobs.map((b) => ({ digest: b.digest, size: b.size })),
+  };
 }
 
 const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64url');
@@ -42,7 +64,13 @@ const unb64 = (text: string | undefined): string => Buffer.from(text ?? '', 'bas
 
 /** What a listing with metadata tells about an entry (Azure), so that choosing one needs no download. */
 export function metadataOf(entry: EntryHead): Record<string, string> {
-  return { segments: b64(JSON.stringify(entry.segments)), scope: b64(entry.scope), created: entry.created, lastused: entry.lastUsed, root: entry.root };
+  return {
+    segments: b64(JSON.stringify(entry.segments)),
+    scope: b64(entry.scope),
+    created: entry.created,
+    lastused: entry.lastUsed,
+    root: entry.root,
+  };
 }
 
 /** An entry as its metadata describes it; an EntryFormatError for metadata that is not an entry's. */
@@ -54,8 +82,10 @@ export function headOfMetadata(id: string, m: Readonly<Record<string, string>>):
     throw new EntryFormatError('its metadata has no key');
   }
   const scope = unb64(m.scope);
-  if (!Array.isArray(segments) || !segments.every((s) => typeof s === 'string' && s !== '')) throw new EntryFormatError('its metadata has no key');
-  if (scope === '' || Number.isNaN(Date.parse(m.created ?? '')) || !isDigest(m.root)) throw new EntryFormatError('its metadata lacks its scope, creation time or root');
+  if (!Array.isArray(segments) || !segments.every((s) => typeof s === 'string' && s !== ''))
+    throw new EntryFormatError('its metadata has no key');
+  if (scope === '' || Number.isNaN(Date.parse(m.created ?? '')) || !isDigest(m.root))
+    throw new EntryFormatError('its metadata lacks its scope, creation time or root');
   const created = m.created ?? '';
   const lastUsed = Number.isNaN(Date.parse(m.lastused ?? '')) ? created : (m.lastused ?? created);
   return { id, key: segments.join('|'), segments, scope, created, lastUsed, root: m.root };

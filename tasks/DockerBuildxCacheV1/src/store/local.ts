@@ -2,7 +2,16 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { isMissing, linkOrCopy, randomId, sweepOld, unlessMissing, walkFiles } from '../util/fs';
 import { holdsBlob, LayoutError, readRegularFile } from '../oci/layout';
-import { StoreLayoutError, StoreRefusedError, type Fetched, type Listing, type Seals, type SourceFile, type StoreBackend, type StoredItem } from './backend';
+import {
+  StoreLayoutError,
+  StoreRefusedError,
+  type Fetched,
+  type Listing,
+  type Seals,
+  type SourceFile,
+  type StoreBackend,
+  type StoredItem,
+} from './backend';
 import { StoreEngine } from './engine';
 import { LAYOUT_VERSION } from './names';
 
@@ -67,7 +76,9 @@ export class LocalBackend implements StoreBackend {
     for (const [i, folder] of folders.entries()) {
       const stat = stats[i];
       if (stat === undefined || stat.isDirectory()) continue;
-      throw new StoreLayoutError(`${folder} is ${stat.isSymbolicLink() ? 'a link' : 'not a folder'}: the store never follows links in its own folders. Replace it with a folder, or use another localStorePath.`);
+      throw new StoreLayoutError(
+        `${folder} is ${stat.isSymbolicLink() ? 'a link' : 'not a folder'}: the store never follows links in its own folders. Replace it with a folder, or use another localStorePath.`,
+      );
     }
   }
 
@@ -132,11 +143,21 @@ export class LocalBackend implements StoreBackend {
   }
 
   /** Writes a complete file in tmp/ and links it into place; undefined when the name exists. */
-  private writeFile(file: string, content: Buffer | SourceFile, options: { modified?: Date; durable?: boolean }, replace = false): Promise<string | undefined> {
+  private writeFile(
+    file: string,
+    content: Buffer | SourceFile,
+    options: { modified?: Date; durable?: boolean },
+    replace = false,
+  ): Promise<string | undefined> {
     return writing(this.writeFileUnchecked(file, content, options, replace));
   }
 
-  private async writeFileUnchecked(file: string, content: Buffer | SourceFile, options: { modified?: Date; durable?: boolean }, replace: boolean): Promise<string | undefined> {
+  private async writeFileUnchecked(
+    file: string,
+    content: Buffer | SourceFile,
+    options: { modified?: Date; durable?: boolean },
+    replace: boolean,
+  ): Promise<string | undefined> {
     await this.ensureDir(this.dir('tmp'));
     await this.ensureDir(path.dirname(file));
     const tmp = path.join(this.dir('tmp'), `${path.basename(file)}.${randomId()}`);
@@ -153,8 +174,14 @@ export class LocalBackend implements StoreBackend {
         // A link to the very file that was checked needs no second hash; a copy does.
         const how = await linkOrCopy(content.file, tmp);
         const linked = await fs.promises.lstat(tmp);
-        const same = how === 'linked' && linked.ino === content.stat.ino && linked.dev === content.stat.dev && linked.size === content.stat.size && linked.mtimeMs === content.stat.mtimeMs;
-        if (!same && !(await holdsBlob(tmp, content.ref))) throw new LayoutError(`${content.file} does not match its digest ${content.ref.digest}`);
+        const same =
+          how === 'linked' &&
+          linked.ino === content.stat.ino &&
+          linked.dev === content.stat.dev &&
+          linked.size === content.stat.size &&
+          linked.mtimeMs === content.stat.mtimeMs;
+        if (!same && !(await holdsBlob(tmp, content.ref)))
+          throw new LayoutError(`${content.file} does not match its digest ${content.ref.digest}`);
         await fs.promises.chmod(tmp, 0o444);
       }
       if (options.modified !== undefined) await fs.promises.utimes(tmp, options.modified, options.modified);
@@ -222,7 +249,9 @@ export class LocalBackend implements StoreBackend {
     await writing(
       (async () => {
         await this.ensureDir(this.dir('quarantine'));
-        await unlessMissing(fs.promises.rename(this.path(name), path.join(this.dir('quarantine'), `${name.split('/').join('_')}.${randomId()}`)));
+        await unlessMissing(
+          fs.promises.rename(this.path(name), path.join(this.dir('quarantine'), `${name.split('/').join('_')}.${randomId()}`)),
+        );
       })(),
     );
   }

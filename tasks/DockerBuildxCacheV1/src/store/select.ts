@@ -32,7 +32,13 @@ const newestFirst =
  * then each restore key (a prefix of whole segments) in each scope in turn; within one key and
  * scope the newest entry first. Restoring walks this list until an entry restores.
  */
-export function candidates(entries: readonly EntryHead[], scopes: readonly string[], key: readonly string[], restoreKeys: readonly (readonly string[])[], now: Date): Candidate[] {
+export function candidates(
+  entries: readonly EntryHead[],
+  scopes: readonly string[],
+  key: readonly string[],
+  restoreKeys: readonly (readonly string[])[],
+  now: Date,
+): Candidate[] {
   const out: Candidate[] = [];
   const seen = new Set<string>();
   const take = (match: (e: EntryHead) => boolean, hit: Candidate['hit']): void => {
@@ -74,7 +80,12 @@ export function expiredEntries<E extends EntryHead>(entries: readonly E[], now: 
 }
 
 /** Blobs that no entry and no live lease reaches. */
-export function unreferencedBlobs(blobs: ReadonlyMap<string, number>, entries: readonly Entry[], leases: readonly Lease[], now: Date): BlobRef[] {
+export function unreferencedBlobs(
+  blobs: ReadonlyMap<string, number>,
+  entries: readonly Entry[],
+  leases: readonly Lease[],
+  now: Date,
+): BlobRef[] {
   const live = new Set<string>();
   for (const e of entries) for (const b of e.blobs) live.add(b.digest);
   for (const l of leases) if (Date.parse(l.expires) > now.getTime()) for (const d of l.blobs) live.add(d);

@@ -106,7 +106,10 @@ async function replaceContents(dir: string, fresh: string): Promise<void> {
  * regular files; `strange` are paths at that depth that are not (a link, a folder, a pipe), or
  * anything above it that is not a folder. Empty when `dir` does not exist.
  */
-export async function walkFiles(dir: string, depth: number): Promise<{ files: { path: string; rel: string[]; stat: fs.Stats }[]; strange: string[] }> {
+export async function walkFiles(
+  dir: string,
+  depth: number,
+): Promise<{ files: { path: string; rel: string[]; stat: fs.Stats }[]; strange: string[] }> {
   const files: { path: string; rel: string[]; stat: fs.Stats }[] = [];
   const strange: string[] = [];
   const visit = async (here: string, rel: string[]): Promise<void> => {
