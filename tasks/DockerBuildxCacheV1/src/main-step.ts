@@ -111,7 +111,10 @@ async function beginJob(): Promise<MainJob> {
   return { config, redact: redactor(secrets), cli, id, tempRoot, branch, job };
 }
 
-/** The build with the plan's cache, then the export's commit, the image outputs and a save after the build; the secret files go either way. */
+/**
+ * The build with the plan's cache, then the export's commit, the image outputs and a save after the build; the
+ * secret files go either way.
+ */
 async function buildImage({ config, tempRoot, job }: MainJob, docker: DockerCli, builder: Builder, plan: CachePlan): Promise<void> {
   try {
     const secretFiles = await writeSecrets(config.build.secrets, tempRoot);
@@ -180,7 +183,10 @@ function scopeVariables(): ScopeVariables {
   };
 }
 
-/** The plan as the build uses it: a corrupt import distrusts the entry and empties the slot of its seed; a failed export abandons the slot. */
+/**
+ * The plan as the build uses it: a corrupt import distrusts the entry and empties the slot of its seed; a failed
+ * export abandons the slot.
+ */
 function buildCache(cache: CachePlan): BuildCache {
   return {
     ...cache.flags,

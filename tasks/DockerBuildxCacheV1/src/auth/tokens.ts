@@ -132,7 +132,9 @@ export function entraSecretToken(
 /** An access token of the agent's managed identity, from the instance metadata service. */
 export function imdsToken(http: Http, clientId?: string, resource = ARM_RESOURCE): Promise<string> {
   const base = process.env.IMDS_ENDPOINT ?? 'http://169.254.169.254';
-  const url = `${base.replace(/\/+$/, '')}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent(resource)}${clientId !== undefined ? `&client_id=${encodeURIComponent(clientId)}` : ''}`;
+  const endpoint = `${base.replace(/\/+$/, '')}/metadata/identity/oauth2/token`;
+  const client = clientId !== undefined ? `&client_id=${encodeURIComponent(clientId)}` : '';
+  const url = `${endpoint}?api-version=2018-02-01&resource=${encodeURIComponent(resource)}${client}`;
   return tokenStep(http, "the managed identity's token", 'GET', url, { Metadata: 'true' }, 'access_token');
 }
 
@@ -170,7 +172,17 @@ export function jobIdentity(): JobIdentity {
   const planUri =
     collection === undefined
       ? undefined
-      : `${collection.replace(/\/?$/, '/')}${variable('System.TeamProjectId') ?? ''}/_apis/distributedtask/hubs/${variable('System.HostType') ?? 'build'}/plans/${variable('System.PlanId') ?? ''}/jobs/${variable('System.JobId') ?? ''}/oidctoken`;
+      : [
+          collection.replace(/\/?$/, ''),
+          variable('System.TeamProjectId') ?? '',
+          '_apis/distributedtask/hubs',
+          variable('System.HostType') ?? 'build',
+          'plans',
+          variable('System.PlanId') ?? '',
+          'jobs',
+          variable('System.JobId') ?? '',
+          'oidctoken',
+        ].join('/');
   return {
     oidcRequestUri: variable('System.OidcRequestUri') ?? planUri,
     accessToken: authParameter('SystemVssConnection', 'AccessToken') ?? variable('System.AccessToken'),

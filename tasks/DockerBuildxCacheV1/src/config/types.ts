@@ -108,7 +108,10 @@ export interface BuilderConfig {
   readonly remove: boolean;
   /** `builderLifetime`: a builder for the job, or one the agent keeps across its jobs; `auto` decides from the agent. */
   readonly lifetime: BuilderLifetimeSetting;
-  /** `builderKeepStorage`: what a builder the agent keeps is pruned to after each job, as `buildx prune --keep-storage` takes it; undefined: not pruned. */
+  /**
+   * `builderKeepStorage`: what a builder the agent keeps is pruned to after each job, as
+   * `buildx prune --keep-storage` takes it; undefined: not pruned.
+   */
   readonly keepStorage?: string;
 }
 

@@ -55,7 +55,10 @@ export interface ExportedLayout {
   readonly root: Descriptor & { readonly mediaType: string };
   /** Every blob the root reaches, the root included, each present in the store. */
   readonly blobs: readonly BlobRef[];
-  /** The digest of the manifest as BuildKit pushed it, which the facade acknowledged (equal to root.digest unless annotations were removed). */
+  /**
+   * The digest of the manifest as BuildKit pushed it, which the facade acknowledged
+   * (equal to root.digest unless annotations were removed).
+   */
   readonly pushed: string;
 }
 

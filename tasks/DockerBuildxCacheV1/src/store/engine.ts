@@ -371,7 +371,10 @@ export class StoreEngine implements CacheStore {
     }
   }
 
-  /** Whether the store holds the blob at its size; a blob of the wrong size is deleted, as corrupt, and something that is not a blob is quarantined. */
+  /**
+   * Whether the store holds the blob at its size; a blob of the wrong size is deleted, as corrupt,
+   * and something that is not a blob is quarantined.
+   */
   private async present(ref: BlobRef, signal: AbortSignal): Promise<boolean> {
     const name = blobName(ref.digest);
     const item = await this.backend.stat(name, signal);

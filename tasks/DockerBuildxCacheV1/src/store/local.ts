@@ -77,7 +77,8 @@ export class LocalBackend implements StoreBackend {
       const stat = stats[i];
       if (stat === undefined || stat.isDirectory()) continue;
       throw new StoreLayoutError(
-        `${folder} is ${stat.isSymbolicLink() ? 'a link' : 'not a folder'}: the store never follows links in its own folders. Replace it with a folder, or use another localStorePath.`,
+        `${folder} is ${stat.isSymbolicLink() ? 'a link' : 'not a folder'}: the store never follows links in its own folders. ` +
+          'Replace it with a folder, or use another localStorePath.',
       );
     }
   }
