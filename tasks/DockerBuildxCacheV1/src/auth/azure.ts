@@ -3,16 +3,7 @@ import { setSecret } from '../task/agent';
 import { InputError } from '../config/source';
 import { loc } from '../task/messages';
 import { taskEndpoints, type EndpointReader } from '../task/endpoints';
-import {
-  CredentialError,
-  entraSecretToken,
-  entraToken,
-  imdsToken,
-  oidcToken,
-  STORAGE_RESOURCE,
-  type Http,
-  type JobIdentity,
-} from './tokens';
+import { entraSecretToken, entraToken, imdsToken, federatedAssertion, STORAGE_RESOURCE, type Http, type JobIdentity } from './tokens';
 import { Input } from '../task/inputs';
 import { entraAuthority, requiredParameters } from './endpoint';
 
@@ -61,12 +52,7 @@ export const azureMethod = (conn: AzureConnection): string =>
 export async function storageToken(conn: AzureConnection, http: Http, job: JobIdentity): Promise<string> {
   switch (conn.kind) {
     case 'federated': {
-      if (job.oidcRequestUri === undefined || job.accessToken === undefined)
-        throw new CredentialError(
-          'workload identity federation needs the OIDC request URI and the job access token, which this agent does not provide',
-        );
-      const oidc = await oidcToken(http, job.oidcRequestUri, job.accessToken, conn.id);
-      setSecret(oidc);
+      const oidc = await federatedAssertion(http, job, conn.id);
       return entraToken(http, conn.authority, conn.tenantId, conn.clientId, oidc, STORAGE_RESOURCE);
     }
     case 'secret':

@@ -64,6 +64,20 @@ async function tokenStep(
   return value;
 }
 
+/**
+ * The job's OIDC token for a workload identity federation connection, registered as a secret:
+ * the assertion that Entra ID exchanges for an access token.
+ */
+export async function federatedAssertion(http: Http, job: JobIdentity, connectionId: string): Promise<string> {
+  if (job.oidcRequestUri === undefined || job.accessToken === undefined)
+    throw new CredentialError(
+      'workload identity federation needs the OIDC request URI and the job access token, which this agent does not provide',
+    );
+  const oidc = await oidcToken(http, job.oidcRequestUri, job.accessToken, connectionId);
+  setSecret(oidc);
+  return oidc;
+}
+
 /** The job's OIDC token for a service connection, from Azure DevOps. */
 export function oidcToken(http: Http, requestUri: string, accessToken: string, connectionId: string): Promise<string> {
   const url = `${requestUri}${requestUri.includes('?') ? '&' : '?'}api-version=7.1&serviceConnectionId=${encodeURIComponent(connectionId)}`;
@@ -197,12 +211,7 @@ export async function credentialsFor(conn: Connection, http: Http, job: JobIdent
     case 'acr-secret':
       return { registry: conn.registry, username: conn.clientId, password: conn.secret, method: 'service principal and secret' };
     case 'acr-federated': {
-      if (job.oidcRequestUri === undefined || job.accessToken === undefined)
-        throw new CredentialError(
-          'workload identity federation needs the OIDC request URI and the job access token, which this agent does not provide',
-        );
-      const oidc = await oidcToken(http, job.oidcRequestUri, job.accessToken, conn.connectionId);
-      setSecret(oidc);
+      const oidc = await federatedAssertion(http, job, conn.connectionId);
       const access = await entraToken(http, conn.authority, conn.tenantId, conn.clientId, oidc);
       setSecret(access);
       const refresh = await acrRefreshToken(http, conn.registry, access, conn.tenantId);
