@@ -19,7 +19,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { OUT, run, World, type Ran } from './bench-world';
+import { buildxBuildArgs, OUT, run, World, type Ran } from './bench-world';
 import { revisionsWorkload, writeRevision } from './bench-workload';
 import { median, vertexSeconds } from './measure';
 
@@ -131,19 +131,7 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
   const reg = world.mustRegistry().host;
   await docker(['buildx', 'create', '--name', builder, ...engine.builderFlags]);
   try {
-    await docker([
-      'buildx',
-      'build',
-      '--builder',
-      builder,
-      '--progress',
-      'plain',
-      '--cache-to',
-      `type=local,dest=${cacheDir},mode=max`,
-      '--output',
-      'type=cacheonly',
-      ws,
-    ]);
+    await docker(buildxBuildArgs(builder, ['--cache-to', `type=local,dest=${cacheDir},mode=max`, '--output', 'type=cacheonly'], ws));
     const runs = new Map<string, { s: number; exportS: number; engineS: number }[]>(SPECS.map((s) => [s.id, []]));
     const checks = new Map<string, { ok: boolean; check: string }>();
     let reference: string | undefined;
@@ -161,20 +149,7 @@ export async function measureLoadMethods(world: World, log: (line: string) => vo
         await docker(['image', 'rm', '-f', tag, ref], true);
         fs.rmSync(file, { force: true });
         const build = await docker(
-          [
-            'buildx',
-            'build',
-            '--builder',
-            builder,
-            '--progress',
-            'plain',
-            '--label',
-            'dbxc-bench=1',
-            '--cache-from',
-            `type=local,src=${cacheDir}`,
-            ...spec.output(tag, file, ref),
-            ws,
-          ],
+          buildxBuildArgs(builder, ['--cache-from', `type=local,src=${cacheDir}`, ...spec.output(tag, file, ref)], ws),
           true,
         );
         let ms = build.ms;

@@ -17,7 +17,7 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { resolveKey } from '../tasks/DockerBuildxCacheV1/src/key/resolve';
 import { runJob, type JobResult } from './agent';
 import { connectionString } from './azurite';
-import { BENCH_LABEL, OUT, registryRepoBytes, run, type Engine, type EngineKind, type World } from './bench-world';
+import { BENCH_LABEL, buildxBuildArgs, OUT, registryRepoBytes, run, type Engine, type EngineKind, type World } from './bench-world';
 import { writeRevision, type Revision, type Workload } from './bench-workload';
 import {
   CACHE_EXPORT_VERTICES,
@@ -184,6 +184,24 @@ class Cache2 {
         .map((f) => [f, fs.statSync(path.join(this.dir, f)).size]),
     );
   }
+}
+
+/** What one job of any alternative ran, before the pipeline measures the store and the image: milliseconds, bytes and the build's log. */
+interface RanJob {
+  readonly jobMs: number;
+  /** The `docker buildx build` process(es). */
+  readonly buildMs: number;
+  readonly restoreMs: number;
+  readonly saveMs: number;
+  /** Cache@2's or the task's hit kind; '-' where there is none. */
+  readonly hit: string;
+  /** The build's plain progress log (for the task, its main step's output). */
+  readonly log: string;
+  /** Bytes of Cache@2's tar restored and saved (the proxies count the rest). */
+  readonly tarDown: number;
+  readonly tarUp: number;
+  readonly restoredBytes: number;
+  readonly probe?: TaskProbe;
 }
 
 /** What one step of a job did: its wall time, and the build log when it built. */
@@ -385,22 +403,9 @@ export class Pipeline {
     }
   }
 
+  /** The image's build: loaded into the engine with the bench's tag. */
   private buildArgs(builder: string, cache: string[]): string[] {
-    return [
-      'buildx',
-      'build',
-      '--builder',
-      builder,
-      '--progress',
-      'plain',
-      '--label',
-      BENCH_LABEL,
-      '--load',
-      '--tag',
-      `${IMAGE}:bench`,
-      ...cache,
-      this.ws,
-    ];
+    return buildxBuildArgs(builder, ['--load', '--tag', `${IMAGE}:bench`, ...cache], this.ws);
   }
 
   private async timed(args: string[]): Promise<Step> {
@@ -409,18 +414,7 @@ export class Pipeline {
   }
 
   /** The template, BuildKit's own backends and the kept-state limit: docker commands, timed one by one. */
-  private async plainJob(): Promise<{
-    jobMs: number;
-    buildMs: number;
-    restoreMs: number;
-    saveMs: number;
-    hit: string;
-    log: string;
-    tarDown: number;
-    tarUp: number;
-    restoredBytes: number;
-    probe?: TaskProbe;
-  }> {
+  private async plainJob(): Promise<RanJob> {
     const steps: Step[] = [];
     let builder = 'default';
     let restoreMs = 0;
@@ -497,21 +491,7 @@ export class Pipeline {
   }
 
   /** The bundled task, run as the agent runs it (main step, post-job step), with its probes; for directory on a hosted agent, between Cache@2's restore and save. */
-  private async taskJob(
-    rev: Revision,
-    cpuProfile: string | undefined,
-  ): Promise<{
-    jobMs: number;
-    buildMs: number;
-    restoreMs: number;
-    saveMs: number;
-    hit: string;
-    log: string;
-    tarDown: number;
-    tarUp: number;
-    restoredBytes: number;
-    probe: TaskProbe;
-  }> {
+  private async taskJob(rev: Revision, cpuProfile: string | undefined): Promise<RanJob> {
     const backend = this.alt.slice('task-'.length);
     const inputs: Record<string, string> = {
       dockerfile: 'Dockerfile',

@@ -15,6 +15,14 @@ import { CountingProxy, dockerShim, freePort } from './measure';
 export const OUT = path.join(ROOT, 'out', 'bench');
 /** Every image the benchmark builds carries this label, so that it can remove them all and nothing else. */
 export const BENCH_LABEL = 'dbxc-bench=1';
+/**
+ * `docker buildx build` on `builder` as every benchmark build runs it: plain progress (BuildKit's
+ * vertex times are read from it) and the bench label (so that the run removes its images), then
+ * `args` (output and cache flags) and the build context.
+ */
+export function buildxBuildArgs(builder: string, args: readonly string[], context: string): string[] {
+  return ['buildx', 'build', '--builder', builder, '--progress', 'plain', '--label', BENCH_LABEL, ...args, context];
+}
 /** Builders that the benchmark creates are named dbxc-bench-…; their containers and volumes start with this. */
 export const BUILDER_CONTAINERS = 'buildx_buildkit_dbxc-bench-';
 

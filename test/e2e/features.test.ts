@@ -5,10 +5,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { docker, type JobResult } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
-import { buildkitdToml, type HostedEngine } from '../../scripts/hosted-engine';
+import { buildkitdToml } from '../../scripts/hosted-engine';
 import { ensureRegistry, type Registry } from '../../scripts/registry';
 import { cleanup, linesShowing, tempDir } from '../helpers';
-import { assertNoBuilderLeft, buildCommand, driverLine, HostedAgents, hostedEngineOrSkip } from './hosted';
+import { assertNoBuilderLeft, buildCommand, driverLine, hostedAgentsForSuite } from './hosted';
 import { Workspace } from './workspace';
 
 const sha = (text: string): string => crypto.createHash('sha256').update(text).digest('hex');
@@ -288,21 +288,14 @@ RUN cat src/main.txt > /app/out.txt
  */
 describe('end to end, hosted-agent engine: an inline buildkitd.toml and attestations on a docker-container builder', function () {
   this.timeout(10 * 60 * 1000);
-  let engine: HostedEngine;
-  let agents: HostedAgents;
-
-  before(function () {
-    engine = hostedEngineOrSkip(this);
-    agents = new HostedAgents(engine);
-  });
-  after(() => HostedAgents.disposeAll());
+  const suite = hostedAgentsForSuite();
   afterEach(cleanup);
 
   it('buildkitdConfigInline reaches the builder (FROM busybox comes through the mirror), and provenance lands in the OCI tarball', async () => {
-    const w = agents.workspace(
+    const w = suite.agents.workspace(
       'current',
       { Dockerfile: 'FROM busybox\nRUN echo built > /built\n' },
-      { buildkitdConfig: '', buildkitdConfigInline: buildkitdToml(engine.mirror) },
+      { buildkitdConfig: '', buildkitdConfigInline: buildkitdToml(suite.engine.mirror) },
     );
     const r = await w.job('inline buildkitd.toml, provenance', {
       cacheBackend: 'none',

@@ -2,9 +2,8 @@ import * as assert from 'assert/strict';
 import * as crypto from 'crypto';
 import { spawnSync } from 'child_process';
 import type { JobResult } from '../../scripts/agent';
-import type { HostedEngine } from '../../scripts/hosted-engine';
 import { cleanup } from '../helpers';
-import { assertNoBuilderLeft, buildCommand, DEPS_STEP, HOSTED_FILES, HostedAgents, hostedEngineOrSkip } from './hosted';
+import { assertNoBuilderLeft, buildCommand, DEPS_STEP, HOSTED_FILES, hostedAgentsForSuite } from './hosted';
 import { IMAGE, stepCached, type Workspace } from './workspace';
 
 /**
@@ -16,14 +15,7 @@ import { IMAGE, stepCached, type Workspace } from './workspace';
  */
 describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps across jobs', function () {
   this.timeout(15 * 60 * 1000);
-  let engine: HostedEngine;
-  let agents: HostedAgents;
-
-  before(function () {
-    engine = hostedEngineOrSkip(this);
-    agents = new HostedAgents(engine);
-  });
-  after(() => HostedAgents.disposeAll());
+  const suite = hostedAgentsForSuite();
   afterEach(cleanup);
 
   /** A self-hosted agent of its own: a name no other test run uses. */
@@ -47,7 +39,7 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
   };
 
   it('two jobs in turn: the second reuses the builder and builds from its state alone (no cache backend); the post-job steps prune it and keep it', async () => {
-    const w = agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
+    const w = suite.agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
     const agent = selfHosted();
     const inputs = { cacheBackend: 'none', output: 'docker' };
     let builder: string | undefined;
@@ -84,7 +76,7 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
   });
 
   it('the kept builder still imports the restored cache and exports it; when its state is gone, the store brings the layers back', async () => {
-    const w = agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
+    const w = suite.agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
     const agent = selfHosted();
     const inputs = { cacheBackend: 'local', output: 'docker' };
     let builder: string | undefined;
@@ -118,7 +110,7 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
   });
 
   it('two jobs at once on one agent share its builder, whichever creates it; a second agent on the machine has its own', async () => {
-    const w = agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
+    const w = suite.agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
     const one = selfHosted();
     const two = selfHosted();
     const inputs = { cacheBackend: 'none', output: 'docker' };
@@ -153,7 +145,7 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
 
   it('a Microsoft-hosted agent removes its builder; builderLifetime overrides the rule both ways', async () => {
     const inputs = { cacheBackend: 'none', output: 'cacheOnly' };
-    const hosted = agents.workspace('current', HOSTED_FILES);
+    const hosted = suite.agents.workspace('current', HOSTED_FILES);
     const ephemeral = await hosted.job('hosted: auto', inputs);
     succeeded(ephemeral);
     assert.match(ephemeral.main.stdout, /^Builder lifetime: job \(auto\), because the agent reports Agent\.CloudId/m);
@@ -173,7 +165,7 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
       removeKept(hosted, [kept]);
     }
 
-    const self = agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
+    const self = suite.agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
     const perJob = await self.job('self-hosted: job', { ...inputs, builderLifetime: 'job' }, selfHosted());
     succeeded(perJob);
     assert.match(perJob.main.stdout, /^Builder lifetime: job, as the builderLifetime input says$/m);
@@ -182,7 +174,7 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
   });
 
   it('a builder the pipeline names (builderName) on a self-hosted agent: used, neither pruned nor removed', async () => {
-    const w = agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
+    const w = suite.agents.workspace('current', HOSTED_FILES, {}, 'selfHosted');
     const own = `dbxc-e2e-own-${crypto.randomBytes(4).toString('hex')}`;
     w.docker([
       'buildx',
@@ -194,7 +186,7 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
       '--driver-opt',
       'network=host',
       '--config',
-      agents.buildkitdConfig,
+      suite.agents.buildkitdConfig,
     ]);
     try {
       const r = await w.job('builderName', { cacheBackend: 'none', output: 'cacheOnly', builderName: own }, selfHosted());

@@ -94,6 +94,33 @@ export class HostedAgents {
   }
 }
 
+/**
+ * A suite's agents on the hosted-agent engine: its `before` provisions the engine (or skips the
+ * suite, as hostedEngineOrSkip does) and makes the agents, its `after` removes their folders. Call
+ * it in a `describe`; the engine and the agents are there from the suite's first test on.
+ */
+export function hostedAgentsForSuite(plainHttp: readonly string[] = []): { readonly engine: HostedEngine; readonly agents: HostedAgents } {
+  let engine: HostedEngine | undefined;
+  let agents: HostedAgents | undefined;
+  before(function () {
+    engine = hostedEngineOrSkip(this);
+    agents = new HostedAgents(engine, plainHttp);
+  });
+  after(() => HostedAgents.disposeAll());
+  const ready = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error("the hosted agents are made in the suite's before hook");
+    return v;
+  };
+  return {
+    get engine() {
+      return ready(engine);
+    },
+    get agents() {
+      return ready(agents);
+    },
+  };
+}
+
 /** The buildx version a workspace's docker reports. */
 export function buildxVersionOf(w: Workspace): string {
   return /buildx v?(\d+\.\d+\.\d+)/.exec(w.docker(['buildx', 'version']))?.[1] ?? '?';
