@@ -315,10 +315,12 @@ function largeTable(r: Results): string[] {
     '| alternative | job | job s | build s | restore s | restored | restore s/GB | save s | save s/GB | downloaded | uploaded | written, main / post | peak RSS MB, main / post | image |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...jobs.map((j) => {
-      const restorePerGb = j.restoredBytes > 0 ? j.restoreS / gb(j.restoredBytes) : NaN;
+      // BuildKit's own caches have no restore or save of their own: their cells are '–', not 0.
+      const phases = isTask(j.alt);
+      const restorePerGb = phases && j.restoredBytes > 0 ? j.restoreS / gb(j.restoredBytes) : NaN;
       const saveBytes = j.alt === 'task-azureBlob' ? j.uploaded : j.savedBytes;
-      const savePerGb = saveBytes > 1e7 ? j.saveS / gb(saveBytes) : NaN;
-      return `| ${TITLES[j.alt]} | ${j.rev.n} ${j.rev.kind} | ${s1(j.jobS)} | ${s1(j.buildS)} | ${s2(j.restoreS)} | ${mb(j.restoredBytes)} | ${s2(restorePerGb)} | ${s2(j.saveS)} | ${s2(savePerGb)} | ${mb(j.downloaded)} | ${mb(j.uploaded)} | ${written(j.probe?.main)} / ${written(j.probe?.post)} | ${rss(j.probe?.main)} / ${rss(j.probe?.post)} | ${j.imageOk ? 'right' : 'WRONG'} |`;
+      const savePerGb = phases && saveBytes > 1e7 ? j.saveS / gb(saveBytes) : NaN;
+      return `| ${TITLES[j.alt]} | ${j.rev.n} ${j.rev.kind} | ${s1(j.jobS)} | ${s1(j.buildS)} | ${phases ? s2(j.restoreS) : '–'} | ${phases ? mb(j.restoredBytes) : '–'} | ${s2(restorePerGb)} | ${phases ? s2(j.saveS) : '–'} | ${s2(savePerGb)} | ${mb(j.downloaded)} | ${mb(j.uploaded)} | ${written(j.probe?.main)} / ${written(j.probe?.post)} | ${rss(j.probe?.main)} / ${rss(j.probe?.post)} | ${j.imageOk ? 'right' : 'WRONG'} |`;
     }),
   ];
 }
@@ -333,7 +335,8 @@ export function breakdown(j: JobMeasure): Map<string, number> {
   };
   const module = (probe: StepProbe): number =>
     sum(probe.modules.filter(([name]) => name === 'main.js' || name === 'post.js').map(([, a, b]) => b - a));
-  const lazy = (probe: StepProbe): number => sum(probe.modules.filter(([name]) => name === 'remote.js').map(([, a, b]) => b - a));
+  const lazyLoads = (probe: StepProbe): (readonly [string, number, number])[] => probe.modules.filter(([name]) => name === 'remote.js');
+  const lazy = (probe: StepProbe): number => sum(lazyLoads(probe).map(([, a, b]) => b - a));
   const inMain = p.docker.filter((c) => c.start < p.postStart);
   const inPost = p.docker.filter((c) => c.start >= p.postStart);
   const build = sum(inMain.filter((c) => c.args.startsWith('buildx build')).map((c) => c.end - c.start));
@@ -356,12 +359,15 @@ export function breakdown(j: JobMeasure): Map<string, number> {
   add('post: Node.js start-up', p.post.preload - p.post.origin);
   add('post: loading post.js (compile, top level)', module(p.post));
   if (lazy(p.post) > 0) add('post: loading remote.js (Azure SDK)', lazy(p.post));
+  // The Save cache groups, less the loading of remote.js inside them, which has a row of its own.
   const saveGroups: number[] = [];
   let open: number | undefined;
   for (const [t, line] of p.post.lines) {
     if (line === '##[group]Save cache') open = t;
     else if (line === '##[endgroup]' && open !== undefined) {
-      saveGroups.push(t - open);
+      const from = open;
+      const inside = sum(lazyLoads(p.post).map(([, a, b]) => Math.max(0, Math.min(b, t) - Math.max(a, from))));
+      saveGroups.push(t - from - inside);
       open = undefined;
     }
   }
