@@ -1,4 +1,5 @@
 import type * as fs from 'fs';
+import type { Readable } from 'stream';
 import type { BlobRef } from './types';
 
 /** One item of a store: a blob, an entry or a lease. Names are `/`-separated and start with the layout version. */
@@ -31,6 +32,18 @@ export interface SourceFile {
   readonly stat: fs.Stats;
 }
 
+/** A blob to store from a stream: the backend checks the bytes against `ref` as they pass, and stores nothing that fails. */
+export interface BlobStream {
+  readonly body: Readable;
+  readonly ref: BlobRef;
+}
+
+/** A stored blob being read, and the version that is read (what a delete of a corrupt copy compares). */
+export interface OpenedBlob {
+  readonly body: Readable;
+  readonly version: string;
+}
+
 /** The local store's record of blobs that last hashed right, by their version: a link need not be hashed again. */
 export interface Seals {
   get(digest: string): Promise<string | undefined>;
@@ -56,10 +69,15 @@ export interface StoreBackend {
   read(name: string, signal: AbortSignal): Promise<Buffer | undefined>;
   /** Puts a blob at `dest`; undefined when it is missing, `other` when something that is not a blob is there. */
   fetch(name: string, dest: string, signal: AbortSignal): Promise<Fetched | 'other' | undefined>;
-  /** Creates the item unless it exists. Returns the new item's version, or undefined when it existed. */
+  /** Streams a blob from its first byte; undefined when it is missing, `other` when something that is not a blob is there. */
+  openStream(name: string, signal: AbortSignal): Promise<OpenedBlob | 'other' | undefined>;
+  /**
+   * Creates the item unless it exists. Returns the new item's version, or undefined when it existed.
+   * A stream is checked against its digest before the item exists: one that errors or does not match stores nothing.
+   */
   writeIfAbsent(
     name: string,
-    content: Buffer | SourceFile,
+    content: Buffer | SourceFile | BlobStream,
     options: { metadata?: Record<string, string>; modified?: Date; durable?: boolean },
     signal: AbortSignal,
   ): Promise<string | undefined>;

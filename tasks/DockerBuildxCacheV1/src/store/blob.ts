@@ -1,10 +1,20 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import { Transform } from 'stream';
+import { pipeline as pipelineCallback, Readable, Transform } from 'stream';
 import { pipeline } from 'stream/promises';
-import type { BlobItem, ContainerClient } from '@azure/storage-blob';
+import type { BlobItem, BlockBlobClient, ContainerClient } from '@azure/storage-blob';
 import { algorithmOf, MAX_DOCUMENT_BYTES } from '../oci/layout';
-import { StoreRefusedError, type Fetched, type Listing, type SourceFile, type StoreBackend, type StoredItem } from './backend';
+import {
+  StoreRefusedError,
+  type BlobStream,
+  type Fetched,
+  type Listing,
+  type OpenedBlob,
+  type SourceFile,
+  type StoreBackend,
+  type StoredItem,
+} from './backend';
+import { DigestStream } from './digest-stream';
 import { StoreEngine } from './engine';
 import { digestOfBlobName } from './names';
 
@@ -140,9 +150,41 @@ export class AzureBackend implements StoreBackend {
     return { how: 'downloaded', version: response.etag ?? '', digest: `${algorithm}:${hash.digest('hex')}`, size };
   }
 
+  /** The download stream; the SDK resumes it where it broke off, up to 5 times. */
+  async openStream(name: string, signal: AbortSignal): Promise<OpenedBlob | undefined> {
+    const response = await unlessNotFound(
+      this.container.getBlobClient(name).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 }),
+    );
+    const body = response?.readableStreamBody;
+    if (body === undefined) return undefined;
+    if (!(body instanceof Readable)) throw new Error(`${name}: the download is not a stream`);
+    return { body, version: response?.etag ?? '' };
+  }
+
+  /**
+   * Uploads a stream, checked as it passes: a small blob is gathered and sent in one request, a
+   * large one goes up as blocks that are committed (If-None-Match: *) only once the stream ended
+   * and matched its digest. A body that errors or does not match commits nothing; the blocks it
+   * staged are discarded by the service.
+   */
+  private uploadChecked(name: string, content: BlobStream, common: Parameters<BlockBlobClient['upload']>[2]): Promise<{ etag?: string }> {
+    const client = this.container.getBlockBlobClient(name);
+    const checked = new DigestStream(content.ref, true);
+    // The body's errors reach `checked`; a failed `checked` stops the body.
+    pipelineCallback(content.body, checked, () => undefined);
+    if (content.ref.size <= this.singleShotBytes)
+      return (async () => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of checked) chunks.push(chunk as Buffer);
+        const data = Buffer.concat(chunks);
+        return client.upload(data, data.length, common);
+      })();
+    return client.uploadStream(checked, this.blockBytes, this.blockConcurrency, common);
+  }
+
   async writeIfAbsent(
     name: string,
-    content: Buffer | SourceFile,
+    content: Buffer | SourceFile | BlobStream,
     options: { metadata?: Record<string, string> },
     signal: AbortSignal,
   ): Promise<string | undefined> {
@@ -157,12 +199,14 @@ export class AzureBackend implements StoreBackend {
       const response = await writing(
         Buffer.isBuffer(content)
           ? client.upload(content, content.length, common)
-          : client.uploadFile(content.file, {
-              ...common,
-              maxSingleShotSize: this.singleShotBytes,
-              blockSize: this.blockBytes,
-              concurrency: this.blockConcurrency,
-            }),
+          : 'body' in content
+            ? this.uploadChecked(name, content, common)
+            : client.uploadFile(content.file, {
+                ...common,
+                maxSingleShotSize: this.singleShotBytes,
+                blockSize: this.blockBytes,
+                concurrency: this.blockConcurrency,
+              }),
       );
       return response.etag ?? '';
     } catch (err) {

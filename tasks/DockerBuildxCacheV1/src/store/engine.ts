@@ -1,3 +1,4 @@
+import * as crypto from 'crypto';
 import { setMaxListeners } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -6,6 +7,7 @@ import { assertReplaceable, replaceOwnedDirectory, siblingPath } from '../oci/ca
 import {
   BLOBS_DIR,
   blobPath,
+  cacheRoot,
   checkBlobFile,
   holdsBlob,
   INDEX_FILE,
@@ -16,14 +18,31 @@ import {
   parseIndex,
   reachable,
   readVerified,
+  type Descriptor,
+  type Index,
 } from '../oci/layout';
 import { StoreRefusedError, type Fetched, type StoreBackend, type StoredItem } from './backend';
 import { EntryFormatError, headOfMetadata, metadataOf, newEntry, parseEntry, savedLayout } from './entry';
-import { blobName, BLOBS, digestOfBlobName, entriesPrefix, entryId, entryName, idOfEntryName, leaseName, LEASES } from './names';
+import {
+  blobName,
+  BLOBS,
+  digestOfBlobName,
+  entriesPrefix,
+  entryId,
+  entryName,
+  idOfEntryName,
+  leaseName,
+  LEASES,
+  uploadLeasePrefix,
+} from './names';
 import { expiredEntries, newestOf, unreferencedBlobs } from './select';
+import { OpenedStoreEntry, ownSignal, StoreBlobSink } from './streaming';
 import {
   EntryUnusableError,
   type BlobRef,
+  type BlobSink,
+  type LayoutSaveRequest,
+  type OpenedEntry,
   type CacheStore,
   type Entry,
   type EntryHead,
@@ -43,6 +62,11 @@ export interface EngineOptions {
   readonly writeConcurrency?: number;
   /** How long a lease protects the blobs that a save or restore is about to use. */
   readonly leaseMinutes?: number;
+  /**
+   * How long the lease of an opened entry or an upload protects its blobs: it must last from the
+   * main step to the post step, and a killed job's lease ends only by expiring.
+   */
+  readonly jobLeaseMinutes?: number;
   /** An unreferenced blob younger than this is kept: a save may be about to reference it. */
   readonly graceMinutes?: number;
   /** Each restore, save or prune as a whole gives up after this long; none when undefined. */
@@ -85,6 +109,7 @@ export class StoreEngine implements CacheStore {
   private readonly concurrency: number;
   private readonly writeConcurrency: number;
   private readonly leaseMs: number;
+  private readonly jobLeaseMs: number;
   private readonly graceMs: number;
   private readonly budgetMs?: number;
 
@@ -96,6 +121,8 @@ export class StoreEngine implements CacheStore {
     this.concurrency = options.concurrency ?? 8;
     this.writeConcurrency = options.writeConcurrency ?? this.concurrency;
     this.leaseMs = (options.leaseMinutes ?? 180) * 60_000;
+    // Six hours: the longest job a Microsoft-hosted agent runs.
+    this.jobLeaseMs = (options.jobLeaseMinutes ?? 360) * 60_000;
     this.graceMs = (options.graceMinutes ?? 0) * 60_000;
     this.budgetMs = options.budgetMs;
   }
@@ -200,11 +227,21 @@ export class StoreEngine implements CacheStore {
 
   // ---------------------------------------------------------------- leases
 
-  private async lease(blobs: readonly string[], now: Date, signal: AbortSignal): Promise<Lease> {
-    const lease: Lease = { id: `${now.getTime()}-${randomId()}`, expires: new Date(now.getTime() + this.leaseMs).toISOString(), blobs };
+  /** Writes a lease on the blobs; `uploads` (an upload lease's item) names those that were put rather than found. */
+  private async lease(
+    blobs: readonly string[],
+    now: Date,
+    signal: AbortSignal,
+    options: { id?: string; ms?: number; uploads?: readonly string[] } = {},
+  ): Promise<Lease> {
+    const lease: Lease = {
+      id: options.id ?? `${now.getTime()}-${randomId()}`,
+      expires: new Date(now.getTime() + (options.ms ?? this.leaseMs)).toISOString(),
+      blobs,
+    };
     await this.backend.writeIfAbsent(
       leaseName(lease.id),
-      Buffer.from(JSON.stringify(lease)),
+      Buffer.from(JSON.stringify(options.uploads === undefined ? lease : { ...lease, uploads: options.uploads })),
       { metadata: { expires: lease.expires } },
       signal,
     );
@@ -406,6 +443,155 @@ export class StoreEngine implements CacheStore {
         return ref.size;
       },
     );
+  }
+
+  // ---------------------------------------------------------------- blob by blob (the registry facade)
+
+  async openEntry(head: EntryHead): Promise<OpenedEntry> {
+    const signal = await this.begin();
+    const entry = await this.body(head, signal);
+    // As a restore: a store that refuses writes opens without its lease.
+    const lease = await unlessRefused(() =>
+      this.lease(
+        entry.blobs.map((b) => b.digest),
+        new Date(),
+        signal,
+        { ms: this.jobLeaseMs },
+      ),
+    );
+    const release = async (): Promise<void> => {
+      if (lease !== undefined) await this.release(lease, ownSignal(this.budgetMs));
+    };
+    return new OpenedStoreEntry(this.backend, entry, release, this.budgetMs);
+  }
+
+  async beginUpload(): Promise<BlobSink> {
+    const signal = await this.begin();
+    await this.backend.prepareWrites?.(signal);
+    const leaseId = `${Date.now()}-${randomId()}`;
+    return new StoreBlobSink(
+      this.backend,
+      leaseId,
+      async (itemId, blobs, uploads) => {
+        await this.lease(blobs, new Date(), ownSignal(this.budgetMs), { id: itemId, ms: this.jobLeaseMs, uploads });
+      },
+      this.budgetMs,
+    );
+  }
+
+  async endUpload(leaseId: string): Promise<void> {
+    await this.dropUploadLease(leaseId, await this.begin());
+  }
+
+  private async dropUploadLease(leaseId: string, signal: AbortSignal): Promise<void> {
+    const { items } = await this.uploadLease(leaseId, signal);
+    await mapLimit(items, this.concurrency, (item) => this.backend.deleteIfUnchanged(item.name, undefined, signal));
+  }
+
+  /** The items of an upload lease, and the blobs that were put under it (rather than found in the store). */
+  private async uploadLease(leaseId: string, signal: AbortSignal): Promise<{ items: StoredItem[]; uploads: Set<string> }> {
+    const prefix = uploadLeasePrefix(leaseId);
+    const items = (await this.backend.list(LEASES, 1, signal)).items.filter((i) => i.name.startsWith(prefix) && i.name.endsWith('.json'));
+    const uploads = new Set<string>();
+    for (const item of items) {
+      if (item.size > MAX_DOCUMENT_BYTES) continue;
+      const data = await this.backend.read(item.name, signal);
+      try {
+        const put = (JSON.parse(data?.toString('utf8') ?? '{}') as { uploads?: unknown }).uploads;
+        if (Array.isArray(put)) for (const d of put) if (typeof d === 'string') uploads.add(d);
+      } catch {
+        // Not a lease: it counts nothing.
+      }
+    }
+    return { items, uploads };
+  }
+
+  /** A manifest or index among the store's blobs, checked against its descriptor. */
+  private async document(desc: Descriptor, signal: AbortSignal): Promise<Buffer> {
+    const data = await this.backend.read(blobName(desc.digest), signal);
+    if (data === undefined) throw new Error(`blob ${desc.digest} is missing in the store`);
+    const alg = desc.digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+    if (data.length !== desc.size || `${alg}:${crypto.createHash(alg).update(data).digest('hex')}` !== desc.digest)
+      throw new Error(`blob ${desc.digest} does not match its digest or size in the store`);
+    return data;
+  }
+
+  async saveLayout(req: LayoutSaveRequest): Promise<SaveResult> {
+    if (req.leaseId !== undefined) uploadLeasePrefix(req.leaseId);
+    const signal = await this.begin();
+    try {
+      return await this.saveStoredLayout(req, signal);
+    } finally {
+      // Saved or not, the upload is over: its blobs are an entry's now, or retention's.
+      if (req.leaseId !== undefined) await this.dropUploadLease(req.leaseId, ownSignal(this.budgetMs)).catch(() => undefined);
+    }
+  }
+
+  private async saveStoredLayout(req: LayoutSaveRequest, signal: AbortSignal): Promise<SaveResult> {
+    const index: Index = parseIndex(JSON.stringify(req.index ?? null), "the layout's index");
+    const root = cacheRoot(index);
+    if (root === undefined) throw new LayoutError('the layout\'s index has no manifest tagged "latest"');
+    // The entry lists what its root reaches, read from the store: a restore refuses an entry that lacks one.
+    const listed = new Map(req.blobs.map((b) => [b.digest, b.size]));
+    const live = await reachable(index, (d) => this.document(d, signal));
+    for (const d of live.values())
+      if (listed.get(d.digest) !== d.size) throw new LayoutError(`the layout does not list ${d.digest} with size ${d.size}`);
+    const layout = { index, root, blobs: [...live.values()].map((d) => ({ digest: d.digest, size: d.size })) };
+
+    const missing = async (): Promise<BlobRef[]> => {
+      const have = await mapLimit(layout.blobs, this.concurrency * 2, (ref) => this.present(ref, signal));
+      return layout.blobs.filter((_, i) => have[i] !== true);
+    };
+    const incomplete = (gone: readonly BlobRef[]): Error =>
+      new Error(
+        `blob ${gone[0]?.digest ?? ''}${gone.length > 1 ? ` (and ${gone.length - 1} more)` : ''} of the layout is missing in the store: ` +
+          'no entry was written',
+      );
+    const before = await missing();
+    if (before.length > 0) throw incomplete(before);
+
+    const { entries } = await this.listEntries(entriesPrefix(req.scope), 1, signal);
+    const newest = newestOf(
+      entries.map((e) => e.head),
+      req.scope,
+      req.key,
+      req.now,
+    );
+    const request = { key: req.key, segments: req.segments, scope: req.scope, now: req.now };
+    if (newest !== undefined && newest.root === root.digest && (await this.touchEntry(newest, req.now, signal)))
+      return { status: 'unchanged', entry: { ...newEntry(request, newest.id, layout), created: newest.created }, newBlobs: 0, newBytes: 0 };
+
+    await this.backend.prepareWrites?.(signal);
+    // Without an upload lease (blobs put some other way), a lease of its own, as a save takes.
+    const lease =
+      req.leaseId === undefined
+        ? await this.lease(
+            layout.blobs.map((b) => b.digest),
+            req.now,
+            signal,
+          )
+        : undefined;
+    try {
+      const entry = newEntry(request, entryId(req.now, randomId()), layout);
+      const name = entryName(entry);
+      const version = await this.backend.writeIfAbsent(
+        name,
+        Buffer.from(JSON.stringify(entry)),
+        { metadata: metadataOf(entry), modified: req.now, durable: true },
+        signal,
+      );
+      // A prune that looked before a blob was leased may have deleted it since: then the entry goes again.
+      const after = await missing();
+      if (after.length > 0) {
+        await this.backend.deleteIfUnchanged(name, version, signal).catch(() => undefined);
+        throw incomplete(after);
+      }
+      const uploads = req.leaseId === undefined ? new Set<string>() : (await this.uploadLease(req.leaseId, signal)).uploads;
+      const added = layout.blobs.filter((b) => uploads.has(b.digest));
+      return { status: 'saved', entry, newBlobs: added.length, newBytes: added.reduce((a, b) => a + b.size, 0) };
+    } finally {
+      if (lease !== undefined) await this.release(lease, signal);
+    }
   }
 
   // ---------------------------------------------------------------- retention

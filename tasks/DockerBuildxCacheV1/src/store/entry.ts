@@ -101,7 +101,11 @@ export async function savedLayout(cacheDir: string): Promise<{ index: Index; roo
 }
 
 /** A new version of the request's key, holding the layout. */
-export function newEntry(req: SaveRequest, id: string, layout: { index: Index; root: Descriptor; blobs: BlobRef[] }): Entry {
+export function newEntry(
+  req: Pick<SaveRequest, 'key' | 'segments' | 'scope' | 'now'>,
+  id: string,
+  layout: { index: Index; root: Descriptor; blobs: BlobRef[] },
+): Entry {
   return {
     id,
     key: req.key,

@@ -1,9 +1,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { addAbortSignal } from 'stream';
+import { pipeline } from 'stream/promises';
 import { isMissing, linkOrCopy, randomId, sweepOld, unlessMissing, walkFiles } from '../util/fs';
 import { holdsBlob, LayoutError, readRegularFile } from '../oci/layout';
+import { DigestStream } from './digest-stream';
 import {
   StoreLayoutError,
+  type BlobStream,
+  type OpenedBlob,
   StoreRefusedError,
   type Fetched,
   type Listing,
@@ -143,21 +148,44 @@ export class LocalBackend implements StoreBackend {
     return { how: await linkOrCopy(file, dest), version: versionOf(stat) };
   }
 
+  /** Opens the blob file itself, never through a link (O_NOFOLLOW) and never waiting on a pipe (O_NONBLOCK). */
+  async openStream(name: string, signal: AbortSignal): Promise<OpenedBlob | 'other' | undefined> {
+    let handle: fs.promises.FileHandle;
+    try {
+      handle = await fs.promises.open(this.path(name), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      if (errno(err) === 'ELOOP') return 'other';
+      throw err;
+    }
+    const stat = await handle.stat().catch(async (err: unknown) => {
+      await handle.close();
+      throw err;
+    });
+    if (!stat.isFile()) {
+      await handle.close();
+      return 'other';
+    }
+    return { body: addAbortSignal(signal, handle.createReadStream()), version: versionOf(stat) };
+  }
+
   /** Writes a complete file in tmp/ and links it into place; undefined when the name exists. */
   private writeFile(
     file: string,
-    content: Buffer | SourceFile,
+    content: Buffer | SourceFile | BlobStream,
     options: { modified?: Date; durable?: boolean },
     replace = false,
+    signal?: AbortSignal,
   ): Promise<string | undefined> {
-    return writing(this.writeFileUnchecked(file, content, options, replace));
+    return writing(this.writeFileUnchecked(file, content, options, replace, signal));
   }
 
   private async writeFileUnchecked(
     file: string,
-    content: Buffer | SourceFile,
+    content: Buffer | SourceFile | BlobStream,
     options: { modified?: Date; durable?: boolean },
     replace: boolean,
+    signal: AbortSignal | undefined,
   ): Promise<string | undefined> {
     await this.ensureDir(this.dir('tmp'));
     await this.ensureDir(path.dirname(file));
@@ -171,6 +199,12 @@ export class LocalBackend implements StoreBackend {
         } finally {
           await handle.close();
         }
+      } else if ('body' in content) {
+        // Hashed as it is written: a body that errors, or is not the blob, never gets past tmp/.
+        await pipeline(content.body, new DigestStream(content.ref, true), fs.createWriteStream(tmp, { flags: 'wx' }), {
+          signal,
+        });
+        await fs.promises.chmod(tmp, 0o444);
       } else {
         // A link to the very file that was checked needs no second hash; a copy does.
         const how = await linkOrCopy(content.file, tmp);
@@ -206,8 +240,13 @@ export class LocalBackend implements StoreBackend {
     }
   }
 
-  writeIfAbsent(name: string, content: Buffer | SourceFile, options: { modified?: Date; durable?: boolean }): Promise<string | undefined> {
-    return this.writeFile(this.path(name), content, options);
+  writeIfAbsent(
+    name: string,
+    content: Buffer | SourceFile | BlobStream,
+    options: { modified?: Date; durable?: boolean },
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    return this.writeFile(this.path(name), content, options, false, signal);
   }
 
   /**

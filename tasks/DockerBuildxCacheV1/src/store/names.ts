@@ -53,3 +53,15 @@ export function idOfEntryName(name: string): string | undefined {
 export function leaseName(id: string): string {
   return `${LEASES}${id}.json`;
 }
+
+/** An upload lease's id, as beginUpload makes it: its start and a random part. */
+export const UPLOAD_LEASE_ID = /^\d{1,15}-[0-9a-f]{12}$/;
+
+/**
+ * What the names of an upload lease's items start with: `v1/leases/<leaseId>.<n>.json`, one item
+ * per batch of blobs, flat beside the other leases so that every version of the task sees them.
+ */
+export function uploadLeasePrefix(leaseId: string): string {
+  if (!UPLOAD_LEASE_ID.test(leaseId)) throw new Error(`not an upload lease: ${JSON.stringify(leaseId)}`);
+  return `${LEASES}${leaseId}.`;
+}

@@ -1,3 +1,5 @@
+import type { Readable } from 'stream';
+
 /** Cache@2's hit kinds: an exact key, a restore-key match, or nothing. */
 export type HitKind = 'true' | 'inexact' | 'false';
 
@@ -93,6 +95,53 @@ export interface StoreStats {
   readonly bytes: number;
 }
 
+/** A layout whose blobs are already in the store (put through a BlobSink), to be saved as a new version of the key. */
+export interface LayoutSaveRequest {
+  readonly key: string;
+  readonly segments: readonly string[];
+  readonly scope: string;
+  readonly now: Date;
+  /** The layout's index.json: its manifest tagged `latest` is the cache root. */
+  readonly index: unknown;
+  /** Every blob the root reaches, the root included. */
+  readonly blobs: readonly BlobRef[];
+  /** The upload lease that keeps the blobs (BlobSink.leaseId); released once the save is done, whatever its outcome. */
+  readonly leaseId?: string;
+}
+
+/** An entry opened for reading blob by blob, its blobs kept by a lease until close(). */
+export interface OpenedEntry {
+  /** The index and blob list, as the store holds them. */
+  readonly entry: Entry;
+  /**
+   * Streams one of the entry's blobs from the store, from its first byte, as stored: the caller
+   * verifies the digest. A blob that is not the entry's, or is missing, is an EntryUnusableError.
+   * A blob read whole that does not match its digest is deleted from the store (as a restore does),
+   * so that the next save puts a good copy back.
+   */
+  open(digest: string, signal: AbortSignal): Promise<Readable>;
+  /** Bytes that came over the network so far (a remote store); 0 for a local store. */
+  readonly bytesDownloaded: number;
+  /** Releases the lease; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Blobs uploaded for a save that another process writes later (saveLayout), kept by a lease that
+ * grows with every blob asked about or put, until saveLayout or endUpload ends it (or it expires).
+ */
+export interface BlobSink {
+  /** Goes into the task state; the post step passes it to saveLayout or endUpload. */
+  readonly leaseId: string;
+  /** The blob's size if the store holds it (a local store also checks its digest), else undefined. The blob is leased from now on. */
+  has(digest: string, signal: AbortSignal): Promise<number | undefined>;
+  /**
+   * Stores the blob from `body`, checked by digest as it passes: a body that errors or does not
+   * match stores nothing (and the promise rejects). Resolves when the blob is in the store.
+   */
+  put(blob: BlobRef, body: Readable, signal: AbortSignal): Promise<void>;
+}
+
 /** An entry that cannot be restored (a blob missing or corrupt): it is skipped as if it were absent. */
 export class EntryUnusableError extends Error {
   override name = 'EntryUnusableError';
@@ -120,4 +169,16 @@ export interface CacheStore {
   /** Removes entries unused for the retention period and superseded versions, then blobs no entry reaches. */
   prune(policy: RetentionPolicy): Promise<PruneReport>;
   stats(): Promise<StoreStats>;
+  /** Opens the entry for reading blob by blob (the registry facade); a store that refuses writes opens without its lease. */
+  openEntry(entry: EntryHead): Promise<OpenedEntry>;
+  /** Starts an upload of blobs for a later saveLayout, under a new lease. */
+  beginUpload(): Promise<BlobSink>;
+  /**
+   * Writes the entry of a layout whose blobs are already in the store (each checked present first;
+   * a missing one fails the save and no entry is written), then releases `leaseId`. Same result
+   * shape and `unchanged` rule as save(); newBlobs and newBytes count the blobs put under the lease.
+   */
+  saveLayout(request: LayoutSaveRequest): Promise<SaveResult>;
+  /** Ends an upload lease without saving (the job failed, or saveCache's condition was not met). */
+  endUpload(leaseId: string): Promise<void>;
 }

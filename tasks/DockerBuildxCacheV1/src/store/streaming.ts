@@ -1,0 +1,169 @@
+import { pipeline, Writable, type Readable } from 'stream';
+import { pipeline as pipelineAsync } from 'stream/promises';
+import { StoreRefusedError, type StoreBackend, type StoredItem } from './backend';
+import { DigestStream } from './digest-stream';
+import { blobName } from './names';
+import { EntryUnusableError, type BlobRef, type BlobSink, type Entry, type OpenedEntry } from './types';
+
+/** A signal for a store request that no caller's signal bounds (a shared lease write, a clean-up). */
+export const ownSignal = (budgetMs: number | undefined): AbortSignal =>
+  budgetMs === undefined ? new AbortController().signal : AbortSignal.timeout(budgetMs);
+
+async function unlessRefused<T>(work: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof StoreRefusedError) return undefined;
+    throw err;
+  }
+}
+
+/** Deletes a blob that did not match its digest, if it is still the copy that was read, so that a later save puts a good one back. */
+async function dropCorrupt(backend: StoreBackend, digest: string, version: string, budgetMs: number | undefined): Promise<void> {
+  const signal = ownSignal(budgetMs);
+  await backend.deleteIfUnchanged(blobName(digest), version, signal).catch(() => undefined);
+  await backend.seals?.clear(digest).catch(() => undefined);
+}
+
+/**
+ * Whether a stored blob is intact: a remote store's (whose size is all a listing tells) is taken as
+ * it is, and checked when it is read; a local one is hashed unless its seal says this very file
+ * hashed right before. A local blob that fails is deleted.
+ */
+async function intact(backend: StoreBackend, digest: string, item: StoredItem, signal: AbortSignal, budgetMs?: number): Promise<boolean> {
+  const seals = backend.seals;
+  if (seals === undefined || (await seals.get(digest)) === item.version) return true;
+  const opened = await backend.openStream(item.name, signal);
+  if (opened === undefined || opened === 'other') return false;
+  const check = new DigestStream({ digest, size: item.size }, false);
+  await pipelineAsync(opened.body, check, new Writable({ write: (_chunk, _encoding, done) => done() }));
+  const ok = check.intact === true;
+  if (ok) await unlessRefused(() => seals.set(digest, opened.version));
+  else await dropCorrupt(backend, digest, opened.version, budgetMs);
+  return ok;
+}
+
+/** An entry opened for the registry facade: each blob streamed from the store, its bytes counted and hashed as they pass. */
+export class OpenedStoreEntry implements OpenedEntry {
+  private readonly refs: Map<string, BlobRef>;
+  private readonly reading = new Set<DigestStream>();
+  private bytesDone = 0;
+  private closed?: Promise<void>;
+
+  constructor(
+    private readonly backend: StoreBackend,
+    readonly entry: Entry,
+    private readonly release: () => Promise<void>,
+    private readonly budgetMs?: number,
+  ) {
+    this.refs = new Map(entry.blobs.map((b) => [b.digest, b]));
+  }
+
+  get bytesDownloaded(): number {
+    if (!this.backend.remote) return 0;
+    let live = 0;
+    for (const s of this.reading) live += s.size;
+    return this.bytesDone + live;
+  }
+
+  async open(digest: string, signal: AbortSignal): Promise<Readable> {
+    const ref = this.refs.get(digest);
+    if (ref === undefined) throw new EntryUnusableError(`${digest} is not a blob of the entry`);
+    const name = blobName(digest);
+    const opened = await this.backend.openStream(name, signal);
+    if (opened === 'other') await unlessRefused(() => this.backend.quarantine(name, signal));
+    if (opened === undefined || opened === 'other') throw new EntryUnusableError(`blob ${digest} is missing in the store`);
+    // Read whole and found corrupt: deleted, as a restore would, so that the next save adds a good copy.
+    const counted = new DigestStream(ref, false, (good) => {
+      if (!good) void dropCorrupt(this.backend, digest, opened.version, this.budgetMs);
+    });
+    this.reading.add(counted);
+    counted.once('close', () => {
+      this.reading.delete(counted);
+      this.bytesDone += counted.size;
+    });
+    // The reader sees the store's errors on `counted`; destroying `counted` stops the download.
+    pipeline(opened.body, counted, () => undefined);
+    return counted;
+  }
+
+  close(): Promise<void> {
+    this.closed ??= this.release().catch(() => undefined);
+    return this.closed;
+  }
+}
+
+/** What an upload needs from the engine: a lease item written for a batch of blobs, `uploads` those about to be put. */
+export type LeaseWriter = (itemId: string, blobs: readonly string[], uploads: readonly string[]) => Promise<void>;
+
+/**
+ * Blobs put for a save that a later process writes. Every blob asked about or put is leased first,
+ * so that a prune running meanwhile keeps it: a blob present when `has` answers, or stored by
+ * `put`, is already under the lease. The lease items of calls that come together are written as one.
+ */
+export class StoreBlobSink implements BlobSink {
+  /** digest (or `put <digest>`) → the write of the lease item that covers it. */
+  private readonly covered = new Map<string, Promise<void>>();
+  private batch?: { blobs: Set<string>; uploads: Set<string>; written: Promise<void> };
+  private items = 0;
+
+  constructor(
+    private readonly backend: StoreBackend,
+    readonly leaseId: string,
+    private readonly writeLease: LeaseWriter,
+    private readonly budgetMs?: number,
+  ) {}
+
+  /** Resolves once a lease item covers the digest (as an upload, when `upload`). */
+  private cover(digest: string, upload: boolean): Promise<void> {
+    const key = upload ? `put ${digest}` : digest;
+    const known = this.covered.get(key) ?? (upload ? undefined : this.covered.get(`put ${digest}`));
+    if (known !== undefined) return known;
+    let batch = this.batch;
+    if (batch === undefined) {
+      const fresh = { blobs: new Set<string>(), uploads: new Set<string>(), written: Promise.resolve() };
+      fresh.written = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        // Calls from now on start the next batch.
+        this.batch = undefined;
+        return this.writeLease(`${this.leaseId}.${this.items++}`, [...fresh.blobs], [...fresh.uploads]);
+      });
+      this.batch = batch = fresh;
+    }
+    batch.blobs.add(digest);
+    if (upload) batch.uploads.add(digest);
+    const written = batch.written.catch((err: unknown) => {
+      // A failed lease write is tried again by the next call.
+      this.covered.delete(key);
+      throw err;
+    });
+    this.covered.set(key, written);
+    return written;
+  }
+
+  async has(digest: string, signal: AbortSignal): Promise<number | undefined> {
+    const name = blobName(digest);
+    // Leased before it is looked at: a blob found here is kept until the entry is written. A store
+    // that refuses writes still answers (its put fails).
+    await unlessRefused(() => this.cover(digest, false));
+    const item = await this.backend.stat(name, signal);
+    if (item === undefined) return undefined;
+    if (item === 'other') {
+      await unlessRefused(() => this.backend.quarantine(name, signal));
+      return undefined;
+    }
+    return (await intact(this.backend, digest, item, signal, this.budgetMs)) ? item.size : undefined;
+  }
+
+  async put(blob: BlobRef, body: Readable, signal: AbortSignal): Promise<void> {
+    try {
+      const name = blobName(blob.digest);
+      await this.cover(blob.digest, true);
+      const version = await this.backend.writeIfAbsent(name, { body, ref: blob }, {}, signal);
+      if (version !== undefined) await unlessRefused(async () => this.backend.seals?.set(blob.digest, version));
+    } catch (err) {
+      // Nothing more is read: the sender sees the upload fail.
+      body.destroy();
+      throw err;
+    }
+  }
+}
