@@ -3,13 +3,14 @@ import * as fs from 'fs';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import * as path from 'path';
+import { Readable } from 'stream';
 import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
 import { connectionString, ensureAzurite, freshContainer, PrivateAzurite } from '../../scripts/azurite';
 import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
 import { AzureBlobStore, type BlobStoreOptions } from '../../tasks/DockerBuildxCacheV1/src/store/blob';
 import { restoreFromStore } from '../../tasks/DockerBuildxCacheV1/src/store/restore';
 import { cleanup, tempDir } from '../helpers';
-import { blobFiles, cacheFolder } from '../oci-fixture';
+import { blobFiles, cacheFolder, cacheLayout, type Blob } from '../oci-fixture';
 
 /**
  * A reverse proxy in front of Azurite that records each request, and can stop answering: the
@@ -20,6 +21,8 @@ class RecordingProxy {
   readonly requests: string[] = [];
   hang = false;
   before?: (request: string) => Promise<void>;
+  /** When set, the response to each request it matches is cut off (the connection closed) after this many bytes. */
+  cut?: { readonly at: RegExp; readonly after: number; count: number };
   private readonly server: http.Server;
 
   constructor(private readonly target: URL) {
@@ -35,6 +38,17 @@ class RecordingProxy {
       { host: this.target.hostname, port: this.target.port, method: req.method, path: req.url, headers: req.headers },
       (r) => {
         res.writeHead(r.statusCode ?? 502, r.headers);
+        const cut = this.cut;
+        if (cut?.at.test(request) === true) {
+          let sent = 0;
+          r.on('data', (chunk: Buffer) => {
+            sent += chunk.length;
+            if (sent <= cut.after) return;
+            cut.count++;
+            res.destroy();
+            r.destroy();
+          });
+        }
         r.pipe(res);
       },
     );
@@ -250,4 +264,117 @@ describe('store: Azure Blob only (Azurite)', function () {
       }
     });
   }
+  /** A private Azurite behind a recording proxy, with a store on it that gives up after BUDGET_MS. */
+  async function killable(): Promise<{ azurite: PrivateAzurite; front: RecordingProxy; store: AzureBlobStore; done: () => Promise<void> }> {
+    const azurite = new PrivateAzurite(tempDir('dbxc-azurite-'));
+    await azurite.start();
+    const front = new RecordingProxy(new URL(azurite.blobUrl));
+    await containerAt(azurite.blobUrl, 'crash').create();
+    const s = new AzureBlobStore(containerAt(await front.start(), 'crash'), 'test', {
+      singleShotBytes: 1 << 20,
+      blockBytes: 256 << 10,
+      budgetMs: BUDGET_MS,
+    });
+    return {
+      azurite,
+      front,
+      store: s,
+      done: async () => {
+        await front.stop();
+        await azurite.kill();
+      },
+    };
+  }
+
+  /** Reads the first chunk of a stream, then waits until told to read the rest: the download is then surely in flight. */
+  async function firstChunk(stream: Readable): Promise<{ rest: () => Promise<Buffer> }> {
+    const chunks: Buffer[] = [];
+    const it = stream[Symbol.asyncIterator]();
+    const first = await it.next();
+    if (first.done === true) throw new Error('the stream was empty');
+    chunks.push(first.value as Buffer);
+    return {
+      rest: async () => {
+        for (let next = await it.next(); next.done !== true; next = await it.next()) chunks.push(next.value as Buffer);
+        return Buffer.concat(chunks);
+      },
+    };
+  }
+
+  it('a connection that breaks off while a blob streams to the facade: the download resumes where it stopped, every byte intact', async () => {
+    const s = await store();
+    const { dir, layout } = folder('big', [big('layer resumed ', 8 << 20)]);
+    const saved = await s.save(request(dir));
+    const opened = await s.openEntry(saved.entry);
+    const layer = layout.layers[0];
+    assert.ok(layer !== undefined);
+    // The first two responses for the layer are cut off after 1 MiB each.
+    proxy.cut = { at: new RegExp(`^GET .*${layer.digest.slice(7)}`), after: 1 << 20, count: 0 };
+    const data = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      void opened.open(layer.digest, AbortSignal.timeout(60_000)).then((stream) => {
+        stream.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          if (proxy.cut !== undefined && proxy.cut.count >= 2) proxy.cut = undefined;
+        });
+        stream.on('end', () => resolve(Buffer.concat(chunks)));
+        stream.on('error', reject);
+      }, reject);
+    });
+    assert.ok(data.equals(layer.data));
+    const gets = proxy.requests.filter((r) => r.startsWith('GET ') && r.includes(layer.digest.slice(7)));
+    assert.ok(gets.length >= 2, gets.join('\n'));
+    assert.equal(opened.bytesDownloaded, layer.size);
+    await opened.close();
+  });
+
+  it('Azurite killed while a blob streams to the facade for good: the stream fails by its signal, never ends short', async () => {
+    const k = await killable();
+    try {
+      const { dir, layout } = folder('big', [big('layer lost ', 24 << 20)]);
+      const saved = await k.store.save(request(dir));
+      const opened = await k.store.openEntry(saved.entry);
+      const layer = layout.layers[0] as Blob;
+      const started = Date.now();
+      const reading = await firstChunk(await opened.open(layer.digest, AbortSignal.timeout(BUDGET_MS)));
+      await k.azurite.kill();
+      await assert.rejects(reading.rest());
+      // A correctness bound, not a speed figure: a stream that ignored its signal would hang here.
+      assert.ok(Date.now() - started < BUDGET_MS + 10_000, `the stream failed after ${Date.now() - started} ms`);
+      assert.ok(opened.bytesDownloaded < layer.size);
+      await opened.close();
+    } finally {
+      await k.done();
+    }
+  });
+
+  it('Azurite killed while a put uploads blocks: the put fails within its signal, and after the restart the blob is absent and can be put', async () => {
+    const k = await killable();
+    try {
+      const layer = cacheLayout([big('layer put ', 4 << 20)]).layers[0] as Blob;
+      const sink = await k.store.beginUpload();
+      let killed = false;
+      k.front.before = async (r) => {
+        if (killed || !/^PUT .*\/v1\/blobs\/.*comp=block&/.test(r)) return;
+        killed = true;
+        await k.azurite.kill();
+      };
+      const started = Date.now();
+      await assert.rejects(
+        sink.put({ digest: layer.digest, size: layer.size }, Readable.from([layer.data]), AbortSignal.timeout(BUDGET_MS)),
+      );
+      assert.ok(killed, 'the put sent a block');
+      assert.ok(Date.now() - started < BUDGET_MS + 10_000, `the put failed after ${Date.now() - started} ms`);
+      k.front.before = undefined;
+      await k.azurite.start();
+      // Azurite keeps its state in memory between saves of it: a kill may lose the container.
+      await containerAt(k.azurite.blobUrl, 'crash').createIfNotExists();
+      assert.equal(await sink.has(layer.digest, AbortSignal.timeout(BUDGET_MS)), undefined);
+      await sink.put({ digest: layer.digest, size: layer.size }, Readable.from([layer.data]), AbortSignal.timeout(30_000));
+      assert.equal(await sink.has(layer.digest, AbortSignal.timeout(BUDGET_MS)), layer.size);
+      await k.store.endUpload(sink.leaseId);
+    } finally {
+      await k.done();
+    }
+  });
 });

@@ -1,6 +1,6 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import { pipeline as pipelineCallback, Readable, Transform } from 'stream';
+import { addAbortSignal, pipeline as pipelineCallback, Readable, Transform } from 'stream';
 import { pipeline } from 'stream/promises';
 import type { BlobItem, BlockBlobClient, ContainerClient } from '@azure/storage-blob';
 import { algorithmOf, MAX_DOCUMENT_BYTES } from '../oci/layout';
@@ -32,6 +32,9 @@ export interface BlobStoreOptions {
   /** Each restore, save or prune as a whole gives up after this long. */
   readonly budgetMs?: number;
 }
+
+/** How many times a blob's download is resumed after its connection broke off. */
+const RESUMES = 5;
 
 /** The HTTP status of an Azure Storage error, or undefined for anything else. */
 function statusOf(err: unknown): number | undefined {
@@ -150,24 +153,53 @@ export class AzureBackend implements StoreBackend {
     return { how: 'downloaded', version: response.etag ?? '', digest: `${algorithm}:${hash.digest('hex')}`, size };
   }
 
-  /** The download stream; the SDK resumes it where it broke off, up to 5 times. */
+  /**
+   * The blob's bytes as they download. A connection that breaks off is resumed where it stopped,
+   * from the same version (If-Match), up to 5 times; the SDK's own resume gives up on a connection
+   * that the other end closed. The requests themselves are retried by the SDK's retry policy.
+   */
   async openStream(name: string, signal: AbortSignal): Promise<OpenedBlob | undefined> {
-    const response = await unlessNotFound(
-      this.container.getBlobClient(name).download(0, undefined, { abortSignal: signal, maxRetryRequests: 5 }),
-    );
-    const body = response?.readableStreamBody;
-    if (body === undefined) return undefined;
-    if (!(body instanceof Readable)) throw new Error(`${name}: the download is not a stream`);
-    return { body, version: response?.etag ?? '' };
+    const client = this.container.getBlobClient(name);
+    const first = await unlessNotFound(client.download(0, undefined, { abortSignal: signal, maxRetryRequests: 0 }));
+    if (first?.readableStreamBody === undefined) return undefined;
+    const version = first.etag ?? '';
+    const size = first.contentLength ?? 0;
+    async function* resumed(source: NodeJS.ReadableStream): AsyncGenerator<Buffer> {
+      let offset = 0;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          for await (const chunk of source) {
+            offset += (chunk as Buffer).length;
+            yield chunk as Buffer;
+          }
+          if (offset === size) return;
+          throw new Error(`${name}: the download ended after ${offset} of ${size} bytes`);
+        } catch (err) {
+          if (signal.aborted || attempt >= RESUMES) throw err;
+        }
+        const next = await client.download(offset, undefined, {
+          abortSignal: signal,
+          maxRetryRequests: 0,
+          conditions: { ifMatch: version },
+        });
+        if (next.readableStreamBody === undefined) throw new Error(`${name}: the download could not be resumed`);
+        source = next.readableStreamBody;
+      }
+    }
+    return { body: addAbortSignal(signal, Readable.from(resumed(first.readableStreamBody), { objectMode: false })), version };
   }
 
   /**
    * Uploads a stream, checked as it passes: a small blob is gathered and sent in one request, a
-   * large one goes up as blocks that are committed (If-None-Match: *) only once the stream ended
-   * and matched its digest. A body that errors or does not match commits nothing; the blocks it
+   * large one goes up as blocks, committed (If-None-Match: *) only once the stream ended and
+   * matched its digest. A body that errors or does not match commits nothing; the blocks it
    * staged are discarded by the service.
    */
-  private uploadChecked(name: string, content: BlobStream, common: Parameters<BlockBlobClient['upload']>[2]): Promise<{ etag?: string }> {
+  private uploadChecked(
+    name: string,
+    content: BlobStream,
+    common: Parameters<BlockBlobClient['upload']>[2] & { abortSignal: AbortSignal },
+  ): Promise<{ etag?: string }> {
     const client = this.container.getBlockBlobClient(name);
     const checked = new DigestStream(content.ref, true);
     // The body's errors reach `checked`; a failed `checked` stops the body.
@@ -179,7 +211,62 @@ export class AzureBackend implements StoreBackend {
         const data = Buffer.concat(chunks);
         return client.upload(data, data.length, common);
       })();
-    return client.uploadStream(checked, this.blockBytes, this.blockConcurrency, common);
+    return this.uploadBlocks(client, checked, common);
+  }
+
+  /**
+   * Stages the stream's blocks, `blockConcurrency` at once, and commits them when it ended. Not the
+   * SDK's uploadStream, which stages its blocks without the abort signal: a put the facade gives up
+   * on would go on retrying behind it.
+   */
+  private async uploadBlocks(
+    client: BlockBlobClient,
+    source: Readable,
+    common: Parameters<BlockBlobClient['upload']>[2] & { abortSignal: AbortSignal },
+  ): Promise<{ etag?: string }> {
+    const stop = new AbortController();
+    const abort = (): void => stop.abort(common.abortSignal.reason);
+    common.abortSignal.addEventListener('abort', abort);
+    const prefix = crypto.randomBytes(12).toString('hex');
+    const ids: string[] = [];
+    const staging = new Set<Promise<void>>();
+    const stage = async (data: Buffer): Promise<void> => {
+      const id = Buffer.from(`${prefix}-${String(ids.length).padStart(6, '0')}`).toString('base64');
+      ids.push(id);
+      const staged: Promise<void> = client
+        .stageBlock(id, data, data.length, { abortSignal: stop.signal })
+        .then(() => undefined)
+        .finally(() => staging.delete(staged));
+      // Awaited by the race or the final wait; a failure is not left unhandled meanwhile.
+      staged.catch(() => undefined);
+      staging.add(staged);
+      if (staging.size >= this.blockConcurrency) await Promise.race(staging);
+    };
+    try {
+      let block: Buffer[] = [];
+      let held = 0;
+      for await (const chunk of source) {
+        let rest = chunk as Buffer;
+        while (held + rest.length >= this.blockBytes) {
+          const take = this.blockBytes - held;
+          await stage(Buffer.concat([...block, rest.subarray(0, take)]));
+          rest = rest.subarray(take);
+          block = [];
+          held = 0;
+        }
+        if (rest.length > 0) {
+          block.push(rest);
+          held += rest.length;
+        }
+      }
+      if (held > 0) await stage(Buffer.concat(block));
+      await Promise.all(staging);
+      return await client.commitBlockList(ids, common);
+    } finally {
+      // Blocks still in flight after a failure are not retried on.
+      stop.abort();
+      common.abortSignal.removeEventListener('abort', abort);
+    }
   }
 
   async writeIfAbsent(
