@@ -40,7 +40,11 @@ export const ALTERNATIVES = [
   'buildkit-azblob',
   'buildkit-registry',
   'task-local',
+  'task-local-direct',
+  'task-local-folder',
   'task-azureBlob',
+  'task-azureBlob-direct',
+  'task-azureBlob-folder',
   'task-directory',
   'task-registry',
   'kept-state',
@@ -53,13 +57,40 @@ export const TITLES: Record<Alternative, string> = {
   'buildkit-azblob': 'BuildKit type=azblob',
   'buildkit-registry': 'BuildKit type=registry',
   'task-local': 'task, local',
+  'task-local-direct': 'task, local, cacheTransport: direct',
+  'task-local-folder': 'task, local, cacheTransport: folder',
   'task-azureBlob': 'task, azureBlob',
+  'task-azureBlob-direct': 'task, azureBlob, cacheTransport: direct',
+  'task-azureBlob-folder': 'task, azureBlob, cacheTransport: folder',
   'task-directory': 'task, directory',
   'task-registry': 'task, registry',
   'kept-state': 'kept-state limit',
 };
 
 export const isTask = (alt: Alternative): boolean => alt.startsWith('task-');
+
+/** The task's cache backends that the benchmark runs. */
+export type TaskBackend = 'local' | 'azureBlob' | 'directory' | 'registry';
+
+/** A task alternative's backend, and the cacheTransport it sets (none: the input's default, auto). */
+export function taskSpec(alt: Alternative): { backend: TaskBackend; transport?: 'direct' | 'folder' } {
+  const [, backend = '', transport] = alt.split('-');
+  if (!isTask(alt)) throw new Error(`${alt} is not the task`);
+  return { backend: backend as TaskBackend, ...(transport === 'direct' || transport === 'folder' ? { transport } : {}) };
+}
+
+/** Where an alternative keeps its cache: Cache@2's tars, a kept folder, the local store, Azure, a registry, or nowhere. */
+function storeOf(alt: Alternative): 'cache2' | 'directory' | 'local' | 'azure' | 'registry' | 'none' {
+  if (alt === 'template' || alt === 'template-dockerfile') return 'cache2';
+  if (alt === 'buildkit-azblob') return 'azure';
+  if (alt === 'buildkit-registry') return 'registry';
+  if (alt === 'kept-state') return 'none';
+  const { backend } = taskSpec(alt);
+  return backend === 'azureBlob' ? 'azure' : backend;
+}
+
+/** The alternatives that set the task's cacheTransport input, which a task without that input rejects. */
+export const TRANSPORT_ALTERNATIVES = ALTERNATIVES.filter((a) => isTask(a) && taskSpec(a).transport !== undefined);
 
 /** What the task's step processes recorded of themselves (scripts/bench-probe.ts) and of their docker calls. */
 export interface TaskProbe {
@@ -112,6 +143,10 @@ export interface JobMeasure {
   readonly imageOk: boolean;
   /** For the task: the builder driver its log names (`Builder driver: …`). */
   readonly driver?: string;
+  /** For the task: the cache transport its log names (`Cache transport: …`), when it says. */
+  readonly transport?: string;
+  /** For the task: how long its builder lives, as its log says (`Builder lifetime: …`). */
+  readonly lifetime?: string;
   readonly probe?: TaskProbe;
 }
 
@@ -280,7 +315,9 @@ export class Pipeline {
     await this.docker(['image', 'rm', '-f', `${IMAGE}:bench`], true);
     await this.docker(['buildx', 'prune', '-af', '--builder', 'default'], true);
     this.buildersBefore = new Set(await this.builderContainers());
-    if (this.alt === 'kept-state' && this.engine.kind === 'hosted') {
+    // A self-hosted agent on the classic store ran jobs before: its engine has the BuildKit image (a hosted job's engine pulls it).
+    if (this.engine.classicStore && !this.engine.newAgentPerJob) await this.world.ensureBuildkitImage(this.engine);
+    if (this.alt === 'kept-state' && this.engine.classicStore) {
       this.keptBuilder = `dbxc-bench-kept-${crypto.randomBytes(4).toString('hex')}`;
       await this.docker(['buildx', 'create', '--name', this.keptBuilder, ...this.engine.builderFlags]);
       await this.docker(['buildx', 'inspect', '--bootstrap', this.keptBuilder]);
@@ -332,10 +369,15 @@ export class Pipeline {
     const m = isTask(this.alt) ? await this.taskJob(rev, cpuProfile) : await this.plainJob();
     const after = this.world.traffic();
     const storeAfter = await this.storeBlobs();
-    const folder =
-      this.alt === 'buildkit-azblob' || this.alt === 'buildkit-registry' || this.alt === 'kept-state' || this.alt === 'task-registry'
-        ? undefined
-        : reachable(this.cacheDir);
+    const transport = isTask(this.alt) ? /^Cache transport: (.*)$/m.exec(m.log)?.[1]?.trim() : undefined;
+    // A cache folder is there for the template and the task's folder path; the direct transport leaves none.
+    const noFolder =
+      this.alt === 'buildkit-azblob' ||
+      this.alt === 'buildkit-registry' ||
+      this.alt === 'kept-state' ||
+      this.alt === 'task-registry' ||
+      /^direct\b/.test(transport ?? '');
+    const folder = noFolder ? undefined : reachable(this.cacheDir);
     const changedBytes = folder === undefined ? undefined : sum([...folder].filter(([d]) => !this.previous.has(d)).map(([, n]) => n));
     if (folder !== undefined) this.previous = folder;
     const check = this.workload.check(rev);
@@ -365,6 +407,8 @@ export class Pipeline {
       changedBytes,
       imageOk: image.code === 0 && image.stdout.trim() === check.out,
       driver: isTask(this.alt) ? (/^Builder driver: (.*)$/m.exec(m.log)?.[1]?.trim() ?? '?') : undefined,
+      transport,
+      lifetime: isTask(this.alt) ? /^Builder lifetime: (.*)$/m.exec(m.log)?.[1]?.trim() : undefined,
       probe: m.probe,
     };
   }
@@ -375,16 +419,14 @@ export class Pipeline {
       const blobs = path.join(dir, 'blobs', 'sha256');
       return new Map(fs.existsSync(blobs) ? fs.readdirSync(blobs).map((h) => [h, fs.statSync(path.join(blobs, h)).size]) : []);
     };
-    switch (this.alt) {
-      case 'template':
-      case 'template-dockerfile':
+    switch (storeOf(this.alt)) {
+      case 'cache2':
         return this.cache2.blobs();
-      case 'task-directory':
+      case 'directory':
         return this.engine.newAgentPerJob ? this.cache2.blobs() : dirBlobs(this.cacheDir);
-      case 'task-local':
+      case 'local':
         return dirBlobs(path.join(this.engine.newAgentPerJob ? this.share : path.join(this.work, '_buildx_cache_store'), 'v1'));
-      case 'task-azureBlob':
-      case 'buildkit-azblob': {
+      case 'azure': {
         const container = BlobServiceClient.fromConnectionString(connectionString(this.world.mustAzurite().blobUrl)).getContainerClient(
           this.container,
         );
@@ -393,12 +435,11 @@ export class Pipeline {
         for await (const b of container.listBlobsFlat()) out.set(b.name, b.properties.contentLength ?? 0);
         return out;
       }
-      case 'task-registry':
-      case 'buildkit-registry': {
+      case 'registry': {
         const bytes = registryRepoBytes(this.world.mustRegistry().dataDir, this.repo);
         return new Map([[`${this.repo}@${bytes}`, bytes]]);
       }
-      case 'kept-state':
+      case 'none':
         return new Map();
     }
   }
@@ -492,7 +533,7 @@ export class Pipeline {
 
   /** The bundled task, run as the agent runs it (main step, post-job step), with its probes; for directory on a hosted agent, between Cache@2's restore and save. */
   private async taskJob(rev: Revision, cpuProfile: string | undefined): Promise<RanJob> {
-    const backend = this.alt.slice('task-'.length);
+    const { backend, transport } = taskSpec(this.alt);
     const inputs: Record<string, string> = {
       dockerfile: 'Dockerfile',
       imageName: IMAGE,
@@ -500,6 +541,7 @@ export class Pipeline {
       labels: BENCH_LABEL,
       ...this.engine.taskInputs,
       cacheBackend: backend,
+      ...(transport === undefined ? {} : { cacheTransport: transport }),
     };
     let endpoint: NodeJS.ProcessEnv = {};
     if (backend === 'local' && this.engine.newAgentPerJob) inputs.localStorePath = this.share;

@@ -61,7 +61,18 @@ export function run(
   });
 }
 
-export type EngineKind = 'hosted' | 'self-hosted';
+/**
+ * The kinds of agent: a Microsoft-hosted agent (the hosted-agent engine, a new agent per job), a
+ * self-hosted agent on the containerd image store (scripts/engine.sh), and a self-hosted agent on
+ * the classic image store (the hosted-agent engine, but one agent that outlives its jobs).
+ */
+export const ENGINE_KINDS = ['hosted', 'self-hosted', 'self-hosted-classic'] as const;
+export type EngineKind = (typeof ENGINE_KINDS)[number];
+
+/** The BuildKit image that docker-container builders run. */
+export const BUILDKIT_IMAGE = 'moby/buildkit:buildx-stable-1';
+/** The name prefix of the builder containers the task makes: buildx_buildkit_buildx-cache-…0 (a kept builder: buildx-cache-agent-…). */
+export const TASK_BUILDER_CONTAINERS = 'buildx_buildkit_buildx-cache-';
 
 /** One kind of agent, with its engine. */
 export interface Engine {
@@ -82,6 +93,11 @@ export interface Engine {
   agentVariables(job: number, pipeline: string): Record<string, string>;
   /** A new agent per job (Microsoft-hosted), or one agent that outlives its jobs (self-hosted). */
   readonly newAgentPerJob: boolean;
+  /**
+   * The classic image store: the engine's own BuildKit cannot export a cache, so the task and the
+   * kept-state limit use a `docker-container` builder (the containerd store: the engine's own).
+   */
+  readonly classicStore: boolean;
 }
 
 /** The registry of the run, reached through its proxy. */
@@ -173,6 +189,15 @@ export function registryRepoBytes(dataDir: string, repo: string): number {
   return total;
 }
 
+/** The variables of a self-hosted agent of one pipeline: a name and id of its own, the same in all its jobs, and no Agent.CloudId. */
+function selfHostedAgent(prefix: string, pipeline: string): Record<string, string> {
+  return {
+    'Agent.Name': `${prefix}-${pipeline}`,
+    'Agent.Id': String(parseInt(pipeline.slice(0, 6), 16)),
+    'Agent.MachineName': 'bench-vm',
+  };
+}
+
 /** The engines, services and probes of one run. */
 export class World {
   readonly engines = new Map<EngineKind, Engine>();
@@ -186,6 +211,8 @@ export class World {
   private privateAzurite?: PrivateAzurite;
   /** Images this run added to an engine that it removes at the end. */
   private readonly added: { dockerHost: string; image: string }[] = [];
+  /** The task's builder containers on each engine (by DOCKER_HOST) before the run: any other is one a pipeline's agent kept, removed at the end. */
+  private readonly taskBuildersBefore = new Map<string, Set<string>>();
   realDocker = 'docker';
 
   async start(kinds: readonly EngineKind[]): Promise<void> {
@@ -224,6 +251,7 @@ export class World {
         builderFlags: flags,
         taskInputs: inputs,
         newAgentPerJob: true,
+        classicStore: true,
         agentVariables: (job) => ({
           'Agent.Name': `Azure Pipelines ${job}`,
           'Agent.Id': String(1000 + job),
@@ -246,13 +274,44 @@ export class World {
         builderFlags: flags,
         taskInputs: {},
         newAgentPerJob: false,
-        agentVariables: (_job, pipeline) => ({
-          'Agent.Name': `bench-self-hosted-${pipeline}`,
-          'Agent.Id': String(parseInt(pipeline.slice(0, 6), 16)),
-          'Agent.MachineName': 'bench-vm',
-        }),
+        classicStore: false,
+        agentVariables: (_job, pipeline) => selfHostedAgent('bench-self-hosted', pipeline),
       });
     }
+    if (kinds.includes('self-hosted-classic')) {
+      // The hosted-agent engine as a self-hosted agent's: the same builder inputs reach the mirror.
+      this.engines.set('self-hosted-classic', {
+        kind: 'self-hosted-classic',
+        title: 'self-hosted agent, classic store',
+        dockerHost: hosted.dockerHost,
+        base: 'busybox',
+        builderFlags: flags,
+        taskInputs: inputs,
+        newAgentPerJob: false,
+        classicStore: true,
+        agentVariables: (_job, pipeline) => selfHostedAgent('bench-self-hosted-classic', pipeline),
+      });
+    }
+    for (const engine of this.engines.values()) {
+      const before = await this.containers(engine.dockerHost, TASK_BUILDER_CONTAINERS);
+      this.taskBuildersBefore.set(engine.dockerHost, new Set(before));
+    }
+  }
+
+  /** Names of the containers on an engine whose name has `prefix`. */
+  private async containers(dockerHost: string, prefix: string): Promise<string[]> {
+    const r = await run('docker', ['ps', '-a', '--filter', `name=${prefix}`, '--format', '{{.Names}}'], {
+      env: { DOCKER_HOST: dockerHost },
+      allowFail: true,
+    });
+    return r.stdout.split('\n').filter((n) => n.startsWith(prefix));
+  }
+
+  /** The BuildKit image in an engine, as on a self-hosted agent that ran jobs before (pulled through the engine's mirror). */
+  async ensureBuildkitImage(engine: Engine): Promise<void> {
+    const env = { DOCKER_HOST: engine.dockerHost };
+    if ((await run('docker', ['image', 'inspect', BUILDKIT_IMAGE], { env, allowFail: true })).code !== 0)
+      await run('docker', ['pull', '-q', BUILDKIT_IMAGE], { env });
   }
 
   /** Pulls `from` into the engine as `as`, unless it has `as`; remembered for removal at the end. */
@@ -349,6 +408,13 @@ export class World {
       if (containers.length > 0) await run('docker', ['rm', '-f', ...containers], { env, allowFail: true });
       const volumes = await lines(['volume', 'ls', '-q', '--filter', `name=${BUILDER_CONTAINERS}`]);
       if (volumes.length > 0) await run('docker', ['volume', 'rm', '-f', ...volumes], { env, allowFail: true });
+      // Builders the task kept for a self-hosted agent of the run that a pipeline did not remove (a failed job), and their volumes.
+      const before = this.taskBuildersBefore.get(engine.dockerHost) ?? new Set<string>();
+      const kept = (await this.containers(engine.dockerHost, TASK_BUILDER_CONTAINERS)).filter((n) => !before.has(n));
+      if (kept.length > 0) {
+        await run('docker', ['rm', '-f', ...kept], { env, allowFail: true });
+        await run('docker', ['volume', 'rm', '-f', ...kept.map((n) => `${n}_state`)], { env, allowFail: true });
+      }
       const images = await lines(['image', 'ls', '-q', '--filter', `label=${BENCH_LABEL}`]);
       if (images.length > 0) await run('docker', ['image', 'rm', '-f', ...new Set(images)], { env, allowFail: true });
       // With a docker config that has buildx (a config folder without it has no `docker buildx`).

@@ -1,6 +1,8 @@
 import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
+import { taskSpec, type Alternative, type JobMeasure } from '../../scripts/bench-pipelines';
+import { breakdown, renderReport, type Results } from '../../scripts/bench-report';
 import { writeReport } from '../../scripts/measure';
 import { cleanup, tempDir } from '../helpers';
 
@@ -20,4 +22,122 @@ describe('benchmark reports', () => {
       assert.deepEqual(fs.readdirSync(root).sort(), where === 'BENCHMARKS.md' ? ['BENCHMARKS.md'] : ['out']);
     });
   }
+});
+
+/** A job of the benchmark with what a test cares about; the rest as a warm job that moved nothing. */
+function job(alt: Alternative, n: number, jobS: number, more: Partial<JobMeasure> = {}): JobMeasure {
+  return {
+    alt,
+    engine: 'hosted',
+    workload: 'revisions',
+    rev: { n, kind: n === 1 ? 'cold' : 'source', files: {} },
+    hit: 'true',
+    depsCached: n > 1,
+    cached: 3,
+    total: 5,
+    jobS,
+    buildS: jobS / 2,
+    loadS: 0,
+    cacheExportS: 0,
+    restoreS: 0,
+    saveS: 0,
+    downloaded: 0,
+    uploaded: 0,
+    restoredBytes: 0,
+    savedBytes: 0,
+    storeBytes: 0,
+    imageOk: true,
+    ...more,
+  };
+}
+
+function results(jobs: JobMeasure[]): Results {
+  return { jobs, profiles: {}, argv: [], minutes: 1, nodeStartMs: 50, shimMs: 2 };
+}
+
+/** The row of the targets table whose target has `what`. */
+const targetRow = (report: string, what: RegExp): string => report.split('\n').find((l) => l.startsWith('| #') && what.test(l)) ?? '';
+
+describe('benchmark report: the task alternatives and their transports', () => {
+  const specs: [Alternative, ReturnType<typeof taskSpec>][] = [
+    ['task-local', { backend: 'local' }],
+    ['task-azureBlob', { backend: 'azureBlob' }],
+    ['task-local-direct', { backend: 'local', transport: 'direct' }],
+    ['task-azureBlob-folder', { backend: 'azureBlob', transport: 'folder' }],
+    ['task-registry', { backend: 'registry' }],
+  ];
+  for (const [alt, spec] of specs) it(`${alt}: ${JSON.stringify(spec)}`, () => assert.deepEqual(taskSpec(alt), spec));
+
+  it('compares the local store through the transport each pipeline used, as its log named it', () => {
+    const folder = { transport: 'folder (cacheTransport auto picks folder for cacheBackend local).' };
+    const direct = { transport: 'direct, through a registry on 127.0.0.1:1234 (cacheTransport says so).' };
+    const report = renderReport(
+      results([
+        ...[1, 2, 3].map((n) => job('task-local', n, n === 1 ? 10 : 2, folder)),
+        ...[1, 2, 3].map((n) => job('task-local-direct', n, n === 1 ? 10 : 1.8, direct)),
+      ]),
+    );
+    assert.match(
+      targetRow(report, /through the direct transport no slower/),
+      /task, local, cacheTransport: direct 1\.80 s against task, local \(folder\) 2\.00 s: 0\.90× \| \*\*met\*\*/,
+    );
+    assert.match(report, /task, local: \?; transport folder \(cacheTransport auto picks folder for cacheBackend local\)\./);
+  });
+
+  it("measures azureBlob against BuildKit's azblob through the direct transport, and shows the folder's figure beside it", () => {
+    const report = renderReport(
+      results([
+        ...[1, 2].map((n) => job('task-azureBlob', n, 3, { transport: 'direct, through a registry on 127.0.0.1:1 (auto).' })),
+        ...[1, 2].map((n) => job('task-azureBlob-folder', n, 5, { transport: 'folder (cacheTransport says so).' })),
+        ...[1, 2].map((n) => job('buildkit-azblob', n, 4)),
+      ]),
+    );
+    assert.match(
+      targetRow(report, /a new agent with azureBlob, direct transport/),
+      /task, azureBlob \(direct\): 3\.00 s against 4\.00 s: 0\.75×.*task, azureBlob, cacheTransport: folder: 5\.00 s, 1\.25× \| \*\*met\*\*/,
+    );
+  });
+
+  it('a job without a cache folder (direct) takes the changed layers of the same revision through the folder', () => {
+    const large = (alt: Alternative, more: Partial<JobMeasure>): JobMeasure => ({
+      ...job(alt, 2, 20, more),
+      workload: 'large',
+    });
+    const report = renderReport(
+      results([large('task-local', { changedBytes: 1e6, savedBytes: 1e6 }), large('task-azureBlob', { uploaded: 1.1e6 })]),
+    );
+    assert.match(
+      targetRow(report, /1\.5 GB workload, task, azureBlob: a source-only save moves/),
+      /uploaded 1\.1 MB for 1\.0 MB of changed layers \(the folder path's, same revision\): 1\.10× \| \*\*met\*\*/,
+    );
+  });
+});
+
+describe("benchmark report: where a task's job goes", () => {
+  it("leaves the loading of remote.js out of the post step's Save cache, which has a row of its own", () => {
+    const post = {
+      origin: 1000,
+      preload: 1050,
+      exit: 1400,
+      modules: [
+        ['post.js', 1050, 1080],
+        ['remote.js', 1120, 1180],
+      ] as const,
+      lines: [
+        [1100, '##[group]Save cache'],
+        [1300, '##[endgroup]'],
+      ] as const,
+      maxRssKb: 1,
+      io: {},
+    };
+    const main = { ...post, modules: [['main.js', 1050, 1080]] as const, lines: [] };
+    const parts = breakdown(
+      job('task-azureBlob', 2, 1, {
+        probe: { main, post, mainMs: 400, postMs: 400, docker: [], phases: [], postStart: 1000 },
+      }),
+    );
+    assert.equal(parts.get('post: loading remote.js (Azure SDK)'), 60);
+    assert.equal(parts.get('post: Save cache'), 140);
+    assert.equal(parts.get('post: the rest (summary, cleanup, exit)'), 400 - 50 - 30 - 60 - 140);
+  });
 });
