@@ -16,7 +16,7 @@ import {
   metadata,
   missing,
   ok,
-  PREFLIGHT_DOCKER,
+  PREFLIGHT,
   preflightAnswers,
   variables,
   ws,
@@ -64,7 +64,7 @@ describe('mock-run: the main step: the build', function () {
       );
       assert.ok(run.succeeded, `${outputInputs.output ?? ''}: ${run.stdout}`);
       assert.deepEqual(run.commands, [
-        ...PREFLIGHT_DOCKER,
+        ...PREFLIGHT,
         `${DOCKER} buildx inspect default`,
         `${head} --provenance=false --annotation 'index:title=my app' ${ws}`,
       ]);

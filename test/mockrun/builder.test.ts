@@ -23,7 +23,6 @@ import {
   MOCK_BUILD_WARNINGS,
   ok,
   PREFLIGHT,
-  PREFLIGHT_DOCKER,
   preflightAnswers,
   variables,
 } from './job';
@@ -119,7 +118,8 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         assert.ok(run.succeeded, run.stdout);
         assert.deepEqual(run.commands, [
           ...PREFLIGHT,
-          `${DOCKER} buildx inspect ${builder}`,
+          // A builder an agent keeps is looked for first; the job's own, whose name is new, is created right away.
+          ...(state.keepBuilder === undefined ? [] : [`${DOCKER} buildx inspect ${builder}`]),
           `${DOCKER} buildx create --name ${builder} --driver docker-container`,
           `${DOCKER} buildx inspect --bootstrap ${builder}`,
           builds(builder),
@@ -214,7 +214,6 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     assert.ok(run.succeeded, run.stdout);
     assert.deepEqual(run.commands, [
       ...PREFLIGHT,
-      `${DOCKER} buildx inspect ${BUILDER}`,
       `${DOCKER} buildx create --name ${BUILDER} --driver docker-container`,
       `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
       build,
@@ -295,12 +294,10 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       'kubernetes with driver options',
       { driver: 'kubernetes', driverOptions: 'namespace=ci\nreplicas=2', cacheBackend: 'none' },
       {
-        [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
         [`${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`]: ok,
         [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
       },
       [
-        `${DOCKER} buildx inspect ${BUILDER}`,
         `${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`,
         `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
       ],
@@ -309,15 +306,10 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       'remote with an endpoint',
       { driver: 'remote', endpoint: 'tcp://buildkitd:1234', cacheBackend: 'none' },
       {
-        [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
         [`${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`]: ok,
         [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
       },
-      [
-        `${DOCKER} buildx inspect ${BUILDER}`,
-        `${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`,
-        `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
-      ],
+      [`${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
     ],
     [
       'docker with the default context',
@@ -338,14 +330,13 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       const build = buildLine(builder, '--tag app:v1 --tag app:latest --load');
       const run = await runScenario(main({ imageName: 'app', tags: 'v1\nlatest', ...inputs }, { ...builderExec, [build]: ok }));
       assert.ok(run.succeeded, run.stdout);
-      assert.deepEqual(run.commands, [...(inputs.driver === 'docker' ? PREFLIGHT_DOCKER : PREFLIGHT), ...builderCommands, build]);
+      assert.deepEqual(run.commands, [...PREFLIGHT, ...builderCommands, build]);
       assertWarnings(run, [/^loc_mock_WarnMetadataUnreadable /]);
     });
   }
 
   // driver auto (the default): the inputs, the engine's image store → the commands after the preflight, the builder, the reason in the log and the summary
-  const STORE = `${DOCKER} info --format '{{json .DriverStatus}}'`;
-  const classic = { [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 0, stdout: '[["Backing Filesystem","extfs"]]' } };
+  const classic = preflightAnswers('0.19.2', 'Backing Filesystem');
   const autoCases: [
     string,
     Record<string, string>,
@@ -358,7 +349,7 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       "the containerd image store: the engine's own builder",
       {},
       {},
-      [STORE, `${DOCKER} buildx inspect default`],
+      [`${DOCKER} buildx inspect default`],
       'default',
       /^loc_mock_DriverAutoContainerd docker$/,
     ],
@@ -366,15 +357,20 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       'the classic image store: a builder of its own',
       {},
       classic,
-      [STORE, `${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)],
+      [`${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)],
       BUILDER,
       /^loc_mock_DriverAutoClassic docker-container$/,
     ],
     [
       'an image store the engine does not report: a builder of its own',
       {},
-      { [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 1, stderr: 'permission denied' } },
-      [STORE, `${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)],
+      {
+        [`${DOCKER} info --format {{json .}}`]: {
+          code: 0,
+          stdout: JSON.stringify({ ServerVersion: '26.1.5', ClientInfo: { Plugins: [{ Name: 'buildx', Version: 'v0.19.2' }] } }),
+        },
+      },
+      [`${DOCKER} buildx inspect default`, ...Object.keys(containerBuilder)],
       BUILDER,
       /^loc_mock_DriverAutoStoreUnknown docker-container$/,
     ],
@@ -382,12 +378,10 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       'driver options on the containerd store: a builder of its own, without asking the store',
       { driverOptions: 'network=host' },
       {
-        [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
         [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`]: ok,
         [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
       },
       [
-        `${DOCKER} buildx inspect ${BUILDER}`,
         `${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`,
         `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
       ],
@@ -502,9 +496,10 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       main(
         { imageName: 'app', driver: 'docker' },
         {
-          [`${DOCKER} version --format {{json .}}`]: {
+          [`${DOCKER} info --format {{json .}}`]: {
             code: 1,
-            stdout: '{"Client":{"Version":"28.2.2"},"Server":null}',
+            stdout:
+              '{"ServerVersion":"","DriverStatus":null,"ClientInfo":{"Version":"28.2.2","Plugins":[{"Name":"buildx","Version":"v0.19.2"}]}}',
             stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?',
           },
         },
@@ -540,7 +535,7 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     [
       'no buildx plugin: an error naming buildxVersion',
       { driver: 'docker' },
-      { ...preflightAnswers(), [`${DOCKER} buildx version`]: { code: 1, stderr: "docker: 'buildx' is not a docker command." } },
+      { ...preflightAnswers(''), [`${DOCKER} buildx version`]: { code: 1, stderr: "docker: 'buildx' is not a docker command." } },
       undefined,
       /^loc_mock_PreflightNoBuildx docker: 'buildx' is not a docker command\./,
     ],

@@ -17,19 +17,21 @@ export const TASK = '7d1b5e3a-0000-4000-8000-000000000002';
 export const ID = instanceIdOf(JOB, TASK);
 export const BUILDER = defaultBuilderName(JOB, 'agent-1');
 export const ok = { code: 0, stdout: '' };
-/** What the preflight runs before the builder, as the log shows it: versions, and the image store for the docker driver. */
-export const PREFLIGHT = [`${DOCKER} version --format '{{json .}}'`, `${DOCKER} buildx version`];
-export const PREFLIGHT_DOCKER = [...PREFLIGHT, `${DOCKER} info --format '{{json .DriverStatus}}'`];
+/** What the preflight runs before the builder, as the log shows it: one docker info, whatever the driver. */
+export const PREFLIGHT = [`${DOCKER} info --format '{{json .}}'`];
+/** The answer to the preflight's docker info: an engine, its image store, and the CLI's buildx plugin (none when `buildx` is empty). */
 export const preflightAnswers = (
   buildx = '0.19.2',
   store = 'io.containerd.snapshotter.v1',
 ): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
-  [`${DOCKER} version --format {{json .}}`]: {
+  [`${DOCKER} info --format {{json .}}`]: {
     code: 0,
-    stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}',
+    stdout: JSON.stringify({
+      ServerVersion: '26.1.5',
+      DriverStatus: [['driver-type', store]],
+      ClientInfo: { Version: '28.2.2', Plugins: buildx === '' ? [] : [{ Name: 'buildx', Version: `v${buildx}` }] },
+    }),
   },
-  [`${DOCKER} buildx version`]: { code: 0, stdout: `github.com/docker/buildx v${buildx} abc` },
-  [`${DOCKER} info --format {{json .DriverStatus}}`]: { code: 0, stdout: `[["driver-type","${store}"]]` },
 });
 export const missing = { code: 1, stdout: '', stderr: 'ERROR: no builder found' };
 
@@ -91,8 +93,8 @@ export function buildLine(builder: string, middle: string): string {
   return `${DOCKER} buildx build --builder ${builder} --progress plain --file ${ws}/Dockerfile ${middle} --metadata-file ${metadata} ${ws}`;
 }
 
+/** A builder of the job's own: created without a look for it first, then started. */
 export const containerBuilder = {
-  [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
   [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container`]: ok,
   [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
 };

@@ -63,6 +63,38 @@ describe('builder lifecycle', () => {
     );
   });
 
+  // A name unique to the job: created first, looked for only when the create fails.
+  const createFirst: [string, Script, string[], boolean][] = [
+    [
+      'creates it without a look first',
+      { 'buildx create --name job-b --driver docker-container': ok, 'buildx inspect --bootstrap job-b': ok },
+      ['buildx create --name job-b --driver docker-container', 'buildx inspect --bootstrap job-b'],
+      true,
+    ],
+    [
+      'reuses it when the create finds it there (the job ran again)',
+      {
+        'buildx create --name job-b --driver docker-container': { code: 1, stdout: '', stderr: 'ERROR: existing instance for "job-b"' },
+        'buildx inspect job-b': ok,
+        'buildx inspect --bootstrap job-b': ok,
+      },
+      ['buildx create --name job-b --driver docker-container', 'buildx inspect job-b', 'buildx inspect --bootstrap job-b'],
+      false,
+    ],
+  ];
+  for (const [name, script, ran, created] of createFirst) {
+    it(`a builder name unique to the job: ${name}`, async () => {
+      const { docker, run } = fakeDocker(script);
+      const onCreated = sinon.spy();
+      assert.equal((await ensureBuilder(docker, config(), 'job-b', onCreated, true)).created, created);
+      assert.equal(onCreated.called, created);
+      assert.deepEqual(
+        run.args.map((a) => a[0].join(' ')),
+        ran,
+      );
+    });
+  }
+
   it('reuses an existing builder with the requested name and never claims it', async () => {
     const { docker, run } = fakeDocker({ 'buildx inspect shared': ok, 'buildx inspect --bootstrap shared': ok });
     const created = sinon.spy();

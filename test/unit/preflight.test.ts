@@ -5,7 +5,7 @@ import {
   gates,
   hasContainerdStore,
   parseBuildxVersion,
-  parseDockerVersion,
+  parseDockerInfo,
   preflight,
   PreflightError,
 } from '../../tasks/DockerBuildxCacheV1/src/docker/preflight';
@@ -28,16 +28,46 @@ function config(inputs: Record<string, string>): Config {
 describe('preflight: what the engine and buildx report', () => {
   afterEach(cleanup);
 
-  const versions: [string, ReturnType<typeof parseDockerVersion>][] = [
+  // docker info --format '{{json .}}' → the versions, the buildx plugin's version and the driver status
+  const client = (plugins: string): string => `"ClientInfo":{"Version":"28.2.2","Plugins":${plugins}}`;
+  const infos: [string, string, ReturnType<typeof parseDockerInfo>][] = [
     [
-      '{"Client":{"Version":"28.2.2"},"Server":{"Version":"26.1.5","Components":[{"Name":"Engine","Version":"26.1.5+dfsg1"}]}}',
-      { client: '28.2.2', server: '26.1.5+dfsg1' },
+      'an engine with the containerd store and buildx v0.36.1',
+      `{"ServerVersion":"26.1.5+dfsg1","DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]],${client('[{"Name":"buildx","Version":"v0.36.1","Path":"/p"}]')}}`,
+      {
+        versions: { client: '28.2.2', server: '26.1.5+dfsg1' },
+        buildx: '0.36.1',
+        driverStatus: '[["driver-type","io.containerd.snapshotter.v1"]]',
+      },
     ],
-    ['{"Client":{"Version":"28.2.2"},"Server":null}', { client: '28.2.2', server: undefined }],
-    ['Cannot connect', {}],
+    [
+      "Debian's buildx, among other plugins",
+      `{"ServerVersion":"26.1.5","DriverStatus":[],${client('[{"Name":"compose","Version":"v2.1.0"},{"Name":"buildx","Version":"0.13.1+ds1"}]')}}`,
+      { versions: { client: '28.2.2', server: '26.1.5' }, buildx: '0.13.1', driverStatus: '[]' },
+    ],
+    [
+      'no engine: the client part only',
+      `{"ServerVersion":"","DriverStatus":null,${client('[{"Name":"buildx","Version":"v0.19.2"}]')}}`,
+      { versions: { client: '28.2.2', server: undefined }, buildx: '0.19.2', driverStatus: undefined },
+    ],
+    [
+      'a buildx plugin the CLI cannot run',
+      `{"ServerVersion":"26.1.5","DriverStatus":[],${client('[{"Name":"buildx","Version":"v0.19.2","Err":"not a plugin"}]')}}`,
+      { versions: { client: '28.2.2', server: '26.1.5' }, buildx: undefined, driverStatus: '[]' },
+    ],
+    [
+      'no plugins',
+      `{"ServerVersion":"26.1.5","DriverStatus":[],${client('null')}}`,
+      { versions: { client: '28.2.2', server: '26.1.5' }, buildx: undefined, driverStatus: '[]' },
+    ],
+    [
+      'a CLI older than ClientInfo',
+      '{"ServerVersion":"19.03.1","DriverStatus":[]}',
+      { versions: { client: undefined, server: '19.03.1' }, buildx: undefined, driverStatus: '[]' },
+    ],
+    ['not JSON', 'Cannot connect', { versions: {} }],
   ];
-  for (const [json, expected] of versions)
-    it(`docker version ${json.slice(0, 40)}`, () => assert.deepEqual(parseDockerVersion(json), expected));
+  for (const [name, json, expected] of infos) it(`docker info: ${name}`, () => assert.deepEqual(parseDockerInfo(json), expected));
 
   const buildx: [string, string | undefined][] = [
     ['github.com/docker/buildx v0.19.2 1b2c3d4', '0.19.2'],
@@ -85,13 +115,37 @@ describe('preflight: what the engine and buildx report', () => {
       }),
     };
   }
-  const ok = {
-    'version --format {{json .}}': {
-      stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}',
-    },
-    'buildx version': { stdout: 'github.com/docker/buildx v0.19.2 abc' },
-    'info --format {{json .DriverStatus}}': { stdout: '[["driver-type","io.containerd.snapshotter.v1"]]' },
+  const INFO = 'info --format {{json .}}';
+  const info = (server: string, plugins: string, driverStatus = '[["driver-type","io.containerd.snapshotter.v1"]]'): string =>
+    `{"ServerVersion":"${server}","DriverStatus":${driverStatus},"ClientInfo":{"Version":"28.2.2","Plugins":${plugins}}}`;
+  const ok = { [INFO]: { stdout: info('26.1.5', '[{"Name":"buildx","Version":"v0.19.2"}]') } };
+  const noEngine = {
+    code: 1,
+    stdout: info('', '[{"Name":"buildx","Version":"v0.19.2"}]', 'null'),
+    stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?',
   };
+
+  // answers → the docker commands the preflight ran, and the buildx it found
+  const calls: [string, Record<string, Partial<RunResult>>, string[], string][] = [
+    ['one docker info, when the CLI lists its buildx plugin', ok, [INFO], '0.19.2'],
+    [
+      'buildx version as well, when the CLI lists no buildx plugin',
+      { [INFO]: { stdout: info('26.1.5', 'null') }, 'buildx version': { stdout: 'github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3' } },
+      [INFO, 'buildx version'],
+      '0.13.1',
+    ],
+  ];
+  for (const [name, answers, ran, buildx] of calls) {
+    it(`asks ${name}`, async () => {
+      const cli = docker(answers);
+      const p = await preflight(cli, config({ imageName: 'app' }), 'x');
+      assert.deepEqual(
+        (cli.run as sinon.SinonStub).getCalls().map((c) => (c.args[0] as string[]).join(' ')),
+        ran,
+      );
+      assert.equal(p.buildx, buildx);
+    });
+  }
 
   it('reports versions, the buildx source and the image store', async () => {
     const p = await preflight(docker(ok), config({ imageName: 'app', driver: 'docker' }), 'the tool cache');
@@ -102,7 +156,7 @@ describe('preflight: what the engine and buildx report', () => {
     ]);
   });
 
-  // The image store is asked for only when the driver depends on it.
+  // The image store is reported only when the driver depends on it.
   const storeAsked: [string, Record<string, string>, boolean][] = [
     ['docker', { driver: 'docker' }, true],
     ['auto', { driver: 'auto' }, true],
@@ -112,7 +166,7 @@ describe('preflight: what the engine and buildx report', () => {
     ['remote', { driver: 'remote', endpoint: 'tcp://bk:1234' }, false],
   ];
   for (const [name, inputs, asked] of storeAsked) {
-    it(`asks for the image store with ${name}: ${String(asked)}`, async () => {
+    it(`reports the image store with ${name}: ${String(asked)}`, async () => {
       const p = await preflight(docker(ok), config({ imageName: 'app', ...inputs }), 'the plugin');
       assert.equal(p.containerdStore, asked ? true : undefined);
       assert.equal(p.report.includes('engine image store: containerd'), asked);
@@ -120,35 +174,27 @@ describe('preflight: what the engine and buildx report', () => {
   }
 
   it('fails with the likely cause when no engine answers', async () => {
-    const answers = {
-      ...ok,
-      'version --format {{json .}}': {
-        code: 1,
-        stdout: '{"Client":{"Version":"28.2.2"},"Server":null}',
-        stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?',
-      },
-    };
     await assert.rejects(
-      preflight(docker(answers), config({ imageName: 'app', driver: 'docker' }), 'x'),
+      preflight(docker({ [INFO]: noEngine }), config({ imageName: 'app', driver: 'docker' }), 'x'),
       (e: Error) => e instanceof PreflightError && /^No Docker engine reachable at .*Cannot connect to the Docker daemon/.test(e.message),
     );
   });
 
   it('needs no local engine for a remote builder that pushes', async () => {
-    const answers = {
-      ...ok,
-      'version --format {{json .}}': { code: 1, stdout: '{"Client":{"Version":"28.2.2"},"Server":null}', stderr: 'Cannot connect' },
-    };
     const p = await preflight(
-      docker(answers),
+      docker({ [INFO]: noEngine }),
       config({ imageName: 'app', driver: 'remote', endpoint: 'tcp://bk:1234', output: 'registry' }),
       'x',
     );
     assert.match(p.report[0] ?? '', /engine not reachable at/);
+    assert.equal(p.buildx, '0.19.2');
   });
 
   it('fails naming buildxVersion when the CLI has no buildx', async () => {
-    const answers = { ...ok, 'buildx version': { code: 1, stderr: "docker: 'buildx' is not a docker command." } };
+    const answers = {
+      [INFO]: { stdout: info('26.1.5', '[]') },
+      'buildx version': { code: 1, stderr: "docker: 'buildx' is not a docker command." },
+    };
     await assert.rejects(
       preflight(docker(answers), config({ imageName: 'app', driver: 'docker' }), 'x'),
       /no buildx plugin .*Set 'buildxVersion' to 'latest'/,

@@ -2,20 +2,17 @@ import * as assert from 'assert/strict';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import type { Config } from '../../tasks/DockerBuildxCacheV1/src/config/types';
-import { startSetup, type Recorder } from '../../tasks/DockerBuildxCacheV1/src/docker/setup';
+import { startSetup, type JobAgent, type Recorder } from '../../tasks/DockerBuildxCacheV1/src/docker/setup';
 import { cleanup, tempDir, writeTree } from '../helpers';
 
+const info = (driverStatus: string): string =>
+  `{"ServerVersion":"26.1.5","DriverStatus":${driverStatus},"ClientInfo":{"Version":"28.2.2","Plugins":[{"Name":"buildx","Version":"v0.19.2"}]}}`;
+const INFO = 'info --format {{json .}}';
 const ANSWERS: Record<string, RunResult> = {
-  'version --format {{json .}}': {
-    code: 0,
-    stdout: '{"Client":{"Version":"28.2.2"},"Server":{"Components":[{"Name":"Engine","Version":"26.1.5"}]}}',
-    stderr: '',
-  },
-  'buildx version': { code: 0, stdout: 'github.com/docker/buildx v0.19.2 abc', stderr: '' },
-  'info --format {{json .DriverStatus}}': { code: 0, stdout: '[["driver-type","io.containerd.snapshotter.v1"]]', stderr: '' },
+  [INFO]: { code: 0, stdout: info('[["driver-type","io.containerd.snapshotter.v1"]]'), stderr: '' },
 };
 
-const CLASSIC: RunResult = { code: 0, stdout: '[["Backing Filesystem","extfs"]]', stderr: '' };
+const CLASSIC: RunResult = { code: 0, stdout: info('[["Backing Filesystem","extfs"]]'), stderr: '' };
 
 /** A docker whose commands all hang until `release()`: what has started by then ran side by side. */
 function heldDocker(overrides: Record<string, RunResult> = {}): { docker: DockerCli; started: string[]; release: () => void } {
@@ -54,34 +51,48 @@ describe('setup: the preflight and the builder while the cache restores', () => 
   });
   afterEach(cleanup);
 
-  const PREFLIGHT = ['version --format {{json .}}', 'buildx version'];
-  const STORE = 'info --format {{json .DriverStatus}}';
-  // name, driver and inputs, docker answers → what started before anything answered, the driver chosen, every command by the end
-  const cases: [string, string, Record<string, string>, Record<string, RunResult>, string[], string, RegExp][] = [
+  const SELF_HOSTED = { jobId: 'job', name: 'agent' };
+  const HOSTED = { jobId: 'job', name: 'Azure Pipelines 2', cloudId: '1' };
+  const KEPT = /^buildx inspect buildx-cache-agent-[0-9a-f]{16}$/;
+  // name, driver and inputs, the agent, docker answers → what started before anything answered, the driver chosen, the last command
+  const cases: [string, string, Record<string, string>, JobAgent, Record<string, RunResult>, (string | RegExp)[], string, RegExp][] = [
     [
       'the docker driver: its builder is only inspected, beside the preflight',
       'docker',
       {},
+      SELF_HOSTED,
       {},
-      [...PREFLIGHT, STORE, 'buildx inspect default'],
+      [INFO, 'buildx inspect default'],
       'docker',
       /^buildx inspect default$/,
     ],
     [
-      'docker-container: the builder, which may be created, waits for the preflight',
+      'docker-container: the builder an agent keeps is looked for beside the preflight',
       'docker-container',
       {},
+      SELF_HOSTED,
       {},
-      PREFLIGHT,
+      [INFO, KEPT],
       'docker-container',
-      /^buildx inspect --bootstrap buildx-cache-/,
+      /^buildx inspect --bootstrap buildx-cache-agent-/,
+    ],
+    [
+      "docker-container on a hosted agent: the job's own builder is created beside the preflight, without a look first",
+      'docker-container',
+      {},
+      HOSTED,
+      {},
+      [INFO, /^buildx create --name buildx-cache-[0-9a-f]{16} --driver docker-container$/],
+      'docker-container',
+      /^buildx inspect --bootstrap buildx-cache-[0-9a-f]{16}$/,
     ],
     [
       'auto on the containerd store: the docker driver, its builder looked at beside the preflight',
       'auto',
       {},
+      SELF_HOSTED,
       {},
-      [...PREFLIGHT, STORE, 'buildx inspect default'],
+      [INFO, 'buildx inspect default'],
       'docker',
       /^buildx inspect default$/,
     ],
@@ -89,27 +100,33 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       'auto on the classic store: a builder of its own, after the preflight',
       'auto',
       {},
-      { [STORE]: CLASSIC },
-      [...PREFLIGHT, STORE, 'buildx inspect default'],
+      SELF_HOSTED,
+      { [INFO]: CLASSIC },
+      [INFO, 'buildx inspect default'],
       'docker-container',
       /^buildx inspect --bootstrap buildx-cache-/,
     ],
     [
-      'auto with a builder input: docker-container, and the store is not asked',
+      'auto with a builder input: docker-container, its builder beside the preflight',
       'auto',
       { driverOptions: 'network=host' },
+      SELF_HOSTED,
       {},
-      PREFLIGHT,
+      [INFO, KEPT],
       'docker-container',
       /^buildx inspect --bootstrap buildx-cache-/,
     ],
   ];
-  for (const [name, driver, inputs, overrides, before, chosen, last] of cases) {
+  for (const [name, driver, inputs, agent, overrides, before, chosen, last] of cases) {
     it(name, async () => {
       const { docker, started, release } = heldDocker(overrides);
-      const setup = startSetup(docker, config(driver, inputs), recorder, 'the plugin', { jobId: 'job', name: 'agent' });
+      const setup = startSetup(docker, config(driver, inputs), recorder, 'the plugin', agent);
       for (let i = 0; i < 5; i++) await tick();
-      assert.deepEqual(started, before, 'started before any command answered');
+      assert.equal(started.length, before.length, `started before any command answered: ${started.join('; ')}`);
+      before.forEach((expected, i) => {
+        if (typeof expected === 'string') assert.equal(started[i], expected);
+        else assert.match(started[i] ?? '', expected);
+      });
       release();
       const result = await setup.show();
       assert.equal(result.driver.driver, chosen);

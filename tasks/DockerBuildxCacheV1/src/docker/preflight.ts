@@ -84,24 +84,61 @@ export function engineAddress(): string {
   );
 }
 
-/** Docker client and server, buildx and where it came from, and the engine's image store when the driver depends on it. */
+/** What one `docker info --format '{{json .}}'` says: the engine, the CLI, its buildx plugin and the image store. */
+export interface DockerInfo {
+  readonly versions: Versions;
+  /** The buildx plugin's version, when the CLI lists a buildx plugin it could run (ClientInfo.Plugins). */
+  readonly buildx?: string;
+  /** DriverStatus, as `docker info --format '{{json .DriverStatus}}'` gives it; undefined when the engine did not say. */
+  readonly driverStatus?: string;
+}
+
+/**
+ * `docker info --format '{{json .}}'`: ServerVersion is empty when no engine answered (docker then
+ * still prints the client's part and exits with 1); a CLI older than ClientInfo lists no plugins.
+ */
+export function parseDockerInfo(json: string): DockerInfo {
+  try {
+    const v = JSON.parse(json) as {
+      ServerVersion?: string;
+      DriverStatus?: unknown;
+      ClientInfo?: { Version?: string; Plugins?: { Name?: string; Version?: string; Err?: unknown }[] | null };
+    };
+    const plugin = v.ClientInfo?.Plugins?.find((p) => p.Name === 'buildx' && p.Err === undefined);
+    return {
+      versions: { client: v.ClientInfo?.Version || undefined, server: v.ServerVersion || undefined },
+      buildx: /^v?(\d+\.\d+\.\d+)/.exec(plugin?.Version ?? '')?.[1],
+      driverStatus: Array.isArray(v.DriverStatus) ? JSON.stringify(v.DriverStatus) : undefined,
+    };
+  } catch {
+    return { versions: {} };
+  }
+}
+
+/**
+ * Docker client and server, buildx and where it came from, and the engine's image store when the driver depends on it.
+ * One `docker info` answers all of them (a start of the docker CLI costs about as much as the answer); `buildx version`
+ * runs only when the CLI lists no buildx plugin it could run, for the version or for the error.
+ */
 export async function preflight(docker: DockerCli, config: Config, buildxSource: string): Promise<Preflight> {
-  const [version, buildxVersion, info] = await Promise.all([
-    docker.run(['version', '--format', '{{json .}}']),
-    docker.run(['buildx', 'version']),
-    mayBeDocker(config.builder) ? docker.run(['info', '--format', '{{json .DriverStatus}}']) : undefined,
-  ]);
-  const versions = parseDockerVersion(version.stdout.trim());
+  const result = await docker.run(['info', '--format', '{{json .}}']);
+  const info = parseDockerInfo(result.stdout.trim());
+  const versions = info.versions;
   // Every driver but the remote and kubernetes ones builds on the engine; `auto` picks one of those.
   const needsEngine = (config.builder.driver !== 'remote' && config.builder.driver !== 'kubernetes') || config.output.kind === 'docker';
   if (versions.server === undefined && needsEngine) {
-    throw new PreflightError(loc('PreflightNoEngine', engineAddress(), errorTail(version)));
+    throw new PreflightError(loc('PreflightNoEngine', engineAddress(), errorTail(result)));
   }
-  const buildx = parseBuildxVersion(buildxVersion.stdout);
-  if (buildxVersion.code !== 0 || buildx === undefined) {
-    throw new PreflightError(loc('PreflightNoBuildx', errorTail(buildxVersion)));
+  let buildx = info.buildx;
+  if (buildx === undefined) {
+    const buildxVersion = await docker.run(['buildx', 'version']);
+    buildx = parseBuildxVersion(buildxVersion.stdout);
+    if (buildxVersion.code !== 0 || buildx === undefined) {
+      throw new PreflightError(loc('PreflightNoBuildx', errorTail(buildxVersion)));
+    }
   }
-  const containerdStore = info?.code === 0 ? hasContainerdStore(info.stdout) : undefined;
+  const containerdStore =
+    mayBeDocker(config.builder) && info.driverStatus !== undefined ? hasContainerdStore(info.driverStatus) : undefined;
   const report = [
     loc('PreflightDocker', versions.client ?? '?', versions.server ?? loc('PreflightNotReachable', engineAddress())),
     loc('PreflightBuildx', buildx, buildxSource),

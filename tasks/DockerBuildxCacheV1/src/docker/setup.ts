@@ -98,12 +98,16 @@ export type JobAgent = AgentFacts & { readonly jobId?: string };
  * one the agent keeps (lifetime `agent`), named for the agent and the builder's settings; else one
  * of the job's own. Only a builder of the job's own may be removed after the job.
  */
-function planBuilder(config: Config, driver: Driver, agent: JobAgent): { name: string; kept: boolean; lifetime?: string } {
+function planBuilder(
+  config: Config,
+  driver: Driver,
+  agent: JobAgent,
+): { name: string; kept: boolean; lifetime?: string; unique?: boolean } {
   const b = config.builder;
   if (b.name !== undefined) return { name: b.name, kept: false };
   const choice = chooseLifetime(b.lifetime, agent);
   if (choice.lifetime === 'job')
-    return { name: defaultBuilderName(agent.jobId, agent.name), kept: false, lifetime: describeLifetime(choice) };
+    return { name: defaultBuilderName(agent.jobId, agent.name), kept: false, lifetime: describeLifetime(choice), unique: true };
   const buildkitdConfigText = b.buildkitdConfig === undefined ? undefined : fs.readFileSync(b.buildkitdConfig, 'utf8');
   const name = agentBuilderName(agent, {
     driver,
@@ -134,9 +138,11 @@ async function startBuilder(
   const start = Date.now();
   const plan = driver === 'docker' ? { name: 'default', kept: false } : planBuilder(config, driver, agent);
   if (plan.lifetime !== undefined) log.push(neutralise(loc('LifetimeChosen', plan.lifetime)));
-  const builder = await ensureBuilder(buffered(docker, log), { ...config.builder, driver }, plan.name, (name) => {
+  const onCreated = (name: string): void => {
     if (!plan.kept && config.builder.remove) job.update({ removeBuilder: name });
-  });
+  };
+  // A name unique to the job is created without a look for it first.
+  const builder = await ensureBuilder(buffered(docker, log), { ...config.builder, driver }, plan.name, onCreated, plan.unique === true);
   // The post-job step prunes a builder the agent keeps, once it is there, whatever happens to the job after;
   // not a remote one, whose BuildKit daemon is not the agent's to prune.
   if (plan.kept)
@@ -156,9 +162,11 @@ function describeBuilder(b: Builder & { ms: number }, driver: Driver): string {
  * Starts the preflight and the builder, neither of which depends on the cache, so that they run
  * while the cache is restored. The preflight gathers the facts; the driver (for `auto`) and the
  * gates are decided from them. The docker driver's builder is only looked at, so that runs beside
- * the preflight, also for `auto` when it may become `docker`; a builder that may be created waits
- * for the preflight to pass. Their log is kept and shown in their own groups afterwards, the
- * builder's only once the preflight passed.
+ * the preflight, also for `auto` when it may become `docker`. A driver that the preflight's facts
+ * cannot change (any but `docker`, or `auto` with an input that only a builder of its own takes)
+ * has its builder started beside the preflight too; only a builder whose driver waits for the image
+ * store waits for the preflight. Their log is kept and shown in their own groups afterwards, the
+ * builder's only once the preflight passed: a failed preflight is the error, whatever the builder did.
  */
 export function startSetup(docker: DockerCli, config: Config, job: Recorder, buildxSource: string, agent: JobAgent = {}): Setup {
   const preflightLog: string[] = [];
@@ -169,9 +177,9 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
     startBuilder(docker, config, job, agent, driver, log);
   const looked = mayBeDocker(config.builder) ? new Background(builderOf('docker', lookLog)) : undefined;
   const ready = new Background(
-    checked
-      .result()
-      .then(({ driver }) => (driver.driver === 'docker' && looked !== undefined ? looked.result() : builderOf(driver.driver, builderLog))),
+    looked === undefined
+      ? builderOf(chooseDriver(config.builder, undefined).driver, builderLog)
+      : checked.result().then(({ driver }) => (driver.driver === 'docker' ? looked.result() : builderOf(driver.driver, builderLog))),
   );
   const print = (lines: string[]): void => {
     for (const line of lines.splice(0)) console.log(line);
