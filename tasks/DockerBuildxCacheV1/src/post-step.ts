@@ -1,7 +1,8 @@
 import * as fs from 'fs';
 import { info, phase, uploadSummary, variable, warn } from './task/agent';
 import { pruneBuilder, removeBuilder } from './docker/builder';
-import { Docker, errorTail, type DockerCli } from './docker/cli';
+import { buffered, Docker, errorTail, type DockerCli, type RunResult } from './docker/cli';
+import { Background } from './util/background';
 import { saveToStore } from './cache/save';
 import { loadMessages, loc } from './task/messages';
 import { loadState, type PostState } from './job';
@@ -22,6 +23,8 @@ export async function runPost(docker?: DockerCli): Promise<void> {
     info(loc('PostNothingToDo'));
     return;
   }
+  // The builder's removal needs nothing that the save does, so it runs beside the save; its log follows the save's.
+  const removal = startRemoval(state, docker);
   let summary = state.summary;
   let error: Error | undefined;
   if (state.save !== undefined) {
@@ -35,7 +38,7 @@ export async function runPost(docker?: DockerCli): Promise<void> {
       };
   }
   if (summary !== undefined) uploadSummary(renderSummary(summary), `Buildx cache ${summary.image ?? ''}`.trim());
-  await cleanup(state, docker);
+  await cleanup(state, docker, removal);
   if (error !== undefined) throw error;
 }
 
@@ -84,12 +87,28 @@ async function keepBuilder(state: PostState, docker: DockerCli | undefined): Pro
   info(loc('BuilderKept', kept.name));
 }
 
-async function cleanup(state: PostState, docker: DockerCli | undefined): Promise<void> {
+/** The removal of the builder the job created, started now; its log lines are kept until it is reported. */
+interface Removal {
+  readonly name: string;
+  readonly lines: string[];
+  readonly result: Background<RunResult>;
+}
+
+function startRemoval(state: PostState, docker: DockerCli | undefined): Removal | undefined {
+  const name = state.removeBuilder;
+  if (name === undefined) return undefined;
+  const lines: string[] = [];
+  return { name, lines, result: new Background(removeBuilder(buffered(jobDocker(state, docker), lines), name)) };
+}
+
+async function cleanup(state: PostState, docker: DockerCli | undefined, removal: Removal | undefined): Promise<void> {
   await keepBuilder(state, docker);
-  if (state.removeBuilder !== undefined) {
-    const name = state.removeBuilder;
+  if (removal !== undefined) {
+    const { name, lines } = removal;
     try {
-      const result = await removeBuilder(jobDocker(state, docker), name);
+      const result = await removal.result.result().finally(() => {
+        for (const line of lines) console.log(line);
+      });
       if (result.code !== 0) warn(loc('WarnBuilderRemoveFailed', name, errorTail(result, 3)));
       else info(loc('BuilderRemoved', name));
     } catch (err) {
