@@ -2,7 +2,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as toolLib from 'azure-pipelines-tool-lib/tool';
+import type * as toolLib from 'azure-pipelines-tool-lib/tool';
 
 /**
  * buildx releases, and any mirror laid out the same way:
@@ -76,6 +76,14 @@ export interface InstalledBuildx {
 /** The parts of azure-pipelines-tool-lib this uses; tests hand in a fake. */
 export type ToolCache = Pick<typeof toolLib, 'findLocalTool' | 'downloadTool' | 'cacheFile'>;
 
+/**
+ * azure-pipelines-tool-lib, loaded only for a job that sets `buildxVersion`: loading it (and its
+ * HTTP client) at start-up would cost every other job's main step its time.
+ */
+export async function agentToolCache(): Promise<ToolCache> {
+  return import('azure-pipelines-tool-lib/tool');
+}
+
 async function download(tools: ToolCache, url: string): Promise<string> {
   try {
     return await tools.downloadTool(url);
@@ -98,9 +106,10 @@ async function sha256(file: string): Promise<string> {
 export async function installBuildx(
   requested: string,
   base: string = RELEASES,
-  tools: ToolCache = toolLib,
+  tools?: ToolCache,
   suffix: string = platformSuffix(),
 ): Promise<InstalledBuildx> {
+  tools ??= await agentToolCache();
   let version = requested;
   let sums: Map<string, string> | undefined;
   if (requested === 'latest') {
