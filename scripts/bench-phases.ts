@@ -62,7 +62,10 @@ function split(r: JobResult): Split {
   const cacheExport = vertexSeconds(log, /^exporting cache to client directory$/);
   return {
     parts: {
-      'builder boot': Number(/builder \S+ \(driver [^)]*\),? (?:checked )?in ([\d.]+)s/.exec(log)?.[1] ?? NaN),
+      // The docker driver's `default` builder is the engine's own BuildKit: nothing runs for it.
+      'builder boot': Number(
+        /builder \S+ \(driver [^)]*\),? (?:checked )?in ([\d.]+)s/.exec(log)?.[1] ?? (/the engine's own BuildKit/.test(log) ? 0 : NaN),
+      ),
       restore: phase('Restore cache'),
       build: phase('Build') - load - cacheExport,
       'image load': load,

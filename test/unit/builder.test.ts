@@ -202,28 +202,31 @@ describe('builder lifecycle', () => {
     assert.equal(run.callCount, 1);
   });
 
-  const dockerDriver: [string, Partial<BuilderSpec>, string][] = [
-    ['the default context', {}, 'default'],
-    ['a named context', { endpoint: 'remote-engine' }, 'remote-engine'],
-  ];
-  for (const [name, extra, builder] of dockerDriver) {
-    it(`docker driver uses ${name} and creates nothing`, async () => {
-      const { docker, run } = fakeDocker({ [`buildx inspect ${builder}`]: ok });
-      assert.deepEqual(await ensureBuilder(docker, config({ driver: 'docker', ...extra }), 'job-b', () => undefined), {
-        name: builder,
-        created: false,
-        platforms: [],
-      });
-      assert.equal(run.callCount, 1);
+  it('docker driver with the default context: the engine is its builder, and nothing is asked', async () => {
+    const { docker, run } = fakeDocker({});
+    assert.deepEqual(await ensureBuilder(docker, config({ driver: 'docker' }), 'job-b', () => undefined), {
+      name: 'default',
+      created: false,
     });
-  }
+    assert.equal(run.callCount, 0);
+  });
 
-  it('docker driver without an engine fails with the reason', async () => {
+  it('docker driver with a named context: looked at, and nothing created', async () => {
+    const { docker, run } = fakeDocker({ 'buildx inspect remote-engine': { code: 0, stdout: 'Platforms: linux/amd64\n', stderr: '' } });
+    assert.deepEqual(await ensureBuilder(docker, config({ driver: 'docker', endpoint: 'remote-engine' }), 'job-b', () => undefined), {
+      name: 'remote-engine',
+      created: false,
+      platforms: ['linux/amd64'],
+    });
+    assert.equal(run.callCount, 1);
+  });
+
+  it('docker driver with a context that does not answer fails with the reason', async () => {
     const { docker } = fakeDocker({
-      'buildx inspect default': { code: 1, stdout: '', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' },
+      'buildx inspect ci-engine': { code: 1, stdout: '', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' },
     });
     await assert.rejects(
-      ensureBuilder(docker, config({ driver: 'docker' }), 'job-b', () => undefined),
+      ensureBuilder(docker, config({ driver: 'docker', endpoint: 'ci-engine' }), 'job-b', () => undefined),
       /Cannot connect to the Docker daemon/,
     );
   });

@@ -57,14 +57,24 @@ describe('setup: the preflight and the builder while the cache restores', () => 
   // name, driver and inputs, the agent, docker answers → what started before anything answered, the driver chosen, the last command
   const cases: [string, string, Record<string, string>, JobAgent, Record<string, RunResult>, (string | RegExp)[], string, RegExp][] = [
     [
-      'the docker driver: its builder is only inspected, beside the preflight',
+      'the docker driver: the engine is its builder, and only the preflight runs',
       'docker',
       {},
       SELF_HOSTED,
       {},
-      [INFO, 'buildx inspect default'],
+      [INFO],
       'docker',
-      /^buildx inspect default$/,
+      /^info /,
+    ],
+    [
+      'the docker driver with a named context: the context is looked at beside the preflight',
+      'docker',
+      { endpoint: 'ci-engine' },
+      SELF_HOSTED,
+      {},
+      [INFO, 'buildx inspect ci-engine'],
+      'docker',
+      /^buildx inspect ci-engine$/,
     ],
     [
       'docker-container: the builder an agent keeps is looked for beside the preflight',
@@ -87,14 +97,14 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       /^buildx inspect --bootstrap buildx-cache-[0-9a-f]{16}$/,
     ],
     [
-      'auto on the containerd store: the docker driver, its builder looked at beside the preflight',
+      'auto on the containerd store: the docker driver, and only the preflight runs',
       'auto',
       {},
       SELF_HOSTED,
       {},
-      [INFO, 'buildx inspect default'],
+      [INFO],
       'docker',
-      /^buildx inspect default$/,
+      /^info /,
     ],
     [
       'auto on the classic store: a builder of its own, after the preflight',
@@ -102,7 +112,7 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       {},
       SELF_HOSTED,
       { [INFO]: CLASSIC },
-      [INFO, 'buildx inspect default'],
+      [INFO],
       'docker-container',
       /^buildx inspect --bootstrap buildx-cache-/,
     ],
@@ -134,7 +144,7 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       assert.equal(
         result.builder.name,
         chosen === 'docker'
-          ? 'default'
+          ? (inputs.endpoint ?? 'default')
           : started
               .find((c) => c.startsWith('buildx inspect --bootstrap '))
               ?.split(' ')

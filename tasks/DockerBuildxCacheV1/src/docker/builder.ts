@@ -7,8 +7,8 @@ export interface Builder {
   readonly name: string;
   /** True when this job created the builder; only then may the post-job step remove it. */
   readonly created: boolean;
-  /** The platforms the builder reports, when it does. */
-  readonly platforms: readonly string[];
+  /** The platforms the builder reports, when it does; undefined when it was not asked. */
+  readonly platforms?: readonly string[];
 }
 
 /** The `Platforms:` of `docker buildx inspect` output. */
@@ -43,7 +43,10 @@ function explain(what: string, result: RunResult): string {
 
 /**
  * The docker driver uses the engine's own BuildKit: nothing is created, and the builder is the
- * docker context (`endpoint`, else `default`). Any other driver gets a builder of its own, reused
+ * docker context (`endpoint`, else `default`). The `default` builder is there whenever the engine
+ * is, which the preflight found, so it is not asked (a `buildx inspect` costs a buildx start and a
+ * call to BuildKit, on the main step's way to the build); a named context is looked at, for the
+ * error when it does not exist. Any other driver gets a builder of its own, reused
  * when one with that name exists already. With `createFirst` (a name unique to the job, which no
  * builder has yet but for a job that runs again) the builder is created without looking for it
  * first, and looked for only when the create fails: one docker call less.
@@ -56,7 +59,8 @@ export async function ensureBuilder(
   createFirst = false,
 ): Promise<Builder> {
   if (config.driver === 'docker') {
-    const name = config.endpoint ?? 'default';
+    if (config.endpoint === undefined) return { name: 'default', created: false };
+    const name = config.endpoint;
     const inspect = await docker.run(['buildx', 'inspect', name], { echo: true });
     if (inspect.code !== 0) throw new BuilderError(explain(`docker buildx inspect ${name}`, inspect));
     return { name, created: false, platforms: parsePlatforms(inspect.stdout) };

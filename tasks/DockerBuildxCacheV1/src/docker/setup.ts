@@ -152,6 +152,7 @@ async function startBuilder(
 
 /** The builder phase's closing line. */
 function describeBuilder(b: Builder & { ms: number }, driver: Driver): string {
+  if (b.platforms === undefined) return loc('BuilderEngine', b.name);
   const platforms = b.platforms.join(', ') || '-';
   return b.created
     ? loc('BuilderCreated', b.name, driver, platforms, formatSeconds(b.ms))
