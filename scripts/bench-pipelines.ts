@@ -17,7 +17,17 @@ import { BlobServiceClient } from '@azure/storage-blob';
 import { resolveKey } from '../tasks/DockerBuildxCacheV1/src/key/resolve';
 import { runJob, type JobResult } from './agent';
 import { connectionString } from './azurite';
-import { BENCH_LABEL, buildxBuildArgs, OUT, registryRepoBytes, run, type Engine, type EngineKind, type World } from './bench-world';
+import {
+  BENCH_LABEL,
+  BUILDKIT_IMAGE,
+  buildxBuildArgs,
+  OUT,
+  registryRepoBytes,
+  run,
+  type Engine,
+  type EngineKind,
+  type World,
+} from './bench-world';
 import { writeRevision, type Revision, type Workload } from './bench-workload';
 import {
   CACHE_EXPORT_VERTICES,
@@ -352,7 +362,7 @@ export class Pipeline {
   private async freshHostedEngine(): Promise<void> {
     await this.removeLeftBuilders(this.keptBuilder === undefined ? [] : [`buildx_buildkit_${this.keptBuilder}0`]);
     await this.docker(['image', 'rm', '-f', `${IMAGE}:bench`], true);
-    if (this.keptBuilder === undefined) await this.docker(['image', 'rm', 'moby/buildkit:buildx-stable-1'], true);
+    if (this.keptBuilder === undefined) await this.docker(['image', 'rm', BUILDKIT_IMAGE], true);
     await this.docker(['buildx', 'prune', '-af', '--builder', 'default'], true);
   }
 

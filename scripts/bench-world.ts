@@ -241,17 +241,20 @@ export class World {
 
     fs.writeFileSync(this.toml, buildkitdToml(hosted.mirror, [this.registry.host]));
     const flags = ['--driver', 'docker-container', '--driver-opt', 'network=host', '--config', this.toml];
-    const inputs = { driverOptions: 'network=host', buildkitdConfig: this.toml };
+    // The hosted-agent engine, for a hosted agent and a self-hosted one alike: the builder inputs that reach the mirror.
+    const classic = {
+      dockerHost: hosted.dockerHost,
+      base: 'busybox',
+      builderFlags: flags,
+      taskInputs: { driverOptions: 'network=host', buildkitdConfig: this.toml },
+      classicStore: true,
+    };
     if (kinds.includes('hosted')) {
       this.engines.set('hosted', {
+        ...classic,
         kind: 'hosted',
         title: 'hosted-agent engine',
-        dockerHost: hosted.dockerHost,
-        base: 'busybox',
-        builderFlags: flags,
-        taskInputs: inputs,
         newAgentPerJob: true,
-        classicStore: true,
         agentVariables: (job) => ({
           'Agent.Name': `Azure Pipelines ${job}`,
           'Agent.Id': String(1000 + job),
@@ -264,11 +267,11 @@ export class World {
       const dockerHost = ensureEngine();
       const base = `${hosted.mirror}/library/busybox:latest`;
       // A self-hosted agent that keeps its engine has the BuildKit image from earlier jobs.
-      await this.pullAs(dockerHost, `${hosted.mirror}/moby/buildkit:buildx-stable-1`, 'moby/buildkit:buildx-stable-1');
+      await this.pullAs(dockerHost, `${hosted.mirror}/${BUILDKIT_IMAGE}`, BUILDKIT_IMAGE);
       await this.pullAs(dockerHost, base, base);
       this.engines.set('self-hosted', {
         kind: 'self-hosted',
-        title: 'self-hosted agent',
+        title: 'self-hosted agent, containerd store',
         dockerHost,
         base,
         builderFlags: flags,
@@ -279,16 +282,11 @@ export class World {
       });
     }
     if (kinds.includes('self-hosted-classic')) {
-      // The hosted-agent engine as a self-hosted agent's: the same builder inputs reach the mirror.
       this.engines.set('self-hosted-classic', {
+        ...classic,
         kind: 'self-hosted-classic',
         title: 'self-hosted agent, classic store',
-        dockerHost: hosted.dockerHost,
-        base: 'busybox',
-        builderFlags: flags,
-        taskInputs: inputs,
         newAgentPerJob: false,
-        classicStore: true,
         agentVariables: (_job, pipeline) => selfHostedAgent('bench-self-hosted-classic', pipeline),
       });
     }
