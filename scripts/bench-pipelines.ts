@@ -89,6 +89,20 @@ export function taskSpec(alt: Alternative): { backend: TaskBackend; transport?: 
   return { backend: backend as TaskBackend, ...(transport === 'direct' || transport === 'folder' ? { transport } : {}) };
 }
 
+/**
+ * For a pipeline that sets cacheTransport: the transport the same store's auto pipeline on the same
+ * engine went through, as its log said, when that is the one this pipeline would set (so running it
+ * would measure the same thing again); else undefined.
+ */
+export function sameAsAuto(jobs: readonly JobMeasure[], kind: EngineKind, alt: Alternative): string | undefined {
+  if (!isTask(alt)) return undefined;
+  const { backend, transport } = taskSpec(alt);
+  if (transport === undefined) return undefined;
+  const auto = jobs.filter((j) => j.engine === kind && j.workload === 'revisions' && isTask(j.alt) && j.alt === `task-${backend}`);
+  const used = [...new Set(auto.map((j) => /^\w+/.exec(j.transport ?? '')?.[0]))];
+  return used.length === 1 && used[0] === transport ? transport : undefined;
+}
+
 /** Where an alternative keeps its cache: Cache@2's tars, a kept folder, the local store, Azure, a registry, or nowhere. */
 function storeOf(alt: Alternative): 'cache2' | 'directory' | 'local' | 'azure' | 'registry' | 'none' {
   if (alt === 'template' || alt === 'template-dockerfile') return 'cache2';

@@ -31,7 +31,16 @@ import * as path from 'path';
 import { resolveKey } from '../tasks/DockerBuildxCacheV1/src/key/resolve';
 import { ROOT } from './agent';
 import { measureLoadMethods } from './bench-load';
-import { ALTERNATIVES, isTask, Pipeline, TITLES, TRANSPORT_ALTERNATIVES, type Alternative, type JobMeasure } from './bench-pipelines';
+import {
+  ALTERNATIVES,
+  isTask,
+  Pipeline,
+  sameAsAuto,
+  TITLES,
+  TRANSPORT_ALTERNATIVES,
+  type Alternative,
+  type JobMeasure,
+} from './bench-pipelines';
 import { renderHeadline, renderReport, type Results } from './bench-report';
 import { ENGINE_KINDS, OUT, run, World, type EngineKind } from './bench-world';
 import { largeWorkload, revisionsWorkload, type Workload } from './bench-workload';
@@ -42,15 +51,15 @@ type WorkloadId = (typeof WORKLOADS)[number];
 /** The large workload's alternatives: the task's two stores, and BuildKit's azblob for the bytes a build reads. */
 const LARGE_ALTERNATIVES: readonly Alternative[] = ['task-local', 'task-azureBlob', 'buildkit-azblob'];
 /**
- * What each kind of agent runs without --alternatives. The hosted-agent engine: everything, and the
- * other cacheTransport of each store (auto is direct for azureBlob, folder for local), so that one
- * run compares the two transports. The self-hosted agent on the containerd store: everything but
- * the transports. The self-hosted agent on the classic store (the task's kept docker-container
- * builder): the template, the task's two stores and the kept-state limit, so that the whole run
- * stays near 22 minutes.
+ * What each kind of agent runs without --alternatives. The hosted-agent engine: everything, and
+ * each store also with the cacheTransport that its auto pipeline did not go through (the one it did
+ * is skipped: see sameAsAuto), so that one run compares the two transports. The self-hosted agent
+ * on the containerd store: everything but the transports. The self-hosted agent on the classic
+ * store (the task's kept docker-container builder): the template, the task's two stores and the
+ * kept-state limit, so that the whole run stays near 22 minutes.
  */
 const DEFAULT_ALTERNATIVES: Record<EngineKind, readonly Alternative[]> = {
-  hosted: ALTERNATIVES.filter((a) => a !== 'template-dockerfile' && a !== 'task-local-folder' && a !== 'task-azureBlob-direct'),
+  hosted: ALTERNATIVES.filter((a) => a !== 'template-dockerfile'),
   'self-hosted': ALTERNATIVES.filter((a) => a !== 'template-dockerfile' && !TRANSPORT_ALTERNATIVES.includes(a)),
   'self-hosted-classic': ['template', 'task-local', 'task-azureBlob', 'kept-state'],
 };
@@ -204,6 +213,11 @@ async function main(): Promise<void> {
     if (workloads.includes('revisions')) {
       for (const kind of engines) {
         for (const alt of alternativesOf(kind)) {
+          const same = picked === undefined ? sameAsAuto(results.jobs, kind, alt) : undefined;
+          if (same !== undefined) {
+            log(`${kind} ${TITLES[alt]}: skipped, ${TITLES[alt].split(',').slice(0, 2).join(',')} (auto) went through ${same} already`);
+            continue;
+          }
           const p = await runPipeline(world, kind, revisionsWl, alt, results.jobs);
           // One more warm job of the task's default backend under --cpu-prof, outside the comparison.
           if (alt === 'task-local') {

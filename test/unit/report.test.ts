@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { taskSpec, type Alternative, type JobMeasure } from '../../scripts/bench-pipelines';
+import { sameAsAuto, taskSpec, type Alternative, type JobMeasure } from '../../scripts/bench-pipelines';
 import { breakdown, renderReport, type Results } from '../../scripts/bench-report';
 import { writeReport } from '../../scripts/measure';
 import { cleanup, tempDir } from '../helpers';
@@ -67,6 +67,35 @@ describe('benchmark report: the task alternatives and their transports', () => {
     ['task-registry', { backend: 'registry' }],
   ];
   for (const [alt, spec] of specs) it(`${alt}: ${JSON.stringify(spec)}`, () => assert.deepEqual(taskSpec(alt), spec));
+
+  const folderLog = 'folder (cacheTransport auto picks folder for cacheBackend local).';
+  const directLog = 'direct, through a registry on 127.0.0.1:1 (cacheTransport auto picks direct for cacheBackend azureBlob).';
+  const skips: [string, JobMeasure[], Alternative, string | undefined][] = [
+    [
+      'auto went through folder: the folder pipeline is skipped',
+      [job('task-local', 1, 1, { transport: folderLog })],
+      'task-local-folder',
+      'folder',
+    ],
+    [
+      'auto went through folder: the direct pipeline runs',
+      [job('task-local', 1, 1, { transport: folderLog })],
+      'task-local-direct',
+      undefined,
+    ],
+    ['auto went through direct', [job('task-azureBlob', 1, 1, { transport: directLog })], 'task-azureBlob-direct', 'direct'],
+    ['another store is not this one', [job('task-azureBlob', 1, 1, { transport: directLog })], 'task-local-direct', undefined],
+    [
+      'another engine is not this one',
+      [job('task-local', 1, 1, { engine: 'self-hosted', transport: folderLog })],
+      'task-local-folder',
+      undefined,
+    ],
+    ['auto named no transport: both run', [job('task-local', 1, 1)], 'task-local-folder', undefined],
+    ['not a transport pipeline', [job('task-local', 1, 1, { transport: folderLog })], 'task-local', undefined],
+  ];
+  for (const [name, jobs, alt, skipped] of skips)
+    it(`skips a transport pipeline that measures what auto did: ${name}`, () => assert.equal(sameAsAuto(jobs, 'hosted', alt), skipped));
 
   it('compares the local store through the transport each pipeline used, as its log named it', () => {
     const folder = { transport: 'folder (cacheTransport auto picks folder for cacheBackend local).' };
