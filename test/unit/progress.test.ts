@@ -39,7 +39,38 @@ const WARM = `#0 building with "default" instance using docker driver
 ------
 ERROR: failed to solve: error writing layer blob: no space left on device`;
 
+// From a build through the registry facade (dockerd's BuildKit): step 4 pulled from the cache, not run.
+const PULLED = `#8 [2/6] WORKDIR /app
+#8 CACHED
+
+#10 [4/6] RUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=4 2>/dev/null
+#10 sha256:f2ee49a1ce689f91cf67fcec0a3d56cea6f7f0932202336ca32d5bacdac05d51 4.20MB / 4.20MB 0.1s done
+#10 sha256:49f5fd76adc4854e83971fd39ed8a69e3df2eacabbab5dfb28c876c702335420 92B / 92B 0.1s done
+#10 extracting sha256:49f5fd76adc4854e83971fd39ed8a69e3df2eacabbab5dfb28c876c702335420 done
+#10 extracting sha256:f2ee49a1ce689f91cf67fcec0a3d56cea6f7f0932202336ca32d5bacdac05d51 0.0s done
+#10 DONE 0.2s
+
+#11 [5/6] COPY src/ ./src/
+#11 DONE 0.0s
+
+#12 [6/6] RUN cat src/main.txt > /app/out.txt
+#12 0.105 sha256:f2ee49a1ce689f91cf67fcec0a3d56cea6f7f0932202336ca32d5bacdac05d51 printed by the step
+#12 DONE 0.2s`;
+
 describe('reading plain progress', () => {
+  it('counts a step pulled from a registry cache as cached, and a step that ran and printed a digest as not', () => {
+    const count = countSteps(PULLED.split('\n'));
+    assert.deepEqual(
+      count.steps.map((s) => [s.name.slice(0, 10), s.cached]),
+      [
+        ['[2/6] WORK', true],
+        ['[4/6] RUN ', true],
+        ['[5/6] COPY', false],
+        ['[6/6] RUN ', false],
+      ],
+    );
+  });
+
   it('counts Dockerfile steps, without FROM, and the cached ones', () => {
     const count = countSteps(WARM.split('\n'));
     assert.equal(count.total, 5);

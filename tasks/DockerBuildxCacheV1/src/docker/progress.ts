@@ -1,6 +1,7 @@
 /**
  * Reads BuildKit's `--progress plain` output. A Dockerfile step is a vertex whose name starts
- * with `[stage n/m]` or `[n/m]`; it was taken from the cache when BuildKit prints `#N CACHED`.
+ * with `[stage n/m]` or `[n/m]`; it was taken from the cache when BuildKit prints `#N CACHED`, or
+ * when its only work was pulling its layers from a registry cache.
  */
 export interface Step {
   readonly vertex: number;
@@ -16,6 +17,11 @@ export interface StepCount {
 
 const NAME = /^#(\d+) (\[[^\]]*\b\d+\/\d+\] .*)$/;
 const CACHED = /^#(\d+) CACHED\s*$/;
+/**
+ * A layer pulled from a registry cache: BuildKit then often shows a cached step only as the
+ * download and extraction of its layers, without `CACHED` (measured through the registry facade).
+ */
+const PULLED = /^#(\d+) (?:extracting sha256:[0-9a-f]{64}\b|sha256:[0-9a-f]{64} \S+ \/ \S+ .*done$)/;
 const ERROR = /^#(\d+) ERROR: (.*)$/;
 const FROM = /^\[[^\]]*\] FROM /;
 
@@ -40,7 +46,7 @@ export class ProgressParser {
     if (generic && !this.names.has(Number(generic[1])) && !/^\d/.test(generic[2] ?? '')) {
       this.names.set(Number(generic[1]), generic[2] ?? '');
     }
-    const cached = CACHED.exec(line);
+    const cached = CACHED.exec(line) ?? PULLED.exec(line);
     if (cached) {
       const vertex = Number(cached[1]);
       this.cachedVertices.add(vertex);
