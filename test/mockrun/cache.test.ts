@@ -17,12 +17,14 @@ import {
   agentTemp,
   agentWork,
   assertWarnings,
+  BUILDER,
   buildLine,
   cacheDir,
   endpoint,
   freshJob,
   ID,
   main,
+  missing,
   MOCK_BUILD_WARNINGS,
   ok,
   preflightAnswers,
@@ -35,6 +37,57 @@ describe('mock-run: the main step: the cache backends', function () {
   this.timeout(30000);
   beforeEach(freshJob);
   afterEach(cleanup);
+
+  describe('cacheTransport direct with a builder that cannot reach this machine loopback: the folder, and the log says why', () => {
+    // the builder inputs and the commands that make the builder → the reason in the log
+    const cases: [string, Record<string, string>, Record<string, { code: number; stdout?: string }>, string, RegExp][] = [
+      [
+        'a docker-container builder the task creates gets network=host, but buildx does not keep it so here',
+        { driver: 'docker-container' },
+        {
+          [`${DOCKER} buildx inspect ${BUILDER}`]: missing,
+          [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`]: ok,
+          [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+        },
+        BUILDER,
+        /loc_mock_TransportFolder loc_mock_TransportWhyNoHostNetwork buildx-cache-/,
+      ],
+      [
+        'a remote builder elsewhere',
+        { driver: 'remote', endpoint: 'tcp://buildkitd:1234', builderName: 'bk' },
+        {
+          [`${DOCKER} buildx inspect bk`]: missing,
+          [`${DOCKER} buildx create --name bk --driver remote tcp://buildkitd:1234`]: ok,
+          [`${DOCKER} buildx inspect --bootstrap bk`]: ok,
+        },
+        'bk',
+        /loc_mock_TransportFolder loc_mock_TransportWhyRemoteAddress tcp:\/\/buildkitd:1234/,
+      ],
+    ];
+    for (const [title, inputs, builder, name, reason] of cases) {
+      it(title, async () => {
+        const storePath = path.join(agentWork, 'store');
+        const { key } = await seedStore(new LocalStore(storePath));
+        const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+        const build = buildLine(
+          name,
+          `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`,
+        );
+        const run = await runScenario(
+          main(
+            { imageName: 'app', cacheTransport: 'direct', cacheKey: 'buildx | deps.lock', localStorePath: storePath, cacheDir, ...inputs },
+            { ...builder, [build]: ok },
+          ),
+        );
+        assert.ok(run.succeeded, run.stdout);
+        assert.match(run.stdout, reason);
+        assert.equal(run.commands.at(-1), build);
+        assert.equal(run.outputs.cacheHit, 'true');
+        assert.equal(run.outputs.cacheRestoredKey, key.text);
+        assertWarnings(run, MOCK_BUILD_WARNINGS);
+      });
+    }
+  });
 
   it('local store: restores the exact key, sets cacheHit, cacheKey, cacheRestoredKey and the hit variable, and imports the restored folder', async () => {
     const storePath = path.join(agentWork, 'store');
@@ -448,7 +501,7 @@ describe('mock-run: the main step: the cache backends', function () {
       return { run, blobs: layout.blobs.map((b) => b.digest).sort() };
     }
 
-    /** The main step restoring `buildx | deps.lock` from the container and building with it. */
+    /** The main step restoring `buildx | deps.lock` from the container into the cache folder (cacheTransport folder) and building with it. */
     function mainRestore(inputs: Record<string, string>, env: Record<string, string>, importsCache = true): Promise<MockRun> {
       const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
       const from = importsCache ? `--cache-from type=local,src=${cacheDir} ` : '';
@@ -458,7 +511,15 @@ describe('mock-run: the main step: the cache backends', function () {
       );
       return runScenario({
         ...main(
-          { imageName: 'app', driver: 'docker', cacheBackend: 'azureBlob', cacheKey: 'buildx | deps.lock', cacheDir, ...inputs },
+          {
+            imageName: 'app',
+            driver: 'docker',
+            cacheBackend: 'azureBlob',
+            cacheTransport: 'folder',
+            cacheKey: 'buildx | deps.lock',
+            cacheDir,
+            ...inputs,
+          },
           { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
         ),
         variables: jobVariables(),

@@ -1,6 +1,7 @@
 import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
+import { Readable } from 'stream';
 import { cleanup, tempDir, writeTree } from '../helpers';
 import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
 import { cacheLayout, writeLayout } from '../oci-fixture';
@@ -42,6 +43,69 @@ describe('mock-run: the post-job step', function () {
     assert.ok(m, 'a summary was uploaded');
     return fs.readFileSync(m[1] ?? '', 'utf8');
   };
+
+  describe('an export that came through the registry facade (cacheTransport direct)', () => {
+    /** An upload of a layout's blobs into a real local store, as the facade leaves it, and the state that hands it on. */
+    async function uploaded(
+      when: 'onSuccess' | 'always',
+      withLayout: boolean,
+    ): Promise<{ taskVariables: Record<string, string>; store: LocalStore }> {
+      const storePath = path.join(tempDir(), 'store');
+      const store = new LocalStore(storePath);
+      const layout = cacheLayout(['deps', 'app']);
+      const sink = await store.beginUpload();
+      for (const b of layout.blobs)
+        await sink.put({ digest: b.digest, size: b.size }, Readable.from([b.data]), new AbortController().signal);
+      const index = {
+        schemaVersion: 2,
+        manifests: [
+          {
+            mediaType: layout.root.mediaType,
+            digest: layout.root.digest,
+            size: layout.root.size,
+            annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+          },
+        ],
+      };
+      const save = {
+        store: { kind: 'local', path: storePath },
+        cacheDir: path.join(tempDir(), '.buildx-cache'),
+        segments: ['buildx', '"Linux"', 'app'],
+        scope: 'refs/heads/main',
+        retentionDays: 7,
+        failOnError: false,
+        when,
+        direct: {
+          leaseId: sink.leaseId,
+          ...(withLayout ? { layout: { index, blobs: layout.blobs.map((b) => ({ digest: b.digest, size: b.size })) } } : {}),
+        },
+      };
+      const summary = { backend: 'local', image: 'app:latest', phases: [] };
+      return { taskVariables: state({ save, summary }), store };
+    }
+    // the job's status, saveCache, whether the export arrived complete → whether an entry is written
+    const table: [string, 'onSuccess' | 'always', boolean, boolean][] = [
+      ['Succeeded', 'onSuccess', true, true],
+      ['Failed', 'onSuccess', true, false],
+      ['Failed', 'always', true, true],
+      ['Succeeded', 'onSuccess', false, false],
+    ];
+    for (const [status, when, complete, saves] of table) {
+      it(`${status}, ${when}, ${complete ? 'a complete export' : 'no complete export'}: ${saves ? 'the layout becomes the entry' : 'no entry, the upload ended'}`, async () => {
+        const { taskVariables, store } = await uploaded(when, complete);
+        const run = await runScenario({
+          step: 'post',
+          variables: { 'Agent.JobStatus': status, 'Agent.TempDirectory': agentTemp },
+          taskVariables,
+        });
+        assert.ok(run.succeeded, run.stdout);
+        assert.equal((await store.stats()).entries, saves ? 1 : 0);
+        if (saves) assert.match(run.stdout, /loc_mock_Saved buildx\|"Linux"\|app refs\/heads\/main/);
+        else assert.doesNotMatch(run.stdout, /loc_mock_Saved /);
+        assert.deepEqual(run.warnings, []);
+      });
+    }
+  });
 
   const statuses: [string, 'onSuccess' | 'always', string, boolean][] = [
     ['saves after a job that succeeded', 'onSuccess', 'Succeeded', true],

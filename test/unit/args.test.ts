@@ -39,6 +39,22 @@ describe('buildx create arguments, per driver', () => {
       ],
     ],
     ['docker-container', { endpoint: 'my-context' }, ['buildx', 'create', '--name', 'b1', '--driver', 'docker-container', 'my-context']],
+    // hostNetwork: the builder reaches the registry facade on the host's loopback; a network the user names wins
+    [
+      'docker-container',
+      { hostNetwork: true },
+      ['buildx', 'create', '--name', 'b1', '--driver', 'docker-container', '--driver-opt', 'network=host'],
+    ],
+    [
+      'docker-container',
+      { hostNetwork: true, driverOptions: ['network=bridge'] },
+      ['buildx', 'create', '--name', 'b1', '--driver', 'docker-container', '--driver-opt', 'network=bridge'],
+    ],
+    [
+      'remote',
+      { hostNetwork: true, endpoint: 'unix:///run/buildkit.sock' },
+      ['buildx', 'create', '--name', 'b1', '--driver', 'remote', 'unix:///run/buildkit.sock'],
+    ],
     [
       'kubernetes',
       { driverOptions: ['namespace=buildkit', 'replicas=2'] },

@@ -117,6 +117,7 @@ describe('config: reading and validating inputs', () => {
       retentionDays: 7,
       hitVar: undefined,
       failOnError: false,
+      transport: 'auto',
       registryRef: undefined,
       azure: undefined,
     });
@@ -520,6 +521,11 @@ describe('config: reading and validating inputs', () => {
     ],
     ['writeCache with a store', { imageName: 'app', writeCache: 'false' }, /cacheBackend 'local' these inputs have no effect: writeCache/],
     [
+      'cacheTransport without a store',
+      { imageName: 'app', cacheBackend: 'directory', cacheTransport: 'direct' },
+      /cacheBackend 'directory' these inputs have no effect: .*cacheTransport/,
+    ],
+    [
       'both a service connection and a connection string',
       {
         imageName: 'app',
@@ -833,6 +839,7 @@ describe('config: reading and validating inputs', () => {
     [{ imageName: 'app', cacheHitVar: 'secret.x' }, 'cacheHitVar', 'InputHitVarInvalid', /not a variable name/],
     [{ imageName: 'app', saveCache: 'sometimes' }, 'saveCache', 'InputPickInvalid', /not one of: onSuccess, always, afterBuild, never/],
     [{ imageName: 'app', cacheScope: 'global' }, 'cacheScope', 'InputPickInvalid', /not one of: branch, shared/],
+    [{ imageName: 'app', cacheTransport: 'registry' }, 'cacheTransport', 'InputPickInvalid', /not one of: auto, direct, folder/],
     [{ imageName: 'app', failOnCacheError: 'yes' }, 'failOnCacheError', 'InputBoolInvalid', /not true or false/],
     [{ imageName: 'app', localStorePath: '$(Nope)/store' }, 'localStorePath', 'InputMacroUndefined', /Nope, which is not defined/],
     [{ imageName: 'app', cacheMode: 'all' }, 'cacheMode', 'InputPickInvalid', /not one of: max, min/],

@@ -96,6 +96,7 @@ const CONTRACT: [string, string, string][] = [
   ['addPipelineData', 'boolean', 'true'],
   ['noCache', 'boolean', 'false'],
   ['pull', 'boolean', 'false'],
+  ['cacheTransport', 'pickList', 'auto'],
   ['additionalArguments', 'string', ''],
 ];
 const PICK_OPTIONS: Record<string, string[]> = {
@@ -108,6 +109,7 @@ const PICK_OPTIONS: Record<string, string[]> = {
   cacheCompression: ['gzip', 'zstd', 'uncompressed'],
   driver: ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'],
   builderLifetime: ['auto', 'job', 'agent'],
+  cacheTransport: ['auto', 'direct', 'folder'],
 };
 const OUTPUT_VARIABLES = ['cacheHit', 'cacheKey', 'cacheRestoredKey', 'imageId', 'digest', 'metadataFile', 'builderName'];
 
@@ -174,6 +176,7 @@ describe('task.json: the public contract and the classic editor', () => {
       'cacheKey',
       'cacheMode',
       'cacheScope',
+      'cacheTransport',
       'driverOptions',
       'endpoint',
       'failOnCacheError',
@@ -244,7 +247,7 @@ describe('task.json: the public contract and the classic editor', () => {
     );
     assert.deepEqual(
       task.inputs.filter((i) => i.groupName === 'advanced').map((i) => i.name),
-      ['buildContexts', 'annotations', 'provenance', 'sbom', 'addPipelineData', 'noCache', 'pull', 'additionalArguments'],
+      ['buildContexts', 'annotations', 'provenance', 'sbom', 'addPipelineData', 'noCache', 'pull', 'cacheTransport', 'additionalArguments'],
     );
   });
 

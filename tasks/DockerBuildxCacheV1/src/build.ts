@@ -28,6 +28,11 @@ export interface BuildCache extends CacheFlags {
   readonly onImportCorrupt: () => Promise<void>;
   /** The cache export failed: called before the build runs again without it. */
   readonly onExportFailed: () => Promise<void>;
+  /**
+   * Whether the cache's source reported trouble during the build (the registry facade: the store
+   * failed, or a blob failed its digest): a failed build is then a cache failure, whatever BuildKit said.
+   */
+  readonly importTrouble?: () => Promise<boolean>;
 }
 
 /** Secrets given as values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
@@ -105,7 +110,7 @@ export async function buildWithCacheFallback(
   const invocation = { builder: builder.name, build: config.build, output: config.output, metadataFile, secretFiles };
   let from = cache.from;
   let outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
-  if (outcome.code !== 0 && from.length > 0 && isCacheContentFailure(outcome)) {
+  if (outcome.code !== 0 && from.length > 0 && (isCacheContentFailure(outcome) || (await cache.importTrouble?.()) === true)) {
     // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
     await cache.onImportCorrupt();
     const detail = lastError(outcome.stderr);

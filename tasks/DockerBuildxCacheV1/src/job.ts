@@ -1,5 +1,5 @@
 import { getTaskState, setTaskState } from './task/agent';
-import type { SaveJob } from './cache/save';
+import type { DirectSave, SaveJob } from './cache/save';
 import type { SummaryData } from './summary';
 
 /** What the main step hands the post-job step, as one JSON task variable. The post step recomputes nothing. */
@@ -13,8 +13,8 @@ export interface PostState {
   readonly cleanup: readonly string[];
   /** The job-private DOCKER_CONFIG, when the job has one: builders created there are removed there. */
   readonly dockerConfig?: string;
-  /** The save to do after the job, and when. */
-  readonly save?: SaveJob & { readonly when: 'onSuccess' | 'always' };
+  /** The save to do after the job, and when; `direct` when the export went through the registry facade. */
+  readonly save?: SaveJob & { readonly when: 'onSuccess' | 'always'; readonly direct?: DirectSave };
   readonly summary?: SummaryData;
 }
 

@@ -7,9 +7,19 @@ import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSec
 import type { Builder } from './docker/builder';
 import { Docker, type DockerCli } from './docker/cli';
 import type { CommitResult } from './cache/folder';
-import { planCache, withGates, type CacheKeys, type CachePlan } from './cache/plan';
+import { planCache, withGates, type CacheKeys, type CachePlan, type DirectPlan } from './cache/plan';
+import {
+  chooseTransport,
+  describeTransportReason,
+  instanceOnHostNetwork,
+  intendedTransport,
+  type TransportChoice,
+} from './cache/transport';
+import { createDockerConfig, agentDockerConfig } from './docker/config-dir';
+import { addLogin } from './facade/login';
+import type { Driver } from './config/types';
 import type { ExportSlot } from './cache/slot';
-import { saveToStore } from './cache/save';
+import { saveDirectToStore, saveToStore, endDirectUpload } from './cache/save';
 import { resolveKeys } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import { readConfig, taskSource } from './config/read';
@@ -18,6 +28,7 @@ import { loadMessages, loc } from './task/messages';
 import type { ScopeVariables } from './store/scopes';
 import { dockerSession, startSetup, type JobAgent } from './docker/setup';
 import { saveState, type PostState } from './job';
+import type { DirectSave } from './cache/save';
 import { summaryOfSave, type SummaryData } from './summary';
 
 /** The job so far, kept in the post-job step's state as it grows, so that a failure at any point leaves the post step what it needs. */
@@ -27,6 +38,11 @@ class JobRecord {
   constructor(tempRoot: string, summary: SummaryData) {
     this.state = { version: 1, cleanup: [tempRoot], summary };
     saveState(this.state);
+  }
+
+  /** The job-private DOCKER_CONFIG, once the docker session made one. */
+  get dockerConfig(): string | undefined {
+    return this.state.dockerConfig;
   }
 
   update(patch: Partial<Omit<PostState, 'version' | 'summary'>>, summary: Partial<SummaryData> = {}): void {
@@ -74,17 +90,89 @@ export async function runMain(): Promise<void> {
   // Then the buildx to use, before any buildx command; then the preflight and the builder, which do
   // not depend on the cache, while the cache is restored.
   const { docker, source } = await dockerSession(config, main.cli, main.tempRoot, job);
-  const setup = startSetup(docker, config, job, source, jobAgent());
-  const plan = await setup.during(planCache({ config, id: main.id, docker, keys, branch: main.branch, job }));
+  // A docker-container builder the task creates gets the host's network when the cache may go direct.
+  const builderConfig = intendedTransport(config.cache).transport === 'direct' ? withHostNetwork(config) : config;
+  const setup = startSetup(docker, builderConfig, job, source, jobAgent());
+  let plan = await setup.during(planCache({ config, id: main.id, docker, keys, branch: main.branch, job, tempRoot: main.tempRoot }));
   publishPlan(config, plan, job);
-  // The export slot is the main step's from here: committed after a good build, abandoned on any other way out.
+  // The export slot and the direct cache are the main step's from here: committed after a good build,
+  // abandoned (closed) on any other way out.
   try {
-    const { gates, builder } = await setup.show();
+    const { gates, builder, driver } = await setup.show();
     setOutput('builderName', builder.name);
-    await buildImage(main, docker, builder, await withGates(config, plan, gates));
+    plan = await confirmTransport(main, plan, driver.driver, builder.name);
+    const buildDocker = plan.direct === undefined ? docker : await facadeLogin(main, docker, plan.direct);
+    await buildImage(main, buildDocker, builder, await withGates(config, plan, gates));
   } finally {
     await plan.slot?.abandon();
+    await closeDirect(plan);
   }
+}
+
+const withHostNetwork = (config: Config): Config => ({ ...config, builder: { ...config.builder, hostNetwork: true } });
+
+/**
+ * A store's cache goes direct only with a builder that reaches this machine's loopback (see
+ * cache/transport.ts); otherwise the direct cache is closed and the entry restored into the
+ * folder after all. The log says which and why.
+ */
+async function confirmTransport(main: MainJob, plan: CachePlan, driver: Driver, builder: string): Promise<CachePlan> {
+  const { config, job } = main;
+  if (!isStoreBackend(config.cache.backend)) return plan;
+  const choice: TransportChoice =
+    plan.direct === undefined
+      ? intendedTransport(config.cache)
+      : chooseTransport(config.cache, {
+          driver,
+          builder,
+          endpoint: config.builder.endpoint,
+          dockerHost: process.env.DOCKER_HOST,
+          hostNetwork: driver === 'docker-container' && (await builderOnHostNetwork(job.dockerConfig, builder)),
+        });
+  const why = describeTransportReason(choice.reason);
+  job.update({}, { transport: `${choice.transport} (${why})` });
+  if (plan.direct === undefined) {
+    info(loc('TransportFolder', why));
+    return plan;
+  }
+  if (choice.transport === 'direct') {
+    info(loc('TransportDirect', plan.direct.cache.facade.host, why));
+    return plan;
+  }
+  info(loc('TransportFolder', why));
+  const folder = await plan.direct.fallback();
+  publishPlan(config, folder, job);
+  return folder;
+}
+
+/** Whether buildx keeps the builder as one on the host's network (its instance file in the docker config). */
+async function builderOnHostNetwork(dockerConfig: string | undefined, name: string): Promise<boolean> {
+  const file = path.join(dockerConfig ?? agentDockerConfig(), 'buildx', 'instances', name);
+  return instanceOnHostNetwork(await fs.promises.readFile(file, 'utf8').catch(() => ''));
+}
+
+/**
+ * The docker the build runs with the facade's login: the job-private DOCKER_CONFIG gets it, or, when
+ * the job has none, a copy of the agent's made for the build (with the builder just created in it).
+ * The password is a secret of the job.
+ */
+async function facadeLogin(main: MainJob, docker: Docker, direct: DirectPlan): Promise<Docker> {
+  const facade = direct.cache.facade;
+  setSecret(facade.password);
+  const dir = main.job.dockerConfig ?? (await createDockerConfig(path.join(main.tempRoot, 'docker-config-direct')));
+  await addLogin(dir, { host: facade.host, username: facade.username, password: facade.password });
+  return docker.withConfig(dir);
+}
+
+/** Stops the facade after the build; an upload that the main step neither saved nor handed on is ended. */
+async function closeDirect(plan: CachePlan): Promise<void> {
+  const direct = plan.direct;
+  if (direct === undefined) return;
+  await direct.cache.close().catch((err: unknown) => {
+    warn(loc('WarnDirectClose', (err as Error).message));
+  });
+  const sink = direct.cache.sink;
+  if (sink !== undefined && plan.save !== undefined && !direct.cache.handedOn) await endDirectUpload(plan.save, { leaseId: sink.leaseId });
 }
 
 /** Reads the inputs (a pull request from a fork saves nothing), registers the build secrets, and makes the job's own folder. */
@@ -128,11 +216,12 @@ async function buildImage({ config, tempRoot, job }: MainJob, docker: DockerCli,
     );
     job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
     if (plan.slot !== undefined && outcome.exported) await commitExport(config, job, plan.slot);
+    const direct = plan.direct === undefined ? undefined : await finishDirect(config, job, plan, plan.direct, outcome.exported);
     const digest = await setBuildOutputs(docker, config, metadataFile);
     job.update({}, { digest });
     if (plan.save !== undefined && config.cache.save === 'afterBuild') {
       const save = plan.save;
-      const saved = await job.timed(loc('PhaseSave'), () => saveToStore(save));
+      const saved = await job.timed(loc('PhaseSave'), () => (direct !== undefined ? saveDirectToStore(save, direct) : saveToStore(save)));
       job.update({}, summaryOfSave(saved));
     }
   } finally {
@@ -171,7 +260,11 @@ function publishPlan(config: Config, plan: CachePlan, job: JobRecord): void {
   if (config.cache.hitVar !== undefined) setVariable(config.cache.hitVar, plan.hit);
   if (plan.restoredKey !== undefined) setOutput('cacheRestoredKey', plan.restoredKey);
   const when = config.cache.save;
-  job.update(plan.save !== undefined && (when === 'onSuccess' || when === 'always') ? { save: { ...plan.save, when } } : {}, plan.summary);
+  const direct = plan.direct && { leaseId: plan.direct.cache.sink?.leaseId };
+  job.update(
+    plan.save !== undefined && (when === 'onSuccess' || when === 'always') ? { save: { ...plan.save, when, direct } } : {},
+    plan.summary,
+  );
 }
 
 function scopeVariables(): ScopeVariables {
@@ -197,7 +290,81 @@ function buildCache(cache: CachePlan): BuildCache {
     onExportFailed: async () => {
       await cache.slot?.abandon();
     },
+    importTrouble:
+      cache.direct === undefined
+        ? undefined
+        : async () => (await cache.direct?.cache.trouble())?.some((e) => e.kind === 'store' || e.kind === 'corrupt') === true,
   };
+}
+
+/**
+ * After a good build through the facade: what went wrong is cache trouble now (a store that
+ * failed, a blob that failed its digest, which also distrusts the entry), the figures go to the
+ * summary, and a complete export is handed to the save (after the build, or in the post-job step's
+ * state). Returns what to save; undefined when the export is not saved.
+ */
+async function finishDirect(
+  config: Config,
+  job: JobRecord,
+  plan: CachePlan,
+  direct: DirectPlan,
+  exported: boolean,
+): Promise<DirectSave | undefined> {
+  const cache = direct.cache;
+  const trouble = await cache.trouble();
+  const stats = cache.facade.stats;
+  job.update(
+    {},
+    {
+      bytesDownloaded: cache.bytesDownloaded,
+      direct: {
+        bytesServed: stats.bytesServed,
+        blobsServed: stats.served,
+        bytesUploaded: stats.bytesUploaded,
+        blobsUploaded: stats.uploaded,
+        acknowledged: stats.acknowledged,
+      },
+    },
+  );
+  info(
+    loc(
+      'DirectDone',
+      formatBytes(stats.bytesServed),
+      stats.served,
+      formatBytes(cache.bytesDownloaded),
+      formatBytes(stats.bytesUploaded),
+      stats.uploaded,
+      stats.acknowledged,
+    ),
+  );
+  if (trouble.some((e) => e.kind === 'corrupt')) await plan.distrust?.();
+  const said = new Set<string>();
+  for (const event of trouble) {
+    // One warning for each failure, not for each request it failed.
+    const what =
+      event.kind === 'store' ? `${event.operation}|${event.message}` : event.kind === 'committed' ? '' : `${event.kind}|${event.digest}`;
+    if (said.has(what)) continue;
+    said.add(what);
+    if (event.kind === 'store')
+      cacheTrouble(config.cache.failOnError, loc('WarnDirectStore', event.operation, event.digest ?? '-', event.message));
+    else if (event.kind === 'corrupt') cacheTrouble(config.cache.failOnError, loc('WarnDirectCorrupt', event.digest, event.message));
+    else if (event.kind === 'rejected') warn(loc('WarnDirectRejected', event.digest));
+  }
+  const sink = cache.sink;
+  if (sink === undefined || plan.save === undefined || !exported || plan.flags.to.length === 0) return undefined;
+  const layout = cache.exported;
+  if (layout === undefined) {
+    if (!trouble.some((e) => e.kind === 'store')) cacheTrouble(config.cache.failOnError, loc('WarnDirectNotExported'));
+    return undefined;
+  }
+  info(loc('DirectExported', layout.blobs.length, layout.root.digest));
+  const save: DirectSave = { leaseId: sink.leaseId, layout: { index: layout.index, blobs: layout.blobs } };
+  const when = config.cache.save;
+  if (when === 'onSuccess' || when === 'always') {
+    job.update({ save: { ...plan.save, when, direct: save } });
+  }
+  cache.handOn();
+  return save;
 }
 
 /** Commits the export in its own phase; cache trouble when that fails (the slot has then abandoned it). */

@@ -3,7 +3,7 @@ import { info, phase, uploadSummary, variable, warn } from './task/agent';
 import { pruneBuilder, removeBuilder } from './docker/builder';
 import { buffered, Docker, errorTail, type DockerCli, type RunResult } from './docker/cli';
 import { Background } from './util/background';
-import { saveToStore } from './cache/save';
+import { endDirectUpload, saveDirectToStore, saveToStore } from './cache/save';
 import { loadMessages, loc } from './task/messages';
 import { loadState, type PostState } from './job';
 import { renderSummary, summaryOfSave, type SummaryData } from './summary';
@@ -45,13 +45,16 @@ export async function runPost(docker?: DockerCli): Promise<void> {
 /** Saves when the job's status allows it. With failOnCacheError a failed save is returned as `error`, thrown after cleanup. */
 async function saveAfterJob(job: NonNullable<PostState['save']>): Promise<{ patch: Partial<SummaryData>; ms?: number; error?: Error }> {
   const status = variable('Agent.JobStatus') ?? 'Succeeded';
+  const direct = job.direct;
   if (job.when === 'onSuccess' && !SUCCEEDED.has(status.toLowerCase())) {
     info(loc('SaveSkippedJobStatus', status));
+    if (direct !== undefined) await endDirectUpload(job, direct);
     return { patch: { saved: { status: 'skipped', reason: `the job's status is ${status}` } } };
   }
   const start = Date.now();
+  const save = direct !== undefined ? () => saveDirectToStore(job, direct) : () => saveToStore(job);
   try {
-    return { patch: summaryOfSave(await phase(loc('PhaseSave'), () => saveToStore(job))), ms: Date.now() - start };
+    return { patch: summaryOfSave(await phase(loc('PhaseSave'), save)), ms: Date.now() - start };
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
     return { patch: { saved: { status: 'failed', reason: error.message } }, ms: Date.now() - start, error };

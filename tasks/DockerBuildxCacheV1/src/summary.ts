@@ -12,6 +12,19 @@ export interface SummaryData {
   readonly restored?: { readonly key: string; readonly scope: string; readonly created: string };
   readonly bytesRestored?: number;
   readonly bytesDownloaded?: number;
+  /** `direct` or `folder`, and why, for a store's cache. */
+  readonly transport?: string;
+  /** What went through the registry facade (the direct transport). */
+  readonly direct?: {
+    /** Bytes served to BuildKit, in whole blobs verified. */
+    readonly bytesServed: number;
+    readonly blobsServed: number;
+    /** Bytes BuildKit uploaded into the store, in blobs. */
+    readonly bytesUploaded: number;
+    readonly blobsUploaded: number;
+    /** Blobs of the export the store already had: no upload. */
+    readonly acknowledged: number;
+  };
   readonly steps?: { readonly cached: number; readonly total: number };
   readonly digest?: string;
   readonly saved?: {
@@ -40,7 +53,16 @@ export function renderSummary(s: SummaryData): string {
   if (s.restored !== undefined)
     rows.push(['Restored entry', `${code(s.restored.key)} from ${code(s.restored.scope)}, saved ${cell(s.restored.created)}`]);
   if (s.bytesRestored !== undefined) rows.push(['Bytes restored', formatBytes(s.bytesRestored)]);
+  if (s.transport !== undefined) rows.push(['Cache transport', cell(s.transport)]);
   if (s.bytesDownloaded !== undefined) rows.push(['Bytes downloaded', formatBytes(s.bytesDownloaded)]);
+  if (s.direct !== undefined) {
+    const d = s.direct;
+    rows.push(['Served to BuildKit', `${formatBytes(d.bytesServed)} in ${d.blobsServed} blobs`]);
+    rows.push([
+      'Uploaded by BuildKit',
+      `${formatBytes(d.bytesUploaded)} in ${d.blobsUploaded} blobs; ${d.acknowledged} blobs the store had`,
+    ]);
+  }
   if (s.saved !== undefined) {
     const saved = s.saved;
     const text =

@@ -1,4 +1,5 @@
-import { formatBytes } from '../task/agent';
+import * as os from 'os';
+import { formatBytes, info } from '../task/agent';
 import type { CacheFlags } from '../docker/args';
 import type { DockerCli } from '../docker/cli';
 import type { Gates } from '../docker/preflight';
@@ -12,6 +13,8 @@ import type { SummaryData } from '../summary';
 import { prepareRegistry, registryRefs } from './registry';
 import { describeStore, openStore, storeSpec, type SaveJob, type StoreSpec } from './save';
 import { prepareFolder, prepareFromStore, type PreparedCache } from './session';
+import { DirectCache } from './direct';
+import { intendedTransport } from './transport';
 import type { ExportSlot } from './slot';
 import { cacheTrouble } from './trouble';
 
@@ -32,6 +35,8 @@ export interface PlanContext {
   /** The branch and pull request, which decide the scopes read and written. */
   readonly branch: ScopeVariables;
   readonly job: Pick<Recorder, 'timed'>;
+  /** The job's own folder, where the registry facade spools chunked uploads. */
+  readonly tempRoot?: string;
 }
 
 /** What one backend decided before the build: the cache flags and the export slot, the outputs, and the save. */
@@ -49,6 +54,17 @@ export interface CachePlan {
   readonly summary: Partial<SummaryData>;
   /** The save this job may do, after the build or after the job; none when the cache is read-only. */
   readonly save?: SaveJob;
+  /**
+   * The direct transport (`local` and `azureBlob`): the registry facade over the store, which the
+   * main step keeps only if the builder reaches it, and closes after the build.
+   */
+  readonly direct?: DirectPlan;
+}
+
+export interface DirectPlan {
+  readonly cache: DirectCache;
+  /** The folder's plan instead, when the builder cannot reach the facade: the direct cache is closed and its upload ended first. */
+  readonly fallback: () => Promise<CachePlan>;
 }
 
 const NO_CACHE: CacheFlags = { from: [], to: [] };
@@ -92,6 +108,19 @@ async function fromStore(ctx: PlanContext): Promise<CachePlan> {
     cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', describeStore(spec), (err as Error).message));
     return { flags: NO_CACHE, hit: 'false', summary: { hit: 'false' } };
   }
+  if (intendedTransport(config.cache).transport === 'direct') return direct(ctx, keys, store, spec, scopes);
+  return folderFromStore(ctx, keys, store, spec, scopes);
+}
+
+/** The store's entry restored into the cache folder, which BuildKit imports, and the export saved from it. */
+async function folderFromStore(
+  ctx: PlanContext,
+  keys: CacheKeys,
+  store: CacheStore,
+  spec: StoreSpec,
+  scopes: ScopePlan,
+): Promise<CachePlan> {
+  const { config } = ctx;
   const cache = await ctx.job.timed(
     loc('PhaseRestore'),
     () => prepareFromStore(config, ctx.id, store, keys.key, keys.restoreKeys, scopes),
@@ -112,6 +141,59 @@ async function fromStore(ctx: PlanContext): Promise<CachePlan> {
       restored: restored && { key: restored.key, scope: restored.scope, created: restored.created },
     },
     save: saveJob(config, spec, scopes, keys.key),
+  };
+}
+
+/**
+ * The store served to BuildKit as a registry on loopback: the entry for the key opened (not
+ * restored: BuildKit reads the blobs it needs), and an upload begun for the export. A store that
+ * fails here is cache trouble, and the build runs without the cache.
+ */
+async function direct(ctx: PlanContext, keys: CacheKeys, store: CacheStore, spec: StoreSpec, scopes: ScopePlan): Promise<CachePlan> {
+  const { config } = ctx;
+  const save = saveJob(config, spec, scopes, keys.key);
+  let cache: DirectCache;
+  try {
+    cache = await ctx.job.timed(
+      loc('PhaseRestore'),
+      () =>
+        DirectCache.open({
+          store,
+          scopes: scopes.read,
+          key: keys.key,
+          restoreKeys: keys.restoreKeys,
+          save: save !== undefined,
+          spoolDir: ctx.tempRoot ?? os.tmpdir(),
+        }),
+      (c) => loc('DirectOpened', c.hit, c.opened?.entry.blobs.length ?? 0),
+    );
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', store.description, (err as Error).message));
+    return { flags: NO_CACHE, hit: 'false', summary: { hit: 'false' } };
+  }
+  for (const skipped of cache.skipped) cacheTrouble(config.cache.failOnError, loc('WarnEntrySkipped', skipped));
+  const e = cache.entry;
+  if (e === undefined) info(loc('CacheMiss', store.description, scopes.read.join(', ')));
+  else info(loc('DirectEntry', cache.hit, e.key, e.scope, e.created, cache.opened?.entry.blobs.length ?? 0));
+  // The entry's last use, as a restore records it: retention keeps what builds use.
+  if (e !== undefined) await store.touch(e, new Date()).catch(() => undefined);
+  const hit = cache.hit;
+  return {
+    flags: cache.flags(config.cache.mode, config.cache.compression),
+    distrust: e === undefined ? undefined : () => store.distrust(e),
+    hit,
+    restoredKey: e?.key,
+    summary: { hit, restored: e && { key: e.key, scope: e.scope, created: e.created } },
+    save,
+    direct: {
+      cache,
+      fallback: async () => {
+        await cache.close().catch(() => undefined);
+        if (cache.sink !== undefined) await store.endUpload(cache.sink.leaseId).catch(() => undefined);
+        return folderFromStore(ctx, keys, store, spec, scopes);
+      },
+    },
   };
 }
 

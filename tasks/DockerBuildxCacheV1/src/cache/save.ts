@@ -9,7 +9,7 @@ import { folderState } from '../oci/cachedir';
 import { INDEX_FILE } from '../oci/layout';
 import { AzureBlobStore } from '../store/blob';
 import { LocalStore } from '../store/local';
-import type { CacheStore, SaveOutcome, SaveResult } from '../store/types';
+import type { BlobRef, CacheStore, SaveOutcome, SaveResult } from '../store/types';
 import { cacheTrouble } from './trouble';
 
 /** Which store, and where: no secret, so that it can go to the post-job step. */
@@ -55,12 +55,59 @@ export interface SaveJob {
   readonly failOnError: boolean;
 }
 
+/** An export through the registry facade, as the post-job step saves it: its index and blobs, and the upload that holds them. */
+export interface DirectSave {
+  /** The store's upload lease (BlobSink.leaseId): ended by the save, or without one. */
+  readonly leaseId?: string;
+  /** The export, once its manifest arrived complete: saved as the entry (saveLayout). */
+  readonly layout?: { readonly index: unknown; readonly blobs: readonly BlobRef[] };
+}
+
 /** Saves the cache folder as the newest version of its key, then applies retention. */
 export async function saveToStore(job: SaveJob, open: (spec: StoreSpec) => CacheStore = openStore): Promise<SaveOutcome> {
   if (!fs.existsSync(path.join(job.cacheDir, INDEX_FILE)) || (await folderState(job.cacheDir)) === 'foreign') {
     info(loc('NothingToSave', job.cacheDir));
     return { skipped: loc('NothingToSave', job.cacheDir) };
   }
+  return saveWith(job, open, (store, request) => store.save({ ...request, cacheDir: job.cacheDir }));
+}
+
+/**
+ * Saves an export that came through the registry facade: its blobs are in the store already, under
+ * the upload's lease, and the entry is written now (saveLayout), then retention as after any save.
+ * Without a complete export nothing is saved and the upload is ended.
+ */
+export async function saveDirectToStore(
+  job: SaveJob,
+  direct: DirectSave,
+  open: (spec: StoreSpec) => CacheStore = openStore,
+): Promise<SaveOutcome> {
+  const layout = direct.layout;
+  if (layout === undefined) {
+    await endDirectUpload(job, direct, open);
+    info(loc('NothingToSaveDirect'));
+    return { skipped: loc('NothingToSaveDirect') };
+  }
+  return saveWith(job, open, (store, request) =>
+    store.saveLayout({ ...request, index: layout.index, blobs: layout.blobs, leaseId: direct.leaseId }),
+  );
+}
+
+/** Ends the upload of an export that is not saved; a failure is only logged: the lease expires by itself. */
+export async function endDirectUpload(job: SaveJob, direct: DirectSave, open: (spec: StoreSpec) => CacheStore = openStore): Promise<void> {
+  const leaseId = direct.leaseId;
+  if (leaseId === undefined) return;
+  try {
+    await open(job.store).endUpload(leaseId);
+  } catch (err) {
+    info(loc('UploadNotEnded', (err as Error).message));
+  }
+}
+
+type SaveCall = (store: CacheStore, request: { key: string; segments: readonly string[]; scope: string; now: Date }) => Promise<SaveResult>;
+
+/** Opens the store, saves with `call`, then applies retention. */
+async function saveWith(job: SaveJob, open: (spec: StoreSpec) => CacheStore, call: SaveCall): Promise<SaveOutcome> {
   let store: CacheStore;
   try {
     store = open(job.store);
@@ -71,13 +118,7 @@ export async function saveToStore(job: SaveJob, open: (spec: StoreSpec) => Cache
   let result: SaveResult | undefined;
   let failure: string | undefined;
   try {
-    result = await store.save({
-      cacheDir: job.cacheDir,
-      key: job.segments.join('|'),
-      segments: job.segments,
-      scope: job.scope,
-      now: new Date(),
-    });
+    result = await call(store, { key: job.segments.join('|'), segments: job.segments, scope: job.scope, now: new Date() });
     if (result.status === 'unchanged') info(loc('SaveUnchanged', result.entry.key, result.entry.scope));
     else info(loc('Saved', result.entry.key, result.entry.scope, formatBytes(result.newBytes), result.newBlobs));
   } catch (err) {

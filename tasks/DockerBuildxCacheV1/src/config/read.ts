@@ -16,6 +16,7 @@ import {
   CACHE_MODES,
   CACHE_SCOPES,
   COMPRESSIONS,
+  CACHE_TRANSPORTS,
   DRIVERS,
   isStoreBackend,
   OUTPUT_KINDS,
@@ -188,6 +189,7 @@ function readCache(src: Inputs, resolve: (p: string) => string, build: BuildConf
     retentionDays,
     hitVar,
     failOnError: readBool(src, Input.failOnCacheError),
+    transport: pick(src, Input.cacheTransport, CACHE_TRANSPORTS),
     registryRef,
     azure,
   };

@@ -4,7 +4,7 @@ import { isStoreBackend, type CacheBackend, type DriverSetting, type OutputKind 
 // Cross-field rules: which inputs an input's value makes required, checked or without effect.
 
 /** Inputs that only the stores read, both of them or one. */
-const STORE_INPUTS = [Input.cacheKey, Input.restoreKeys, Input.retentionDays];
+const STORE_INPUTS = [Input.cacheKey, Input.restoreKeys, Input.retentionDays, Input.cacheTransport];
 /** Inputs that the stores and the registry cache read. */
 const SCOPED_INPUTS = [Input.cacheScope];
 const LOCAL_INPUTS = [Input.localStorePath];

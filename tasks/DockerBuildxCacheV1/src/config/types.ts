@@ -15,6 +15,9 @@ export const CACHE_MODES = ['max', 'min'] as const;
 export type CacheMode = (typeof CACHE_MODES)[number];
 export const COMPRESSIONS = ['gzip', 'zstd', 'uncompressed'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
+/** How BuildKit reaches a store's cache: `direct` through the registry facade on loopback, `folder` through the cache folder. */
+export const CACHE_TRANSPORTS = ['auto', 'direct', 'folder'] as const;
+export type CacheTransportSetting = (typeof CACHE_TRANSPORTS)[number];
 /** `auto` picks `docker` or `docker-container` once the engine's image store is known (docker/driver.ts). */
 export const DRIVERS = ['auto', 'docker-container', 'docker', 'kubernetes', 'remote'] as const;
 export type DriverSetting = (typeof DRIVERS)[number];
@@ -76,6 +79,8 @@ export interface CacheConfig {
   /** A variable to set to the hit kind, as Cache@2's cacheHitVar. */
   readonly hitVar?: string;
   readonly failOnError: boolean;
+  /** `cacheTransport`, for `local` and `azureBlob`: `auto` picks per backend (cache/transport.ts). */
+  readonly transport: CacheTransportSetting;
   /** For `registry`: the image reference BuildKit keeps its cache at. */
   readonly registryRef?: string;
   /** For `azureBlob`: the container, and the service connection unless the secret input says how to reach it. */
@@ -113,6 +118,12 @@ export interface BuilderConfig {
    * `buildx prune --keep-storage` takes it; undefined: not pruned.
    */
   readonly keepStorage?: string;
+  /**
+   * Set by the main step, not an input: a `docker-container` builder the task creates gets
+   * `--driver-opt network=host` (unless driverOptions names a network), so that it reaches the
+   * registry facade on the host's loopback.
+   */
+  readonly hostNetwork?: boolean;
 }
 
 export interface Config {

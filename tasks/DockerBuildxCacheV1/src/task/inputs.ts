@@ -64,6 +64,7 @@ export const Input = {
   addPipelineData: 'addPipelineData',
   noCache: 'noCache',
   pull: 'pull',
+  cacheTransport: 'cacheTransport',
   additionalArguments: 'additionalArguments',
 } as const;
 

@@ -1,0 +1,154 @@
+import { cacheRoot, parseIndex, type Descriptor } from '../oci/layout';
+import { candidates } from '../store/select';
+import { EntryUnusableError, type BlobSink, type CacheStore, type EntryHead, type HitKind, type OpenedEntry } from '../store/types';
+import type { CacheFlags } from '../docker/args';
+import type { CacheMode, Compression } from '../config/types';
+import { RegistryFacade } from '../facade/facade';
+import { facadeCacheFlags } from '../facade/flags';
+import type { EntryReader, EntryWriter, ExportedLayout, FacadeEvent } from '../facade/types';
+
+/** What the direct transport needs: the store, what to look for in it, and whether the export is saved. */
+export interface DirectRequest {
+  readonly store: CacheStore;
+  readonly scopes: readonly string[];
+  readonly key: readonly string[];
+  readonly restoreKeys: readonly (readonly string[])[];
+  /** Whether the export goes to the store: an upload begins, under its lease. */
+  readonly save: boolean;
+  /** Where the facade spools chunked uploads. */
+  readonly spoolDir: string;
+  readonly now?: Date;
+}
+
+/** The restored entry as the facade reads it: its root, its blobs, and the store's stream of each. */
+export function entryReader(opened: OpenedEntry): EntryReader {
+  const index = parseIndex(JSON.stringify(opened.entry.index ?? null), "the entry's index");
+  const root: Descriptor | undefined = cacheRoot(index);
+  if (root === undefined) throw new EntryUnusableError('its index has no manifest tagged "latest"');
+  const mediaType = root.mediaType;
+  if (mediaType === undefined) throw new EntryUnusableError('its root has no media type');
+  return {
+    root: { ...root, mediaType },
+    blobs: opened.entry.blobs,
+    open: (digest, signal) => opened.open(digest, signal),
+  };
+}
+
+/**
+ * The export's side of the facade: the store's upload, blob by blob. The commit writes nothing: the
+ * facade keeps the layout (`exported`), which the post-job step saves as the entry (saveLayout),
+ * so that a build or a job that fails after the export writes no entry.
+ */
+export function uploadWriter(sink: BlobSink): EntryWriter {
+  return {
+    has: (digest, signal) => sink.has(digest, signal),
+    put: (blob, body, signal) => sink.put(blob, body, signal),
+    commit: () => Promise.resolve(),
+  };
+}
+
+/**
+ * The cache of one build through the registry facade: the best entry for the key opened in the
+ * store (the exact key first, then each restore key, in the scopes in order, newest first; an entry
+ * that cannot be opened is skipped, as a restore skips it), an upload begun for the export, and
+ * the facade serving both on loopback. Its owner closes it after the build.
+ */
+export class DirectCache {
+  private closed = false;
+  private handed = false;
+
+  private constructor(
+    readonly facade: RegistryFacade,
+    readonly hit: HitKind,
+    /** Entries skipped, each with why. */
+    readonly skipped: readonly string[],
+    readonly opened?: OpenedEntry,
+    readonly sink?: BlobSink,
+  ) {}
+
+  static async open(req: DirectRequest): Promise<DirectCache> {
+    const listed = await req.store.list(req.scopes);
+    const skipped = [...listed.skipped];
+    let found: { opened: OpenedEntry; reader: EntryReader; hit: HitKind } | undefined;
+    for (const candidate of candidates(listed.entries, req.scopes, req.key, req.restoreKeys, req.now ?? new Date())) {
+      let opened: OpenedEntry | undefined;
+      try {
+        opened = await req.store.openEntry(candidate.entry);
+        found = { opened, reader: entryReader(opened), hit: candidate.hit };
+        break;
+      } catch (err) {
+        await opened?.close().catch(() => undefined);
+        if (!(err instanceof EntryUnusableError)) throw err;
+        const e = candidate.entry;
+        skipped.push(`${e.key} (${e.scope}, ${e.created}): ${err.message}`);
+      }
+    }
+    let sink: BlobSink | undefined;
+    try {
+      sink = req.save ? await req.store.beginUpload() : undefined;
+      const facade = await RegistryFacade.start({
+        reader: found?.reader,
+        writer: sink === undefined ? undefined : uploadWriter(sink),
+        spoolDir: req.spoolDir,
+      });
+      return new DirectCache(facade, found?.hit ?? 'false', skipped, found?.opened, sink);
+    } catch (err) {
+      await found?.opened.close().catch(() => undefined);
+      if (sink !== undefined) await req.store.endUpload(sink.leaseId).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Whether the upload went on to a save (the main step's, or the post-job step's state): its lease is the save's to end. */
+  get handedOn(): boolean {
+    return this.handed;
+  }
+
+  handOn(): void {
+    this.handed = true;
+  }
+
+  /** The restored entry, when there is one. */
+  get entry(): EntryHead | undefined {
+    return this.opened?.entry;
+  }
+
+  /** The `--cache-from` and `--cache-to` specs that point BuildKit at the facade. */
+  flags(mode: CacheMode, compression: Compression): CacheFlags {
+    return facadeCacheFlags(
+      {
+        importRef: this.opened === undefined ? undefined : this.facade.importRef,
+        exportRef: this.sink === undefined ? undefined : this.facade.exportRef,
+      },
+      mode,
+      compression,
+    );
+  }
+
+  /** The export, once its manifest arrived complete with every blob in the store. */
+  get exported(): ExportedLayout | undefined {
+    return this.facade.exported;
+  }
+
+  /** What went wrong so far, after the requests in flight are done. */
+  async trouble(): Promise<FacadeEvent[]> {
+    await this.facade.idle();
+    return this.facade.events.filter((e) => e.kind !== 'committed');
+  }
+
+  /** Bytes that came from the store over the network (a remote store). */
+  get bytesDownloaded(): number {
+    return this.opened?.bytesDownloaded ?? 0;
+  }
+
+  /** Stops the facade and releases the entry's lease; the upload's lease is the save's (or endUpload's). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.facade.close();
+    } finally {
+      await this.opened?.close();
+    }
+  }
+}

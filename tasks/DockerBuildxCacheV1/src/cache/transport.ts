@@ -1,0 +1,147 @@
+import type { CacheConfig, Driver } from '../config/types';
+import { isStoreBackend } from '../config/types';
+import { loc } from '../task/messages';
+
+/** How BuildKit reaches a store's cache: the registry facade on loopback, or the cache folder. */
+export type Transport = 'direct' | 'folder';
+
+/**
+ * What `cacheTransport: auto` picks for each store, measured (README, "The store as a registry"):
+ * `azureBlob` downloads only the blobs a build reads and uploads the export straight into the
+ * store; `local` restores by hard links, which the folder path does in no time, so it stays there.
+ */
+export const AUTO_TRANSPORT: Readonly<Record<'local' | 'azureBlob', Transport>> = { local: 'folder', azureBlob: 'direct' };
+
+/** Why a job uses the transport it does. */
+export type TransportReason =
+  /** The backend keeps no store: the question does not arise. */
+  | { readonly kind: 'noStore' }
+  /** `cacheTransport` names it. */
+  | { readonly kind: 'input' }
+  /** `auto`, per backend. */
+  | { readonly kind: 'auto'; readonly backend: 'local' | 'azureBlob' }
+  /** Direct, and the builder reaches this machine's loopback. */
+  | { readonly kind: 'reaches'; readonly driver: Driver; readonly builder: string }
+  /** The docker engine (DOCKER_HOST, or the docker driver's endpoint) may be another machine's. */
+  | { readonly kind: 'remoteEngine'; readonly engine: string }
+  /** A docker-container builder whose container is not on the host's network. */
+  | { readonly kind: 'noHostNetwork'; readonly builder: string }
+  /** A remote builder whose address is neither a unix socket nor loopback. */
+  | { readonly kind: 'remoteAddress'; readonly endpoint: string }
+  /** Kubernetes builders run in pods. */
+  | { readonly kind: 'kubernetes' };
+
+export interface TransportChoice {
+  readonly transport: Transport;
+  readonly reason: TransportReason;
+}
+
+/** The builder the build runs on, as far as reaching this machine's loopback goes. */
+export interface ReachFacts {
+  readonly driver: Driver;
+  /** The builder's name (the docker driver's is the context, `default`). */
+  readonly builder: string;
+  /** The `endpoint` input: the docker driver's context, a docker-container builder's engine, a remote builder's address. */
+  readonly endpoint?: string;
+  /** DOCKER_HOST of the docker the task runs, when set. */
+  readonly dockerHost?: string;
+  /** For docker-container: whether the builder's container uses the host's network (`network=host`). */
+  readonly hostNetwork: boolean;
+}
+
+/**
+ * What the job means to use before the builder is known: `folder` for the backends without a
+ * store and when the input or `auto` says so, else `direct` (which the builder must then confirm,
+ * see chooseTransport). A `docker-container` builder the task creates gets `network=host` only when
+ * this is `direct`.
+ */
+export function intendedTransport(cache: Pick<CacheConfig, 'backend' | 'transport'>): TransportChoice {
+  const backend = cache.backend;
+  if (!isStoreBackend(backend)) return { transport: 'folder', reason: { kind: 'noStore' } };
+  if (cache.transport !== 'auto') return { transport: cache.transport, reason: { kind: 'input' } };
+  return { transport: AUTO_TRANSPORT[backend], reason: { kind: 'auto', backend } };
+}
+
+/** A docker or BuildKit address on this machine: a unix socket, or TCP to loopback. */
+export function isLocalAddress(address: string): boolean {
+  const a = address.trim().toLowerCase();
+  if (a.startsWith('unix://')) return true;
+  const tcp = /^(?:tcp|http|https):\/\/(\[[^\]]*\]|[^:/]*)/.exec(a);
+  if (tcp === null) return false;
+  const host = tcp[1] ?? '';
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * The transport of the build, once the builder is known: the intended one, except that `direct`
+ * needs a builder that reaches this machine's loopback, where the facade listens:
+ *
+ * - `docker`: the engine's own BuildKit, on the host's network, when the engine is this machine's
+ *   (DOCKER_HOST unset, a unix socket or loopback; no `endpoint`, which names another context);
+ * - `docker-container`: a builder on the host's network (`network=host`, which the task gives the
+ *   builders it creates), on this machine's engine;
+ * - `remote`: a BuildKit daemon on a unix socket or loopback;
+ * - `kubernetes`: never.
+ *
+ * Otherwise the folder, and the reason says why.
+ */
+export function chooseTransport(cache: Pick<CacheConfig, 'backend' | 'transport'>, facts: ReachFacts): TransportChoice {
+  const intended = intendedTransport(cache);
+  if (intended.transport === 'folder') return intended;
+  const folder = (reason: TransportReason): TransportChoice => ({ transport: 'folder', reason });
+  const engineIsLocal = facts.dockerHost === undefined || facts.dockerHost === '' || isLocalAddress(facts.dockerHost);
+  switch (facts.driver) {
+    case 'docker':
+      if (facts.endpoint !== undefined && facts.endpoint !== 'default') return folder({ kind: 'remoteEngine', engine: facts.endpoint });
+      if (!engineIsLocal) return folder({ kind: 'remoteEngine', engine: facts.dockerHost ?? '' });
+      break;
+    case 'docker-container':
+      if (facts.endpoint !== undefined && !isLocalAddress(facts.endpoint)) return folder({ kind: 'remoteEngine', engine: facts.endpoint });
+      if (facts.endpoint === undefined && !engineIsLocal) return folder({ kind: 'remoteEngine', engine: facts.dockerHost ?? '' });
+      if (!facts.hostNetwork) return folder({ kind: 'noHostNetwork', builder: facts.builder });
+      break;
+    case 'remote':
+      if (facts.endpoint === undefined || !isLocalAddress(facts.endpoint))
+        return folder({ kind: 'remoteAddress', endpoint: facts.endpoint ?? '' });
+      break;
+    case 'kubernetes':
+      return folder({ kind: 'kubernetes' });
+  }
+  return { transport: 'direct', reason: { kind: 'reaches', driver: facts.driver, builder: facts.builder } };
+}
+
+/** Why, in words, for the log. */
+export function describeTransportReason(reason: TransportReason): string {
+  switch (reason.kind) {
+    case 'noStore':
+      return loc('TransportWhyNoStore');
+    case 'input':
+      return loc('TransportWhyInput');
+    case 'auto':
+      return loc('TransportWhyAuto', AUTO_TRANSPORT[reason.backend], reason.backend);
+    case 'reaches':
+      return loc('TransportWhyReaches', reason.driver, reason.builder);
+    case 'remoteEngine':
+      return loc('TransportWhyRemoteEngine', reason.engine);
+    case 'noHostNetwork':
+      return loc('TransportWhyNoHostNetwork', reason.builder);
+    case 'remoteAddress':
+      return loc('TransportWhyRemoteAddress', reason.endpoint);
+    case 'kubernetes':
+      return loc('TransportWhyKubernetes');
+  }
+}
+
+/**
+ * Whether a buildx builder instance, as buildx stores it (`<DOCKER_CONFIG>/buildx/instances/<name>`,
+ * JSON), runs every node on the host's network: `DriverOpts.network` is `host`.
+ */
+export function instanceOnHostNetwork(instance: string): boolean {
+  try {
+    const parsed = JSON.parse(instance) as { Nodes?: { DriverOpts?: Record<string, string> | null }[] | null };
+    const nodes = parsed.Nodes ?? [];
+    return nodes.length > 0 && nodes.every((n) => n.DriverOpts?.network === 'host');
+  } catch {
+    return false;
+  }
+}
