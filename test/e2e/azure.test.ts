@@ -51,6 +51,8 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
     fs.rmSync(w.cacheDir, { recursive: true, force: true });
     return w.job(name, {
       cacheBackend: 'azureBlob',
+      // The store restored into the cache folder (cacheTransport auto is direct for azureBlob: direct.test.ts).
+      cacheTransport: 'folder',
       storageConnectionString: connectionString(azurite.blobUrl),
       storageContainer: container.containerName,
       ...inputs,
@@ -125,7 +127,12 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
 
   it('an unreachable store: warnings, and the job builds and succeeds without the cache', async () => {
     const unreachable = connectionString('http://127.0.0.1:9/devstoreaccount1');
-    const job = await w.job('store down', { cacheBackend: 'azureBlob', storageConnectionString: unreachable }, {}, {});
+    const job = await w.job(
+      'store down',
+      { cacheBackend: 'azureBlob', cacheTransport: 'folder', storageConnectionString: unreachable },
+      {},
+      {},
+    );
     assert.equal(job.main.result, 'Succeeded', job.main.stdout);
     assert.equal(job.post.result, 'Succeeded', job.post.stdout);
     assert.equal(job.main.outputs.cacheHit, 'false');

@@ -159,6 +159,8 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
     const container = freshContainer(azurite.blobUrl, 'e2e-hosted');
     const inputs = {
       cacheBackend: 'azureBlob',
+      // The folder's local export (reset=true) is this row's subject; direct.test.ts covers the facade.
+      cacheTransport: 'folder',
       storageConnectionString: connectionString(azurite.blobUrl),
       storageContainer: container.containerName,
       output: 'tar',
