@@ -311,8 +311,15 @@ function folderPhases(j: JobMeasure): number {
 
 /** Which builder driver and cache transport the task chose on an engine, as its log says, per alternative. */
 function driversLine(r: Results, engine: EngineKind): string[] {
+  // What differs from job to job (the facade's port, the builder's and the agent's names) is left out, and so is the closing stop.
+  const tidy = (text: string): string =>
+    text
+      .replace(/127\.0\.0\.1:\d+/g, '127.0.0.1')
+      .replace(/buildx-cache-[0-9a-z-]+/g, 'buildx-cache-…')
+      .replace(/'bench-self-hosted[a-z-]*-[0-9a-f]+'/g, "the pipeline's agent")
+      .replace(/\.$/, '');
   const said = (a: Alternative, pick: (j: JobMeasure) => string | undefined): string[] => [
-    ...new Set(jobsOf(r, engine, 'revisions', a).flatMap((j) => pick(j) ?? [])),
+    ...new Set(jobsOf(r, engine, 'revisions', a).flatMap((j) => tidy(pick(j) ?? '') || [])),
   ];
   const seen = taskAltsOn(r, engine).map((a) => {
     const lifetimes = said(a, (j) => j.lifetime);
@@ -321,7 +328,9 @@ function driversLine(r: Results, engine: EngineKind): string[] {
   });
   if (seen.length === 0) return [];
   return [
-    `The task's builder, its lifetime and the cache transport on the ${ENGINE_TITLES[engine]}, as its log says: ${seen.join('. ')}.`,
+    `The task's builder, its lifetime and the cache transport on the ${ENGINE_TITLES[engine]}, as its log says:`,
+    '',
+    ...seen.map((l) => `- ${l}.`),
     '',
   ];
 }
@@ -401,6 +410,29 @@ function largeTable(r: Results): string[] {
   ];
 }
 
+/**
+ * Milliseconds of [from, to) given to labels: each moment to the first label (in the order given)
+ * with an interval under way then, else to `rest`. Every label given has an entry (0 when it had none).
+ */
+export function attribute(
+  labelled: readonly (readonly [string, readonly (readonly [number, number])[]])[],
+  from: number,
+  to: number,
+  rest: string,
+): Map<string, number> {
+  const out = new Map<string, number>([...labelled.map(([label]): [string, number] => [label, 0]), [rest, 0]]);
+  const cuts = [...new Set([from, to, ...labelled.flatMap(([, spans]) => spans.flat()).filter((t) => t > from && t < to)])].sort(
+    (a, b) => a - b,
+  );
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const a = cuts[i] ?? 0;
+    const b = cuts[i + 1] ?? 0;
+    const label = labelled.find(([, spans]) => spans.some(([s, e]) => s <= a && e >= b))?.[0] ?? rest;
+    out.set(label, (out.get(label) ?? 0) + b - a);
+  }
+  return out;
+}
+
 /** Milliseconds of one task job by part, from its probes: the main step, then the post-job step. */
 export function breakdown(j: JobMeasure): Map<string, number> {
   const parts = new Map<string, number>();
@@ -431,28 +463,49 @@ export function breakdown(j: JobMeasure): Map<string, number> {
   const accounted = sum([...parts.values()]);
   add('main: the rest (between phases, outputs, exit)', p.mainMs - accounted);
 
-  const postStart = sum([...parts.values()]);
-  add('post: Node.js start-up', p.post.preload - p.post.origin);
-  add('post: loading post.js (compile, top level)', module(p.post));
-  if (lazy(p.post) > 0) add('post: loading remote.js (Azure SDK)', lazy(p.post));
-  // The Save cache groups, less the loading of remote.js inside them, which has a row of its own.
-  const saveGroups: number[] = [];
+  // The post step's wall time, each moment given to the first of these that was under way then, so
+  // that what ran side by side (the builder's removal beside the save, remote.js inside it) counts once.
+  const groups: (readonly [number, number])[] = [];
   let open: number | undefined;
   for (const [t, line] of p.post.lines) {
     if (line === '##[group]Save cache') open = t;
     else if (line === '##[endgroup]' && open !== undefined) {
-      const from = open;
-      const inside = sum(lazyLoads(p.post).map(([, a, b]) => Math.max(0, Math.min(b, t) - Math.max(a, from))));
-      saveGroups.push(t - from - inside);
+      groups.push([open, t]);
       open = undefined;
     }
   }
-  if (saveGroups.length > 0) add('post: Save cache', sum(saveGroups));
-  const rm = inPost.filter((c) => c.args.startsWith('buildx rm'));
-  if (rm.length > 0) add('post: `docker buildx rm` (the builder)', sum(rm.map((c) => c.end - c.start)));
-  const prune = inPost.filter((c) => c.args.startsWith('buildx prune'));
-  if (prune.length > 0) add('post: `docker buildx prune` (the builder the agent keeps)', sum(prune.map((c) => c.end - c.start)));
-  add('post: the rest (summary, cleanup, exit)', p.postMs - (sum([...parts.values()]) - postStart));
+  const calls = (what: string): (readonly [number, number])[] =>
+    inPost.filter((c) => c.args.startsWith(what)).map((c): readonly [number, number] => [c.start, c.end]);
+  const rest = 'post: the rest (summary, cleanup, exit)';
+  const post = attribute(
+    [
+      ['post: Node.js start-up', [[p.post.origin, p.post.preload]]],
+      ['post: loading remote.js (Azure SDK)', lazyLoads(p.post).map(([, a, b]): readonly [number, number] => [a, b])],
+      [
+        'post: loading post.js (compile, top level)',
+        p.post.modules.filter(([n]) => n === 'post.js').map(([, a, b]): readonly [number, number] => [a, b]),
+      ],
+      ['post: Save cache', groups],
+      ['post: `docker buildx rm` (the builder; beside the save, only after it)', calls('buildx rm')],
+      ['post: `docker buildx prune` (the builder the agent keeps; beside the save, only after it)', calls('buildx prune')],
+    ],
+    p.post.origin,
+    p.post.origin + p.postMs,
+    rest,
+  );
+  // In the rows' usual order; a part that did not happen has no row.
+  for (const k of [
+    'post: Node.js start-up',
+    'post: loading post.js (compile, top level)',
+    'post: Save cache',
+    'post: `docker buildx rm` (the builder; beside the save, only after it)',
+    'post: `docker buildx prune` (the builder the agent keeps; beside the save, only after it)',
+    rest,
+    'post: loading remote.js (Azure SDK)',
+  ]) {
+    const ms = post.get(k);
+    if (ms !== undefined && (ms > 0 || k === rest)) add(k, ms);
+  }
   return parts;
 }
 

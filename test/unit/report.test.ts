@@ -2,8 +2,8 @@ import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { sameAsAuto, taskSpec, type Alternative, type JobMeasure } from '../../scripts/bench-pipelines';
-import { breakdown, renderReport, type Results } from '../../scripts/bench-report';
-import { writeReport } from '../../scripts/measure';
+import { attribute, breakdown, renderReport, type Results } from '../../scripts/bench-report';
+import { writeReport, type DockerCall } from '../../scripts/measure';
 import { cleanup, tempDir } from '../helpers';
 
 describe('benchmark reports', () => {
@@ -160,13 +160,44 @@ describe("benchmark report: where a task's job goes", () => {
       io: {},
     };
     const main = { ...post, modules: [['main.js', 1050, 1080]] as const, lines: [] };
-    const parts = breakdown(
-      job('task-azureBlob', 2, 1, {
-        probe: { main, post, mainMs: 400, postMs: 400, docker: [], phases: [], postStart: 1000 },
-      }),
-    );
-    assert.equal(parts.get('post: loading remote.js (Azure SDK)'), 60);
-    assert.equal(parts.get('post: Save cache'), 140);
-    assert.equal(parts.get('post: the rest (summary, cleanup, exit)'), 400 - 50 - 30 - 60 - 140);
+    const parts = (docker: DockerCall[]): Map<string, number> =>
+      breakdown(job('task-azureBlob', 2, 1, { probe: { main, post, mainMs: 400, postMs: 400, docker, phases: [], postStart: 1000 } }));
+    const alone = parts([]);
+    assert.equal(alone.get('post: loading remote.js (Azure SDK)'), 60);
+    assert.equal(alone.get('post: Save cache'), 140);
+    assert.equal(alone.get('post: the rest (summary, cleanup, exit)'), 400 - 50 - 30 - 60 - 140);
+    // The builder's removal beside the save counts only once the save is done.
+    const rm = parts([{ start: 1250, end: 1350, code: 0, args: 'buildx rm b' }]);
+    assert.equal(rm.get('post: `docker buildx rm` (the builder; beside the save, only after it)'), 50);
+    assert.equal(rm.get('post: Save cache'), 140);
+    assert.equal(rm.get('post: the rest (summary, cleanup, exit)'), 400 - 50 - 30 - 60 - 140 - 50);
   });
+
+  const attributions: [string, [string, [number, number][]][], Record<string, number>][] = [
+    ['nothing: all rest', [['a', []]], { a: 0, rest: 10 }],
+    ['one part', [['a', [[2, 5]]]], { a: 3, rest: 7 }],
+    [
+      'the first of two at once wins',
+      [
+        ['a', [[2, 6]]],
+        ['b', [[4, 8]]],
+      ],
+      { a: 4, b: 2, rest: 4 },
+    ],
+    [
+      'outside the window is left out',
+      [
+        [
+          'a',
+          [
+            [-5, 3],
+            [9, 20],
+          ],
+        ],
+      ],
+      { a: 4, rest: 6 },
+    ],
+  ];
+  for (const [name, labelled, want] of attributions)
+    it(`gives each moment to one part: ${name}`, () => assert.deepEqual(Object.fromEntries(attribute(labelled, 0, 10, 'rest')), want));
 });
