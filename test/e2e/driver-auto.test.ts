@@ -64,7 +64,7 @@ describe('end to end: driver auto on both engines', function () {
       assert.equal(driverLine(r.main), why);
       assert.match(summaryOf(r), new RegExp(`\\| Builder driver \\| ${why.replace(/[()]/g, '\\$&')} \\|`));
       assert.match(r.main.stdout, /engine image store: classic/);
-      assert.match(r.main.stdout, /buildx create --name buildx-cache-[0-9a-f]{16} --driver docker-container\n/);
+      assert.match(r.main.stdout, /buildx create --bootstrap --name buildx-cache-[0-9a-f]{16} --driver docker-container\n/);
       assert.match(buildCommand(r.main), /--cache-to type=local,.*reset=true --load/);
       assert.equal(w.docker(['image', 'inspect', '--format', '{{.Id}}', 'dbxc-e2e/app:e2e']).trim(), r.main.outputs.imageId);
       assertNoBuilderLeft(w, r.main.outputs.builderName);

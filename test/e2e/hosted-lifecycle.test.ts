@@ -123,7 +123,9 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
       assert.equal(driverLine(cold.main), 'remote, as the driver input says');
       assert.match(
         cold.main.stdout,
-        new RegExp(`buildx create --name buildx-cache-[0-9a-f]{16} --driver remote ${buildkitd.address.replace(/[/.]/g, '\\$&')}`),
+        new RegExp(
+          `buildx create --bootstrap --name buildx-cache-[0-9a-f]{16} --driver remote ${buildkitd.address.replace(/[/.]/g, '\\$&')}`,
+        ),
       );
       assert.match(buildCommand(cold.main), /--cache-to type=local,.*reset=true/);
       assertNoBuilderLeft(w, cold.main.outputs.builderName);

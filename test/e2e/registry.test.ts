@@ -136,7 +136,7 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
     );
     const name = r.main.outputs.builderName ?? /--name (buildx-cache-[0-9a-f]+)/.exec(r.main.stdout)?.[1];
     assert.match(name ?? '', /^buildx-cache-[0-9a-f]+$/, r.main.stdout);
-    assert.match(r.main.stdout, new RegExp(`docker buildx create --name ${name ?? ''}`));
+    assert.match(r.main.stdout, new RegExp(`docker buildx create --bootstrap --name ${name ?? ''}`));
     assert.equal(r.post.result, 'Succeeded');
     assert.deepEqual(r.post.warnings, []);
     assert.match(r.post.stdout, new RegExp(`Removed builder ${name ?? ''}`));

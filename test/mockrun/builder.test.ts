@@ -53,6 +53,7 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     const creates = (builder: string): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
       [`${DOCKER} buildx inspect ${builder}`]: missing,
       [`${DOCKER} buildx create --name ${builder} --driver docker-container`]: ok,
+      [`${DOCKER} buildx create --bootstrap --name ${builder} --driver docker-container`]: ok,
       [`${DOCKER} buildx inspect --bootstrap ${builder}`]: ok,
       [builds(builder)]: ok,
     });
@@ -118,10 +119,14 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         assert.ok(run.succeeded, run.stdout);
         assert.deepEqual(run.commands, [
           ...PREFLIGHT,
-          // A builder an agent keeps is looked for first; the job's own, whose name is new, is created right away.
-          ...(state.keepBuilder === undefined ? [] : [`${DOCKER} buildx inspect ${builder}`]),
-          `${DOCKER} buildx create --name ${builder} --driver docker-container`,
-          `${DOCKER} buildx inspect --bootstrap ${builder}`,
+          // A builder an agent keeps is looked for, created, then started; the job's own, whose name is new, is created and started at once.
+          ...(state.keepBuilder === undefined
+            ? [`${DOCKER} buildx create --bootstrap --name ${builder} --driver docker-container`]
+            : [
+                `${DOCKER} buildx inspect ${builder}`,
+                `${DOCKER} buildx create --name ${builder} --driver docker-container`,
+                `${DOCKER} buildx inspect --bootstrap ${builder}`,
+              ]),
           builds(builder),
         ]);
         assert.equal(run.outputs.builderName, builder);
@@ -214,11 +219,11 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     assert.ok(run.succeeded, run.stdout);
     assert.deepEqual(run.commands, [
       ...PREFLIGHT,
-      `${DOCKER} buildx create --name ${BUILDER} --driver docker-container`,
-      `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
+      `${DOCKER} buildx create --bootstrap --name ${BUILDER} --driver docker-container`,
       build,
     ]);
     assert.equal(run.outputs.builderName, BUILDER);
+    assert.match(run.stdout, new RegExp(`, loc_mock_BuilderStarted ${BUILDER} docker-container \\d+\\.\\ds$`, 'm'));
     assert.match(run.stdout, /loc_mock_StepsCached 1 1/);
     // The default backend is the local store: a miss in an empty store, a key from the Dockerfile.
     assert.equal(run.outputs.cacheHit, 'false');
@@ -294,22 +299,17 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       'kubernetes with driver options',
       { driver: 'kubernetes', driverOptions: 'namespace=ci\nreplicas=2', cacheBackend: 'none' },
       {
-        [`${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`]: ok,
-        [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+        [`${DOCKER} buildx create --bootstrap --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`]: ok,
       },
-      [
-        `${DOCKER} buildx create --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`,
-        `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
-      ],
+      [`${DOCKER} buildx create --bootstrap --name ${BUILDER} --driver kubernetes --driver-opt namespace=ci --driver-opt replicas=2`],
     ],
     [
       'remote with an endpoint',
       { driver: 'remote', endpoint: 'tcp://buildkitd:1234', cacheBackend: 'none' },
       {
-        [`${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`]: ok,
-        [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+        [`${DOCKER} buildx create --bootstrap --name ${BUILDER} --driver remote tcp://buildkitd:1234`]: ok,
       },
-      [`${DOCKER} buildx create --name ${BUILDER} --driver remote tcp://buildkitd:1234`, `${DOCKER} buildx inspect --bootstrap ${BUILDER}`],
+      [`${DOCKER} buildx create --bootstrap --name ${BUILDER} --driver remote tcp://buildkitd:1234`],
     ],
     ['docker with the default context', { driver: 'docker', cacheBackend: 'none' }, {}, []],
     [
@@ -369,13 +369,9 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       'driver options on the containerd store: a builder of its own, without asking the store',
       { driverOptions: 'network=host' },
       {
-        [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`]: ok,
-        [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+        [`${DOCKER} buildx create --bootstrap --name ${BUILDER} --driver docker-container --driver-opt network=host`]: ok,
       },
-      [
-        `${DOCKER} buildx create --name ${BUILDER} --driver docker-container --driver-opt network=host`,
-        `${DOCKER} buildx inspect --bootstrap ${BUILDER}`,
-      ],
+      [`${DOCKER} buildx create --bootstrap --name ${BUILDER} --driver docker-container --driver-opt network=host`],
       BUILDER,
       /^loc_mock_DriverAutoBuilderInputs docker-container driverOptions$/,
     ],

@@ -93,10 +93,9 @@ export function buildLine(builder: string, middle: string): string {
   return `${DOCKER} buildx build --builder ${builder} --progress plain --file ${ws}/Dockerfile ${middle} --metadata-file ${metadata} ${ws}`;
 }
 
-/** A builder of the job's own: created without a look for it first, then started. */
+/** A builder of the job's own: created and started at once, without a look for it first. */
 export const containerBuilder = {
-  [`${DOCKER} buildx create --name ${BUILDER} --driver docker-container`]: ok,
-  [`${DOCKER} buildx inspect --bootstrap ${BUILDER}`]: ok,
+  [`${DOCKER} buildx create --bootstrap --name ${BUILDER} --driver docker-container`]: ok,
 };
 
 /** The warnings every mock build causes: a mock build writes neither cache nor metadata. */

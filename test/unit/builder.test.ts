@@ -63,37 +63,70 @@ describe('builder lifecycle', () => {
     );
   });
 
-  // A name unique to the job: created first, looked for only when the create fails.
-  const createFirst: [string, Script, string[], boolean][] = [
+  // A name unique to the job: created and started at once; looked for only when that fails.
+  const CREATE = 'buildx create --bootstrap --name job-b --driver docker-container';
+  const BOOT = 'buildx inspect --bootstrap job-b';
+  const createFirst: [string, Script, string[], boolean | RegExp, boolean][] = [
+    ['creates and starts it in one command', { [CREATE]: ok }, [CREATE], true, true],
     [
-      'creates it without a look first',
-      { 'buildx create --name job-b --driver docker-container': ok, 'buildx inspect --bootstrap job-b': ok },
-      ['buildx create --name job-b --driver docker-container', 'buildx inspect --bootstrap job-b'],
+      'reuses it when it is there already (the job runs again), and leaves it',
+      {
+        [CREATE]: { code: 1, stdout: '', stderr: 'ERROR: existing instance for "job-b" but no append mode' },
+        [BOOT]: { code: 0, stdout: 'Platforms: linux/amd64\n', stderr: '' },
+      },
+      [CREATE, BOOT],
+      false,
+      false,
+    ],
+    [
+      "created but not started: an error, and the builder is still the job's to remove",
+      {
+        [CREATE]: { code: 1, stdout: '', stderr: 'ERROR: failed to pull moby/buildkit' },
+        'buildx inspect job-b': ok,
+      },
+      [CREATE, 'buildx inspect job-b'],
+      /create --bootstrap --name job-b failed with exit code 1: ERROR: failed to pull moby\/buildkit/,
       true,
     ],
     [
-      'reuses it when the create finds it there (the job ran again)',
+      'not created: an error, and nothing to remove',
       {
-        'buildx create --name job-b --driver docker-container': { code: 1, stdout: '', stderr: 'ERROR: existing instance for "job-b"' },
-        'buildx inspect job-b': ok,
-        'buildx inspect --bootstrap job-b': ok,
+        [CREATE]: { code: 1, stdout: '', stderr: 'ERROR: failed to find driver "docker-container"' },
+        'buildx inspect job-b': missing,
       },
-      ['buildx create --name job-b --driver docker-container', 'buildx inspect job-b', 'buildx inspect --bootstrap job-b'],
+      [CREATE, 'buildx inspect job-b'],
+      /create --bootstrap --name job-b failed with exit code 1: ERROR: failed to find driver/,
       false,
     ],
   ];
-  for (const [name, script, ran, created] of createFirst) {
+  for (const [name, script, ran, outcome, removable] of createFirst) {
     it(`a builder name unique to the job: ${name}`, async () => {
       const { docker, run } = fakeDocker(script);
       const onCreated = sinon.spy();
-      assert.equal((await ensureBuilder(docker, config(), 'job-b', onCreated, true)).created, created);
-      assert.equal(onCreated.called, created);
+      const built = ensureBuilder(docker, config(), 'job-b', onCreated, true);
+      if (outcome instanceof RegExp) await assert.rejects(built, (e: Error) => e instanceof BuilderError && outcome.test(e.message));
+      else assert.equal((await built).created, outcome);
+      assert.equal(onCreated.lastCall.args[0] === 'job-b', removable, 'recorded for the post-job step to remove');
       assert.deepEqual(
         run.args.map((a) => a[0].join(' ')),
         ran,
       );
     });
   }
+
+  it('a builder name unique to the job is recorded for removal before its create starts, so a job stopped meanwhile still removes it', async () => {
+    const onCreated = sinon.spy();
+    const recordedFirst: boolean[] = [];
+    const docker: DockerCli = {
+      run: (args) => {
+        recordedFirst.push(onCreated.calledOnceWith('job-b'));
+        assert.equal(args.join(' '), CREATE);
+        return Promise.resolve(ok);
+      },
+    };
+    await ensureBuilder(docker, config(), 'job-b', onCreated, true);
+    assert.deepEqual(recordedFirst, [true]);
+  });
 
   it('reuses an existing builder with the requested name and never claims it', async () => {
     const { docker, run } = fakeDocker({ 'buildx inspect shared': ok, 'buildx inspect --bootstrap shared': ok });

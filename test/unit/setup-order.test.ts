@@ -87,14 +87,14 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       /^buildx inspect --bootstrap buildx-cache-agent-/,
     ],
     [
-      "docker-container on a hosted agent: the job's own builder is created beside the preflight, without a look first",
+      "docker-container on a hosted agent: the job's own builder is created and started beside the preflight, without a look first",
       'docker-container',
       {},
       HOSTED,
       {},
-      [INFO, /^buildx create --name buildx-cache-[0-9a-f]{16} --driver docker-container$/],
+      [INFO, /^buildx create --bootstrap --name buildx-cache-[0-9a-f]{16} --driver docker-container$/],
       'docker-container',
-      /^buildx inspect --bootstrap buildx-cache-[0-9a-f]{16}$/,
+      /^buildx create --bootstrap --name buildx-cache-[0-9a-f]{16} --driver docker-container$/,
     ],
     [
       'auto on the containerd store: the docker driver, and only the preflight runs',
@@ -145,10 +145,7 @@ describe('setup: the preflight and the builder while the cache restores', () => 
         result.builder.name,
         chosen === 'docker'
           ? (inputs.endpoint ?? 'default')
-          : started
-              .find((c) => c.startsWith('buildx inspect --bootstrap '))
-              ?.split(' ')
-              .pop(),
+          : /^buildx (?:inspect --bootstrap|create --bootstrap --name) (\S+)/.exec(started.at(-1) ?? '')?.[1],
       );
     });
   }

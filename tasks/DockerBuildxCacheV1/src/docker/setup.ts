@@ -138,7 +138,8 @@ async function startBuilder(
   const start = Date.now();
   const plan = driver === 'docker' ? { name: 'default', kept: false } : planBuilder(config, driver, agent);
   if (plan.lifetime !== undefined) log.push(neutralise(loc('LifetimeChosen', plan.lifetime)));
-  const onCreated = (name: string): void => {
+  // Told the builder's name once this job may have created it, and undefined when it did not after all.
+  const onCreated = (name: string | undefined): void => {
     if (!plan.kept && config.builder.remove) job.update({ removeBuilder: name });
   };
   // A name unique to the job is created without a look for it first.
@@ -152,7 +153,8 @@ async function startBuilder(
 
 /** The builder phase's closing line. */
 function describeBuilder(b: Builder & { ms: number }, driver: Driver): string {
-  if (b.platforms === undefined) return loc('BuilderEngine', b.name);
+  if (b.platforms === undefined)
+    return b.created ? loc('BuilderStarted', b.name, driver, formatSeconds(b.ms)) : loc('BuilderEngine', b.name);
   const platforms = b.platforms.join(', ') || '-';
   return b.created
     ? loc('BuilderCreated', b.name, driver, platforms, formatSeconds(b.ms))
