@@ -99,6 +99,16 @@ export class StoreRefusedError extends Error {
   override name = 'StoreRefusedError';
 }
 
+/** Runs a write that a read can do without: a store that refuses writes (read-only) still restores and serves. */
+export async function unlessRefused<T>(work: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof StoreRefusedError) return undefined;
+    throw err;
+  }
+}
+
 /** The store's own folders are not what the task made (a link among them): it is not used. */
 export class StoreLayoutError extends Error {
   override name = 'StoreLayoutError';

@@ -5,6 +5,7 @@ import * as path from 'path';
 import { linkOrCopy, mapLimit, randomId } from '../util/fs';
 import { assertReplaceable, replaceOwnedDirectory, siblingPath } from '../oci/cachedir';
 import {
+  algorithmOf,
   BLOBS_DIR,
   blobPath,
   cacheRoot,
@@ -21,7 +22,7 @@ import {
   type Descriptor,
   type Index,
 } from '../oci/layout';
-import { StoreRefusedError, type Fetched, type StoreBackend, type StoredItem } from './backend';
+import { unlessRefused, type Fetched, type StoreBackend, type StoredItem } from './backend';
 import { EntryFormatError, headOfMetadata, metadataOf, newEntry, parseEntry, savedLayout } from './entry';
 import {
   blobName,
@@ -71,16 +72,6 @@ export interface EngineOptions {
   readonly graceMinutes?: number;
   /** Each restore, save or prune as a whole gives up after this long; none when undefined. */
   readonly budgetMs?: number;
-}
-
-/** Runs a write that a restore can do without: a store that refuses writes (read-only) still restores. */
-async function unlessRefused<T>(work: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof StoreRefusedError) return undefined;
-    throw err;
-  }
 }
 
 /** An entry as a listing found it, with its body when reading the listing took it. */
@@ -364,16 +355,21 @@ export class StoreEngine implements CacheStore {
 
   // ---------------------------------------------------------------- save
 
-  async save(req: SaveRequest): Promise<SaveResult> {
-    const signal = await this.begin();
-    const layout = await savedLayout(req.cacheDir);
+  /** The newest entry of the key in the scope, as a save sees it. */
+  private async newestVersion(req: { scope: string; key: string; now: Date }, signal: AbortSignal): Promise<EntryHead | undefined> {
     const { entries } = await this.listEntries(entriesPrefix(req.scope), 1, signal);
-    const newest = newestOf(
+    return newestOf(
       entries.map((e) => e.head),
       req.scope,
       req.key,
       req.now,
     );
+  }
+
+  async save(req: SaveRequest): Promise<SaveResult> {
+    const signal = await this.begin();
+    const layout = await savedLayout(req.cacheDir);
+    const newest = await this.newestVersion(req, signal);
     // The same root reaches the same blobs: the entry is this cache, only its last use changes,
     // unless the store lost one of its blobs or a prune removed that entry meanwhile.
     if (
@@ -510,7 +506,7 @@ export class StoreEngine implements CacheStore {
   private async document(desc: Descriptor, signal: AbortSignal): Promise<Buffer> {
     const data = await this.backend.read(blobName(desc.digest), signal);
     if (data === undefined) throw new Error(`blob ${desc.digest} is missing in the store`);
-    const alg = desc.digest.startsWith('sha512:') ? 'sha512' : 'sha256';
+    const alg = algorithmOf(desc.digest);
     if (data.length !== desc.size || `${alg}:${crypto.createHash(alg).update(data).digest('hex')}` !== desc.digest)
       throw new Error(`blob ${desc.digest} does not match its digest or size in the store`);
     return data;
@@ -550,13 +546,7 @@ export class StoreEngine implements CacheStore {
     const before = await missing();
     if (before.length > 0) throw incomplete(before);
 
-    const { entries } = await this.listEntries(entriesPrefix(req.scope), 1, signal);
-    const newest = newestOf(
-      entries.map((e) => e.head),
-      req.scope,
-      req.key,
-      req.now,
-    );
+    const newest = await this.newestVersion(req, signal);
     const request = { key: req.key, segments: req.segments, scope: req.scope, now: req.now };
     if (newest !== undefined && newest.root === root.digest && (await this.touchEntry(newest, req.now, signal)))
       return { status: 'unchanged', entry: { ...newEntry(request, newest.id, layout), created: newest.created }, newBlobs: 0, newBytes: 0 };

@@ -1,6 +1,6 @@
 import { pipeline, Writable, type Readable } from 'stream';
 import { pipeline as pipelineAsync } from 'stream/promises';
-import { StoreRefusedError, type StoreBackend, type StoredItem } from './backend';
+import { unlessRefused, type StoreBackend, type StoredItem } from './backend';
 import { DigestStream } from './digest-stream';
 import { blobName } from './names';
 import { EntryUnusableError, type BlobRef, type BlobSink, type Entry, type OpenedEntry } from './types';
@@ -8,15 +8,6 @@ import { EntryUnusableError, type BlobRef, type BlobSink, type Entry, type Opene
 /** A signal for a store request that no caller's signal bounds (a shared lease write, a clean-up). */
 export const ownSignal = (budgetMs: number | undefined): AbortSignal =>
   budgetMs === undefined ? new AbortController().signal : AbortSignal.timeout(budgetMs);
-
-async function unlessRefused<T>(work: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof StoreRefusedError) return undefined;
-    throw err;
-  }
-}
 
 /** Deletes a blob that did not match its digest, if it is still the copy that was read, so that a later save puts a good one back. */
 async function dropCorrupt(backend: StoreBackend, digest: string, version: string, budgetMs: number | undefined): Promise<void> {
