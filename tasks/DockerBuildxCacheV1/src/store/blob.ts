@@ -1,8 +1,8 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import { addAbortSignal, pipeline as pipelineCallback, Readable, Transform } from 'stream';
+import { pipeline as pipelineCallback, Transform, type Readable } from 'stream';
 import { pipeline } from 'stream/promises';
-import type { BlobItem, BlockBlobClient, ContainerClient } from '@azure/storage-blob';
+import type { BlobDownloadResponseParsed, BlobItem, BlockBlobClient, ContainerClient } from '@azure/storage-blob';
 import { algorithmOf, MAX_DOCUMENT_BYTES } from '../oci/layout';
 import {
   StoreRefusedError,
@@ -15,6 +15,7 @@ import {
   type StoredItem,
 } from './backend';
 import { DigestStream } from './digest-stream';
+import { ResumingStream } from './resuming';
 import { StoreEngine } from './engine';
 import { digestOfBlobName } from './names';
 
@@ -160,33 +161,32 @@ export class AzureBackend implements StoreBackend {
    */
   async openStream(name: string, signal: AbortSignal): Promise<OpenedBlob | undefined> {
     const client = this.container.getBlobClient(name);
-    const first = await unlessNotFound(client.download(0, undefined, { abortSignal: signal, maxRetryRequests: 0 }));
+    // The signal bounds each request until its response starts; a body in flight is stopped by
+    // destroying it (ResumingStream): the SDK's own abort of one errors a stream nobody listens to.
+    const download = async (offset: number, ifMatch?: string): Promise<BlobDownloadResponseParsed> => {
+      const requesting = new AbortController();
+      const abort = (): void => requesting.abort(signal.reason);
+      if (signal.aborted) abort();
+      signal.addEventListener('abort', abort);
+      try {
+        return await client.download(offset, undefined, {
+          abortSignal: requesting.signal,
+          maxRetryRequests: 0,
+          conditions: ifMatch === undefined ? undefined : { ifMatch },
+        });
+      } finally {
+        signal.removeEventListener('abort', abort);
+      }
+    };
+    const first = await unlessNotFound(download(0));
     if (first?.readableStreamBody === undefined) return undefined;
     const version = first.etag ?? '';
-    const size = first.contentLength ?? 0;
-    async function* resumed(source: NodeJS.ReadableStream): AsyncGenerator<Buffer> {
-      let offset = 0;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          for await (const chunk of source) {
-            offset += (chunk as Buffer).length;
-            yield chunk as Buffer;
-          }
-          if (offset === size) return;
-          throw new Error(`${name}: the download ended after ${offset} of ${size} bytes`);
-        } catch (err) {
-          if (signal.aborted || attempt >= RESUMES) throw err;
-        }
-        const next = await client.download(offset, undefined, {
-          abortSignal: signal,
-          maxRetryRequests: 0,
-          conditions: { ifMatch: version },
-        });
-        if (next.readableStreamBody === undefined) throw new Error(`${name}: the download could not be resumed`);
-        source = next.readableStreamBody;
-      }
-    }
-    return { body: addAbortSignal(signal, Readable.from(resumed(first.readableStreamBody), { objectMode: false })), version };
+    const reopen = async (offset: number): Promise<NodeJS.ReadableStream> => {
+      const next = (await download(offset, version)).readableStreamBody;
+      if (next === undefined) throw new Error(`${name}: the download could not be resumed`);
+      return next;
+    };
+    return { body: new ResumingStream(first.readableStreamBody, first.contentLength ?? 0, reopen, RESUMES, signal, name), version };
   }
 
   /**
