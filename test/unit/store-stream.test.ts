@@ -1,9 +1,11 @@
 import * as assert from 'assert/strict';
 import * as crypto from 'crypto';
+import * as fs from 'fs';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
 import { StoreRefusedError } from '../../tasks/DockerBuildxCacheV1/src/store/backend';
+import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
 import {
   EntryUnusableError,
   type BlobSink,
@@ -12,7 +14,7 @@ import {
 } from '../../tasks/DockerBuildxCacheV1/src/store/types';
 import { cleanup, tempDir } from '../helpers';
 import { cacheFolder, cacheLayout, type Blob } from '../oci-fixture';
-import { STORES, type Harness } from '../store-harness';
+import { damageFile, STORES, type Harness } from '../store-harness';
 
 const NEVER = new AbortController().signal;
 const HOUR = 3600_000;
@@ -113,6 +115,27 @@ for (const { name, open } of STORES) {
       await opened.close();
       await opened.close();
       assert.deepEqual(await h.leases(), []);
+    });
+
+    it('stops the download of a blob whose reader stops early', async () => {
+      const { dir, layout } = cacheFolder(work, 'v1', [noise('big', 8 << 20)]);
+      const saved = await save(dir);
+      const opened = await store.openEntry(saved.entry);
+      const layer = layout.layers[0] as Blob;
+      const stream = await opened.open(layer.digest, NEVER);
+      for await (const chunk of stream) {
+        assert.ok((chunk as Buffer).length > 0);
+        break;
+      }
+      assert.ok(stream.destroyed);
+      assert.ok(opened.bytesDownloaded < layer.size);
+      // Aborted before it is read: the stream fails, nothing hangs.
+      const stop = new AbortController();
+      const aborted = await opened.open(layer.digest, stop.signal);
+      stop.abort();
+      await assert.rejects(readAll(aborted), /abort/i);
+      await opened.close();
+      assert.ok((await h.blobs()).includes(layer.digest), 'a blob read in part is not taken for corrupt');
     });
 
     it('refuses a blob the entry does not list, and reports a missing one as missing', async () => {
@@ -284,3 +307,50 @@ for (const { name, open } of STORES) {
     });
   });
 }
+
+describe('store, blob by blob: local only', function () {
+  this.timeout(60000);
+  let storeDir: string;
+  let store: LocalStore;
+  let work: string;
+  const now = new Date('2026-11-28T12:00:00Z');
+  const blobFile = (digest: string): string => path.join(storeDir, 'v1', 'blobs', 'sha256', digest.slice(7));
+
+  beforeEach(() => {
+    storeDir = tempDir('dbxc-store-');
+    store = new LocalStore(storeDir);
+    work = tempDir('dbxc-work-');
+  });
+  afterEach(cleanup);
+
+  it('has() hashes a blob whose seal no longer matches, and reports one that fails as absent (deleting it)', async () => {
+    const { dir, layout } = cacheFolder(work, 'v1', ['deps', 'app']);
+    await store.save({ cacheDir: dir, key: 'k|a', segments: ['k', 'a'], scope: 's', now });
+    const [good, bad] = layout.layers as [Blob, Blob];
+    damageFile(blobFile(bad.digest), false);
+    fs.utimesSync(blobFile(good.digest), new Date(), new Date());
+    const sink = await store.beginUpload();
+    assert.equal(await sink.has(good.digest, NEVER), good.size);
+    assert.equal(await sink.has(bad.digest, NEVER), undefined);
+    assert.ok(!fs.existsSync(blobFile(bad.digest)));
+    await store.endUpload(sink.leaseId);
+  });
+
+  it('never follows a link where a blob belongs: open reports it missing and moves it to quarantine', async () => {
+    const { dir, layout } = cacheFolder(work, 'v1', ['deps']);
+    const saved = await store.save({ cacheDir: dir, key: 'k|a', segments: ['k', 'a'], scope: 's', now });
+    const layer = layout.layers[0] as Blob;
+    const outside = path.join(work, 'outside');
+    fs.writeFileSync(outside, layer.data);
+    fs.rmSync(blobFile(layer.digest));
+    fs.symlinkSync(outside, blobFile(layer.digest));
+    const opened = await store.openEntry(saved.entry);
+    await assert.rejects(opened.open(layer.digest, NEVER), (e: Error) => e instanceof EntryUnusableError && /missing/.test(e.message));
+    assert.equal(fs.readdirSync(path.join(storeDir, 'v1', 'quarantine')).length, 1);
+    await opened.close();
+  });
+
+  it('refuses an upload lease id that is not one', async () => {
+    for (const id of ['../entries/x', '', '1-zz', 'abc']) await assert.rejects(store.endUpload(id), /not an upload lease/);
+  });
+});
