@@ -42,6 +42,14 @@ const index = (root: Blob): unknown => ({
 /** Bodies that are not the blob they are put as: none may leave anything in the store. */
 const BAD_BODIES: [string, (b: Blob) => Readable][] = [
   [
+    'fails before it is read',
+    () => {
+      const body = new Readable({ read: () => undefined });
+      setImmediate(() => body.destroy(new Error('the connection dropped (injected)')));
+      return body;
+    },
+  ],
+  [
     'fails halfway',
     (b) =>
       Readable.from(

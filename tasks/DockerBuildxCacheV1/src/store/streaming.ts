@@ -146,6 +146,9 @@ export class StoreBlobSink implements BlobSink {
   }
 
   async put(blob: BlobRef, body: Readable, signal: AbortSignal): Promise<void> {
+    // The body may fail before the write reads it (while the lease is written): the write then
+    // finds it destroyed and fails; the error must not go unheard meanwhile.
+    body.on('error', () => undefined);
     try {
       const name = blobName(blob.digest);
       await this.cover(blob.digest, true);
