@@ -164,8 +164,8 @@ function targets(r: Results): Target[] {
     const small = jobsOf(r, 'hosted', 'revisions', alt);
     const restorePerGb = (jobs: JobMeasure[]): number =>
       medianOf(
-        jobs.filter((j) => j.rev.kind !== 'cold' && j.restoredBytes > 0),
-        (j) => j.restoreS / gb(j.restoredBytes),
+        jobs.filter((j) => j.rev.kind !== 'cold' && entryBytes(j) > 0),
+        (j) => j.restoreS / gb(entryBytes(j)),
       );
     const savePerGb = (jobs: JobMeasure[]): number =>
       medianOf(
@@ -304,6 +304,15 @@ function targets(r: Results): Target[] {
   return out;
 }
 
+/**
+ * The entry a job's restore made ready: what the task says it restored, or for the direct transport
+ * (whose restore only opens the entry, and BuildKit then reads what it needs) the store's bytes before the job.
+ */
+export function entryBytes(j: JobMeasure): number {
+  if (j.restoredBytes > 0) return j.restoredBytes;
+  return /^direct\b/.test(j.transport ?? '') && j.hit !== 'false' ? j.storeBytes - j.savedBytes : 0;
+}
+
 /** The directory backend's own Cache phase, which the folder path keeps (restoreS holds it together with Cache@2's restore). */
 function folderPhases(j: JobMeasure): number {
   return sum((j.probe?.phases ?? []).filter(([t]) => t === 'Cache').map(([, ms]) => ms)) / 1000;
@@ -402,7 +411,7 @@ function largeTable(r: Results): string[] {
     ...jobs.map((j) => {
       // BuildKit's own caches have no restore or save of their own: their cells are '–', not 0.
       const phases = isTask(j.alt);
-      const restorePerGb = phases && j.restoredBytes > 0 ? j.restoreS / gb(j.restoredBytes) : NaN;
+      const restorePerGb = phases && entryBytes(j) > 0 ? j.restoreS / gb(entryBytes(j)) : NaN;
       const saveBytes = j.alt === 'task-azureBlob' ? j.uploaded : j.savedBytes;
       const savePerGb = phases && saveBytes > 1e7 ? j.saveS / gb(saveBytes) : NaN;
       return `| ${TITLES[j.alt]} | ${j.rev.n} ${j.rev.kind} | ${s1(j.jobS)} | ${s1(j.buildS)} | ${phases ? s2(j.restoreS) : '–'} | ${phases ? mb(j.restoredBytes) : '–'} | ${s2(restorePerGb)} | ${phases ? s2(j.saveS) : '–'} | ${s2(savePerGb)} | ${mb(j.downloaded)} | ${mb(j.uploaded)} | ${written(j.probe?.main)} / ${written(j.probe?.post)} | ${rss(j.probe?.main)} / ${rss(j.probe?.post)} | ${j.imageOk ? 'right' : 'WRONG'} |`;
@@ -731,7 +740,7 @@ export function renderReport(r: Results): string {
       ? [
           '## The large workload (hosted-agent engine)',
           '',
-          "*restored* is the entry the task restored; *restore s/GB* and *save s/GB* divide the phase by it and by what the save stored (for azureBlob, uploaded). *written* is `write_bytes` of the step's Node.js process (`/proc/self/io`), peak RSS its getrusage maximum. BuildKit's azblob cache shows what a build that fetches blobs lazily downloads.",
+          "*restored* is the entry the task restored; *restore s/GB* and *save s/GB* divide the phase by it (for the direct transport, whose restore only opens the entry, by the store before the job) and by what the save stored (for azureBlob, uploaded). *written* is `write_bytes` of the step's Node.js process (`/proc/self/io`), peak RSS its getrusage maximum. BuildKit's azblob cache shows what a build that fetches blobs lazily downloads.",
           '',
           ...largeTable(r),
           '',

@@ -2,7 +2,7 @@ import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { sameAsAuto, taskSpec, type Alternative, type JobMeasure } from '../../scripts/bench-pipelines';
-import { attribute, breakdown, renderReport, type Results } from '../../scripts/bench-report';
+import { attribute, breakdown, entryBytes, renderReport, type Results } from '../../scripts/bench-report';
 import { writeReport, type DockerCall } from '../../scripts/measure';
 import { cleanup, tempDir } from '../helpers';
 
@@ -140,6 +140,17 @@ describe('benchmark report: the task alternatives and their transports', () => {
       /uploaded 1\.1 MB for 1\.0 MB of changed layers \(the folder path's, same revision\): 1\.10× \| \*\*met\*\*/,
     );
   });
+});
+
+describe('benchmark report: the entry a restore made ready', () => {
+  const direct = 'direct, through a registry on 127.0.0.1:1 (auto).';
+  const cases: [string, Partial<JobMeasure>, number][] = [
+    ['what the task restored', { restoredBytes: 100, storeBytes: 500 }, 100],
+    ['direct: the store before the job', { transport: direct, storeBytes: 500, savedBytes: 20 }, 480],
+    ['direct, a miss: nothing', { transport: direct, hit: 'false', storeBytes: 500 }, 0],
+    ['the folder restored nothing: nothing', { transport: 'folder (auto).', storeBytes: 500 }, 0],
+  ];
+  for (const [name, more, bytes] of cases) it(name, () => assert.equal(entryBytes(job('task-azureBlob', 2, 1, more)), bytes));
 });
 
 describe("benchmark report: where a task's job goes", () => {
