@@ -264,7 +264,8 @@ async function main(): Promise<void> {
     `done in ${results.minutes.toFixed(1)} min; written to ${path.relative(process.cwd(), report)} (the measurements: ${path.relative(process.cwd(), resultsFile)})`,
   );
   if (results.jobs.some((j) => !j.imageOk)) throw new Error('some jobs built a wrong image: see IMAGE WRONG above');
-  if (alternatives.some(isTask) && results.jobs.length === 0) throw new Error('no jobs ran');
+  if ((workloads.includes('revisions') || workloads.includes('large')) && alternatives.some(isTask) && results.jobs.length === 0)
+    throw new Error('no jobs ran');
 }
 
 /** What the docker shim adds to one docker call: `docker --version` through it, against without it. */
