@@ -173,6 +173,7 @@ function azureBackend(azurite: () => Azurite, container: () => ReturnType<typeof
     name: 'azureBlob',
     inputs: () => ({
       cacheBackend: 'azureBlob',
+      cacheTransport: 'direct',
       storageConnectionString: connectionString(endpoint?.() ?? azurite().blobUrl),
       storageContainer: container().containerName,
     }),

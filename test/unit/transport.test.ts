@@ -23,7 +23,7 @@ const direct = (driver: ReachFacts['driver'], builder = driver === 'docker' ? 'd
 
 describe('cacheTransport: what the job means to use before the builder is known', () => {
   const table: [CacheBackend, CacheTransportSetting, TransportChoice][] = [
-    ['azureBlob', 'auto', { transport: 'direct', reason: { kind: 'auto', backend: 'azureBlob' } }],
+    ['azureBlob', 'auto', { transport: 'folder', reason: { kind: 'auto', backend: 'azureBlob' } }],
     ['local', 'auto', { transport: 'folder', reason: { kind: 'auto', backend: 'local' } }],
     ['local', 'direct', { transport: 'direct', reason: { kind: 'input' } }],
     ['azureBlob', 'folder', { transport: 'folder', reason: { kind: 'input' } }],
@@ -36,7 +36,7 @@ describe('cacheTransport: what the job means to use before the builder is known'
 });
 
 describe('cacheTransport: direct only with a builder that reaches this machine loopback', () => {
-  // the builder → the transport of an azureBlob job with cacheTransport auto (direct intended)
+  // the builder → the transport of an azureBlob job with cacheTransport direct
   const table: [string, ReachFacts, TransportChoice][] = [
     ['docker driver, local engine', facts('docker'), direct('docker')],
     ['docker driver, engine on a unix socket', facts('docker', { dockerHost: 'unix:///run/docker.sock' }), direct('docker')],
@@ -77,7 +77,7 @@ describe('cacheTransport: direct only with a builder that reaches this machine l
     ['kubernetes', facts('kubernetes'), { transport: 'folder', reason: { kind: 'kubernetes' } }],
   ];
   for (const [title, reach, expected] of table)
-    it(title, () => assert.deepEqual(chooseTransport({ backend: 'azureBlob', transport: 'auto' }, reach), expected));
+    it(title, () => assert.deepEqual(chooseTransport({ backend: 'azureBlob', transport: 'direct' }, reach), expected));
 
   it('keeps the folder that was intended, whatever the builder', () =>
     assert.deepEqual(chooseTransport({ backend: 'local', transport: 'auto' }, facts('docker')), {
