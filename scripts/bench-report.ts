@@ -640,8 +640,8 @@ function ranText(r: Results): string {
   if (engines.length === 0) return 'No pipeline of the revisions workload ran.';
   return `${engines
     .map(
-      (e, i) =>
-        `${i === 0 ? 'On' : 'on'} the ${ENGINE_TITLES[e]}: ${ALTERNATIVES.filter((a) => jobsOf(r, e, 'revisions', a).length > 0)
+      (e) =>
+        `On the ${ENGINE_TITLES[e]}: ${ALTERNATIVES.filter((a) => jobsOf(r, e, 'revisions', a).length > 0)
           .map((a) => TITLES[a])
           .join('; ')}`,
     )
