@@ -79,3 +79,34 @@ describe('builder lifetime: the name of the builder an agent keeps', () => {
     });
   }
 });
+
+describe('builder lifetime: the host network in the name of the builder an agent keeps', () => {
+  // A direct job's docker-container builder gets --driver-opt network=host; a folder job's does not.
+  const container: BuilderShape = { driver: 'docker-container', driverOptions: [] };
+  const name = (shape: Partial<BuilderShape>): string => agentBuilderName(selfHosted, { ...container, ...shape });
+
+  // two shapes → the same builder or not
+  const table: [string, Partial<BuilderShape>, Partial<BuilderShape>, 'same' | 'different'][] = [
+    ['the host network added, and not', { hostNetwork: true }, { hostNetwork: false }, 'different'],
+    ['the host network added, and unset', { hostNetwork: true }, {}, 'different'],
+    ['the host network added twice', { hostNetwork: true }, { hostNetwork: true }, 'same'],
+    ['not added, and unset (the names agents already keep)', { hostNetwork: false }, {}, 'same'],
+    [
+      'a network the user names, which wins',
+      { hostNetwork: true, driverOptions: ['network=bridge'] },
+      { driverOptions: ['network=bridge'] },
+      'same',
+    ],
+    ['another driver, which does not get it', { driver: 'kubernetes', hostNetwork: true }, { driver: 'kubernetes' }, 'same'],
+  ];
+  for (const [what, a, b, expected] of table) {
+    it(`${what}: ${expected}`, () => {
+      assert.equal(name(a) === name(b) ? 'same' : 'different', expected);
+    });
+  }
+
+  it('leaves the name of a builder without it as it was before the host network was in the name', () => {
+    // What agentBuilderName gave for this shape before; a builder an agent keeps must not be orphaned.
+    assert.equal(name({ hostNetwork: false }), 'buildx-cache-agent-87416aed0f73fba4');
+  });
+});

@@ -13,12 +13,19 @@ export function csvSpec(fields: Record<string, string | undefined>): string {
     .join(',');
 }
 
+/**
+ * Whether a builder the task creates gets `--driver-opt network=host`: a docker-container builder
+ * asked for the host's network (the registry facade listens on the host's loopback, see
+ * cache/transport.ts), unless driverOptions names a network, which wins.
+ */
+export function addsHostNetwork(builder: Pick<BuilderConfig, 'driver' | 'driverOptions' | 'hostNetwork'>): boolean {
+  return builder.hostNetwork === true && builder.driver === 'docker-container' && !builder.driverOptions.some((o) => /^network=/i.test(o));
+}
+
 export function createBuilderArgs(builder: BuilderConfig, name: string): string[] {
   const args = ['buildx', 'create', '--name', name, '--driver', builder.driver];
   for (const opt of builder.driverOptions) args.push('--driver-opt', opt);
-  // The registry facade listens on the host's loopback (cache/transport.ts); a network the user names wins.
-  if (builder.hostNetwork === true && builder.driver === 'docker-container' && !builder.driverOptions.some((o) => /^network=/i.test(o)))
-    args.push('--driver-opt', 'network=host');
+  if (addsHostNetwork(builder)) args.push('--driver-opt', 'network=host');
   if (builder.buildkitdFlags !== undefined) args.push('--buildkitd-flags', builder.buildkitdFlags);
   if (builder.buildkitdConfig !== undefined) args.push('--config', builder.buildkitdConfig);
   if (builder.endpoint !== undefined) args.push(builder.endpoint);

@@ -1,5 +1,6 @@
 import * as crypto from 'crypto';
 import type { Driver } from '../config/types';
+import { addsHostNetwork } from './args';
 import { loc } from '../task/messages';
 
 /** `builderLifetime`: `auto` decides from the agent; `job` and `agent` are used as given. */
@@ -60,6 +61,11 @@ export interface BuilderShape {
   /** The content of the buildkitd.toml (not its path: an inline config is written to a new file in every job). */
   readonly buildkitdConfigText?: string;
   readonly endpoint?: string;
+  /**
+   * The main step's `hostNetwork` (BuilderConfig): a docker-container builder the task creates for
+   * the direct transport gets the host's network.
+   */
+  readonly hostNetwork?: boolean;
 }
 
 const hash = (text: string): string => crypto.createHash('sha256').update(text).digest('hex').slice(0, 16);
@@ -67,7 +73,9 @@ const hash = (text: string): string => crypto.createHash('sha256').update(text).
 /**
  * The name of the builder an agent keeps for builders of one shape: stable across the agent's jobs,
  * different for another agent (by id, name and installation folder) and for another driver, driver
- * options, buildkitd flags, buildkitd.toml or endpoint. Builder names hold only [a-zA-Z0-9._-].
+ * options, buildkitd flags, buildkitd.toml, endpoint, or the host's network when the task adds it
+ * (so that a direct job's builder is not used by folder jobs, nor a folder job's by direct ones).
+ * Builder names hold only [a-zA-Z0-9._-].
  */
 export function agentBuilderName(agent: AgentFacts, shape: BuilderShape): string {
   const seed = JSON.stringify({
@@ -77,6 +85,8 @@ export function agentBuilderName(agent: AgentFacts, shape: BuilderShape): string
     buildkitdFlags: shape.buildkitdFlags ?? '',
     buildkitdConfig: shape.buildkitdConfigText ?? '',
     endpoint: shape.endpoint ?? '',
+    // Only when added, so that the names of builders without it stay those agents already keep.
+    ...(addsHostNetwork(shape) ? { hostNetwork: true } : {}),
   });
   return `buildx-cache-agent-${hash(seed)}`;
 }

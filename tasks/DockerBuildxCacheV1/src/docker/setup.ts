@@ -115,6 +115,7 @@ function planBuilder(
     buildkitdFlags: b.buildkitdFlags,
     buildkitdConfigText,
     endpoint: b.endpoint,
+    hostNetwork: b.hostNetwork,
   });
   return { name, kept: true, lifetime: describeLifetime(choice) };
 }
