@@ -18,19 +18,6 @@ export interface Versions {
   readonly server?: string;
 }
 
-export function parseDockerVersion(json: string): Versions {
-  try {
-    const v = JSON.parse(json) as {
-      Client?: { Version?: string };
-      Server?: { Version?: string; Components?: { Name?: string; Version?: string }[] } | null;
-    };
-    const server = v.Server?.Components?.find((c) => c.Name === 'Engine')?.Version ?? v.Server?.Version;
-    return { client: v.Client?.Version, server };
-  } catch {
-    return {};
-  }
-}
-
 /** `github.com/docker/buildx v0.19.2 1a2b3c` or, from a distribution, `github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3`. */
 export function parseBuildxVersion(text: string): string | undefined {
   return /buildx v?(\d+\.\d+\.\d+)/.exec(text)?.[1];
