@@ -5,7 +5,9 @@ import * as path from 'path';
 import { Readable } from 'stream';
 import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
 import { StoreRefusedError } from '../../tasks/DockerBuildxCacheV1/src/store/backend';
-import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
+import { StoreEngine } from '../../tasks/DockerBuildxCacheV1/src/store/engine';
+import { LocalBackend, LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
+import { LEASES } from '../../tasks/DockerBuildxCacheV1/src/store/names';
 import {
   EntryUnusableError,
   type BlobSink,
@@ -356,6 +358,40 @@ describe('store, blob by blob: local only', function () {
     await assert.rejects(opened.open(layer.digest, NEVER), (e: Error) => e instanceof EntryUnusableError && /missing/.test(e.message));
     assert.equal(fs.readdirSync(path.join(storeDir, 'v1', 'quarantine')).length, 1);
     await opened.close();
+  });
+
+  it("lists an upload's lease once when it saves the layout, and reads each of its items once (on Azure, each is a request)", async () => {
+    const backend = new LocalBackend(storeDir);
+    const calls: string[] = [];
+    const counted = new Proxy(backend, {
+      get(target, prop, receiver) {
+        const value: unknown = Reflect.get(target, prop, receiver);
+        if ((prop !== 'list' && prop !== 'read') || typeof value !== 'function') return value;
+        return (name: string, ...rest: unknown[]): unknown => {
+          if (name.startsWith(LEASES)) calls.push(`${prop} ${name}`);
+          return (value as (...a: unknown[]) => unknown).call(target, name, ...rest);
+        };
+      },
+    });
+    const engine = new StoreEngine(counted);
+    const layout = cacheLayout(['deps', 'app']);
+    const sink = await engine.beginUpload();
+    for (const b of layout.blobs) await sink.put({ digest: b.digest, size: b.size }, Readable.from([b.data]), NEVER);
+    const items = fs.readdirSync(path.join(storeDir, LEASES));
+    assert.ok(items.length > 0);
+    calls.length = 0;
+    const saved = await engine.saveLayout({
+      key: 'k|a',
+      segments: ['k', 'a'],
+      scope: 's',
+      now,
+      index: index(layout.root),
+      blobs: layout.blobs.map((b) => ({ digest: b.digest, size: b.size })),
+      leaseId: sink.leaseId,
+    });
+    assert.deepEqual([saved.status, saved.newBlobs], ['saved', layout.blobs.length]);
+    assert.deepEqual(calls.sort(), [`list ${LEASES}`, ...items.map((i) => `read ${LEASES}${i}`)].sort());
+    assert.deepEqual(fs.readdirSync(path.join(storeDir, LEASES)), []);
   });
 
   it('refuses an upload lease id that is not one', async () => {

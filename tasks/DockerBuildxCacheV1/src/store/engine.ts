@@ -479,15 +479,20 @@ export class StoreEngine implements CacheStore {
     await this.dropUploadLease(leaseId, await this.begin());
   }
 
-  private async dropUploadLease(leaseId: string, signal: AbortSignal): Promise<void> {
-    const { items } = await this.uploadLease(leaseId, signal);
+  /** Deletes the items of an upload lease: those given, when the caller has listed them already, else those listed now. */
+  private async dropUploadLease(leaseId: string, signal: AbortSignal, listed?: readonly StoredItem[]): Promise<void> {
+    const items = listed ?? (await this.uploadLeaseItems(leaseId, signal));
     await mapLimit(items, this.concurrency, (item) => this.backend.deleteIfUnchanged(item.name, undefined, signal));
   }
 
-  /** The items of an upload lease, and the blobs that were put under it (rather than found in the store). */
-  private async uploadLease(leaseId: string, signal: AbortSignal): Promise<{ items: StoredItem[]; uploads: Set<string> }> {
+  /** The items of an upload lease. */
+  private async uploadLeaseItems(leaseId: string, signal: AbortSignal): Promise<StoredItem[]> {
     const prefix = uploadLeasePrefix(leaseId);
-    const items = (await this.backend.list(LEASES, 1, signal)).items.filter((i) => i.name.startsWith(prefix) && i.name.endsWith('.json'));
+    return (await this.backend.list(LEASES, 1, signal)).items.filter((i) => i.name.startsWith(prefix) && i.name.endsWith('.json'));
+  }
+
+  /** The blobs that were put under an upload lease's items (rather than found in the store). */
+  private async uploadsOf(items: readonly StoredItem[], signal: AbortSignal): Promise<Set<string>> {
     const uploads = new Set<string>();
     for (const item of items) {
       if (item.size > MAX_DOCUMENT_BYTES) continue;
@@ -499,7 +504,7 @@ export class StoreEngine implements CacheStore {
         // Not a lease: it counts nothing.
       }
     }
-    return { items, uploads };
+    return uploads;
   }
 
   /** A manifest or index among the store's blobs, checked against its descriptor. */
@@ -515,15 +520,21 @@ export class StoreEngine implements CacheStore {
   async saveLayout(req: LayoutSaveRequest): Promise<SaveResult> {
     if (req.leaseId !== undefined) uploadLeasePrefix(req.leaseId);
     const signal = await this.begin();
+    // The upload lease's items, once the save has listed them: the drop then deletes them without listing again.
+    const upload: { items?: readonly StoredItem[] } = {};
     try {
-      return await this.saveStoredLayout(req, signal);
+      return await this.saveStoredLayout(req, upload, signal);
     } finally {
       // Saved or not, the upload is over: its blobs are an entry's now, or retention's.
-      if (req.leaseId !== undefined) await this.dropUploadLease(req.leaseId, ownSignal(this.budgetMs)).catch(() => undefined);
+      if (req.leaseId !== undefined) await this.dropUploadLease(req.leaseId, ownSignal(this.budgetMs), upload.items).catch(() => undefined);
     }
   }
 
-  private async saveStoredLayout(req: LayoutSaveRequest, signal: AbortSignal): Promise<SaveResult> {
+  private async saveStoredLayout(
+    req: LayoutSaveRequest,
+    upload: { items?: readonly StoredItem[] },
+    signal: AbortSignal,
+  ): Promise<SaveResult> {
     const index: Index = parseIndex(JSON.stringify(req.index ?? null), "the layout's index");
     const root = cacheRoot(index);
     if (root === undefined) throw new LayoutError('the layout\'s index has no manifest tagged "latest"');
@@ -576,7 +587,11 @@ export class StoreEngine implements CacheStore {
         await this.backend.deleteIfUnchanged(name, version, signal).catch(() => undefined);
         throw incomplete(after);
       }
-      const uploads = req.leaseId === undefined ? new Set<string>() : (await this.uploadLease(req.leaseId, signal)).uploads;
+      let uploads = new Set<string>();
+      if (req.leaseId !== undefined) {
+        upload.items = await this.uploadLeaseItems(req.leaseId, signal);
+        uploads = await this.uploadsOf(upload.items, signal);
+      }
       const added = layout.blobs.filter((b) => uploads.has(b.digest));
       return { status: 'saved', entry, newBlobs: added.length, newBytes: added.reduce((a, b) => a + b.size, 0) };
     } finally {
