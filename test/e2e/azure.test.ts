@@ -4,19 +4,9 @@ import * as path from 'path';
 import type { ContainerClient } from '@azure/storage-blob';
 import type { JobResult } from '../../scripts/agent';
 import { connectionString, EMULATOR_KEY, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
-import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
+import { ensureEngine } from '../../scripts/engine';
 import { cleanup, linesShowing } from '../helpers';
-import { reachableBlobs, stepCached, Workspace } from './workspace';
-
-/** A dependency step keyed by a lock file (4 MB of incompressible bytes), then the sources. */
-const DOCKERFILE = `FROM ${BASE_IMAGE}
-WORKDIR /app
-COPY deps.lock ./
-RUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=4 2>/dev/null
-COPY src/ ./src/
-RUN cat src/main.txt > /app/out.txt
-`;
-const DEPS_STEP = '[4/6] RUN echo "installing';
+import { DEPS_FILES, DEPS_STEP, reachableBlobs, stepCached, Workspace } from './workspace';
 
 async function names(container: ContainerClient, prefix: string): Promise<string[]> {
   const out: string[] = [];
@@ -41,7 +31,7 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
     azurite = ensureAzurite();
   });
   beforeEach(() => {
-    w = new Workspace({ Dockerfile: DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' });
+    w = new Workspace(DEPS_FILES);
     container = freshContainer(azurite.blobUrl, 'e2e');
   });
   afterEach(cleanup);

@@ -5,24 +5,14 @@ import * as net from 'net';
 import * as path from 'path';
 import { envKey, parseCommands, runStep, stepEnv, TASK_DIR, type JobResult, type StepResult } from '../../scripts/agent';
 import { connectionString, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
-import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
+import { ensureEngine } from '../../scripts/engine';
 import { cleanup } from '../helpers';
 import { DEPS_STEP as HOSTED_DEPS_STEP, HOSTED_FILES, hostedAgentsForSuite, killedJob } from './hosted';
-import { IMAGE, stepCached, Workspace } from './workspace';
+import { DEPS_FILES, DEPS_STEP, IMAGE, stepCached, Workspace } from './workspace';
 
 // The direct transport end to end: the bundled task serves the store (local, and Azure Blob on
 // Azurite) to BuildKit as a registry on loopback, on the containerd engine (docker driver) and on
 // the hosted-agent engine (a docker-container builder the task creates).
-
-const DOCKERFILE = `FROM ${BASE_IMAGE}
-WORKDIR /app
-COPY deps.lock ./
-RUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=4 2>/dev/null
-COPY src/ ./src/
-RUN cat src/main.txt > /app/out.txt
-`;
-const DEPS_STEP = '[4/6] RUN echo "installing';
-const FILES = { Dockerfile: DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' };
 
 /** With DBXC_E2E_DUMP set to a folder, a job's logs are kept there for a look after the run. */
 function dump(name: string, job: JobResult): void {
@@ -385,7 +375,7 @@ describe('end to end: the direct transport, the store as a registry on loopback'
 
   describe('the docker driver on the containerd engine', () => {
     before(() => ensureEngine());
-    const containerd: Engine = { name: 'containerd', workspace: () => new Workspace(FILES), depsStep: DEPS_STEP, readsLess: true };
+    const containerd: Engine = { name: 'containerd', workspace: () => new Workspace(DEPS_FILES), depsStep: DEPS_STEP, readsLess: true };
     for (const backendName of ['local', 'azureBlob'] as const)
       describe(backendName, () => directSuite(() => containerd, backendName, theAzurite));
   });

@@ -3,6 +3,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { runJob, type JobResult, type StepResult } from '../../scripts/agent';
+import { BASE_IMAGE } from '../../scripts/engine';
 import { tempDir } from '../helpers';
 
 /** Blobs that index.json reaches, walked independently of the task's own code. */
@@ -44,6 +45,19 @@ export function stepCached(stdout: string, prefix: string): boolean {
 }
 
 export const IMAGE = 'dbxc-e2e/app';
+
+/** A dependency step keyed by a lock file (4 MB of incompressible bytes), then the sources. */
+export const DEPS_DOCKERFILE = `FROM ${BASE_IMAGE}
+WORKDIR /app
+COPY deps.lock ./
+RUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=4 2>/dev/null
+COPY src/ ./src/
+RUN cat src/main.txt > /app/out.txt
+`;
+/** The dependency step of DEPS_DOCKERFILE, as BuildKit names it. */
+export const DEPS_STEP = '[4/6] RUN echo "installing';
+/** A workspace for DEPS_DOCKERFILE. */
+export const DEPS_FILES = { Dockerfile: DEPS_DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' };
 
 /** Where a workspace's jobs run: the engine and docker config (environment) and the inputs every job gets. */
 export interface Agent {
