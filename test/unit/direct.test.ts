@@ -1,6 +1,8 @@
 import * as assert from 'assert/strict';
+import * as sinon from 'sinon';
 import { Readable } from 'stream';
 import { DirectCache, entryReader } from '../../tasks/DockerBuildxCacheV1/src/cache/direct';
+import { RegistryFacade } from '../../tasks/DockerBuildxCacheV1/src/facade/facade';
 import { basicAuth } from '../../tasks/DockerBuildxCacheV1/src/facade/protocol';
 import {
   EntryUnusableError,
@@ -224,4 +226,44 @@ describe('direct: the store served to BuildKit through the registry facade', () 
     const opened: OpenedEntry = { entry, bytesDownloaded: 0, open: () => Promise.reject(new Error('no')), close: () => Promise.resolve() };
     assert.throws(() => entryReader(opened), EntryUnusableError);
   });
+});
+
+describe('direct: every way out without a save ends the upload', () => {
+  const spoolDir = tempDir('dbxc-direct-spool-');
+  const exact = cacheLayout(['exact layer']);
+  const entries = (): Entry[] => [entryOf('e1', 'k|v2', 'main', '2026-01-01T00:00:00Z', exact)];
+  afterEach(() => sinon.restore());
+
+  it('a facade that fails to start: the entry is closed and the upload ended', async () => {
+    const store = new MemoryStore(entries());
+    sinon.stub(RegistryFacade, 'start').rejects(new Error('EADDRINUSE (injected)'));
+    await assert.rejects(
+      DirectCache.open({ store: asStore(store), scopes: ['main'], key: ['k', 'v2'], restoreKeys: [], save: true, spoolDir }),
+      /EADDRINUSE/,
+    );
+    assert.deepEqual([store.closed, store.ended], [['e1'], ['lease-1']]);
+  });
+
+  // handed on to a save or not → whether endUpload ends the lease (once, however often it is called)
+  const table: [string, boolean, string[]][] = [
+    ['not handed on: ended once', false, ['lease-1']],
+    ['handed on to a save: the save ends it', true, []],
+  ];
+  for (const [title, handed, ended] of table) {
+    it(title, async () => {
+      const store = new MemoryStore(entries());
+      const cache = await DirectCache.open({
+        store: asStore(store),
+        scopes: ['main'],
+        key: ['k', 'v2'],
+        restoreKeys: [],
+        save: true,
+        spoolDir,
+      });
+      if (handed) cache.handOn();
+      await cache.discard();
+      await cache.endUpload();
+      assert.deepEqual([store.closed, store.ended], [['e1'], ended]);
+    });
+  }
 });

@@ -19,7 +19,7 @@ import { createDockerConfig, agentDockerConfig } from './docker/config-dir';
 import { addLogin } from './facade/login';
 import type { Driver } from './config/types';
 import type { ExportSlot } from './cache/slot';
-import { saveDirectToStore, saveToStore, endDirectUpload } from './cache/save';
+import { saveDirectToStore, saveToStore } from './cache/save';
 import { resolveKeys } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import { readConfig, taskSource } from './config/read';
@@ -171,8 +171,7 @@ async function closeDirect(plan: CachePlan): Promise<void> {
   await direct.cache.close().catch((err: unknown) => {
     warn(loc('WarnDirectClose', (err as Error).message));
   });
-  const sink = direct.cache.sink;
-  if (sink !== undefined && plan.save !== undefined && !direct.cache.handedOn) await endDirectUpload(plan.save, { leaseId: sink.leaseId });
+  await direct.cache.endUpload();
 }
 
 /** Reads the inputs (a pull request from a fork saves nothing), registers the build secrets, and makes the job's own folder. */

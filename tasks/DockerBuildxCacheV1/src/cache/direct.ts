@@ -6,6 +6,8 @@ import type { CacheMode, Compression } from '../config/types';
 import { RegistryFacade } from '../facade/facade';
 import { facadeCacheFlags } from '../facade/flags';
 import type { EntryReader, EntryWriter, ExportedLayout, FacadeEvent } from '../facade/types';
+import { info } from '../task/agent';
+import { loc } from '../task/messages';
 
 /** What the direct transport needs: the store, what to look for in it, and whether the export is saved. */
 export interface DirectRequest {
@@ -56,8 +58,10 @@ export function uploadWriter(sink: BlobSink): EntryWriter {
 export class DirectCache {
   private closed = false;
   private handed = false;
+  private ended = false;
 
   private constructor(
+    private readonly store: CacheStore,
     readonly facade: RegistryFacade,
     readonly hit: HitKind,
     /** Entries skipped, each with why. */
@@ -91,19 +95,15 @@ export class DirectCache {
         writer: sink === undefined ? undefined : uploadWriter(sink),
         spoolDir: req.spoolDir,
       });
-      return new DirectCache(facade, found?.hit ?? 'false', skipped, found?.opened, sink);
+      return new DirectCache(req.store, facade, found?.hit ?? 'false', skipped, found?.opened, sink);
     } catch (err) {
       await found?.opened.close().catch(() => undefined);
-      if (sink !== undefined) await req.store.endUpload(sink.leaseId).catch(() => undefined);
+      if (sink !== undefined) await endUpload(req.store, sink.leaseId);
       throw err;
     }
   }
 
-  /** Whether the upload went on to a save (the main step's, or the post-job step's state): its lease is the save's to end. */
-  get handedOn(): boolean {
-    return this.handed;
-  }
-
+  /** The upload went on to a save (the main step's, or the post-job step's state): its lease is the save's to end. */
   handOn(): void {
     this.handed = true;
   }
@@ -141,6 +141,22 @@ export class DirectCache {
     return this.opened?.bytesDownloaded ?? 0;
   }
 
+  /**
+   * Ends the upload without a save, on the store this cache holds, unless it went on to a save
+   * (handOn) or has no upload. A failure is only logged: the lease expires by itself. Idempotent.
+   */
+  async endUpload(): Promise<void> {
+    if (this.sink === undefined || this.handed || this.ended) return;
+    this.ended = true;
+    await endUpload(this.store, this.sink.leaseId);
+  }
+
+  /** Closes the cache and ends its upload: what every way out without a save does. Never throws. */
+  async discard(): Promise<void> {
+    await this.close().catch(() => undefined);
+    await this.endUpload();
+  }
+
   /** Stops the facade and releases the entry's lease; the upload's lease is the save's (or endUpload's). Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -150,5 +166,14 @@ export class DirectCache {
     } finally {
       await this.opened?.close();
     }
+  }
+}
+
+/** Ends an upload lease without a save; a failure is only logged: the lease expires by itself. */
+async function endUpload(store: CacheStore, leaseId: string): Promise<void> {
+  try {
+    await store.endUpload(leaseId);
+  } catch (err) {
+    info(loc('UploadNotEnded', (err as Error).message));
   }
 }

@@ -189,8 +189,7 @@ async function direct(ctx: PlanContext, keys: CacheKeys, store: CacheStore, spec
     direct: {
       cache,
       fallback: async () => {
-        await cache.close().catch(() => undefined);
-        if (cache.sink !== undefined) await store.endUpload(cache.sink.leaseId).catch(() => undefined);
+        await cache.discard();
         return folderFromStore(ctx, keys, store, spec, scopes);
       },
     },
