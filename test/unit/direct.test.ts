@@ -1,9 +1,16 @@
 import * as assert from 'assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
 import * as sinon from 'sinon';
 import { Readable } from 'stream';
 import { DirectCache, entryReader } from '../../tasks/DockerBuildxCacheV1/src/cache/direct';
+import { planCache } from '../../tasks/DockerBuildxCacheV1/src/cache/plan';
+import { CacheError } from '../../tasks/DockerBuildxCacheV1/src/cache/trouble';
+import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import type { DockerCli } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 import { RegistryFacade } from '../../tasks/DockerBuildxCacheV1/src/facade/facade';
 import { basicAuth } from '../../tasks/DockerBuildxCacheV1/src/facade/protocol';
+import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
 import {
   EntryUnusableError,
   type BlobRef,
@@ -13,8 +20,8 @@ import {
   type EntryHead,
   type OpenedEntry,
 } from '../../tasks/DockerBuildxCacheV1/src/store/types';
-import { tempDir } from '../helpers';
-import { cacheLayout, desc, type Blob } from '../oci-fixture';
+import { tempDir, writeTree } from '../helpers';
+import { cacheFolder, cacheLayout, desc, type Blob } from '../oci-fixture';
 
 const TAGGED = { 'org.opencontainers.image.ref.name': 'latest' };
 
@@ -266,4 +273,56 @@ describe('direct: every way out without a save ends the upload', () => {
       assert.deepEqual([store.closed, store.ended], [['e1'], ended]);
     });
   }
+
+  it('planCache: failOnCacheError and an entry skipped after the cache opened: the plan fails, the facade is closed, no lease is left', async () => {
+    const ws = tempDir();
+    writeTree(ws, { Dockerfile: 'FROM scratch\n' });
+    const storePath = path.join(tempDir(), 'store');
+    const inputs: Record<string, string> = {
+      imageName: 'app',
+      cacheBackend: 'local',
+      localStorePath: storePath,
+      cacheKey: 'k | v1',
+      cacheTransport: 'direct',
+      failOnCacheError: 'true',
+    };
+    const vars: Record<string, string> = { 'System.DefaultWorkingDirectory': ws, 'Pipeline.Workspace': tempDir(), 'Agent.OS': 'Linux' };
+    const config = readConfig({ input: (name) => inputs[name] ?? '', variable: (name) => vars[name] });
+    // A usable entry for the key, and beside it one that cannot be read: the listing skips it.
+    const { dir } = cacheFolder(tempDir(), 'source', ['deps layer']);
+    await new LocalStore(storePath).save({ cacheDir: dir, key: 'k|v1', segments: ['k', 'v1'], scope: 'refs/heads/main', now: new Date() });
+    const scopeDir = path.join(storePath, 'v1', 'entries', fs.readdirSync(path.join(storePath, 'v1', 'entries'))[0] ?? '');
+    fs.writeFileSync(path.join(scopeDir, '00000000000000-broken.json'), '{ not an entry');
+
+    const started: RegistryFacade[] = [];
+    const start = RegistryFacade.start.bind(RegistryFacade);
+    sinon.stub(RegistryFacade, 'start').callsFake(async (options) => {
+      const f = await start(options);
+      started.push(f);
+      return f;
+    });
+    const close = sinon.spy(RegistryFacade.prototype, 'close');
+    const endUpload = sinon.spy(LocalStore.prototype, 'endUpload');
+    try {
+      await assert.rejects(
+        planCache({
+          config,
+          id: 'job',
+          docker: {} as DockerCli,
+          keys: { key: ['k', 'v1'], restoreKeys: [] },
+          branch: { sourceBranch: 'refs/heads/main' },
+          job: { timed: (_title, work) => work() },
+          tempRoot: tempDir(),
+        }),
+        (err: Error) => err instanceof CacheError && /broken/.test(err.message),
+      );
+      assert.equal(started.length, 1, 'the facade had started');
+      assert.equal(close.callCount, 1, 'and was closed');
+      assert.equal(endUpload.callCount, 1, 'the upload was ended');
+    } finally {
+      await Promise.all(started.map((f) => f.close()));
+    }
+    const leases = path.join(storePath, 'v1', 'leases');
+    assert.deepEqual(fs.existsSync(leases) ? fs.readdirSync(leases) : [], [], "the entry's lease was released");
+  });
 });

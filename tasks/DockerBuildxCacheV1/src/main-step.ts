@@ -94,10 +94,10 @@ export async function runMain(): Promise<void> {
   const builderConfig = intendedTransport(config.cache).transport === 'direct' ? withHostNetwork(config) : config;
   const setup = startSetup(docker, builderConfig, job, source, jobAgent());
   let plan = await setup.during(planCache({ config, id: main.id, docker, keys, branch: main.branch, job, tempRoot: main.tempRoot }));
-  publishPlan(config, plan, job);
   // The export slot and the direct cache are the main step's from here: committed after a good build,
   // abandoned (closed) on any other way out.
   try {
+    publishPlan(config, plan, job);
     const { gates, builder, driver } = await setup.show();
     setOutput('builderName', builder.name);
     plan = await confirmTransport(main, plan, driver.driver, builder.name);

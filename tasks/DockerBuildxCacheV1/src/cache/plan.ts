@@ -172,28 +172,35 @@ async function direct(ctx: PlanContext, keys: CacheKeys, store: CacheStore, spec
     cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', store.description, (err as Error).message));
     return { flags: NO_CACHE, hit: 'false', summary: { hit: 'false' } };
   }
-  for (const skipped of cache.skipped) cacheTrouble(config.cache.failOnError, loc('WarnEntrySkipped', skipped));
-  const e = cache.entry;
-  if (e === undefined) info(loc('CacheMiss', store.description, scopes.read.join(', ')));
-  else info(loc('DirectEntry', cache.hit, e.key, e.scope, e.created, cache.opened?.entry.blobs.length ?? 0));
-  // The entry's last use, as a restore records it: retention keeps what builds use.
-  if (e !== undefined) await store.touch(e, new Date()).catch(() => undefined);
-  const hit = cache.hit;
-  return {
-    flags: cache.flags(config.cache.mode, config.cache.compression),
-    distrust: e === undefined ? undefined : () => store.distrust(e),
-    hit,
-    restoredKey: e?.key,
-    summary: { hit, restored: e && { key: e.key, scope: e.scope, created: e.created } },
-    save,
-    direct: {
-      cache,
-      fallback: async () => {
-        await cache.discard();
-        return folderFromStore(ctx, keys, store, spec, scopes);
+  // From here the cache is open (the facade listening, the entry and the upload leased): any way
+  // out but the plan closes it and ends the upload, or the step would never end.
+  try {
+    for (const skipped of cache.skipped) cacheTrouble(config.cache.failOnError, loc('WarnEntrySkipped', skipped));
+    const e = cache.entry;
+    if (e === undefined) info(loc('CacheMiss', store.description, scopes.read.join(', ')));
+    else info(loc('DirectEntry', cache.hit, e.key, e.scope, e.created, cache.opened?.entry.blobs.length ?? 0));
+    // The entry's last use, as a restore records it: retention keeps what builds use.
+    if (e !== undefined) await store.touch(e, new Date()).catch(() => undefined);
+    const hit = cache.hit;
+    return {
+      flags: cache.flags(config.cache.mode, config.cache.compression),
+      distrust: e === undefined ? undefined : () => store.distrust(e),
+      hit,
+      restoredKey: e?.key,
+      summary: { hit, restored: e && { key: e.key, scope: e.scope, created: e.created } },
+      save,
+      direct: {
+        cache,
+        fallback: async () => {
+          await cache.discard();
+          return folderFromStore(ctx, keys, store, spec, scopes);
+        },
       },
-    },
-  };
+    };
+  } catch (err) {
+    await cache.discard();
+    throw err;
+  }
 }
 
 /** The save this job may do, or undefined: none when the cache is read-only, as on a pull request from a fork. */
