@@ -310,12 +310,12 @@ describe('registry facade: the server', function () {
         );
         uploads.push(b.digest);
       }
-      // "layer one" is in the restored entry: no upload, no question to the store.
+      // "layer one" is in the restored entry and in the store: no upload, but the store was asked (which keeps it for the save).
       assert.deepEqual(
         uploads,
         [fresh.layers[1], fresh.layers[2], fresh.config].map((b) => b?.digest),
       );
-      assert.ok(!store.calls.has.includes(fresh.layers[0]?.digest ?? ''));
+      assert.ok(store.calls.has.includes(fresh.layers[0]?.digest ?? ''));
       assert.equal(store.hasEntry('saved'), false, 'no entry before the manifest');
 
       const head = await call('HEAD', 'manifests/save');
@@ -348,6 +348,24 @@ describe('registry facade: the server', function () {
       assert.deepEqual([other.status, codeOf(other)], [403, 'DENIED']);
       assert.equal(store.calls.commit.length, 1);
     });
+
+    // a writer or not → whether a HEAD of a blob of the restored entry asks the store, and what it answers
+    const restoredHeads: [string, boolean, boolean, number][] = [
+      ['with a writer, a restored blob the store has: asked, acknowledged', true, false, 200],
+      ['with a writer, a restored blob gone from the store: asked, not acknowledged (BuildKit uploads it)', true, true, 404],
+      ['without a writer (a read-only cache), a restored blob: from the entry, the store not asked', false, false, 200],
+    ];
+    for (const [title, writes, gone, status] of restoredHeads) {
+      it(title, async () => {
+        const layer = cache.layers[0] as Blob;
+        if (gone) fs.rmSync(store.blobFile(layer.digest), { force: true });
+        const f = await start({ reader: store.reader('restored'), ...(writes ? { writer: store.writer('saved') } : {}) });
+        const head = await client(f)('HEAD', `blobs/${layer.digest}`);
+        assert.equal(head.status, status);
+        assert.deepEqual(store.calls.has, writes ? [layer.digest] : []);
+        assert.equal(f.stats.acknowledged, status === 200 ? 1 : 0);
+      });
+    }
 
     it('refuses a manifest that reaches a blob the store lacks, and writes no entry', async () => {
       const f = await start();

@@ -150,7 +150,8 @@ interface Committed {
  *   a blob that fails its digest is never served whole: the response is cut short, BuildKit sees an
  *   error, the digest is reported (`corrupt`) and unknown from then on.
  * - Uploads stream into the store through the same check, so a blob that fails its digest never
- *   counts. Blobs the store already has are acknowledged (HEAD 200, or a mount) without an upload.
+ *   counts. Blobs the store already has are acknowledged (HEAD 200, or a mount) without an upload, once the
+ *   writer has said so (which also keeps them for the save), even those of the restored entry.
  * - The manifest PUT to `save` is checked for completeness (every blob it reaches present, with its
  *   size) and only then committed, once; nothing is written as an entry before.
  * - Memory stays bounded: blobs are streamed, never buffered (chunked uploads are spooled to disk);
@@ -536,11 +537,16 @@ export class RegistryFacade {
     }
   }
 
-  /** The size of a blob the store has; undefined when it must be uploaded. */
+  /**
+   * The size of a blob the store has; undefined when it must be uploaded. With a writer, only the
+   * writer's answer counts (or an upload here): the restored entry's list is not enough, since the
+   * writer's `has` is what keeps the blob for the save (an upload's lease) and checks it is there.
+   */
   private async present(digest: string, signal: AbortSignal): Promise<number | undefined> {
     if (this.bad.has(digest)) return undefined;
-    const known = this.known.get(digest) ?? this.readerBlobs.get(digest)?.size;
-    if (known !== undefined || this.writer === undefined) return known;
+    if (this.writer === undefined) return this.readerBlobs.get(digest)?.size;
+    const known = this.known.get(digest);
+    if (known !== undefined) return known;
     const dog = this.watchdog(`asking the store for ${digest}`, signal);
     try {
       const size = await dog.guard(this.writer.has(digest, dog.signal));
