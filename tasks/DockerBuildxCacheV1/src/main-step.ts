@@ -19,7 +19,7 @@ import { createDockerConfig, agentDockerConfig } from './docker/config-dir';
 import { addLogin } from './facade/login';
 import type { Driver } from './config/types';
 import type { ExportSlot } from './cache/slot';
-import { saveDirectToStore, saveToStore } from './cache/save';
+import { saveDirectToStore, saveToStore, type SaveJob } from './cache/save';
 import { resolveKeys } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import { readConfig, taskSource } from './config/read';
@@ -221,6 +221,8 @@ async function buildImage({ config, tempRoot, job }: MainJob, docker: DockerCli,
     if (plan.save !== undefined && config.cache.save === 'afterBuild') {
       const save = plan.save;
       const saved = await job.timed(loc('PhaseSave'), () => (direct !== undefined ? saveDirectToStore(save, direct) : saveToStore(save)));
+      // The save ran (saveLayout ends the upload, whatever its outcome); otherwise closeDirect ends it.
+      if (saved.result !== undefined) plan.direct?.cache.handOn();
       job.update({}, summaryOfSave(saved));
     }
   } finally {
@@ -258,12 +260,14 @@ function publishPlan(config: Config, plan: CachePlan, job: JobRecord): void {
   setOutput('cacheHit', plan.hit);
   if (config.cache.hitVar !== undefined) setVariable(config.cache.hitVar, plan.hit);
   if (plan.restoredKey !== undefined) setOutput('cacheRestoredKey', plan.restoredKey);
+  const post = postSave(config, plan.save, plan.direct && { leaseId: plan.direct.cache.sink?.leaseId });
+  job.update(post === undefined ? {} : { save: post }, plan.summary);
+}
+
+/** The save the post-job step does (saveCache onSuccess or always), or undefined when the main step saves or nothing is saved. */
+function postSave(config: Config, save: SaveJob | undefined, direct: DirectSave | undefined): NonNullable<PostState['save']> | undefined {
   const when = config.cache.save;
-  const direct = plan.direct && { leaseId: plan.direct.cache.sink?.leaseId };
-  job.update(
-    plan.save !== undefined && (when === 'onSuccess' || when === 'always') ? { save: { ...plan.save, when, direct } } : {},
-    plan.summary,
-  );
+  return save !== undefined && (when === 'onSuccess' || when === 'always') ? { ...save, when, direct } : undefined;
 }
 
 function scopeVariables(): ScopeVariables {
@@ -358,11 +362,12 @@ async function finishDirect(
   }
   info(loc('DirectExported', layout.blobs.length, layout.root.digest));
   const save: DirectSave = { leaseId: sink.leaseId, layout: { index: layout.index, blobs: layout.blobs } };
-  const when = config.cache.save;
-  if (when === 'onSuccess' || when === 'always') {
-    job.update({ save: { ...plan.save, when, direct: save } });
+  const post = postSave(config, plan.save, save);
+  if (post !== undefined) {
+    // The post-job step's state has the upload now: its save (or endUpload) ends it.
+    job.update({ save: post });
+    cache.handOn();
   }
-  cache.handOn();
   return save;
 }
 
