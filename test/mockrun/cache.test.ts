@@ -87,6 +87,37 @@ describe('mock-run: the main step: the cache backends', function () {
     }
   });
 
+  it("cacheTransport direct with the agent's docker config naming a credential store: the folder, and the log says why", async () => {
+    const storePath = path.join(agentWork, 'store');
+    const { key } = await seedStore(new LocalStore(storePath));
+    const agentConfig = tempDir();
+    fs.writeFileSync(path.join(agentConfig, 'config.json'), JSON.stringify({ credsStore: 'desktop' }));
+    const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+    const build = buildLine(
+      'default',
+      `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`,
+    );
+    const run = await runScenario({
+      ...main(
+        {
+          imageName: 'app',
+          driver: 'docker',
+          cacheTransport: 'direct',
+          cacheKey: 'buildx | deps.lock',
+          localStorePath: storePath,
+          cacheDir,
+        },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
+      env: { DOCKER_CONFIG: agentConfig },
+    });
+    assert.ok(run.succeeded, run.stdout);
+    assert.match(run.stdout, /loc_mock_TransportFolder loc_mock_TransportWhyCredsStore desktop/);
+    assert.equal(run.commands.at(-1), build);
+    assert.deepEqual([run.outputs.cacheHit, run.outputs.cacheRestoredKey], ['true', key.text]);
+    assertWarnings(run, MOCK_BUILD_WARNINGS);
+  });
+
   it('local store: restores the exact key, sets cacheHit, cacheKey, cacheRestoredKey and the hit variable, and imports the restored folder', async () => {
     const storePath = path.join(agentWork, 'store');
     const { key, blobs: cached } = await seedStore(new LocalStore(storePath));

@@ -1,6 +1,7 @@
 import * as assert from 'assert/strict';
 import {
   chooseTransport,
+  credsStoreOf,
   describeTransportReason,
   instanceOnHostNetwork,
   intendedTransport,
@@ -75,6 +76,17 @@ describe('cacheTransport: direct only with a builder that reaches this machine l
       { transport: 'folder', reason: { kind: 'remoteAddress', endpoint: 'tcp://buildkitd:1234' } },
     ],
     ['kubernetes', facts('kubernetes'), { transport: 'folder', reason: { kind: 'kubernetes' } }],
+    [
+      "the build would use a copy of the agent's docker config, which names a credential store",
+      facts('docker', { credsStore: 'desktop' }),
+      { transport: 'folder', reason: { kind: 'credsStore', store: 'desktop' } },
+    ],
+    [
+      'a credential store, and a builder that reaches loopback',
+      facts('docker-container', { hostNetwork: true, credsStore: 'pass' }),
+      { transport: 'folder', reason: { kind: 'credsStore', store: 'pass' } },
+    ],
+    ['an empty credsStore is none', facts('docker', { credsStore: '' }), direct('docker')],
   ];
   for (const [title, reach, expected] of table)
     it(title, () => assert.deepEqual(chooseTransport({ backend: 'azureBlob', transport: 'direct' }, reach), expected));
@@ -91,6 +103,18 @@ describe('cacheTransport: direct only with a builder that reaches this machine l
       assert.ok(text.length > 10 && !text.includes('%s'), text);
     }
   });
+});
+
+describe("credsStoreOf: the agent's docker config.json", () => {
+  const table: [string, string, string | undefined][] = [
+    ['a credential store', '{"credsStore":"desktop","auths":{}}', 'desktop'],
+    ['credential helpers only', '{"credHelpers":{"gcr.io":"gcloud"}}', undefined],
+    ['no file', '', undefined],
+    ['not JSON', '{', undefined],
+    ['null', 'null', undefined],
+    ['an empty store', '{"credsStore":""}', undefined],
+  ];
+  for (const [title, text, expected] of table) it(title, () => assert.equal(credsStoreOf(text), expected));
 });
 
 describe('isLocalAddress', () => {

@@ -10,6 +10,7 @@ import type { CommitResult } from './cache/folder';
 import { planCache, withGates, type CacheKeys, type CachePlan, type DirectPlan } from './cache/plan';
 import {
   chooseTransport,
+  credsStoreOf,
   describeTransportReason,
   instanceOnHostNetwork,
   intendedTransport,
@@ -128,6 +129,8 @@ async function confirmTransport(main: MainJob, plan: CachePlan, driver: Driver, 
           endpoint: config.builder.endpoint,
           dockerHost: process.env.DOCKER_HOST,
           hostNetwork: driver === 'docker-container' && (await builderOnHostNetwork(job.dockerConfig, builder)),
+          // Without a job-private docker config, the facade's login goes into a copy of the agent's, without its credential store.
+          credsStore: job.dockerConfig === undefined ? await agentCredsStore() : undefined,
         });
   const why = describeTransportReason(choice.reason);
   job.update({}, { transport: `${choice.transport} (${why})` });
@@ -143,6 +146,11 @@ async function confirmTransport(main: MainJob, plan: CachePlan, driver: Driver, 
   const folder = await plan.direct.fallback();
   publishPlan(config, folder, job);
   return folder;
+}
+
+/** The credential store the agent's docker config names, if any. */
+async function agentCredsStore(): Promise<string | undefined> {
+  return credsStoreOf(await fs.promises.readFile(path.join(agentDockerConfig(), 'config.json'), 'utf8').catch(() => ''));
 }
 
 /** Whether buildx keeps the builder as one on the host's network (its instance file in the docker config). */

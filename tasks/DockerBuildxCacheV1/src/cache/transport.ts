@@ -32,7 +32,12 @@ export type TransportReason =
   /** A remote builder whose address is neither a unix socket nor loopback. */
   | { readonly kind: 'remoteAddress'; readonly endpoint: string }
   /** Kubernetes builders run in pods. */
-  | { readonly kind: 'kubernetes' };
+  | { readonly kind: 'kubernetes' }
+  /**
+   * The agent's docker config names a global credential store, and the facade's login would go into
+   * a copy of it without the store (see docker/config-dir.ts): private images would not pull.
+   */
+  | { readonly kind: 'credsStore'; readonly store: string };
 
 export interface TransportChoice {
   readonly transport: Transport;
@@ -50,6 +55,11 @@ export interface ReachFacts {
   readonly dockerHost?: string;
   /** For docker-container: whether the builder's container uses the host's network (`network=host`). */
   readonly hostNetwork: boolean;
+  /**
+   * The agent's global credential store (`credsStore` of its docker config), when the build would
+   * run with a copy of that config made for the facade's login, which cannot keep it.
+   */
+  readonly credsStore?: string;
 }
 
 /**
@@ -92,6 +102,7 @@ export function chooseTransport(cache: Pick<CacheConfig, 'backend' | 'transport'
   const intended = intendedTransport(cache);
   if (intended.transport === 'folder') return intended;
   const folder = (reason: TransportReason): TransportChoice => ({ transport: 'folder', reason });
+  if (facts.credsStore !== undefined && facts.credsStore !== '') return folder({ kind: 'credsStore', store: facts.credsStore });
   const engineIsLocal = facts.dockerHost === undefined || facts.dockerHost === '' || isLocalAddress(facts.dockerHost);
   switch (facts.driver) {
     case 'docker':
@@ -132,6 +143,18 @@ export function describeTransportReason(reason: TransportReason): string {
       return loc('TransportWhyRemoteAddress', reason.endpoint);
     case 'kubernetes':
       return loc('TransportWhyKubernetes');
+    case 'credsStore':
+      return loc('TransportWhyCredsStore', reason.store);
+  }
+}
+
+/** The global credential store (`credsStore`) a docker config.json names; undefined for none or an unreadable file. */
+export function credsStoreOf(configJson: string): string | undefined {
+  try {
+    const store = (JSON.parse(configJson) as { credsStore?: unknown } | null)?.credsStore;
+    return typeof store === 'string' && store !== '' ? store : undefined;
+  } catch {
+    return undefined;
   }
 }
 
