@@ -118,6 +118,34 @@ describe('mock-run: the main step: the cache backends', function () {
     assertWarnings(run, MOCK_BUILD_WARNINGS);
   });
 
+  it('cacheTransport direct with a store that cannot be read: no cache, and the log and the summary say so', async () => {
+    // The store's folder is a file: listing it fails, which is cache trouble.
+    const storePath = path.join(agentWork, 'store');
+    fs.writeFileSync(storePath, 'not a folder');
+    const build = buildLine('default', '--tag app:latest --load');
+    const run = await runScenario(
+      main(
+        {
+          imageName: 'app',
+          driver: 'docker',
+          cacheTransport: 'direct',
+          cacheKey: 'buildx | deps.lock',
+          localStorePath: storePath,
+          cacheDir,
+        },
+        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
+      ),
+    );
+    assert.ok(run.succeeded, run.stdout);
+    assert.equal(run.commands.at(-1), build);
+    assert.match(run.stdout, /loc_mock_TransportNone loc_mock_TransportWhyNoCache/);
+    assert.doesNotMatch(run.stdout, /loc_mock_TransportFolder|loc_mock_TransportDirect/);
+    const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { summary?: { transport?: string } };
+    assert.equal(state.summary?.transport, 'none (loc_mock_TransportWhyNoCache)');
+    assert.equal(run.outputs.cacheHit, 'false');
+    assertWarnings(run, [/^loc_mock_WarnRestoreFailed /, /^loc_mock_WarnMetadataUnreadable /]);
+  });
+
   it('local store: restores the exact key, sets cacheHit, cacheKey, cacheRestoredKey and the hit variable, and imports the restored folder', async () => {
     const storePath = path.join(agentWork, 'store');
     const { key, blobs: cached } = await seedStore(new LocalStore(storePath));

@@ -120,6 +120,13 @@ const withHostNetwork = (config: Config): Config => ({ ...config, builder: { ...
 async function confirmTransport(main: MainJob, plan: CachePlan, driver: Driver, builder: string): Promise<CachePlan> {
   const { config, job } = main;
   if (!isStoreBackend(config.cache.backend)) return plan;
+  if (plan.direct === undefined && intendedTransport(config.cache).transport === 'direct') {
+    // The store failed before the facade started (cache trouble, already reported): no cache at all.
+    const why = describeTransportReason({ kind: 'noCache' });
+    job.update({}, { transport: `none (${why})` });
+    info(loc('TransportNone', why));
+    return plan;
+  }
   const choice: TransportChoice =
     plan.direct === undefined
       ? intendedTransport(config.cache)
@@ -145,6 +152,8 @@ async function confirmTransport(main: MainJob, plan: CachePlan, driver: Driver, 
   info(loc('TransportFolder', why));
   const folder = await plan.direct.fallback();
   publishPlan(config, folder, job);
+  // The direct entry's key was published already: the folder's miss must not keep it.
+  if (folder.restoredKey === undefined && plan.restoredKey !== undefined) setOutput('cacheRestoredKey', '');
   return folder;
 }
 

@@ -37,7 +37,9 @@ export type TransportReason =
    * The agent's docker config names a global credential store, and the facade's login would go into
    * a copy of it without the store (see docker/config-dir.ts): private images would not pull.
    */
-  | { readonly kind: 'credsStore'; readonly store: string };
+  | { readonly kind: 'credsStore'; readonly store: string }
+  /** Direct was meant, but the store could not be opened or served: the build runs without a cache. */
+  | { readonly kind: 'noCache' };
 
 export interface TransportChoice {
   readonly transport: Transport;
@@ -145,6 +147,8 @@ export function describeTransportReason(reason: TransportReason): string {
       return loc('TransportWhyKubernetes');
     case 'credsStore':
       return loc('TransportWhyCredsStore', reason.store);
+    case 'noCache':
+      return loc('TransportWhyNoCache');
   }
 }
 
