@@ -49,7 +49,7 @@ describe('mock-run: the post-job step', function () {
     async function uploaded(
       when: 'onSuccess' | 'always',
       withLayout: boolean,
-    ): Promise<{ taskVariables: Record<string, string>; store: LocalStore }> {
+    ): Promise<{ taskVariables: Record<string, string>; store: LocalStore; leaseItems: () => string[] }> {
       const storePath = path.join(tempDir(), 'store');
       const store = new LocalStore(storePath);
       const layout = cacheLayout(['deps', 'app']);
@@ -81,7 +81,11 @@ describe('mock-run: the post-job step', function () {
         },
       };
       const summary = { backend: 'local', image: 'app:latest', phases: [] };
-      return { taskVariables: state({ save, summary }), store };
+      const leases = path.join(storePath, 'v1', 'leases');
+      const leaseItems = (): string[] =>
+        fs.existsSync(leases) ? fs.readdirSync(leases).filter((n) => n.startsWith(`${sink.leaseId}.`)) : [];
+      assert.notDeepEqual(leaseItems(), [], 'the upload holds its blobs under its lease');
+      return { taskVariables: state({ save, summary }), store, leaseItems };
     }
     // the job's status, saveCache, whether the export arrived complete → whether an entry is written
     const table: [string, 'onSuccess' | 'always', boolean, boolean][] = [
@@ -92,7 +96,7 @@ describe('mock-run: the post-job step', function () {
     ];
     for (const [status, when, complete, saves] of table) {
       it(`${status}, ${when}, ${complete ? 'a complete export' : 'no complete export'}: ${saves ? 'the layout becomes the entry' : 'no entry, the upload ended'}`, async () => {
-        const { taskVariables, store } = await uploaded(when, complete);
+        const { taskVariables, store, leaseItems } = await uploaded(when, complete);
         const run = await runScenario({
           step: 'post',
           variables: { 'Agent.JobStatus': status, 'Agent.TempDirectory': agentTemp },
@@ -102,6 +106,8 @@ describe('mock-run: the post-job step', function () {
         assert.equal((await store.stats()).entries, saves ? 1 : 0);
         if (saves) assert.match(run.stdout, /loc_mock_Saved buildx\|"Linux"\|app refs\/heads\/main/);
         else assert.doesNotMatch(run.stdout, /loc_mock_Saved /);
+        // Saved or not, the upload is over: nothing of its lease is left to pin its blobs.
+        assert.deepEqual(leaseItems(), []);
         assert.deepEqual(run.warnings, []);
       });
     }
