@@ -1,5 +1,5 @@
 import { cacheRoot, parseIndex, type Descriptor } from '../oci/layout';
-import { candidates } from '../store/select';
+import { firstUsable } from '../store/restore';
 import { EntryUnusableError, type BlobSink, type CacheStore, type EntryHead, type HitKind, type OpenedEntry } from '../store/types';
 import type { CacheFlags } from '../docker/args';
 import type { CacheMode, Compression } from '../config/types';
@@ -71,22 +71,25 @@ export class DirectCache {
   ) {}
 
   static async open(req: DirectRequest): Promise<DirectCache> {
-    const listed = await req.store.list(req.scopes);
-    const skipped = [...listed.skipped];
-    let found: { opened: OpenedEntry; reader: EntryReader; hit: HitKind } | undefined;
-    for (const candidate of candidates(listed.entries, req.scopes, req.key, req.restoreKeys, req.now ?? new Date())) {
-      let opened: OpenedEntry | undefined;
-      try {
-        opened = await req.store.openEntry(candidate.entry);
-        found = { opened, reader: entryReader(opened), hit: candidate.hit };
-        break;
-      } catch (err) {
-        await opened?.close().catch(() => undefined);
-        if (!(err instanceof EntryUnusableError)) throw err;
-        const e = candidate.entry;
-        skipped.push(`${e.key} (${e.scope}, ${e.created}): ${err.message}`);
-      }
-    }
+    // The candidates as a restore takes them; an entry that cannot be opened is skipped, with why.
+    const usable = await firstUsable(
+      req.store,
+      req.scopes,
+      req.key,
+      req.restoreKeys,
+      async (entry) => {
+        const opened = await req.store.openEntry(entry);
+        try {
+          return { opened, reader: entryReader(opened) };
+        } catch (err) {
+          await opened.close().catch(() => undefined);
+          throw err;
+        }
+      },
+      req.now ?? new Date(),
+    );
+    const skipped = usable.skipped;
+    const found = usable.hit === 'false' ? undefined : { ...usable.value, hit: usable.hit };
     let sink: BlobSink | undefined;
     try {
       sink = req.save ? await req.store.beginUpload() : undefined;
