@@ -25,6 +25,7 @@ import { spawnSync } from 'child_process';
 import { ROOT, runJob, type JobResult } from './agent';
 import { benchDockerfile } from './bench-workload';
 import { BASE_IMAGE, ensureEngine } from './engine';
+import { BUILDKIT_IMAGE } from './bench-world';
 import { buildkitdToml, dockerConfigWith, provisionHostedEngine } from './hosted-engine';
 import { median, vertexSeconds } from './measure';
 
@@ -161,7 +162,7 @@ async function main(): Promise<void> {
       inputs: { driverOptions: 'network=host', buildkitdConfig: toml },
       fresh: () => {
         docker(hostedEnv, ['image', 'rm', '-f', `${IMAGE}:bench`]);
-        docker(hostedEnv, ['image', 'rm', 'moby/buildkit:buildx-stable-1']);
+        docker(hostedEnv, ['image', 'rm', BUILDKIT_IMAGE]);
         docker(hostedEnv, ['buildx', 'prune', '-af', '--builder', 'default']);
       },
     },

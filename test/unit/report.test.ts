@@ -127,6 +127,29 @@ describe('benchmark report: the task alternatives and their transports', () => {
     );
   });
 
+  it("counts the bytes each transport of the Azure store downloaded in the large workload against BuildKit's azblob", () => {
+    const late = (alt: Alternative, downloaded: number, transport?: string): JobMeasure => ({
+      ...job(alt, 3, 20, { downloaded, ...(transport === undefined ? {} : { transport }) }),
+      workload: 'large',
+      rev: { n: 3, kind: 'late', files: {} },
+    });
+    const report = renderReport(
+      results([
+        late('task-azureBlob', 1500e6, 'folder (auto).'),
+        late('task-azureBlob-direct', 1.8e6, 'direct, through a registry on 127.0.0.1:1 (cacheTransport says so).'),
+        late('buildkit-azblob', 1.7e6),
+      ]),
+    );
+    assert.match(
+      targetRow(report, /blobs the build reads.*task, azureBlob, cacheTransport: direct,/),
+      /late-stage change: 1\.8 MB against 1\.7 MB, 1\.06× \| \*\*met\*\*/,
+    );
+    assert.match(
+      targetRow(report, /blobs the build reads.*task, azureBlob \(folder\)/),
+      /late-stage change: 1500\.0 MB against 1\.7 MB, 882\.35× \| \*\*not met\*\*/,
+    );
+  });
+
   it('a job without a cache folder (direct) takes the changed layers of the same revision through the folder', () => {
     const large = (alt: Alternative, more: Partial<JobMeasure>): JobMeasure => ({
       ...job(alt, 2, 20, more),
