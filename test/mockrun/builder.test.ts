@@ -51,10 +51,8 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     const builds = (builder: string): string =>
       buildLine(builder, `--tag app:latest --cache-to type=local,dest=${exportDir()},mode=max,compression=gzip --load`);
     const creates = (builder: string): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
-      [`${DOCKER} buildx inspect ${builder}`]: missing,
-      [`${DOCKER} buildx create --name ${builder} --driver docker-container`]: ok,
+      [`${DOCKER} buildx inspect --bootstrap ${builder}`]: missing,
       [`${DOCKER} buildx create --bootstrap --name ${builder} --driver docker-container`]: ok,
-      [`${DOCKER} buildx inspect --bootstrap ${builder}`]: ok,
       [builds(builder)]: ok,
     });
     type State = { removeBuilder?: string; keepBuilder?: { name: string; keepStorage?: string } };
@@ -119,13 +117,12 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         assert.ok(run.succeeded, run.stdout);
         assert.deepEqual(run.commands, [
           ...PREFLIGHT,
-          // A builder an agent keeps is looked for, created, then started; the job's own, whose name is new, is created and started at once.
+          // A builder an agent keeps is started if it is there, else created and started; the job's own, whose name is new, is created and started at once.
           ...(state.keepBuilder === undefined
             ? [`${DOCKER} buildx create --bootstrap --name ${builder} --driver docker-container`]
             : [
-                `${DOCKER} buildx inspect ${builder}`,
-                `${DOCKER} buildx create --name ${builder} --driver docker-container`,
                 `${DOCKER} buildx inspect --bootstrap ${builder}`,
+                `${DOCKER} buildx create --bootstrap --name ${builder} --driver docker-container`,
               ]),
           builds(builder),
         ]);
@@ -142,7 +139,6 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     it('a self-hosted agent with builderName: that builder, neither kept nor removed when it existed', async () => {
       const exec = {
         ...preflightAnswers(),
-        [`${DOCKER} buildx inspect mine`]: ok,
         [`${DOCKER} buildx inspect --bootstrap mine`]: ok,
         [builds('mine')]: ok,
       };
@@ -166,9 +162,8 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       );
       const exec = {
         ...preflightAnswers(),
-        [`${DOCKER} buildx inspect ${remote}`]: missing,
-        [`${DOCKER} buildx create --name ${remote} --driver remote tcp://bk:1234`]: ok,
-        [`${DOCKER} buildx inspect --bootstrap ${remote}`]: ok,
+        [`${DOCKER} buildx inspect --bootstrap ${remote}`]: missing,
+        [`${DOCKER} buildx create --bootstrap --name ${remote} --driver remote tcp://bk:1234`]: ok,
         [builds(remote)]: ok,
       };
       const run = await runScenario({
@@ -185,7 +180,6 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     it('a self-hosted agent whose kept builder exists: reused, not created', async () => {
       const exec = {
         ...preflightAnswers(),
-        [`${DOCKER} buildx inspect ${KEPT}`]: ok,
         [`${DOCKER} buildx inspect --bootstrap ${KEPT}`]: ok,
         [builds(KEPT)]: ok,
       };
@@ -196,12 +190,7 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         exec,
       });
       assert.ok(run.succeeded, run.stdout);
-      assert.deepEqual(run.commands, [
-        ...PREFLIGHT,
-        `${DOCKER} buildx inspect ${KEPT}`,
-        `${DOCKER} buildx inspect --bootstrap ${KEPT}`,
-        builds(KEPT),
-      ]);
+      assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect --bootstrap ${KEPT}`, builds(KEPT)]);
       assert.deepEqual(stateOf(run).keepBuilder, { name: KEPT, keepStorage: '10GB' });
     });
   });
@@ -263,11 +252,11 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
           cacheCompression: 'zstd',
           cacheDir,
         },
-        { [`${DOCKER} buildx inspect ci`]: ok, [`${DOCKER} buildx inspect --bootstrap ci`]: ok, [build]: ok },
+        { [`${DOCKER} buildx inspect --bootstrap ci`]: ok, [build]: ok },
       ),
     );
     assert.ok(run.succeeded, run.stdout);
-    assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect ci`, `${DOCKER} buildx inspect --bootstrap ci`, build]);
+    assert.deepEqual(run.commands, [...PREFLIGHT, `${DOCKER} buildx inspect --bootstrap ci`, build]);
     assert.equal(run.outputs.builderName, 'ci');
     // A reused builder is never the task's to remove.
     const state = JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as { removeBuilder?: string };

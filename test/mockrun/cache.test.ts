@@ -54,9 +54,8 @@ describe('mock-run: the main step: the cache backends', function () {
         'a remote builder elsewhere',
         { driver: 'remote', endpoint: 'tcp://buildkitd:1234', builderName: 'bk' },
         {
-          [`${DOCKER} buildx inspect bk`]: missing,
-          [`${DOCKER} buildx create --name bk --driver remote tcp://buildkitd:1234`]: ok,
-          [`${DOCKER} buildx inspect --bootstrap bk`]: ok,
+          [`${DOCKER} buildx inspect --bootstrap bk`]: missing,
+          [`${DOCKER} buildx create --bootstrap --name bk --driver remote tcp://buildkitd:1234`]: ok,
         },
         'bk',
         /loc_mock_TransportFolder loc_mock_TransportWhyRemoteAddress tcp:\/\/buildkitd:1234/,

@@ -9,7 +9,7 @@ import {
   pruneBuilder,
   type BuilderSpec,
 } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
-import { errorTail, type DockerCli, type RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
+import { errorTail, type DockerCli, type RunOptions, type RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 
 type Script = Record<string, RunResult | RunResult[]>;
 const ok: RunResult = { code: 0, stdout: '', stderr: '' };
@@ -40,27 +40,36 @@ const config = (extra: Partial<BuilderSpec> = {}): BuilderSpec => ({
 });
 
 describe('builder lifecycle', () => {
-  it('creates a job-unique builder and bootstraps it', async () => {
+  it('creates and starts a builder that buildx says is not there', async () => {
     const { docker, run } = fakeDocker({
-      'buildx inspect job-b': missing,
-      'buildx create --name job-b --driver docker-container': ok,
-      'buildx inspect --bootstrap job-b': {
-        code: 0,
-        stdout: 'Name: job-b\nDriver: docker-container\nPlatforms: linux/amd64, linux/arm64\n',
-        stderr: '',
-      },
+      'buildx inspect --bootstrap job-b': missing,
+      'buildx create --bootstrap --name job-b --driver docker-container': ok,
     });
     const created = sinon.spy();
-    assert.deepEqual(await ensureBuilder(docker, config(), 'job-b', created), {
-      name: 'job-b',
-      created: true,
-      platforms: ['linux/amd64', 'linux/arm64'],
-    });
+    assert.deepEqual(await ensureBuilder(docker, config(), 'job-b', created), { name: 'job-b', created: true });
     assert.ok(created.calledOnceWith('job-b'));
     assert.deepEqual(
       run.args.map((a) => a[0].join(' ')),
-      ['buildx inspect job-b', 'buildx create --name job-b --driver docker-container', 'buildx inspect --bootstrap job-b'],
+      ['buildx inspect --bootstrap job-b', 'buildx create --bootstrap --name job-b --driver docker-container'],
     );
+  });
+
+  it('the first bootstrap does not show buildx\'s "no builder found" (the builder is created then), and shows all else', async () => {
+    const echoes: RunOptions['echo'][] = [];
+    const docker: DockerCli = {
+      run: (args, options) => {
+        echoes.push(options?.echo);
+        return Promise.resolve(args.includes('create') ? ok : echoes.length === 1 ? missing : ok);
+      },
+    };
+    await ensureBuilder(docker, config(), 'job-b', () => undefined);
+    const first = echoes[0];
+    assert.equal(typeof first, 'function');
+    if (typeof first !== 'function') return;
+    assert.equal(first('ERROR: no builder "job-b" found'), false);
+    assert.equal(first('Platforms: linux/amd64'), true);
+    assert.equal(first('ERROR: failed to pull moby/buildkit'), true);
+    assert.deepEqual(echoes.slice(1), [true], 'the create shows everything');
   });
 
   // A name unique to the job: created and started at once; looked for only when that fails.
@@ -129,7 +138,7 @@ describe('builder lifecycle', () => {
   });
 
   it('reuses an existing builder with the requested name and never claims it', async () => {
-    const { docker, run } = fakeDocker({ 'buildx inspect shared': ok, 'buildx inspect --bootstrap shared': ok });
+    const { docker, run } = fakeDocker({ 'buildx inspect --bootstrap shared': ok });
     const created = sinon.spy();
     assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', created), {
       name: 'shared',
@@ -137,14 +146,21 @@ describe('builder lifecycle', () => {
       platforms: [],
     });
     assert.ok(created.notCalled);
-    assert.ok(!run.args.some((a) => a[0].includes('create')));
+    assert.deepEqual(
+      run.args.map((a) => a[0].join(' ')),
+      ['buildx inspect --bootstrap shared'],
+      'one buildx call finds it, starts it and asks for its platforms',
+    );
   });
 
   it('reuses a builder that another job created at the same moment', async () => {
     const { docker } = fakeDocker({
-      'buildx inspect shared': [missing, ok],
-      'buildx create --name shared --driver docker-container': { code: 1, stdout: '', stderr: 'ERROR: existing instance for "shared"' },
-      'buildx inspect --bootstrap shared': ok,
+      'buildx inspect --bootstrap shared': [missing, ok],
+      'buildx create --bootstrap --name shared --driver docker-container': {
+        code: 1,
+        stdout: '',
+        stderr: 'ERROR: existing instance for "shared"',
+      },
     });
     assert.deepEqual(await ensureBuilder(docker, config({ name: 'shared' }), 'job-b', () => undefined), {
       name: 'shared',
@@ -155,8 +171,9 @@ describe('builder lifecycle', () => {
 
   it('fails with buildx own words when create fails', async () => {
     const { docker } = fakeDocker({
+      'buildx inspect --bootstrap job-b': missing,
       'buildx inspect job-b': missing,
-      'buildx create --name job-b --driver remote tcp://nowhere:1234': {
+      'buildx create --bootstrap --name job-b --driver remote tcp://nowhere:1234': {
         code: 1,
         stdout: '',
         stderr: 'ERROR: failed to dial tcp://nowhere:1234',
@@ -166,21 +183,25 @@ describe('builder lifecycle', () => {
       ensureBuilder(docker, config({ driver: 'remote', endpoint: 'tcp://nowhere:1234' }), 'job-b', () => undefined),
       (err: Error) => {
         assert.ok(err instanceof BuilderError);
-        assert.match(err.message, /create --name job-b failed with exit code 1: ERROR: failed to dial/);
+        assert.match(err.message, /create --bootstrap --name job-b failed with exit code 1: ERROR: failed to dial/);
         return true;
       },
     );
   });
 
-  it('reports a created builder before a failing bootstrap, so the post-job step still removes it', async () => {
+  it('a builder created but not started is still reported, so the post-job step removes it', async () => {
     const { docker } = fakeDocker({
-      'buildx inspect job-b': missing,
-      'buildx create --name job-b --driver docker-container': ok,
-      'buildx inspect --bootstrap job-b': { code: 1, stdout: '', stderr: 'ERROR: failed to pull moby/buildkit' },
+      'buildx inspect --bootstrap job-b': missing,
+      'buildx create --bootstrap --name job-b --driver docker-container': {
+        code: 1,
+        stdout: '',
+        stderr: 'ERROR: failed to pull moby/buildkit',
+      },
+      'buildx inspect job-b': ok,
     });
     const created = sinon.spy();
-    await assert.rejects(ensureBuilder(docker, config(), 'job-b', created), /bootstrap job-b failed/);
-    assert.ok(created.calledOnceWith('job-b'));
+    await assert.rejects(ensureBuilder(docker, config(), 'job-b', created), /create --bootstrap --name job-b failed/);
+    assert.equal(created.lastCall.args[0], 'job-b');
   });
 
   it('two jobs starting one builder at once: the one whose bootstrap lost the race tries again and finds it started', async () => {
@@ -188,13 +209,13 @@ describe('builder lifecycle', () => {
     BOOTSTRAP_RETRY.delayMs = 1;
     try {
       const { docker, run } = fakeDocker({
-        'buildx inspect kept': [missing, ok],
-        'buildx create --name kept --driver docker-container': {
+        'buildx create --bootstrap --name kept --driver docker-container': {
           code: 1,
           stdout: '',
           stderr: 'ERROR: existing instance for "kept" but no append mode, specify the node name to make changes for existing instances',
         },
         'buildx inspect --bootstrap kept': [
+          missing,
           {
             code: 1,
             stdout: '',
@@ -210,8 +231,8 @@ describe('builder lifecycle', () => {
         created: false,
         platforms: ['linux/amd64'],
       });
-      assert.ok(created.notCalled, "a builder another job created is not this job's to remove");
-      assert.equal(run.args.filter((a) => a[0].join(' ') === 'buildx inspect --bootstrap kept').length, 2);
+      assert.equal(created.lastCall.args[0], undefined, "a builder another job created is not this job's to remove");
+      assert.equal(run.args.filter((a) => a[0].join(' ') === 'buildx inspect --bootstrap kept').length, 3);
     } finally {
       Object.assign(BOOTSTRAP_RETRY, retry);
     }
@@ -219,14 +240,13 @@ describe('builder lifecycle', () => {
 
   it('a bootstrap that fails for another reason is not tried again', async () => {
     const { docker, run } = fakeDocker({
-      'buildx inspect kept': ok,
       'buildx inspect --bootstrap kept': { code: 1, stdout: '', stderr: 'ERROR: failed to pull moby/buildkit' },
     });
     await assert.rejects(
       ensureBuilder(docker, config(), 'kept', () => undefined),
       /bootstrap kept failed/,
     );
-    assert.equal(run.callCount, 2);
+    assert.equal(run.callCount, 1, 'neither tried again nor created: the builder is there');
   });
 
   it('prunes a kept builder to its limit, least recently used first, internal records included', async () => {

@@ -53,7 +53,7 @@ describe('setup: the preflight and the builder while the cache restores', () => 
 
   const SELF_HOSTED = { jobId: 'job', name: 'agent' };
   const HOSTED = { jobId: 'job', name: 'Azure Pipelines 2', cloudId: '1' };
-  const KEPT = /^buildx inspect buildx-cache-agent-[0-9a-f]{16}$/;
+  const KEPT = /^buildx inspect --bootstrap buildx-cache-agent-[0-9a-f]{16}$/;
   // name, driver and inputs, the agent, docker answers → what started before anything answered, the driver chosen, the last command
   const cases: [string, string, Record<string, string>, JobAgent, Record<string, RunResult>, (string | RegExp)[], string, RegExp][] = [
     [
@@ -77,7 +77,7 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       /^buildx inspect ci-engine$/,
     ],
     [
-      'docker-container: the builder an agent keeps is looked for beside the preflight',
+      'docker-container: the builder an agent keeps is started beside the preflight',
       'docker-container',
       {},
       SELF_HOSTED,

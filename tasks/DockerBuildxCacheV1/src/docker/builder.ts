@@ -46,10 +46,12 @@ function explain(what: string, result: RunResult): string {
  * docker context (`endpoint`, else `default`). The `default` builder is there whenever the engine
  * is, which the preflight found, so it is not asked (a `buildx inspect` costs a buildx start and a
  * call to BuildKit, on the main step's way to the build); a named context is looked at, for the
- * error when it does not exist. Any other driver gets a builder of its own, reused
- * when one with that name exists already. With `createFirst` (a name unique to the job, which no
- * builder has yet but for a job that runs again) the builder is created and started at once, without
- * looking for it first (see createStarted).
+ * error when it does not exist. Any other driver gets a builder of its own, reused when one with
+ * that name exists already: `buildx inspect --bootstrap` starts it and asks for its platforms in one
+ * buildx start (about 0.1 s less than a look for it first), and the builder is created and started
+ * (see createStarted) only when buildx says there is none of that name. With `createFirst` (a name
+ * unique to the job, which no builder has yet but for a job that runs again) it is created and
+ * started at once, without looking for it first.
  */
 export async function ensureBuilder(
   docker: DockerCli,
@@ -71,33 +73,34 @@ export async function ensureBuilder(
     const started = await createStarted(docker, config, name, onCreated);
     if (started !== undefined) return started;
   }
-  let created = false;
-  const exists = createFirst || (await docker.run(['buildx', 'inspect', name])).code === 0;
-  if (!exists) {
-    const create = await docker.run(createBuilderArgs(config, name), { echo: true });
-    if (create.code === 0) {
-      created = true;
-      onCreated(name);
-    } else if ((await docker.run(['buildx', 'inspect', name])).code !== 0) {
-      // Another job may have created it in the meantime; only a builder that still is not there is an error.
-      throw new BuilderError(explain(`docker buildx create --name ${name}`, create));
-    }
-  }
+  // A builder that is there (one the agent keeps, builderName's, or the job's own when it runs again)
+  // is started and asked in one call; only a builder that buildx says is not there is created.
+  const found = await bootstrapBuilder(docker, name, !createFirst);
+  if (found.code === 0) return { name, created: false, platforms: parsePlatforms(found.stdout) };
+  if (createFirst || !isMissingBuilder(found)) throw new BuilderError(explain(`docker buildx inspect --bootstrap ${name}`, found));
+  const started = await createStarted(docker, config, name, onCreated);
+  if (started !== undefined) return started;
+  // Another job created it in the meantime: it is that job's, started here as any other.
   const bootstrap = await bootstrapBuilder(docker, name);
   if (bootstrap.code !== 0) throw new BuilderError(explain(`docker buildx inspect --bootstrap ${name}`, bootstrap));
-  return { name, created, platforms: parsePlatforms(bootstrap.stdout) };
+  return { name, created: false, platforms: parsePlatforms(bootstrap.stdout) };
 }
+
+/** What buildx says when no builder has the name: `ERROR: no builder "name" found`. */
+const MISSING_BUILDER = /no builder (?:".*" )?found/i;
+export const isMissingBuilder = (result: RunResult): boolean => MISSING_BUILDER.test(result.stderr + result.stdout);
 
 /** What buildx says when asked to create a builder whose name a builder has already. */
 export const isExistingBuilder = (result: RunResult): boolean => /existing instance/i.test(result.stderr + result.stdout);
 
 /**
- * A builder whose name is new, created and started by one `buildx create --bootstrap`: one buildx
+ * A builder that is not there, created and started by one `buildx create --bootstrap`: one buildx
  * start fewer than a create and an `inspect --bootstrap`, which also asks the started BuildKit for
  * its platforms (about 0.2 s less on the hosted-agent engine). It is recorded as the job's to
  * remove before the create starts, so that a job stopped while the BuildKit image is pulled still
  * has it removed; the record is taken back when the create made nothing. Undefined when a builder
- * of that name exists already (the job runs again), which is then reused as any other.
+ * of that name exists already (the job runs again, or another job created it first), which is then
+ * reused as any other.
  */
 async function createStarted(
   docker: DockerCli,
@@ -129,13 +132,15 @@ export const isBootstrapRace = (result: RunResult): boolean =>
 /**
  * `buildx inspect --bootstrap`, tried again when it lost a race: two jobs that start one builder
  * at once (a builder an agent keeps, or a shared builderName) both create its container, and the
- * one that loses the race ("is already in use") finds it started on the next try.
+ * one that loses the race ("is already in use") finds it started on the next try. With `mayBeMissing`,
+ * buildx's "no builder found" is not shown in the log: the caller creates the builder then.
  */
-async function bootstrapBuilder(docker: DockerCli, name: string): Promise<RunResult> {
-  let result = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo: true });
+async function bootstrapBuilder(docker: DockerCli, name: string, mayBeMissing = false): Promise<RunResult> {
+  const echo = mayBeMissing ? (line: string): boolean => !MISSING_BUILDER.test(line) : true;
+  let result = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo });
   for (let attempt = 1; result.code !== 0 && isBootstrapRace(result) && attempt < BOOTSTRAP_RETRY.attempts; attempt++) {
     await new Promise((resolve) => setTimeout(resolve, BOOTSTRAP_RETRY.delayMs));
-    result = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo: true });
+    result = await docker.run(['buildx', 'inspect', '--bootstrap', name], { echo });
   }
   return result;
 }

@@ -3,8 +3,8 @@ import { neutralise } from '../task/sanitize';
 import { execTool, which } from '../task/tool';
 
 export interface RunOptions {
-  /** Show each output line in the log, neutralised. */
-  readonly echo?: boolean;
+  /** Show each output line in the log, neutralised; a function shows only the lines it accepts. */
+  readonly echo?: boolean | ((line: string) => boolean);
   /** Where the command line and echoed lines go; the log by default. */
   readonly print?: (line: string) => void;
   /** Written to the command's standard input, such as a password for `--password-stdin`. */
@@ -55,6 +55,9 @@ export function displayCommand(tool: string, args: readonly string[]): string {
   return [tool, ...args].map((a) => (a === '' || /[^\w@%+=:,./-]/.test(a) ? `'${a.replace(/'/g, `'\\''`)}'` : a)).join(' ');
 }
 
+const echoes = (options: RunOptions, line: string): boolean =>
+  typeof options.echo === 'function' ? options.echo(line) : options.echo === true;
+
 /** A docker CLI whose log lines are kept in `lines`, for work that runs while another log group is open. */
 export function buffered(docker: DockerCli, lines: string[]): DockerCli {
   return { run: (args, options) => docker.run(args, { ...options, print: (line) => lines.push(line) }) };
@@ -85,7 +88,7 @@ export class Docker implements DockerCli {
     const handle = (tail: Tail) => (line: string) => {
       tail.push(line);
       options.onLine?.(line);
-      if (options.echo === true) print(neutralise(line));
+      if (echoes(options, line)) print(neutralise(line));
     };
     const code = await execTool(this.toolPath, args, { onStdout: handle(out), onStderr: handle(err), env: options.env ?? this.env });
     return { code, stdout: out.value(), stderr: err.value() };
@@ -105,7 +108,7 @@ export class Docker implements DockerCli {
       child.on('close', (code) => {
         for (const line of `${stdout}${stderr}`.split('\n').filter((l) => l !== '')) {
           options.onLine?.(line);
-          if (options.echo === true) print(neutralise(line));
+          if (echoes(options, line)) print(neutralise(line));
         }
         resolve({ code: code ?? -1, stdout, stderr });
       });
