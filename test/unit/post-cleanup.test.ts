@@ -11,7 +11,7 @@ import { taskLibOutput } from './setup';
 
 const files = (dir: string): number => (fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true }).length : 0);
 
-describe('the post-job step: removing the builder beside the save', () => {
+describe('the post-job step: removing or pruning the builder beside the save', () => {
   let temp: string | undefined;
   beforeEach(() => {
     temp = process.env.AGENT_TEMPDIRECTORY;
@@ -23,14 +23,26 @@ describe('the post-job step: removing the builder beside the save', () => {
     cleanup();
   });
 
-  // the builder's removal answers → whether the post step says it removed it or warns
-  const cases: [string, RunResult | Error, RegExp][] = [
-    ['removed', { code: 0, stdout: '', stderr: '' }, /^$/],
+  // what the state asks of the builder → the docker command that does it
+  const work: [string, Pick<PostState, 'removeBuilder' | 'keepBuilder'>, string[]][] = [
+    ['the removal', { removeBuilder: 'b1' }, ['buildx', 'rm', 'b1']],
+    [
+      'the prune of a kept builder',
+      { keepBuilder: { name: 'b1', keepStorage: '10GB' } },
+      ['buildx', 'prune', '--builder', 'b1', '--all', '--force', '--keep-storage', '10GB'],
+    ],
+  ];
+  // docker's answer → whether the post step says it did it or warns
+  const answers: [string, RunResult | Error, RegExp][] = [
+    ['done', { code: 0, stdout: '', stderr: '' }, /^$/],
     ['docker fails: a warning', { code: 1, stdout: '', stderr: 'ERROR: no builder "b1" found' }, /no builder "b1" found/],
     ['docker cannot be run: a warning', new Error('spawn docker ENOENT'), /spawn docker ENOENT/],
   ];
-  for (const [name, answer, warning] of cases) {
-    it(`starts the removal before the save, and reports it after: ${name}`, async () => {
+  const cases = work.flatMap(([what, builder, command]) =>
+    answers.map(([name, answer, warning]) => ({ what, builder, command, name, answer, warning })),
+  );
+  for (const { what, builder, command, name, answer, warning } of cases) {
+    it(`starts ${what} before the save, and reports it after: ${name}`, async () => {
       const cacheDir = path.join(tempDir(), '.buildx-cache');
       const layout = cacheLayout(['deps', 'app']);
       writeLayout(cacheDir, layout.root, layout.blobs);
@@ -38,7 +50,7 @@ describe('the post-job step: removing the builder beside the save', () => {
       const state: PostState = {
         version: 1,
         cleanup: [],
-        removeBuilder: 'b1',
+        ...builder,
         save: {
           store: { kind: 'local', path: storePath },
           cacheDir,
@@ -50,14 +62,15 @@ describe('the post-job step: removing the builder beside the save', () => {
         },
       };
       saveState(state);
-      // What the store held when the removal started: nothing, when it started before the save.
-      const storeAtRemoval: number[] = [];
+      // What the store held when the builder's command started: nothing, when it started before the save.
+      const storeAtStart: number[] = [];
       const lines: string[] = [];
+      const shown = `[command]docker ${command.join(' ')}`;
       const docker: DockerCli = {
         run(args, options) {
-          assert.deepEqual(args, ['buildx', 'rm', 'b1']);
-          storeAtRemoval.push(files(storePath));
-          options?.print?.('[command]docker buildx rm b1');
+          assert.deepEqual(args, command);
+          storeAtStart.push(files(storePath));
+          options?.print?.(shown);
           return answer instanceof Error ? Promise.reject(answer) : Promise.resolve(answer);
         },
       };
@@ -73,11 +86,11 @@ describe('the post-job step: removing the builder beside the save', () => {
         .slice(before)
         .filter((l) => l.includes('##vso[task.issue type=warning'))
         .join('');
-      assert.deepEqual(storeAtRemoval, [0]);
+      assert.deepEqual(storeAtStart, [0]);
       assert.equal((await new LocalStore(storePath).stats()).entries, 1, 'the save still ran');
-      // The removal's own log comes after the save's, not inside its group.
-      const rm = lines.indexOf('[command]docker buildx rm b1');
-      assert.ok(rm > lines.lastIndexOf('##[endgroup]'), lines.join('\n'));
+      // The command's own log comes after the save's group (the first), not inside it.
+      const at = lines.indexOf(shown);
+      assert.ok(at > lines.indexOf('##[endgroup]') && lines.indexOf('##[endgroup]') >= 0, lines.join('\n'));
       assert.match(warned, warning);
     });
   }

@@ -23,8 +23,9 @@ export async function runPost(docker?: DockerCli): Promise<void> {
     info(loc('PostNothingToDo'));
     return;
   }
-  // The builder's removal needs nothing that the save does, so it runs beside the save; its log follows the save's.
+  // The builder's removal or prune needs nothing that the save does, so it runs beside the save; its log follows the save's.
   const removal = startRemoval(state, docker);
+  const prune = startPrune(state, docker);
   let summary = state.summary;
   let error: Error | undefined;
   if (state.save !== undefined) {
@@ -38,7 +39,7 @@ export async function runPost(docker?: DockerCli): Promise<void> {
       };
   }
   if (summary !== undefined) uploadSummary(renderSummary(summary), `Buildx cache ${summary.image ?? ''}`.trim());
-  await cleanup(state, docker, removal);
+  await cleanup(state, removal, prune);
   if (error !== undefined) throw error;
 }
 
@@ -68,17 +69,42 @@ function jobDocker(state: PostState, docker: DockerCli | undefined): DockerCli {
   );
 }
 
+/** Docker work started beside the save; its log lines are kept until it is reported. */
+interface Started {
+  readonly lines: string[];
+  readonly result: Background<RunResult>;
+}
+
+function start(state: PostState, docker: DockerCli | undefined, work: (docker: DockerCli) => Promise<RunResult>): Started {
+  const lines: string[] = [];
+  return { lines, result: new Background(work(buffered(jobDocker(state, docker), lines))) };
+}
+
+/** Its result, once its log lines are shown. */
+const reported = (started: Started): Promise<RunResult> =>
+  started.result.result().finally(() => {
+    for (const line of started.lines) console.log(line);
+  });
+
+/** The prune of the builder the agent keeps, started now: it bounds BuildKit's state, which the save does not read. */
+function startPrune(state: PostState, docker: DockerCli | undefined): Started | undefined {
+  const kept = state.keepBuilder;
+  const limit = kept?.keepStorage;
+  if (kept === undefined || limit === undefined) return undefined;
+  return start(state, docker, (d) => pruneBuilder(d, kept.name, limit));
+}
+
 /** A builder the agent keeps is never removed; its state is pruned to its limit, so that a long-lived agent does not fill its disk. */
-async function keepBuilder(state: PostState, docker: DockerCli | undefined): Promise<void> {
+async function keepBuilder(state: PostState, prune: Started | undefined): Promise<void> {
   const kept = state.keepBuilder;
   if (kept === undefined) return;
-  if (kept.keepStorage !== undefined) {
-    const limit = kept.keepStorage;
+  const limit = kept.keepStorage;
+  if (prune !== undefined && limit !== undefined) {
     try {
       await phase(
         loc('PhasePruneBuilder'),
         async () => {
-          const result = await pruneBuilder(jobDocker(state, docker), kept.name, limit);
+          const result = await reported(prune);
           if (result.code !== 0) throw new Error(errorTail(result, 3));
         },
         () => loc('BuilderPruned', kept.name, limit),
@@ -90,28 +116,18 @@ async function keepBuilder(state: PostState, docker: DockerCli | undefined): Pro
   info(loc('BuilderKept', kept.name));
 }
 
-/** The removal of the builder the job created, started now; its log lines are kept until it is reported. */
-interface Removal {
-  readonly name: string;
-  readonly lines: string[];
-  readonly result: Background<RunResult>;
-}
-
-function startRemoval(state: PostState, docker: DockerCli | undefined): Removal | undefined {
+function startRemoval(state: PostState, docker: DockerCli | undefined): Started | undefined {
   const name = state.removeBuilder;
   if (name === undefined) return undefined;
-  const lines: string[] = [];
-  return { name, lines, result: new Background(removeBuilder(buffered(jobDocker(state, docker), lines), name)) };
+  return start(state, docker, (d) => removeBuilder(d, name));
 }
 
-async function cleanup(state: PostState, docker: DockerCli | undefined, removal: Removal | undefined): Promise<void> {
-  await keepBuilder(state, docker);
-  if (removal !== undefined) {
-    const { name, lines } = removal;
+async function cleanup(state: PostState, removal: Started | undefined, prune: Started | undefined): Promise<void> {
+  await keepBuilder(state, prune);
+  const name = state.removeBuilder;
+  if (removal !== undefined && name !== undefined) {
     try {
-      const result = await removal.result.result().finally(() => {
-        for (const line of lines) console.log(line);
-      });
+      const result = await reported(removal);
       if (result.code !== 0) warn(loc('WarnBuilderRemoveFailed', name, errorTail(result, 3)));
       else info(loc('BuilderRemoved', name));
     } catch (err) {
