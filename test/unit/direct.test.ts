@@ -46,6 +46,7 @@ class MemoryStore {
   readonly blobs = new Map<string, Buffer>();
   readonly opened: string[] = [];
   readonly closed: string[] = [];
+  readonly corrupted: string[] = [];
   readonly ended: string[] = [];
   readonly touched: string[] = [];
 
@@ -67,6 +68,10 @@ class MemoryStore {
       entry,
       bytesDownloaded: 0,
       open: (digest: string) => Promise.resolve(Readable.from([this.blobs.get(digest) ?? Buffer.alloc(0)])),
+      corrupt: (digest: string) => {
+        this.corrupted.push(digest);
+        return Promise.resolve();
+      },
       close: () => {
         this.closed.push(head.id);
         return Promise.resolve();
@@ -173,7 +178,7 @@ describe('direct: the store served to BuildKit through the registry facade', () 
     }
   });
 
-  it('reports a blob that fails its digest, and never serves it', async () => {
+  it('reports a blob that fails its digest to the store, and never serves it', async () => {
     const store = new MemoryStore([entryOf('e2', 'k|v2', 'main', '2026-01-01T00:00:00Z', exact)]);
     store.add(exact.blobs);
     const layer = exact.layers[0] as Blob;
@@ -189,6 +194,7 @@ describe('direct: the store served to BuildKit through the registry facade', () 
         (await cache.trouble()).map((e) => [e.kind, 'digest' in e ? e.digest : '']),
         [['corrupt', layer.digest]],
       );
+      assert.deepEqual(store.corrupted, [layer.digest], 'the store is told, to drop its copy');
     } finally {
       await cache.close();
     }
@@ -230,7 +236,13 @@ describe('direct: the store served to BuildKit through the registry facade', () 
 
   it('refuses an entry whose index tags no root', () => {
     const entry = { ...entryOf('e1', 'k', 'main', '2026-01-01T00:00:00Z', old), index: { schemaVersion: 2, manifests: [desc(old.root)] } };
-    const opened: OpenedEntry = { entry, bytesDownloaded: 0, open: () => Promise.reject(new Error('no')), close: () => Promise.resolve() };
+    const opened: OpenedEntry = {
+      entry,
+      bytesDownloaded: 0,
+      open: () => Promise.reject(new Error('no')),
+      corrupt: () => Promise.resolve(),
+      close: () => Promise.resolve(),
+    };
     assert.throws(() => entryReader(opened), EntryUnusableError);
   });
 });

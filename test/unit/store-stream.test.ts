@@ -166,14 +166,15 @@ for (const { name, open } of STORES) {
       await opened.close();
     });
 
-    it('deletes a blob that was read whole and does not match its digest, so that the next upload puts a good copy', async () => {
+    it('deletes a blob that its reader found corrupt, so that the next upload puts a good copy', async () => {
       const { dir, layout } = cacheFolder(work, 'v1', ['deps', 'app']);
       const saved = await save(dir);
       const bad = layout.layers[0] as Blob;
       await h.damage(bad.digest);
       const opened = await store.openEntry(saved.entry);
       assert.ok(!(await readAll(await opened.open(bad.digest, NEVER))).equals(bad.data), 'the bytes are served as stored');
-      for (let i = 0; i < 50 && (await h.blobs()).includes(bad.digest); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.ok((await h.blobs()).includes(bad.digest), 'the store does not judge the bytes itself');
+      await opened.corrupt(bad.digest);
       assert.ok(!(await h.blobs()).includes(bad.digest), 'the corrupt copy is deleted');
       await opened.close();
       const sink = await store.beginUpload();

@@ -33,6 +33,7 @@ export function entryReader(opened: OpenedEntry): EntryReader {
     root: { ...root, mediaType },
     blobs: opened.entry.blobs,
     open: (digest, signal) => opened.open(digest, signal),
+    corrupt: (digest) => void opened.corrupt(digest),
   };
 }
 

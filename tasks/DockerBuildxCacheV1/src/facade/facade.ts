@@ -299,6 +299,11 @@ export class RegistryFacade {
     if (this.bad.has(digest)) return;
     this.bad.add(digest);
     this.emit({ kind: 'corrupt', digest, message });
+    try {
+      this.reader?.corrupt?.(digest);
+    } catch {
+      // The store keeps the bad copy; the facade still never serves it.
+    }
   }
 
   private send(res: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders, body?: Buffer | string): void {

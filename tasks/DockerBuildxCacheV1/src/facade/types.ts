@@ -22,6 +22,8 @@ export interface EntryReader {
    * The store must keep these blobs (a lease) for as long as the facade runs.
    */
   open(digest: string, signal: AbortSignal): Promise<Readable>;
+  /** Hears of a blob whose bytes did not match (the store then drops that copy); may do nothing. */
+  corrupt?(digest: string): void;
 }
 
 /**

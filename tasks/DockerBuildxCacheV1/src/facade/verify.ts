@@ -112,7 +112,11 @@ export class Watchdog {
 
   kick(): void {
     if (this.controller.signal.aborted) return;
-    clearTimeout(this.timer);
+    // Kicked for every chunk of a blob: the timer is re-armed, not made anew (a stopped one stays stopped).
+    if (this.timer !== undefined) {
+      this.timer.refresh();
+      return;
+    }
     this.timer = setTimeout(
       () => this.controller.abort(new StalledError(`${this.what} made no progress for ${Math.round(this.ms / 1000)} s`)),
       this.ms,

@@ -1,4 +1,4 @@
-import { pipeline, Writable, type Readable } from 'stream';
+import { pipeline, Transform, Writable, type Readable, type TransformCallback } from 'stream';
 import { pipeline as pipelineAsync } from 'stream/promises';
 import { unlessRefused, type StoreBackend, type StoredItem } from './backend';
 import { DigestStream } from './digest-stream';
@@ -34,10 +34,22 @@ async function intact(backend: StoreBackend, digest: string, item: StoredItem, s
   return ok;
 }
 
-/** An entry opened for the registry facade: each blob streamed from the store, its bytes counted and hashed as they pass. */
+/** Counts the bytes that pass, without looking at them: the reader of an opened blob hashes them. */
+class CountingStream extends Transform {
+  size = 0;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.size += chunk.length;
+    done(null, chunk);
+  }
+}
+
+/** An entry opened for the registry facade: each blob streamed from the store as stored, its bytes counted as they pass. */
 export class OpenedStoreEntry implements OpenedEntry {
   private readonly refs: Map<string, BlobRef>;
-  private readonly reading = new Set<DigestStream>();
+  private readonly reading = new Set<CountingStream>();
+  /** The versions read of each blob: a corrupt one is deleted only when there was one. */
+  private readonly versions = new Map<string, Set<string>>();
   private bytesDone = 0;
   private closed?: Promise<void>;
 
@@ -64,10 +76,10 @@ export class OpenedStoreEntry implements OpenedEntry {
     const opened = await this.backend.openStream(name, signal);
     if (opened === 'other') await unlessRefused(() => this.backend.quarantine(name, signal));
     if (opened === undefined || opened === 'other') throw new EntryUnusableError(`blob ${digest} is missing in the store`);
-    // Read whole and found corrupt: deleted, as a restore would, so that the next save adds a good copy.
-    const counted = new DigestStream(ref, false, (good) => {
-      if (!good) void dropCorrupt(this.backend, digest, opened.version, this.budgetMs);
-    });
+    const versions = this.versions.get(digest) ?? new Set<string>();
+    versions.add(opened.version);
+    this.versions.set(digest, versions);
+    const counted = new CountingStream();
     this.reading.add(counted);
     counted.once('close', () => {
       this.reading.delete(counted);
@@ -76,6 +88,13 @@ export class OpenedStoreEntry implements OpenedEntry {
     // The reader sees the store's errors on `counted`; destroying `counted` stops the download.
     pipeline(opened.body, counted, () => undefined);
     return counted;
+  }
+
+  async corrupt(digest: string): Promise<void> {
+    const versions = [...(this.versions.get(digest) ?? [])];
+    // Two copies read (one replaced the other meanwhile): which one was bad is not known, so neither goes.
+    const version = versions.length === 1 ? versions[0] : undefined;
+    if (version !== undefined) await dropCorrupt(this.backend, digest, version, this.budgetMs);
   }
 
   close(): Promise<void> {

@@ -115,11 +115,16 @@ export interface OpenedEntry {
   readonly entry: Entry;
   /**
    * Streams one of the entry's blobs from the store, from its first byte, as stored: the caller
-   * verifies the digest. A blob that is not the entry's, or is missing, is an EntryUnusableError.
-   * A blob read whole that does not match its digest is deleted from the store (as a restore does),
-   * so that the next save puts a good copy back.
+   * verifies the digest (the store does not hash them a second time) and reports a mismatch with
+   * `corrupt`. A blob that is not the entry's, or is missing, is an EntryUnusableError.
    */
   open(digest: string, signal: AbortSignal): Promise<Readable>;
+  /**
+   * The caller found the bytes `open` gave it not to match the digest: the copy that was read is
+   * deleted from the store (as a restore does), so that the next save puts a good copy back. A copy
+   * written since is kept. Never throws.
+   */
+  corrupt(digest: string): Promise<void>;
   /** Bytes that came over the network so far (a remote store); 0 for a local store. */
   readonly bytesDownloaded: number;
   /** Releases the lease; idempotent. */
