@@ -245,26 +245,27 @@ export class StoreEngine implements CacheStore {
 
   /** The leases that still protect their blobs; expired ones are deleted when `prune`. */
   private async leases(now: Date, signal: AbortSignal, prune: boolean): Promise<Lease[]> {
-    const live: Lease[] = [];
-    for (const item of (await this.backend.list(LEASES, 1, signal, true)).items) {
+    const listed = (await this.backend.list(LEASES, 1, signal, true)).items;
+    const read = await mapLimit(listed, this.concurrency, async (item): Promise<Lease | undefined> => {
       const id = path.posix.basename(item.name, '.json');
       try {
         const listedExpiry = Date.parse(item.metadata?.expires ?? '');
         if (listedExpiry <= now.getTime()) throw new Error('expired');
         if (item.size > MAX_DOCUMENT_BYTES) throw new Error('too large');
         const data = await this.backend.read(item.name, signal);
-        if (data === undefined) continue;
+        if (data === undefined) return undefined;
         const lease = JSON.parse(data.toString('utf8')) as Partial<Lease>;
         const expires = Number.isNaN(listedExpiry) ? Date.parse(lease.expires ?? '') : listedExpiry;
         if (!(expires > now.getTime())) throw new Error('expired');
         if (Array.isArray(lease.blobs))
-          live.push({ id, expires: new Date(expires).toISOString(), blobs: lease.blobs.filter((d): d is string => typeof d === 'string') });
+          return { id, expires: new Date(expires).toISOString(), blobs: lease.blobs.filter((d): d is string => typeof d === 'string') };
       } catch {
         // Expired, gone or unreadable: it protects nothing.
         if (prune) await this.backend.deleteIfUnchanged(item.name, undefined, signal).catch(() => undefined);
       }
-    }
-    return live;
+      return undefined;
+    });
+    return read.filter((l): l is Lease => l !== undefined);
   }
 
   // ---------------------------------------------------------------- restore
@@ -409,8 +410,12 @@ export class StoreEngine implements CacheStore {
    * and something that is not a blob is quarantined.
    */
   private async present(ref: BlobRef, signal: AbortSignal): Promise<boolean> {
+    return this.judge(ref, await this.backend.stat(blobName(ref.digest), signal), signal);
+  }
+
+  /** `present` once the blob's item has been looked at. */
+  private async judge(ref: BlobRef, item: StoredItem | 'other' | undefined, signal: AbortSignal): Promise<boolean> {
     const name = blobName(ref.digest);
-    const item = await this.backend.stat(name, signal);
     if (item === undefined) return false;
     if (item === 'other') {
       await this.backend.quarantine(name, signal);
@@ -494,9 +499,12 @@ export class StoreEngine implements CacheStore {
   /** The blobs that were put under an upload lease's items (rather than found in the store). */
   private async uploadsOf(items: readonly StoredItem[], signal: AbortSignal): Promise<Set<string>> {
     const uploads = new Set<string>();
-    for (const item of items) {
-      if (item.size > MAX_DOCUMENT_BYTES) continue;
-      const data = await this.backend.read(item.name, signal);
+    const read = await mapLimit(
+      items.filter((item) => item.size <= MAX_DOCUMENT_BYTES),
+      this.concurrency,
+      (item) => this.backend.read(item.name, signal),
+    );
+    for (const data of read) {
       try {
         const put = (JSON.parse(data?.toString('utf8') ?? '{}') as { uploads?: unknown }).uploads;
         if (Array.isArray(put)) for (const d of put) if (typeof d === 'string') uploads.add(d);
@@ -538,15 +546,26 @@ export class StoreEngine implements CacheStore {
     const index: Index = parseIndex(JSON.stringify(req.index ?? null), "the layout's index");
     const root = cacheRoot(index);
     if (root === undefined) throw new LayoutError('the layout\'s index has no manifest tagged "latest"');
-    // The entry lists what its root reaches, read from the store: a restore refuses an entry that lacks one.
+    // The reads that do not depend on each other go at once: the documents the root reaches, the
+    // blobs the layout lists (looked at only; judged once the documents say which count), the key's
+    // newest entry, and the upload lease's items (the upload is over: the build's requests were all answered).
     const listed = new Map(req.blobs.map((b) => [b.digest, b.size]));
-    const live = await reachable(index, (d) => this.document(d, signal));
+    const leaseId = req.leaseId;
+    const [live, items, newest, uploadItems] = await Promise.all([
+      reachable(index, (d) => this.document(d, signal)),
+      mapLimit([...listed.keys()], this.concurrency * 2, (digest) => this.backend.stat(blobName(digest), signal)),
+      this.newestVersion(req, signal),
+      leaseId === undefined ? undefined : this.uploadLeaseItems(leaseId, signal),
+    ]);
+    upload.items = uploadItems;
+    // The entry lists what its root reaches, read from the store: a restore refuses an entry that lacks one.
     for (const d of live.values())
       if (listed.get(d.digest) !== d.size) throw new LayoutError(`the layout does not list ${d.digest} with size ${d.size}`);
     const layout = { index, root, blobs: [...live.values()].map((d) => ({ digest: d.digest, size: d.size })) };
+    const itemOf = new Map([...listed.keys()].map((digest, i) => [digest, items[i]]));
 
-    const missing = async (): Promise<BlobRef[]> => {
-      const have = await mapLimit(layout.blobs, this.concurrency * 2, (ref) => this.present(ref, signal));
+    const missing = async (stat: (ref: BlobRef) => Promise<StoredItem | 'other' | undefined>): Promise<BlobRef[]> => {
+      const have = await mapLimit(layout.blobs, this.concurrency * 2, async (ref) => this.judge(ref, await stat(ref), signal));
       return layout.blobs.filter((_, i) => have[i] !== true);
     };
     const incomplete = (gone: readonly BlobRef[]): Error =>
@@ -554,10 +573,9 @@ export class StoreEngine implements CacheStore {
         `blob ${gone[0]?.digest ?? ''}${gone.length > 1 ? ` (and ${gone.length - 1} more)` : ''} of the layout is missing in the store: ` +
           'no entry was written',
       );
-    const before = await missing();
+    const before = await missing((ref) => Promise.resolve(itemOf.get(ref.digest)));
     if (before.length > 0) throw incomplete(before);
 
-    const newest = await this.newestVersion(req, signal);
     const request = { key: req.key, segments: req.segments, scope: req.scope, now: req.now };
     if (newest !== undefined && newest.root === root.digest && (await this.touchEntry(newest, req.now, signal)))
       return { status: 'unchanged', entry: { ...newEntry(request, newest.id, layout), created: newest.created }, newBlobs: 0, newBytes: 0 };
@@ -582,15 +600,13 @@ export class StoreEngine implements CacheStore {
         signal,
       );
       // A prune that looked before a blob was leased may have deleted it since: then the entry goes again.
-      const after = await missing();
+      const [after, uploads] = await Promise.all([
+        missing((ref) => this.backend.stat(blobName(ref.digest), signal)),
+        this.uploadsOf(uploadItems ?? [], signal),
+      ]);
       if (after.length > 0) {
         await this.backend.deleteIfUnchanged(name, version, signal).catch(() => undefined);
         throw incomplete(after);
-      }
-      let uploads = new Set<string>();
-      if (req.leaseId !== undefined) {
-        upload.items = await this.uploadLeaseItems(req.leaseId, signal);
-        uploads = await this.uploadsOf(upload.items, signal);
       }
       const added = layout.blobs.filter((b) => uploads.has(b.digest));
       return { status: 'saved', entry, newBlobs: added.length, newBytes: added.reduce((a, b) => a + b.size, 0) };
@@ -639,28 +655,34 @@ export class StoreEngine implements CacheStore {
       ).map((e) => e.id),
     );
     const gone = first.entries.filter((e) => expired.has(e.head.id));
-    // A use since the listing changes the entry's version: it is then not deleted.
-    await mapLimit(gone, this.concurrency, (e) => this.backend.deleteIfUnchanged(e.item.name, e.item.version, signal));
-    const kept = await this.bodies(
-      first.entries.filter((e) => !expired.has(e.head.id)),
-      signal,
-    );
-
-    const blobs = await this.blobs(signal);
+    // The first look, its parts at once: what it condemns, the second look below checks again.
+    const [, kept, blobs, leases] = await Promise.all([
+      // A use since the listing changes the entry's version: it is then not deleted.
+      mapLimit(gone, this.concurrency, (e) => this.backend.deleteIfUnchanged(e.item.name, e.item.version, signal)),
+      this.bodies(
+        first.entries.filter((e) => !expired.has(e.head.id)),
+        signal,
+      ),
+      this.blobs(signal),
+      this.leases(now, signal, true),
+    ]);
     const sizes = new Map([...blobs].map(([digest, b]) => [digest, b.size]));
     // Blob ages are the store's clock against this one: the prune's `now` is the retention's notion of time.
     const young = new Set([...blobs].filter(([, b]) => Date.now() - b.modified.getTime() < this.graceMs).map(([digest]) => digest));
-    const condemned = unreferencedBlobs(sizes, kept, await this.leases(now, signal, true), now).filter((ref) => !young.has(ref.digest));
+    const condemned = unreferencedBlobs(sizes, kept, leases, now).filter((ref) => !young.has(ref.digest));
 
     // A second look just before deleting: an entry or lease written since the first keeps its blobs.
+    // Leases first, then entries: a save writes its entry before it drops its lease, so a lease
+    // gone when read means its entry is in the listing after it.
     const known = new Set([...first.entries.map((e) => e.head.id)]);
+    const leasesAgain = await this.leases(now, signal, false);
     const again = await this.listEntries(entriesPrefix(), 2, signal);
     const added = await this.bodies(
       again.entries.filter((e) => !known.has(e.head.id)),
       signal,
     );
     const referenced = new Set([...kept, ...added].flatMap((e) => e.blobs.map((b) => b.digest)));
-    for (const lease of await this.leases(now, signal, false)) for (const d of lease.blobs) referenced.add(d);
+    for (const lease of leasesAgain) for (const d of lease.blobs) referenced.add(d);
     const doomed = condemned.filter((ref) => !referenced.has(ref.digest));
     const deleted = await mapLimit(doomed, this.concurrency, async (ref) => {
       const item = blobs.get(ref.digest);
