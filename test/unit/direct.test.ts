@@ -47,6 +47,7 @@ class MemoryStore {
   readonly opened: string[] = [];
   readonly closed: string[] = [];
   readonly corrupted: string[] = [];
+  readonly kept: string[] = [];
   readonly ended: string[] = [];
   readonly touched: string[] = [];
 
@@ -83,6 +84,10 @@ class MemoryStore {
     return Promise.resolve({
       leaseId: 'lease-1',
       has: (digest: string) => Promise.resolve(this.blobs.get(digest)?.length),
+      keep: (digests: readonly string[]) => {
+        this.kept.push(...digests);
+        return Promise.resolve();
+      },
       put: async (blob: BlobRef, body: Readable) => {
         const chunks: Buffer[] = [];
         for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
@@ -232,6 +237,16 @@ describe('direct: the store served to BuildKit through the registry facade', () 
     }
     // The upload's lease is the save's to end, not the facade's.
     assert.deepEqual(store.ended, []);
+  });
+
+  it("leases the restored entry's blobs for the export at once, and none without an upload", async () => {
+    for (const save of [true, false]) {
+      const store = new MemoryStore([entryOf('e2', 'k|v2', 'main', '2026-01-01T00:00:00Z', exact)]);
+      store.add(exact.blobs);
+      const cache = await open(store, save);
+      await cache.close();
+      assert.deepEqual(store.kept, save ? exact.blobs.map((b) => b.digest) : []);
+    }
   });
 
   it('refuses an entry whose index tags no root', () => {

@@ -209,6 +209,18 @@ for (const { name, open } of STORES) {
       }
     }
 
+    it('keep() leases blobs in one item, and has() of those writes no item of its own; the save ends it', async () => {
+      const first = cacheFolder(work, 'v1', ['deps', 'app v1']);
+      await save(first.dir, 'k|old');
+      const sink = await store.beginUpload();
+      await sink.keep(first.layout.blobs.map((b) => b.digest));
+      for (const b of first.layout.blobs) assert.equal(await sink.has(b.digest, NEVER), b.size);
+      assert.equal((await h.leases()).length, 1);
+      const saved = await store.saveLayout(layoutRequest(first.layout, sink.leaseId));
+      assert.deepEqual([saved.status, saved.newBlobs], ['saved', 0]);
+      assert.deepEqual(await h.leases(), []);
+    });
+
     it('saves an uploaded layout as an entry that restores, counting the blobs put; the lease ends with the save', async () => {
       const first = cacheFolder(work, 'v1', ['deps', 'app v1']);
       await save(first.dir, 'k|old');

@@ -1,5 +1,5 @@
 import { cacheRoot, parseIndex, type Descriptor } from '../oci/layout';
-import { firstUsable } from '../store/restore';
+import { firstUsable, type Usable } from '../store/restore';
 import { EntryUnusableError, type BlobSink, type CacheStore, type EntryHead, type HitKind, type OpenedEntry } from '../store/types';
 import type { CacheFlags } from '../docker/args';
 import type { CacheMode, Compression } from '../config/types';
@@ -20,6 +20,12 @@ export interface DirectRequest {
   /** Where the facade spools chunked uploads. */
   readonly spoolDir: string;
   readonly now?: Date;
+}
+
+/** An entry opened, and the facade's view of it. */
+interface Opened {
+  readonly opened: OpenedEntry;
+  readonly reader: EntryReader;
 }
 
 /** The restored entry as the facade reads it: its root, its blobs, and the store's stream of each. */
@@ -67,13 +73,55 @@ export class DirectCache {
     readonly hit: HitKind,
     /** Entries skipped, each with why. */
     readonly skipped: readonly string[],
+    /** The lease write for the restored entry's blobs: done before the upload ends. */
+    private readonly keeping: Promise<void>,
     readonly opened?: OpenedEntry,
     readonly sink?: BlobSink,
   ) {}
 
   static async open(req: DirectRequest): Promise<DirectCache> {
-    // The candidates as a restore takes them; an entry that cannot be opened is skipped, with why.
-    const usable = await firstUsable(
+    // The upload begins while the entry is looked for: neither waits for the other's round trips.
+    const uploading = req.save ? req.store.beginUpload() : Promise.resolve(undefined);
+    const begun = uploading.then(
+      (sink) => ({ sink }),
+      (err: unknown) => ({ err }),
+    );
+    let usable: Usable<Opened>;
+    try {
+      usable = await DirectCache.find(req);
+    } catch (err) {
+      const upload = await begun;
+      if ('sink' in upload && upload.sink !== undefined) await endUpload(req.store, upload.sink.leaseId);
+      throw err;
+    }
+    const skipped = usable.skipped;
+    const found = usable.hit === 'false' ? undefined : { ...usable.value, hit: usable.hit };
+    let sink: BlobSink | undefined;
+    let keeping: Promise<void> = Promise.resolve();
+    try {
+      const upload = await begun;
+      if ('err' in upload) throw upload.err;
+      sink = upload.sink;
+      // The export asks about the restored entry's blobs one by one: they are leased for it at once,
+      // while the build starts (a failed write is the first `has`'s to try again).
+      if (found !== undefined && sink !== undefined) keeping = sink.keep(found.reader.blobs.map((b) => b.digest)).catch(() => undefined);
+      const facade = await RegistryFacade.start({
+        reader: found?.reader,
+        writer: sink === undefined ? undefined : uploadWriter(sink),
+        spoolDir: req.spoolDir,
+      });
+      return new DirectCache(req.store, facade, found?.hit ?? 'false', skipped, keeping, found?.opened, sink);
+    } catch (err) {
+      await found?.opened.close().catch(() => undefined);
+      await keeping;
+      if (sink !== undefined) await endUpload(req.store, sink.leaseId);
+      throw err;
+    }
+  }
+
+  /** The candidates as a restore takes them; an entry that cannot be opened is skipped, with why. */
+  private static find(req: DirectRequest): Promise<Usable<Opened>> {
+    return firstUsable(
       req.store,
       req.scopes,
       req.key,
@@ -89,22 +137,6 @@ export class DirectCache {
       },
       req.now ?? new Date(),
     );
-    const skipped = usable.skipped;
-    const found = usable.hit === 'false' ? undefined : { ...usable.value, hit: usable.hit };
-    let sink: BlobSink | undefined;
-    try {
-      sink = req.save ? await req.store.beginUpload() : undefined;
-      const facade = await RegistryFacade.start({
-        reader: found?.reader,
-        writer: sink === undefined ? undefined : uploadWriter(sink),
-        spoolDir: req.spoolDir,
-      });
-      return new DirectCache(req.store, facade, found?.hit ?? 'false', skipped, found?.opened, sink);
-    } catch (err) {
-      await found?.opened.close().catch(() => undefined);
-      if (sink !== undefined) await endUpload(req.store, sink.leaseId);
-      throw err;
-    }
   }
 
   /** The upload went on to a save (the main step's, or the post-job step's state): its lease is the save's to end. */
@@ -134,9 +166,10 @@ export class DirectCache {
     return this.facade.exported;
   }
 
-  /** What went wrong so far, after the requests in flight are done. */
+  /** What went wrong so far, after the requests in flight (and the lease write of the restored blobs) are done: a save may follow. */
   async trouble(): Promise<FacadeEvent[]> {
     await this.facade.idle();
+    await this.keeping;
     return this.facade.events.filter((e) => e.kind !== 'committed');
   }
 
@@ -152,6 +185,7 @@ export class DirectCache {
   async endUpload(): Promise<void> {
     if (this.sink === undefined || this.handed || this.ended) return;
     this.ended = true;
+    await this.keeping;
     await endUpload(this.store, this.sink.leaseId);
   }
 
@@ -168,6 +202,8 @@ export class DirectCache {
     try {
       await this.facade.close();
     } finally {
+      // Written before the job goes on to its save, which lists the upload's lease items.
+      await this.keeping;
       await this.opened?.close();
     }
   }

@@ -141,6 +141,12 @@ export interface BlobSink {
   /** The blob's size if the store holds it (a local store also checks its digest), else undefined. The blob is leased from now on. */
   has(digest: string, signal: AbortSignal): Promise<number | undefined>;
   /**
+   * Leases these blobs now, in one lease item, before anyone asks about them (the restored entry's,
+   * which an export mostly reaches again): a later `has` of one of them writes no item of its own.
+   * Resolves once the item is written; when it could not be, a later `has` tries again.
+   */
+  keep(digests: readonly string[]): Promise<void>;
+  /**
    * Stores the blob from `body`, checked by digest as it passes: a body that errors or does not
    * match stores nothing (and the promise rejects). Resolves when the blob is in the store.
    */
