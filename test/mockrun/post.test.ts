@@ -56,6 +56,7 @@ describe('mock-run: the post-job step', function () {
       const sink = await store.beginUpload();
       for (const b of layout.blobs)
         await sink.put({ digest: b.digest, size: b.size }, Readable.from([b.data]), new AbortController().signal);
+      await sink.settle();
       const index = {
         schemaVersion: 2,
         manifests: [

@@ -84,6 +84,7 @@ class MemoryStore {
     return Promise.resolve({
       leaseId: 'lease-1',
       has: (digest: string) => Promise.resolve(this.blobs.get(digest)?.length),
+      settle: () => Promise.resolve(),
       keep: (digests: readonly string[]) => {
         this.kept.push(...digests);
         return Promise.resolve();

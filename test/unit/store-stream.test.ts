@@ -229,7 +229,12 @@ for (const { name, open } of STORES) {
       const sent = await upload(sink, next.blobs);
       const fresh = next.blobs.filter((b) => !first.layout.blobs.some((o) => o.digest === b.digest));
       assert.equal(sent, fresh.length);
-      assert.ok((await h.leases()).length > 0);
+      const before = (await h.leases()).length;
+      assert.ok(before > 0);
+      await sink.settle();
+      assert.equal((await h.leases()).length, before + 1, 'the blobs stored are recorded in one more item');
+      await sink.settle();
+      assert.equal((await h.leases()).length, before + 1, 'and only once');
       const saved = await store.saveLayout(layoutRequest(next, sink.leaseId));
       assert.equal(saved.status, 'saved');
       assert.equal(saved.newBlobs, fresh.length);
@@ -390,6 +395,7 @@ describe('store, blob by blob: local only', function () {
     const layout = cacheLayout(['deps', 'app']);
     const sink = await engine.beginUpload();
     for (const b of layout.blobs) await sink.put({ digest: b.digest, size: b.size }, Readable.from([b.data]), NEVER);
+    await sink.settle();
     const items = fs.readdirSync(path.join(storeDir, LEASES));
     assert.ok(items.length > 0);
     calls.length = 0;

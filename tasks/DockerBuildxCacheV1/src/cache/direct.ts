@@ -166,10 +166,10 @@ export class DirectCache {
     return this.facade.exported;
   }
 
-  /** What went wrong so far, after the requests in flight (and the lease write of the restored blobs) are done: a save may follow. */
+  /** What went wrong so far, after the requests in flight are done and the upload's lease items written: a save may follow. */
   async trouble(): Promise<FacadeEvent[]> {
     await this.facade.idle();
-    await this.keeping;
+    await this.settle();
     return this.facade.events.filter((e) => e.kind !== 'committed');
   }
 
@@ -202,10 +202,18 @@ export class DirectCache {
     try {
       await this.facade.close();
     } finally {
-      // Written before the job goes on to its save, which lists the upload's lease items.
-      await this.keeping;
+      await this.settle();
       await this.opened?.close();
     }
+  }
+
+  /**
+   * The upload's lease items, all written before the job goes on to its save, which lists them: the
+   * restored blobs' and the record of the blobs stored (a failure to record only goes uncounted).
+   */
+  private async settle(): Promise<void> {
+    await this.keeping;
+    await this.sink?.settle().catch(() => undefined);
   }
 }
 

@@ -109,12 +109,15 @@ export type LeaseWriter = (itemId: string, blobs: readonly string[], uploads: re
 /**
  * Blobs put for a save that a later process writes. Every blob asked about or put is leased first,
  * so that a prune running meanwhile keeps it: a blob present when `has` answers, or stored by
- * `put`, is already under the lease. The lease items of calls that come together are written as one.
+ * `put`, is already under the lease. The lease items of calls that come together are written as one;
+ * the blobs stored are recorded in one more item by `settle`.
  */
 export class StoreBlobSink implements BlobSink {
-  /** digest (or `put <digest>`) → the write of the lease item that covers it. */
+  /** digest → the write of the lease item that covers it. */
   private readonly covered = new Map<string, Promise<void>>();
-  private batch?: { blobs: Set<string>; uploads: Set<string>; written: Promise<void> };
+  private batch?: { blobs: Set<string>; written: Promise<void> };
+  /** Blobs stored by `put` that no item records yet. */
+  private readonly stored = new Set<string>();
   private items = 0;
 
   constructor(
@@ -124,42 +127,52 @@ export class StoreBlobSink implements BlobSink {
     private readonly budgetMs?: number,
   ) {}
 
-  /** Resolves once a lease item covers the digest (as an upload, when `upload`). */
-  private cover(digest: string, upload: boolean): Promise<void> {
-    const key = upload ? `put ${digest}` : digest;
-    const known = this.covered.get(key) ?? (upload ? undefined : this.covered.get(`put ${digest}`));
+  /** Resolves once a lease item covers the digest. */
+  private cover(digest: string): Promise<void> {
+    const known = this.covered.get(digest);
     if (known !== undefined) return known;
     let batch = this.batch;
     if (batch === undefined) {
-      const fresh = { blobs: new Set<string>(), uploads: new Set<string>(), written: Promise.resolve() };
+      const fresh = { blobs: new Set<string>(), written: Promise.resolve() };
       fresh.written = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
         // Calls from now on start the next batch.
         this.batch = undefined;
-        return this.writeLease(`${this.leaseId}.${this.items++}`, [...fresh.blobs], [...fresh.uploads]);
+        return this.writeLease(`${this.leaseId}.${this.items++}`, [...fresh.blobs], []);
       });
       this.batch = batch = fresh;
     }
     batch.blobs.add(digest);
-    if (upload) batch.uploads.add(digest);
     const written = batch.written.catch((err: unknown) => {
       // A failed lease write is tried again by the next call.
-      this.covered.delete(key);
+      this.covered.delete(digest);
       throw err;
     });
-    this.covered.set(key, written);
+    this.covered.set(digest, written);
     return written;
+  }
+
+  async settle(): Promise<void> {
+    if (this.stored.size === 0) return;
+    const uploads = [...this.stored];
+    this.stored.clear();
+    try {
+      await this.writeLease(`${this.leaseId}.${this.items++}`, uploads, uploads);
+    } catch (err) {
+      for (const d of uploads) this.stored.add(d);
+      throw err;
+    }
   }
 
   async keep(digests: readonly string[]): Promise<void> {
     // In one tick, so one batch: one lease item.
-    await Promise.all(digests.map((digest) => this.cover(digest, false)));
+    await Promise.all(digests.map((digest) => this.cover(digest)));
   }
 
   async has(digest: string, signal: AbortSignal): Promise<number | undefined> {
     const name = blobName(digest);
     // Leased before it is looked at: a blob found here is kept until the entry is written. A store
     // that refuses writes still answers (its put fails).
-    await unlessRefused(() => this.cover(digest, false));
+    await unlessRefused(() => this.cover(digest));
     const item = await this.backend.stat(name, signal);
     if (item === undefined) return undefined;
     if (item === 'other') {
@@ -175,9 +188,12 @@ export class StoreBlobSink implements BlobSink {
     body.on('error', () => undefined);
     try {
       const name = blobName(blob.digest);
-      await this.cover(blob.digest, true);
+      // Mostly covered already: the facade asks `has` before every upload.
+      await this.cover(blob.digest);
       const version = await this.backend.writeIfAbsent(name, { body, ref: blob }, {}, signal);
-      if (version !== undefined) await unlessRefused(async () => this.backend.seals?.set(blob.digest, version));
+      if (version === undefined) return;
+      this.stored.add(blob.digest);
+      await unlessRefused(async () => this.backend.seals?.set(blob.digest, version));
     } catch (err) {
       // Nothing more is read: the sender sees the upload fail.
       body.destroy();

@@ -151,6 +151,12 @@ export interface BlobSink {
    * match stores nothing (and the promise rejects). Resolves when the blob is in the store.
    */
   put(blob: BlobRef, body: Readable, signal: AbortSignal): Promise<void>;
+  /**
+   * Records the blobs `put` stored so far (what saveLayout counts as new) in one lease item. Called
+   * once the puts are over, before the save; a blob stored and not recorded is kept all the same,
+   * only not counted.
+   */
+  settle(): Promise<void>;
 }
 
 /** An entry that cannot be restored (a blob missing or corrupt): it is skipped as if it were absent. */
@@ -187,7 +193,7 @@ export interface CacheStore {
   /**
    * Writes the entry of a layout whose blobs are already in the store (each checked present first;
    * a missing one fails the save and no entry is written), then releases `leaseId`. Same result
-   * shape and `unchanged` rule as save(); newBlobs and newBytes count the blobs put under the lease.
+   * shape and `unchanged` rule as save(); newBlobs and newBytes count the blobs the upload recorded as stored (BlobSink.settle).
    */
   saveLayout(request: LayoutSaveRequest): Promise<SaveResult>;
   /** Ends an upload lease without saving (the job failed, or saveCache's condition was not met). */
