@@ -92,6 +92,11 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
       assert.equal(warm.main.outputs.builderName, builder);
       assert.equal(warm.main.outputs.cacheHit, 'true');
       assert.match(buildCommand(warm.main), /--cache-from type=local,src=\S+ --cache-to type=local,dest=\S+/);
+      // cacheTransport auto keeps a builder with state, on a machine that outlives the job, off the host's network.
+      assert.match(
+        warm.main.stdout,
+        /^Cache transport: folder \(cacheTransport auto picks the folder for a builder the agent keeps across its jobs/m,
+      );
       assert.match(warm.main.stdout, /^Cache export: [\d.]+s, cache folder holds /m);
 
       // The state is gone (a new VM, garbage collection): the same name is created again, and the store is the backstop.

@@ -26,7 +26,8 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
   this.timeout(15 * 60 * 1000);
   let engine: HostedEngine;
   let agents: HostedAgents;
-  const inputs = { cacheBackend: 'local', output: 'docker' };
+  // The cache folder's restore and export are what these jobs check (cacheTransport auto would be direct here: direct.test.ts).
+  const inputs = { cacheBackend: 'local', cacheTransport: 'folder', output: 'docker' };
 
   before(function () {
     engine = hostedEngineOrSkip(this);

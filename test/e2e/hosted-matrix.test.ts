@@ -31,7 +31,8 @@ import { blobsOnDisk, reachableBlobs, stepCached, type Workspace } from './works
  * login, and no cache at all.
  *
  *   cacheBackend  output     buildx   jobs
- *   local         docker     current  cold, warm, source change (reset=true prunes)
+ *   local         docker     current  cold, warm, source change (reset=true prunes; cacheTransport folder)
+ *   local         cacheOnly  current  cold, source change (cacheTransport auto: direct)
  *   directory     cacheOnly  0.13.1   cold, source change (the task prunes; no reset=true)
  *   azureBlob     tar        current  cold, warm on a new agent
  *   registry      registry   current  cold, warm on a new agent (login, push, registry cache)
@@ -94,7 +95,8 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
     if (mirrored && w.docker(['ps', '-aq', '--filter', 'ancestor=moby/buildkit:buildx-stable-1']).trim() === '') {
       spawnSync('docker', ['image', 'rm', 'moby/buildkit:buildx-stable-1'], { env: { ...process.env, ...w.agent.env } });
     }
-    const inputs = { cacheBackend: 'local', output: 'docker' };
+    // The folder's local export (reset=true) is this row's subject; auto's direct has the next one.
+    const inputs = { cacheBackend: 'local', cacheTransport: 'folder', output: 'docker' };
     const cold = await job(w, 'local/docker: cold', inputs);
     assert.equal(cold.main.outputs.cacheHit, 'false');
     if (mirrored) {
@@ -133,6 +135,26 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
     assert.equal(prunedByTask(change), '0 B', change.main.stdout);
     assert.deepEqual(blobsOnDisk(w.cacheDir), reachableBlobs(w.cacheDir));
     assert.equal(w.docker(['run', '--rm', 'dbxc-e2e/app:e2e', 'cat', '/app/out.txt']).trim(), 'revision 1');
+  });
+
+  it("local, cacheOnly, current buildx, cacheTransport auto: the job's own builder on a hosted agent reads and writes the store directly", async () => {
+    const w = workspace('current');
+    const inputs = { cacheBackend: 'local', output: 'cacheOnly', imageName: '', tags: '' };
+    const cold = await job(w, 'local/auto: cold', inputs);
+    assert.equal(cold.main.outputs.cacheHit, 'false');
+    const auto =
+      /^Cache transport: direct, through a registry on 127\.0\.0\.1:\d+ \(cacheTransport auto picks direct for cacheBackend local: the task creates a docker-container builder for this job only/m;
+    assert.match(cold.main.stdout, auto);
+    assert.match(cacheTo(cold), /^type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache:save/);
+    assert.ok(!fs.existsSync(w.cacheDir), 'the cache folder is not used');
+    assert.match(summaryOf(cold), /\| Cache transport \| direct \(cacheTransport auto picks direct for cacheBackend local/);
+
+    w.write('src/main.txt', 'revision 1\n');
+    const change = await job(w, 'local/auto: source change', inputs);
+    assert.equal(change.main.outputs.cacheHit, 'true');
+    assert.match(change.main.stdout, auto);
+    assert.ok(stepCached(change.main.stdout, DEPS_STEP), 'a new builder imports the store through the facade');
+    assert.ok(!stepCached(change.main.stdout, '[6/6] RUN cat'));
   });
 
   it('directory, cacheOnly, Debian buildx 0.13.1: no reset=true, the task prunes the export itself, and no image', async () => {

@@ -110,7 +110,15 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       it(name, async () => {
         const run = await runScenario({
           step: 'main',
-          inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container', ...inputs },
+          // The folder's export, whatever cacheTransport auto picks for the agent (mock-run: cache.test.ts).
+          inputs: {
+            dockerfile: 'Dockerfile',
+            buildContext: '.',
+            imageName: 'app',
+            driver: 'docker-container',
+            cacheTransport: 'folder',
+            ...inputs,
+          },
           variables: vars(),
           exec: { ...preflightAnswers(), ...creates(builder) },
         });
@@ -200,7 +208,7 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
     const build = buildLine(BUILDER, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
     const run = await runScenario(
       main(
-        { imageName: 'app', driver: 'docker-container' },
+        { imageName: 'app', driver: 'docker-container', cacheTransport: 'folder' },
         { ...containerBuilder, [build]: { code: 0, stderr: '#5 [2/2] RUN make\n#5 CACHED' } },
       ),
     );

@@ -12,6 +12,8 @@ import { connectionString, EMULATOR_KEY, ensureAzurite, freshContainer, type Azu
 import { AzureBlobStore } from '../../tasks/DockerBuildxCacheV1/src/store/blob';
 import { ContainerSASPermissions } from '@azure/storage-blob';
 import { runScenario, type MockRun } from './harness';
+import { defaultBuilderName } from '../../tasks/DockerBuildxCacheV1/src/docker/builder';
+import { agentBuilderName } from '../../tasks/DockerBuildxCacheV1/src/docker/lifetime';
 import { DOCKER } from './types';
 import {
   agentTemp,
@@ -23,10 +25,12 @@ import {
   endpoint,
   freshJob,
   ID,
+  JOB,
   main,
   missing,
   MOCK_BUILD_WARNINGS,
   ok,
+  PREFLIGHT,
   preflightAnswers,
   seedStore,
   variables,
@@ -81,6 +85,107 @@ describe('mock-run: the main step: the cache backends', function () {
         assert.equal(run.commands.at(-1), build);
         assert.equal(run.outputs.cacheHit, 'true');
         assert.equal(run.outputs.cacheRestoredKey, key.text);
+        assertWarnings(run, MOCK_BUILD_WARNINGS);
+      });
+    }
+  });
+
+  describe('cacheTransport auto: direct for the builder the task creates for a hosted job, else the folder, and the log says why', () => {
+    const selfHosted = (): Record<string, string> => {
+      const v: Record<string, string> = { ...variables(), 'Agent.Name': 'build-vm-1', 'Agent.Id': '7' };
+      delete v['Agent.CloudId'];
+      return v;
+    };
+    const KEPT = agentBuilderName({ id: '7', name: 'build-vm-1' }, { driver: 'docker-container', driverOptions: [] });
+    const SELF_JOB = defaultBuilderName(JOB, 'build-vm-1');
+    const create = (name: string, opts = ''): string =>
+      `${DOCKER} buildx create --bootstrap --name ${name} --driver docker-container${opts}`;
+    const found = (name: string, opts = ''): string[] => [
+      `${DOCKER} buildx inspect ${name}`,
+      `${DOCKER} buildx create --name ${name} --driver docker-container${opts}`,
+      `${DOCKER} buildx inspect --bootstrap ${name}`,
+    ];
+    const HOST = ' --driver-opt network=host';
+    const classic = preflightAnswers('0.19.2', 'Backing Filesystem');
+    // the agent, the inputs, more answers → the builder commands after the preflight, the builder, what the log says of the transport
+    type Answer = { code: number; stdout?: string; stderr?: string };
+    const cases: [string, () => Record<string, string>, Record<string, string>, Record<string, Answer>, string[], string, RegExp][] = [
+      [
+        "a hosted agent, the docker-container builder the task creates for the job: it gets network=host (this mock buildx keeps no instance, so the builder's check falls back)",
+        variables,
+        { driver: 'docker-container' },
+        {},
+        [create(BUILDER, HOST)],
+        BUILDER,
+        /^loc_mock_TransportFolder loc_mock_TransportWhyNoHostNetwork buildx-cache-/m,
+      ],
+      [
+        'a hosted agent, driver auto on the classic image store: the same, decided after the preflight',
+        variables,
+        {},
+        classic,
+        [create(BUILDER, HOST)],
+        BUILDER,
+        /^loc_mock_TransportFolder loc_mock_TransportWhyNoHostNetwork buildx-cache-/m,
+      ],
+      [
+        "a hosted agent, driver auto on the containerd image store: the engine's builder, the folder",
+        variables,
+        {},
+        { [`${DOCKER} buildx inspect default`]: ok },
+        [],
+        'default',
+        /^loc_mock_TransportFolder loc_mock_TransportWhyAutoDriver docker$/m,
+      ],
+      [
+        'a self-hosted agent: its kept builder, the folder',
+        selfHosted,
+        { driver: 'docker-container' },
+        { [`${DOCKER} buildx inspect ${KEPT}`]: missing },
+        found(KEPT),
+        KEPT,
+        /^loc_mock_TransportFolder loc_mock_TransportWhyAutoKeptBuilder$/m,
+      ],
+      [
+        'a self-hosted agent with builderLifetime job: the folder',
+        selfHosted,
+        { driver: 'docker-container', builderLifetime: 'job' },
+        {},
+        [create(SELF_JOB)],
+        SELF_JOB,
+        /^loc_mock_TransportFolder loc_mock_TransportWhyAutoSelfHosted$/m,
+      ],
+      [
+        'a hosted agent with builderName: the folder',
+        variables,
+        { driver: 'docker-container', builderName: 'ci' },
+        { [`${DOCKER} buildx inspect ci`]: missing },
+        found('ci'),
+        'ci',
+        /^loc_mock_TransportFolder loc_mock_TransportWhyAutoNamedBuilder ci$/m,
+      ],
+      [
+        'a hosted agent with a network in driverOptions: the folder',
+        variables,
+        { driver: 'docker-container', driverOptions: 'network=build-net' },
+        {},
+        [create(BUILDER, ' --driver-opt network=build-net')],
+        BUILDER,
+        /^loc_mock_TransportFolder loc_mock_TransportWhyAutoNetwork network=build-net$/m,
+      ],
+    ];
+    for (const [title, vars, inputs, answers, commands, name, said] of cases) {
+      it(title, async () => {
+        const exportDir = path.join(path.dirname(cacheDir), `.buildx-cache.export-${ID}`);
+        const build = buildLine(name, `--tag app:latest --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`);
+        const exec = Object.fromEntries([...commands.map((c) => [c, ok] as const), [build, ok] as const]);
+        const run = await runScenario({
+          ...main({ imageName: 'app', cacheDir, ...inputs }, { ...exec, ...answers }),
+          variables: vars(),
+        });
+        assert.ok(run.succeeded, run.stdout);
+        assert.deepEqual(run.commands, [...PREFLIGHT, ...commands, build]);
+        assert.match(run.stdout, said);
         assertWarnings(run, MOCK_BUILD_WARNINGS);
       });
     }

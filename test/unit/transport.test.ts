@@ -1,11 +1,13 @@
 import * as assert from 'assert/strict';
 import {
+  autoTransport,
   chooseTransport,
   credsStoreOf,
   describeTransportReason,
   instanceOnHostNetwork,
   intendedTransport,
   isLocalAddress,
+  type AutoFacts,
   type ReachFacts,
   type TransportChoice,
 } from '../../tasks/DockerBuildxCacheV1/src/cache/transport';
@@ -22,21 +24,69 @@ const direct = (driver: ReachFacts['driver'], builder = driver === 'docker' ? 'd
   reason: { kind: 'reaches', driver, builder },
 });
 
+/** A Microsoft-hosted job's own docker-container builder: what auto picks direct for. */
+const hostedJob: AutoFacts = { driver: 'docker-container', lifetime: 'job', agentOutlivesJob: false, driverOptions: [] };
+const autoDirect = (backend: 'local' | 'azureBlob'): TransportChoice => ({
+  transport: 'direct',
+  reason: { kind: 'autoJobBuilder', backend },
+});
+const folder = (reason: TransportChoice['reason']): TransportChoice => ({ transport: 'folder', reason });
+
 describe('cacheTransport: what the job means to use before the builder is known', () => {
-  const table: [CacheBackend, CacheTransportSetting, TransportChoice][] = [
-    ['azureBlob', 'auto', { transport: 'folder', reason: { kind: 'auto', backend: 'azureBlob' } }],
-    ['local', 'auto', { transport: 'folder', reason: { kind: 'auto', backend: 'local' } }],
-    ['local', 'direct', { transport: 'direct', reason: { kind: 'input' } }],
-    ['azureBlob', 'folder', { transport: 'folder', reason: { kind: 'input' } }],
-    ['directory', 'direct', { transport: 'folder', reason: { kind: 'noStore' } }],
-    ['registry', 'auto', { transport: 'folder', reason: { kind: 'noStore' } }],
-    ['none', 'direct', { transport: 'folder', reason: { kind: 'noStore' } }],
+  const selfHosted: AutoFacts = { ...hostedJob, lifetime: 'agent', agentOutlivesJob: true };
+  const table: [CacheBackend, CacheTransportSetting, AutoFacts, TransportChoice][] = [
+    ['azureBlob', 'auto', hostedJob, autoDirect('azureBlob')],
+    ['local', 'auto', hostedJob, autoDirect('local')],
+    ['local', 'auto', selfHosted, folder({ kind: 'autoKeptBuilder' })],
+    ['local', 'direct', selfHosted, { transport: 'direct', reason: { kind: 'input' } }],
+    ['azureBlob', 'folder', hostedJob, folder({ kind: 'input' })],
+    ['directory', 'direct', hostedJob, folder({ kind: 'noStore' })],
+    ['registry', 'auto', hostedJob, folder({ kind: 'noStore' })],
+    ['none', 'direct', hostedJob, folder({ kind: 'noStore' })],
   ];
-  for (const [backend, transport, expected] of table)
-    it(`${backend}, ${transport} → ${expected.transport}`, () => assert.deepEqual(intendedTransport({ backend, transport }), expected));
+  for (const [backend, transport, facts, expected] of table)
+    it(`${backend}, ${transport}, ${facts.lifetime} builder → ${expected.transport}`, () =>
+      assert.deepEqual(intendedTransport({ backend, transport }, facts), expected));
+});
+
+describe('cacheTransport auto: direct for the job builder of an agent that does not outlive the job, else the folder', () => {
+  // what differs from a hosted job's own docker-container builder → what auto picks for azureBlob
+  const table: [string, Partial<AutoFacts>, TransportChoice][] = [
+    ["a hosted agent, the task's builder for the job", {}, autoDirect('azureBlob')],
+    ['builderLifetime job, set on a hosted agent', { lifetime: 'job' }, autoDirect('azureBlob')],
+    ['the pipeline sets network=host itself', { driverOptions: ['network=host'] }, autoDirect('azureBlob')],
+    ['other driver options', { driverOptions: ['image=moby/buildkit:v0.20.0'] }, autoDirect('azureBlob')],
+    ['an engine on a unix socket', { dockerHost: 'unix:///var/run/docker.sock' }, autoDirect('azureBlob')],
+    ['the docker driver', { driver: 'docker' }, folder({ kind: 'autoDriver', driver: 'docker' })],
+    ['the remote driver', { driver: 'remote', endpoint: 'unix:///run/buildkit.sock' }, folder({ kind: 'autoDriver', driver: 'remote' })],
+    ['the kubernetes driver', { driver: 'kubernetes' }, folder({ kind: 'autoDriver', driver: 'kubernetes' })],
+    ['builderName', { builderName: 'shared' }, folder({ kind: 'autoNamedBuilder', builder: 'shared' })],
+    ['a kept builder (builderLifetime agent) on a hosted agent', { lifetime: 'agent' }, folder({ kind: 'autoKeptBuilder' })],
+    ['a kept builder on a self-hosted agent', { lifetime: 'agent', agentOutlivesJob: true }, folder({ kind: 'autoKeptBuilder' })],
+    ['builderLifetime job on a self-hosted agent', { agentOutlivesJob: true }, folder({ kind: 'autoSelfHosted' })],
+    [
+      'driverOptions names a network',
+      { driverOptions: ['network=build-net'] },
+      folder({ kind: 'autoNetwork', option: 'network=build-net' }),
+    ],
+    ['an engine elsewhere', { dockerHost: 'tcp://10.0.0.5:2376' }, folder({ kind: 'remoteEngine', engine: 'tcp://10.0.0.5:2376' })],
+    ['an endpoint on another context', { endpoint: 'other' }, folder({ kind: 'remoteEngine', engine: 'other' })],
+    ["the agent's docker config has a credential store", { credsStore: 'pass' }, folder({ kind: 'credsStore', store: 'pass' })],
+  ];
+  for (const [title, extra, expected] of table)
+    it(title, () => assert.deepEqual(autoTransport('azureBlob', { ...hostedJob, ...extra }), expected));
+
+  it('says every reason in words', () => {
+    for (const [, extra] of table) {
+      const text = describeTransportReason(autoTransport('local', { ...hostedJob, ...extra }).reason);
+      assert.ok(text.length > 10 && !text.includes('%s'), text);
+    }
+  });
 });
 
 describe('cacheTransport: direct only with a builder that reaches this machine loopback', () => {
+  // cacheTransport direct, set by the pipeline
+  const asked: TransportChoice = { transport: 'direct', reason: { kind: 'input' } };
   // the builder → the transport of an azureBlob job with cacheTransport direct
   const table: [string, ReachFacts, TransportChoice][] = [
     ['docker driver, local engine', facts('docker'), direct('docker')],
@@ -88,18 +138,23 @@ describe('cacheTransport: direct only with a builder that reaches this machine l
     ],
     ['an empty credsStore is none', facts('docker', { credsStore: '' }), direct('docker')],
   ];
-  for (const [title, reach, expected] of table)
-    it(title, () => assert.deepEqual(chooseTransport({ backend: 'azureBlob', transport: 'direct' }, reach), expected));
+  for (const [title, reach, expected] of table) it(title, () => assert.deepEqual(chooseTransport(asked, reach), expected));
 
   it('keeps the folder that was intended, whatever the builder', () =>
-    assert.deepEqual(chooseTransport({ backend: 'local', transport: 'auto' }, facts('docker')), {
-      transport: 'folder',
-      reason: { kind: 'auto', backend: 'local' },
-    }));
+    assert.deepEqual(
+      chooseTransport(folder({ kind: 'autoDriver', driver: 'docker' }), facts('docker')),
+      folder({ kind: 'autoDriver', driver: 'docker' }),
+    ));
+
+  it("keeps auto's reason for direct when the builder confirms it", () =>
+    assert.deepEqual(chooseTransport(autoDirect('local'), facts('docker-container', { hostNetwork: true })), autoDirect('local')));
+
+  it("falls back from auto's direct when the builder does not reach loopback", () =>
+    assert.deepEqual(chooseTransport(autoDirect('local'), facts('docker-container')), folder({ kind: 'noHostNetwork', builder: 'b1' })));
 
   it('says every reason in words', () => {
     for (const [, reach] of table) {
-      const text = describeTransportReason(chooseTransport({ backend: 'azureBlob', transport: 'direct' }, reach).reason);
+      const text = describeTransportReason(chooseTransport(asked, reach).reason);
       assert.ok(text.length > 10 && !text.includes('%s'), text);
     }
   });

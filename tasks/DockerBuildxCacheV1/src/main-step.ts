@@ -14,8 +14,10 @@ import {
   describeTransportReason,
   instanceOnHostNetwork,
   intendedTransport,
+  type AutoFacts,
   type TransportChoice,
 } from './cache/transport';
+import { chooseLifetime } from './docker/lifetime';
 import { createDockerConfig, agentDockerConfig } from './docker/config-dir';
 import { addLogin } from './facade/login';
 import type { Driver } from './config/types';
@@ -27,7 +29,7 @@ import { readConfig, taskSource } from './config/read';
 import { isStoreBackend, type Config } from './config/types';
 import { loadMessages, loc } from './task/messages';
 import type { ScopeVariables } from './store/scopes';
-import { dockerSession, startSetup, type JobAgent } from './docker/setup';
+import { dockerSession, startSetup, type JobAgent, type Setup } from './docker/setup';
 import { saveState, type PostState } from './job';
 import type { DirectSave } from './cache/save';
 import { summaryOfSave, type SummaryData } from './summary';
@@ -91,17 +93,29 @@ export async function runMain(): Promise<void> {
   // Then the buildx to use, before any buildx command; then the preflight and the builder, which do
   // not depend on the cache, while the cache is restored.
   const { docker, source } = await dockerSession(config, main.cli, main.tempRoot, job);
-  // A docker-container builder the task creates gets the host's network when the cache may go direct.
-  const builderConfig = intendedTransport(config.cache).transport === 'direct' ? withHostNetwork(config) : config;
-  const setup = startSetup(docker, builderConfig, job, source, jobAgent());
-  let plan = await setup.during(planCache({ config, id: main.id, docker, keys, branch: main.branch, job, tempRoot: main.tempRoot }));
+  const agent = jobAgent();
+  const facts = await autoFacts(config, agent, job.dockerConfig);
+  // A docker-container builder the task creates gets the host's network when the cache may go direct with it.
+  const ifContainer = intendedTransport(config.cache, { ...facts, driver: 'docker-container' });
+  const setup = startSetup(docker, ifContainer.transport === 'direct' ? withHostNetwork(config) : config, job, source, agent);
+  const planned = setup.during(
+    (async () => {
+      const intended = await intendTransport(config, facts, ifContainer, setup);
+      // The plan is given the transport resolved: `auto` is not its to decide.
+      const resolved = { ...config, cache: { ...config.cache, transport: intended.transport } };
+      const plan = await planCache({ config: resolved, id: main.id, docker, keys, branch: main.branch, job, tempRoot: main.tempRoot });
+      return { plan, intended };
+    })(),
+  );
+  const intended = (await planned).intended;
+  let plan = (await planned).plan;
   // The export slot and the direct cache are the main step's from here: committed after a good build,
   // abandoned (closed) on any other way out.
   try {
     publishPlan(config, plan, job);
     const { gates, builder, driver } = await setup.show();
     setOutput('builderName', builder.name);
-    plan = await confirmTransport(main, plan, driver.driver, builder.name);
+    plan = await confirmTransport(main, plan, intended, driver.driver, builder.name);
     const buildDocker = plan.direct === undefined ? docker : await facadeLogin(main, docker, plan.direct);
     await buildImage(main, buildDocker, builder, await withGates(config, plan, gates));
   } finally {
@@ -112,15 +126,52 @@ export async function runMain(): Promise<void> {
 
 const withHostNetwork = (config: Config): Config => ({ ...config, builder: { ...config.builder, hostNetwork: true } });
 
+/** What `cacheTransport: auto` decides from that is known before the driver (see cache/transport.ts autoTransport). */
+async function autoFacts(config: Config, agent: JobAgent, dockerConfig: string | undefined): Promise<Omit<AutoFacts, 'driver'>> {
+  const b = config.builder;
+  return {
+    builderName: b.name,
+    lifetime: chooseLifetime(b.lifetime, agent).lifetime,
+    agentOutlivesJob: chooseLifetime('auto', agent).lifetime === 'agent',
+    driverOptions: b.driverOptions,
+    endpoint: b.endpoint,
+    dockerHost: process.env.DOCKER_HOST,
+    // Without a job-private docker config, the facade's login goes into a copy of the agent's, without its credential store.
+    credsStore: dockerConfig === undefined ? await agentCredsStore() : undefined,
+  };
+}
+
+/**
+ * The transport the job means to use. Only `auto`'s direct depends on the driver, which `driver:
+ * auto` knows once the preflight saw the engine's image store: then the plan waits for it.
+ */
+async function intendTransport(
+  config: Config,
+  facts: Omit<AutoFacts, 'driver'>,
+  ifContainer: TransportChoice,
+  setup: Setup,
+): Promise<TransportChoice> {
+  if (ifContainer.reason.kind !== 'autoJobBuilder') return ifContainer;
+  const driver = await setup.driver();
+  // A failed preflight fails the job when the setup is shown, before any build.
+  return driver === undefined ? ifContainer : intendedTransport(config.cache, { ...facts, driver });
+}
+
 /**
  * A store's cache goes direct only with a builder that reaches this machine's loopback (see
  * cache/transport.ts); otherwise the direct cache is closed and the entry restored into the
  * folder after all. The log says which and why.
  */
-async function confirmTransport(main: MainJob, plan: CachePlan, driver: Driver, builder: string): Promise<CachePlan> {
+async function confirmTransport(
+  main: MainJob,
+  plan: CachePlan,
+  intended: TransportChoice,
+  driver: Driver,
+  builder: string,
+): Promise<CachePlan> {
   const { config, job } = main;
   if (!isStoreBackend(config.cache.backend)) return plan;
-  if (plan.direct === undefined && intendedTransport(config.cache).transport === 'direct') {
+  if (plan.direct === undefined && intended.transport === 'direct') {
     // The store failed before the facade started (cache trouble, already reported): no cache at all.
     const why = describeTransportReason({ kind: 'noCache' });
     job.update({}, { transport: `none (${why})` });
@@ -129,8 +180,8 @@ async function confirmTransport(main: MainJob, plan: CachePlan, driver: Driver, 
   }
   const choice: TransportChoice =
     plan.direct === undefined
-      ? intendedTransport(config.cache)
-      : chooseTransport(config.cache, {
+      ? intended
+      : chooseTransport(intended, {
           driver,
           builder,
           endpoint: config.builder.endpoint,

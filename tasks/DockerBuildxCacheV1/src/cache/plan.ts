@@ -14,7 +14,6 @@ import { prepareRegistry, registryRefs } from './registry';
 import { describeStore, openStore, storeSpec, type SaveJob, type StoreSpec } from './save';
 import { prepareFolder, prepareFromStore, type PreparedCache } from './session';
 import { DirectCache } from './direct';
-import { intendedTransport } from './transport';
 import type { ExportSlot } from './slot';
 import { cacheTrouble } from './trouble';
 
@@ -26,6 +25,7 @@ export interface CacheKeys {
 
 /** What planning the cache needs: the job's inputs, and what the main step resolved before. */
 export interface PlanContext {
+  /** The job's inputs, `cacheTransport` as the main step resolved it (`auto` plans the folder). */
   readonly config: Config;
   /** Names this job's sibling folders beside the cache folder. */
   readonly id: string;
@@ -108,7 +108,7 @@ async function fromStore(ctx: PlanContext): Promise<CachePlan> {
     cacheTrouble(config.cache.failOnError, loc('WarnRestoreFailed', describeStore(spec), (err as Error).message));
     return { flags: NO_CACHE, hit: 'false', summary: { hit: 'false' } };
   }
-  if (intendedTransport(config.cache).transport === 'direct') return direct(ctx, keys, store, spec, scopes);
+  if (config.cache.transport === 'direct') return direct(ctx, keys, store, spec, scopes);
   return folderFromStore(ctx, keys, store, spec, scopes);
 }
 

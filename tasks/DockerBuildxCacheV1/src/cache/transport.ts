@@ -5,24 +5,24 @@ import { loc } from '../task/messages';
 /** How BuildKit reaches a store's cache: the registry facade on loopback, or the cache folder. */
 export type Transport = 'direct' | 'folder';
 
-/**
- * What `cacheTransport: auto` picks for each store: the folder for both, measured (npm run bench on
- * the hosted-agent engine, warm source-only jobs, a docker-container builder): through the folder,
- * the Azure restore runs while the builder boots and is hidden behind it, while through the facade
- * the same bytes come during the build, after the boot (azureBlob: 6.83 s folder, 10.78 s direct);
- * the local store was faster direct (7.09 s against 9.61 s), but auto keeps it on the folder until
- * that holds in more than one run, so that no builder gets the host's network by default.
- */
-export const AUTO_TRANSPORT: Readonly<Record<'local' | 'azureBlob', Transport>> = { local: 'folder', azureBlob: 'folder' };
-
 /** Why a job uses the transport it does. */
 export type TransportReason =
   /** The backend keeps no store: the question does not arise. */
   | { readonly kind: 'noStore' }
   /** `cacheTransport` names it. */
   | { readonly kind: 'input' }
-  /** `auto`, per backend. */
-  | { readonly kind: 'auto'; readonly backend: 'local' | 'azureBlob' }
+  /** `auto`: direct, for the docker-container builder the task creates for this job, on an agent that does not outlive it. */
+  | { readonly kind: 'autoJobBuilder'; readonly backend: 'local' | 'azureBlob' }
+  /** `auto`: the folder, for a driver other than docker-container. */
+  | { readonly kind: 'autoDriver'; readonly driver: Driver }
+  /** `auto`: the folder, for the builder the pipeline names (builderName), which may have state. */
+  | { readonly kind: 'autoNamedBuilder'; readonly builder: string }
+  /** `auto`: the folder, for a builder the agent keeps across its jobs (builderLifetime agent). */
+  | { readonly kind: 'autoKeptBuilder' }
+  /** `auto`: the folder, on an agent that outlives the job (self-hosted), whose loopback may host services. */
+  | { readonly kind: 'autoSelfHosted' }
+  /** `auto`: the folder, because driverOptions names a network of its own. */
+  | { readonly kind: 'autoNetwork'; readonly option: string }
   /** Direct, and the builder reaches this machine's loopback. */
   | { readonly kind: 'reaches'; readonly driver: Driver; readonly builder: string }
   /** The docker engine (DOCKER_HOST, or the docker driver's endpoint) may be another machine's. */
@@ -65,16 +65,61 @@ export interface ReachFacts {
 }
 
 /**
- * What the job means to use before the builder is known: `folder` for the backends without a
- * store and when the input or `auto` says so, else `direct` (which the builder must then confirm,
- * see chooseTransport). A `docker-container` builder the task creates gets `network=host` only when
- * this is `direct`.
+ * What `cacheTransport: auto` decides from, all known before the builder is created (a
+ * `docker-container` builder gets `network=host` at its creation): the builder the job will have,
+ * and the reach facts that do not need the builder.
  */
-export function intendedTransport(cache: Pick<CacheConfig, 'backend' | 'transport'>): TransportChoice {
+export interface AutoFacts extends Pick<ReachFacts, 'endpoint' | 'dockerHost' | 'credsStore'> {
+  /** The driver the job builds with (for `driver: auto`, as the preflight decided it). */
+  readonly driver: Driver;
+  /** `builderName`, when the pipeline names the builder. */
+  readonly builderName?: string;
+  /** How long a builder the task creates lives: `job` (its own, new and empty) or `agent` (kept, with state). */
+  readonly lifetime: 'job' | 'agent';
+  /** Whether the agent outlives the job (what `builderLifetime: auto` decides from: a self-hosted agent). */
+  readonly agentOutlivesJob: boolean;
+  readonly driverOptions: readonly string[];
+}
+
+/** A `network=` driver option other than the host's, which the task's `network=host` would not override. */
+const ownNetwork = (driverOptions: readonly string[]): string | undefined =>
+  driverOptions.find((o) => /^network=/i.test(o) && !/^network=host$/i.test(o.trim()));
+
+/**
+ * What `cacheTransport: auto` picks: `direct` where it measured faster (npm run bench on the
+ * hosted-agent engine, warm source-only jobs: local 0.83× the folder's time, azureBlob 0.91×) and
+ * the host's network costs least: a `docker-container` builder that the task creates for this job
+ * only (no builderName, lifetime `job`) on an agent that does not outlive the job (Microsoft-hosted),
+ * with no network of the pipeline's own in driverOptions and an engine on this machine. The builder
+ * is new and empty, so reading the store lazily pays, and its `network=host` lasts only as long as
+ * the job on a machine that hosts nothing else. Everywhere else the folder, with the reason.
+ */
+export function autoTransport(backend: 'local' | 'azureBlob', facts: AutoFacts): TransportChoice {
+  const folder = (reason: TransportReason): TransportChoice => ({ transport: 'folder', reason });
+  if (facts.driver !== 'docker-container') return folder({ kind: 'autoDriver', driver: facts.driver });
+  if (facts.builderName !== undefined) return folder({ kind: 'autoNamedBuilder', builder: facts.builderName });
+  if (facts.lifetime === 'agent') return folder({ kind: 'autoKeptBuilder' });
+  if (facts.agentOutlivesJob) return folder({ kind: 'autoSelfHosted' });
+  const network = ownNetwork(facts.driverOptions);
+  if (network !== undefined) return folder({ kind: 'autoNetwork', option: network });
+  // The rest is what the builder must do for direct anyway (see chooseTransport), known already.
+  return chooseTransport(
+    { transport: 'direct', reason: { kind: 'autoJobBuilder', backend } },
+    { ...facts, builder: '', hostNetwork: true },
+  );
+}
+
+/**
+ * What the job means to use before the builder is created: `folder` for the backends without a
+ * store, the input's when it names one, else what `auto` picks from the facts (see autoTransport).
+ * `direct` must then be confirmed by the builder (see chooseTransport). A `docker-container`
+ * builder the task creates gets `network=host` only when this is `direct`.
+ */
+export function intendedTransport(cache: Pick<CacheConfig, 'backend' | 'transport'>, facts: AutoFacts): TransportChoice {
   const backend = cache.backend;
   if (!isStoreBackend(backend)) return { transport: 'folder', reason: { kind: 'noStore' } };
   if (cache.transport !== 'auto') return { transport: cache.transport, reason: { kind: 'input' } };
-  return { transport: AUTO_TRANSPORT[backend], reason: { kind: 'auto', backend } };
+  return autoTransport(backend, facts);
 }
 
 /** A docker or BuildKit address on this machine: a unix socket, or TCP to loopback. */
@@ -88,7 +133,8 @@ export function isLocalAddress(address: string): boolean {
 }
 
 /**
- * The transport of the build, once the builder is known: the intended one, except that `direct`
+ * The transport of the build, once the builder is known: the intended one (see intendedTransport),
+ * except that `direct`
  * needs a builder that reaches this machine's loopback, where the facade listens:
  *
  * - `docker`: the engine's own BuildKit, on the host's network, when the engine is this machine's
@@ -100,8 +146,7 @@ export function isLocalAddress(address: string): boolean {
  *
  * Otherwise the folder, and the reason says why.
  */
-export function chooseTransport(cache: Pick<CacheConfig, 'backend' | 'transport'>, facts: ReachFacts): TransportChoice {
-  const intended = intendedTransport(cache);
+export function chooseTransport(intended: TransportChoice, facts: ReachFacts): TransportChoice {
   if (intended.transport === 'folder') return intended;
   const folder = (reason: TransportReason): TransportChoice => ({ transport: 'folder', reason });
   if (facts.credsStore !== undefined && facts.credsStore !== '') return folder({ kind: 'credsStore', store: facts.credsStore });
@@ -123,6 +168,8 @@ export function chooseTransport(cache: Pick<CacheConfig, 'backend' | 'transport'
     case 'kubernetes':
       return folder({ kind: 'kubernetes' });
   }
+  // What auto picked says why already; an input's direct is confirmed by the builder.
+  if (intended.reason.kind === 'autoJobBuilder') return intended;
   return { transport: 'direct', reason: { kind: 'reaches', driver: facts.driver, builder: facts.builder } };
 }
 
@@ -133,8 +180,18 @@ export function describeTransportReason(reason: TransportReason): string {
       return loc('TransportWhyNoStore');
     case 'input':
       return loc('TransportWhyInput');
-    case 'auto':
-      return loc('TransportWhyAuto', AUTO_TRANSPORT[reason.backend], reason.backend);
+    case 'autoJobBuilder':
+      return loc('TransportWhyAutoJobBuilder', reason.backend);
+    case 'autoDriver':
+      return loc('TransportWhyAutoDriver', reason.driver);
+    case 'autoNamedBuilder':
+      return loc('TransportWhyAutoNamedBuilder', reason.builder);
+    case 'autoKeptBuilder':
+      return loc('TransportWhyAutoKeptBuilder');
+    case 'autoSelfHosted':
+      return loc('TransportWhyAutoSelfHosted');
+    case 'autoNetwork':
+      return loc('TransportWhyAutoNetwork', reason.option);
     case 'reaches':
       return loc('TransportWhyReaches', reason.driver, reason.builder);
     case 'remoteEngine':

@@ -88,6 +88,11 @@ export interface Setup {
    * state by then.
    */
   during<T>(work: Promise<T>): Promise<T>;
+  /**
+   * The driver the job builds with, as soon as it is known: at once, unless `auto` waits for the
+   * preflight's image store; undefined when the preflight failed.
+   */
+  driver(): Promise<Driver | undefined>;
 }
 
 /** The job and the agent it runs on, which name the builder and decide how long it lives. */
@@ -222,6 +227,13 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
       );
       return { ...decided, builder };
     },
+    driver: async () =>
+      looked === undefined
+        ? chooseDriver(config.builder, undefined).driver
+        : checked.result().then(
+            (d) => d.driver.driver,
+            () => undefined,
+          ),
     async during(work) {
       try {
         return await work;
