@@ -49,8 +49,8 @@ describe('end to end: driver auto on both engines', function () {
     });
     after(() => HostedAgents.disposeAll());
 
-    it('creates a docker-container builder, because the docker driver could not export cache there, and removes it', async () => {
-      // Nothing to pull from inside the builder, so it needs neither network=host nor a mirror: auto decides by the store alone.
+    it('creates a docker-container builder, because the docker driver could not export cache there, on the host network for the direct cache, and removes it', async () => {
+      // Nothing to pull from inside the builder, so it needs no mirror: auto decides by the store alone.
       const w = new Workspace(
         { Dockerfile: 'FROM scratch\nCOPY src/ /src/\n', 'src/main.txt': 'revision 0\n' },
         { env: agents.env('current'), inputs: { driver: 'auto' } },
@@ -64,8 +64,16 @@ describe('end to end: driver auto on both engines', function () {
       assert.equal(driverLine(r.main), why);
       assert.match(summaryOf(r), new RegExp(`\\| Builder driver \\| ${why.replace(/[()]/g, '\\$&')} \\|`));
       assert.match(r.main.stdout, /engine image store: classic/);
-      assert.match(r.main.stdout, /buildx create --bootstrap --name buildx-cache-[0-9a-f]{16} --driver docker-container\n/);
-      assert.match(buildCommand(r.main), /--cache-to type=local,.*reset=true --load/);
+      // cacheTransport auto, decided after the preflight and before the builder: direct, so the task gives its builder the host's network.
+      assert.match(
+        r.main.stdout,
+        /buildx create --bootstrap --name buildx-cache-[0-9a-f]{16} --driver docker-container --driver-opt network=host\n/,
+      );
+      assert.match(
+        r.main.stdout,
+        /^Cache transport: direct, through a registry on 127\.0\.0\.1:\d+ \(cacheTransport auto picks direct for cacheBackend local:/m,
+      );
+      assert.match(buildCommand(r.main), /--cache-to type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache:save\S* --load/);
       assert.equal(w.docker(['image', 'inspect', '--format', '{{.Id}}', 'dbxc-e2e/app:e2e']).trim(), r.main.outputs.imageId);
       assertNoBuilderLeft(w, r.main.outputs.builderName);
     });
