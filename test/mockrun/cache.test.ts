@@ -100,11 +100,7 @@ describe('mock-run: the main step: the cache backends', function () {
     const SELF_JOB = defaultBuilderName(JOB, 'build-vm-1');
     const create = (name: string, opts = ''): string =>
       `${DOCKER} buildx create --bootstrap --name ${name} --driver docker-container${opts}`;
-    const found = (name: string, opts = ''): string[] => [
-      `${DOCKER} buildx inspect ${name}`,
-      `${DOCKER} buildx create --name ${name} --driver docker-container${opts}`,
-      `${DOCKER} buildx inspect --bootstrap ${name}`,
-    ];
+    const found = (name: string, opts = ''): string[] => [`${DOCKER} buildx inspect --bootstrap ${name}`, create(name, opts)];
     const HOST = ' --driver-opt network=host';
     const classic = preflightAnswers('0.19.2', 'Backing Filesystem');
     // the agent, the inputs, more answers → the builder commands after the preflight, the builder, what the log says of the transport
@@ -141,7 +137,7 @@ describe('mock-run: the main step: the cache backends', function () {
         'a self-hosted agent: its kept builder, the folder',
         selfHosted,
         { driver: 'docker-container' },
-        { [`${DOCKER} buildx inspect ${KEPT}`]: missing },
+        { [`${DOCKER} buildx inspect --bootstrap ${KEPT}`]: missing },
         found(KEPT),
         KEPT,
         /^loc_mock_TransportFolder loc_mock_TransportWhyAutoKeptBuilder$/m,
@@ -159,7 +155,7 @@ describe('mock-run: the main step: the cache backends', function () {
         'a hosted agent with builderName: the folder',
         variables,
         { driver: 'docker-container', builderName: 'ci' },
-        { [`${DOCKER} buildx inspect ci`]: missing },
+        { [`${DOCKER} buildx inspect --bootstrap ci`]: missing },
         found('ci'),
         'ci',
         /^loc_mock_TransportFolder loc_mock_TransportWhyAutoNamedBuilder ci$/m,
