@@ -170,6 +170,7 @@ describe('preflight: what the engine and buildx report', () => {
       const p = await preflight(docker(ok), config({ imageName: 'app', ...inputs }), 'the plugin');
       assert.equal(p.containerdStore, asked ? true : undefined);
       assert.equal(p.report.includes('engine image store: containerd'), asked);
+      assert.equal(p.engineContainerdStore, true, "the engine's store, for a loaded image's ID, whatever the driver");
     });
   }
 

@@ -8,7 +8,7 @@ import { loc } from './task/messages';
 import { buildArgs, type CacheFlags } from './docker/args';
 import type { Builder } from './docker/builder';
 import { errorTail, type DockerCli } from './docker/cli';
-import { parseMetadata } from './docker/metadata';
+import { loadedImageId, parseMetadata, type LoadedImage } from './docker/metadata';
 import { ProgressParser, type StepCount } from './docker/progress';
 
 export class BuildError extends Error {
@@ -139,7 +139,12 @@ export async function buildWithCacheFallback(
 }
 
 /** Sets the imageId, digest and metadataFile outputs from buildx's metadata file; returns the digest. */
-export async function setBuildOutputs(docker: DockerCli, config: Config, metadataFile: string): Promise<string | undefined> {
+export async function setBuildOutputs(
+  docker: DockerCli,
+  config: Config,
+  metadataFile: string,
+  loaded?: LoadedImage,
+): Promise<string | undefined> {
   setOutput('metadataFile', metadataFile);
   let metadata;
   try {
@@ -152,9 +157,14 @@ export async function setBuildOutputs(docker: DockerCli, config: Config, metadat
   let imageId = metadata.configDigest;
   const firstTag = config.build.tags[0];
   if (config.output.kind === 'docker' && firstTag !== undefined) {
-    // The engine's own image ID: the config digest in the classic store, the index digest in the containerd store.
-    const inspect = await docker.run(['image', 'inspect', '--format', '{{.Id}}', firstTag]);
-    if (inspect.code === 0 && inspect.stdout.trim() !== '') imageId = inspect.stdout.trim();
+    // The engine's own image ID: the config digest in the classic store, the index digest in the containerd store;
+    // asked of the engine only when the metadata does not tell it for sure.
+    const known = loaded === undefined ? undefined : loadedImageId(metadata, loaded);
+    if (known !== undefined) imageId = known;
+    else {
+      const inspect = await docker.run(['image', 'inspect', '--format', '{{.Id}}', firstTag]);
+      if (inspect.code === 0 && inspect.stdout.trim() !== '') imageId = inspect.stdout.trim();
+    }
   }
   if (imageId !== undefined) setOutput('imageId', imageId);
   info(loc('Outputs', imageId ?? '-', metadata.digest ?? '-'));

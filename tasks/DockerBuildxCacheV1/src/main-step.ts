@@ -5,6 +5,7 @@ import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable
 import { secretValues } from './config/features';
 import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets, type BuildCache } from './build';
 import type { Builder } from './docker/builder';
+import type { LoadedImage } from './docker/metadata';
 import { Docker, type DockerCli } from './docker/cli';
 import type { CommitResult } from './cache/folder';
 import { planCache, withGates, type CacheKeys, type CachePlan, type DirectPlan } from './cache/plan';
@@ -113,11 +114,14 @@ export async function runMain(): Promise<void> {
   // abandoned (closed) on any other way out.
   try {
     publishPlan(config, plan, job);
-    const { gates, builder, driver } = await setup.show();
+    const { gates, builder, driver, preflight } = await setup.show();
     setOutput('builderName', builder.name);
     plan = await confirmTransport(main, plan, intended, driver.driver, builder.name);
     const buildDocker = plan.direct === undefined ? docker : await facadeLogin(main, docker, plan.direct);
-    await buildImage(main, buildDocker, builder, await withGates(config, plan, gates));
+    // The preflight's engine is the one the image goes to, unless the builder is on another (endpoint).
+    const loaded =
+      config.builder.endpoint === undefined ? { containerdStore: preflight.engineContainerdStore, driver: driver.driver } : undefined;
+    await buildImage(main, buildDocker, builder, await withGates(config, plan, gates), loaded);
   } finally {
     await plan.slot?.abandon();
     await closeDirect(plan);
@@ -270,7 +274,13 @@ async function beginJob(): Promise<MainJob> {
  * The build with the plan's cache, then the export's commit, the image outputs and a save after the build; the
  * secret files go either way.
  */
-async function buildImage({ config, tempRoot, job }: MainJob, docker: DockerCli, builder: Builder, plan: CachePlan): Promise<void> {
+async function buildImage(
+  { config, tempRoot, job }: MainJob,
+  docker: DockerCli,
+  builder: Builder,
+  plan: CachePlan,
+  loaded: LoadedImage | undefined,
+): Promise<void> {
   try {
     const secretFiles = await writeSecrets(config.build.secrets, tempRoot);
     // buildx writes the oci and tar outputs but does not create their folder.
@@ -284,7 +294,7 @@ async function buildImage({ config, tempRoot, job }: MainJob, docker: DockerCli,
     job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
     if (plan.slot !== undefined && outcome.exported) await commitExport(config, job, plan.slot);
     const direct = plan.direct === undefined ? undefined : await finishDirect(config, job, plan, plan.direct, outcome.exported);
-    const digest = await setBuildOutputs(docker, config, metadataFile);
+    const digest = await setBuildOutputs(docker, config, metadataFile, loaded);
     job.update({}, { digest });
     if (plan.save !== undefined && config.cache.save === 'afterBuild') {
       const save = plan.save;

@@ -59,6 +59,8 @@ export interface Preflight {
   readonly buildx: string;
   /** Asked only when the driver depends on it (the docker driver, or `auto`); undefined otherwise or when the engine did not say. */
   readonly containerdStore?: boolean;
+  /** The engine's image store whatever the driver (containerd: true), for a loaded image's ID; undefined when the engine did not say. */
+  readonly engineContainerdStore?: boolean;
   /** Lines for the log's preflight group. */
   readonly report: readonly string[];
 }
@@ -124,12 +126,12 @@ export async function preflight(docker: DockerCli, config: Config, buildxSource:
       throw new PreflightError(loc('PreflightNoBuildx', errorTail(buildxVersion)));
     }
   }
-  const containerdStore =
-    mayBeDocker(config.builder) && info.driverStatus !== undefined ? hasContainerdStore(info.driverStatus) : undefined;
+  const engineContainerdStore = info.driverStatus === undefined ? undefined : hasContainerdStore(info.driverStatus);
+  const containerdStore = mayBeDocker(config.builder) ? engineContainerdStore : undefined;
   const report = [
     loc('PreflightDocker', versions.client ?? '?', versions.server ?? loc('PreflightNotReachable', engineAddress())),
     loc('PreflightBuildx', buildx, buildxSource),
     ...(containerdStore === undefined ? [] : [loc('PreflightStore', containerdStore ? 'containerd' : 'classic')]),
   ];
-  return { versions, buildx, containerdStore, report };
+  return { versions, buildx, containerdStore, engineContainerdStore, report };
 }
