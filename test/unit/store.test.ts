@@ -3,6 +3,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
+import * as sinon from 'sinon';
 import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
 import { LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
 import { restoreFromStore } from '../../tasks/DockerBuildxCacheV1/src/store/restore';
@@ -279,6 +280,31 @@ describe('store: local only', function () {
   const save = (dir: string, key = 'buildx|"Linux"|app', scope = 'refs/heads/main', at = now): ReturnType<CacheStore['save']> =>
     store.save({ cacheDir: dir, key, segments: key.split('|'), scope, now: at });
   const restoreTo = (label: string): string => path.join(work, label);
+
+  it('deletes nothing when a lease cannot be read (the store failing), and keeps the lease', async () => {
+    const v1 = folder('v1', ['deps']);
+    await save(v1.dir, 'k|a', 'refs/heads/old', new Date('2026-10-01T00:00:00Z'));
+    const digests = v1.layout.blobs.map((b) => b.digest);
+    // A save in flight holds a live lease on the old entry's blobs; the store fails to read it.
+    const leases = path.join(root(storeDir), 'leases');
+    fs.mkdirSync(leases, { recursive: true });
+    const expires = new Date(now.getTime() + 60_000).toISOString();
+    fs.writeFileSync(path.join(leases, 'inflight.json'), JSON.stringify({ id: 'inflight', expires, blobs: digests }));
+    const backend = (store as unknown as { backend: { read: (name: string, signal: AbortSignal) => Promise<Buffer | undefined> } }).backend;
+    const read = backend.read.bind(backend);
+    const failing = sinon
+      .stub(backend, 'read')
+      .callsFake((name, signal) => (name.includes('leases/') ? Promise.reject(new Error('connection reset')) : read(name, signal)));
+    try {
+      await assert.rejects(store.prune({ retentionDays: 7, now }), /connection reset/);
+    } finally {
+      failing.restore();
+    }
+    assert.deepEqual(await fs.promises.readdir(leases), ['inflight.json']);
+    assert.deepEqual(blobFiles(root(storeDir)).sort(), [...digests].sort());
+    // Read again, the lease protects its blobs as before.
+    assert.equal((await store.prune({ retentionDays: 7, now })).blobsRemoved, 0);
+  });
 
   it('hard-links restored blobs, and keeps store blobs read-only', async () => {
     const { dir, layout } = folder('v1', ['deps', 'app v1']);

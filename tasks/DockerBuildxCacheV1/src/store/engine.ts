@@ -243,27 +243,34 @@ export class StoreEngine implements CacheStore {
     await this.backend.deleteIfUnchanged(leaseName(lease.id), undefined, signal).catch(() => undefined);
   }
 
-  /** The leases that still protect their blobs; expired ones are deleted when `prune`. */
+  /**
+   * The leases that still protect their blobs; expired and unreadable ones are deleted when `prune`.
+   * A lease the store fails to read (a network error, the store down) is not unreadable: it may be
+   * live, so the call throws, and a prune that cannot read every lease deletes nothing.
+   */
   private async leases(now: Date, signal: AbortSignal, prune: boolean): Promise<Lease[]> {
     const listed = (await this.backend.list(LEASES, 1, signal, true)).items;
     const read = await mapLimit(listed, this.concurrency, async (item): Promise<Lease | undefined> => {
       const id = path.posix.basename(item.name, '.json');
-      try {
-        const listedExpiry = Date.parse(item.metadata?.expires ?? '');
-        if (listedExpiry <= now.getTime()) throw new Error('expired');
-        if (item.size > MAX_DOCUMENT_BYTES) throw new Error('too large');
-        const data = await this.backend.read(item.name, signal);
-        if (data === undefined) return undefined;
-        const lease = JSON.parse(data.toString('utf8')) as Partial<Lease>;
-        const expires = Number.isNaN(listedExpiry) ? Date.parse(lease.expires ?? '') : listedExpiry;
-        if (!(expires > now.getTime())) throw new Error('expired');
-        if (Array.isArray(lease.blobs))
-          return { id, expires: new Date(expires).toISOString(), blobs: lease.blobs.filter((d): d is string => typeof d === 'string') };
-      } catch {
-        // Expired, gone or unreadable: it protects nothing.
+      // Expired, too large or not a lease: it protects nothing.
+      const protectsNothing = async (): Promise<undefined> => {
         if (prune) await this.backend.deleteIfUnchanged(item.name, undefined, signal).catch(() => undefined);
+        return undefined;
+      };
+      const listedExpiry = Date.parse(item.metadata?.expires ?? '');
+      if (listedExpiry <= now.getTime() || item.size > MAX_DOCUMENT_BYTES) return protectsNothing();
+      const data = await this.backend.read(item.name, signal);
+      if (data === undefined) return undefined;
+      let lease: Partial<Lease>;
+      try {
+        lease = JSON.parse(data.toString('utf8')) as Partial<Lease>;
+      } catch {
+        return protectsNothing();
       }
-      return undefined;
+      const expires = Number.isNaN(listedExpiry) ? Date.parse(lease.expires ?? '') : listedExpiry;
+      if (!(expires > now.getTime())) return protectsNothing();
+      if (!Array.isArray(lease.blobs)) return undefined;
+      return { id, expires: new Date(expires).toISOString(), blobs: lease.blobs.filter((d): d is string => typeof d === 'string') };
     });
     return read.filter((l): l is Lease => l !== undefined);
   }
