@@ -94,4 +94,42 @@ describe('the post-job step: removing or pruning the builder beside the save', (
       assert.match(warned, warning);
     });
   }
+
+  for (const [what, builder] of work) {
+    it(`saves, and warns about ${what}, when docker is not on PATH`, async () => {
+      const cacheDir = path.join(tempDir(), '.buildx-cache');
+      const layout = cacheLayout(['deps', 'app']);
+      writeLayout(cacheDir, layout.root, layout.blobs);
+      const storePath = path.join(tempDir(), 'store');
+      saveState({
+        version: 1,
+        cleanup: [],
+        ...builder,
+        save: {
+          store: { kind: 'local', path: storePath },
+          cacheDir,
+          segments: ['buildx', 'app'],
+          scope: 'refs/heads/main',
+          retentionDays: 7,
+          failOnError: false,
+          when: 'always',
+        },
+      });
+      const pathVar = process.env.PATH;
+      process.env.PATH = path.join(tempDir(), 'no-docker-here');
+      const log = console.log;
+      console.log = (): void => undefined;
+      const before = taskLibOutput.length;
+      try {
+        await runPost();
+      } finally {
+        console.log = log;
+        process.env.PATH = pathVar;
+      }
+      assert.equal((await new LocalStore(storePath).stats()).entries, 1, 'the save ran');
+      const warned = taskLibOutput.slice(before).filter((l) => l.includes('##vso[task.issue type=warning'));
+      assert.equal(warned.length, 1, warned.join('\n'));
+      assert.match(warned.join(''), /docker/);
+    });
+  }
 });

@@ -77,7 +77,9 @@ interface Started {
 
 function start(state: PostState, docker: DockerCli | undefined, work: (docker: DockerCli) => Promise<RunResult>): Started {
   const lines: string[] = [];
-  return { lines, result: new Background(work(buffered(jobDocker(state, docker), lines))) };
+  // Docker not found (or anything else thrown at once) fails this work when it is reported, not the step before the save.
+  const result = Promise.resolve().then(() => work(buffered(jobDocker(state, docker), lines)));
+  return { lines, result: new Background(result) };
 }
 
 /** Its result, once its log lines are shown. */
