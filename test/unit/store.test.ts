@@ -306,6 +306,37 @@ describe('store: local only', function () {
     assert.equal((await store.prune({ retentionDays: 7, now })).blobsRemoved, 0);
   });
 
+  it('keeps an expired entry that a job used after the prune listed it, and the blobs it points at', async () => {
+    const v1 = folder('v1', ['deps', 'app v1']);
+    const saved = await save(v1.dir, 'k|a', 'refs/heads/main', new Date('2026-10-01T00:00:00Z'));
+    const backend = (
+      store as unknown as { backend: { deleteIfUnchanged: (n: string, v: string | undefined, s: AbortSignal) => Promise<boolean> } }
+    ).backend;
+    const del = backend.deleteIfUnchanged.bind(backend);
+    let used = false;
+    // Another job restores the entry (a use) just as the prune, which listed it as expired, deletes it.
+    const racing = sinon.stub(backend, 'deleteIfUnchanged').callsFake(async (name, version, signal) => {
+      if (!used && name.includes('entries/')) {
+        used = true;
+        await store.restore(saved.entry, restoreTo('meanwhile'));
+      }
+      return del(name, version, signal);
+    });
+    let report;
+    try {
+      report = await store.prune({ retentionDays: 7, now });
+    } finally {
+      racing.restore();
+    }
+    assert.ok(used);
+    assert.equal(report.entriesRemoved, 0);
+    assert.equal(report.blobsRemoved, 0);
+    const [entry] = (await store.list(['refs/heads/main'])).entries;
+    assert.ok(entry !== undefined, 'the entry stays');
+    await store.restore(entry, restoreTo('after'));
+    assert.deepEqual(blobFiles(restoreTo('after')), [...v1.layout.blobs.map((b) => b.digest)].sort());
+  });
+
   it('hard-links restored blobs, and keeps store blobs read-only', async () => {
     const { dir, layout } = folder('v1', ['deps', 'app v1']);
     const saved = await save(dir);

@@ -663,7 +663,7 @@ export class StoreEngine implements CacheStore {
     );
     const gone = first.entries.filter((e) => expired.has(e.head.id));
     // The first look, its parts at once: what it condemns, the second look below checks again.
-    const [, kept, blobs, leases] = await Promise.all([
+    const [goneDeleted, live, blobs, leases] = await Promise.all([
       // A use since the listing changes the entry's version: it is then not deleted.
       mapLimit(gone, this.concurrency, (e) => this.backend.deleteIfUnchanged(e.item.name, e.item.version, signal)),
       this.bodies(
@@ -673,6 +673,9 @@ export class StoreEngine implements CacheStore {
       this.blobs(signal),
       this.leases(now, signal, true),
     ]);
+    // An expired entry that was used since the listing stays, and so do its blobs.
+    const stayed = gone.filter((_, i) => goneDeleted[i] !== true);
+    const kept = [...live, ...(await this.bodies(stayed, signal))];
     const sizes = new Map([...blobs].map(([digest, b]) => [digest, b.size]));
     // Blob ages are the store's clock against this one: the prune's `now` is the retention's notion of time.
     const young = new Set([...blobs].filter(([, b]) => Date.now() - b.modified.getTime() < this.graceMs).map(([digest]) => digest));
@@ -703,7 +706,7 @@ export class StoreEngine implements CacheStore {
     for (const ref of removed) sizes.delete(ref.digest);
     const after = { entries: kept.length + added.length, blobs: sizes.size, bytes: [...sizes.values()].reduce((a, b) => a + b, 0) };
     return {
-      entriesRemoved: gone.length + first.corrupt.length,
+      entriesRemoved: gone.length - stayed.length + first.corrupt.length,
       blobsRemoved: removed.length,
       bytesRemoved: removed.reduce((a, b) => a + b.size, 0),
       after,
