@@ -7,6 +7,7 @@ import { verifyLayout } from '../../tasks/DockerBuildxCacheV1/src/oci/layout';
 import { StoreRefusedError } from '../../tasks/DockerBuildxCacheV1/src/store/backend';
 import { StoreEngine } from '../../tasks/DockerBuildxCacheV1/src/store/engine';
 import { LocalBackend, LocalStore } from '../../tasks/DockerBuildxCacheV1/src/store/local';
+import { StoreBlobSink } from '../../tasks/DockerBuildxCacheV1/src/store/streaming';
 import { LEASES } from '../../tasks/DockerBuildxCacheV1/src/store/names';
 import {
   EntryUnusableError,
@@ -415,5 +416,29 @@ describe('store, blob by blob: local only', function () {
 
   it('refuses an upload lease id that is not one', async () => {
     for (const id of ['../entries/x', '', '1-zz', 'abc']) await assert.rejects(store.endUpload(id), /not an upload lease/);
+  });
+});
+
+describe('upload sink: the record of the blobs stored', () => {
+  after(cleanup);
+
+  it('is written once: a failed record is not tried again, its blobs being leased already', async () => {
+    const records: string[][] = [];
+    let down = true;
+    const sink = new StoreBlobSink(new LocalBackend(tempDir('dbxc-sink-')), 'lease1', (_id, _blobs, uploads) => {
+      if (uploads.length === 0) return Promise.resolve();
+      if (down) {
+        down = false;
+        return Promise.reject(new Error('store down'));
+      }
+      records.push([...uploads]);
+      return Promise.resolve();
+    });
+    const body = Buffer.from('a layer');
+    const digest = `sha256:${crypto.createHash('sha256').update(body).digest('hex')}`;
+    await sink.put({ digest, size: body.length }, Readable.from([body]), NEVER);
+    await assert.rejects(sink.settle(), /store down/);
+    await sink.settle();
+    assert.deepEqual(records, [], 'no record written after the failed one');
   });
 });

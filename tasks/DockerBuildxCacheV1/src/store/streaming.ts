@@ -155,12 +155,9 @@ export class StoreBlobSink implements BlobSink {
     if (this.stored.size === 0) return;
     const uploads = [...this.stored];
     this.stored.clear();
-    try {
-      await this.writeLease(`${this.leaseId}.${this.items++}`, uploads, uploads);
-    } catch (err) {
-      for (const d of uploads) this.stored.add(d);
-      throw err;
-    }
+    // Not tried again when it fails: the blobs are leased already (has/put), only their count is lost,
+    // and a later try could write an item after the save dropped the lease, which would outlive it.
+    await this.writeLease(`${this.leaseId}.${this.items++}`, uploads, uploads);
   }
 
   async keep(digests: readonly string[]): Promise<void> {
