@@ -159,7 +159,9 @@ function targets(r: Results): Target[] {
     });
   }
   // The large workload against the revisions workload, on the hosted-agent engine.
-  for (const alt of ['task-local', 'task-azureBlob'] as const) {
+  // The task's stores as auto ran them, and the Azure store through the other transport where the run has it.
+  const largeAlts: Alternative[] = ['task-local', 'task-azureBlob', 'task-azureBlob-direct', 'task-azureBlob-folder'];
+  for (const alt of largeAlts.filter((a) => taskSpec(a).transport === undefined || jobsOf(r, 'hosted', 'large', a).length > 0)) {
     const large = jobsOf(r, 'hosted', 'large', alt);
     const small = jobsOf(r, 'hosted', 'revisions', alt);
     const restorePerGb = (jobs: JobMeasure[]): number =>
@@ -188,7 +190,8 @@ function targets(r: Results): Target[] {
       met: met(rss < 150, Number.isFinite(rss)),
     });
     const source = large.filter((j) => j.rev.kind === 'source');
-    const moved = (j: JobMeasure): number => (alt === 'task-azureBlob' ? j.uploaded : j.savedBytes);
+    const azure = taskSpec(alt).backend === 'azureBlob';
+    const moved = (j: JobMeasure): number => (azure ? j.uploaded : j.savedBytes);
     const ratio = Math.max(...source.map((j) => moved(j) / changedLayers(r, j)));
     out.push({
       issue: '#14',
@@ -197,7 +200,7 @@ function targets(r: Results): Target[] {
         source
           .map(
             (j) =>
-              `${alt === 'task-azureBlob' ? 'uploaded' : 'saved'} ${mb(moved(j))} for ${mb(changedLayers(r, j))} of changed layers${j.changedBytes === undefined ? " (the folder path's, same revision)" : ''}: ${x2(ratio)}`,
+              `${azure ? 'uploaded' : 'saved'} ${mb(moved(j))} for ${mb(changedLayers(r, j))} of changed layers${j.changedBytes === undefined ? " (the folder path's, same revision)" : ''}: ${x2(ratio)}`,
           )
           .join('; ') || '–',
       met: met(ratio <= 1.2, Number.isFinite(ratio)),
@@ -418,7 +421,7 @@ function largeTable(r: Results): string[] {
       // BuildKit's own caches have no restore or save of their own: their cells are '–', not 0.
       const phases = isTask(j.alt);
       const restorePerGb = phases && entryBytes(j) > 0 ? j.restoreS / gb(entryBytes(j)) : NaN;
-      const saveBytes = j.alt === 'task-azureBlob' ? j.uploaded : j.savedBytes;
+      const saveBytes = isTask(j.alt) && taskSpec(j.alt).backend === 'azureBlob' ? j.uploaded : j.savedBytes;
       const savePerGb = phases && saveBytes > 1e7 ? j.saveS / gb(saveBytes) : NaN;
       return `| ${TITLES[j.alt]} | ${j.rev.n} ${j.rev.kind} | ${s1(j.jobS)} | ${s1(j.buildS)} | ${phases ? s2(j.restoreS) : '–'} | ${phases ? mb(j.restoredBytes) : '–'} | ${s2(restorePerGb)} | ${phases ? s2(j.saveS) : '–'} | ${s2(savePerGb)} | ${mb(j.downloaded)} | ${mb(j.uploaded)} | ${written(j.probe?.main)} / ${written(j.probe?.post)} | ${rss(j.probe?.main)} / ${rss(j.probe?.post)} | ${j.imageOk ? 'right' : 'WRONG'} |`;
     }),
