@@ -134,6 +134,15 @@ describe('mock-run: the main step: the cache backends', function () {
         /^loc_mock_TransportFolder loc_mock_TransportWhyAutoDriver docker$/m,
       ],
       [
+        "a self-hosted agent, driver auto on the containerd image store: the engine's builder, the folder, said for the driver",
+        selfHosted,
+        {},
+        {},
+        [],
+        'default',
+        /^loc_mock_TransportFolder loc_mock_TransportWhyAutoDriver docker$/m,
+      ],
+      [
         'a self-hosted agent: its kept builder, the folder',
         selfHosted,
         { driver: 'docker-container' },

@@ -1,6 +1,7 @@
 import * as assert from 'assert/strict';
 import {
   autoTransport,
+  autoReasonForDriver,
   chooseTransport,
   credsStoreOf,
   describeTransportReason,
@@ -10,8 +11,9 @@ import {
   type AutoFacts,
   type ReachFacts,
   type TransportChoice,
+  type TransportReason,
 } from '../../tasks/DockerBuildxCacheV1/src/cache/transport';
-import type { CacheBackend, CacheTransportSetting } from '../../tasks/DockerBuildxCacheV1/src/config/types';
+import type { CacheBackend, CacheTransportSetting, Driver } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 
 const facts = (driver: ReachFacts['driver'], extra: Partial<ReachFacts> = {}): ReachFacts => ({
   driver,
@@ -82,6 +84,22 @@ describe('cacheTransport auto: direct for the job builder of an agent that does 
       assert.ok(text.length > 10 && !text.includes('%s'), text);
     }
   });
+});
+
+describe("cacheTransport auto: the folder's reason said for the driver the job got", () => {
+  const folder = (reason: TransportReason): TransportChoice => ({ transport: 'folder', reason });
+  // what auto picked as if for a docker-container builder, the driver the job got → what the log says
+  const table: [TransportChoice, Driver, TransportChoice][] = [
+    [folder({ kind: 'autoKeptBuilder' }), 'docker', folder({ kind: 'autoDriver', driver: 'docker' })],
+    [folder({ kind: 'autoSelfHosted' }), 'remote', folder({ kind: 'autoDriver', driver: 'remote' })],
+    [folder({ kind: 'autoNamedBuilder', builder: 'b' }), 'docker', folder({ kind: 'autoDriver', driver: 'docker' })],
+    [folder({ kind: 'autoNetwork', option: 'network=n' }), 'docker', folder({ kind: 'autoDriver', driver: 'docker' })],
+    [folder({ kind: 'autoKeptBuilder' }), 'docker-container', folder({ kind: 'autoKeptBuilder' })],
+    [folder({ kind: 'input' }), 'docker', folder({ kind: 'input' })],
+    [folder({ kind: 'credsStore', store: 'pass' }), 'docker', folder({ kind: 'credsStore', store: 'pass' })],
+  ];
+  for (const [picked, driver, said] of table)
+    it(`${picked.reason.kind} with the ${driver} driver`, () => assert.deepEqual(autoReasonForDriver(picked, driver), said));
 });
 
 describe('cacheTransport: direct only with a builder that reaches this machine loopback', () => {

@@ -15,6 +15,7 @@ import {
   describeTransportReason,
   instanceOnHostNetwork,
   intendedTransport,
+  autoReasonForDriver,
   type AutoFacts,
   type TransportChoice,
 } from './cache/transport';
@@ -184,7 +185,7 @@ async function confirmTransport(
   }
   const choice: TransportChoice =
     plan.direct === undefined
-      ? intended
+      ? autoReasonForDriver(intended, driver)
       : chooseTransport(intended, {
           driver,
           builder,

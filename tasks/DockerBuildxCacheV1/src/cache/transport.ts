@@ -110,6 +110,17 @@ export function autoTransport(backend: 'local' | 'azureBlob', facts: AutoFacts):
 }
 
 /**
+ * `auto`'s folder, said for the driver the job got: the choice is made before `driver: auto` is
+ * resolved, as if the builder were a `docker-container` one (whose network is set at creation),
+ * so a folder picked for that builder's sake is, with another driver, the driver's.
+ */
+export function autoReasonForDriver(choice: TransportChoice, driver: Driver): TransportChoice {
+  const forContainer = ['autoNamedBuilder', 'autoKeptBuilder', 'autoSelfHosted', 'autoNetwork'];
+  if (driver === 'docker-container' || !forContainer.includes(choice.reason.kind)) return choice;
+  return { transport: 'folder', reason: { kind: 'autoDriver', driver } };
+}
+
+/**
  * What the job means to use before the builder is created: `folder` for the backends without a
  * store, the input's when it names one, else what `auto` picks from the facts (see autoTransport).
  * `direct` must then be confirmed by the builder (see chooseTransport). A `docker-container`
