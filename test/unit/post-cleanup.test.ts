@@ -11,6 +11,29 @@ import { taskLibOutput } from './setup';
 
 const files = (dir: string): number => (fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true }).length : 0);
 
+/** The main step's state for a job with a cache folder to save to a new local store, and the builder work; returns the store's path. */
+function jobWithCache(builder: Pick<PostState, 'removeBuilder' | 'keepBuilder'>): string {
+  const cacheDir = path.join(tempDir(), '.buildx-cache');
+  const layout = cacheLayout(['deps', 'app']);
+  writeLayout(cacheDir, layout.root, layout.blobs);
+  const storePath = path.join(tempDir(), 'store');
+  saveState({
+    version: 1,
+    cleanup: [],
+    ...builder,
+    save: {
+      store: { kind: 'local', path: storePath },
+      cacheDir,
+      segments: ['buildx', 'app'],
+      scope: 'refs/heads/main',
+      retentionDays: 7,
+      failOnError: false,
+      when: 'always',
+    },
+  });
+  return storePath;
+}
+
 describe('the post-job step: removing or pruning the builder beside the save', () => {
   let temp: string | undefined;
   beforeEach(() => {
@@ -43,25 +66,7 @@ describe('the post-job step: removing or pruning the builder beside the save', (
   );
   for (const { what, builder, command, name, answer, warning } of cases) {
     it(`starts ${what} before the save, and reports it after: ${name}`, async () => {
-      const cacheDir = path.join(tempDir(), '.buildx-cache');
-      const layout = cacheLayout(['deps', 'app']);
-      writeLayout(cacheDir, layout.root, layout.blobs);
-      const storePath = path.join(tempDir(), 'store');
-      const state: PostState = {
-        version: 1,
-        cleanup: [],
-        ...builder,
-        save: {
-          store: { kind: 'local', path: storePath },
-          cacheDir,
-          segments: ['buildx', 'app'],
-          scope: 'refs/heads/main',
-          retentionDays: 7,
-          failOnError: false,
-          when: 'always',
-        },
-      };
-      saveState(state);
+      const storePath = jobWithCache(builder);
       // What the store held when the builder's command started: nothing, when it started before the save.
       const storeAtStart: number[] = [];
       const lines: string[] = [];
@@ -97,24 +102,7 @@ describe('the post-job step: removing or pruning the builder beside the save', (
 
   for (const [what, builder] of work) {
     it(`saves, and warns about ${what}, when docker is not on PATH`, async () => {
-      const cacheDir = path.join(tempDir(), '.buildx-cache');
-      const layout = cacheLayout(['deps', 'app']);
-      writeLayout(cacheDir, layout.root, layout.blobs);
-      const storePath = path.join(tempDir(), 'store');
-      saveState({
-        version: 1,
-        cleanup: [],
-        ...builder,
-        save: {
-          store: { kind: 'local', path: storePath },
-          cacheDir,
-          segments: ['buildx', 'app'],
-          scope: 'refs/heads/main',
-          retentionDays: 7,
-          failOnError: false,
-          when: 'always',
-        },
-      });
+      const storePath = jobWithCache(builder);
       const pathVar = process.env.PATH;
       process.env.PATH = path.join(tempDir(), 'no-docker-here');
       const log = console.log;
