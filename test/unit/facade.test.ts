@@ -483,8 +483,8 @@ describe('registry facade: the server', function () {
       ['writing the entry hangs', { commit: 'hang' }, 'manifest', 'commit'],
     ];
     for (const [name, fault, what, operation] of faults) {
-      it(`${name}: a 500 for BuildKit within the idle timeout, and no entry`, async () => {
-        const f = await start();
+      it(`${name}: a 500 for BuildKit within the idle timeout, and no entry; a retry at once fails without the store, a later one goes through`, async () => {
+        const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), storeDownMs: 500 });
         const call = client(f);
         if (what === 'manifest') for (const b of freshBlobs) await upload(call, b);
         Object.assign(store.faults, fault);
@@ -501,8 +501,20 @@ describe('registry facade: the server', function () {
         assert.deepEqual(kinds(f.events), [`store:${operation}`]);
         assert.deepEqual([store.hasEntry('saved'), f.exported], [false, undefined]);
         if (what === 'blob' && operation === 'put') assert.ok(!store.blobs().includes(target.digest));
-        // The store is back: BuildKit's retry goes through.
+        // The store is back. BuildKit's retry at once is answered without asking it again ...
         store.faults[operation] = undefined;
+        const calls = JSON.stringify(store.calls);
+        const again = Date.now();
+        const retry =
+          what === 'manifest'
+            ? await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data)
+            : await call('POST', 'blobs/uploads/');
+        assert.equal(retry.status, 500);
+        assert.ok(Date.now() - again < 300, `answered after ${Date.now() - again} ms`);
+        assert.equal(JSON.stringify(store.calls), calls, 'the store was not asked');
+        assert.deepEqual(kinds(f.events), [`store:${operation}`], 'one warning for one failure');
+        // ... and one after storeDownMs goes through.
+        await new Promise((r) => setTimeout(r, 550));
         if (what === 'manifest')
           assert.equal((await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data)).status, 201);
         else assert.equal((await upload(call, target)).status, 201);

@@ -32,6 +32,12 @@ export interface FacadeOptions {
   readonly repository?: string;
   /** A socket, a store call or a blob stream that makes no progress for this long is given up, with an error to BuildKit. */
   readonly idleTimeoutMs?: number;
+  /**
+   * After a store call for the export fails, the export's later calls fail at once for this long
+   * (BuildKit retries a push after 1, 2 and 4 s; each would otherwise wait for the store's own
+   * retries or the idle timeout again); after it, the store is asked again.
+   */
+  readonly storeDownMs?: number;
   /** The largest manifest accepted or served (the distribution registry's limit is 4 MiB). */
   readonly maxManifestBytes?: number;
   /** Where chunked uploads (PATCH) wait, on disk, until their digest is known. */
@@ -156,7 +162,9 @@ interface Committed {
  *   size) and only then committed, once; nothing is written as an entry before.
  * - Memory stays bounded: blobs are streamed, never buffered (chunked uploads are spooled to disk);
  *   only manifests, limited in size, are held. Every store call and stream has an idle timeout, so a
- *   store that fails or hangs mid-build becomes an error for BuildKit, never a hang.
+ *   store that fails or hangs mid-build becomes an error for BuildKit, never a hang; after a store call
+ *   for the export failed, the export's calls fail at once for `storeDownMs`, so that BuildKit's
+ *   retries of a push do not each wait for it again.
  */
 export class RegistryFacade {
   readonly username = 'buildx-cache';
@@ -183,6 +191,12 @@ export class RegistryFacade {
   private readonly bad = new Set<string>();
   /** Manifests pushed by digest (children of an index), for the index pushed after them. */
   private readonly pushedManifests = new Map<string, { bytes: Buffer; mediaType: string }>();
+  /**
+   * The last failure of a store call for the export (has, put, commit), or of the spool under it:
+   * for storeDownMs after it, the export's store calls fail at once with it.
+   */
+  private writerDown: { message: string; until: number } | undefined;
+  private readonly storeDownMs: number;
   private rootBytes: Promise<Buffer | undefined> | undefined;
   private committed: Committed | undefined;
   private commitQueue: Promise<unknown> = Promise.resolve();
@@ -194,6 +208,7 @@ export class RegistryFacade {
     this.repository = options.repository ?? 'buildx-cache';
     this.readerBlobs = new Map((options.reader?.blobs ?? []).map((b) => [b.digest, b]));
     this.idleMs = options.idleTimeoutMs ?? 60_000;
+    this.storeDownMs = options.storeDownMs ?? 15_000;
     this.maxManifest = options.maxManifestBytes ?? 4 << 20;
     this.spoolDir = options.spoolDir ?? os.tmpdir();
     this.onEvent = options.onEvent;
@@ -289,9 +304,17 @@ export class RegistryFacade {
     signal: AbortSignal,
   ): StoreFailure {
     const reason = dog.signal.aborted && dog.signal.reason instanceof StalledError ? dog.signal.reason : toError(err);
-    if (!signal.aborted || reason instanceof StalledError)
+    if (!signal.aborted || reason instanceof StalledError) {
       this.emit({ kind: 'store', operation, ...(digest === undefined ? {} : { digest }), message: reason.message });
+      if (operation !== 'open') this.writerDown = { message: reason.message, until: Date.now() + this.storeDownMs };
+    }
     return new StoreFailure(reason.message);
+  }
+
+  /** Throws the export's last store failure while it is recent (see storeDownMs). */
+  private assertWriterUp(): void {
+    const down = this.writerDown;
+    if (down !== undefined && Date.now() < down.until) throw new StoreFailure(`it failed moments ago: ${down.message}`);
   }
 
   private markCorrupt(digest: string, message: string): void {
@@ -552,6 +575,7 @@ export class RegistryFacade {
     if (this.writer === undefined) return this.readerBlobs.get(digest)?.size;
     const known = this.known.get(digest);
     if (known !== undefined) return known;
+    this.assertWriterUp();
     const dog = this.watchdog(`asking the store for ${digest}`, signal);
     try {
       const size = await dog.guard(this.writer.has(digest, dog.signal));
@@ -585,6 +609,7 @@ export class RegistryFacade {
       }
     }
     if (route.digest !== undefined) return this.storeUpload(route.digest, req, undefined, res, signal);
+    this.assertWriterUp();
     const session: UploadSession = { id: crypto.randomBytes(16).toString('hex'), size: 0, busy: false };
     this.sessions.set(session.id, session);
     this.send(res, 202, { Location: this.uploadUrl(session.id), Range: '0-0', 'Docker-Upload-UUID': session.id });
@@ -724,6 +749,7 @@ export class RegistryFacade {
   private async putBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
     const writer = this.writer;
     if (writer === undefined) throw new StoreFailure('this cache is read-only');
+    this.assertWriterUp();
     const dog = this.watchdog(`storing ${ref.digest}`, signal);
     const verifier = new BlobVerifier(ref, { onProgress: () => dog.kick() });
     const outcome: { mismatch?: DigestMismatchError; verified: boolean } = { verified: false };
@@ -888,6 +914,7 @@ export class RegistryFacade {
       blobs: [{ digest: root.digest, size: root.size }, ...blobs.filter((b) => b.digest !== root.digest)],
       pushed,
     };
+    this.assertWriterUp();
     const dog = this.watchdog('committing the export', signal);
     try {
       await dog.guard(writer.commit(layout, dog.signal));
