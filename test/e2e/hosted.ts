@@ -6,7 +6,7 @@ import * as path from 'path';
 import { envKey, parseCommands, runStep, stepEnv, TASK_DIR, type JobResult, type StepResult } from '../../scripts/agent';
 import { buildkitdToml, dockerConfigWith, provisionHostedEngine, type HostedEngine } from '../../scripts/hosted-engine';
 import { tempDir } from '../helpers';
-import { Workspace } from './workspace';
+import { DEPS_FILES, DEPS_STEP, depsDockerfile, Workspace } from './workspace';
 
 /**
  * The hosted-agent engine for a suite (scripts/hosted-engine.sh). Where it cannot be had (no
@@ -27,15 +27,9 @@ export function hostedEngineOrSkip(suite: Mocha.Context): HostedEngine {
 export type BuildxSide = 'current' | 'debian';
 
 /** A Dockerfile as users write them, from Docker Hub's busybox (through the mirror). */
-export const HOSTED_DOCKERFILE = `FROM busybox
-WORKDIR /app
-COPY deps.lock ./
-RUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=2 2>/dev/null
-COPY src/ ./src/
-RUN cat src/main.txt > /app/out.txt
-`;
-export const DEPS_STEP = '[4/6] RUN echo "installing';
-export const HOSTED_FILES = { Dockerfile: HOSTED_DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' };
+export const HOSTED_DOCKERFILE = depsDockerfile('busybox', 2);
+export { DEPS_STEP };
+export const HOSTED_FILES = { ...DEPS_FILES, Dockerfile: HOSTED_DOCKERFILE };
 
 /** The Agent.CloudId of the emulated Microsoft-hosted agents. */
 export const HOSTED_CLOUD_ID = 'c3d2d4d6-6a6e-4c7a-9f2a-0b1a2c3d4e5f';

@@ -46,15 +46,17 @@ export function stepCached(stdout: string, prefix: string): boolean {
 
 export const IMAGE = 'dbxc-e2e/app';
 
-/** A dependency step keyed by a lock file (4 MB of incompressible bytes), then the sources. */
-export const DEPS_DOCKERFILE = `FROM ${BASE_IMAGE}
+/** A dependency step keyed by a lock file (`mb` MB of incompressible bytes), then the sources, on `base`. */
+export const depsDockerfile = (base: string, mb: number): string => `FROM ${base}
 WORKDIR /app
 COPY deps.lock ./
-RUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=4 2>/dev/null
+RUN echo "installing $(cat deps.lock)" && dd if=/dev/urandom of=/app/deps.bin bs=1M count=${mb} 2>/dev/null
 COPY src/ ./src/
 RUN cat src/main.txt > /app/out.txt
 `;
-/** The dependency step of DEPS_DOCKERFILE, as BuildKit names it. */
+/** depsDockerfile on the locally built base image, with 4 MB of dependencies. */
+export const DEPS_DOCKERFILE = depsDockerfile(BASE_IMAGE, 4);
+/** The dependency step of depsDockerfile, as BuildKit names it. */
 export const DEPS_STEP = '[4/6] RUN echo "installing';
 /** A workspace for DEPS_DOCKERFILE. */
 export const DEPS_FILES = { Dockerfile: DEPS_DOCKERFILE, 'deps.lock': 'left-pad@1.3.0\n', 'src/main.txt': 'revision 0\n' };

@@ -196,6 +196,16 @@ describe('mock-run: the main step: the cache backends', function () {
     }
   });
 
+  /** The inputs of a local store's job that asks for the direct transport on the engine's builder. */
+  const directOnEngine = (storePath: string): Record<string, string> => ({
+    imageName: 'app',
+    driver: 'docker',
+    cacheTransport: 'direct',
+    cacheKey: 'buildx | deps.lock',
+    localStorePath: storePath,
+    cacheDir,
+  });
+
   it("cacheTransport direct with the agent's docker config naming a credential store: the folder, and the log says why", async () => {
     const storePath = path.join(agentWork, 'store');
     const { key } = await seedStore(new LocalStore(storePath));
@@ -207,17 +217,7 @@ describe('mock-run: the main step: the cache backends', function () {
       `--tag app:latest --cache-from type=local,src=${cacheDir} --cache-to type=local,dest=${exportDir},mode=max,compression=gzip --load`,
     );
     const run = await runScenario({
-      ...main(
-        {
-          imageName: 'app',
-          driver: 'docker',
-          cacheTransport: 'direct',
-          cacheKey: 'buildx | deps.lock',
-          localStorePath: storePath,
-          cacheDir,
-        },
-        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
-      ),
+      ...main(directOnEngine(storePath), { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }),
       env: { DOCKER_CONFIG: agentConfig },
     });
     assert.ok(run.succeeded, run.stdout);
@@ -232,19 +232,7 @@ describe('mock-run: the main step: the cache backends', function () {
     const storePath = path.join(agentWork, 'store');
     fs.writeFileSync(storePath, 'not a folder');
     const build = buildLine('default', '--tag app:latest --load');
-    const run = await runScenario(
-      main(
-        {
-          imageName: 'app',
-          driver: 'docker',
-          cacheTransport: 'direct',
-          cacheKey: 'buildx | deps.lock',
-          localStorePath: storePath,
-          cacheDir,
-        },
-        { [`${DOCKER} buildx inspect default`]: ok, [build]: ok },
-      ),
-    );
+    const run = await runScenario(main(directOnEngine(storePath), { [`${DOCKER} buildx inspect default`]: ok, [build]: ok }));
     assert.ok(run.succeeded, run.stdout);
     assert.equal(run.commands.at(-1), build);
     assert.match(run.stdout, /loc_mock_TransportNone loc_mock_TransportWhyNoCache/);
