@@ -94,6 +94,11 @@ class MemoryStore {
         for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
         this.blobs.set(blob.digest, Buffer.concat(chunks));
       },
+      open: (digest: string) => {
+        const data = this.blobs.get(digest);
+        return data === undefined ? Promise.reject(new Error(`${digest} is missing`)) : Promise.resolve(Readable.from([data]));
+      },
+      bytesDownloaded: 0,
     });
   }
 

@@ -17,8 +17,10 @@ export interface DirectRequest {
   readonly restoreKeys: readonly (readonly string[])[];
   /** Whether the export goes to the store: an upload begins, under its lease. */
   readonly save: boolean;
-  /** Where the facade spools chunked uploads. */
+  /** Where the facade spools chunked uploads, and keeps the copies of keepServed. */
   readonly spoolDir: string;
+  /** The facade keeps a copy of each blob it served, for the engine's pull of the image (a remote store, output docker). */
+  readonly keepServed?: boolean;
   readonly now?: Date;
 }
 
@@ -53,6 +55,7 @@ export function uploadWriter(sink: BlobSink): EntryWriter {
     has: (digest, signal) => sink.has(digest, signal),
     put: (blob, body, signal) => sink.put(blob, body, signal),
     commit: () => Promise.resolve(),
+    open: (digest, signal) => sink.open(digest, signal),
   };
 }
 
@@ -109,6 +112,7 @@ export class DirectCache {
         reader: found?.reader,
         writer: sink === undefined ? undefined : uploadWriter(sink),
         spoolDir: req.spoolDir,
+        keepServed: req.keepServed === true,
       });
       return new DirectCache(req.store, facade, found?.hit ?? 'false', skipped, keeping, found?.opened, sink);
     } catch (err) {
@@ -173,9 +177,14 @@ export class DirectCache {
     return this.facade.events.filter((e) => e.kind !== 'committed');
   }
 
-  /** Bytes that came from the store over the network (a remote store). */
+  /** Bytes that came from the store over the network (a remote store): the entry's, and the pushed image's for the engine's pull. */
   get bytesDownloaded(): number {
-    return this.opened?.bytesDownloaded ?? 0;
+    return (this.opened?.bytesDownloaded ?? 0) + (this.sink?.bytesDownloaded ?? 0);
+  }
+
+  /** The reference to push the image to for the engine to pull it; undefined without an upload (a read-only cache). */
+  get imageRef(): string | undefined {
+    return this.sink === undefined ? undefined : this.facade.imageRef;
   }
 
   /**

@@ -4,7 +4,7 @@ import * as http from 'http';
 import type { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { Readable } from 'stream';
+import { Readable, Transform, type TransformCallback } from 'stream';
 import { pipeline } from 'stream/promises';
 import { mapLimit } from '../util/fs';
 import { CACHE_TAG, reachable, type Descriptor, type Index } from '../oci/layout';
@@ -42,6 +42,12 @@ export interface FacadeOptions {
   readonly maxManifestBytes?: number;
   /** Where chunked uploads (PATCH) wait, on disk, until their digest is known. */
   readonly spoolDir?: string;
+  /**
+   * Keep a copy, in spoolDir, of each blob served whole from the restored entry, and serve it from
+   * there again (the engine's pull of an image pushed here reads the layers the build read): for a
+   * remote store, whose blobs would otherwise come over the network twice. Deleted on close.
+   */
+  readonly keepServed?: boolean;
   /** Called for each event as it happens; `events` keeps them too. */
   readonly onEvent?: (event: FacadeEvent) => void;
 }
@@ -49,6 +55,11 @@ export interface FacadeOptions {
 /** The tag under which the restored entry is served, and the one the export is pushed to. */
 export const IMPORT_TAG = 'restore';
 export const EXPORT_TAG = 'save';
+/**
+ * The tag an image is pushed to so that the engine can pull it (see `imageRef`): kept by the facade
+ * while it runs, never written as an entry.
+ */
+export const IMAGE_TAG = 'image';
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 const OCTET = 'application/octet-stream';
 
@@ -63,6 +74,14 @@ interface UploadSession {
   spool?: string;
   size: number;
   busy: boolean;
+}
+
+/** An image pushed to IMAGE_TAG: its manifest (or index), and every blob it reaches with its size. */
+interface PushedImage {
+  readonly bytes: Buffer;
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly blobs: ReadonlyMap<string, number>;
 }
 
 interface Committed {
@@ -151,7 +170,8 @@ interface Committed {
  *
  * - Bound to 127.0.0.1 on an ephemeral port; every request must carry this facade's Basic
  *   credentials, anything else gets a 401 (so the per-job password is the only way in).
- * - Blobs are served only if the restored entry reaches them, streamed from the store and hashed
+ * - Blobs are served only if the restored entry, or the image pushed to `image` (for the engine's
+ *   pull, see imageRef), reaches them, streamed from the store and hashed
  *   as they pass; the last piece of each response is held back until the whole blob has matched, so
  *   a blob that fails its digest is never served whole: the response is cut short, BuildKit sees an
  *   error, the digest is reported (`corrupt`) and unknown from then on.
@@ -172,7 +192,17 @@ export class RegistryFacade {
   readonly password = crypto.randomBytes(32).toString('base64url');
   readonly repository: string;
   readonly events: FacadeEvent[] = [];
-  readonly stats: FacadeStats = { requests: 0, unauthorized: 0, served: 0, bytesServed: 0, uploaded: 0, bytesUploaded: 0, acknowledged: 0 };
+  readonly stats: FacadeStats = {
+    requests: 0,
+    unauthorized: 0,
+    served: 0,
+    bytesServed: 0,
+    uploaded: 0,
+    bytesUploaded: 0,
+    acknowledged: 0,
+    pulled: 0,
+    bytesPulled: 0,
+  };
 
   private readonly reader: EntryReader | undefined;
   private readonly writer: EntryWriter | undefined;
@@ -197,8 +227,12 @@ export class RegistryFacade {
    */
   private writerDown: { message: string; until: number } | undefined;
   private readonly storeDownMs: number;
+  private readonly keepServed: boolean;
+  /** digest → a verified copy of a blob served (keepServed). */
+  private readonly copies = new Map<string, string>();
   private rootBytes: Promise<Buffer | undefined> | undefined;
   private committed: Committed | undefined;
+  private image: PushedImage | undefined;
   private commitQueue: Promise<unknown> = Promise.resolve();
   private port = 0;
 
@@ -211,6 +245,7 @@ export class RegistryFacade {
     this.storeDownMs = options.storeDownMs ?? 15_000;
     this.maxManifest = options.maxManifestBytes ?? 4 << 20;
     this.spoolDir = options.spoolDir ?? os.tmpdir();
+    this.keepServed = options.keepServed === true;
     this.onEvent = options.onEvent;
     this.server = http.createServer((req, res) => this.track(this.handle(req, res)));
     // Uploads can be long; a connection is given up only when it goes quiet.
@@ -252,6 +287,17 @@ export class RegistryFacade {
     return `${this.host}/${this.repository}:${EXPORT_TAG}`;
   }
 
+  /**
+   * The reference an image is pushed to, `--output type=image,name=…,push=true`, for the engine to
+   * pull it from (`docker pull`) instead of BuildKit streaming it through the buildx session
+   * (`--load`). The same repository as the cache, so that the layers BuildKit imported lazily from
+   * the cache are acknowledged without a download and an upload (see above); pushed blobs go into
+   * the store like the export's, and the engine's pull reads them back from it. Needs the writer.
+   */
+  get imageRef(): string {
+    return `${this.host}/${this.repository}:${IMAGE_TAG}`;
+  }
+
   /** The export, once its manifest arrived complete and the writer committed it. */
   get exported(): ExportedLayout | undefined {
     return this.committed?.layout;
@@ -274,6 +320,8 @@ export class RegistryFacade {
     await this.idle();
     await closed;
     await Promise.all([...this.sessions.values()].map((s) => this.dropSession(s)));
+    await Promise.all([...this.copies.values()].map((file) => fs.promises.rm(file, { force: true })));
+    this.copies.clear();
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -477,6 +525,8 @@ export class RegistryFacade {
     if (committed !== undefined && (reference === EXPORT_TAG || reference === committed.layout.pushed)) {
       return { ...committed.pushed, digest: committed.layout.pushed };
     }
+    const image = this.image;
+    if (image !== undefined && (reference === IMAGE_TAG || reference === image.digest)) return image;
     const pushed = this.pushedManifests.get(reference);
     return pushed === undefined ? undefined : { ...pushed, digest: reference };
   }
@@ -494,8 +544,29 @@ export class RegistryFacade {
     }
   }
 
+  /**
+   * Where a blob is served from: the restored entry's blobs through the reader; the blobs of the
+   * image pushed here through the writer (the store they were acknowledged or stored in). Nothing
+   * else, and never a blob that failed its digest.
+   */
+  private blobSource(
+    digest: string,
+  ): { ref: BlobRef; open: (digest: string, signal: AbortSignal) => Promise<Readable>; copy: boolean } | undefined {
+    if (this.bad.has(digest)) return undefined;
+    const entryRef = this.readerBlobs.get(digest);
+    const size = entryRef?.size ?? this.image?.blobs.get(digest);
+    if (size === undefined) return undefined;
+    const ref = { digest, size };
+    const copied = this.copies.get(digest);
+    if (copied !== undefined) return { ref, open: () => Promise.resolve(fs.createReadStream(copied)), copy: false };
+    const reader = this.reader;
+    if (entryRef !== undefined && reader !== undefined) return { ref, open: (d, s) => reader.open(d, s), copy: this.keepServed };
+    const writer = this.writer;
+    if (writer?.open === undefined) return undefined;
+    return { ref, open: (d, s) => writer.open?.(d, s) ?? Promise.reject(new Error('the store cannot be read')), copy: false };
+  }
+
   private async getBlob(digest: string, req: http.IncomingMessage, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
-    const ref = this.bad.has(digest) ? undefined : this.readerBlobs.get(digest);
     if (req.method === 'HEAD') {
       // BuildKit asks before each upload of its export: a blob the store has needs none.
       const size = await this.present(digest, signal);
@@ -507,11 +578,13 @@ export class RegistryFacade {
       this.send(res, 200, { 'Content-Type': OCTET, 'Content-Length': size, 'Docker-Content-Digest': digest, 'Accept-Ranges': 'bytes' });
       return;
     }
-    const reader = this.reader;
-    if (ref === undefined || reader === undefined) {
+    const source = this.blobSource(digest);
+    if (source === undefined) {
       this.error(res, 'BLOB_UNKNOWN', `blob ${digest} unknown`);
       return;
     }
+    const blob = source;
+    const { ref, open } = blob;
     const range = parseRange(req.headers.range, ref.size);
     if (range === 'unsatisfiable') {
       this.error(res, 'RANGE_INVALID', 'range not satisfiable', undefined, { 'Content-Range': `bytes */${ref.size}` });
@@ -522,7 +595,7 @@ export class RegistryFacade {
     try {
       let source: Readable;
       try {
-        source = await dog.guard(reader.open(digest, dog.signal));
+        source = await dog.guard(open(digest, dog.signal));
       } catch (err) {
         throw this.storeFailed('open', digest, err, dog, signal);
       }
@@ -542,13 +615,25 @@ export class RegistryFacade {
         range,
         onProgress: () => dog.kick(),
         onVerified: () => {
-          this.stats.served++;
-          this.stats.bytesServed += length;
+          if (this.image === undefined) {
+            this.stats.served++;
+            this.stats.bytesServed += length;
+          } else {
+            this.stats.pulled++;
+            this.stats.bytesPulled += length;
+          }
         },
       });
+      const copy =
+        range === undefined && blob.copy ? new CopyingStream(path.join(this.spoolDir, `dbxc-facade-${randomHex()}.part`)) : undefined;
       try {
-        await pipeline(source, verifier, res, { signal: dog.signal });
+        if (copy === undefined) await pipeline(source, verifier, res, { signal: dog.signal });
+        else {
+          await pipeline(source, verifier, copy, res, { signal: dog.signal });
+          await this.keepCopy(digest, copy);
+        }
       } catch (err) {
+        await copy?.discard();
         const failure = err instanceof DigestMismatchError ? undefined : this.storeFailed('open', digest, err, dog, signal);
         if (failure === undefined) this.markCorrupt(digest, (err as Error).message);
         if (res.headersSent || signal.aborted) {
@@ -563,6 +648,16 @@ export class RegistryFacade {
     } finally {
       dog.stop();
     }
+  }
+
+  /** A whole blob served and verified: its copy is served from now on (a copy that failed to write is dropped). */
+  private async keepCopy(digest: string, copy: CopyingStream): Promise<void> {
+    const file = await copy.finish();
+    if (file === undefined || this.closing.signal.aborted || this.copies.has(digest)) {
+      await fs.promises.rm(copy.file, { force: true });
+      return;
+    }
+    this.copies.set(digest, file);
   }
 
   /**
@@ -803,8 +898,8 @@ export class RegistryFacade {
       return;
     }
     const byDigest = reference.includes(':');
-    if (!byDigest && reference !== EXPORT_TAG) {
-      this.error(res, 'DENIED', `pushes go to the tag ${EXPORT_TAG}`);
+    if (!byDigest && reference !== EXPORT_TAG && reference !== IMAGE_TAG) {
+      this.error(res, 'DENIED', `pushes go to the tags ${EXPORT_TAG} and ${IMAGE_TAG}`);
       return;
     }
     const bytes = await this.readBody(req, this.maxManifest);
@@ -844,6 +939,12 @@ export class RegistryFacade {
         throw new StoreFailure(`${pushed} could not be stored`);
       }
       this.pushedManifests.set(pushed, { bytes, mediaType });
+      this.send(res, 201, { Location: this.manifestUrl(pushed), 'Docker-Content-Digest': pushed });
+      return;
+    }
+    if (reference === IMAGE_TAG) {
+      // Kept for the engine's pull, never committed: the last image pushed wins.
+      this.image = { bytes, mediaType, digest: pushed, blobs: new Map(blobs.map((b) => [b.digest, b.size])) };
       this.send(res, 201, { Location: this.manifestUrl(pushed), 'Docker-Content-Digest': pushed });
       return;
     }
@@ -948,6 +1049,45 @@ class IncompleteManifest extends Error {
     readonly detail?: unknown,
   ) {
     super(message);
+  }
+}
+
+const randomHex = (): string => crypto.randomBytes(12).toString('hex');
+
+/**
+ * Passes a blob's bytes on and writes them to a file as well (keepServed); a failure to write only
+ * loses the copy. `finish` says whether the copy is whole.
+ */
+class CopyingStream extends Transform {
+  private readonly out: fs.WriteStream;
+  private failed = false;
+
+  constructor(readonly file: string) {
+    super();
+    this.out = fs.createWriteStream(file, { flags: 'wx', mode: 0o600 });
+    this.out.on('error', () => (this.failed = true));
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (this.failed || this.out.write(chunk)) done(null, chunk);
+    else {
+      const go = (): void => {
+        this.out.off('drain', go).off('error', go);
+        done(null, chunk);
+      };
+      this.out.on('drain', go).on('error', go);
+    }
+  }
+
+  /** The file, once the copy is flushed and whole; undefined when writing it failed. */
+  async finish(): Promise<string | undefined> {
+    if (!this.failed) await new Promise<void>((resolve) => this.out.end(() => resolve()));
+    return this.failed ? undefined : this.file;
+  }
+
+  async discard(): Promise<void> {
+    this.out.destroy();
+    await fs.promises.rm(this.file, { force: true });
   }
 }
 

@@ -47,6 +47,12 @@ export interface EntryWriter {
    * A commit that throws leaves no entry, and BuildKit's push fails (the export is a warning).
    */
   commit(layout: ExportedLayout, signal: AbortSignal): Promise<void>;
+  /**
+   * A blob this writer acknowledged or stored, from its first byte, as the store holds it: the
+   * facade serves the image pushed to it from here, hashing the bytes as they pass. Without it
+   * an image pushed to the facade cannot be pulled.
+   */
+  open?(digest: string, signal: AbortSignal): Promise<Readable>;
 }
 
 /** What an export through the facade produced: an OCI layout, as the local exporter would have written it. */
@@ -88,4 +94,7 @@ export interface FacadeStats {
   bytesUploaded: number;
   /** Blobs BuildKit asked about during the export that the store already had: no upload. */
   acknowledged: number;
+  /** Blobs served whole after an image was pushed (the engine's pull of it), and their bytes; not in `served`. */
+  pulled: number;
+  bytesPulled: number;
 }

@@ -44,13 +44,36 @@ class CountingStream extends Transform {
   }
 }
 
+/** The bytes of the streams a store hands out, counted as they pass, those still flowing included. */
+class DownloadCounter {
+  private readonly reading = new Set<CountingStream>();
+  private done = 0;
+
+  get bytes(): number {
+    let live = 0;
+    for (const s of this.reading) live += s.size;
+    return this.done + live;
+  }
+
+  /** The stream to hand out: `body` counted. Its errors reach the reader; destroying it stops the download. */
+  track(body: Readable): Readable {
+    const counted = new CountingStream();
+    this.reading.add(counted);
+    counted.once('close', () => {
+      this.reading.delete(counted);
+      this.done += counted.size;
+    });
+    pipeline(body, counted, () => undefined);
+    return counted;
+  }
+}
+
 /** An entry opened for the registry facade: each blob streamed from the store as stored, its bytes counted as they pass. */
 export class OpenedStoreEntry implements OpenedEntry {
   private readonly refs: Map<string, BlobRef>;
-  private readonly reading = new Set<CountingStream>();
+  private readonly downloads = new DownloadCounter();
   /** The versions read of each blob: a corrupt one is deleted only when there was one. */
   private readonly versions = new Map<string, Set<string>>();
-  private bytesDone = 0;
   private closed?: Promise<void>;
 
   constructor(
@@ -63,10 +86,7 @@ export class OpenedStoreEntry implements OpenedEntry {
   }
 
   get bytesDownloaded(): number {
-    if (!this.backend.remote) return 0;
-    let live = 0;
-    for (const s of this.reading) live += s.size;
-    return this.bytesDone + live;
+    return this.backend.remote ? this.downloads.bytes : 0;
   }
 
   async open(digest: string, signal: AbortSignal): Promise<Readable> {
@@ -79,15 +99,7 @@ export class OpenedStoreEntry implements OpenedEntry {
     const versions = this.versions.get(digest) ?? new Set<string>();
     versions.add(opened.version);
     this.versions.set(digest, versions);
-    const counted = new CountingStream();
-    this.reading.add(counted);
-    counted.once('close', () => {
-      this.reading.delete(counted);
-      this.bytesDone += counted.size;
-    });
-    // The reader sees the store's errors on `counted`; destroying `counted` stops the download.
-    pipeline(opened.body, counted, () => undefined);
-    return counted;
+    return this.downloads.track(opened.body);
   }
 
   async corrupt(digest: string): Promise<void> {
@@ -119,6 +131,7 @@ export class StoreBlobSink implements BlobSink {
   /** Blobs stored by `put` that no item records yet. */
   private readonly stored = new Set<string>();
   private items = 0;
+  private readonly downloads = new DownloadCounter();
 
   constructor(
     private readonly backend: StoreBackend,
@@ -177,6 +190,16 @@ export class StoreBlobSink implements BlobSink {
       return undefined;
     }
     return (await intact(this.backend, digest, item, signal, this.budgetMs)) ? item.size : undefined;
+  }
+
+  get bytesDownloaded(): number {
+    return this.backend.remote ? this.downloads.bytes : 0;
+  }
+
+  async open(digest: string, signal: AbortSignal): Promise<Readable> {
+    const opened = await this.backend.openStream(blobName(digest), signal);
+    if (opened === undefined || opened === 'other') throw new Error(`blob ${digest} is missing in the store`);
+    return this.downloads.track(opened.body);
   }
 
   async put(blob: BlobRef, body: Readable, signal: AbortSignal): Promise<void> {

@@ -152,6 +152,13 @@ export interface BlobSink {
    */
   put(blob: BlobRef, body: Readable, signal: AbortSignal): Promise<void>;
   /**
+   * Streams a blob that `has` found or `put` stored (so under this upload's lease), from its first
+   * byte, as stored: the caller verifies the digest. A blob that is missing is an error.
+   */
+  open(digest: string, signal: AbortSignal): Promise<Readable>;
+  /** Bytes `open` brought over the network so far (a remote store); 0 for a local store. */
+  readonly bytesDownloaded: number;
+  /**
    * Records the blobs `put` stored so far (what saveLayout counts as new) in one lease item. Called
    * once the puts are over, before the save; a blob stored and not recorded is kept all the same,
    * only not counted.
