@@ -9,6 +9,7 @@ import { buildArgs, type CacheFlags } from './docker/args';
 import type { Builder } from './docker/builder';
 import { errorTail, type DockerCli } from './docker/cli';
 import { loadedImageId, parseMetadata, type LoadedImage } from './docker/metadata';
+import { deliver, metadataAsLoaded } from './docker/deliver';
 import { ProgressParser, type StepCount } from './docker/progress';
 
 export class BuildError extends Error {
@@ -33,6 +34,12 @@ export interface BuildCache extends CacheFlags {
    * failed, or a blob failed its digest): a failed build is then a cache failure, whatever BuildKit said.
    */
   readonly importTrouble?: () => Promise<boolean>;
+  /**
+   * With output docker: the registry facade's image reference. The first build pushes the image
+   * there and the engine pulls it (docker/deliver.ts) instead of `--load`; a build run again after
+   * cache trouble, or a pull that fails, loads it the usual way.
+   */
+  readonly imageVia?: string;
 }
 
 /** Secrets given as values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
@@ -109,7 +116,13 @@ export async function buildWithCacheFallback(
 ): Promise<BuildOutcome & { exported: boolean }> {
   const invocation = { builder: builder.name, build: config.build, output: config.output, metadataFile, secretFiles };
   let from = cache.from;
-  let outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
+  let outcome = await runBuild(docker, buildArgs({ ...invocation, imageVia: cache.imageVia, cache: { from, to: cache.to } }));
+  let pushed = cache.imageVia !== undefined && outcome.code === 0;
+  if (outcome.code !== 0 && from.length === 0 && cache.imageVia !== undefined && (await cache.importTrouble?.()) === true) {
+    // The store failed under the image's push: the image is loaded the usual way.
+    cacheTrouble(config.cache.failOnError, loc('WarnImagePushFailed', lastError(outcome.stderr)));
+    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
+  }
   if (outcome.code !== 0 && from.length > 0 && (isCacheContentFailure(outcome) || (await cache.importTrouble?.()) === true)) {
     // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
     await cache.onImportCorrupt();
@@ -120,6 +133,7 @@ export async function buildWithCacheFallback(
     );
     from = [];
     outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
+    pushed = false;
   }
   let exported = cache.to.length > 0;
   if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
@@ -133,9 +147,46 @@ export async function buildWithCacheFallback(
     // The first attempt built the image; the retry only re-exports it, so its step count is the one to report.
     const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: [] } }));
     outcome = { ...retry, steps: outcome.steps };
+    pushed = false;
   }
   if (outcome.code !== 0) throw new BuildError(loc('BuildFailed', outcome.code, lastError(outcome.stderr) || loc('SeeLogAbove')));
+  if (pushed && cache.imageVia !== undefined && !(await pullPushedImage(docker, config, cache.imageVia, metadataFile))) {
+    // The builder has every step of this build: the build again only loads the image, with no cache flags.
+    const load = await runBuild(docker, buildArgs({ ...invocation, cache: { from: [], to: [] } }));
+    if (load.code !== 0) throw new BuildError(loc('BuildFailed', load.code, lastError(load.stderr) || loc('SeeLogAbove')));
+  }
   return { ...outcome, exported };
+}
+
+/**
+ * The image pushed to the facade goes into the engine by `docker pull`, with the build's tags, and the
+ * metadata file names the tags as --load's would. False, after a warning (or a failure with
+ * failOnCacheError), when that did not work: the caller loads the image the usual way.
+ */
+async function pullPushedImage(docker: DockerCli, config: Config, ref: string, metadataFile: string): Promise<boolean> {
+  let text: string;
+  let digest: string | undefined;
+  try {
+    text = await fs.promises.readFile(metadataFile, 'utf8');
+    digest = parseMetadata(text).digest;
+  } catch (err) {
+    cacheTrouble(config.cache.failOnError, loc('WarnImagePullFailed', (err as Error).message));
+    return false;
+  }
+  if (digest === undefined) {
+    cacheTrouble(config.cache.failOnError, loc('WarnImagePullFailed', loc('NoImageDigest')));
+    return false;
+  }
+  const platform = config.build.platforms.length === 1 ? config.build.platforms[0] : undefined;
+  const delivered = await deliver(docker, { ref, digest, tags: config.build.tags, ...(platform === undefined ? {} : { platform }) });
+  if (delivered.untagFailed !== undefined) info(loc('ImageRefNotRemoved', delivered.untagFailed));
+  if (delivered.failed !== undefined) {
+    cacheTrouble(config.cache.failOnError, loc('WarnImagePullFailed', delivered.failed));
+    return false;
+  }
+  await fs.promises.writeFile(metadataFile, metadataAsLoaded(text, config.build.tags));
+  info(loc('ImagePulled', digest));
+  return true;
 }
 
 /** Sets the imageId, digest and metadataFile outputs from buildx's metadata file; returns the digest. */

@@ -289,7 +289,7 @@ async function buildImage(
     const metadataFile = path.join(tempRoot, 'metadata.json');
     const outcome = await job.timed(
       loc('PhaseBuild'),
-      () => buildWithCacheFallback(docker, config, builder, buildCache(plan), secretFiles, metadataFile),
+      () => buildWithCacheFallback(docker, config, builder, buildCache(plan, imageVia(config, plan, loaded)), secretFiles, metadataFile),
       (o) => loc('StepsCached', o.steps.cached, o.steps.total),
     );
     job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
@@ -362,9 +362,10 @@ function scopeVariables(): ScopeVariables {
  * The plan as the build uses it: a corrupt import distrusts the entry and empties the slot of its seed; a failed
  * export abandons the slot.
  */
-function buildCache(cache: CachePlan): BuildCache {
+function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache {
   return {
     ...cache.flags,
+    ...(imageVia === undefined ? {} : { imageVia }),
     onImportCorrupt: async () => {
       await cache.distrust?.();
       await cache.slot?.empty();
@@ -377,6 +378,17 @@ function buildCache(cache: CachePlan): BuildCache {
         ? undefined
         : async () => (await cache.direct?.cache.trouble())?.some((e) => e.kind === 'store' || e.kind === 'corrupt') === true,
   };
+}
+
+/**
+ * Where the image of `output: docker` is pushed for the engine to pull it instead of `--load` (see
+ * docker/deliver.ts): the facade, when the cache goes direct with an upload, the builder is a
+ * `docker-container` one on the engine the image goes to (which then shares this machine's
+ * loopback: the builder reaches the facade there), and one platform at most is built.
+ */
+export function imageVia(config: Config, plan: CachePlan, loaded: LoadedImage | undefined): string | undefined {
+  if (config.output.kind !== 'docker' || loaded?.driver !== 'docker-container' || config.build.platforms.length > 1) return undefined;
+  return plan.direct?.cache.imageRef;
 }
 
 /**
@@ -405,6 +417,8 @@ async function finishDirect(
         bytesUploaded: stats.bytesUploaded,
         blobsUploaded: stats.uploaded,
         acknowledged: stats.acknowledged,
+        bytesPulled: stats.bytesPulled,
+        blobsPulled: stats.pulled,
       },
     },
   );

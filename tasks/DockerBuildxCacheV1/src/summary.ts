@@ -24,6 +24,9 @@ export interface SummaryData {
     readonly blobsUploaded: number;
     /** Blobs of the export the store already had: no upload. */
     readonly acknowledged: number;
+    /** Bytes the engine pulled of the image pushed to the facade, in blobs (instead of --load). */
+    readonly bytesPulled?: number;
+    readonly blobsPulled?: number;
   };
   readonly steps?: { readonly cached: number; readonly total: number };
   readonly digest?: string;
@@ -62,6 +65,8 @@ export function renderSummary(s: SummaryData): string {
       'Uploaded by BuildKit',
       `${formatBytes(d.bytesUploaded)} in ${d.blobsUploaded} blobs; ${d.acknowledged} blobs the store had`,
     ]);
+    if (d.blobsPulled !== undefined && d.blobsPulled > 0)
+      rows.push(['Pulled by the engine', `${formatBytes(d.bytesPulled ?? 0)} in ${d.blobsPulled} blobs (the image, instead of --load)`]);
   }
   if (s.saved !== undefined) {
     const saved = s.saved;

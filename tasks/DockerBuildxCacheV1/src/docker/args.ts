@@ -61,6 +61,11 @@ export interface BuildInvocation {
   readonly metadataFile: string;
   /** Secret id → path of the job-private file that holds its value, for secrets given as values. */
   readonly secretFiles: ReadonlyMap<string, string>;
+  /**
+   * With output docker: a registry reference to push the image to instead of `--load`, for the
+   * engine to pull (see docker/deliver.ts); the tags are the pulled image's, not the build's.
+   */
+  readonly imageVia?: string;
 }
 
 /** `--secret` specs: a value through its job-private file, a variable by name, a file by path. Never a value itself. */
@@ -72,8 +77,9 @@ export function secretSpecs(secrets: BuildConfig['secrets'], files: ReadonlyMap<
 
 export function buildArgs(inv: BuildInvocation): string[] {
   const b = inv.build;
+  const via = inv.output.kind === 'docker' ? inv.imageVia : undefined;
   const args = ['buildx', 'build', '--builder', inv.builder, '--progress', 'plain', '--file', b.dockerfile];
-  for (const tag of b.tags) args.push('--tag', tag);
+  if (via === undefined) for (const tag of b.tags) args.push('--tag', tag);
   for (const arg of b.buildArgs) args.push('--build-arg', arg);
   if (b.target !== undefined) args.push('--target', b.target);
   if (b.platforms.length > 0) args.push('--platform', b.platforms.join(','));
@@ -84,12 +90,14 @@ export function buildArgs(inv: BuildInvocation): string[] {
   for (const spec of b.ssh) args.push('--ssh', spec);
   for (const context of b.contexts) args.push('--build-context', context);
   if (b.provenance !== undefined) args.push(`--provenance=${b.provenance}`);
+  // --load adds no provenance by default, a push does: without it the pushed image is --load's, byte for byte.
+  else if (via !== undefined) args.push('--provenance=false');
   if (b.sbom !== undefined) args.push(`--sbom=${b.sbom}`);
   if (b.noCache) args.push('--no-cache');
   if (b.pull) args.push('--pull');
   for (const spec of [...inv.cache.from, ...b.cacheFrom]) args.push('--cache-from', spec);
   for (const spec of inv.cache.to) args.push('--cache-to', spec);
-  args.push(...outputArgs(inv.output));
+  args.push(...(via === undefined ? outputArgs(inv.output) : ['--output', csvSpec({ type: 'image', name: via, push: 'true' })]));
   args.push('--metadata-file', inv.metadataFile);
   args.push(...b.additionalArguments);
   args.push(b.context);
