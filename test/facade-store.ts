@@ -170,6 +170,12 @@ export class FolderStore {
           await fs.promises.rm(tmp, { force: true });
         }
       },
+      open: async (digest) => {
+        this.calls.open.push(digest);
+        if (this.fault('open', digest) === 'fail') throw new Error('the store is unreachable (injected)');
+        await fs.promises.access(this.blobFile(digest));
+        return fs.createReadStream(this.blobFile(digest), { highWaterMark: 16 << 10 });
+      },
       commit: async (layout: ExportedLayout) => {
         this.calls.commit.push(layout.root.digest);
         if (this.faults.commit === 'fail') throw new Error('the store refused the entry (injected)');

@@ -522,6 +522,126 @@ describe('registry facade: the server', function () {
     }
   });
 
+  describe('an image pushed for the engine to pull (output docker)', () => {
+    const IMAGE_CONFIG = 'application/vnd.oci.image.config.v1+json';
+    const restoredLayer = cache.layers[0] as Blob;
+    const newLayer = blob(LAYER, crypto.randomBytes(200_000));
+    const config = blob(IMAGE_CONFIG, { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } });
+    const manifest = blob(OCI_MANIFEST, {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: desc(config),
+      layers: [desc(restoredLayer), desc(newLayer)],
+    });
+
+    /** Pushes the image as BuildKit does: HEAD each blob, upload the missing ones, then the manifest to the image tag. */
+    async function pushImage(call: ReturnType<typeof client>): Promise<Answer> {
+      for (const b of [restoredLayer, newLayer, config])
+        if ((await call('HEAD', `blobs/${b.digest}`)).status !== 200) await upload(call, b);
+      return call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, manifest.data);
+    }
+
+    it('keeps it without committing an entry, and serves it and every blob it reaches from the store, counted as pulled', async () => {
+      const f = await start();
+      const call = client(f);
+      assert.equal(f.imageRef, `${f.host}/buildx-cache:image`);
+      assert.equal((await call('GET', 'manifests/image')).status, 404, 'nothing before the push');
+      const put = await pushImage(call);
+      assert.deepEqual([put.status, put.headers['docker-content-digest']], [201, manifest.digest]);
+      assert.deepEqual(store.calls.commit, []);
+      assert.equal(store.hasEntry('saved'), false);
+      assert.deepEqual(f.events, []);
+      for (const ref of ['image', manifest.digest]) {
+        const got = await call('GET', `manifests/${ref}`);
+        assert.deepEqual(
+          [got.status, got.headers['content-type'], got.headers['docker-content-digest']],
+          [200, OCI_MANIFEST, manifest.digest],
+        );
+        assert.ok(got.body.equals(manifest.data));
+      }
+      for (const b of [restoredLayer, newLayer, config]) {
+        const got = await call('GET', `blobs/${b.digest}`);
+        assert.deepEqual([got.status, got.error], [200, undefined], b.digest);
+        assert.ok(got.body.equals(b.data));
+      }
+      assert.deepEqual(
+        [f.stats.pulled, f.stats.bytesPulled, f.stats.served],
+        [5, 2 * manifest.size + restoredLayer.size + newLayer.size + config.size, 0],
+      );
+      // Still nothing beyond the entry and the image.
+      const stray = blob(LAYER, 'in the store, in neither');
+      fs.writeFileSync(store.blobFile(stray.digest), stray.data);
+      assert.equal((await call('GET', `blobs/${stray.digest}`)).status, 404);
+    });
+
+    it('refuses an image that reaches a blob the store lacks, and then serves none', async () => {
+      const call = client(await start());
+      const put = await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, manifest.data);
+      assert.deepEqual([put.status, codeOf(put)], [400, 'MANIFEST_BLOB_UNKNOWN']);
+      assert.equal((await call('GET', 'manifests/image')).status, 404);
+      assert.equal((await call('GET', `blobs/${config.digest}`)).status, 404);
+    });
+
+    it('refuses the push to a read-only cache (no writer)', async () => {
+      const put = await client(await start({ reader: store.reader('restored') }))(
+        'PUT',
+        'manifests/image',
+        { 'Content-Type': OCI_MANIFEST },
+        manifest.data,
+      );
+      assert.deepEqual([put.status, codeOf(put)], [403, 'DENIED']);
+    });
+
+    it('with keepCopies, a blob served whole is served again from its copy, not the store; the copies go with the facade', async () => {
+      const spool = tempDir('dbxc-facade-copies-');
+      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
+      const call = client(f);
+      const first = await call('GET', `blobs/${bigLayer.digest}`);
+      assert.ok(first.body.equals(big));
+      await f.idle();
+      assert.equal(fs.readdirSync(spool).length, 1, 'one copy');
+      const opened = store.calls.open.filter((d) => d === bigLayer.digest).length;
+      const again = await call('GET', `blobs/${bigLayer.digest}`);
+      const part = await call('GET', `blobs/${bigLayer.digest}`, { Range: 'bytes=10-19' });
+      assert.ok(again.body.equals(big) && part.body.equals(big.subarray(10, 20)));
+      assert.equal(store.calls.open.filter((d) => d === bigLayer.digest).length, opened, 'the store was not asked again');
+      await f.close();
+      assert.deepEqual(fs.readdirSync(spool), []);
+    });
+
+    it('stores a blob uploaded twice at once (the image and the cache) once; with keepCopies the pull reads it from its copy', async () => {
+      const spool = tempDir('dbxc-facade-copies-');
+      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
+      const call = client(f);
+      const [a, b] = await Promise.all([upload(call, newLayer), upload(call, newLayer)]);
+      assert.deepEqual([a.status, b.status], [201, 201]);
+      assert.deepEqual(
+        store.calls.put.filter((d) => d === newLayer.digest),
+        [newLayer.digest],
+      );
+      assert.equal((await pushImage(call)).status, 201);
+      const opened = store.calls.open.length;
+      const got = await call('GET', `blobs/${newLayer.digest}`);
+      assert.ok(got.body.equals(newLayer.data));
+      assert.equal(store.calls.open.length, opened, 'read from the copy, not the store');
+      await f.close();
+      assert.deepEqual(fs.readdirSync(spool), []);
+    });
+
+    it('with keepCopies, a range or a blob that fails its digest leaves no copy', async () => {
+      const spool = tempDir('dbxc-facade-copies-');
+      store.damage(bigLayer.digest);
+      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
+      const call = client(f);
+      await call('GET', `blobs/${restoredLayer.digest}`, { Range: 'bytes=0-1' });
+      const got = await call('GET', `blobs/${bigLayer.digest}`);
+      assert.ok(got.error !== undefined || got.body.length < bigLayer.size);
+      await f.idle();
+      assert.deepEqual(fs.readdirSync(spool), []);
+      assert.deepEqual(kinds(f.events), ['corrupt']);
+    });
+  });
+
   it('closes promptly with requests in flight, aborting the store calls', async () => {
     const f = await start();
     store.faults.open = 'hang';

@@ -43,11 +43,12 @@ export interface FacadeOptions {
   /** Where chunked uploads (PATCH) wait, on disk, until their digest is known. */
   readonly spoolDir?: string;
   /**
-   * Keep a copy, in spoolDir, of each blob served whole from the restored entry, and serve it from
-   * there again (the engine's pull of an image pushed here reads the layers the build read): for a
-   * remote store, whose blobs would otherwise come over the network twice. Deleted on close.
+   * Keep a copy, in spoolDir, of each blob served whole from the restored entry or stored from an
+   * upload, and serve it from there again (the engine's pull of an image pushed here reads the
+   * layers the build read or wrote): for a remote store, whose blobs would otherwise come over the
+   * network twice. Deleted on close.
    */
-  readonly keepServed?: boolean;
+  readonly keepCopies?: boolean;
   /** Called for each event as it happens; `events` keeps them too. */
   readonly onEvent?: (event: FacadeEvent) => void;
 }
@@ -176,8 +177,10 @@ interface Committed {
  *   a blob that fails its digest is never served whole: the response is cut short, BuildKit sees an
  *   error, the digest is reported (`corrupt`) and unknown from then on.
  * - Uploads stream into the store through the same check, so a blob that fails its digest never
- *   counts. Blobs the store already has are acknowledged (HEAD 200, or a mount) without an upload, once the
- *   writer has said so (which also keeps them for the save), even those of the restored entry.
+ *   counts; a blob uploaded twice at once (the image and the cache pushed together) goes into the
+ *   store once: the second upload, or a HEAD, waits for the first. Blobs the store already has
+ *   are acknowledged (HEAD 200, or a mount) without an upload, once the writer has said so (which
+ *   also keeps them for the save), even those of the restored entry.
  * - The manifest PUT to `save` is checked for completeness (every blob it reaches present, with its
  *   size) and only then committed, once; nothing is written as an entry before.
  * - Memory stays bounded: blobs are streamed, never buffered (chunked uploads are spooled to disk);
@@ -227,9 +230,11 @@ export class RegistryFacade {
    */
   private writerDown: { message: string; until: number } | undefined;
   private readonly storeDownMs: number;
-  private readonly keepServed: boolean;
-  /** digest → a verified copy of a blob served (keepServed). */
+  private readonly keepCopies: boolean;
+  /** digest → a verified copy of a blob served or stored (keepCopies). */
   private readonly copies = new Map<string, string>();
+  /** digest → the upload into the store in flight: another upload or a HEAD of it waits for it (image and cache pushed at once). */
+  private readonly putting = new Map<string, Promise<void>>();
   private rootBytes: Promise<Buffer | undefined> | undefined;
   private committed: Committed | undefined;
   private image: PushedImage | undefined;
@@ -245,7 +250,7 @@ export class RegistryFacade {
     this.storeDownMs = options.storeDownMs ?? 15_000;
     this.maxManifest = options.maxManifestBytes ?? 4 << 20;
     this.spoolDir = options.spoolDir ?? os.tmpdir();
-    this.keepServed = options.keepServed === true;
+    this.keepCopies = options.keepCopies === true;
     this.onEvent = options.onEvent;
     this.server = http.createServer((req, res) => this.track(this.handle(req, res)));
     // Uploads can be long; a connection is given up only when it goes quiet.
@@ -538,10 +543,7 @@ export class RegistryFacade {
       return;
     }
     this.send(res, 200, { 'Content-Type': found.mediaType, 'Docker-Content-Digest': found.digest }, found.bytes);
-    if (res.req.method === 'GET') {
-      this.stats.served++;
-      this.stats.bytesServed += found.bytes.length;
-    }
+    if (res.req.method === 'GET') this.count(found.bytes.length);
   }
 
   /**
@@ -560,7 +562,7 @@ export class RegistryFacade {
     const copied = this.copies.get(digest);
     if (copied !== undefined) return { ref, open: () => Promise.resolve(fs.createReadStream(copied)), copy: false };
     const reader = this.reader;
-    if (entryRef !== undefined && reader !== undefined) return { ref, open: (d, s) => reader.open(d, s), copy: this.keepServed };
+    if (entryRef !== undefined && reader !== undefined) return { ref, open: (d, s) => reader.open(d, s), copy: this.keepCopies };
     const writer = this.writer;
     if (writer?.open === undefined) return undefined;
     return { ref, open: (d, s) => writer.open?.(d, s) ?? Promise.reject(new Error('the store cannot be read')), copy: false };
@@ -614,15 +616,7 @@ export class RegistryFacade {
       const verifier = new BlobVerifier(ref, {
         range,
         onProgress: () => dog.kick(),
-        onVerified: () => {
-          if (this.image === undefined) {
-            this.stats.served++;
-            this.stats.bytesServed += length;
-          } else {
-            this.stats.pulled++;
-            this.stats.bytesPulled += length;
-          }
-        },
+        onVerified: () => this.count(length),
       });
       const copy =
         range === undefined && blob.copy ? new CopyingStream(path.join(this.spoolDir, `dbxc-facade-${randomHex()}.part`)) : undefined;
@@ -650,6 +644,17 @@ export class RegistryFacade {
     }
   }
 
+  /** Counts a body served whole: to BuildKit, or, once an image was pushed, to the engine's pull of it. */
+  private count(bytes: number): void {
+    if (this.image === undefined) {
+      this.stats.served++;
+      this.stats.bytesServed += bytes;
+    } else {
+      this.stats.pulled++;
+      this.stats.bytesPulled += bytes;
+    }
+  }
+
   /** A whole blob served and verified: its copy is served from now on (a copy that failed to write is dropped). */
   private async keepCopy(digest: string, copy: CopyingStream): Promise<void> {
     const file = await copy.finish();
@@ -667,6 +672,9 @@ export class RegistryFacade {
    */
   private async present(digest: string, signal: AbortSignal): Promise<number | undefined> {
     if (this.bad.has(digest)) return undefined;
+    // BuildKit pushes the image and the cache at once: the same new layer is not uploaded twice.
+    const inflight = this.putting.get(digest);
+    if (inflight !== undefined) await inflight;
     if (this.writer === undefined) return this.readerBlobs.get(digest)?.size;
     const known = this.known.get(digest);
     if (known !== undefined) return known;
@@ -841,7 +849,20 @@ export class RegistryFacade {
    * Streams a blob into the store through the verifier. 'rejected' when the bytes are not the
    * blob (nothing is stored); throws a StoreFailure when the store fails or stalls.
    */
-  private async putBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
+  private putBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
+    const work = this.storeBlob(ref, body, signal);
+    const done = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.putting.set(ref.digest, done);
+    void done.then(() => {
+      if (this.putting.get(ref.digest) === done) this.putting.delete(ref.digest);
+    });
+    return work;
+  }
+
+  private async storeBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
     const writer = this.writer;
     if (writer === undefined) throw new StoreFailure('this cache is read-only');
     this.assertWriterUp();
@@ -855,9 +876,15 @@ export class RegistryFacade {
     // Not pipeline(): it would destroy the request, and with it the socket the answer goes back on.
     body.on('error', (err) => verifier.destroy(err));
     body.pipe(verifier);
+    const copy = this.keepCopies ? new CopyingStream(path.join(this.spoolDir, `dbxc-facade-${randomHex()}.part`)) : undefined;
+    if (copy !== undefined) {
+      verifier.on('error', (err) => copy.destroy(err));
+      verifier.pipe(copy);
+    }
     try {
-      await dog.guard(writer.put(ref, verifier, dog.signal));
+      await dog.guard(writer.put(ref, copy ?? verifier, dog.signal));
     } catch (err) {
+      await copy?.discard();
       body.unpipe(verifier);
       verifier.destroy();
       body.resume();
@@ -871,11 +898,13 @@ export class RegistryFacade {
     }
     if (!outcome.verified) {
       // The writer said it was done before the blob was: whatever it kept must not count.
+      await copy?.discard();
       body.unpipe(verifier);
       verifier.destroy();
       throw this.storeFailed('put', ref.digest, new Error('the store finished before reading the whole blob'), dog, signal);
     }
     this.known.set(ref.digest, ref.size);
+    if (copy !== undefined) await this.keepCopy(ref.digest, copy);
     return 'stored';
   }
 
@@ -1055,7 +1084,7 @@ class IncompleteManifest extends Error {
 const randomHex = (): string => crypto.randomBytes(12).toString('hex');
 
 /**
- * Passes a blob's bytes on and writes them to a file as well (keepServed); a failure to write only
+ * Passes a blob's bytes on and writes them to a file as well (keepCopies); a failure to write only
  * loses the copy. `finish` says whether the copy is whole.
  */
 class CopyingStream extends Transform {

@@ -94,7 +94,7 @@ export interface FacadeStats {
   bytesUploaded: number;
   /** Blobs BuildKit asked about during the export that the store already had: no upload. */
   acknowledged: number;
-  /** Blobs served whole after an image was pushed (the engine's pull of it), and their bytes; not in `served`. */
+  /** Blobs and manifests served whole after an image was pushed (the engine's pull of it), and their bytes; not in `served`. */
   pulled: number;
   bytesPulled: number;
 }
