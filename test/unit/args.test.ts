@@ -122,6 +122,37 @@ describe('buildx build arguments', () => {
   const cases: [string, Partial<BuildInvocation>, string[]][] = [
     ['minimal', {}, [...head, '--tag', 'app:latest', '--load', '--metadata-file', '/tmp/m.json', '/ws']],
     [
+      'output docker through the facade: a push instead of --load, no tags, no provenance --load would not add',
+      { imageVia: '127.0.0.1:9/buildx-cache:image' },
+      [
+        ...head,
+        '--provenance=false',
+        '--output',
+        'type=image,name=127.0.0.1:9/buildx-cache:image,push=true',
+        '--metadata-file',
+        '/tmp/m.json',
+        '/ws',
+      ],
+    ],
+    [
+      'output docker through the facade, provenance asked for: as asked',
+      { imageVia: '127.0.0.1:9/buildx-cache:image', build: { ...minimal, provenance: 'mode=max' } },
+      [
+        ...head,
+        '--provenance=mode=max',
+        '--output',
+        'type=image,name=127.0.0.1:9/buildx-cache:image,push=true',
+        '--metadata-file',
+        '/tmp/m.json',
+        '/ws',
+      ],
+    ],
+    [
+      'imageVia with another output: ignored',
+      { imageVia: '127.0.0.1:9/buildx-cache:image', output: { kind: 'registry', specs: [] } },
+      [...head, '--tag', 'app:latest', '--push', '--metadata-file', '/tmp/m.json', '/ws'],
+    ],
+    [
       'every build input',
       {
         build: {

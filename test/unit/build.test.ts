@@ -1,4 +1,5 @@
 import * as assert from 'assert/strict';
+import * as fs from 'fs';
 import * as sinon from 'sinon';
 import { BuildError, buildWithCacheFallback, type BuildCache } from '../../tasks/DockerBuildxCacheV1/src/build';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
@@ -87,6 +88,193 @@ describe('build: cache trouble during the build and failOnCacheError', () => {
       assert.equal(run.callCount, runs);
       // A corrupt entry is distrusted either way: the store checks it in full next time.
       assert.equal(distrust.called, first === corrupt);
+    });
+  }
+});
+
+describe('build: the image of output docker through the facade (imageVia)', () => {
+  afterEach(cleanup);
+  const VIA = '127.0.0.1:4321/buildx-cache:image';
+  const DIGEST = `sha256:${'d'.repeat(64)}`;
+  const storeDown: RunResult = {
+    code: 1,
+    stdout: '',
+    stderr: 'ERROR: failed to solve: failed to push 127.0.0.1:4321/buildx-cache:image: 500',
+  };
+  const dockerfileError: RunResult = { code: 1, stdout: '', stderr: 'ERROR: failed to solve: process "/bin/sh -c false" did not complete' };
+  const failed: RunResult = { code: 1, stdout: '', stderr: 'Error response from daemon: connection refused' };
+
+  function dockerConfig(failOnCacheError: boolean): { config: Config; metadata: string } {
+    const ws = tempDir();
+    writeTree(ws, { Dockerfile: 'FROM scratch\n' });
+    const inputs: Record<string, string> = {
+      imageName: 'app',
+      tags: 'one\ntwo',
+      failOnCacheError: String(failOnCacheError),
+    };
+    const vars: Record<string, string> = {
+      'System.DefaultWorkingDirectory': ws,
+      'Pipeline.Workspace': '/pw',
+      'Agent.WorkFolder': '/aw',
+      'Agent.OS': 'Linux',
+    };
+    return { config: readConfig({ input: (name) => inputs[name] ?? '', variable: (name) => vars[name] }), metadata: `${ws}/metadata.json` };
+  }
+
+  /** A docker whose builds answer in turn (a good one writes the metadata file, as buildx does) and whose other commands answer by their first argument. */
+  function docker(
+    metadata: string,
+    buildAnswers: RunResult[],
+    others: Record<string, RunResult> = {},
+  ): { docker: DockerCli; calls: string[][] } {
+    const calls: string[][] = [];
+    let build = 0;
+    const run: DockerCli['run'] = (args, options) => {
+      calls.push([...args]);
+      if (args[0] !== 'buildx') return Promise.resolve(others[args[0] ?? ''] ?? ok);
+      const answer = buildAnswers[build++] ?? ok;
+      for (const line of answer.stderr.split('\n')) options?.onLine?.(line);
+      if (answer.code === 0)
+        fs.writeFileSync(
+          metadata,
+          JSON.stringify({ 'containerimage.digest': DIGEST, 'image.name': args.includes('--load') ? 'docker.io/library/app:one' : VIA }),
+        );
+      return Promise.resolve(answer);
+    };
+    return { docker: { run }, calls };
+  }
+
+  const viaCache = (storeTrouble: boolean, from: string[] = []): BuildCache => ({
+    from,
+    to: ['type=registry,ref=127.0.0.1:4321/buildx-cache:save'],
+    onImportCorrupt: () => Promise.resolve(),
+    onExportFailed: () => Promise.resolve(),
+    importTrouble: () => Promise.resolve(storeTrouble),
+    imageVia: VIA,
+  });
+  const describeCall = (args: readonly string[]): string =>
+    args[0] === 'buildx'
+      ? args.includes('--load')
+        ? 'build --load'
+        : args.includes(`type=image,name=${VIA},push=true`)
+          ? 'build push'
+          : 'build ?'
+      : args.slice(0, 2).join(' ');
+
+  // the builds' answers, the others', failOnCacheError, store trouble, cache-from → the commands in order, and a warning or an error
+  const table: [
+    string,
+    RunResult[],
+    Record<string, RunResult>,
+    boolean,
+    boolean,
+    string[],
+    string[],
+    'none' | 'warning' | 'CacheError' | 'BuildError',
+  ][] = [
+    [
+      'pushed and pulled: tagged with each tag, the facade reference removed',
+      [ok],
+      {},
+      false,
+      false,
+      [],
+      ['build push', 'pull --quiet', 'tag 127.0.0.1:4321/buildx-cache@' + DIGEST, 'tag 127.0.0.1:4321/buildx-cache@' + DIGEST, 'image rm'],
+      'none',
+    ],
+    [
+      'the pull fails: a warning, and the image is loaded by the build again',
+      [ok, ok],
+      { pull: failed },
+      false,
+      false,
+      [],
+      ['build push', 'pull --quiet', 'image rm', 'build --load'],
+      'warning',
+    ],
+    [
+      'the pull fails with failOnCacheError: the cache error',
+      [ok],
+      { pull: failed },
+      true,
+      false,
+      [],
+      ['build push', 'pull --quiet', 'image rm'],
+      'CacheError',
+    ],
+    [
+      'a tag fails: a warning, and the image is loaded by the build again',
+      [ok, ok],
+      { tag: failed },
+      false,
+      false,
+      [],
+      ['build push', 'pull --quiet', 'tag 127.0.0.1:4321/buildx-cache@' + DIGEST, 'image rm', 'build --load'],
+      'warning',
+    ],
+    [
+      'the push fails with the store (no import): a warning, and built again with --load',
+      [storeDown, ok],
+      {},
+      false,
+      true,
+      [],
+      ['build push', 'build --load'],
+      'warning',
+    ],
+    ['the push fails with the store, failOnCacheError: the cache error', [storeDown], {}, true, true, [], ['build push'], 'CacheError'],
+    [
+      'a Dockerfile that fails, the store fine: the build error, not built again',
+      [dockerfileError],
+      {},
+      false,
+      false,
+      [],
+      ['build push'],
+      'BuildError',
+    ],
+    [
+      'the store failed with an import: built again without it, loaded with --load, no pull',
+      [storeDown, ok],
+      {},
+      false,
+      true,
+      ['type=registry,ref=127.0.0.1:4321/buildx-cache:restore'],
+      ['build push', 'build --load'],
+      'warning',
+    ],
+  ];
+  for (const [name, answers, others, failOnError, trouble, from, expected, outcome] of table) {
+    it(name, async () => {
+      const { config, metadata } = dockerConfig(failOnError);
+      const { docker: cli, calls } = docker(metadata, answers, others);
+      const before = taskLibOutput.length;
+      const result = buildWithCacheFallback(cli, config, builder, viaCache(trouble, from), new Map(), metadata);
+      if (outcome === 'CacheError') await assert.rejects(result, (err: Error) => err instanceof CacheError);
+      else if (outcome === 'BuildError') await assert.rejects(result, (err: Error) => err instanceof BuildError);
+      else await result;
+      assert.deepEqual(
+        calls.map((c) => (c[0] === 'tag' ? c.slice(0, 2).join(' ') : describeCall(c))),
+        expected,
+      );
+      const warned = taskLibOutput.slice(before).some((l) => l.startsWith('##vso[task.issue type=warning'));
+      assert.equal(warned, outcome === 'warning');
+      const push = calls[0] ?? [];
+      // The pushed image is --load's: no tags on the build, no provenance a --load would not have.
+      assert.ok(!push.includes('--tag') && push.includes('--provenance=false'), push.join(' '));
+      if (expected.includes('build --load')) {
+        const load = calls.find((c) => c.includes('--load')) ?? [];
+        assert.ok(load.includes('--tag') && !load.includes('--provenance=false'), load.join(' '));
+      }
+      if (name.startsWith('pushed and pulled')) {
+        assert.deepEqual(
+          calls.slice(1, 4).map((c) => c.slice(-1)[0]),
+          [`127.0.0.1:4321/buildx-cache@${DIGEST}`, 'app:one', 'app:two'],
+        );
+        const written = JSON.parse(fs.readFileSync(metadata, 'utf8')) as Record<string, string>;
+        assert.equal(written['image.name'], 'docker.io/library/app:one,docker.io/library/app:two');
+        assert.equal(written['containerimage.digest'], DIGEST);
+      }
     });
   }
 });
