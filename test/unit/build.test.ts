@@ -144,131 +144,123 @@ describe('build: the image of output docker through the facade (imageVia)', () =
     return { docker: { run }, calls };
   }
 
-  const viaCache = (storeTrouble: boolean, from: string[] = []): BuildCache => ({
+  const viaCache = (trouble: Trouble, from: string[]): BuildCache => ({
     from,
     to: ['type=registry,ref=127.0.0.1:4321/buildx-cache:save'],
     onImportCorrupt: () => Promise.resolve(),
     onExportFailed: () => Promise.resolve(),
-    importTrouble: () => Promise.resolve(storeTrouble),
+    importTrouble: () => Promise.resolve(trouble !== 'none'),
+    exportTrouble: () => Promise.resolve(trouble === 'write'),
     imageVia: VIA,
   });
   const describeCall = (args: readonly string[]): string =>
     args[0] === 'buildx'
-      ? args.includes('--load')
-        ? 'build --load'
-        : args.includes(`type=image,name=${VIA},push=true`)
-          ? 'build push'
-          : 'build ?'
+      ? `build ${args.includes('--load') ? '--load' : args.includes(`type=image,name=${VIA},push=true`) ? 'push' : '?'}${args.includes('--cache-from') ? ' +import' : ''}`
       : args.slice(0, 2).join(' ');
+  const IMPORT = ['type=registry,ref=127.0.0.1:4321/buildx-cache:restore'];
+  const PULLED = `127.0.0.1:4321/buildx-cache@${DIGEST}`;
 
-  // the builds' answers, the others', failOnCacheError, store trouble, cache-from → the commands in order, and a warning or an error
-  const table: [
-    string,
-    RunResult[],
-    Record<string, RunResult>,
-    boolean,
-    boolean,
-    string[],
-    string[],
-    'none' | 'warning' | 'CacheError' | 'BuildError',
-  ][] = [
+  type Trouble = 'none' | 'read' | 'write';
+  type Case = {
+    builds: RunResult[];
+    others?: Record<string, RunResult>;
+    failOnError?: boolean;
+    trouble?: Trouble;
+    from?: string[];
+    calls: string[];
+    outcome: 'none' | 'warning' | 'CacheError' | 'BuildError';
+  };
+  // the case → the docker commands in order (a build: how it outputs, and whether it imports), and a warning or an error
+  const table: [string, Case][] = [
     [
-      'pushed and pulled: tagged with each tag, the facade reference removed',
-      [ok],
-      {},
-      false,
-      false,
-      [],
-      ['build push', 'pull --quiet', 'tag 127.0.0.1:4321/buildx-cache@' + DIGEST, 'tag 127.0.0.1:4321/buildx-cache@' + DIGEST, 'image rm'],
-      'none',
+      'pushed and pulled: tagged, the reference removed',
+      { builds: [ok], calls: ['build push', 'pull --quiet', `tag ${PULLED}`, `tag ${PULLED}`, 'image rm'], outcome: 'none' },
     ],
     [
-      'the pull fails: a warning, and the image is loaded by the build again',
-      [ok, ok],
-      { pull: failed },
-      false,
-      false,
-      [],
-      ['build push', 'pull --quiet', 'image rm', 'build --load'],
-      'warning',
+      'the pull fails: a warning, loaded by the build again',
+      { builds: [ok, ok], others: { pull: failed }, calls: ['build push', 'pull --quiet', 'image rm', 'build --load'], outcome: 'warning' },
     ],
     [
-      'the pull fails with failOnCacheError: the cache error',
-      [ok],
-      { pull: failed },
-      true,
-      false,
-      [],
-      ['build push', 'pull --quiet', 'image rm'],
-      'CacheError',
+      'the pull fails, failOnCacheError: the cache error',
+      {
+        builds: [ok],
+        others: { pull: failed },
+        failOnError: true,
+        calls: ['build push', 'pull --quiet', 'image rm'],
+        outcome: 'CacheError',
+      },
     ],
     [
-      'a tag fails: a warning, and the image is loaded by the build again',
-      [ok, ok],
-      { tag: failed },
-      false,
-      false,
-      [],
-      ['build push', 'pull --quiet', 'tag 127.0.0.1:4321/buildx-cache@' + DIGEST, 'image rm', 'build --load'],
-      'warning',
+      'a tag fails: a warning, loaded by the build again',
+      {
+        builds: [ok, ok],
+        others: { tag: failed },
+        calls: ['build push', 'pull --quiet', `tag ${PULLED}`, 'image rm', 'build --load'],
+        outcome: 'warning',
+      },
     ],
     [
-      'the push fails with the store (no import): a warning, and built again with --load',
-      [storeDown, ok],
-      {},
-      false,
-      true,
-      [],
-      ['build push', 'build --load'],
-      'warning',
+      'the pull fails with an import: the build again keeps the import',
+      {
+        builds: [ok, ok],
+        others: { pull: failed },
+        from: IMPORT,
+        calls: ['build push +import', 'pull --quiet', 'image rm', 'build --load +import'],
+        outcome: 'warning',
+      },
     ],
-    ['the push fails with the store, failOnCacheError: the cache error', [storeDown], {}, true, true, [], ['build push'], 'CacheError'],
+    [
+      'the push fails with the store (no import): a warning, built again with --load',
+      { builds: [storeDown, ok], trouble: 'write', calls: ['build push', 'build --load'], outcome: 'warning' },
+    ],
+    [
+      'the push fails with the store, failOnCacheError: the cache error',
+      { builds: [storeDown], trouble: 'write', failOnError: true, calls: ['build push'], outcome: 'CacheError' },
+    ],
+    [
+      'the store failed only writing, with an import: built again with it, with --load',
+      {
+        builds: [storeDown, ok],
+        trouble: 'write',
+        from: IMPORT,
+        calls: ['build push +import', 'build --load +import'],
+        outcome: 'warning',
+      },
+    ],
+    [
+      'the store failed reading, with an import: built again without it, with --load',
+      { builds: [storeDown, ok], trouble: 'read', from: IMPORT, calls: ['build push +import', 'build --load'], outcome: 'warning' },
+    ],
     [
       'a Dockerfile that fails, the store fine: the build error, not built again',
-      [dockerfileError],
-      {},
-      false,
-      false,
-      [],
-      ['build push'],
-      'BuildError',
-    ],
-    [
-      'the store failed with an import: built again without it, loaded with --load, no pull',
-      [storeDown, ok],
-      {},
-      false,
-      true,
-      ['type=registry,ref=127.0.0.1:4321/buildx-cache:restore'],
-      ['build push', 'build --load'],
-      'warning',
+      { builds: [dockerfileError], calls: ['build push'], outcome: 'BuildError' },
     ],
   ];
-  for (const [name, answers, others, failOnError, trouble, from, expected, outcome] of table) {
+  for (const [name, c] of table) {
     it(name, async () => {
-      const { config, metadata } = dockerConfig(failOnError);
-      const { docker: cli, calls } = docker(metadata, answers, others);
+      const { config, metadata } = dockerConfig(c.failOnError === true);
+      const { docker: cli, calls } = docker(metadata, c.builds, c.others);
       const before = taskLibOutput.length;
-      const result = buildWithCacheFallback(cli, config, builder, viaCache(trouble, from), new Map(), metadata);
-      if (outcome === 'CacheError') await assert.rejects(result, (err: Error) => err instanceof CacheError);
-      else if (outcome === 'BuildError') await assert.rejects(result, (err: Error) => err instanceof BuildError);
+      const result = buildWithCacheFallback(cli, config, builder, viaCache(c.trouble ?? 'none', c.from ?? []), new Map(), metadata);
+      if (c.outcome === 'CacheError') await assert.rejects(result, (err: Error) => err instanceof CacheError);
+      else if (c.outcome === 'BuildError') await assert.rejects(result, (err: Error) => err instanceof BuildError);
       else await result;
       assert.deepEqual(
-        calls.map((c) => (c[0] === 'tag' ? c.slice(0, 2).join(' ') : describeCall(c))),
-        expected,
+        calls.map((call) => (call[0] === 'tag' ? call.slice(0, 2).join(' ') : describeCall(call))),
+        c.calls,
       );
       const warned = taskLibOutput.slice(before).some((l) => l.startsWith('##vso[task.issue type=warning'));
-      assert.equal(warned, outcome === 'warning');
+      assert.equal(warned, c.outcome === 'warning');
       const push = calls[0] ?? [];
       // The pushed image is --load's: no tags on the build, no provenance a --load would not have.
       assert.ok(!push.includes('--tag') && push.includes('--provenance=false'), push.join(' '));
-      if (expected.includes('build --load')) {
-        const load = calls.find((c) => c.includes('--load')) ?? [];
+      if (c.calls.some((call) => call.startsWith('build --load'))) {
+        const load = calls.find((call) => call.includes('--load')) ?? [];
         assert.ok(load.includes('--tag') && !load.includes('--provenance=false'), load.join(' '));
       }
       if (name.startsWith('pushed and pulled')) {
         assert.deepEqual(
-          calls.slice(1, 4).map((c) => c.slice(-1)[0]),
+          calls.slice(1, 4).map((call) => call.slice(-1)[0]),
           [`127.0.0.1:4321/buildx-cache@${DIGEST}`, 'app:one', 'app:two'],
         );
         const written = JSON.parse(fs.readFileSync(metadata, 'utf8')) as Record<string, string>;

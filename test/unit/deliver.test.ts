@@ -10,6 +10,8 @@ describe('the image through the facade: pull, tags, metadata', () => {
     ['org/app:1', 'docker.io/org/app:1'],
     ['docker.io/app:1', 'docker.io/library/app:1'],
     ['docker.io/org/app:1', 'docker.io/org/app:1'],
+    ['index.docker.io/app:1', 'docker.io/library/app:1'],
+    ['index.docker.io/org/app:1', 'docker.io/org/app:1'],
     ['myacr.azurecr.io/team/app:1', 'myacr.azurecr.io/team/app:1'],
     ['localhost/app:1', 'localhost/app:1'],
     ['127.0.0.1:5000/app:1', '127.0.0.1:5000/app:1'],

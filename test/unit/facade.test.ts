@@ -628,6 +628,43 @@ describe('registry facade: the server', function () {
       assert.deepEqual(fs.readdirSync(spool), []);
     });
 
+    it('a copy that went bad on disk is dropped, the store is not blamed, and the next request reads the store', async () => {
+      const spool = tempDir('dbxc-facade-copies-');
+      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
+      const call = client(f);
+      assert.ok((await call('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
+      await f.idle();
+      const [file] = fs.readdirSync(spool);
+      assert.ok(file !== undefined);
+      fs.writeFileSync(path.join(spool, file), Buffer.alloc(bigLayer.size, 7));
+      const bad = await call('GET', `blobs/${bigLayer.digest}`);
+      assert.ok(bad.error !== undefined || bad.status !== 200 || bad.body.length < bigLayer.size, 'the bad copy is not served whole');
+      await f.idle();
+      assert.deepEqual(f.events, [], 'no corrupt blob of the store reported');
+      assert.deepEqual(
+        fs.readdirSync(spool).filter((n) => n === file),
+        [],
+      );
+      const again = await call('GET', `blobs/${bigLayer.digest}`);
+      assert.ok(again.body.equals(big), 'served from the store again');
+    });
+
+    it('makes no copy beyond its budget', async () => {
+      const spool = tempDir('dbxc-facade-copies-');
+      const f = await start({
+        reader: store.reader('restored'),
+        writer: store.writer('saved'),
+        keepCopies: true,
+        copyBudgetBytes: bigLayer.size - 1,
+        spoolDir: spool,
+      });
+      const call = client(f);
+      assert.ok((await call('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
+      await call('GET', `blobs/${restoredLayer.digest}`);
+      await f.idle();
+      assert.equal(fs.readdirSync(spool).length, 1, 'only the small layer was copied');
+    });
+
     it('with keepCopies, a range or a blob that fails its digest leaves no copy', async () => {
       const spool = tempDir('dbxc-facade-copies-');
       store.damage(bigLayer.digest);

@@ -34,6 +34,8 @@ export interface BuildCache extends CacheFlags {
    * failed, or a blob failed its digest): a failed build is then a cache failure, whatever BuildKit said.
    */
   readonly importTrouble?: () => Promise<boolean>;
+  /** Whether the store failed only under the export's pushes (the facade's has, put or commit), never a read. */
+  readonly exportTrouble?: () => Promise<boolean>;
   /**
    * With output docker: the registry facade's image reference. The first build pushes the image
    * there and the engine pulls it (docker/deliver.ts) instead of `--load`; a build run again after
@@ -118,8 +120,14 @@ export async function buildWithCacheFallback(
   let from = cache.from;
   let outcome = await runBuild(docker, buildArgs({ ...invocation, imageVia: cache.imageVia, cache: { from, to: cache.to } }));
   let pushed = cache.imageVia !== undefined && outcome.code === 0;
-  if (outcome.code !== 0 && from.length === 0 && cache.imageVia !== undefined && (await cache.importTrouble?.()) === true) {
-    // The store failed under the image's push: the image is loaded the usual way.
+  if (
+    outcome.code !== 0 &&
+    cache.imageVia !== undefined &&
+    !isCacheContentFailure(outcome) &&
+    (from.length === 0 ? await cache.importTrouble?.() : await cache.exportTrouble?.()) === true
+  ) {
+    // The store failed under the pushes, not under the import: the image is loaded the usual way,
+    // with the import as it was (the export only warns, ignore-error).
     cacheTrouble(config.cache.failOnError, loc('WarnImagePushFailed', lastError(outcome.stderr)));
     outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
   }
@@ -151,8 +159,9 @@ export async function buildWithCacheFallback(
   }
   if (outcome.code !== 0) throw new BuildError(loc('BuildFailed', outcome.code, lastError(outcome.stderr) || loc('SeeLogAbove')));
   if (pushed && cache.imageVia !== undefined && !(await pullPushedImage(docker, config, cache.imageVia, metadataFile))) {
-    // The builder has every step of this build: the build again only loads the image, with no cache flags.
-    const load = await runBuild(docker, buildArgs({ ...invocation, cache: { from: [], to: [] } }));
+    // The build again loads the image: with the same import (a new builder imported lazily, and
+    // has not every layer), without the export, which is done.
+    const load = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: [] } }));
     if (load.code !== 0) throw new BuildError(loc('BuildFailed', load.code, lastError(load.stderr) || loc('SeeLogAbove')));
   }
   return { ...outcome, exported };

@@ -287,9 +287,12 @@ async function buildImage(
     // buildx writes the oci and tar outputs but does not create their folder.
     if (config.output.path !== undefined) await fs.promises.mkdir(path.dirname(config.output.path), { recursive: true });
     const metadataFile = path.join(tempRoot, 'metadata.json');
+    const via = imageVia(config, plan, loaded);
+    // The engine's pull then reads the blobs the build read or wrote from copies, not from Azure again.
+    if (via !== undefined && config.cache.backend === 'azureBlob') plan.direct?.cache.facade.keepCopiesFromNow();
     const outcome = await job.timed(
       loc('PhaseBuild'),
-      () => buildWithCacheFallback(docker, config, builder, buildCache(plan, imageVia(config, plan, loaded)), secretFiles, metadataFile),
+      () => buildWithCacheFallback(docker, config, builder, buildCache(plan, via), secretFiles, metadataFile),
       (o) => loc('StepsCached', o.steps.cached, o.steps.total),
     );
     job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
@@ -377,6 +380,14 @@ function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache 
       cache.direct === undefined
         ? undefined
         : async () => (await cache.direct?.cache.trouble())?.some((e) => e.kind === 'store' || e.kind === 'corrupt') === true,
+    exportTrouble:
+      cache.direct === undefined
+        ? undefined
+        : async () => {
+            const trouble = (await cache.direct?.cache.trouble()) ?? [];
+            const read = trouble.some((e) => e.kind === 'corrupt' || (e.kind === 'store' && e.operation === 'open'));
+            return !read && trouble.some((e) => e.kind === 'store');
+          },
   };
 }
 
@@ -388,8 +399,13 @@ function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache 
  */
 export function imageVia(config: Config, plan: CachePlan, loaded: LoadedImage | undefined): string | undefined {
   if (config.output.kind !== 'docker' || loaded?.driver !== 'docker-container' || config.build.platforms.length > 1) return undefined;
+  // Arguments that name outputs, tags or platforms of their own would change what the push does.
+  if (config.build.additionalArguments.some((a) => OUTPUT_ARGUMENTS.test(a))) return undefined;
   return plan.direct?.cache.imageRef;
 }
+
+/** `additionalArguments` after which the image is loaded with `--load` as given, not pushed to the facade. */
+const OUTPUT_ARGUMENTS = /^(?:-[to].*|--(?:tag|push|load|output|platform|attest|sbom|provenance)(?:=.*)?)$/;
 
 /**
  * After a good build through the facade: what went wrong is cache trouble now (a store that

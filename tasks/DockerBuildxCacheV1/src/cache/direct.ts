@@ -17,10 +17,8 @@ export interface DirectRequest {
   readonly restoreKeys: readonly (readonly string[])[];
   /** Whether the export goes to the store: an upload begins, under its lease. */
   readonly save: boolean;
-  /** Where the facade spools chunked uploads, and keeps the copies of keepCopies. */
+  /** Where the facade spools chunked uploads, and keeps its copies of blobs (keepCopiesFromNow). */
   readonly spoolDir: string;
-  /** The facade keeps a copy of each blob it served or stored, for the engine's pull of the image (a remote store, output docker). */
-  readonly keepCopies?: boolean;
   readonly now?: Date;
 }
 
@@ -112,7 +110,6 @@ export class DirectCache {
         reader: found?.reader,
         writer: sink === undefined ? undefined : uploadWriter(sink),
         spoolDir: req.spoolDir,
-        keepCopies: req.keepCopies === true,
       });
       return new DirectCache(req.store, facade, found?.hit ?? 'false', skipped, keeping, found?.opened, sink);
     } catch (err) {

@@ -164,9 +164,6 @@ async function direct(ctx: PlanContext, keys: CacheKeys, store: CacheStore, spec
           restoreKeys: keys.restoreKeys,
           save: save !== undefined,
           spoolDir: ctx.tempRoot ?? os.tmpdir(),
-          // The engine may pull the image from the facade (see main-step.ts imageVia): the layers the
-          // build read come from a copy, not over the network again.
-          keepCopies: config.cache.backend === 'azureBlob' && config.output.kind === 'docker',
         }),
       (c) => loc('DirectOpened', c.hit, c.opened?.entry.blobs.length ?? 0),
     );

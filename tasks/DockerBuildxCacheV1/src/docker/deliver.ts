@@ -74,7 +74,10 @@ export function normalizedName(tag: string): string {
   const slash = tag.indexOf('/');
   const first = slash < 0 ? '' : tag.slice(0, slash);
   const hasHost = slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost');
-  if (first === 'docker.io' && !tag.slice(slash + 1).includes('/')) return `docker.io/library/${tag.slice(slash + 1)}`;
+  if (first === 'docker.io' || first === 'index.docker.io') {
+    const rest = tag.slice(slash + 1);
+    return rest.includes('/') ? `docker.io/${rest}` : `docker.io/library/${rest}`;
+  }
   if (hasHost) return tag;
   return slash < 0 ? `docker.io/library/${tag}` : `docker.io/${tag}`;
 }

@@ -46,9 +46,11 @@ export interface FacadeOptions {
    * Keep a copy, in spoolDir, of each blob served whole from the restored entry or stored from an
    * upload, and serve it from there again (the engine's pull of an image pushed here reads the
    * layers the build read or wrote): for a remote store, whose blobs would otherwise come over the
-   * network twice. Deleted on close.
+   * network twice. Deleted on close. Can also be switched on later (keepCopiesFromNow).
    */
   readonly keepCopies?: boolean;
+  /** The most the copies of keepCopies may take on disk; blobs beyond it are not copied (default 2 GiB). */
+  readonly copyBudgetBytes?: number;
   /** Called for each event as it happens; `events` keeps them too. */
   readonly onEvent?: (event: FacadeEvent) => void;
 }
@@ -230,7 +232,10 @@ export class RegistryFacade {
    */
   private writerDown: { message: string; until: number } | undefined;
   private readonly storeDownMs: number;
-  private readonly keepCopies: boolean;
+  private keepCopies: boolean;
+  private readonly copyBudget: number;
+  /** Bytes of the copies made or being made. */
+  private copyBytes = 0;
   /** digest → a verified copy of a blob served or stored (keepCopies). */
   private readonly copies = new Map<string, string>();
   /** digest → the upload into the store in flight: another upload or a HEAD of it waits for it (image and cache pushed at once). */
@@ -251,6 +256,7 @@ export class RegistryFacade {
     this.maxManifest = options.maxManifestBytes ?? 4 << 20;
     this.spoolDir = options.spoolDir ?? os.tmpdir();
     this.keepCopies = options.keepCopies === true;
+    this.copyBudget = options.copyBudgetBytes ?? 2 * 1024 ** 3;
     this.onEvent = options.onEvent;
     this.server = http.createServer((req, res) => this.track(this.handle(req, res)));
     // Uploads can be long; a connection is given up only when it goes quiet.
@@ -301,6 +307,11 @@ export class RegistryFacade {
    */
   get imageRef(): string {
     return `${this.host}/${this.repository}:${IMAGE_TAG}`;
+  }
+
+  /** From now on, keep copies of the blobs served or stored (see FacadeOptions.keepCopies). */
+  keepCopiesFromNow(): void {
+    this.keepCopies = true;
   }
 
   /** The export, once its manifest arrived complete and the writer committed it. */
@@ -553,14 +564,14 @@ export class RegistryFacade {
    */
   private blobSource(
     digest: string,
-  ): { ref: BlobRef; open: (digest: string, signal: AbortSignal) => Promise<Readable>; copy: boolean } | undefined {
+  ): { ref: BlobRef; open: (digest: string, signal: AbortSignal) => Promise<Readable>; copy: boolean; copied?: string } | undefined {
     if (this.bad.has(digest)) return undefined;
     const entryRef = this.readerBlobs.get(digest);
     const size = entryRef?.size ?? this.image?.blobs.get(digest);
     if (size === undefined) return undefined;
     const ref = { digest, size };
     const copied = this.copies.get(digest);
-    if (copied !== undefined) return { ref, open: () => Promise.resolve(fs.createReadStream(copied)), copy: false };
+    if (copied !== undefined) return { ref, open: () => Promise.resolve(fs.createReadStream(copied)), copy: false, copied };
     const reader = this.reader;
     if (entryRef !== undefined && reader !== undefined) return { ref, open: (d, s) => reader.open(d, s), copy: this.keepCopies };
     const writer = this.writer;
@@ -618,8 +629,7 @@ export class RegistryFacade {
         onProgress: () => dog.kick(),
         onVerified: () => this.count(length),
       });
-      const copy =
-        range === undefined && blob.copy ? new CopyingStream(path.join(this.spoolDir, `dbxc-facade-${randomHex()}.part`)) : undefined;
+      const copy = range === undefined && blob.copy ? this.newCopy(ref.size) : undefined;
       try {
         if (copy === undefined) await pipeline(source, verifier, res, { signal: dog.signal });
         else {
@@ -627,7 +637,17 @@ export class RegistryFacade {
           await this.keepCopy(digest, copy);
         }
       } catch (err) {
-        await copy?.discard();
+        await this.releaseCopy(copy);
+        if (blob.copied !== undefined) {
+          // The copy on disk failed, not the store: it goes, and the next request reads the store.
+          await this.dropCopy(digest, blob.copied);
+          if (res.headersSent || signal.aborted) res.destroy();
+          else {
+            for (const name of Object.keys(headers)) res.removeHeader(name);
+            this.error(res, 'UNKNOWN', `the local copy of ${digest} failed: ${toError(err).message}`);
+          }
+          return;
+        }
         const failure = err instanceof DigestMismatchError ? undefined : this.storeFailed('open', digest, err, dog, signal);
         if (failure === undefined) this.markCorrupt(digest, (err as Error).message);
         if (res.headersSent || signal.aborted) {
@@ -655,11 +675,30 @@ export class RegistryFacade {
     }
   }
 
+  /** A copy to make beside a blob's stream, within the budget; undefined when it would exceed it. */
+  private newCopy(size: number): CopyingStream | undefined {
+    if (this.copyBytes + size > this.copyBudget) return undefined;
+    this.copyBytes += size;
+    return new CopyingStream(path.join(this.spoolDir, `dbxc-facade-${randomHex()}.part`), size);
+  }
+
+  /** A copy not kept: deleted, and its bytes back in the budget. */
+  private async releaseCopy(copy: CopyingStream | undefined): Promise<void> {
+    if (copy === undefined) return;
+    this.copyBytes -= copy.size;
+    await copy.discard();
+  }
+
+  private async dropCopy(digest: string, file: string): Promise<void> {
+    if (this.copies.get(digest) === file) this.copies.delete(digest);
+    await fs.promises.rm(file, { force: true });
+  }
+
   /** A whole blob served and verified: its copy is served from now on (a copy that failed to write is dropped). */
   private async keepCopy(digest: string, copy: CopyingStream): Promise<void> {
     const file = await copy.finish();
     if (file === undefined || this.closing.signal.aborted || this.copies.has(digest)) {
-      await fs.promises.rm(copy.file, { force: true });
+      await this.releaseCopy(copy);
       return;
     }
     this.copies.set(digest, file);
@@ -876,7 +915,7 @@ export class RegistryFacade {
     // Not pipeline(): it would destroy the request, and with it the socket the answer goes back on.
     body.on('error', (err) => verifier.destroy(err));
     body.pipe(verifier);
-    const copy = this.keepCopies ? new CopyingStream(path.join(this.spoolDir, `dbxc-facade-${randomHex()}.part`)) : undefined;
+    const copy = this.keepCopies ? this.newCopy(ref.size) : undefined;
     if (copy !== undefined) {
       verifier.on('error', (err) => copy.destroy(err));
       verifier.pipe(copy);
@@ -884,7 +923,7 @@ export class RegistryFacade {
     try {
       await dog.guard(writer.put(ref, copy ?? verifier, dog.signal));
     } catch (err) {
-      await copy?.discard();
+      await this.releaseCopy(copy);
       body.unpipe(verifier);
       verifier.destroy();
       body.resume();
@@ -898,7 +937,7 @@ export class RegistryFacade {
     }
     if (!outcome.verified) {
       // The writer said it was done before the blob was: whatever it kept must not count.
-      await copy?.discard();
+      await this.releaseCopy(copy);
       body.unpipe(verifier);
       verifier.destroy();
       throw this.storeFailed('put', ref.digest, new Error('the store finished before reading the whole blob'), dog, signal);
@@ -1091,7 +1130,10 @@ class CopyingStream extends Transform {
   private readonly out: fs.WriteStream;
   private failed = false;
 
-  constructor(readonly file: string) {
+  constructor(
+    readonly file: string,
+    readonly size: number,
+  ) {
     super();
     this.out = fs.createWriteStream(file, { flags: 'wx', mode: 0o600 });
     this.out.on('error', () => (this.failed = true));
@@ -1110,8 +1152,15 @@ class CopyingStream extends Transform {
 
   /** The file, once the copy is flushed and whole; undefined when writing it failed. */
   async finish(): Promise<string | undefined> {
-    if (!this.failed) await new Promise<void>((resolve) => this.out.end(() => resolve()));
-    return this.failed ? undefined : this.file;
+    if (!this.failed)
+      await new Promise<void>((resolve) =>
+        this.out.end((err?: Error | null) => {
+          // end() reports a failed last write before the stream's 'error' event does.
+          if (err) this.failed = true;
+          resolve();
+        }),
+      );
+    return this.failed || this.out.bytesWritten !== this.size ? undefined : this.file;
   }
 
   async discard(): Promise<void> {
