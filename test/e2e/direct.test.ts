@@ -5,10 +5,10 @@ import * as net from 'net';
 import * as path from 'path';
 import { envKey, parseCommands, runStep, stepEnv, TASK_DIR, type JobResult, type StepResult } from '../../scripts/agent';
 import { connectionString, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
-import { ensureEngine } from '../../scripts/engine';
 import { cleanup } from '../helpers';
 import { DEPS_STEP as HOSTED_DEPS_STEP, HOSTED_FILES, hostedAgentsForSuite, killedJob } from './hosted';
-import { DEPS_FILES, DEPS_STEP, IMAGE, stepCached, Workspace } from './workspace';
+import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
+import { DEPS_FILES, DEPS_STEP, depsDockerfile, IMAGE, stepCached, Workspace } from './workspace';
 
 // The direct transport end to end: the bundled task serves the store (local, and Azure Blob on
 // Azurite) to BuildKit as a registry on loopback, on the containerd engine (docker driver) and on
@@ -302,6 +302,24 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     // A new version of the key, which supersedes the first (retention keeps the newest).
     assert.match(second.post.stdout, /Saved a new version of /);
     assert.equal(await backend.entries(), 1);
+  });
+
+  it('a dependency change with a large layer, which the image and the cache push at once: stored once, and the next job has it cached', async () => {
+    // Large enough that the second push's body is still coming when the first upload ends.
+    w.write('Dockerfile', depsDockerfile(engine().name === 'hosted' ? 'busybox' : BASE_IMAGE, 48));
+    good(await job('first'), 'first');
+    w.write('deps.lock', 'left-pad@1.3.1\n');
+    const changed = await job('dependency change');
+    good(changed, 'dependency change');
+    assert.deepEqual([...changed.main.warnings, ...changed.post.warnings], []);
+    assert.doesNotMatch(changed.main.stdout, /closed pipe|Building again/);
+    w.write('src/main.txt', 'revision 1\n');
+    const next = await job('after the change');
+    good(next, 'after the change');
+    assert.deepEqual([...next.main.warnings, ...next.post.warnings], []);
+    // The dependency step did not run (through the registry cache BuildKit may show it as its download, without CACHED).
+    assert.doesNotMatch(next.main.stdout, /^#\d+ [\d.]+ installing /m, next.main.stdout);
+    assert.match(changed.main.stdout, /^#\d+ [\d.]+ installing left-pad@1\.3\.1/m, 'the step that prints it ran in the change');
   });
 
   it('a corrupt blob in the store: the build succeeds with a warning, the blob is never served, and the next save puts a good copy back', async () => {

@@ -28,11 +28,14 @@ interface Answer {
   body: Buffer;
   /** Set when the response was cut short. */
   error?: string;
+  /** Whether the answer came before the request's body was all sent (a Go client's upload then fails: "read/write on closed pipe"). */
+  early?: boolean;
 }
 
 /** One request, with the raw response, including one that is cut short. */
 function request(host: string, method: string, pathname: string, headers: http.OutgoingHttpHeaders = {}, body?: Buffer): Promise<Answer> {
   const [hostname = '', port = ''] = host.split(':');
+  let sent = false;
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
@@ -43,16 +46,17 @@ function request(host: string, method: string, pathname: string, headers: http.O
         headers: { ...headers, ...(body === undefined ? {} : { 'Content-Length': body.length }) },
       },
       (res) => {
+        const early = !sent;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), early }));
         res.on('error', (err) =>
           resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), error: err.message }),
         );
       },
     );
     req.on('error', reject);
-    req.end(body);
+    req.end(body, () => (sent = true));
   });
 }
 
@@ -663,6 +667,21 @@ describe('registry facade: the server', function () {
       await call('GET', `blobs/${restoredLayer.digest}`);
       await f.idle();
       assert.equal(fs.readdirSync(spool).length, 1, 'only the small layer was copied');
+    });
+
+    it('two uploads of a large blob at once: one goes into the store, and the other is read to its end before its answer', async () => {
+      const large = blob(LAYER, crypto.randomBytes(24 << 20));
+      const f = await start();
+      const call = client(f);
+      const [a, b] = await Promise.all([upload(call, large), upload(call, large)]);
+      assert.deepEqual([a.status, b.status, a.error, b.error, a.early, b.early], [201, 201, undefined, undefined, false, false]);
+      assert.deepEqual(
+        store.calls.put.filter((d) => d === large.digest),
+        [large.digest],
+      );
+      assert.deepEqual([f.stats.uploaded, f.stats.acknowledged], [1, 1]);
+      // The connection is still good: the next request on it is answered.
+      assert.equal((await call('HEAD', `blobs/${large.digest}`)).status, 200);
     });
 
     it('with keepCopies, a range or a blob that fails its digest leaves no copy', async () => {

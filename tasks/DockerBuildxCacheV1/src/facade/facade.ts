@@ -5,7 +5,7 @@ import type { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { Readable, Transform, type TransformCallback } from 'stream';
-import { pipeline } from 'stream/promises';
+import { finished, pipeline } from 'stream/promises';
 import { mapLimit } from '../util/fs';
 import { CACHE_TAG, reachable, type Descriptor, type Index } from '../oci/layout';
 import type { BlobRef } from '../store/types';
@@ -238,7 +238,10 @@ export class RegistryFacade {
   private copyBytes = 0;
   /** digest → a verified copy of a blob served or stored (keepCopies). */
   private readonly copies = new Map<string, string>();
-  /** digest → the upload into the store in flight: another upload or a HEAD of it waits for it (image and cache pushed at once). */
+  /**
+   * digest → the uploads of it in flight, one after the other (the image and the cache pushed at
+   * once): a later one, or a HEAD, waits for them, and then finds the blob present.
+   */
   private readonly putting = new Map<string, Promise<void>>();
   private rootBytes: Promise<Buffer | undefined> | undefined;
   private committed: Committed | undefined;
@@ -709,10 +712,10 @@ export class RegistryFacade {
    * writer's answer counts (or an upload here): the restored entry's list is not enough, since the
    * writer's `has` is what keeps the blob for the save (an upload's lease) and checks it is there.
    */
-  private async present(digest: string, signal: AbortSignal): Promise<number | undefined> {
+  private async present(digest: string, signal: AbortSignal, waitForUploads = true): Promise<number | undefined> {
     if (this.bad.has(digest)) return undefined;
     // BuildKit pushes the image and the cache at once: the same new layer is not uploaded twice.
-    const inflight = this.putting.get(digest);
+    const inflight = waitForUploads ? this.putting.get(digest) : undefined;
     if (inflight !== undefined) await inflight;
     if (this.writer === undefined) return this.readerBlobs.get(digest)?.size;
     const known = this.known.get(digest);
@@ -863,12 +866,13 @@ export class RegistryFacade {
         body = fs.createReadStream(s.spool ?? '');
         size = s.size;
       }
-      if ((await this.present(digest, signal)) !== undefined) {
+      outcome = await this.oneAtATime(digest, async () => {
+        if ((await this.present(digest, signal, false)) === undefined) return this.putBlob({ digest, size }, body, signal);
+        // Read to its end before the answer: an answer to a body still coming makes the client's write fail.
         body.resume();
-        outcome = 'present';
-      } else {
-        outcome = await this.putBlob({ digest, size }, body, signal);
-      }
+        await finished(body).catch(() => undefined);
+        return 'present';
+      });
     } finally {
       await this.dropSession(s);
     }
@@ -888,20 +892,22 @@ export class RegistryFacade {
    * Streams a blob into the store through the verifier. 'rejected' when the bytes are not the
    * blob (nothing is stored); throws a StoreFailure when the store fails or stalls.
    */
-  private putBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
-    const work = this.storeBlob(ref, body, signal);
-    const done = work.then(
+  /** Runs the uploads of one digest one after the other (see `putting`). */
+  private oneAtATime<T>(digest: string, work: () => Promise<T>): Promise<T> {
+    const before = this.putting.get(digest) ?? Promise.resolve();
+    const run = before.then(work);
+    const settled = run.then(
       () => undefined,
       () => undefined,
     );
-    this.putting.set(ref.digest, done);
-    void done.then(() => {
-      if (this.putting.get(ref.digest) === done) this.putting.delete(ref.digest);
+    this.putting.set(digest, settled);
+    void settled.then(() => {
+      if (this.putting.get(digest) === settled) this.putting.delete(digest);
     });
-    return work;
+    return run;
   }
 
-  private async storeBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
+  private async putBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
     const writer = this.writer;
     if (writer === undefined) throw new StoreFailure('this cache is read-only');
     this.assertWriterUp();
