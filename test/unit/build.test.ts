@@ -4,9 +4,9 @@ import * as sinon from 'sinon';
 import { BuildError, buildWithCacheFallback, type BuildCache } from '../../tasks/DockerBuildxCacheV1/src/build';
 import type { DockerCli, RunResult } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 import { CacheError } from '../../tasks/DockerBuildxCacheV1/src/cache/trouble';
-import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import type { Config } from '../../tasks/DockerBuildxCacheV1/src/config/types';
-import { cleanup, tempDir, writeTree } from '../helpers';
+import { cleanup } from '../helpers';
+import { configIn } from './read-config';
 import { taskLibOutput } from './setup';
 
 const ok: RunResult = { code: 0, stdout: '', stderr: '' };
@@ -24,18 +24,8 @@ const exportFailed: RunResult = {
     '#9 exporting cache to client directory\n#9 ERROR: write /cache/blobs/sha256/x: no space left on device\nERROR: failed to solve: no space left on device',
 };
 
-function config(failOnCacheError: boolean): Config {
-  const ws = tempDir();
-  writeTree(ws, { Dockerfile: 'FROM scratch\n' });
-  const inputs: Record<string, string> = { imageName: 'app', output: 'cacheOnly', failOnCacheError: String(failOnCacheError) };
-  const vars: Record<string, string> = {
-    'System.DefaultWorkingDirectory': ws,
-    'Pipeline.Workspace': '/pw',
-    'Agent.WorkFolder': '/aw',
-    'Agent.OS': 'Linux',
-  };
-  return readConfig({ input: (name) => inputs[name] ?? '', variable: (name) => vars[name] });
-}
+const config = (failOnCacheError: boolean): Config =>
+  configIn({ imageName: 'app', output: 'cacheOnly', failOnCacheError: String(failOnCacheError) }).config;
 
 /** Answers each `buildx build` in turn; the progress parser sees the stderr lines. */
 function builds(...answers: RunResult[]): { docker: DockerCli; run: sinon.SinonStub } {
@@ -105,20 +95,8 @@ describe('build: the image of output docker through the facade (imageVia)', () =
   const failed: RunResult = { code: 1, stdout: '', stderr: 'Error response from daemon: connection refused' };
 
   function dockerConfig(failOnCacheError: boolean): { config: Config; metadata: string } {
-    const ws = tempDir();
-    writeTree(ws, { Dockerfile: 'FROM scratch\n' });
-    const inputs: Record<string, string> = {
-      imageName: 'app',
-      tags: 'one\ntwo',
-      failOnCacheError: String(failOnCacheError),
-    };
-    const vars: Record<string, string> = {
-      'System.DefaultWorkingDirectory': ws,
-      'Pipeline.Workspace': '/pw',
-      'Agent.WorkFolder': '/aw',
-      'Agent.OS': 'Linux',
-    };
-    return { config: readConfig({ input: (name) => inputs[name] ?? '', variable: (name) => vars[name] }), metadata: `${ws}/metadata.json` };
+    const { config, ws } = configIn({ imageName: 'app', tags: 'one\ntwo', failOnCacheError: String(failOnCacheError) });
+    return { config, metadata: `${ws}/metadata.json` };
   }
 
   /** A docker whose builds answer in turn (a good one writes the metadata file, as buildx does) and whose other commands answer by their first argument. */

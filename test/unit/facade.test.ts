@@ -538,6 +538,21 @@ describe('registry facade: the server', function () {
       layers: [desc(restoredLayer), desc(newLayer)],
     });
 
+    /** A facade over the restored entry and a writer that keeps copies (keepCopies) in a spool folder of its own. */
+    async function startCopying(
+      options: FacadeOptions = {},
+    ): Promise<{ f: RegistryFacade; call: ReturnType<typeof client>; spool: string }> {
+      const spool = tempDir('dbxc-facade-copies-');
+      const f = await start({
+        reader: store.reader('restored'),
+        writer: store.writer('saved'),
+        keepCopies: true,
+        spoolDir: spool,
+        ...options,
+      });
+      return { f, call: client(f), spool };
+    }
+
     /** Pushes the image as BuildKit does: HEAD each blob, upload the missing ones, then the manifest to the image tag. */
     async function pushImage(call: ReturnType<typeof client>): Promise<Answer> {
       for (const b of [restoredLayer, newLayer, config])
@@ -597,9 +612,7 @@ describe('registry facade: the server', function () {
     });
 
     it('with keepCopies, a blob served whole is served again from its copy, not the store; the copies go with the facade', async () => {
-      const spool = tempDir('dbxc-facade-copies-');
-      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
-      const call = client(f);
+      const { f, call, spool } = await startCopying();
       const first = await call('GET', `blobs/${bigLayer.digest}`);
       assert.ok(first.body.equals(big));
       await f.idle();
@@ -614,9 +627,7 @@ describe('registry facade: the server', function () {
     });
 
     it('with keepCopies, the pull reads a blob uploaded here from its copy', async () => {
-      const spool = tempDir('dbxc-facade-copies-');
-      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
-      const call = client(f);
+      const { f, call, spool } = await startCopying();
       assert.equal((await upload(call, newLayer)).status, 201);
       assert.equal((await pushImage(call)).status, 201);
       const opened = store.calls.open.length;
@@ -628,9 +639,7 @@ describe('registry facade: the server', function () {
     });
 
     it('a copy that went bad on disk is dropped, the store is not blamed, and the next request reads the store', async () => {
-      const spool = tempDir('dbxc-facade-copies-');
-      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
-      const call = client(f);
+      const { f, call, spool } = await startCopying();
       assert.ok((await call('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
       await f.idle();
       const [file] = fs.readdirSync(spool);
@@ -649,15 +658,7 @@ describe('registry facade: the server', function () {
     });
 
     it('makes no copy beyond its budget', async () => {
-      const spool = tempDir('dbxc-facade-copies-');
-      const f = await start({
-        reader: store.reader('restored'),
-        writer: store.writer('saved'),
-        keepCopies: true,
-        copyBudgetBytes: bigLayer.size - 1,
-        spoolDir: spool,
-      });
-      const call = client(f);
+      const { f, call, spool } = await startCopying({ copyBudgetBytes: bigLayer.size - 1 });
       assert.ok((await call('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
       await call('GET', `blobs/${restoredLayer.digest}`);
       await f.idle();
@@ -681,10 +682,8 @@ describe('registry facade: the server', function () {
     });
 
     it('with keepCopies, a range or a blob that fails its digest leaves no copy', async () => {
-      const spool = tempDir('dbxc-facade-copies-');
       store.damage(bigLayer.digest);
-      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), keepCopies: true, spoolDir: spool });
-      const call = client(f);
+      const { f, call, spool } = await startCopying();
       await call('GET', `blobs/${restoredLayer.digest}`, { Range: 'bytes=0-1' });
       const got = await call('GET', `blobs/${bigLayer.digest}`);
       assert.ok(got.error !== undefined || got.body.length < bigLayer.size);

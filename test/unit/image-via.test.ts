@@ -1,9 +1,10 @@
 import * as assert from 'assert/strict';
 import { imageVia } from '../../tasks/DockerBuildxCacheV1/src/main-step';
 import type { CachePlan } from '../../tasks/DockerBuildxCacheV1/src/cache/plan';
-import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
+import type { Config } from '../../tasks/DockerBuildxCacheV1/src/config/types';
 import type { LoadedImage } from '../../tasks/DockerBuildxCacheV1/src/docker/metadata';
-import { cleanup, tempDir, writeTree } from '../helpers';
+import { cleanup } from '../helpers';
+import { configIn } from './read-config';
 
 const REF = '127.0.0.1:4321/buildx-cache:image';
 const direct = { direct: { cache: { imageRef: REF } } } as unknown as CachePlan;
@@ -11,17 +12,7 @@ const readOnly = { direct: { cache: { imageRef: undefined } } } as unknown as Ca
 const folder = {} as CachePlan;
 const container: LoadedImage = { containerdStore: false, driver: 'docker-container' };
 
-function config(inputs: Record<string, string>): ReturnType<typeof readConfig> {
-  const ws = tempDir();
-  writeTree(ws, { Dockerfile: 'FROM scratch\n' });
-  const vars: Record<string, string> = {
-    'System.DefaultWorkingDirectory': ws,
-    'Pipeline.Workspace': '/pw',
-    'Agent.WorkFolder': '/aw',
-    'Agent.OS': 'Linux',
-  };
-  return readConfig({ input: (name) => ({ imageName: 'app', ...inputs })[name] ?? '', variable: (name) => vars[name] });
-}
+const config = (inputs: Record<string, string>): Config => configIn({ imageName: 'app', ...inputs }).config;
 
 describe('the image through the facade: when (imageVia)', () => {
   afterEach(cleanup);

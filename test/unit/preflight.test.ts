@@ -9,21 +9,11 @@ import {
   preflight,
   PreflightError,
 } from '../../tasks/DockerBuildxCacheV1/src/docker/preflight';
-import { readConfig } from '../../tasks/DockerBuildxCacheV1/src/config/read';
 import type { Config, Driver } from '../../tasks/DockerBuildxCacheV1/src/config/types';
-import { cleanup, tempDir, writeTree } from '../helpers';
+import { cleanup } from '../helpers';
+import { configIn } from './read-config';
 
-function config(inputs: Record<string, string>): Config {
-  const ws = tempDir();
-  writeTree(ws, { Dockerfile: 'FROM scratch\n' });
-  const vars: Record<string, string> = {
-    'System.DefaultWorkingDirectory': ws,
-    'Pipeline.Workspace': '/pw',
-    'Agent.WorkFolder': '/aw',
-    'Agent.OS': 'Linux',
-  };
-  return readConfig({ input: (n) => inputs[n] ?? '', variable: (n) => vars[n] });
-}
+const config = (inputs: Record<string, string>): Config => configIn(inputs).config;
 
 describe('preflight: what the engine and buildx report', () => {
   afterEach(cleanup);
