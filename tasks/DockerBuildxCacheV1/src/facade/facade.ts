@@ -591,12 +591,11 @@ export class RegistryFacade {
       this.send(res, 200, { 'Content-Type': OCTET, 'Content-Length': size, 'Docker-Content-Digest': digest, 'Accept-Ranges': 'bytes' });
       return;
     }
-    const source = this.blobSource(digest);
-    if (source === undefined) {
+    const blob = this.blobSource(digest);
+    if (blob === undefined) {
       this.error(res, 'BLOB_UNKNOWN', `blob ${digest} unknown`);
       return;
     }
-    const blob = source;
     const { ref, open } = blob;
     const range = parseRange(req.headers.range, ref.size);
     if (range === 'unsatisfiable') {
