@@ -42,6 +42,8 @@ export class FolderStore {
   /** When set, the faults hit only these blobs (say, the layers, once the manifest has been read). */
   faultsOnly: ReadonlySet<string> | undefined;
   readonly calls: Record<Operation, string[]> = { open: [], has: [], put: [], commit: [] };
+  /** digest → what a put of it waits for before it reads its body (see holdPut). */
+  private readonly held = new Map<string, Promise<void>>();
 
   constructor(readonly dir = tempDir('dbxc-facade-store-')) {
     fs.mkdirSync(path.join(dir, 'entries'), { recursive: true });
@@ -100,6 +102,16 @@ export class FolderStore {
     fs.writeFileSync(file, data);
   }
 
+  /** Holds every put of `digest` (the body unread) until the returned function is called. */
+  holdPut(digest: string): () => void {
+    let release = (): void => undefined;
+    this.held.set(digest, new Promise<void>((resolve) => (release = resolve)));
+    return () => {
+      this.held.delete(digest);
+      release();
+    };
+  }
+
   private fault(operation: Operation, digest: string): Fault | undefined {
     return this.faultsOnly === undefined || this.faultsOnly.has(digest) ? this.faults[operation] : undefined;
   }
@@ -147,6 +159,7 @@ export class FolderStore {
         this.calls.put.push(blob.digest);
         const fault = this.fault('put', blob.digest);
         if (fault === 'hang') return never();
+        await this.held.get(blob.digest);
         const tmp = path.join(this.dir, `.tmp-${crypto.randomBytes(6).toString('hex')}`);
         try {
           if (fault === 'fail') throw new Error('the store refused the write (injected)');

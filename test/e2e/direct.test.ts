@@ -30,19 +30,22 @@ function summaryOf(step: StepResult): string {
   return fs.readFileSync(upload.data, 'utf8');
 }
 
-/** `Served to BuildKit | 1.2 MB in 3 blobs` from the summary, in bytes. */
-function servedBytes(summary: string): number {
-  const m = /\| Served to BuildKit \| ([\d.]+) (B|KB|MB|GB) in (\d+) blobs/.exec(summary);
-  assert.ok(m, summary);
-  const unit = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9 }[m[2] as 'B' | 'KB' | 'MB' | 'GB'];
-  return Number(m[1]) * unit;
+const UNITS = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9 } as const;
+
+/** The bytes of a summary row such as `Served to BuildKit | 1.2 MB in 3 blobs`; undefined without that row. */
+function rowBytes(summary: string, row: string): number | undefined {
+  const m = new RegExp(`\\| ${row} \\| ([\\d.]+) (B|KB|MB|GB) in (\\d+) blobs`).exec(summary);
+  return m === null ? undefined : Number(m[1]) * UNITS[m[2] as keyof typeof UNITS];
 }
 
-/** The summary's "Pulled by the engine" bytes: the image the engine pulled from the facade instead of --load; 0 without that row. */
-function pulledBytes(summary: string): number {
-  const m = /\| Pulled by the engine \| ([\d.]+) (B|KB|MB|GB) in (\d+) blobs/.exec(summary);
-  return m === null ? 0 : Number(m[1]) * { B: 1, KB: 1e3, MB: 1e6, GB: 1e9 }[m[2] as 'B' | 'KB' | 'MB' | 'GB'];
+function servedBytes(summary: string): number {
+  const bytes = rowBytes(summary, 'Served to BuildKit');
+  assert.ok(bytes !== undefined, summary);
+  return bytes;
 }
+
+/** The image the engine pulled from the facade instead of --load; 0 without that row. */
+const pulledBytes = (summary: string): number => rowBytes(summary, 'Pulled by the engine') ?? 0;
 
 /** A TCP proxy on loopback in front of `target`, which a test can cut (every connection reset, new ones refused). */
 class Proxy {
@@ -295,7 +298,7 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     // a layer the build read is pulled from the facade's copy.
     const downloaded = /\| Bytes downloaded \| ([\d.]+) (B|KB|MB|GB)/.exec(summary);
     if (backendName === 'azureBlob' && downloaded !== null) {
-      const bytes = Number(downloaded[1]) * { B: 1, KB: 1e3, MB: 1e6, GB: 1e9 }[downloaded[2] as 'B' | 'KB' | 'MB' | 'GB'];
+      const bytes = Number(downloaded[1]) * UNITS[downloaded[2] as keyof typeof UNITS];
       assert.ok(bytes <= Math.max(served, pulled) * 1.1 + 1e4, `downloaded ${bytes} bytes for ${served} served and ${pulled} pulled`);
       assert.ok(bytes <= cacheBytes * 1.1, `downloaded ${bytes} bytes of a ${cacheBytes}-byte cache`);
     }
@@ -313,6 +316,9 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     good(changed, 'dependency change');
     assert.deepEqual([...changed.main.warnings, ...changed.post.warnings], []);
     assert.doesNotMatch(changed.main.stdout, /closed pipe|Building again/);
+    // The image and the cache both push the new 48 MiB layer; it goes into the store once.
+    const uploaded = rowBytes(summaryOf(changed.post), 'Uploaded by BuildKit');
+    assert.ok(uploaded !== undefined && uploaded > 0.9 * 48 * 2 ** 20 && uploaded < 1.2 * 48 * 2 ** 20, `uploaded ${uploaded} bytes`);
     w.write('src/main.txt', 'revision 1\n');
     const next = await job('after the change');
     good(next, 'after the change');

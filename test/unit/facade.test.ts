@@ -593,6 +593,27 @@ describe('registry facade: the server', function () {
       assert.equal((await call('GET', `blobs/${stray.digest}`)).status, 404);
     });
 
+    it('a new layer the image and the cache upload at once goes into the store once: the second upload waits for nothing, the manifest for the first', async () => {
+      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), idleTimeoutMs: 10_000 });
+      const call = client(f);
+      const release = store.holdPut(newLayer.digest);
+      const first = upload(call, newLayer);
+      while (!store.calls.put.includes(newLayer.digest)) await new Promise((r) => setTimeout(r, 5));
+      // Answered while the first is still held: had it waited, this would not return.
+      const second = await upload(call, newLayer);
+      assert.deepEqual([second.status, second.error, second.early], [201, undefined, false]);
+      // The image's HEAD finds the layer not there yet, uploads it a third time, then puts the manifest.
+      const image = pushImage(call);
+      await new Promise((r) => setTimeout(r, 50));
+      release();
+      assert.deepEqual([(await first).status, (await image).status], [201, 201], 'the manifest found the layer stored');
+      assert.deepEqual(
+        store.calls.put.filter((d) => d === newLayer.digest),
+        [newLayer.digest],
+      );
+      assert.equal(f.stats.bytesUploaded, newLayer.size + config.size);
+    });
+
     it('refuses an image that reaches a blob the store lacks, and then serves none', async () => {
       const call = client(await start());
       const put = await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, manifest.data);

@@ -182,9 +182,11 @@ interface Committed {
  *   counts. Blobs the store already has are acknowledged (HEAD 200, or a mount) without an
  *   upload, once the writer has said so (which also keeps them for the save), even those of the
  *   restored entry; an upload acknowledged so is read to its end before the answer. A new layer
- *   that the image and the cache push at once is uploaded by both: making the second wait for the
- *   first (a HEAD or the upload held until the first ended) deadlocked BuildKit's pushes for the
- *   idle timeout, measured in the end-to-end tests, so the facade does not serialise them.
+ *   that the image and the cache push at once goes into the store once: the second upload is read
+ *   to its end and discarded, and answered then, without waiting for the first; only a manifest
+ *   that reaches the layer waits for the first upload to end. Holding the second upload, or a HEAD,
+ *   until the first ended deadlocked BuildKit's pushes for the idle timeout, measured in the
+ *   end-to-end tests, so no blob request waits for another.
  * - The manifest PUT to `save` is checked for completeness (every blob it reaches present, with its
  *   size) and only then committed, once; nothing is written as an entry before.
  * - Memory stays bounded: blobs are streamed, never buffered (chunked uploads are spooled to disk);
@@ -240,6 +242,12 @@ export class RegistryFacade {
   private copyBytes = 0;
   /** digest → a verified copy of a blob served or stored (keepCopies). */
   private readonly copies = new Map<string, string>();
+  /**
+   * digest → the upload of it into the store in flight (settles when it ends, however). Another
+   * upload of the digest meanwhile (the image and the cache push a new layer at once) is read and
+   * discarded, not stored again; a manifest that reaches the digest waits for this one.
+   */
+  private readonly storing = new Map<string, Promise<void>>();
   private rootBytes: Promise<Buffer | undefined> | undefined;
   private committed: Committed | undefined;
   private image: PushedImage | undefined;
@@ -859,13 +867,23 @@ export class RegistryFacade {
         body = fs.createReadStream(s.spool ?? '');
         size = s.size;
       }
-      if ((await this.present(digest, signal)) !== undefined) {
+      if ((await this.present(digest, signal)) !== undefined || this.storing.has(digest)) {
         // Read to its end before the answer: an answer to a body still coming makes the client's write fail.
         body.resume();
         await finished(body).catch(() => undefined);
         outcome = 'present';
       } else {
-        outcome = await this.putBlob({ digest, size }, body, signal);
+        const put = this.putBlob({ digest, size }, body, signal);
+        const settled = put.then(
+          () => undefined,
+          () => undefined,
+        );
+        this.storing.set(digest, settled);
+        try {
+          outcome = await put;
+        } finally {
+          if (this.storing.get(digest) === settled) this.storing.delete(digest);
+        }
       }
     } finally {
       await this.dropSession(s);
@@ -1032,9 +1050,12 @@ export class RegistryFacade {
     }
     live.delete(root.digest);
     const refs = [...live.values()].map((d) => ({ digest: d.digest, size: d.size }));
-    const sizes = await mapLimit(refs, 8, (ref) =>
-      this.pushedManifests.has(ref.digest) ? Promise.resolve(ref.size) : this.present(ref.digest, signal),
-    );
+    const sizes = await mapLimit(refs, 8, async (ref) => {
+      if (this.pushedManifests.has(ref.digest)) return ref.size;
+      // A blob whose second upload was discarded is there once the first one ends.
+      await this.storing.get(ref.digest);
+      return this.present(ref.digest, signal);
+    });
     const missing = refs.filter((ref, i) => sizes[i] !== ref.size).map((ref) => ref.digest);
     if (missing.length > 0)
       throw new IncompleteManifest('MANIFEST_BLOB_UNKNOWN', `${missing.length} blob(s) the manifest reaches are not in the store`, {
