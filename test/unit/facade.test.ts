@@ -678,6 +678,38 @@ describe('registry facade: the server', function () {
       assert.ok(again.body.equals(big), 'served from the store again');
     });
 
+    it('with keepCopies, copies only the layers of the last stage when the cache config names them', async () => {
+      // A build stage (a toolchain) that the last stage copies from, and the last stage on its base.
+      const [toolchain, base, copied] = ['toolchain', 'base', 'the copy'].map((c) =>
+        blob(LAYER, crypto.randomBytes(1000).toString('hex') + c),
+      ) as [Blob, Blob, Blob];
+      const records = [
+        { layers: [{ layer: 0 }] },
+        { layers: [{ layer: 1 }] },
+        { layers: [{ layer: 2 }], inputs: [[{ link: 1 }], [{ link: 0 }]] },
+      ];
+      const staged = blob(CACHE_CONFIG, {
+        layers: [{ blob: toolchain.digest }, { blob: base.digest }, { blob: copied.digest, parent: 1 }],
+        records,
+      });
+      const root = blob(OCI_MANIFEST, {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: desc(staged),
+        layers: [toolchain, base, copied].map(desc),
+      });
+      const layout = tempDir('dbxc-facade-staged-');
+      writeLayout(layout, root, [toolchain, base, copied, staged, root]);
+      await store.addLayout(layout, 'staged');
+      const { f, call, spool } = await startCopying({ reader: store.reader('staged') });
+      for (const b of [toolchain, base, copied]) assert.ok((await call('GET', `blobs/${b.digest}`)).body.equals(b.data));
+      await f.idle();
+      assert.equal(fs.readdirSync(spool).length, 2, 'the base and the copy, not the toolchain');
+      const opened = store.calls.open.filter((d) => d === toolchain.digest).length;
+      await call('GET', `blobs/${toolchain.digest}`);
+      assert.equal(store.calls.open.filter((d) => d === toolchain.digest).length, opened + 1, 'the toolchain comes from the store again');
+    });
+
     it('makes no copy beyond its budget', async () => {
       const { f, call, spool } = await startCopying({ copyBudgetBytes: bigLayer.size - 1 });
       assert.ok((await call('GET', `blobs/${bigLayer.digest}`)).body.equals(big));

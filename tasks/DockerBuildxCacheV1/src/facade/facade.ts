@@ -7,6 +7,7 @@ import * as path from 'path';
 import { Readable, Transform, type TransformCallback } from 'stream';
 import { finished, pipeline } from 'stream/promises';
 import { mapLimit } from '../util/fs';
+import { cacheConfigOf, finalLayers } from '../oci/cache-config';
 import { CACHE_TAG, reachable, type Descriptor, type Index } from '../oci/layout';
 import type { BlobRef } from '../store/types';
 import {
@@ -43,7 +44,8 @@ export interface FacadeOptions {
   /** Where chunked uploads (PATCH) wait, on disk, until their digest is known. */
   readonly spoolDir?: string;
   /**
-   * Keep a copy, in spoolDir, of each blob served whole from the restored entry or stored from an
+   * Keep a copy, in spoolDir, of each blob served whole from the restored entry (only the layers
+   * of its last results when its cache config names them: see worthCopying) or stored from an
    * upload, and serve it from there again (the engine's pull of an image pushed here reads the
    * layers the build read or wrote): for a remote store, whose blobs would otherwise come over the
    * network twice. Deleted on close. Can also be switched on later (keepCopiesFromNow).
@@ -243,6 +245,12 @@ export class RegistryFacade {
   /** digest → a verified copy of a blob served or stored (keepCopies). */
   private readonly copies = new Map<string, string>();
   /**
+   * Which of the restored entry's blobs are worth a copy: the layers of its last results (see
+   * finalLayers), the ones the next image is likely to be made of; undefined: every blob. Read from
+   * the entry's cache config when copies are switched on.
+   */
+  private copyPlan: Promise<ReadonlySet<string> | undefined> | undefined;
+  /**
    * digest → the upload of it into the store in flight (settles when it ends, however). Another
    * upload of the digest meanwhile (the image and the cache push a new layer at once) is read and
    * discarded, not stored again; a manifest that reaches the digest waits for this one.
@@ -320,6 +328,7 @@ export class RegistryFacade {
   /** From now on, keep copies of the blobs served or stored (see FacadeOptions.keepCopies). */
   keepCopiesFromNow(): void {
     this.keepCopies = true;
+    void this.planCopies();
   }
 
   /** The export, once its manifest arrived complete and the writer committed it. */
@@ -636,7 +645,7 @@ export class RegistryFacade {
         onProgress: () => dog.kick(),
         onVerified: () => this.count(length),
       });
-      const copy = range === undefined && blob.copy ? this.newCopy(ref.size) : undefined;
+      const copy = range === undefined && blob.copy && (await this.worthCopying(digest)) ? this.newCopy(ref.size) : undefined;
       try {
         if (copy === undefined) await pipeline(source, verifier, res, { signal: dog.signal });
         else {
@@ -680,6 +689,29 @@ export class RegistryFacade {
       this.stats.pulled++;
       this.stats.bytesPulled += bytes;
     }
+  }
+
+  /**
+   * Whether a blob of the restored entry is worth a copy. A multi-stage build reads the layers of
+   * its build stages (a toolchain, dependencies) but ships only its last stage's: copying those
+   * would write gigabytes that no pull reads. Every blob when the cache config cannot tell.
+   */
+  private async worthCopying(digest: string): Promise<boolean> {
+    const plan = await this.planCopies();
+    return plan === undefined || plan.has(digest);
+  }
+
+  private planCopies(): Promise<ReadonlySet<string> | undefined> {
+    this.copyPlan ??= this.readCopyPlan().catch(() => undefined);
+    return this.copyPlan;
+  }
+
+  private async readCopyPlan(): Promise<ReadonlySet<string> | undefined> {
+    const root = await this.restoredRoot(this.closing.signal);
+    const config = root === undefined ? undefined : cacheConfigOf(root);
+    if (config === undefined || config.size > this.maxManifest) return undefined;
+    const bytes = await this.readWhole(config, this.closing.signal);
+    return bytes === undefined ? undefined : finalLayers(JSON.parse(bytes.toString('utf8')));
   }
 
   /** A copy to make beside a blob's stream, within the budget; undefined when it would exceed it. */

@@ -1,0 +1,69 @@
+import type { Descriptor } from './layout';
+
+/** BuildKit's cache config: the layers of a cache and the build records they are the results of. */
+export const CACHE_CONFIG_TYPE = 'application/vnd.buildkit.cacheconfig.v0';
+
+/**
+ * The cache config's descriptor in a cache root: the config of an image manifest
+ * (`image-manifest=true`), or the index's entry of that type (BuildKit's default shape).
+ */
+export function cacheConfigOf(root: Buffer): Descriptor | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(root.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!isObject(doc)) return undefined;
+  const candidates = [doc.config, ...(Array.isArray(doc.manifests) ? (doc.manifests as unknown[]) : [])];
+  return candidates.find(
+    (d): d is Descriptor => isObject(d) && d.mediaType === CACHE_CONFIG_TYPE && typeof d.digest === 'string' && typeof d.size === 'number',
+  );
+}
+
+/**
+ * The layers of the cache's last results: the layer chains (each result's layer and its parents) of
+ * the records that no other record takes as an input. Those are the build's final steps, whose
+ * chains are the image's layers; a stage that feeds another (`COPY --from`, `FROM stage`) is an
+ * input of it, so its own layers are not among them. Undefined when the config is not one this
+ * reads, or names no such layer.
+ *
+ * The shape, as BuildKit writes it: `{"layers": [{"blob": digest, "parent": index}],
+ * "records": [{"layers": [{"layer": index}], "chains": [{"layers": [index]}], "inputs": [[{"link": record}]]}]}`.
+ */
+export function finalLayers(config: unknown): Set<string> | undefined {
+  if (!isObject(config) || !Array.isArray(config.layers) || !Array.isArray(config.records)) return undefined;
+  const layers = config.layers as unknown[];
+  const records = config.records as unknown[];
+  const linked = new Set<number>();
+  for (const record of records) {
+    if (!isObject(record)) return undefined;
+    for (const input of arrayOf(record.inputs))
+      for (const link of arrayOf(input)) if (isObject(link) && isIndex(link.link)) linked.add(link.link);
+  }
+  const found = new Set<string>();
+  const climb = (start: number): boolean => {
+    const seen = new Set<number>();
+    for (let at = start; at >= 0 && !seen.has(at);) {
+      seen.add(at);
+      const layer = layers[at];
+      if (!isObject(layer) || typeof layer.blob !== 'string') return false;
+      found.add(layer.blob);
+      at = isIndex(layer.parent) ? layer.parent : -1;
+    }
+    return true;
+  };
+  for (const [i, record] of records.entries()) {
+    if (linked.has(i) || !isObject(record)) continue;
+    const starts = [
+      ...arrayOf(record.layers).map((r) => (isObject(r) ? r.layer : undefined)),
+      ...arrayOf(record.chains).flatMap((c) => (isObject(c) ? arrayOf(c.layers) : [])),
+    ];
+    for (const start of starts) if (!isIndex(start) || !climb(start)) return undefined;
+  }
+  return found.size > 0 ? found : undefined;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isIndex = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;
+const arrayOf = (v: unknown): unknown[] => (Array.isArray(v) ? (v as unknown[]) : []);

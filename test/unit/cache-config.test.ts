@@ -1,0 +1,87 @@
+import * as assert from 'assert/strict';
+import { CACHE_CONFIG_TYPE, cacheConfigOf, finalLayers } from '../../tasks/DockerBuildxCacheV1/src/oci/cache-config';
+
+const L = (n: number): string => `sha256:${String(n).repeat(64).slice(0, 64)}`;
+/** Layers 0..n-1, each on the one before (a `parent` of -1 or none: a base layer). */
+const stack = (parents: readonly (number | undefined)[]): { blob: string; parent?: number }[] =>
+  parents.map((parent, i) => (parent === undefined ? { blob: L(i) } : { blob: L(i), parent }));
+const link = (...records: number[]): { link: number }[][] => records.map((r) => [{ link: r }]);
+
+describe('cache config: the layers of the last results', () => {
+  // the config → the layers it names as its last results' chains (undefined: it cannot tell)
+  const cases: [string, unknown, string[] | undefined][] = [
+    [
+      'one stage: the last step is the leaf, its chain every layer',
+      {
+        layers: stack([undefined, 0, 1]),
+        records: [{ layers: [{ layer: 0 }] }, { layers: [{ layer: 1 }], inputs: link(0) }, { layers: [{ layer: 2 }], inputs: link(1) }],
+      },
+      [L(0), L(1), L(2)],
+    ],
+    [
+      'two stages: the build stage feeds the last one (COPY --from), so only the last one’s chain',
+      {
+        // 0 toolchain, 1 deps on it (the build stage); 2 base, 3 the copy on the base (the last stage)
+        layers: stack([undefined, 0, undefined, 2]),
+        records: [
+          { layers: [{ layer: 0 }] },
+          { layers: [{ layer: 1 }], inputs: link(0) },
+          { layers: [{ layer: 2 }] },
+          { layers: [{ layer: 3 }], inputs: [[{ link: 2 }], [{ link: 1, selector: 'sha256:x' }]] },
+        ],
+      },
+      [L(2), L(3)],
+    ],
+    [
+      'records without results (sources, the context) do not count',
+      { layers: stack([undefined]), records: [{ digest: 'sha256:ctx' }, { layers: [{ layer: 0 }], inputs: link(0) }] },
+      [L(0)],
+    ],
+    [
+      'chained results: each layer of the chain and its parents',
+      { layers: stack([undefined, 0, undefined]), records: [{ chains: [{ layers: [1, 2] }] }] },
+      [L(0), L(1), L(2)],
+    ],
+    [
+      'a cycle of parents ends',
+      {
+        layers: [
+          { blob: L(0), parent: 1 },
+          { blob: L(1), parent: 0 },
+        ],
+        records: [{ layers: [{ layer: 0 }] }],
+      },
+      [L(0), L(1)],
+    ],
+    ['a config without records (the fixtures’ shape)', { layers: stack([undefined]) }, undefined],
+    ['no leaf with a layer', { layers: stack([undefined]), records: [{ digest: 'sha256:ctx' }] }, undefined],
+    ['a result beyond the layers', { layers: stack([undefined]), records: [{ layers: [{ layer: 5 }] }] }, undefined],
+    ['a layer without its blob', { layers: [{ parent: -1 }], records: [{ layers: [{ layer: 0 }] }] }, undefined],
+    ['not an object', ['layers'], undefined],
+    ['null', null, undefined],
+  ];
+  for (const [name, config, expected] of cases)
+    it(name, () => {
+      const got = finalLayers(config);
+      assert.deepEqual(got === undefined ? undefined : [...got].sort(), expected?.slice().sort());
+    });
+});
+
+describe('cache config: where a cache root names it', () => {
+  const config = { mediaType: CACHE_CONFIG_TYPE, digest: L(9), size: 42 };
+  const cases: [string, string, typeof config | undefined][] = [
+    ['the config of an image manifest (image-manifest=true)', JSON.stringify({ schemaVersion: 2, config, layers: [] }), config],
+    [
+      'an entry of a cache index',
+      JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'x', digest: L(1), size: 1 }, config] }),
+      config,
+    ],
+    [
+      'an image config is not one',
+      JSON.stringify({ config: { ...config, mediaType: 'application/vnd.oci.image.config.v1+json' } }),
+      undefined,
+    ],
+    ['not JSON', '{', undefined],
+  ];
+  for (const [name, root, expected] of cases) it(name, () => assert.deepEqual(cacheConfigOf(Buffer.from(root)), expected));
+});
