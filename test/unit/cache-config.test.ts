@@ -33,6 +33,33 @@ describe('cache config: the layers of the last results', () => {
       [L(2), L(3)],
     ],
     [
+      // Measured: a cold build of the benchmark's Dockerfile (FROM, WORKDIR, COPY deps.lock, RUN deps, COPY src/, RUN app),
+      // mode=max; the COPY src/ layer (4) has no parent, and the RUN deps layer (0) is reached only through the records.
+      'a real cold build: a copied layer without its parent, the layers under it reached through the first inputs',
+      {
+        layers: [
+          { blob: L(0), parent: 2 },
+          { blob: L(1), parent: 5 },
+          { blob: L(2), parent: 1 },
+          { blob: L(3), parent: 4 },
+          { blob: L(4) },
+          { blob: L(5), parent: -1 },
+        ],
+        records: [
+          {},
+          { layers: [{ layer: 2 }], inputs: [[{ link: 6 }], [{ link: 0 }]] },
+          {},
+          {},
+          {},
+          { layers: [{ layer: 4 }], inputs: [[{ link: 8 }], [{ link: 2 }]] },
+          { layers: [{ layer: 1 }], inputs: [[{ link: 3 }, { link: 4 }]] },
+          { layers: [{ layer: 3 }], inputs: [[{ selector: 'sha256:x', link: 5 }]] },
+          { layers: [{ layer: 0 }], inputs: [[{ selector: 'sha256:x', link: 1 }]] },
+        ],
+      },
+      [L(0), L(1), L(2), L(3), L(4), L(5)],
+    ],
+    [
       'records without results (sources, the context) do not count',
       { layers: stack([undefined]), records: [{ digest: 'sha256:ctx' }, { layers: [{ layer: 0 }], inputs: link(0) }] },
       [L(0)],

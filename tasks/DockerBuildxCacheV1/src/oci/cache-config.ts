@@ -22,30 +22,34 @@ export function cacheConfigOf(root: Buffer): Descriptor | undefined {
 }
 
 /**
- * The layers of the cache's last results: the layer chains (each result's layer and its parents) of
- * the records that no other record takes as an input. Those are the build's final steps, whose
- * chains are the image's layers; a stage that feeds another (`COPY --from`, `FROM stage`) is an
- * input of it, so its own layers are not among them. Undefined when the config is not one this
- * reads, or names no such layer.
+ * The layers of the cache's last results, the ones its image was made of: from each record that no
+ * other record takes as an input (the build's final step), the layers of its results with their
+ * parents, then the same for the records of its first input (the filesystem a step runs on or
+ * copies into), down to the base. A stage that only feeds another (`COPY --from`, a mount) is a
+ * later input of it, so its layers are not among them. Parents alone do not do: BuildKit writes a
+ * copied layer without its parent (measured: a cold build's `COPY src/` layer had none). Undefined
+ * when the config is not one this reads, or names no such layer.
  *
  * The shape, as BuildKit writes it: `{"layers": [{"blob": digest, "parent": index}],
- * "records": [{"layers": [{"layer": index}], "chains": [{"layers": [index]}], "inputs": [[{"link": record}]]}]}`.
+ * "records": [{"layers": [{"layer": index}], "chains": [{"layers": [index]}], "inputs": [[{"link": record}]]}]}`,
+ * where `inputs[i]` lists the records that may stand for input i.
  */
 export function finalLayers(config: unknown): Set<string> | undefined {
   if (!isObject(config) || !Array.isArray(config.layers) || !Array.isArray(config.records)) return undefined;
   const layers = config.layers as unknown[];
   const records = config.records as unknown[];
+  if (!records.every(isObject)) return undefined;
   const linked = new Set<number>();
-  for (const record of records) {
-    if (!isObject(record)) return undefined;
+  for (const record of records)
     for (const input of arrayOf(record.inputs))
       for (const link of arrayOf(input)) if (isObject(link) && isIndex(link.link)) linked.add(link.link);
-  }
+
   const found = new Set<string>();
-  const climb = (start: number): boolean => {
-    const seen = new Set<number>();
-    for (let at = start; at >= 0 && !seen.has(at);) {
-      seen.add(at);
+  const climbed = new Set<number>();
+  const climb = (start: unknown): boolean => {
+    if (!isIndex(start)) return false;
+    for (let at = start; at >= 0 && !climbed.has(at);) {
+      climbed.add(at);
       const layer = layers[at];
       if (!isObject(layer) || typeof layer.blob !== 'string') return false;
       found.add(layer.blob);
@@ -53,13 +57,18 @@ export function finalLayers(config: unknown): Set<string> | undefined {
     }
     return true;
   };
-  for (const [i, record] of records.entries()) {
-    if (linked.has(i) || !isObject(record)) continue;
+  const visited = new Set<number>();
+  const pending = records.map((_, i) => i).filter((i) => !linked.has(i));
+  for (let i = pending.pop(); i !== undefined; i = pending.pop()) {
+    const record = records[i];
+    if (visited.has(i) || !isObject(record)) continue;
+    visited.add(i);
     const starts = [
       ...arrayOf(record.layers).map((r) => (isObject(r) ? r.layer : undefined)),
       ...arrayOf(record.chains).flatMap((c) => (isObject(c) ? arrayOf(c.layers) : [])),
     ];
-    for (const start of starts) if (!isIndex(start) || !climb(start)) return undefined;
+    if (!starts.every(climb)) return undefined;
+    for (const link of arrayOf(arrayOf(record.inputs)[0])) if (isObject(link) && isIndex(link.link)) pending.push(link.link);
   }
   return found.size > 0 ? found : undefined;
 }
