@@ -319,6 +319,10 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     // The image and the cache both push the new 48 MiB layer; it goes into the store once.
     const uploaded = rowBytes(summaryOf(changed.post), 'Uploaded by BuildKit');
     assert.ok(uploaded !== undefined && uploaded > 0.9 * 48 * 2 ** 20 && uploaded < 1.2 * 48 * 2 ** 20, `uploaded ${uploaded} bytes`);
+    // Nor does the engine's pull download it back: the second push's body is its copy.
+    const downloaded = /\| Bytes downloaded \| ([\d.]+) (B|KB|MB|GB)/.exec(summaryOf(changed.post));
+    if (downloaded !== null)
+      assert.ok(Number(downloaded[1]) * UNITS[downloaded[2] as keyof typeof UNITS] < 0.5 * 48 * 2 ** 20, downloaded[0]);
     w.write('src/main.txt', 'revision 1\n');
     const next = await job('after the change');
     good(next, 'after the change');

@@ -647,10 +647,20 @@ describe('registry facade: the server', function () {
       assert.deepEqual(fs.readdirSync(spool), []);
     });
 
-    it('with keepCopies, the pull reads a blob uploaded here from its copy', async () => {
+    it('with keepCopies, a blob uploaded here is stored uncopied; the next push of it sends the copy, which the pull reads', async () => {
       const { f, call, spool } = await startCopying();
       assert.equal((await upload(call, newLayer)).status, 201);
+      await f.idle();
+      assert.deepEqual(fs.readdirSync(spool), [], 'a layer pushed once (a stage only the cache holds) is not copied');
+      assert.equal((await call('HEAD', `blobs/${newLayer.digest}`)).status, 404, 'its next push is asked for the body');
       assert.equal((await pushImage(call)).status, 201);
+      assert.equal(fs.readdirSync(spool).length, 1, 'the copy of the layer');
+      assert.equal((await call('HEAD', `blobs/${newLayer.digest}`)).status, 200, 'copied: no body asked for again');
+      assert.deepEqual(
+        store.calls.put.filter((d) => d === newLayer.digest),
+        [newLayer.digest],
+        'stored once',
+      );
       const opened = store.calls.open.length;
       const got = await call('GET', `blobs/${newLayer.digest}`);
       assert.ok(got.body.equals(newLayer.data));

@@ -4,7 +4,7 @@ import * as http from 'http';
 import type { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { Readable, Transform, type TransformCallback } from 'stream';
+import { Readable, Transform, Writable, type TransformCallback } from 'stream';
 import { finished, pipeline } from 'stream/promises';
 import { mapLimit } from '../util/fs';
 import { cacheConfigOf, finalLayers } from '../oci/cache-config';
@@ -45,8 +45,9 @@ export interface FacadeOptions {
   readonly spoolDir?: string;
   /**
    * Keep a copy, in spoolDir, of each blob served whole from the restored entry (only the layers
-   * of its last results when its cache config names them: see worthCopying) or stored from an
-   * upload, and serve it from there again (the engine's pull of an image pushed here reads the
+   * of its last results when its cache config names them: see worthCopying) and of each blob
+   * uploaded here that a second push sends again (the image's new layers: see wantsCopyOfUpload),
+   * and serve it from there again (the engine's pull of an image pushed here reads the
    * layers the build read or wrote): for a remote store, whose blobs would otherwise come over the
    * network twice. Deleted on close. Can also be switched on later (keepCopiesFromNow).
    */
@@ -185,8 +186,8 @@ interface Committed {
  *   upload, once the writer has said so (which also keeps them for the save), even those of the
  *   restored entry; an upload acknowledged so is read to its end before the answer. A new layer
  *   that the image and the cache push at once goes into the store once: the second upload is read
- *   to its end and discarded, and answered then, without waiting for the first; only a manifest
- *   that reaches the layer waits for the first upload to end. Holding the second upload, or a HEAD,
+ *   to its end (into the layer's copy with keepCopies, else discarded) and answered then, without
+ *   waiting for the first; only a manifest that reaches the layer waits for the first upload to end. Holding the second upload, or a HEAD,
  *   until the first ended deadlocked BuildKit's pushes for the idle timeout, measured in the
  *   end-to-end tests, so no blob request waits for another.
  * - The manifest PUT to `save` is checked for completeness (every blob it reaches present, with its
@@ -256,6 +257,8 @@ export class RegistryFacade {
    * discarded, not stored again; a manifest that reaches the digest waits for this one.
    */
   private readonly storing = new Map<string, Promise<void>>();
+  /** Blobs stored from an upload to this facade (see copyOfUpload). */
+  private readonly uploadedHere = new Set<string>();
   private rootBytes: Promise<Buffer | undefined> | undefined;
   private committed: Committed | undefined;
   private image: PushedImage | undefined;
@@ -598,8 +601,9 @@ export class RegistryFacade {
 
   private async getBlob(digest: string, req: http.IncomingMessage, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
     if (req.method === 'HEAD') {
-      // BuildKit asks before each upload of its export: a blob the store has needs none.
-      const size = await this.present(digest, signal);
+      // BuildKit asks before each upload of its export: a blob the store has needs none, unless its
+      // copy is wanted (copyOfUpload): the push then sends it, and that becomes the copy.
+      const size = this.wantsCopyOfUpload(digest) ? undefined : await this.present(digest, signal);
       if (size === undefined) {
         this.error(res, 'BLOB_UNKNOWN', `blob ${digest} unknown`);
         return;
@@ -900,9 +904,12 @@ export class RegistryFacade {
         size = s.size;
       }
       if ((await this.present(digest, signal)) !== undefined || this.storing.has(digest)) {
-        // Read to its end before the answer: an answer to a body still coming makes the client's write fail.
-        body.resume();
-        await finished(body).catch(() => undefined);
+        if (this.wantsCopyOfUpload(digest)) await this.copyOfUpload({ digest, size }, body, signal);
+        else {
+          // Read to its end before the answer: an answer to a body still coming makes the client's write fail.
+          body.resume();
+          await finished(body).catch(() => undefined);
+        }
         outcome = 'present';
       } else {
         const put = this.putBlob({ digest, size }, body, signal);
@@ -926,10 +933,55 @@ export class RegistryFacade {
     }
     if (outcome === 'present') this.stats.acknowledged++;
     else {
+      this.uploadedHere.add(digest);
       this.stats.uploaded++;
       this.stats.bytesUploaded += size;
     }
     this.send(res, 201, { Location: this.blobUrl(digest), 'Docker-Content-Digest': digest });
+  }
+
+  /**
+   * Whether the body of a blob uploaded here is wanted as its copy. A layer of the image is pushed
+   * twice, by the image and by the cache (mode=max holds every layer the image has); a layer of an
+   * earlier stage only by the cache. So the first upload goes into the store, uncopied, and the
+   * second push's body (asked for with a 404 to its HEAD, or arriving while the first is stored)
+   * becomes the copy: only the image's new layers are written to disk, from BuildKit over loopback.
+   */
+  private wantsCopyOfUpload(digest: string): boolean {
+    return (
+      this.keepCopies && (this.uploadedHere.has(digest) || this.storing.has(digest)) && !this.copies.has(digest) && !this.bad.has(digest)
+    );
+  }
+
+  /** An upload's body, verified, kept as the blob's copy (not stored again); a body that fails only leaves no copy. */
+  private async copyOfUpload(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<void> {
+    const copy = this.newCopy(ref.size);
+    if (copy === undefined) {
+      body.resume();
+      await finished(body).catch(() => undefined);
+      return;
+    }
+    const dog = this.watchdog(`copying ${ref.digest}`, signal);
+    // Piped, not pipeline(): that would destroy the request, and with it the socket the answer goes back on.
+    const verifier = new BlobVerifier(ref, { onProgress: () => dog.kick() });
+    const sink = new Writable({ write: (_chunk, _encoding, done) => done() });
+    body.on('error', (err) => verifier.destroy(err));
+    verifier.on('error', (err) => copy.destroy(err));
+    copy.on('error', (err) => sink.destroy(err));
+    body.pipe(verifier).pipe(copy).pipe(sink);
+    try {
+      await dog.guard(finished(sink));
+      await this.keepCopy(ref.digest, copy);
+    } catch {
+      body.unpipe(verifier);
+      verifier.destroy();
+      await this.releaseCopy(copy);
+      // Read to its end before the answer, as any acknowledged upload.
+      body.resume();
+      await finished(body).catch(() => undefined);
+    } finally {
+      dog.stop();
+    }
   }
 
   /**
@@ -950,15 +1002,9 @@ export class RegistryFacade {
     // Not pipeline(): it would destroy the request, and with it the socket the answer goes back on.
     body.on('error', (err) => verifier.destroy(err));
     body.pipe(verifier);
-    const copy = this.keepCopies ? this.newCopy(ref.size) : undefined;
-    if (copy !== undefined) {
-      verifier.on('error', (err) => copy.destroy(err));
-      verifier.pipe(copy);
-    }
     try {
-      await dog.guard(writer.put(ref, copy ?? verifier, dog.signal));
+      await dog.guard(writer.put(ref, verifier, dog.signal));
     } catch (err) {
-      await this.releaseCopy(copy);
       body.unpipe(verifier);
       verifier.destroy();
       body.resume();
@@ -972,13 +1018,11 @@ export class RegistryFacade {
     }
     if (!outcome.verified) {
       // The writer said it was done before the blob was: whatever it kept must not count.
-      await this.releaseCopy(copy);
       body.unpipe(verifier);
       verifier.destroy();
       throw this.storeFailed('put', ref.digest, new Error('the store finished before reading the whole blob'), dog, signal);
     }
     this.known.set(ref.digest, ref.size);
-    if (copy !== undefined) await this.keepCopy(ref.digest, copy);
     return 'stored';
   }
 
