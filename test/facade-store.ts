@@ -20,9 +20,9 @@ import { tempDir } from './helpers';
 
 /**
  * How a store call misbehaves: `fail` rejects, `hang` never settles (and ignores its signal),
- * `break` (open, put) fails halfway through the blob, `stall` (open) stops sending halfway.
+ * `break` (open, put) fails halfway through the blob, `stall` (open) stops sending halfway, `refuse` (open) cannot connect.
  */
-export type Fault = 'fail' | 'hang' | 'break' | 'stall';
+export type Fault = 'fail' | 'hang' | 'break' | 'stall' | 'refuse';
 type Operation = 'open' | 'has' | 'put' | 'commit';
 
 interface StoredEntry {
@@ -128,6 +128,7 @@ export class FolderStore {
         this.calls.open.push(digest);
         const fault = this.fault('open', digest);
         if (fault === 'fail') throw new Error('the store is unreachable (injected)');
+        if (fault === 'refuse') throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9 (injected)'), { code: 'ECONNREFUSED' });
         if (fault === 'hang') return never();
         const data = await fs.promises.readFile(this.blobFile(digest));
         if (fault === 'break' || fault === 'stall') {

@@ -487,7 +487,7 @@ describe('registry facade: the server', function () {
       ['writing the entry hangs', { commit: 'hang' }, 'manifest', 'commit'],
     ];
     for (const [name, fault, what, operation] of faults) {
-      it(`${name}: a 500 for BuildKit within the idle timeout, and no entry; a retry at once fails without the store, a later one goes through`, async () => {
+      it(`${name}: a 500 for BuildKit within the idle timeout, and no entry; a retry at once fails without the store (a 403, which BuildKit does not retry), a later one goes through`, async () => {
         const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), storeDownMs: 500 });
         const call = client(f);
         if (what === 'manifest') for (const b of freshBlobs) await upload(call, b);
@@ -513,7 +513,7 @@ describe('registry facade: the server', function () {
           what === 'manifest'
             ? await call('PUT', 'manifests/save', { 'Content-Type': OCI_MANIFEST }, fresh.root.data)
             : await call('POST', 'blobs/uploads/');
-        assert.equal(retry.status, 500);
+        assert.deepEqual([retry.status, codeOf(retry)], [403, 'DENIED']);
         assert.ok(Date.now() - again < 300, `answered after ${Date.now() - again} ms`);
         assert.equal(JSON.stringify(store.calls), calls, 'the store was not asked');
         assert.deepEqual(kinds(f.events), [`store:${operation}`], 'one warning for one failure');
@@ -524,6 +524,25 @@ describe('registry facade: the server', function () {
         else assert.equal((await upload(call, target)).status, 201);
       });
     }
+  });
+
+  describe('a read that fails: whether the export still asks the store', () => {
+    // the read's fault → what BuildKit's next HEAD for the export gets, and whether the store was asked
+    const cases: [string, 'refuse' | 'fail', number, boolean][] = [
+      ['the store could not be reached (ECONNREFUSED): the export fails at once, a 403 BuildKit does not retry', 'refuse', 403, false],
+      ['a read failing for its own blob: the export asks the store as before', 'fail', 404, true],
+    ];
+    for (const [name, fault, status, asked] of cases)
+      it(name, async () => {
+        const f = await start();
+        const call = client(f);
+        store.faults.open = fault;
+        assert.equal((await call('GET', `blobs/${bigLayer.digest}`)).status, 500);
+        store.faults.open = undefined;
+        const has = store.calls.has.length;
+        const head = await call('HEAD', `blobs/${blob(LAYER, 'new').digest}`);
+        assert.deepEqual([head.status, store.calls.has.length > has], [status, asked]);
+      });
   });
 
   describe('an image pushed for the engine to pull (output docker)', () => {

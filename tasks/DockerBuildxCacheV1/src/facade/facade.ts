@@ -69,9 +69,20 @@ export const IMAGE_TAG = 'image';
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 const OCTET = 'application/octet-stream';
 
-/** The store failed or stalled in a call: the request gets a 500 and the event is already reported. */
+/**
+ * The store failed or stalled in a call: the request gets a 500 and the event is already reported.
+ * `recent`: the export's store failed moments ago (storeDownMs) and was not asked again; the request
+ * gets a 403, which BuildKit does not retry, since its retries (after 1, 2 and 4 s) would all fall
+ * within that time and fail the same way.
+ */
 class StoreFailure extends Error {
   override name = 'StoreFailure';
+  constructor(
+    message: string,
+    readonly recent = false,
+  ) {
+    super(message);
+  }
 }
 
 interface UploadSession {
@@ -234,8 +245,9 @@ export class RegistryFacade {
   /** Manifests pushed by digest (children of an index), for the index pushed after them. */
   private readonly pushedManifests = new Map<string, { bytes: Buffer; mediaType: string }>();
   /**
-   * The last failure of a store call for the export (has, put, commit), or of the spool under it:
-   * for storeDownMs after it, the export's store calls fail at once with it.
+   * The last failure of a store call for the export (has, put, commit), or of the spool under it,
+   * or of a read that could not reach the store: for storeDownMs after it, the export's store
+   * calls fail at once with it.
    */
   private writerDown: { message: string; until: number } | undefined;
   private readonly storeDownMs: number;
@@ -390,7 +402,9 @@ export class RegistryFacade {
     const reason = dog.signal.aborted && dog.signal.reason instanceof StalledError ? dog.signal.reason : toError(err);
     if (!signal.aborted || reason instanceof StalledError) {
       this.emit({ kind: 'store', operation, ...(digest === undefined ? {} : { digest }), message: reason.message });
-      if (operation !== 'open') this.writerDown = { message: reason.message, until: Date.now() + this.storeDownMs };
+      // A read that failed for a blob of its own (say, missing) says nothing of the export; one that
+      // could not reach the store says the export will not reach it either.
+      if (operation !== 'open' || unreachable(reason)) this.writerDown = { message: reason.message, until: Date.now() + this.storeDownMs };
     }
     return new StoreFailure(reason.message);
   }
@@ -398,7 +412,7 @@ export class RegistryFacade {
   /** Throws the export's last store failure while it is recent (see storeDownMs). */
   private assertWriterUp(): void {
     const down = this.writerDown;
-    if (down !== undefined && Date.now() < down.until) throw new StoreFailure(`it failed moments ago: ${down.message}`);
+    if (down !== undefined && Date.now() < down.until) throw new StoreFailure(`it failed moments ago: ${down.message}`, true);
   }
 
   private markCorrupt(digest: string, message: string): void {
@@ -457,7 +471,7 @@ export class RegistryFacade {
       }
       await this.dispatch(parseRoute(req.url ?? '/'), req, res, signal);
     } catch (err) {
-      if (err instanceof StoreFailure) this.error(res, 'UNKNOWN', `the cache store failed: ${err.message}`);
+      if (err instanceof StoreFailure) this.error(res, err.recent ? 'DENIED' : 'UNKNOWN', `the cache store failed: ${err.message}`);
       else if (signal.aborted) res.destroy();
       else this.error(res, 'UNKNOWN', toError(err).message);
     }
@@ -1249,6 +1263,23 @@ class CopyingStream extends Transform {
     this.out.destroy();
     await fs.promises.rm(this.file, { force: true });
   }
+}
+
+/** Connection-level failures: the store could not be reached, or stopped answering. */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+]);
+function unreachable(err: Error): boolean {
+  if (err instanceof StalledError) return true;
+  const code = (err as { code?: unknown }).code;
+  return (typeof code === 'string' && UNREACHABLE_CODES.has(code)) || /socket hang up|ECONN(?:REFUSED|RESET)|ETIMEDOUT/.test(err.message);
 }
 
 const sha256Digest = (bytes: Buffer): string => `sha256:${crypto.createHash('sha256').update(bytes).digest('hex')}`;
