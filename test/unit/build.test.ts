@@ -129,16 +129,18 @@ describe('build: the image of output docker through the facade (imageVia)', () =
     onExportFailed: () => Promise.resolve(),
     importTrouble: () => Promise.resolve(trouble !== 'none'),
     exportTrouble: () => Promise.resolve(trouble === 'write'),
+    storeFailed: () => Promise.resolve(trouble === 'read' || trouble === 'write'),
     imageVia: VIA,
   });
   const describeCall = (args: readonly string[]): string =>
     args[0] === 'buildx'
-      ? `build ${args.includes('--load') ? '--load' : args.includes(`type=image,name=${VIA},push=true`) ? 'push' : '?'}${args.includes('--cache-from') ? ' +import' : ''}`
+      ? `build ${args.includes('--load') ? '--load' : args.includes(`type=image,name=${VIA},push=true`) ? 'push' : '?'}${args.includes('--cache-from') ? ' +import' : ''}${args.includes('--cache-to') ? ' +export' : ''}`
       : args.slice(0, 2).join(' ');
   const IMPORT = ['type=registry,ref=127.0.0.1:4321/buildx-cache:restore'];
   const PULLED = `127.0.0.1:4321/buildx-cache@${DIGEST}`;
 
-  type Trouble = 'none' | 'read' | 'write';
+  /** What the facade reported: nothing, the store failing (reading, or only under the pushes), or a blob failing its digest. */
+  type Trouble = 'none' | 'read' | 'write' | 'corrupt';
   type Case = {
     builds: RunResult[];
     others?: Record<string, RunResult>;
@@ -152,11 +154,16 @@ describe('build: the image of output docker through the facade (imageVia)', () =
   const table: [string, Case][] = [
     [
       'pushed and pulled: tagged, the reference removed',
-      { builds: [ok], calls: ['build push', 'pull --quiet', `tag ${PULLED}`, `tag ${PULLED}`, 'image rm'], outcome: 'none' },
+      { builds: [ok], calls: ['build push +export', 'pull --quiet', `tag ${PULLED}`, `tag ${PULLED}`, 'image rm'], outcome: 'none' },
     ],
     [
       'the pull fails: a warning, loaded by the build again',
-      { builds: [ok, ok], others: { pull: failed }, calls: ['build push', 'pull --quiet', 'image rm', 'build --load'], outcome: 'warning' },
+      {
+        builds: [ok, ok],
+        others: { pull: failed },
+        calls: ['build push +export', 'pull --quiet', 'image rm', 'build --load'],
+        outcome: 'warning',
+      },
     ],
     [
       'the pull fails, failOnCacheError: the cache error',
@@ -164,7 +171,7 @@ describe('build: the image of output docker through the facade (imageVia)', () =
         builds: [ok],
         others: { pull: failed },
         failOnError: true,
-        calls: ['build push', 'pull --quiet', 'image rm'],
+        calls: ['build push +export', 'pull --quiet', 'image rm'],
         outcome: 'CacheError',
       },
     ],
@@ -173,7 +180,7 @@ describe('build: the image of output docker through the facade (imageVia)', () =
       {
         builds: [ok, ok],
         others: { tag: failed },
-        calls: ['build push', 'pull --quiet', `tag ${PULLED}`, 'image rm', 'build --load'],
+        calls: ['build push +export', 'pull --quiet', `tag ${PULLED}`, 'image rm', 'build --load'],
         outcome: 'warning',
       },
     ],
@@ -183,17 +190,17 @@ describe('build: the image of output docker through the facade (imageVia)', () =
         builds: [ok, ok],
         others: { pull: failed },
         from: IMPORT,
-        calls: ['build push +import', 'pull --quiet', 'image rm', 'build --load +import'],
+        calls: ['build push +import +export', 'pull --quiet', 'image rm', 'build --load +import'],
         outcome: 'warning',
       },
     ],
     [
       'the push fails with the store (no import): a warning, built again with --load',
-      { builds: [storeDown, ok], trouble: 'write', calls: ['build push', 'build --load'], outcome: 'warning' },
+      { builds: [storeDown, ok], trouble: 'write', calls: ['build push +export', 'build --load'], outcome: 'warning' },
     ],
     [
       'the push fails with the store, failOnCacheError: the cache error',
-      { builds: [storeDown], trouble: 'write', failOnError: true, calls: ['build push'], outcome: 'CacheError' },
+      { builds: [storeDown], trouble: 'write', failOnError: true, calls: ['build push +export'], outcome: 'CacheError' },
     ],
     [
       'the store failed only writing, with an import: built again with it, with --load',
@@ -201,17 +208,38 @@ describe('build: the image of output docker through the facade (imageVia)', () =
         builds: [storeDown, ok],
         trouble: 'write',
         from: IMPORT,
-        calls: ['build push +import', 'build --load +import'],
+        calls: ['build push +import +export', 'build --load +import'],
         outcome: 'warning',
       },
     ],
     [
       'the store failed reading, with an import: built again without it, with --load',
-      { builds: [storeDown, ok], trouble: 'read', from: IMPORT, calls: ['build push +import', 'build --load'], outcome: 'warning' },
+      { builds: [storeDown, ok], trouble: 'read', from: IMPORT, calls: ['build push +import +export', 'build --load'], outcome: 'warning' },
+    ],
+    [
+      'the store failed reading, failOnCacheError: the cache error',
+      {
+        builds: [storeDown],
+        trouble: 'read',
+        from: IMPORT,
+        failOnError: true,
+        calls: ['build push +import +export'],
+        outcome: 'CacheError',
+      },
+    ],
+    [
+      'a blob failed its digest, with an import: built again without it, still exporting, with --load',
+      {
+        builds: [storeDown, ok],
+        trouble: 'corrupt',
+        from: IMPORT,
+        calls: ['build push +import +export', 'build --load +export'],
+        outcome: 'warning',
+      },
     ],
     [
       'a Dockerfile that fails, the store fine: the build error, not built again',
-      { builds: [dockerfileError], calls: ['build push'], outcome: 'BuildError' },
+      { builds: [dockerfileError], calls: ['build push +export'], outcome: 'BuildError' },
     ],
   ];
   for (const [name, c] of table) {
@@ -229,6 +257,10 @@ describe('build: the image of output docker through the facade (imageVia)', () =
       );
       const warned = taskLibOutput.slice(before).some((l) => l.startsWith('##vso[task.issue type=warning'));
       assert.equal(warned, c.outcome === 'warning');
+      // The warning names what failed: the store, or a blob.
+      const said = taskLibOutput.slice(before).join('\n');
+      if (c.outcome === 'warning' && c.trouble === 'read') assert.match(said, /cache store failed during the build/);
+      if (c.outcome === 'warning' && c.trouble === 'corrupt') assert.match(said, /does not match its digest/);
       const push = calls[0] ?? [];
       // The pushed image is --load's: no tags on the build, no provenance a --load would not have.
       assert.ok(!push.includes('--tag') && push.includes('--provenance=false'), push.join(' '));

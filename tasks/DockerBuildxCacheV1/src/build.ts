@@ -36,6 +36,8 @@ export interface BuildCache extends CacheFlags {
   readonly importTrouble?: () => Promise<boolean>;
   /** Whether the store failed only under the export's pushes (the facade's has, put or commit), never a read. */
   readonly exportTrouble?: () => Promise<boolean>;
+  /** Whether the store failed (a call to it, not a blob that failed its digest): an export to it would fail as well. */
+  readonly storeFailed?: () => Promise<boolean>;
   /**
    * With output docker: the registry facade's image reference. The first build pushes the image
    * there and the engine pulls it (docker/deliver.ts) instead of `--load`; a build run again after
@@ -118,7 +120,8 @@ export async function buildWithCacheFallback(
 ): Promise<BuildOutcome & { exported: boolean }> {
   const invocation = { builder: builder.name, build: config.build, output: config.output, metadataFile, secretFiles };
   let from = cache.from;
-  let outcome = await runBuild(docker, buildArgs({ ...invocation, imageVia: cache.imageVia, cache: { from, to: cache.to } }));
+  let to = cache.to;
+  let outcome = await runBuild(docker, buildArgs({ ...invocation, imageVia: cache.imageVia, cache: { from, to } }));
   let pushed = cache.imageVia !== undefined && outcome.code === 0;
   if (
     outcome.code !== 0 &&
@@ -127,23 +130,30 @@ export async function buildWithCacheFallback(
     (from.length === 0 ? await cache.importTrouble?.() : await cache.exportTrouble?.()) === true
   ) {
     // The store failed under the pushes, not under the import: the image is loaded the usual way,
-    // with the import as it was (the export only warns, ignore-error).
+    // with the import as it was, and without the export, which would fail against the store again.
     cacheTrouble(config.cache.failOnError, loc('WarnImagePushFailed', lastError(outcome.stderr)));
-    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
+    await cache.onExportFailed();
+    to = [];
+    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to } }));
   }
   if (outcome.code !== 0 && from.length > 0 && (isCacheContentFailure(outcome) || (await cache.importTrouble?.()) === true)) {
-    // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
-    await cache.onImportCorrupt();
     const detail = lastError(outcome.stderr);
-    cacheTrouble(
-      config.cache.failOnError,
-      config.cache.failOnError ? loc('CacheContentFailed', detail) : loc('WarnCacheContentFailed', detail),
-    );
+    const fail = config.cache.failOnError;
+    if (!isCacheContentFailure(outcome) && (await cache.storeFailed?.()) === true) {
+      // The store failed, no blob did: nothing to distrust, and no export, which would fail against it too.
+      cacheTrouble(fail, fail ? loc('CacheStoreFailed', detail) : loc('WarnCacheStoreFailed', detail));
+      await cache.onExportFailed();
+      to = [];
+    } else {
+      // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
+      await cache.onImportCorrupt();
+      cacheTrouble(fail, fail ? loc('CacheContentFailed', detail) : loc('WarnCacheContentFailed', detail));
+    }
     from = [];
-    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: cache.to } }));
+    outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to } }));
     pushed = false;
   }
-  let exported = cache.to.length > 0;
+  let exported = to.length > 0;
   if (outcome.code !== 0 && exported && isCacheExportFailure(outcome)) {
     await cache.onExportFailed();
     const detail = lastError(outcome.stderr);

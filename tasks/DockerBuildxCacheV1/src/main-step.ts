@@ -237,13 +237,19 @@ async function facadeLogin(main: MainJob, docker: Docker, direct: DirectPlan): P
   return docker.withConfig(dir);
 }
 
-/** Stops the facade after the build; an upload that the main step neither saved nor handed on is ended. */
+/**
+ * Stops the facade after the build; an upload that the main step neither saved nor handed on is
+ * ended, unless the store failed during the build: ending it would then only wait out the store's
+ * retries in the build's step, and the post-job step ends an upload that nothing was saved from
+ * anyway (or the lease expires by itself).
+ */
 async function closeDirect(plan: CachePlan): Promise<void> {
   const direct = plan.direct;
   if (direct === undefined) return;
   await direct.cache.close().catch((err: unknown) => {
     warn(loc('WarnDirectClose', (err as Error).message));
   });
+  if ((await direct.cache.trouble()).some((e) => e.kind === 'store')) return;
   await direct.cache.endUpload();
 }
 
@@ -387,6 +393,13 @@ function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache 
             const trouble = (await cache.direct?.cache.trouble()) ?? [];
             const read = trouble.some((e) => e.kind === 'corrupt' || (e.kind === 'store' && e.operation === 'open'));
             return !read && trouble.some((e) => e.kind === 'store');
+          },
+    storeFailed:
+      cache.direct === undefined
+        ? undefined
+        : async () => {
+            const trouble = (await cache.direct?.cache.trouble()) ?? [];
+            return trouble.some((e) => e.kind === 'store') && !trouble.some((e) => e.kind === 'corrupt');
           },
   };
 }
