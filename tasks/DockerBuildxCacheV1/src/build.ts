@@ -36,7 +36,10 @@ export interface BuildCache extends CacheFlags {
   readonly importTrouble?: () => Promise<boolean>;
   /** Whether the store failed only under the export's pushes (the facade's has, put or commit), never a read. */
   readonly exportTrouble?: () => Promise<boolean>;
-  /** Whether the store failed (a call to it, not a blob that failed its digest): an export to it would fail as well. */
+  /**
+   * Whether the store went down (unreachable, or a write failed; not a blob that failed or is
+   * missing): an export to it would fail as well.
+   */
   readonly storeFailed?: () => Promise<boolean>;
   /**
    * With output docker: the registry facade's image reference. The first build pushes the image

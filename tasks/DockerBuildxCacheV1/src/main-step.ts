@@ -239,7 +239,7 @@ async function facadeLogin(main: MainJob, docker: Docker, direct: DirectPlan): P
 
 /**
  * Stops the facade after the build; an upload that the main step neither saved nor handed on is
- * ended, unless the store failed during the build: ending it would then only wait out the store's
+ * ended, unless the store went down during the build: ending it would then only wait out the store's
  * retries in the build's step, and the post-job step ends an upload that nothing was saved from
  * anyway (or the lease expires by itself).
  */
@@ -249,7 +249,7 @@ async function closeDirect(plan: CachePlan): Promise<void> {
   await direct.cache.close().catch((err: unknown) => {
     warn(loc('WarnDirectClose', (err as Error).message));
   });
-  if ((await direct.cache.trouble()).some((e) => e.kind === 'store')) return;
+  if (direct.cache.facade.storeWentDown) return;
   await direct.cache.endUpload();
 }
 
@@ -394,12 +394,13 @@ function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache 
             const read = trouble.some((e) => e.kind === 'corrupt' || (e.kind === 'store' && e.operation === 'open'));
             return !read && trouble.some((e) => e.kind === 'store');
           },
+    // The store went down; not a blob of the entry that failed or is missing (that entry is distrusted, and the export replaces it).
     storeFailed:
       cache.direct === undefined
         ? undefined
         : async () => {
             const trouble = (await cache.direct?.cache.trouble()) ?? [];
-            return trouble.some((e) => e.kind === 'store') && !trouble.some((e) => e.kind === 'corrupt');
+            return cache.direct?.cache.facade.storeWentDown === true && !trouble.some((e) => e.kind === 'corrupt');
           },
   };
 }

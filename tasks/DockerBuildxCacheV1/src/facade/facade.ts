@@ -198,9 +198,9 @@ interface Committed {
  *   restored entry; an upload acknowledged so is read to its end before the answer. A new layer
  *   that the image and the cache push at once goes into the store once: the second upload is read
  *   to its end (into the layer's copy with keepCopies, else discarded) and answered then, without
- *   waiting for the first; only a manifest that reaches the layer waits for the first upload to end. Holding the second upload, or a HEAD,
- *   until the first ended deadlocked BuildKit's pushes for the idle timeout, measured in the
- *   end-to-end tests, so no blob request waits for another.
+ *   waiting for the first; only a manifest that reaches the layer waits for the first upload to
+ *   end. Holding the second upload, or a HEAD, until the first ended deadlocked BuildKit's pushes
+ *   for the idle timeout, measured in the end-to-end tests, so no blob request waits for another.
  * - The manifest PUT to `save` is checked for completeness (every blob it reaches present, with its
  *   size) and only then committed, once; nothing is written as an entry before.
  * - Memory stays bounded: blobs are streamed, never buffered (chunked uploads are spooled to disk);
@@ -344,6 +344,14 @@ export class RegistryFacade {
   keepCopiesFromNow(): void {
     this.keepCopies = true;
     void this.planCopies();
+  }
+
+  /**
+   * Whether the store was found unreachable for the export during this facade's life: a write call
+   * failed, or a read could not reach it (not a read that failed for one blob, say a missing one).
+   */
+  get storeWentDown(): boolean {
+    return this.writerDown !== undefined;
   }
 
   /** The export, once its manifest arrived complete and the writer committed it. */
@@ -962,9 +970,11 @@ export class RegistryFacade {
    * becomes the copy: only the image's new layers are written to disk, from BuildKit over loopback.
    */
   private wantsCopyOfUpload(digest: string): boolean {
-    return (
-      this.keepCopies && (this.uploadedHere.has(digest) || this.storing.has(digest)) && !this.copies.has(digest) && !this.bad.has(digest)
-    );
+    if (!this.keepCopies || this.copies.has(digest) || this.bad.has(digest)) return false;
+    if (!this.uploadedHere.has(digest) && !this.storing.has(digest)) return false;
+    // Beyond the budget no copy is made: asking for the body again would only move it for nothing.
+    const size = this.known.get(digest);
+    return size === undefined || this.copyBytes + size <= this.copyBudget;
   }
 
   /** An upload's body, verified, kept as the blob's copy (not stored again); a body that fails only leaves no copy. */
