@@ -2,18 +2,25 @@ import * as assert from 'assert/strict';
 import { CACHE_CONFIG_TYPE, cacheConfigOf, finalLayers } from '../../tasks/DockerBuildxCacheV1/src/oci/cache-config';
 
 const L = (n: number): string => `sha256:${String(n).repeat(64).slice(0, 64)}`;
-/** Layers 0..n-1, each on the one before (a `parent` of -1 or none: a base layer). */
-const stack = (parents: readonly (number | undefined)[]): { blob: string; parent?: number }[] =>
-  parents.map((parent, i) => (parent === undefined ? { blob: L(i) } : { blob: L(i), parent }));
+/** Layers 0..n-1 on the parents given (-1: a base layer). */
+const stack = (parents: readonly number[]): { blob: string; parent: number }[] => parents.map((parent, i) => ({ blob: L(i), parent }));
 const link = (...records: number[]): { link: number }[][] => records.map((r) => [{ link: r }]);
 
 describe('cache config: the layers of the last results', () => {
   // the config → the layers it names as its last results' chains (undefined: it cannot tell)
   const cases: [string, unknown, string[] | undefined][] = [
     [
+      'a layer without a parent sits on layer 0; -1 is a base',
+      {
+        layers: [{ blob: L(0), parent: -1 }, { blob: L(1) }, { blob: L(2), parent: 1 }, { blob: L(3), parent: -1 }],
+        records: [{ layers: [{ layer: 2 }] }],
+      },
+      [L(0), L(1), L(2)],
+    ],
+    [
       'one stage: the last step is the leaf, its chain every layer',
       {
-        layers: stack([undefined, 0, 1]),
+        layers: stack([-1, 0, 1]),
         records: [{ layers: [{ layer: 0 }] }, { layers: [{ layer: 1 }], inputs: link(0) }, { layers: [{ layer: 2 }], inputs: link(1) }],
       },
       [L(0), L(1), L(2)],
@@ -22,7 +29,7 @@ describe('cache config: the layers of the last results', () => {
       'two stages: the build stage feeds the last one (COPY --from), so only the last one’s chain',
       {
         // 0 toolchain, 1 deps on it (the build stage); 2 base, 3 the copy on the base (the last stage)
-        layers: stack([undefined, 0, undefined, 2]),
+        layers: stack([-1, 0, -1, 2]),
         records: [
           { layers: [{ layer: 0 }] },
           { layers: [{ layer: 1 }], inputs: link(0) },
@@ -34,8 +41,8 @@ describe('cache config: the layers of the last results', () => {
     ],
     [
       // Measured: a cold build of the benchmark's Dockerfile (FROM, WORKDIR, COPY deps.lock, RUN deps, COPY src/, RUN app),
-      // mode=max; the COPY src/ layer (4) has no parent, and the RUN deps layer (0) is reached only through the records.
-      'a real cold build: a copied layer without its parent, the layers under it reached through the first inputs',
+      // mode=max. The COPY src/ layer (4) has no `parent`: Go's omitempty leaves out 0, the RUN deps layer under it.
+      'a real cold build: every layer of the image, through a parent left out for layer 0',
       {
         layers: [
           { blob: L(0), parent: 2 },
@@ -61,12 +68,12 @@ describe('cache config: the layers of the last results', () => {
     ],
     [
       'records without results (sources, the context) do not count',
-      { layers: stack([undefined]), records: [{ digest: 'sha256:ctx' }, { layers: [{ layer: 0 }], inputs: link(0) }] },
+      { layers: stack([-1]), records: [{ digest: 'sha256:ctx' }, { layers: [{ layer: 0 }], inputs: link(0) }] },
       [L(0)],
     ],
     [
       'chained results: each layer of the chain and its parents',
-      { layers: stack([undefined, 0, undefined]), records: [{ chains: [{ layers: [1, 2] }] }] },
+      { layers: stack([-1, 0, -1]), records: [{ chains: [{ layers: [1, 2] }] }] },
       [L(0), L(1), L(2)],
     ],
     [
@@ -80,9 +87,9 @@ describe('cache config: the layers of the last results', () => {
       },
       [L(0), L(1)],
     ],
-    ['a config without records (the fixtures’ shape)', { layers: stack([undefined]) }, undefined],
-    ['no leaf with a layer', { layers: stack([undefined]), records: [{ digest: 'sha256:ctx' }] }, undefined],
-    ['a result beyond the layers', { layers: stack([undefined]), records: [{ layers: [{ layer: 5 }] }] }, undefined],
+    ['a config without records (the fixtures’ shape)', { layers: stack([-1]) }, undefined],
+    ['no leaf with a layer', { layers: stack([-1]), records: [{ digest: 'sha256:ctx' }] }, undefined],
+    ['a result beyond the layers', { layers: stack([-1]), records: [{ layers: [{ layer: 5 }] }] }, undefined],
     ['a layer without its blob', { layers: [{ parent: -1 }], records: [{ layers: [{ layer: 0 }] }] }, undefined],
     ['not an object', ['layers'], undefined],
     ['null', null, undefined],

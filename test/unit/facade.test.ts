@@ -633,6 +633,57 @@ describe('registry facade: the server', function () {
       assert.equal(f.stats.bytesUploaded, newLayer.size + config.size);
     });
 
+    it('a manifest that waits for its layer’s first upload longer than the socket timeout is still answered', async () => {
+      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), socketTimeoutMs: 300 });
+      const call = client(f);
+      assert.equal((await upload(call, config)).status, 201);
+      // The first upload's body comes in ten pieces 120 ms apart: never quiet for 300 ms, stored after about 1.2 s.
+      const location = (await call('POST', 'blobs/uploads/')).headers.location ?? '';
+      const [hostname = '', port = ''] = f.host.split(':');
+      const first = new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          {
+            hostname,
+            port: Number(port),
+            method: 'PUT',
+            path: `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(newLayer.digest)}`,
+            headers: { authorization: `Basic ${basicAuth(f.username, f.password)}`, 'Content-Length': newLayer.size },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        void (async () => {
+          const piece = Math.ceil(newLayer.size / 10);
+          for (let at = 0; at < newLayer.size; at += piece) {
+            req.write(newLayer.data.subarray(at, at + piece));
+            await new Promise((r) => setTimeout(r, 120));
+          }
+          req.end();
+        })();
+      });
+      while (!store.calls.put.includes(newLayer.digest)) await new Promise((r) => setTimeout(r, 5));
+      assert.equal((await upload(call, newLayer)).status, 201);
+      const begun = Date.now();
+      const put = await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, manifest.data);
+      assert.deepEqual([put.status, put.error], [201, undefined], JSON.stringify(f.events));
+      assert.ok(Date.now() - begun > 600, `the manifest waited ${Date.now() - begun} ms, longer than the socket timeout`);
+      assert.equal(await first, 201);
+    });
+
+    it('with keepCopies from now on with firstUploads (a cache compressed otherwise than the image), an upload is copied at once', async () => {
+      const spool = tempDir('dbxc-facade-first-');
+      const f = await start({ reader: store.reader('restored'), writer: store.writer('saved'), spoolDir: spool });
+      f.keepCopiesFromNow(true);
+      const call = client(f);
+      assert.equal((await upload(call, newLayer)).status, 201);
+      await f.idle();
+      assert.equal(fs.readdirSync(spool).length, 1, 'copied at the first upload');
+      assert.equal((await call('HEAD', `blobs/${newLayer.digest}`)).status, 200, 'no second body asked for');
+    });
+
     it('refuses an image that reaches a blob the store lacks, and then serves none', async () => {
       const call = client(await start());
       const put = await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, manifest.data);
@@ -718,7 +769,11 @@ describe('registry facade: the server', function () {
         { layers: [{ layer: 2 }], inputs: [[{ link: 1 }], [{ link: 0 }]] },
       ];
       const staged = blob(CACHE_CONFIG, {
-        layers: [{ blob: toolchain.digest }, { blob: base.digest }, { blob: copied.digest, parent: 1 }],
+        layers: [
+          { blob: toolchain.digest, parent: -1 },
+          { blob: base.digest, parent: -1 },
+          { blob: copied.digest, parent: 1 },
+        ],
         records,
       });
       const root = blob(OCI_MANIFEST, {

@@ -38,7 +38,7 @@ export interface BuildCache extends CacheFlags {
   readonly exportTrouble?: () => Promise<boolean>;
   /**
    * Whether the store went down (unreachable, or a write failed; not a blob that failed or is
-   * missing): an export to it would fail as well.
+   * missing): the entry then needs no distrust, and the warning says the store failed.
    */
   readonly storeFailed?: () => Promise<boolean>;
   /**
@@ -123,7 +123,7 @@ export async function buildWithCacheFallback(
 ): Promise<BuildOutcome & { exported: boolean }> {
   const invocation = { builder: builder.name, build: config.build, output: config.output, metadataFile, secretFiles };
   let from = cache.from;
-  let to = cache.to;
+  const to = cache.to;
   let outcome = await runBuild(docker, buildArgs({ ...invocation, imageVia: cache.imageVia, cache: { from, to } }));
   let pushed = cache.imageVia !== undefined && outcome.code === 0;
   if (
@@ -133,20 +133,17 @@ export async function buildWithCacheFallback(
     (from.length === 0 ? await cache.importTrouble?.() : await cache.exportTrouble?.()) === true
   ) {
     // The store failed under the pushes, not under the import: the image is loaded the usual way,
-    // with the import as it was, and without the export, which would fail against the store again.
+    // with the import as it was. The export is tried again: while the store is still down it fails
+    // at once (a 403 from the facade, and ignore-error), and a store back by then takes it.
     cacheTrouble(config.cache.failOnError, loc('WarnImagePushFailed', lastError(outcome.stderr)));
-    await cache.onExportFailed();
-    to = [];
     outcome = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to } }));
   }
   if (outcome.code !== 0 && from.length > 0 && (isCacheContentFailure(outcome) || (await cache.importTrouble?.()) === true)) {
     const detail = lastError(outcome.stderr);
     const fail = config.cache.failOnError;
     if (!isCacheContentFailure(outcome) && (await cache.storeFailed?.()) === true) {
-      // The store failed, no blob did: nothing to distrust, and no export, which would fail against it too.
+      // The store went down, no blob failed: nothing to distrust. The export is tried again, as above.
       cacheTrouble(fail, fail ? loc('CacheStoreFailed', detail) : loc('WarnCacheStoreFailed', detail));
-      await cache.onExportFailed();
-      to = [];
     } else {
       // The entry is distrusted either way; with failOnCacheError the step then fails instead of building again.
       await cache.onImportCorrupt();

@@ -28,7 +28,7 @@ import { saveDirectToStore, saveToStore, type SaveJob } from './cache/save';
 import { resolveKeys } from './cache/session';
 import { cacheTrouble } from './cache/trouble';
 import { readConfig, taskSource } from './config/read';
-import { isStoreBackend, type Config } from './config/types';
+import { isStoreBackend, type Config, type SaveWhen } from './config/types';
 import { loadMessages, loc } from './task/messages';
 import type { ScopeVariables } from './store/scopes';
 import { dockerSession, startSetup, type JobAgent, type Setup } from './docker/setup';
@@ -125,7 +125,7 @@ export async function runMain(): Promise<void> {
     await buildImage(main, buildDocker, builder, await withGates(config, plan, gates), loaded);
   } finally {
     await plan.slot?.abandon();
-    await closeDirect(plan);
+    await closeDirect(plan, config.cache.save);
   }
 }
 
@@ -239,17 +239,17 @@ async function facadeLogin(main: MainJob, docker: Docker, direct: DirectPlan): P
 
 /**
  * Stops the facade after the build; an upload that the main step neither saved nor handed on is
- * ended, unless the store went down during the build: ending it would then only wait out the store's
- * retries in the build's step, and the post-job step ends an upload that nothing was saved from
- * anyway (or the lease expires by itself).
+ * ended, unless the store went down during the build and the post-job step saves (`onSuccess`,
+ * `always`): ending it would then only wait out the store's retries in the build's step, and the
+ * post-job step ends an upload that nothing was saved from anyway.
  */
-async function closeDirect(plan: CachePlan): Promise<void> {
+async function closeDirect(plan: CachePlan, save: SaveWhen): Promise<void> {
   const direct = plan.direct;
   if (direct === undefined) return;
   await direct.cache.close().catch((err: unknown) => {
     warn(loc('WarnDirectClose', (err as Error).message));
   });
-  if (direct.cache.facade.storeWentDown) return;
+  if (direct.cache.facade.storeWentDown && (save === 'onSuccess' || save === 'always')) return;
   await direct.cache.endUpload();
 }
 
@@ -295,7 +295,9 @@ async function buildImage(
     const metadataFile = path.join(tempRoot, 'metadata.json');
     const via = imageVia(config, plan, loaded);
     // The engine's pull then reads the blobs the build read or wrote from copies, not from Azure again.
-    if (via !== undefined && config.cache.backend === 'azureBlob') plan.direct?.cache.facade.keepCopiesFromNow();
+    // A cache compressed otherwise than the image (gzip) shares no layer with it: copies are then made at the first upload.
+    if (via !== undefined && config.cache.backend === 'azureBlob')
+      plan.direct?.cache.facade.keepCopiesFromNow(config.cache.compression !== 'gzip');
     const outcome = await job.timed(
       loc('PhaseBuild'),
       () => buildWithCacheFallback(docker, config, builder, buildCache(plan, via), secretFiles, metadataFile),

@@ -33,6 +33,8 @@ export interface FacadeOptions {
   readonly repository?: string;
   /** A socket, a store call or a blob stream that makes no progress for this long is given up, with an error to BuildKit. */
   readonly idleTimeoutMs?: number;
+  /** How long a connection may stay quiet before the server drops it (default 2 × idleTimeoutMs + 1 s). */
+  readonly socketTimeoutMs?: number;
   /**
    * After a store call for the export fails, the export's later calls fail at once for this long
    * (BuildKit retries a push after 1, 2 and 4 s; each would otherwise wait for the store's own
@@ -271,6 +273,8 @@ export class RegistryFacade {
   private readonly storing = new Map<string, Promise<void>>();
   /** Blobs stored from an upload to this facade (see copyOfUpload). */
   private readonly uploadedHere = new Set<string>();
+  /** Copy an uploaded blob at its first upload (see keepCopiesFromNow). */
+  private copyFirstUploads = false;
   private rootBytes: Promise<Buffer | undefined> | undefined;
   private committed: Committed | undefined;
   private image: PushedImage | undefined;
@@ -295,7 +299,7 @@ export class RegistryFacade {
     this.server.headersTimeout = Math.min(this.idleMs, 60_000);
     // A backstop: store calls and streams have their own idle timeout, after which the facade
     // still answers; the socket's must be longer.
-    this.server.timeout = 2 * this.idleMs + 1_000;
+    this.server.timeout = options.socketTimeoutMs ?? 2 * this.idleMs + 1_000;
     // No clientError handler on purpose: Node answers a TLS hello with "400 Bad Request", which is
     // what makes dockerd's BuildKit fall back from HTTPS to HTTP (see above).
   }
@@ -340,9 +344,15 @@ export class RegistryFacade {
     return `${this.host}/${this.repository}:${IMAGE_TAG}`;
   }
 
-  /** From now on, keep copies of the blobs served or stored (see FacadeOptions.keepCopies). */
-  keepCopiesFromNow(): void {
+  /**
+   * From now on, keep copies of the blobs served or stored (see FacadeOptions.keepCopies).
+   * `firstUploads`: copy a blob at its first upload, for when the image's layers are not the
+   * cache's (a cache compressed otherwise than the image, with zstd or none): each is then pushed
+   * once, and a copy from a second push (see wantsCopyOfUpload) would never come.
+   */
+  keepCopiesFromNow(firstUploads = false): void {
     this.keepCopies = true;
+    this.copyFirstUploads = firstUploads;
     void this.planCopies();
   }
 
@@ -646,6 +656,7 @@ export class RegistryFacade {
       return;
     }
 
+    const worthCopying = range === undefined && blob.copy && (await this.worthCopying(digest));
     const dog = this.watchdog(`reading ${digest} from the store`, signal);
     try {
       let source: Readable;
@@ -671,7 +682,7 @@ export class RegistryFacade {
         onProgress: () => dog.kick(),
         onVerified: () => this.count(length),
       });
-      const copy = range === undefined && blob.copy && (await this.worthCopying(digest)) ? this.newCopy(ref.size) : undefined;
+      const copy = worthCopying ? this.newCopy(ref.size) : undefined;
       try {
         if (copy === undefined) await pipeline(source, verifier, res, { signal: dog.signal });
         else {
@@ -925,7 +936,7 @@ export class RegistryFacade {
         body = fs.createReadStream(s.spool ?? '');
         size = s.size;
       }
-      if ((await this.present(digest, signal)) !== undefined || this.storing.has(digest)) {
+      if (this.storing.has(digest) || (await this.present(digest, signal)) !== undefined || this.storing.has(digest)) {
         if (this.wantsCopyOfUpload(digest)) await this.copyOfUpload({ digest, size }, body, signal);
         else {
           // Read to its end before the answer: an answer to a body still coming makes the client's write fail.
@@ -934,7 +945,7 @@ export class RegistryFacade {
         }
         outcome = 'present';
       } else {
-        const put = this.putBlob({ digest, size }, body, signal);
+        const put = this.putBlob({ digest, size }, body, signal, this.keepCopies && this.copyFirstUploads);
         const settled = put.then(
           () => undefined,
           () => undefined,
@@ -1012,7 +1023,7 @@ export class RegistryFacade {
    * Streams a blob into the store through the verifier. 'rejected' when the bytes are not the
    * blob (nothing is stored); throws a StoreFailure when the store fails or stalls.
    */
-  private async putBlob(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<'stored' | 'rejected'> {
+  private async putBlob(ref: BlobRef, body: Readable, signal: AbortSignal, copying = false): Promise<'stored' | 'rejected'> {
     const writer = this.writer;
     if (writer === undefined) throw new StoreFailure('this cache is read-only');
     this.assertWriterUp();
@@ -1026,9 +1037,15 @@ export class RegistryFacade {
     // Not pipeline(): it would destroy the request, and with it the socket the answer goes back on.
     body.on('error', (err) => verifier.destroy(err));
     body.pipe(verifier);
+    const copy = copying ? this.newCopy(ref.size) : undefined;
+    if (copy !== undefined) {
+      verifier.on('error', (err) => copy.destroy(err));
+      verifier.pipe(copy);
+    }
     try {
-      await dog.guard(writer.put(ref, verifier, dog.signal));
+      await dog.guard(writer.put(ref, copy ?? verifier, dog.signal));
     } catch (err) {
+      await this.releaseCopy(copy);
       body.unpipe(verifier);
       verifier.destroy();
       body.resume();
@@ -1042,11 +1059,13 @@ export class RegistryFacade {
     }
     if (!outcome.verified) {
       // The writer said it was done before the blob was: whatever it kept must not count.
+      await this.releaseCopy(copy);
       body.unpipe(verifier);
       verifier.destroy();
       throw this.storeFailed('put', ref.digest, new Error('the store finished before reading the whole blob'), dog, signal);
     }
     this.known.set(ref.digest, ref.size);
+    if (copy !== undefined) await this.keepCopy(ref.digest, copy);
     return 'stored';
   }
 
@@ -1093,7 +1112,14 @@ export class RegistryFacade {
 
     let blobs: BlobRef[];
     try {
-      blobs = await this.completeness({ mediaType, digest: pushed, size: bytes.length }, bytes, signal);
+      // The manifest may wait for an upload still going into the store (see completeness), which
+      // its own watchdog bounds: meanwhile its socket is quiet, and the server's timeout must not cut it.
+      req.socket.setTimeout(0);
+      try {
+        blobs = await this.completeness({ mediaType, digest: pushed, size: bytes.length }, bytes, signal);
+      } finally {
+        req.socket.setTimeout(this.server.timeout);
+      }
     } catch (err) {
       if (err instanceof IncompleteManifest) {
         this.error(res, err.code, err.message, err.detail);
@@ -1287,7 +1313,7 @@ const UNREACHABLE_CODES = new Set([
   'EPIPE',
 ]);
 function unreachable(err: Error): boolean {
-  if (err instanceof StalledError) return true;
+  // Not a stall: a read stalls too when BuildKit stops reading what it asked for.
   const code = (err as { code?: unknown }).code;
   return (typeof code === 'string' && UNREACHABLE_CODES.has(code)) || /socket hang up|ECONN(?:REFUSED|RESET)|ETIMEDOUT/.test(err.message);
 }

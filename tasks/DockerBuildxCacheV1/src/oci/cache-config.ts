@@ -22,17 +22,16 @@ export function cacheConfigOf(root: Buffer): Descriptor | undefined {
 }
 
 /**
- * The layers of the cache's last results, the ones its image was made of: from each record that no
- * other record takes as an input (the build's final step), the layers of its results with their
- * parents, then the same for the records of its first input (the filesystem a step runs on or
- * copies into), down to the base. A stage that only feeds another (`COPY --from`, a mount) is a
- * later input of it, so its layers are not among them. Parents alone do not do: BuildKit writes a
- * copied layer without its parent (measured: a cold build's `COPY src/` layer had none). Undefined
- * when the config is not one this reads, or names no such layer.
+ * The layers of the cache's last results, the ones its image was made of: the layer chains (each
+ * result's layer and its parents, down to the base) of the records that no other record takes as
+ * an input, the build's final steps. A stage that only feeds another (`COPY --from`, a mount) is an
+ * input of it, so its own layers are not among them. Undefined when the config is not one this
+ * reads, or names no such layer.
  *
- * The shape, as BuildKit writes it: `{"layers": [{"blob": digest, "parent": index}],
- * "records": [{"layers": [{"layer": index}], "chains": [{"layers": [index]}], "inputs": [[{"link": record}]]}]}`,
- * where `inputs[i]` lists the records that may stand for input i.
+ * The shape, as BuildKit writes it (solver/remotecache/v1/spec.go): `{"layers": [{"blob": digest,
+ * "parent": index}], "records": [{"layers": [{"layer": index}], "chains": [{"layers": [index]}],
+ * "inputs": [[{"link": record}]]}]}`. `parent` is -1 for a base layer and is left out when it is 0
+ * (Go's omitempty), so a layer without it sits on layer 0.
  */
 export function finalLayers(config: unknown): Set<string> | undefined {
   if (!isObject(config) || !Array.isArray(config.layers) || !Array.isArray(config.records)) return undefined;
@@ -53,22 +52,17 @@ export function finalLayers(config: unknown): Set<string> | undefined {
       const layer = layers[at];
       if (!isObject(layer) || typeof layer.blob !== 'string') return false;
       found.add(layer.blob);
-      at = isIndex(layer.parent) ? layer.parent : -1;
+      at = layer.parent === undefined ? 0 : isIndex(layer.parent) ? layer.parent : -1;
     }
     return true;
   };
-  const visited = new Set<number>();
-  const pending = records.map((_, i) => i).filter((i) => !linked.has(i));
-  for (let i = pending.pop(); i !== undefined; i = pending.pop()) {
-    const record = records[i];
-    if (visited.has(i) || !isObject(record)) continue;
-    visited.add(i);
+  for (const [i, record] of records.entries()) {
+    if (linked.has(i)) continue;
     const starts = [
       ...arrayOf(record.layers).map((r) => (isObject(r) ? r.layer : undefined)),
       ...arrayOf(record.chains).flatMap((c) => (isObject(c) ? arrayOf(c.layers) : [])),
     ];
     if (!starts.every(climb)) return undefined;
-    for (const link of arrayOf(arrayOf(record.inputs)[0])) if (isObject(link) && isIndex(link.link)) pending.push(link.link);
   }
   return found.size > 0 ? found : undefined;
 }
