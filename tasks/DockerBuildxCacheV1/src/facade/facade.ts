@@ -938,11 +938,7 @@ export class RegistryFacade {
       }
       if (this.storing.has(digest) || (await this.present(digest, signal)) !== undefined || this.storing.has(digest)) {
         if (this.wantsCopyOfUpload(digest)) await this.copyOfUpload({ digest, size }, body, signal);
-        else {
-          // Read to its end before the answer: an answer to a body still coming makes the client's write fail.
-          body.resume();
-          await finished(body).catch(() => undefined);
-        }
+        else await drain(body);
         outcome = 'present';
       } else {
         const put = this.putBlob({ digest, size }, body, signal, this.keepCopies && this.copyFirstUploads);
@@ -992,8 +988,7 @@ export class RegistryFacade {
   private async copyOfUpload(ref: BlobRef, body: Readable, signal: AbortSignal): Promise<void> {
     const copy = this.newCopy(ref.size);
     if (copy === undefined) {
-      body.resume();
-      await finished(body).catch(() => undefined);
+      await drain(body);
       return;
     }
     const dog = this.watchdog(`copying ${ref.digest}`, signal);
@@ -1011,9 +1006,7 @@ export class RegistryFacade {
       body.unpipe(verifier);
       verifier.destroy();
       await this.releaseCopy(copy);
-      // Read to its end before the answer, as any acknowledged upload.
-      body.resume();
-      await finished(body).catch(() => undefined);
+      await drain(body);
     } finally {
       dog.stop();
     }
@@ -1299,6 +1292,15 @@ class CopyingStream extends Transform {
     this.out.destroy();
     await fs.promises.rm(this.file, { force: true });
   }
+}
+
+/**
+ * Reads an upload's body to its end, discarding it: the answer must wait for that, since an answer
+ * to a body still coming makes the client's write fail ("read/write on closed pipe").
+ */
+async function drain(body: Readable): Promise<void> {
+  body.resume();
+  await finished(body).catch(() => undefined);
 }
 
 /** Connection-level failures: the store could not be reached, or stopped answering. */
