@@ -117,5 +117,6 @@ describe('cache config: where a cache root names it', () => {
     ],
     ['not JSON', '{', undefined],
   ];
-  for (const [name, root, expected] of cases) it(name, () => assert.deepEqual(cacheConfigOf(Buffer.from(root)), expected));
+  for (const [name, root, expected] of cases)
+    it(name, () => assert.deepEqual(cacheConfigOf({ digest: L(0), size: root.length }, Buffer.from(root)), expected));
 });

@@ -745,7 +745,7 @@ export class RegistryFacade {
 
   private async readCopyPlan(): Promise<ReadonlySet<string> | undefined> {
     const root = await this.restoredRoot(this.closing.signal);
-    const config = root === undefined ? undefined : cacheConfigOf(root);
+    const config = root === undefined || this.reader === undefined ? undefined : cacheConfigOf(this.reader.root, root);
     if (config === undefined || config.size > this.maxManifest) return undefined;
     const bytes = await this.readWhole(config, this.closing.signal);
     return bytes === undefined ? undefined : finalLayers(JSON.parse(bytes.toString('utf8')));

@@ -1,24 +1,21 @@
-import type { Descriptor } from './layout';
+import { children, type Descriptor } from './layout';
 
 /** BuildKit's cache config: the layers of a cache and the build records they are the results of. */
 export const CACHE_CONFIG_TYPE = 'application/vnd.buildkit.cacheconfig.v0';
 
 /**
- * The cache config's descriptor in a cache root: the config of an image manifest
- * (`image-manifest=true`), or the index's entry of that type (BuildKit's default shape).
+ * The cache config's descriptor in a cache root (`root`, read as `bytes`): the config of an image
+ * manifest (`image-manifest=true`), or the index's entry of that type (BuildKit's default shape).
+ * Undefined when the root names none, or is not a manifest or an index that reads.
  */
-export function cacheConfigOf(root: Buffer): Descriptor | undefined {
-  let doc: unknown;
+export function cacheConfigOf(root: Descriptor, bytes: Buffer): Descriptor | undefined {
+  let found: Descriptor | undefined;
   try {
-    doc = JSON.parse(root.toString('utf8'));
+    found = children(root, bytes).find((d) => d.mediaType === CACHE_CONFIG_TYPE);
   } catch {
     return undefined;
   }
-  if (!isObject(doc)) return undefined;
-  const candidates = [doc.config, ...(Array.isArray(doc.manifests) ? (doc.manifests as unknown[]) : [])];
-  return candidates.find(
-    (d): d is Descriptor => isObject(d) && d.mediaType === CACHE_CONFIG_TYPE && typeof d.digest === 'string' && typeof d.size === 'number',
-  );
+  return found === undefined ? undefined : { mediaType: found.mediaType, digest: found.digest, size: found.size };
 }
 
 /**

@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { replaceDirectory, unlessMissing } from '../util/fs';
+import { CACHE_CONFIG_TYPE } from './cache-config';
 import { cacheRoot, MARKER_FILE, readLayoutIndex, readVerified } from './layout';
 
 /** The kinds of hidden sibling folder a job makes next to a cache folder. */
@@ -22,7 +23,6 @@ const MARKER_CONTENT = '{"writtenBy":"DockerBuildxCache@1"}\n';
 
 /** What BuildKit's local cache exporter leaves in a folder, and all that an earlier version of the task left. */
 const BUILDKIT_NAMES = new Set(['index.json', 'oci-layout', 'blobs', 'ingest', 'index.json.lock']);
-const CACHE_CONFIG = 'application/vnd.buildkit.cacheconfig.v0';
 
 export class ForeignFolderError extends Error {
   override name = 'ForeignFolderError';
@@ -49,7 +49,7 @@ async function isBuildkitCache(dir: string): Promise<boolean> {
     const root = cacheRoot(await readLayoutIndex(dir));
     if (root === undefined) return false;
     const index = JSON.parse((await readVerified(dir, root)).toString()) as { manifests?: { mediaType?: unknown }[] };
-    return Array.isArray(index.manifests) && index.manifests.some((d) => d.mediaType === CACHE_CONFIG);
+    return Array.isArray(index.manifests) && index.manifests.some((d) => d.mediaType === CACHE_CONFIG_TYPE);
   } catch {
     return false;
   }
