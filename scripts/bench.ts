@@ -65,13 +65,14 @@ const LARGE_ALTERNATIVES: readonly Alternative[] = [
  * each store also with the cacheTransport that its auto pipeline did not go through (the one it did
  * is skipped: see sameAsAuto), so that one run compares the two transports. The self-hosted agent
  * on the containerd store: everything but the transports. The self-hosted agent on the classic
- * store (the task's kept docker-container builder): the template, the task's two stores and the
- * kept-state limit, so that the whole run stays near 22 minutes.
+ * store (the task's kept docker-container builder): the template, the task's two stores, the local
+ * store also through the folder (auto goes direct there), and the kept-state limit, so that the
+ * whole run stays near 24 minutes.
  */
 const DEFAULT_ALTERNATIVES: Record<EngineKind, readonly Alternative[]> = {
   hosted: ALTERNATIVES.filter((a) => a !== 'template-dockerfile'),
   'self-hosted': ALTERNATIVES.filter((a) => a !== 'template-dockerfile' && !TRANSPORT_ALTERNATIVES.includes(a)),
-  'self-hosted-classic': ['template', 'task-local', 'task-azureBlob', 'kept-state'],
+  'self-hosted-classic': ['template', 'task-local', 'task-local-folder', 'task-azureBlob', 'kept-state'],
 };
 
 /** Whether the bundled task has an input (a task without it rejects it). */

@@ -6,7 +6,7 @@ import * as path from 'path';
 import { envKey, parseCommands, runStep, stepEnv, TASK_DIR, type JobResult, type StepResult } from '../../scripts/agent';
 import { connectionString, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
 import { cleanup } from '../helpers';
-import { DEPS_STEP as HOSTED_DEPS_STEP, HOSTED_FILES, hostedAgentsForSuite, killedJob } from './hosted';
+import { DEPS_STEP as HOSTED_DEPS_STEP, HOSTED_FILES, hostedAgentsForSuite, killedJob, pulledBytes, rowBytes, UNITS } from './hosted';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
 import { DEPS_FILES, DEPS_STEP, depsDockerfile, IMAGE, stepCached, Workspace } from './workspace';
 
@@ -30,22 +30,11 @@ function summaryOf(step: StepResult): string {
   return fs.readFileSync(upload.data, 'utf8');
 }
 
-const UNITS = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9 } as const;
-
-/** The bytes of a summary row such as `Served to BuildKit | 1.2 MB in 3 blobs`; undefined without that row. */
-function rowBytes(summary: string, row: string): number | undefined {
-  const m = new RegExp(`\\| ${row} \\| ([\\d.]+) (B|KB|MB|GB) in (\\d+) blobs`).exec(summary);
-  return m === null ? undefined : Number(m[1]) * UNITS[m[2] as keyof typeof UNITS];
-}
-
 function servedBytes(summary: string): number {
   const bytes = rowBytes(summary, 'Served to BuildKit');
   assert.ok(bytes !== undefined, summary);
   return bytes;
 }
-
-/** The image the engine pulled from the facade instead of --load; 0 without that row. */
-const pulledBytes = (summary: string): number => rowBytes(summary, 'Pulled by the engine') ?? 0;
 
 /** A TCP proxy on loopback in front of `target`, which a test can cut (every connection reset, new ones refused). */
 class Proxy {

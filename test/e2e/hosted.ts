@@ -77,14 +77,21 @@ export class HostedAgents {
     return { driverOptions: 'network=host', buildkitdConfig: this.buildkitdConfig };
   }
 
-  /** A workspace on a hosted agent; every job states the driver it depends on (auto) and reaches the mirror. */
+  /**
+   * A workspace on a hosted agent, or on a self-hosted one, which keeps the engine's images between its
+   * jobs; every job states the driver it depends on (auto) and reaches the mirror.
+   */
   workspace(
     side: BuildxSide,
     files: Record<string, string> = HOSTED_FILES,
     inputs: Record<string, string> = {},
     kind: 'hosted' | 'selfHosted' = 'hosted',
   ): Workspace {
-    return new Workspace(files, { env: this.env(side, kind), inputs: { driver: 'auto', ...this.builderInputs, ...inputs } });
+    return new Workspace(files, {
+      env: this.env(side, kind),
+      inputs: { driver: 'auto', ...this.builderInputs, ...inputs },
+      keepsEngine: kind === 'selfHosted',
+    });
   }
 }
 
@@ -146,6 +153,17 @@ export function buildCommand(step: StepResult): string {
 export function driverLine(step: StepResult): string {
   return /^Builder driver: (.*)$/m.exec(step.stdout)?.[1] ?? '';
 }
+
+export const UNITS = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9 } as const;
+
+/** The bytes of a summary row such as `Served to BuildKit | 1.2 MB in 3 blobs`; undefined without that row. */
+export function rowBytes(summary: string, row: string): number | undefined {
+  const m = new RegExp(`\\| ${row} \\| ([\\d.]+) (B|KB|MB|GB) in (\\d+) blobs`).exec(summary);
+  return m === null ? undefined : Number(m[1]) * UNITS[m[2] as keyof typeof UNITS];
+}
+
+/** The image the engine pulled from the task's registry instead of --load; 0 without that row. */
+export const pulledBytes = (summary: string): number => rowBytes(summary, 'Pulled by the engine') ?? 0;
 
 export function summaryOf(job: JobResult): string {
   const upload = job.post.commands.find((c) => c.name === 'task.uploadsummary');

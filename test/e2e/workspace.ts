@@ -67,6 +67,11 @@ export interface Agent {
   readonly env?: NodeJS.ProcessEnv;
   /** Inputs of every job, under the job's own; by default the docker driver. */
   readonly inputs?: Record<string, string>;
+  /**
+   * A self-hosted agent's engine, which keeps the images and build cache of earlier jobs; otherwise
+   * each job starts as on a new agent, without them.
+   */
+  readonly keepsEngine?: boolean;
 }
 
 /** A pipeline's folders on one agent, and jobs run in them as the agent runs them. */
@@ -97,7 +102,7 @@ export class Workspace {
     fs.writeFileSync(path.join(this.ws, rel), content);
   }
 
-  /** A fresh job, as on a new agent: the engine's build cache and the image are gone. */
+  /** A job; unless the agent keeps its engine, a fresh one, as on a new agent: the engine's build cache and the image are gone. */
   async job(
     name: string,
     inputs: Record<string, string> = {},
@@ -105,8 +110,10 @@ export class Workspace {
     env: NodeJS.ProcessEnv = {},
     between?: (main: StepResult) => void,
   ): Promise<JobResult> {
-    this.docker(['buildx', 'prune', '-af']);
-    spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8', env: { ...process.env, ...this.agent.env } });
+    if (this.agent.keepsEngine !== true) {
+      this.docker(['buildx', 'prune', '-af']);
+      spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8', env: { ...process.env, ...this.agent.env } });
+    }
     const result = await runJob(
       { dockerfile: 'Dockerfile', imageName: IMAGE, tags: 'e2e', ...(this.agent.inputs ?? { driver: 'docker' }), ...inputs },
       this.variables(variables),

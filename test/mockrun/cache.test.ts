@@ -90,13 +90,13 @@ describe('mock-run: the main step: the cache backends', function () {
     }
   });
 
-  describe('cacheTransport auto: direct for the builder the task creates for a hosted job, else the folder, and the log says why', () => {
+  describe("cacheTransport auto: direct for a docker-container builder of the task's own, else the folder, and the log says why", () => {
     const selfHosted = (): Record<string, string> => {
       const v: Record<string, string> = { ...variables(), 'Agent.Name': 'build-vm-1', 'Agent.Id': '7' };
       delete v['Agent.CloudId'];
       return v;
     };
-    const KEPT = agentBuilderName({ id: '7', name: 'build-vm-1' }, { driver: 'docker-container', driverOptions: [] });
+    const KEPT = agentBuilderName({ id: '7', name: 'build-vm-1' }, { driver: 'docker-container', driverOptions: [], hostNetwork: true });
     const SELF_JOB = defaultBuilderName(JOB, 'build-vm-1');
     const create = (name: string, opts = ''): string =>
       `${DOCKER} buildx create --bootstrap --name ${name} --driver docker-container${opts}`;
@@ -143,22 +143,22 @@ describe('mock-run: the main step: the cache backends', function () {
         /^loc_mock_TransportFolder loc_mock_TransportWhyAutoDriver docker$/m,
       ],
       [
-        'a self-hosted agent: its kept builder, the folder',
+        'a self-hosted agent: the builder it keeps gets network=host too (a name of its own), and the same fallback',
         selfHosted,
         { driver: 'docker-container' },
         { [`${DOCKER} buildx inspect --bootstrap ${KEPT}`]: missing },
-        found(KEPT),
+        found(KEPT, HOST),
         KEPT,
-        /^loc_mock_TransportFolder loc_mock_TransportWhyAutoKeptBuilder$/m,
+        /^loc_mock_TransportFolder loc_mock_TransportWhyNoHostNetwork buildx-cache-agent-/m,
       ],
       [
-        'a self-hosted agent with builderLifetime job: the folder',
+        'a self-hosted agent with builderLifetime job: network=host, and the same fallback',
         selfHosted,
         { driver: 'docker-container', builderLifetime: 'job' },
         {},
-        [create(SELF_JOB)],
+        [create(SELF_JOB, HOST)],
         SELF_JOB,
-        /^loc_mock_TransportFolder loc_mock_TransportWhyAutoSelfHosted$/m,
+        /^loc_mock_TransportFolder loc_mock_TransportWhyNoHostNetwork buildx-cache-/m,
       ],
       [
         'a hosted agent with builderName: the folder',

@@ -27,19 +27,19 @@ const direct = (driver: ReachFacts['driver'], builder = driver === 'docker' ? 'd
 });
 
 /** A Microsoft-hosted job's own docker-container builder: what auto picks direct for. */
-const hostedJob: AutoFacts = { driver: 'docker-container', lifetime: 'job', agentOutlivesJob: false, driverOptions: [] };
-const autoDirect = (backend: 'local' | 'azureBlob'): TransportChoice => ({
+const hostedJob: AutoFacts = { driver: 'docker-container', lifetime: 'job', driverOptions: [] };
+const autoDirect = (backend: 'local' | 'azureBlob', lifetime: 'job' | 'agent' = 'job'): TransportChoice => ({
   transport: 'direct',
-  reason: { kind: 'autoJobBuilder', backend },
+  reason: { kind: 'autoOwnBuilder', backend, lifetime },
 });
 const folder = (reason: TransportChoice['reason']): TransportChoice => ({ transport: 'folder', reason });
 
 describe('cacheTransport: what the job means to use before the builder is known', () => {
-  const selfHosted: AutoFacts = { ...hostedJob, lifetime: 'agent', agentOutlivesJob: true };
+  const selfHosted: AutoFacts = { ...hostedJob, lifetime: 'agent' };
   const table: [CacheBackend, CacheTransportSetting, AutoFacts, TransportChoice][] = [
     ['azureBlob', 'auto', hostedJob, autoDirect('azureBlob')],
     ['local', 'auto', hostedJob, autoDirect('local')],
-    ['local', 'auto', selfHosted, folder({ kind: 'autoKeptBuilder' })],
+    ['local', 'auto', selfHosted, autoDirect('local', 'agent')],
     ['local', 'direct', selfHosted, { transport: 'direct', reason: { kind: 'input' } }],
     ['azureBlob', 'folder', hostedJob, folder({ kind: 'input' })],
     ['directory', 'direct', hostedJob, folder({ kind: 'noStore' })],
@@ -51,7 +51,7 @@ describe('cacheTransport: what the job means to use before the builder is known'
       assert.deepEqual(intendedTransport({ backend, transport }, facts), expected));
 });
 
-describe('cacheTransport auto: direct for the job builder of an agent that does not outlive the job, else the folder', () => {
+describe("cacheTransport auto: direct for a docker-container builder of the task's own, else the folder", () => {
   // what differs from a hosted job's own docker-container builder → what auto picks for azureBlob
   const table: [string, Partial<AutoFacts>, TransportChoice][] = [
     ["a hosted agent, the task's builder for the job", {}, autoDirect('azureBlob')],
@@ -63,9 +63,27 @@ describe('cacheTransport auto: direct for the job builder of an agent that does 
     ['the remote driver', { driver: 'remote', endpoint: 'unix:///run/buildkit.sock' }, folder({ kind: 'autoDriver', driver: 'remote' })],
     ['the kubernetes driver', { driver: 'kubernetes' }, folder({ kind: 'autoDriver', driver: 'kubernetes' })],
     ['builderName', { builderName: 'shared' }, folder({ kind: 'autoNamedBuilder', builder: 'shared' })],
-    ['a kept builder (builderLifetime agent) on a hosted agent', { lifetime: 'agent' }, folder({ kind: 'autoKeptBuilder' })],
-    ['a kept builder on a self-hosted agent', { lifetime: 'agent', agentOutlivesJob: true }, folder({ kind: 'autoKeptBuilder' })],
-    ['builderLifetime job on a self-hosted agent', { agentOutlivesJob: true }, folder({ kind: 'autoSelfHosted' })],
+    ['the builder the agent keeps (builderLifetime agent)', { lifetime: 'agent' }, autoDirect('azureBlob', 'agent')],
+    [
+      'a kept builder with network=host in driverOptions',
+      { lifetime: 'agent', driverOptions: ['network=host'] },
+      autoDirect('azureBlob', 'agent'),
+    ],
+    [
+      'a kept builder with a network of its own',
+      { lifetime: 'agent', driverOptions: ['network=build-net'] },
+      folder({ kind: 'autoNetwork', option: 'network=build-net' }),
+    ],
+    [
+      'a kept builder on an engine elsewhere',
+      { lifetime: 'agent', dockerHost: 'tcp://10.0.0.5:2376' },
+      folder({ kind: 'remoteEngine', engine: 'tcp://10.0.0.5:2376' }),
+    ],
+    [
+      'a kept builder that builderName names',
+      { lifetime: 'agent', builderName: 'shared' },
+      folder({ kind: 'autoNamedBuilder', builder: 'shared' }),
+    ],
     [
       'driverOptions names a network',
       { driverOptions: ['network=build-net'] },
@@ -90,11 +108,11 @@ describe("cacheTransport auto: the folder's reason said for the driver the job g
   const folder = (reason: TransportReason): TransportChoice => ({ transport: 'folder', reason });
   // what auto picked as if for a docker-container builder, the driver the job got → what the log says
   const table: [TransportChoice, Driver, TransportChoice][] = [
-    [folder({ kind: 'autoKeptBuilder' }), 'docker', folder({ kind: 'autoDriver', driver: 'docker' })],
-    [folder({ kind: 'autoSelfHosted' }), 'remote', folder({ kind: 'autoDriver', driver: 'remote' })],
+    [folder({ kind: 'autoNamedBuilder', builder: 'b' }), 'remote', folder({ kind: 'autoDriver', driver: 'remote' })],
     [folder({ kind: 'autoNamedBuilder', builder: 'b' }), 'docker', folder({ kind: 'autoDriver', driver: 'docker' })],
     [folder({ kind: 'autoNetwork', option: 'network=n' }), 'docker', folder({ kind: 'autoDriver', driver: 'docker' })],
-    [folder({ kind: 'autoKeptBuilder' }), 'docker-container', folder({ kind: 'autoKeptBuilder' })],
+    [folder({ kind: 'autoNamedBuilder', builder: 'b' }), 'docker-container', folder({ kind: 'autoNamedBuilder', builder: 'b' })],
+    [folder({ kind: 'autoNetwork', option: 'network=n' }), 'docker-container', folder({ kind: 'autoNetwork', option: 'network=n' })],
     [folder({ kind: 'input' }), 'docker', folder({ kind: 'input' })],
     [folder({ kind: 'credsStore', store: 'pass' }), 'docker', folder({ kind: 'credsStore', store: 'pass' })],
   ];

@@ -137,7 +137,6 @@ async function autoFacts(config: Config, agent: JobAgent, dockerConfig: string |
   return {
     builderName: b.name,
     lifetime: chooseLifetime(b.lifetime, agent).lifetime,
-    agentOutlivesJob: chooseLifetime('auto', agent).lifetime === 'agent',
     driverOptions: b.driverOptions,
     endpoint: b.endpoint,
     dockerHost: process.env.DOCKER_HOST,
@@ -156,7 +155,7 @@ async function intendTransport(
   ifContainer: TransportChoice,
   setup: Setup,
 ): Promise<TransportChoice> {
-  if (ifContainer.reason.kind !== 'autoJobBuilder') return ifContainer;
+  if (ifContainer.reason.kind !== 'autoOwnBuilder') return ifContainer;
   const driver = await setup.driver();
   // A failed preflight fails the job when the setup is shown, before any build.
   return driver === undefined ? ifContainer : intendedTransport(config.cache, { ...facts, driver });
