@@ -191,7 +191,9 @@ export function describeTransportReason(reason: TransportReason): string {
     case 'input':
       return loc('TransportWhyInput');
     case 'autoOwnBuilder':
-      return loc(reason.lifetime === 'job' ? 'TransportWhyAutoJobBuilder' : 'TransportWhyAutoKeptBuilder', reason.backend);
+      return reason.lifetime === 'job'
+        ? loc('TransportWhyAutoJobBuilder', reason.backend)
+        : loc('TransportWhyAutoKeptBuilder', reason.backend);
     case 'autoDriver':
       return loc('TransportWhyAutoDriver', reason.driver);
     case 'autoNamedBuilder':
