@@ -193,7 +193,8 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       };
       const run = await runScenario({
         step: 'main',
-        inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container' },
+        // The folder's export, as above: cacheTransport auto would go direct, with a builder of another name (network=host).
+        inputs: { dockerfile: 'Dockerfile', buildContext: '.', imageName: 'app', driver: 'docker-container', cacheTransport: 'folder' },
         variables: selfHosted(),
         exec,
       });
