@@ -44,6 +44,8 @@ export class FolderStore {
   readonly calls: Record<Operation, string[]> = { open: [], has: [], put: [], commit: [] };
   /** digest → what a put of it waits for before it reads its body (see holdPut). */
   private readonly held = new Map<string, Promise<void>>();
+  /** digest → what an open of it waits for (see holdOpen). */
+  private readonly heldOpen = new Map<string, Promise<void>>();
 
   constructor(readonly dir = tempDir('dbxc-facade-store-')) {
     fs.mkdirSync(path.join(dir, 'entries'), { recursive: true });
@@ -112,6 +114,16 @@ export class FolderStore {
     };
   }
 
+  /** Holds every open of `digest` (a read from the store) until the returned function is called. */
+  holdOpen(digest: string): () => void {
+    let release = (): void => undefined;
+    this.heldOpen.set(digest, new Promise<void>((resolve) => (release = resolve)));
+    return () => {
+      this.heldOpen.delete(digest);
+      release();
+    };
+  }
+
   private fault(operation: Operation, digest: string): Fault | undefined {
     return this.faultsOnly === undefined || this.faultsOnly.has(digest) ? this.faults[operation] : undefined;
   }
@@ -126,6 +138,7 @@ export class FolderStore {
       blobs: entry.blobs,
       open: async (digest) => {
         this.calls.open.push(digest);
+        await this.heldOpen.get(digest);
         const fault = this.fault('open', digest);
         if (fault === 'fail') throw new Error('the store is unreachable (injected)');
         if (fault === 'refuse') throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9 (injected)'), { code: 'ECONNREFUSED' });

@@ -290,3 +290,135 @@ describe('build: the image of output docker through the facade (imageVia)', () =
     });
   }
 });
+
+describe("build: the engine pulls the cache's last layers beside the build (prefetch)", () => {
+  afterEach(cleanup);
+  const VIA = '127.0.0.1:4321/buildx-cache:image';
+  const PREFETCH = '127.0.0.1:4321/buildx-cache:prefetch';
+  const DIGEST = `sha256:${'e'.repeat(64)}`;
+  const failed: RunResult = { code: 1, stdout: '', stderr: 'Error response from daemon: manifest unknown' };
+  const refused: RunResult = { code: 1, stdout: '', stderr: 'Error response from daemon: blob unknown: not one this build read' };
+  const dockerfileError: RunResult = { code: 1, stdout: '', stderr: 'ERROR: failed to solve: process "/bin/sh -c false" did not complete' };
+
+  type Case = {
+    ref?: string;
+    /** How the prefetch's pull ends: at once with this answer, or (`untilEnd`) once the facade ends the prefetch, refused. */
+    prefetchPull?: RunResult | 'untilEnd';
+    build?: RunResult;
+    events: string[];
+    said?: RegExp;
+    outcome: 'none' | 'BuildError';
+  };
+  // the prefetch's reference and answers → what ran, in order (the build's start and end, the prefetch's end among them), and what the log says
+  const table: [string, Case][] = [
+    [
+      "pulled while the build runs; the image's pull after it, then the prefetch ended and its reference removed",
+      {
+        ref: PREFETCH,
+        events: ['build start', 'pull prefetch', 'build end', 'pull image', 'tag', 'image rm image', 'end', 'image rm prefetch'],
+        outcome: 'none',
+      },
+    ],
+    [
+      "layers the build did not read: the image's pull does not wait for the prefetch, whose end refuses them; said, not as a failure",
+      {
+        ref: PREFETCH,
+        prefetchPull: 'untilEnd',
+        events: ['build start', 'pull prefetch', 'build end', 'pull image', 'tag', 'image rm image', 'end'],
+        said: /pulled the layers of the cache's last image that this build read; the others, which it did not read, were left out/,
+        outcome: 'none',
+      },
+    ],
+    [
+      'no image to prefetch (no entry, or no chain): nothing beside the build',
+      { events: ['build start', 'build end', 'pull image', 'tag', 'image rm image', 'end'], outcome: 'none' },
+    ],
+    [
+      'the prefetch fails: said, and the image is pulled as before; nothing of it to remove',
+      {
+        ref: PREFETCH,
+        prefetchPull: failed,
+        events: ['build start', 'pull prefetch', 'build end', 'pull image', 'tag', 'image rm image', 'end'],
+        said: /cache's layers beside the build failed \(Error response from daemon: manifest unknown\)/,
+        outcome: 'none',
+      },
+    ],
+    [
+      'the build fails: the prefetch is still ended, and its reference removed',
+      {
+        ref: PREFETCH,
+        build: dockerfileError,
+        events: ['build start', 'pull prefetch', 'build end', 'end', 'image rm prefetch'],
+        outcome: 'BuildError',
+      },
+    ],
+  ];
+  for (const [name, c] of table)
+    it(name, async () => {
+      const { config, ws } = configIn({ imageName: 'app', tags: 'one', failOnCacheError: 'false' });
+      const metadata = `${ws}/metadata.json`;
+      const events: string[] = [];
+      let pulledBeside = (): void => undefined;
+      const beside = new Promise<void>((resolve) => (pulledBeside = resolve));
+      let ended = (): void => undefined;
+      const end = new Promise<void>((resolve) => (ended = resolve));
+      const run: DockerCli['run'] = async (args, options) => {
+        if (args[0] === 'buildx') {
+          events.push('build start');
+          // The build ends only once the prefetch began (when there is one): it runs beside, not after.
+          if (c.ref !== undefined) await beside;
+          const answer = c.build ?? ok;
+          for (const line of answer.stderr.split('\n')) options?.onLine?.(line);
+          if (answer.code === 0) fs.writeFileSync(metadata, JSON.stringify({ 'containerimage.digest': DIGEST, 'image.name': VIA }));
+          events.push('build end');
+          return answer;
+        }
+        const which = args.at(-1) === PREFETCH ? 'prefetch' : 'image';
+        if (args[0] === 'pull') {
+          events.push(`pull ${which}`);
+          if (which === 'prefetch') {
+            pulledBeside();
+            if (c.prefetchPull !== 'untilEnd') return c.prefetchPull ?? ok;
+            await end;
+            return refused;
+          }
+        } else events.push(args[0] === 'image' ? `image rm ${which}` : (args[0] ?? ''));
+        return ok;
+      };
+      const before = taskLibOutput.length;
+      const logged = sinon.stub(console, 'log');
+      const result = buildWithCacheFallback(
+        { run },
+        config,
+        builder,
+        {
+          from: [],
+          to: [],
+          onImportCorrupt: () => Promise.resolve(),
+          onExportFailed: () => Promise.resolve(),
+          imageVia: VIA,
+          prefetch: {
+            ref: () => Promise.resolve(c.ref),
+            end: () => {
+              events.push('end');
+              ended();
+              return c.prefetchPull === 'untilEnd';
+            },
+          },
+        },
+        new Map(),
+        metadata,
+      );
+      try {
+        if (c.outcome === 'BuildError') await assert.rejects(result, (err: Error) => err instanceof BuildError);
+        else await result;
+      } finally {
+        logged.restore();
+      }
+      assert.deepEqual(events, c.events);
+      const said = [...taskLibOutput.slice(before), ...logged.args.map((a) => String(a[0]))].join('\n');
+      if (c.said !== undefined) assert.match(said, c.said);
+      else assert.doesNotMatch(said, /beside the build failed|were left out/);
+      assert.doesNotMatch(said, /##vso\[task\.issue/, 'no warning');
+    });
+});

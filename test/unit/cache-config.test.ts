@@ -1,10 +1,36 @@
 import * as assert from 'assert/strict';
-import { CACHE_CONFIG_TYPE, cacheConfigOf, finalLayers } from '../../tasks/DockerBuildxCacheV1/src/oci/cache-config';
+import { CACHE_CONFIG_TYPE, cacheConfigOf, finalChain, finalLayers } from '../../tasks/DockerBuildxCacheV1/src/oci/cache-config';
 
 const L = (n: number): string => `sha256:${String(n).repeat(64).slice(0, 64)}`;
 /** Layers 0..n-1 on the parents given (-1: a base layer). */
 const stack = (parents: readonly number[]): { blob: string; parent: number }[] => parents.map((parent, i) => ({ blob: L(i), parent }));
 const link = (...records: number[]): { link: number }[][] => records.map((r) => [{ link: r }]);
+
+/**
+ * Measured: a cold build of the benchmark's Dockerfile (FROM, WORKDIR, COPY deps.lock, RUN deps, COPY src/, RUN app),
+ * mode=max. The COPY src/ layer (4) has no `parent`: Go's omitempty leaves out 0, the RUN deps layer under it.
+ */
+const COLD_BUILD = {
+  layers: [
+    { blob: L(0), parent: 2 },
+    { blob: L(1), parent: 5 },
+    { blob: L(2), parent: 1 },
+    { blob: L(3), parent: 4 },
+    { blob: L(4) },
+    { blob: L(5), parent: -1 },
+  ],
+  records: [
+    {},
+    { layers: [{ layer: 2 }], inputs: [[{ link: 6 }], [{ link: 0 }]] },
+    {},
+    {},
+    {},
+    { layers: [{ layer: 4 }], inputs: [[{ link: 8 }], [{ link: 2 }]] },
+    { layers: [{ layer: 1 }], inputs: [[{ link: 3 }, { link: 4 }]] },
+    { layers: [{ layer: 3 }], inputs: [[{ selector: 'sha256:x', link: 5 }]] },
+    { layers: [{ layer: 0 }], inputs: [[{ selector: 'sha256:x', link: 1 }]] },
+  ],
+};
 
 describe('cache config: the layers of the last results', () => {
   // the config → the layers it names as its last results' chains (undefined: it cannot tell)
@@ -40,30 +66,8 @@ describe('cache config: the layers of the last results', () => {
       [L(2), L(3)],
     ],
     [
-      // Measured: a cold build of the benchmark's Dockerfile (FROM, WORKDIR, COPY deps.lock, RUN deps, COPY src/, RUN app),
-      // mode=max. The COPY src/ layer (4) has no `parent`: Go's omitempty leaves out 0, the RUN deps layer under it.
       'a real cold build: every layer of the image, through a parent left out for layer 0',
-      {
-        layers: [
-          { blob: L(0), parent: 2 },
-          { blob: L(1), parent: 5 },
-          { blob: L(2), parent: 1 },
-          { blob: L(3), parent: 4 },
-          { blob: L(4) },
-          { blob: L(5), parent: -1 },
-        ],
-        records: [
-          {},
-          { layers: [{ layer: 2 }], inputs: [[{ link: 6 }], [{ link: 0 }]] },
-          {},
-          {},
-          {},
-          { layers: [{ layer: 4 }], inputs: [[{ link: 8 }], [{ link: 2 }]] },
-          { layers: [{ layer: 1 }], inputs: [[{ link: 3 }, { link: 4 }]] },
-          { layers: [{ layer: 3 }], inputs: [[{ selector: 'sha256:x', link: 5 }]] },
-          { layers: [{ layer: 0 }], inputs: [[{ selector: 'sha256:x', link: 1 }]] },
-        ],
-      },
+      COLD_BUILD,
       [L(0), L(1), L(2), L(3), L(4), L(5)],
     ],
     [
@@ -99,6 +103,23 @@ describe('cache config: the layers of the last results', () => {
       const got = finalLayers(config);
       assert.deepEqual(got === undefined ? undefined : [...got].sort(), expected?.slice().sort());
     });
+});
+
+describe("cache config: the last result's layer chain, base first", () => {
+  // the config → the chain (undefined: it cannot tell)
+  const cases: [string, unknown, string[] | undefined][] = [
+    ['the measured cold build: the image, FROM first', COLD_BUILD, [L(5), L(1), L(2), L(0), L(4), L(3)]],
+    ['one chain', { layers: stack([-1, 0, 1]), records: [{ layers: [{ layer: 2 }] }] }, [L(0), L(1), L(2)]],
+    [
+      'two last results: the longer chain',
+      { layers: stack([-1, 0, -1]), records: [{ layers: [{ layer: 2 }] }, { layers: [{ layer: 1 }] }] },
+      [L(0), L(1)],
+    ],
+    ['a result beyond the layers', { layers: stack([-1]), records: [{ layers: [{ layer: 5 }] }] }, undefined],
+    ['no leaf with a layer', { layers: stack([-1]), records: [{ digest: 'sha256:ctx' }] }, undefined],
+    ['not an object', 'x', undefined],
+  ];
+  for (const [name, config, expected] of cases) it(name, () => assert.deepEqual(finalChain(config), expected));
 });
 
 describe('cache config: where a cache root names it', () => {

@@ -794,6 +794,21 @@ describe('registry facade: the server', function () {
       assert.equal(store.calls.open.filter((d) => d === toolchain.digest).length, opened + 1, 'the toolchain comes from the store again');
     });
 
+    it("with keepCopies, two reads of a blob at once (BuildKit's and the engine's) read the store once, the second from the copy", async () => {
+      const { f, call } = await startCopying();
+      const release = store.holdOpen(bigLayer.digest);
+      const first = call('GET', `blobs/${bigLayer.digest}`);
+      while (!store.calls.open.includes(bigLayer.digest)) await new Promise((r) => setTimeout(r, 5));
+      const second = call('GET', `blobs/${bigLayer.digest}`, { 'User-Agent': 'docker/26.1.5 go/go1.24.4' });
+      await new Promise((r) => setTimeout(r, 50));
+      release();
+      const [a, b] = await Promise.all([first, second]);
+      assert.ok(a.body.equals(big) && b.body.equals(big));
+      assert.equal(store.calls.open.filter((d) => d === bigLayer.digest).length, 1, 'the store was read once');
+      await f.idle();
+      assert.deepEqual([f.stats.served, f.stats.pulled], [1, 1], "the engine's read counted as pulled");
+    });
+
     it('makes no copy beyond its budget', async () => {
       const { f, call, spool } = await startCopying({ copyBudgetBytes: bigLayer.size - 1 });
       assert.ok((await call('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
@@ -828,6 +843,177 @@ describe('registry facade: the server', function () {
       assert.deepEqual(fs.readdirSync(spool), []);
       assert.deepEqual(kinds(f.events), ['corrupt']);
     });
+  });
+
+  describe("an image of the restored cache's last layer chain, for the engine to pull beside the build", () => {
+    const UNCOMPRESSED = 'containerd.io/uncompressed';
+    const diffId = (b: Blob): string => `sha256:${crypto.createHash('sha256').update(`uncompressed ${b.digest}`).digest('hex')}`;
+    /** A cache of a build stage (a toolchain) and a last stage of two layers on their base, each layer annotated as BuildKit does. */
+    function stagedCache(annotate = true): { root: Blob; blobs: Blob[]; chain: Blob[] } {
+      const [toolchain, base, app] = ['toolchain', 'base', 'app'].map((c) => blob(LAYER, crypto.randomBytes(500).toString('hex') + c)) as [
+        Blob,
+        Blob,
+        Blob,
+      ];
+      const config = blob(CACHE_CONFIG, {
+        layers: [
+          { blob: toolchain.digest, parent: -1 },
+          { blob: base.digest, parent: -1 },
+          { blob: app.digest, parent: 1 },
+        ],
+        records: [
+          { layers: [{ layer: 0 }] },
+          { layers: [{ layer: 1 }] },
+          { layers: [{ layer: 2 }], inputs: [[{ link: 1 }], [{ link: 0 }]] },
+        ],
+      });
+      const layer = (b: Blob): object => ({ ...desc(b), ...(annotate ? { annotations: { [UNCOMPRESSED]: diffId(b) } } : {}) });
+      const root = blob(OCI_MANIFEST, {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: desc(config),
+        layers: [toolchain, base, app].map(layer),
+      });
+      return { root, blobs: [toolchain, base, app, config, root], chain: [base, app] };
+    }
+    /** A facade over the entry; `downloads`: a store whose reads are downloads (Azure: keepCopies). */
+    async function startOn(entry: { root: Blob; blobs: Blob[] }, name: string, downloads = true): Promise<RegistryFacade> {
+      const layout = tempDir('dbxc-facade-prefetch-');
+      writeLayout(layout, entry.root, entry.blobs);
+      await store.addLayout(layout, name);
+      return start({
+        reader: store.reader(name),
+        writer: store.writer('saved'),
+        keepCopies: downloads,
+        spoolDir: tempDir('dbxc-facade-copies-'),
+      });
+    }
+
+    it('serves the last stage’s chain, base first, with the uncompressed digests in its config, counted as pulled by the engine', async () => {
+      const entry = stagedCache();
+      const f = await startOn(entry, 'staged');
+      const call = client(f);
+      assert.equal(await f.prefetchRef(), `${f.host}/buildx-cache:prefetch`);
+      const got = await call('GET', 'manifests/prefetch', { 'User-Agent': 'docker/26.1.5' });
+      assert.deepEqual([got.status, got.headers['content-type']], [200, OCI_MANIFEST]);
+      const manifest = JSON.parse(got.body.toString()) as { config: { digest: string }; layers: { digest: string; mediaType: string }[] };
+      assert.deepEqual(
+        manifest.layers.map((l) => [l.digest, l.mediaType]),
+        entry.chain.map((b) => [b.digest, LAYER]),
+      );
+      const digest = got.headers['docker-content-digest'] ?? '';
+      assert.equal(digest, `sha256:${crypto.createHash('sha256').update(got.body).digest('hex')}`);
+      assert.ok((await call('GET', `manifests/${digest}`, { 'User-Agent': 'docker/26.1.5' })).body.equals(got.body), 'by digest too');
+      const config = await call('GET', `blobs/${manifest.config.digest}`, { 'User-Agent': 'docker/26.1.5' });
+      assert.deepEqual(JSON.parse(config.body.toString()), {
+        architecture: process.arch === 'x64' ? 'amd64' : process.arch,
+        os: 'linux',
+        config: {},
+        rootfs: { type: 'layers', diff_ids: entry.chain.map(diffId) },
+      });
+      // BuildKit reads the base first; the engine's read of the app layer waits until BuildKit reads that too.
+      const base = entry.chain[0] as Blob;
+      const app = entry.chain[1] as Blob;
+      assert.ok((await call('GET', `blobs/${base.digest}`, { 'User-Agent': 'buildkit/v0.32' })).body.equals(base.data));
+      assert.ok((await call('GET', `blobs/${base.digest}`, { 'User-Agent': 'docker/26.1.5' })).body.equals(base.data));
+      let answered = false;
+      const waiting = call('GET', `blobs/${app.digest}`, { 'User-Agent': 'docker/26.1.5' }).then((a) => ((answered = true), a));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(answered, false, 'the engine waits for the build to read the layer');
+      assert.ok((await call('GET', `blobs/${app.digest}`, { 'User-Agent': 'buildkit/v0.32' })).body.equals(app.data));
+      assert.ok((await waiting).body.equals(app.data));
+      assert.equal(f.endPrefetch(), false, 'nothing was left waiting');
+      await f.idle();
+      assert.deepEqual([f.stats.served, f.stats.pulled], [2, 5], 'the manifest twice, the config and two layers, pulled by the engine');
+      assert.deepEqual(f.events, []);
+    });
+
+    it('a layer the build does not read (old dependencies) is refused to the engine once the prefetch ends, and not read from the store', async () => {
+      const entry = stagedCache();
+      const f = await startOn(entry, 'stale');
+      const call = client(f);
+      assert.ok((await f.prefetchRef()) !== undefined);
+      const app = entry.chain[1] as Blob;
+      const waiting = call('GET', `blobs/${app.digest}`, { 'User-Agent': 'docker/26.1.5' });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(f.endPrefetch(), true, 'a read was waiting');
+      assert.equal(codeOf(await waiting), 'BLOB_UNKNOWN');
+      assert.equal(codeOf(await call('GET', `blobs/${app.digest}`, { 'User-Agent': 'docker/26.1.5' })), 'BLOB_UNKNOWN', 'and after');
+      assert.deepEqual(
+        store.calls.open.filter((d) => d === app.digest),
+        [],
+      );
+      assert.ok((await call('GET', `blobs/${app.digest}`)).body.equals(app.data), 'BuildKit still gets it');
+    });
+
+    it('a layer BuildKit took elsewhere (the base, from its registry) goes to the engine once the pushed image has it', async () => {
+      const entry = stagedCache();
+      const f = await startOn(entry, 'based');
+      const call = client(f);
+      assert.ok((await f.prefetchRef()) !== undefined);
+      const base = entry.chain[0] as Blob;
+      let answered = false;
+      const waiting = call('GET', `blobs/${base.digest}`, { 'User-Agent': 'docker/26.1.5' }).then((a) => ((answered = true), a));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(answered, false);
+      const config = blob('application/vnd.oci.image.config.v1+json', {
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [] },
+      });
+      const image = blob(OCI_MANIFEST, { schemaVersion: 2, mediaType: OCI_MANIFEST, config: desc(config), layers: [desc(base)] });
+      assert.equal((await upload(call, config)).status, 201);
+      assert.equal((await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, image.data)).status, 201);
+      assert.ok((await waiting).body.equals(base.data));
+      assert.equal(f.endPrefetch(), false);
+    });
+
+    it("the engine's pull of the built image ends the prefetch's waiting reads soon after it began, freeing the engine's downloads", async () => {
+      const entry = stagedCache();
+      const f = await startOn(entry, 'graced');
+      const call = client(f);
+      assert.ok((await f.prefetchRef()) !== undefined);
+      const app = entry.chain[1] as Blob;
+      const waiting = call('GET', `blobs/${app.digest}`, { 'User-Agent': 'docker/26.1.5' });
+      const base = entry.chain[0] as Blob;
+      const config = blob('application/vnd.oci.image.config.v1+json', {
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [] },
+      });
+      const image = blob(OCI_MANIFEST, { schemaVersion: 2, mediaType: OCI_MANIFEST, config: desc(config), layers: [desc(base)] });
+      assert.equal((await upload(call, config)).status, 201);
+      assert.equal((await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, image.data)).status, 201);
+      const asked = Date.now();
+      assert.equal((await call('GET', `manifests/${image.digest}`, { 'User-Agent': 'docker/26.1.5' })).status, 200);
+      assert.equal(codeOf(await waiting), 'BLOB_UNKNOWN');
+      const after = Date.now() - asked;
+      assert.ok(after >= 400 && after < 10_000, `refused ${after} ms after the image's manifest was asked for`);
+    });
+
+    it('from the local store (no downloads), the engine gets every layer at once', async () => {
+      const entry = stagedCache();
+      const f = await startOn(entry, 'local', false);
+      const call = client(f);
+      assert.ok((await f.prefetchRef()) !== undefined);
+      for (const b of entry.chain)
+        assert.ok((await call('GET', `blobs/${b.digest}`, { 'User-Agent': 'docker/26.1.5' })).body.equals(b.data));
+      assert.equal(f.endPrefetch(), false);
+    });
+
+    // what the restored entry is → no image to pull
+    const none: [string, () => { root: Blob; blobs: Blob[] } | undefined][] = [
+      ['layers without their uncompressed digest', () => stagedCache(false)],
+      ['a cache config without records (it cannot tell the last stage)', () => cache],
+      ['no restored entry (a miss)', () => undefined],
+    ];
+    for (const [name, entry] of none)
+      it(`none for ${name}`, async () => {
+        const e = entry();
+        const f = e === undefined ? await start({ writer: store.writer('saved') }) : await startOn(e, 'plain');
+        assert.equal(await f.prefetchRef(), undefined);
+        assert.equal(codeOf(await client(f)('GET', 'manifests/prefetch')), 'MANIFEST_UNKNOWN');
+      });
   });
 
   it('closes promptly with requests in flight, aborting the store calls', async () => {

@@ -9,7 +9,7 @@ import { buildArgs, type CacheFlags } from './docker/args';
 import type { Builder } from './docker/builder';
 import { errorTail, type DockerCli } from './docker/cli';
 import { loadedImageId, parseMetadata, type LoadedImage } from './docker/metadata';
-import { deliver, metadataAsLoaded } from './docker/deliver';
+import { deliver, metadataAsLoaded, startPrefetch } from './docker/deliver';
 import { ProgressParser, type StepCount } from './docker/progress';
 
 export class BuildError extends Error {
@@ -47,6 +47,12 @@ export interface BuildCache extends CacheFlags {
    * cache trouble, or a pull that fails, loads it the usual way.
    */
   readonly imageVia?: string;
+  /**
+   * With imageVia: what the engine pulls while the build runs (docker/deliver.ts startPrefetch), so
+   * that the pull after it downloads only the new layers (`ref`, undefined: nothing), and the end of
+   * it once the image is in the engine (`end`: whether layers the build did not read were left out).
+   */
+  readonly prefetch?: { readonly ref: () => Promise<string | undefined>; readonly end: () => boolean };
 }
 
 /** Secrets given as values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
@@ -111,9 +117,38 @@ export function isCacheContentFailure(outcome: Pick<BuildOutcome, 'stderr'>): bo
 /**
  * Cache trouble fails the build only with failOnCacheError (a CacheError). Otherwise, when an
  * imported cache blob turns out corrupt, the entry is distrusted and the build runs again without
- * the import; when only the cache export failed, it runs again without the export.
+ * the import; when only the cache export failed, it runs again without the export. With imageVia
+ * and prefetch, the engine pulls the restored cache's last layers while the build runs.
  */
 export async function buildWithCacheFallback(
+  docker: DockerCli,
+  config: Config,
+  builder: Builder,
+  cache: BuildCache,
+  secretFiles: ReadonlyMap<string, string>,
+  metadataFile: string,
+): Promise<BuildOutcome & { exported: boolean }> {
+  const prefetch = cache.imageVia !== undefined && cache.prefetch !== undefined ? startPrefetch(docker, cache.prefetch.ref) : undefined;
+  try {
+    return await buildAndDeliver(docker, config, builder, cache, secretFiles, metadataFile);
+  } finally {
+    if (prefetch !== undefined) {
+      // The image is in the engine (or the build failed): the layers the build did not read are refused, which ends the prefetch.
+      const partial = cache.prefetch?.end() === true;
+      await prefetch.remove();
+      for (const line of prefetch.log) info(line);
+      const failed = (await prefetch.pulled).failed;
+      if (partial) info(loc('ImagePrefetchPartial'));
+      else if (failed !== undefined) info(loc('ImagePrefetchFailed', failed));
+    }
+  }
+}
+
+/**
+ * The builds of buildWithCacheFallback, then the image's pull, while the prefetch's may still wait for
+ * layers the build did not read: the pull finds the layers it has brought, or joins their download.
+ */
+async function buildAndDeliver(
   docker: DockerCli,
   config: Config,
   builder: Builder,

@@ -4,6 +4,7 @@ import * as path from 'path';
 import { formatBytes, info, instanceId, phase, setOutput, setSecret, setVariable, variable, warn } from './task/agent';
 import { secretValues } from './config/features';
 import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets, type BuildCache } from './build';
+import type { RegistryFacade } from './facade/facade';
 import type { Builder } from './docker/builder';
 import type { LoadedImage } from './docker/metadata';
 import { Docker, type DockerCli } from './docker/cli';
@@ -376,6 +377,8 @@ function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache 
   return {
     ...cache.flags,
     ...(imageVia === undefined ? {} : { imageVia }),
+    // The engine pulls the restored cache's last layers beside the build, when the image is pulled from the facade after it.
+    ...(imageVia === undefined || cache.direct === undefined ? {} : { prefetch: prefetchOf(cache.direct.cache.facade) }),
     onImportCorrupt: async () => {
       await cache.distrust?.();
       await cache.slot?.empty();
@@ -405,6 +408,12 @@ function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache 
           },
   };
 }
+
+/** The facade's image of the restored cache's last layers, for the engine to pull beside the build (see build.ts). */
+const prefetchOf = (facade: RegistryFacade): NonNullable<BuildCache['prefetch']> => ({
+  ref: () => facade.prefetchRef(),
+  end: () => facade.endPrefetch(),
+});
 
 /**
  * Where the image of `output: docker` is pushed for the engine to pull it instead of `--load` (see

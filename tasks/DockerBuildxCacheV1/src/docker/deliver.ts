@@ -1,5 +1,5 @@
 import type { DockerCli } from './cli';
-import { errorTail } from './cli';
+import { buffered, errorTail } from './cli';
 
 /**
  * Getting the image of `output: docker` into the engine by a pull from the task's registry on
@@ -64,6 +64,41 @@ export async function deliver(docker: DockerCli, d: Delivery): Promise<{ failed?
   // A pull that failed left nothing to remove.
   const untagFailed = untag.code === 0 || failed !== undefined ? undefined : errorTail(untag, 1) || `exit code ${untag.code}`;
   return { ...(failed === undefined ? {} : { failed }), ...(untagFailed === undefined ? {} : { untagFailed }) };
+}
+
+/**
+ * The engine's pull, beside the build, of the image the registry makes of the restored cache's last
+ * layer chain (RegistryFacade.prefetchRef, oci/prefetch.ts): the layers the last image was made
+ * of, which the new one mostly shares from its base up. The engine reuses a layer it has by its
+ * chain, so the pull after the build downloads only the image's new layers, and the download and
+ * extraction of the others ran while BuildKit built. `pulled` settles with the pull (false when
+ * there was nothing to pull or it failed); `remove()` waits for it and removes its reference, so the
+ * engine keeps only the layers the build's image has. Its command lines are kept in `log`, shown
+ * after the build's output rather than inside it.
+ */
+export interface Prefetch {
+  readonly pulled: Promise<{ ok: boolean; failed?: string }>;
+  readonly log: readonly string[];
+  remove(): Promise<void>;
+}
+
+export function startPrefetch(docker: DockerCli, reference: () => Promise<string | undefined>): Prefetch {
+  const log: string[] = [];
+  const quiet = buffered(docker, log);
+  let ref: string | undefined;
+  const pulled = (async (): Promise<{ ok: boolean; failed?: string }> => {
+    ref = await reference();
+    if (ref === undefined) return { ok: false };
+    const result = await quiet.run(['pull', '--quiet', ref]);
+    return result.code === 0 ? { ok: true } : { ok: false, failed: errorTail(result, 2) || `exit code ${result.code}` };
+  })().catch((err: unknown) => ({ ok: false, failed: (err as Error).message }));
+  return {
+    pulled,
+    log,
+    remove: async () => {
+      if ((await pulled).ok && ref !== undefined) await quiet.run(['image', 'rm', ref]);
+    },
+  };
 }
 
 /**

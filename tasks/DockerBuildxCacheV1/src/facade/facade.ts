@@ -7,8 +7,9 @@ import * as path from 'path';
 import { Readable, Transform, Writable, type TransformCallback } from 'stream';
 import { finished, pipeline } from 'stream/promises';
 import { mapLimit } from '../util/fs';
-import { cacheConfigOf, finalLayers } from '../oci/cache-config';
-import { CACHE_TAG, reachable, type Descriptor, type Index } from '../oci/layout';
+import { cacheConfigOf, finalChain, finalLayers } from '../oci/cache-config';
+import { CACHE_TAG, children, reachable, type Descriptor, type Index } from '../oci/layout';
+import { goArch, OCI_MANIFEST, prefetchImage, type PrefetchImage } from '../oci/prefetch';
 import type { BlobRef } from '../store/types';
 import {
   basicAuthorized,
@@ -68,8 +69,20 @@ export const EXPORT_TAG = 'save';
  * while it runs, never written as an entry.
  */
 export const IMAGE_TAG = 'image';
+/** The tag of the image of the restored cache's last layer chain, for the engine to pull while the build runs (see prefetchRef). */
+export const PREFETCH_TAG = 'prefetch';
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 const OCTET = 'application/octet-stream';
+/**
+ * How long after the engine asked for the built image's manifest the prefetch's reads still waiting
+ * (layers the build did not read) are refused. Not before: the image's pull must first take the
+ * layers the prefetch brought (a pull that fails gives its layers up), which it does as it starts.
+ * Not much later: each waiting read holds one of the engine's concurrent downloads (3 by default),
+ * which the image's new layers need.
+ */
+const PREFETCH_GRACE_MS = 500;
+/** A request of the docker engine (a pull), by its user agent (`docker/26.1.5 go/…`); BuildKit's is `buildkit/…`. */
+const fromEngine = (req: http.IncomingMessage): boolean => /^docker\//.test(req.headers['user-agent'] ?? '');
 
 /**
  * The store failed or stalled in a call: the request gets a 500 and the event is already reported.
@@ -265,6 +278,30 @@ export class RegistryFacade {
    * the entry's cache config when copies are switched on.
    */
   private copyPlan: Promise<ReadonlySet<string> | undefined> | undefined;
+  /** The restored entry's cache config, parsed; undefined when there is none or it does not read. */
+  private cacheConfig: Promise<unknown> | undefined;
+  /** The image of the restored cache's last layer chain (see prefetchRef), once it was asked for. */
+  private prefetch: Promise<PrefetchImage | undefined> | undefined;
+  private prefetched: (PrefetchImage & { readonly layers: ReadonlySet<string> }) | undefined;
+  /**
+   * The blobs BuildKit began to read. From a store whose reads are downloads (keepCopies: Azure),
+   * the engine's pull of the prefetch image gets a layer only once BuildKit reads it too, or the
+   * image pushed here has it (a base layer, which BuildKit takes from the base image's registry),
+   * so that a layer the build does not use (the old dependencies, after they changed) is not
+   * downloaded for nothing; the others are refused at endPrefetch, or PREFETCH_GRACE_MS after the
+   * engine asked for the built image. From the local store it gets every layer at once: a layer
+   * read for nothing costs a disk read, not a download.
+   */
+  private readonly readByBuild = new Set<string>();
+  /** Called when BuildKit begins to read a blob, or at endPrefetch: each waiting prefetch read looks again. */
+  private readonly prefetchWaiters = new Set<() => void>();
+  private prefetchEnded = false;
+  /**
+   * digest → a read of it from the store that is making its copy (keepCopies), settled when it
+   * ended. Another read of the digest meanwhile (the engine's pull beside BuildKit's) waits for it
+   * and reads the copy, so that the blob is downloaded from the store once.
+   */
+  private readonly copying = new Map<string, Promise<void>>();
   /**
    * digest → the upload of it into the store in flight (settles when it ends, however). Another
    * upload of the digest meanwhile (the image and the cache push a new layer at once) is read and
@@ -354,6 +391,33 @@ export class RegistryFacade {
     this.keepCopies = true;
     this.copyFirstUploads = firstUploads;
     void this.planCopies();
+  }
+
+  /**
+   * A reference for the engine to pull while the build runs (`docker pull`), when the image will be
+   * pulled from here after it: an image of the restored cache's last layer chain (see
+   * oci/prefetch.ts), served from the entry's blobs. Undefined when the entry has no such chain
+   * (no entry, a cache config that does not read, layers that are not gzip or lack their
+   * uncompressed digest).
+   */
+  async prefetchRef(): Promise<string | undefined> {
+    this.prefetch ??= this.readPrefetch().then(
+      (image) => (this.prefetched = image),
+      () => undefined,
+    );
+    return (await this.prefetch) === undefined ? undefined : `${this.host}/${this.repository}:${PREFETCH_TAG}`;
+  }
+
+  /**
+   * The build is over: the prefetch's reads of layers BuildKit did not read are refused from now
+   * on (the engine's pull of it then fails, having brought the layers the build read). Returns
+   * whether such a read was waiting.
+   */
+  endPrefetch(): boolean {
+    this.prefetchEnded = true;
+    const waiting = this.prefetchWaiters.size > 0;
+    for (const wake of [...this.prefetchWaiters]) wake();
+    return waiting;
   }
 
   /**
@@ -595,6 +659,9 @@ export class RegistryFacade {
     }
     const image = this.image;
     if (image !== undefined && (reference === IMAGE_TAG || reference === image.digest)) return image;
+    const prefetched = this.prefetched;
+    if (prefetched !== undefined && (reference === PREFETCH_TAG || reference === prefetched.digest))
+      return { bytes: prefetched.manifest, mediaType: OCI_MANIFEST, digest: prefetched.digest };
     const pushed = this.pushedManifests.get(reference);
     return pushed === undefined ? undefined : { ...pushed, digest: reference };
   }
@@ -606,7 +673,10 @@ export class RegistryFacade {
       return;
     }
     this.send(res, 200, { 'Content-Type': found.mediaType, 'Docker-Content-Digest': found.digest }, found.bytes);
-    if (res.req.method === 'GET') this.count(found.bytes.length);
+    if (res.req.method === 'GET') this.count(found.bytes.length, fromEngine(res.req));
+    // The engine began to pull the built image: the prefetch's reads still waiting end soon (see PREFETCH_GRACE_MS).
+    if (this.image !== undefined && found.digest === this.image.digest && fromEngine(res.req) && !this.prefetchEnded)
+      setTimeout(() => this.endPrefetch(), PREFETCH_GRACE_MS).unref();
   }
 
   /**
@@ -618,6 +688,11 @@ export class RegistryFacade {
     digest: string,
   ): { ref: BlobRef; open: (digest: string, signal: AbortSignal) => Promise<Readable>; copy: boolean; copied?: string } | undefined {
     if (this.bad.has(digest)) return undefined;
+    const prefetched = this.prefetched;
+    if (prefetched !== undefined && digest === prefetched.configDigest) {
+      const config = prefetched.config;
+      return { ref: { digest, size: config.length }, open: () => Promise.resolve(Readable.from([config])), copy: false };
+    }
     const entryRef = this.readerBlobs.get(digest);
     const size = entryRef?.size ?? this.image?.blobs.get(digest);
     if (size === undefined) return undefined;
@@ -644,6 +719,14 @@ export class RegistryFacade {
       this.send(res, 200, { 'Content-Type': OCTET, 'Content-Length': size, 'Docker-Content-Digest': digest, 'Accept-Ranges': 'bytes' });
       return;
     }
+    const engine = fromEngine(req);
+    // From a store whose reads are downloads, the engine's prefetch pull takes only the layers the build needs (see readByBuild).
+    if (engine && this.keepCopies && this.prefetched?.layers.has(digest) === true && !(await this.untilBuildReads(digest, signal))) {
+      this.error(res, 'BLOB_UNKNOWN', `blob ${digest} is not one this build read`);
+      return;
+    }
+    // A read of the blob that is making its copy: this one reads the copy (or the store, if that failed).
+    await this.copying.get(digest);
     const blob = this.blobSource(digest);
     if (blob === undefined) {
       this.error(res, 'BLOB_UNKNOWN', `blob ${digest} unknown`);
@@ -657,12 +740,21 @@ export class RegistryFacade {
     }
 
     const worthCopying = range === undefined && blob.copy && (await this.worthCopying(digest));
+    // Another read began its copy while this one asked: it waits for that one after all.
+    if (worthCopying && this.copying.has(digest)) return this.getBlob(digest, req, res, signal);
+    // The copy is made beside the stream; another read of the blob meanwhile waits for it (see copying).
+    const copy = worthCopying ? this.newCopy(ref.size) : undefined;
+    let copied = (): void => undefined;
+    if (copy !== undefined) this.copying.set(digest, new Promise<void>((resolve) => (copied = resolve)));
+    // Only now, so that a prefetch read it wakes finds the copy in the making.
+    if (!engine) this.markReadByBuild(digest);
     const dog = this.watchdog(`reading ${digest} from the store`, signal);
     try {
       let source: Readable;
       try {
         source = await dog.guard(open(digest, dog.signal));
       } catch (err) {
+        await this.releaseCopy(copy);
         throw this.storeFailed('open', digest, err, dog, signal);
       }
       const length = range === undefined ? ref.size : range.end - range.start + 1;
@@ -680,9 +772,8 @@ export class RegistryFacade {
       const verifier = new BlobVerifier(ref, {
         range,
         onProgress: () => dog.kick(),
-        onVerified: () => this.count(length),
+        onVerified: () => this.count(length, engine),
       });
-      const copy = worthCopying ? this.newCopy(ref.size) : undefined;
       try {
         if (copy === undefined) await pipeline(source, verifier, res, { signal: dog.signal });
         else {
@@ -714,12 +805,25 @@ export class RegistryFacade {
       }
     } finally {
       dog.stop();
+      if (copy !== undefined) {
+        this.copying.delete(digest);
+        copied();
+      }
     }
   }
 
-  /** Counts a body served whole: to BuildKit, or, once an image was pushed, to the engine's pull of it. */
-  private count(bytes: number): void {
-    if (this.image === undefined) {
+  private markReadByBuild(digest: string): void {
+    if (this.readByBuild.has(digest)) return;
+    this.readByBuild.add(digest);
+    for (const wake of [...this.prefetchWaiters]) wake();
+  }
+
+  /**
+   * Counts a body served whole: to BuildKit, or to the engine's pull (`engine`: its user agent,
+   * `docker/…`; once an image was pushed here, every read is the pull of it).
+   */
+  private count(bytes: number, engine = false): void {
+    if (this.image === undefined && !engine) {
       this.stats.served++;
       this.stats.bytesServed += bytes;
     } else {
@@ -744,11 +848,55 @@ export class RegistryFacade {
   }
 
   private async readCopyPlan(): Promise<ReadonlySet<string> | undefined> {
+    return finalLayers(await this.readCacheConfig());
+  }
+
+  /** The restored entry's cache config, read once; undefined when there is none or it does not read. */
+  private readCacheConfig(): Promise<unknown> {
+    this.cacheConfig ??= (async () => {
+      const root = await this.restoredRoot(this.closing.signal);
+      const config = root === undefined || this.reader === undefined ? undefined : cacheConfigOf(this.reader.root, root);
+      if (config === undefined || config.size > this.maxManifest) return undefined;
+      const bytes = await this.readWhole(config, this.closing.signal);
+      return bytes === undefined ? undefined : (JSON.parse(bytes.toString('utf8')) as unknown);
+    })().catch(() => undefined);
+    return this.cacheConfig;
+  }
+
+  /** The image of the restored cache's last layer chain, each layer as the entry's root describes it (see prefetchRef). */
+  private async readPrefetch(): Promise<(PrefetchImage & { readonly layers: ReadonlySet<string> }) | undefined> {
+    const chain = finalChain(await this.readCacheConfig());
+    const reader = this.reader;
     const root = await this.restoredRoot(this.closing.signal);
-    const config = root === undefined || this.reader === undefined ? undefined : cacheConfigOf(this.reader.root, root);
-    if (config === undefined || config.size > this.maxManifest) return undefined;
-    const bytes = await this.readWhole(config, this.closing.signal);
-    return bytes === undefined ? undefined : finalLayers(JSON.parse(bytes.toString('utf8')));
+    if (chain === undefined || reader === undefined || root === undefined) return undefined;
+    const described = new Map(children(reader.root, root).map((d) => [d.digest, d]));
+    const layers: Descriptor[] = [];
+    for (const digest of chain) {
+      const layer = described.get(digest);
+      if (layer === undefined || !this.readerBlobs.has(digest)) return undefined;
+      layers.push(layer);
+    }
+    const image = prefetchImage(layers, goArch(process.arch));
+    return image === undefined ? undefined : { ...image, layers: new Set(chain) };
+  }
+
+  /**
+   * For the engine's read of a layer of the prefetch image: resolves true once BuildKit reads the
+   * layer too or the pushed image has it, false once the prefetch ended (or the request went) without that.
+   */
+  private untilBuildReads(digest: string, signal: AbortSignal): Promise<boolean> {
+    const wanted = (): boolean => this.readByBuild.has(digest) || this.image?.blobs.has(digest) === true;
+    return new Promise((resolve) => {
+      const look = (): void => {
+        if (!wanted() && !this.prefetchEnded && !signal.aborted) return;
+        this.prefetchWaiters.delete(look);
+        signal.removeEventListener('abort', look);
+        resolve(wanted());
+      };
+      this.prefetchWaiters.add(look);
+      signal.addEventListener('abort', look);
+      look();
+    });
   }
 
   /** A copy to make beside a blob's stream, within the budget; undefined when it would exceed it. */
@@ -1135,6 +1283,8 @@ export class RegistryFacade {
     if (reference === IMAGE_TAG) {
       // Kept for the engine's pull, never committed: the last image pushed wins.
       this.image = { bytes, mediaType, digest: pushed, blobs: new Map(blobs.map((b) => [b.digest, b.size])) };
+      // A prefetch read of a layer the image has (a base layer BuildKit took from its registry) goes on now.
+      for (const wake of [...this.prefetchWaiters]) wake();
       this.send(res, 201, { Location: this.manifestUrl(pushed), 'Docker-Content-Digest': pushed });
       return;
     }

@@ -24,13 +24,31 @@ export function cacheConfigOf(root: Descriptor, bytes: Buffer): Descriptor | und
  * an input, the build's final steps. A stage that only feeds another (`COPY --from`, a mount) is an
  * input of it, so its own layers are not among them. Undefined when the config is not one this
  * reads, or names no such layer.
+ */
+export function finalLayers(config: unknown): Set<string> | undefined {
+  const chains = finalChains(config);
+  const found = new Set(chains?.flat());
+  return found.size > 0 ? found : undefined;
+}
+
+/**
+ * The layer chain of the cache's last result, base first: of the chains finalLayers reads, the
+ * longest (the final image's, when the build made one image). Undefined when the config cannot tell.
+ */
+export function finalChain(config: unknown): string[] | undefined {
+  const chains = finalChains(config);
+  return chains?.reduce<string[] | undefined>((longest, c) => (c.length > (longest?.length ?? 0) ? c : longest), undefined);
+}
+
+/**
+ * Each last result's layer chain, base first.
  *
  * The shape, as BuildKit writes it (solver/remotecache/v1/spec.go): `{"layers": [{"blob": digest,
  * "parent": index}], "records": [{"layers": [{"layer": index}], "chains": [{"layers": [index]}],
  * "inputs": [[{"link": record}]]}]}`. `parent` is -1 for a base layer and is left out when it is 0
  * (Go's omitempty), so a layer without it sits on layer 0.
  */
-export function finalLayers(config: unknown): Set<string> | undefined {
+function finalChains(config: unknown): string[][] | undefined {
   if (!isObject(config) || !Array.isArray(config.layers) || !Array.isArray(config.records)) return undefined;
   const layers = config.layers as unknown[];
   const records = config.records as unknown[];
@@ -40,28 +58,33 @@ export function finalLayers(config: unknown): Set<string> | undefined {
     for (const input of arrayOf(record.inputs))
       for (const link of arrayOf(input)) if (isObject(link) && isIndex(link.link)) linked.add(link.link);
 
-  const found = new Set<string>();
-  const climbed = new Set<number>();
-  const climb = (start: unknown): boolean => {
-    if (!isIndex(start)) return false;
-    for (let at = start; at >= 0 && !climbed.has(at);) {
-      climbed.add(at);
+  const chainOf = (start: unknown): string[] | undefined => {
+    if (!isIndex(start)) return undefined;
+    const chain: string[] = [];
+    // A parent seen already (layer 0 without a parent of its own) ends the chain.
+    for (let at = start, seen = new Set<number>(); at >= 0 && !seen.has(at);) {
+      seen.add(at);
       const layer = layers[at];
-      if (!isObject(layer) || typeof layer.blob !== 'string') return false;
-      found.add(layer.blob);
+      if (!isObject(layer) || typeof layer.blob !== 'string') return undefined;
+      chain.push(layer.blob);
       at = layer.parent === undefined ? 0 : isIndex(layer.parent) ? layer.parent : -1;
     }
-    return true;
+    return chain.reverse();
   };
+  const chains: string[][] = [];
   for (const [i, record] of records.entries()) {
     if (linked.has(i)) continue;
     const starts = [
       ...arrayOf(record.layers).map((r) => (isObject(r) ? r.layer : undefined)),
       ...arrayOf(record.chains).flatMap((c) => (isObject(c) ? arrayOf(c.layers) : [])),
     ];
-    if (!starts.every(climb)) return undefined;
+    for (const start of starts) {
+      const chain = chainOf(start);
+      if (chain === undefined) return undefined;
+      chains.push(chain);
+    }
   }
-  return found.size > 0 ? found : undefined;
+  return chains;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
