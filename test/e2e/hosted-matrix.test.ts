@@ -143,7 +143,7 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
     const cold = await job(w, 'local/auto: cold', inputs);
     assert.equal(cold.main.outputs.cacheHit, 'false');
     const auto =
-      /^Cache transport: direct, through a registry on 127\.0\.0\.1:\d+ \(cacheTransport auto picks direct for cacheBackend local: the task creates a docker-container builder for this job only/m;
+      /^Cache transport: direct, through a registry on 127\.0\.0\.1:\d+ \(cacheTransport auto picks direct for cacheBackend local: the task creates a docker-container builder for this job and gives it network=host/m;
     assert.match(cold.main.stdout, auto);
     assert.match(cacheTo(cold), /^type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache:save/);
     assert.ok(!fs.existsSync(w.cacheDir), 'the cache folder is not used');

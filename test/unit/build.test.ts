@@ -93,6 +93,12 @@ describe('build: the image of output docker through the facade (imageVia)', () =
   };
   const dockerfileError: RunResult = { code: 1, stdout: '', stderr: 'ERROR: failed to solve: process "/bin/sh -c false" did not complete' };
   const failed: RunResult = { code: 1, stdout: '', stderr: 'Error response from daemon: connection refused' };
+  const refused: RunResult = {
+    code: 1,
+    stdout: '',
+    stderr:
+      'ERROR: failed to solve: failed to push 127.0.0.1:4321/buildx-cache:image: failed to do request: Head "http://127.0.0.1:4321/v2/buildx-cache/blobs/sha256:aa": dial tcp 127.0.0.1:4321: connect: connection refused',
+  };
 
   function dockerConfig(failOnCacheError: boolean): { config: Config; metadata: string } {
     const { config, ws } = configIn({ imageName: 'app', tags: 'one\ntwo', failOnCacheError: String(failOnCacheError) });
@@ -122,7 +128,7 @@ describe('build: the image of output docker through the facade (imageVia)', () =
     return { docker: { run }, calls };
   }
 
-  const viaCache = (trouble: Trouble, from: string[]): BuildCache => ({
+  const viaCache = (trouble: Trouble, from: string[], unreached = false): BuildCache => ({
     from,
     to: ['type=registry,ref=127.0.0.1:4321/buildx-cache:save'],
     onImportCorrupt: () => Promise.resolve(),
@@ -131,6 +137,7 @@ describe('build: the image of output docker through the facade (imageVia)', () =
     exportTrouble: () => Promise.resolve(trouble === 'write'),
     storeFailed: () => Promise.resolve(trouble === 'read' || trouble === 'write'),
     imageVia: VIA,
+    facade: { host: '127.0.0.1:4321', unreached: () => unreached },
   });
   const describeCall = (args: readonly string[]): string =>
     args[0] === 'buildx'
@@ -147,6 +154,8 @@ describe('build: the image of output docker through the facade (imageVia)', () =
     failOnError?: boolean;
     trouble?: Trouble;
     from?: string[];
+    /** The facade saw no request at all. */
+    unreached?: boolean;
     calls: string[];
     outcome: 'none' | 'warning' | 'CacheError' | 'BuildError';
   };
@@ -244,6 +253,18 @@ describe('build: the image of output docker through the facade (imageVia)', () =
       },
     ],
     [
+      'the builder cannot reach the registry (refused, no request came): a warning, built again without the cache, with --load',
+      { builds: [refused, ok], unreached: true, from: IMPORT, calls: ['build push +import +export', 'build --load'], outcome: 'warning' },
+    ],
+    [
+      'the same, failOnCacheError: the cache error',
+      { builds: [refused], unreached: true, failOnError: true, calls: ['build push +export'], outcome: 'CacheError' },
+    ],
+    [
+      'refused, but requests did reach the registry (the store failed under it): not taken for an unreachable builder',
+      { builds: [refused], unreached: false, calls: ['build push +export'], outcome: 'BuildError' },
+    ],
+    [
       'a Dockerfile that fails, the store fine: the build error, not built again',
       { builds: [dockerfileError], calls: ['build push +export'], outcome: 'BuildError' },
     ],
@@ -253,7 +274,14 @@ describe('build: the image of output docker through the facade (imageVia)', () =
       const { config, metadata } = dockerConfig(c.failOnError === true);
       const { docker: cli, calls } = docker(metadata, c.builds, c.others);
       const before = taskLibOutput.length;
-      const result = buildWithCacheFallback(cli, config, builder, viaCache(c.trouble ?? 'none', c.from ?? []), new Map(), metadata);
+      const result = buildWithCacheFallback(
+        cli,
+        config,
+        builder,
+        viaCache(c.trouble ?? 'none', c.from ?? [], c.unreached === true),
+        new Map(),
+        metadata,
+      );
       if (c.outcome === 'CacheError')
         await assert.rejects(
           result,
@@ -344,11 +372,12 @@ describe("build: the engine pulls the cache's last layers beside the build (pref
       },
     ],
     [
-      'the build fails: the prefetch is still ended, and its reference removed',
+      'the build fails: the prefetch is ended at once, and its reference removed',
       {
         ref: PREFETCH,
         build: dockerfileError,
-        events: ['build start', 'pull prefetch', 'build end', 'end', 'image rm prefetch'],
+        // Ended as the build failed, before anything asks the registry what went wrong, and again at the end.
+        events: ['build start', 'pull prefetch', 'build end', 'end', 'end', 'image rm prefetch'],
         outcome: 'BuildError',
       },
     ],

@@ -991,12 +991,14 @@ describe('registry facade: the server', function () {
       assert.ok(after >= 400 && after < 10_000, `refused ${after} ms after the image's manifest was asked for`);
     });
 
-    it('from the local store (no downloads), the engine gets every layer at once', async () => {
+    it('a layer under one BuildKit read (a base layer it took from its registry) goes to the engine at once, from the local store too', async () => {
       const entry = stagedCache();
       const f = await startOn(entry, 'local', false);
       const call = client(f);
       assert.ok((await f.prefetchRef()) !== undefined);
-      for (const b of entry.chain)
+      const [base, app] = entry.chain as [Blob, Blob];
+      assert.ok((await call('GET', `blobs/${app.digest}`, { 'User-Agent': 'buildkit/v0.32' })).body.equals(app.data));
+      for (const b of [base, app])
         assert.ok((await call('GET', `blobs/${b.digest}`, { 'User-Agent': 'docker/26.1.5' })).body.equals(b.data));
       assert.equal(f.endPrefetch(), false);
     });

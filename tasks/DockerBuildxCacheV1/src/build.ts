@@ -53,6 +53,12 @@ export interface BuildCache extends CacheFlags {
    * it once the image is in the engine (`end`: whether layers the build did not read were left out).
    */
   readonly prefetch?: { readonly ref: () => Promise<string | undefined>; readonly end: () => boolean };
+  /**
+   * With the registry facade: its address (`127.0.0.1:PORT`) and whether it was asked for nothing at
+   * all. A build that failed to connect to it, without a request reaching it, ran on a builder that
+   * does not share this machine's loopback (an agent in a container using the host's engine).
+   */
+  readonly facade?: { readonly host: string; readonly unreached: () => boolean };
 }
 
 /** Secrets given as values go to BuildKit as files in a folder only this job can read; they never reach a command line. */
@@ -134,6 +140,7 @@ export async function buildWithCacheFallback(
   } finally {
     if (prefetch !== undefined) {
       // The image is in the engine (or the build failed): the layers the build did not read are refused, which ends the prefetch.
+      // Whether any was refused, then or before.
       const partial = cache.prefetch?.end() === true;
       await prefetch.remove();
       for (const line of prefetch.log) info(line);
@@ -161,6 +168,16 @@ async function buildAndDeliver(
   const to = cache.to;
   let outcome = await runBuild(docker, buildArgs({ ...invocation, imageVia: cache.imageVia, cache: { from, to } }));
   let pushed = cache.imageVia !== undefined && outcome.code === 0;
+  // A failed build loads no pushed image: the prefetch ends now, before the facade is asked what went wrong (which waits for its requests).
+  if (outcome.code !== 0) cache.prefetch?.end();
+  if (outcome.code !== 0 && cache.facade !== undefined && unreachable(outcome, cache.facade)) {
+    // The builder cannot reach the registry on loopback: the build runs again without the cache, and loads its image.
+    cacheTrouble(config.cache.failOnError, loc('WarnRegistryUnreached', cache.facade.host, lastError(outcome.stderr)));
+    await cache.onExportFailed();
+    const load = await runBuild(docker, buildArgs({ ...invocation, cache: { from: [], to: [] } }));
+    if (load.code !== 0) throw new BuildError(loc('BuildFailed', load.code, lastError(load.stderr) || loc('SeeLogAbove')));
+    return { ...load, exported: false };
+  }
   if (
     outcome.code !== 0 &&
     cache.imageVia !== undefined &&
@@ -210,6 +227,15 @@ async function buildAndDeliver(
     if (load.code !== 0) throw new BuildError(loc('BuildFailed', load.code, lastError(load.stderr) || loc('SeeLogAbove')));
   }
   return { ...outcome, exported };
+}
+
+/** A build that could not connect to the facade, which no request reached: its builder is not on this machine's loopback. */
+export function unreachable(
+  outcome: Pick<BuildOutcome, 'stderr'>,
+  facade: { readonly host: string; readonly unreached: () => boolean },
+): boolean {
+  const refused = new RegExp(`${facade.host.replace(/\./g, '\\.')}[^\n]*(?:connection refused|no route to host|i/o timeout)`, 'i');
+  return refused.test(outcome.stderr) && facade.unreached();
 }
 
 /**

@@ -379,6 +379,7 @@ function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache 
     ...(imageVia === undefined ? {} : { imageVia }),
     // The engine pulls the restored cache's last layers beside the build, when the image is pulled from the facade after it.
     ...(imageVia === undefined || cache.direct === undefined ? {} : { prefetch: prefetchOf(cache.direct.cache.facade) }),
+    ...(cache.direct === undefined ? {} : { facade: reachOf(cache.direct.cache.facade) }),
     onImportCorrupt: async () => {
       await cache.distrust?.();
       await cache.slot?.empty();
@@ -408,6 +409,12 @@ function buildCache(cache: CachePlan, imageVia: string | undefined): BuildCache 
           },
   };
 }
+
+/** Whether anything reached the facade: a request of BuildKit's or the engine's, even an unauthorized one. */
+const reachOf = (facade: RegistryFacade): NonNullable<BuildCache['facade']> => ({
+  host: facade.host,
+  unreached: () => facade.stats.requests === 0,
+});
 
 /** The facade's image of the restored cache's last layers, for the engine to pull beside the build (see build.ts). */
 const prefetchOf = (facade: RegistryFacade): NonNullable<BuildCache['prefetch']> => ({

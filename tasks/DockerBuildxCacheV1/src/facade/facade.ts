@@ -282,7 +282,11 @@ export class RegistryFacade {
   private cacheConfig: Promise<unknown> | undefined;
   /** The image of the restored cache's last layer chain (see prefetchRef), once it was asked for. */
   private prefetch: Promise<PrefetchImage | undefined> | undefined;
-  private prefetched: (PrefetchImage & { readonly layers: ReadonlySet<string> }) | undefined;
+  private prefetched: (PrefetchImage & { readonly layers: ReadonlyMap<string, number> }) | undefined;
+  /** The highest position in the prefetch chain of a layer BuildKit read: every layer under it is wanted too. */
+  private readDepth = -1;
+  /** Whether a prefetch read was refused (a layer the build did not read). */
+  private prefetchRefused = false;
   /**
    * The blobs BuildKit began to read. From a store whose reads are downloads (keepCopies: Azure),
    * the engine's pull of the prefetch image gets a layer only once BuildKit reads it too, or the
@@ -411,13 +415,14 @@ export class RegistryFacade {
   /**
    * The build is over: the prefetch's reads of layers BuildKit did not read are refused from now
    * on (the engine's pull of it then fails, having brought the layers the build read). Returns
-   * whether such a read was waiting.
+   * whether such a read was refused, now or before (PREFETCH_GRACE_MS).
    */
   endPrefetch(): boolean {
     this.prefetchEnded = true;
-    const waiting = this.prefetchWaiters.size > 0;
+    // The reads still waiting are those of layers nothing wants: each is refused as it wakes.
+    const refusing = this.prefetchWaiters.size > 0;
     for (const wake of [...this.prefetchWaiters]) wake();
-    return waiting;
+    return refusing || this.prefetchRefused;
   }
 
   /**
@@ -720,13 +725,22 @@ export class RegistryFacade {
       return;
     }
     const engine = fromEngine(req);
-    // From a store whose reads are downloads, the engine's prefetch pull takes only the layers the build needs (see readByBuild).
-    if (engine && this.keepCopies && this.prefetched?.layers.has(digest) === true && !(await this.untilBuildReads(digest, signal))) {
+    // The engine's prefetch pull takes only the layers the build needs (see readByBuild).
+    if (engine && this.prefetched?.layers.has(digest) === true && !(await this.untilBuildReads(digest, req, signal))) {
+      this.prefetchRefused = true;
       this.error(res, 'BLOB_UNKNOWN', `blob ${digest} is not one this build read`);
       return;
     }
-    // A read of the blob that is making its copy: this one reads the copy (or the store, if that failed).
-    await this.copying.get(digest);
+    // The engine's reads before an image was pushed here are the prefetch's: what fails there is no cache trouble
+    // (BuildKit's own read of the blob reports it), and marks nothing.
+    const prefetching = engine && this.image === undefined;
+    // A read of the blob that is making its copy: this one reads the copy (or the store, if that failed),
+    // its socket quiet meanwhile, as above.
+    const making = this.copying.get(digest);
+    if (making !== undefined) {
+      req.socket.setTimeout(0);
+      await making.finally(() => req.socket.setTimeout(this.server.timeout));
+    }
     const blob = this.blobSource(digest);
     if (blob === undefined) {
       this.error(res, 'BLOB_UNKNOWN', `blob ${digest} unknown`);
@@ -755,6 +769,7 @@ export class RegistryFacade {
         source = await dog.guard(open(digest, dog.signal));
       } catch (err) {
         await this.releaseCopy(copy);
+        if (prefetching) throw new Error(`the prefetch could not read ${digest}: ${toError(err).message}`);
         throw this.storeFailed('open', digest, err, dog, signal);
       }
       const length = range === undefined ? ref.size : range.end - range.start + 1;
@@ -792,6 +807,10 @@ export class RegistryFacade {
           }
           return;
         }
+        if (prefetching) {
+          res.destroy();
+          return;
+        }
         const failure = err instanceof DigestMismatchError ? undefined : this.storeFailed('open', digest, err, dog, signal);
         if (failure === undefined) this.markCorrupt(digest, (err as Error).message);
         if (res.headersSent || signal.aborted) {
@@ -815,6 +834,8 @@ export class RegistryFacade {
   private markReadByBuild(digest: string): void {
     if (this.readByBuild.has(digest)) return;
     this.readByBuild.add(digest);
+    // The new image is built on the layers under this one: they are wanted too (a base layer BuildKit took from its registry).
+    this.readDepth = Math.max(this.readDepth, this.prefetched?.layers.get(digest) ?? -1);
     for (const wake of [...this.prefetchWaiters]) wake();
   }
 
@@ -864,7 +885,7 @@ export class RegistryFacade {
   }
 
   /** The image of the restored cache's last layer chain, each layer as the entry's root describes it (see prefetchRef). */
-  private async readPrefetch(): Promise<(PrefetchImage & { readonly layers: ReadonlySet<string> }) | undefined> {
+  private async readPrefetch(): Promise<(PrefetchImage & { readonly layers: ReadonlyMap<string, number> }) | undefined> {
     const chain = finalChain(await this.readCacheConfig());
     const reader = this.reader;
     const root = await this.restoredRoot(this.closing.signal);
@@ -877,26 +898,37 @@ export class RegistryFacade {
       layers.push(layer);
     }
     const image = prefetchImage(layers, goArch(process.arch));
-    return image === undefined ? undefined : { ...image, layers: new Set(chain) };
+    return image === undefined ? undefined : { ...image, layers: new Map(chain.map((d, i) => [d, i])) };
   }
 
   /**
    * For the engine's read of a layer of the prefetch image: resolves true once BuildKit reads the
-   * layer too or the pushed image has it, false once the prefetch ended (or the request went) without that.
+   * layer or one above it in the chain, or the pushed image has it; false once the prefetch ended
+   * (or the request went) without that. Meanwhile the request's socket is quiet, and the server's
+   * timeout must not cut it (the engine would retry it later, holding one of its downloads).
    */
-  private untilBuildReads(digest: string, signal: AbortSignal): Promise<boolean> {
-    const wanted = (): boolean => this.readByBuild.has(digest) || this.image?.blobs.has(digest) === true;
-    return new Promise((resolve) => {
-      const look = (): void => {
-        if (!wanted() && !this.prefetchEnded && !signal.aborted) return;
-        this.prefetchWaiters.delete(look);
-        signal.removeEventListener('abort', look);
-        resolve(wanted());
-      };
-      this.prefetchWaiters.add(look);
-      signal.addEventListener('abort', look);
-      look();
-    });
+  private async untilBuildReads(digest: string, req: http.IncomingMessage, signal: AbortSignal): Promise<boolean> {
+    const wanted = (): boolean =>
+      this.readByBuild.has(digest) ||
+      (this.prefetched?.layers.get(digest) ?? Infinity) <= this.readDepth ||
+      this.image?.blobs.has(digest) === true;
+    if (wanted()) return true;
+    req.socket.setTimeout(0);
+    try {
+      return await new Promise((resolve) => {
+        const look = (): void => {
+          if (!wanted() && !this.prefetchEnded && !signal.aborted) return;
+          this.prefetchWaiters.delete(look);
+          signal.removeEventListener('abort', look);
+          resolve(wanted());
+        };
+        this.prefetchWaiters.add(look);
+        signal.addEventListener('abort', look);
+        look();
+      });
+    } finally {
+      req.socket.setTimeout(this.server.timeout);
+    }
   }
 
   /** A copy to make beside a blob's stream, within the budget; undefined when it would exceed it. */
