@@ -106,22 +106,12 @@ export class FolderStore {
 
   /** Holds every put of `digest` (the body unread) until the returned function is called. */
   holdPut(digest: string): () => void {
-    let release = (): void => undefined;
-    this.held.set(digest, new Promise<void>((resolve) => (release = resolve)));
-    return () => {
-      this.held.delete(digest);
-      release();
-    };
+    return hold(this.held, digest);
   }
 
   /** Holds every open of `digest` (a read from the store) until the returned function is called. */
   holdOpen(digest: string): () => void {
-    let release = (): void => undefined;
-    this.heldOpen.set(digest, new Promise<void>((resolve) => (release = resolve)));
-    return () => {
-      this.heldOpen.delete(digest);
-      release();
-    };
+    return hold(this.heldOpen, digest);
   }
 
   private fault(operation: Operation, digest: string): Fault | undefined {
@@ -215,4 +205,14 @@ export class FolderStore {
       },
     };
   }
+}
+
+/** Puts a promise for `digest` in `holds` that the returned function resolves, and removes, releasing what waits on it. */
+function hold(holds: Map<string, Promise<void>>, digest: string): () => void {
+  let release = (): void => undefined;
+  holds.set(digest, new Promise<void>((resolve) => (release = resolve)));
+  return () => {
+    holds.delete(digest);
+    release();
+  };
 }

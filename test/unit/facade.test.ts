@@ -889,6 +889,19 @@ describe('registry facade: the server', function () {
       });
     }
 
+    /** Pushes an image of `layer` to the image tag, as BuildKit does after the build; returns its manifest. */
+    async function pushImageOf(call: ReturnType<typeof client>, layer: Blob): Promise<Blob> {
+      const config = blob('application/vnd.oci.image.config.v1+json', {
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [] },
+      });
+      const image = blob(OCI_MANIFEST, { schemaVersion: 2, mediaType: OCI_MANIFEST, config: desc(config), layers: [desc(layer)] });
+      assert.equal((await upload(call, config)).status, 201);
+      assert.equal((await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, image.data)).status, 201);
+      return image;
+    }
+
     it('serves the last stage’s chain, base first, with the uncompressed digests in its config, counted as pulled by the engine', async () => {
       const entry = stagedCache();
       const f = await startOn(entry, 'staged');
@@ -956,14 +969,7 @@ describe('registry facade: the server', function () {
       const waiting = call('GET', `blobs/${base.digest}`, { 'User-Agent': 'docker/26.1.5' }).then((a) => ((answered = true), a));
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(answered, false);
-      const config = blob('application/vnd.oci.image.config.v1+json', {
-        architecture: 'amd64',
-        os: 'linux',
-        rootfs: { type: 'layers', diff_ids: [] },
-      });
-      const image = blob(OCI_MANIFEST, { schemaVersion: 2, mediaType: OCI_MANIFEST, config: desc(config), layers: [desc(base)] });
-      assert.equal((await upload(call, config)).status, 201);
-      assert.equal((await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, image.data)).status, 201);
+      await pushImageOf(call, base);
       assert.ok((await waiting).body.equals(base.data));
       assert.equal(f.endPrefetch(), false);
     });
@@ -976,14 +982,7 @@ describe('registry facade: the server', function () {
       const app = entry.chain[1] as Blob;
       const waiting = call('GET', `blobs/${app.digest}`, { 'User-Agent': 'docker/26.1.5' });
       const base = entry.chain[0] as Blob;
-      const config = blob('application/vnd.oci.image.config.v1+json', {
-        architecture: 'amd64',
-        os: 'linux',
-        rootfs: { type: 'layers', diff_ids: [] },
-      });
-      const image = blob(OCI_MANIFEST, { schemaVersion: 2, mediaType: OCI_MANIFEST, config: desc(config), layers: [desc(base)] });
-      assert.equal((await upload(call, config)).status, 201);
-      assert.equal((await call('PUT', 'manifests/image', { 'Content-Type': OCI_MANIFEST }, image.data)).status, 201);
+      const image = await pushImageOf(call, base);
       const asked = Date.now();
       assert.equal((await call('GET', `manifests/${image.digest}`, { 'User-Agent': 'docker/26.1.5' })).status, 200);
       assert.equal(codeOf(await waiting), 'BLOB_UNKNOWN');

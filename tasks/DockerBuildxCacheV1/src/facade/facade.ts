@@ -283,8 +283,6 @@ export class RegistryFacade {
   /** The image of the restored cache's last layer chain (see prefetchRef), once it was asked for. */
   private prefetch: Promise<PrefetchImage | undefined> | undefined;
   private prefetched: (PrefetchImage & { readonly layers: ReadonlyMap<string, number> }) | undefined;
-  /** The highest position in the prefetch chain of a layer BuildKit read: every layer under it is wanted too. */
-  private readDepth = -1;
   /** Whether a prefetch read was refused (a layer the build did not read). */
   private prefetchRefused = false;
   /**
@@ -834,8 +832,6 @@ export class RegistryFacade {
   private markReadByBuild(digest: string): void {
     if (this.readByBuild.has(digest)) return;
     this.readByBuild.add(digest);
-    // The new image is built on the layers under this one: they are wanted too (a base layer BuildKit took from its registry).
-    this.readDepth = Math.max(this.readDepth, this.prefetched?.layers.get(digest) ?? -1);
     for (const wake of [...this.prefetchWaiters]) wake();
   }
 
@@ -908,10 +904,10 @@ export class RegistryFacade {
    * timeout must not cut it (the engine would retry it later, holding one of its downloads).
    */
   private async untilBuildReads(digest: string, req: http.IncomingMessage, signal: AbortSignal): Promise<boolean> {
-    const wanted = (): boolean =>
-      this.readByBuild.has(digest) ||
-      (this.prefetched?.layers.get(digest) ?? Infinity) <= this.readDepth ||
-      this.image?.blobs.has(digest) === true;
+    // The new image is built on the layers under one BuildKit read: they are wanted too (a base layer BuildKit took from its registry).
+    const layers = this.prefetched?.layers;
+    const at = layers?.get(digest) ?? Infinity;
+    const wanted = (): boolean => this.image?.blobs.has(digest) === true || [...this.readByBuild].some((d) => (layers?.get(d) ?? -1) >= at);
     if (wanted()) return true;
     req.socket.setTimeout(0);
     try {
