@@ -56,7 +56,7 @@ describe('end to end: the bundled task on a real engine', function () {
 
   function assertSucceeded(r: JobResult): void {
     assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-    assert.equal(r.post.result, 'Succeeded', r.post.stdout);
+    assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
   }
 
   it('cold build: builds everything, fills the cache folder, sets the outputs, and neutralises commands from the Dockerfile', async () => {

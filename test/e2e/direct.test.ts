@@ -230,8 +230,8 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     return j;
   };
   const good = (j: JobResult, what: string): void => {
-    assert.equal(j.main.result, 'Succeeded', `${what}: ${j.main.stdout}`);
-    assert.equal(j.post.result, 'Succeeded', `${what}: ${j.post.stdout}`);
+    assert.equal(j.main.result, 'Succeeded', `${what}: ${j.main.stdout}\n${j.main.stderr}`);
+    assert.equal(j.post.result, 'Succeeded', `${what}: ${j.post.stdout}\n${j.post.stderr}`);
   };
 
   it('a miss, then a hit: the dependency step is cached, BuildKit reads less than the cache, and the export becomes the entry', async () => {
@@ -372,12 +372,12 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
       dump(`${engine().name}-${backendName}-down-${failOnCacheError}`, second);
       assert.ok(down, 'the store went down before the build');
       if (failOnCacheError) {
-        assert.equal(second.main.result, 'Failed', second.main.stdout);
+        assert.equal(second.main.result, 'Failed', `${second.main.stdout}\n${second.main.stderr}`);
       } else {
-        assert.equal(second.main.result, 'Succeeded', second.main.stdout);
+        assert.equal(second.main.result, 'Succeeded', `${second.main.stdout}\n${second.main.stderr}`);
         assert.ok(second.main.warnings.length > 0, 'a warning says the store failed');
       }
-      assert.equal(second.post.result, 'Succeeded', second.post.stdout);
+      assert.equal(second.post.result, 'Succeeded', `${second.post.stdout}\n${second.post.stderr}`);
       assert.equal(await backend.entries(), 1, 'no entry was added');
     });
   }
@@ -404,7 +404,7 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     fs.rmSync(w.cacheDir, { recursive: true, force: true });
     const killed = await killedJob(w, backend.inputs(), /\n#\d+ \[[^\]]*4\/6\]/);
     assert.match(killed.main, /Cache transport: direct/);
-    assert.equal(killed.post.result, 'Succeeded', killed.post.stdout);
+    assert.equal(killed.post.result, 'Succeeded', `${killed.post.stdout}\n${killed.post.stderr}`);
     assert.equal(await backend.entries(), before, 'no entry was added');
     const next = await job('after the kill');
     good(next, 'after the kill');

@@ -22,7 +22,7 @@ describe('end to end: driver auto on both engines', function () {
         { inputs: { driver: 'auto' } },
       );
       const cold = await w.job('auto, containerd: cold', { cacheBackend: 'local', output: 'docker' });
-      assert.equal(cold.main.result, 'Succeeded', cold.main.stdout);
+      assert.equal(cold.main.result, 'Succeeded', `${cold.main.stdout}\n${cold.main.stderr}`);
       assert.deepEqual([...cold.main.warnings, ...cold.post.warnings], []);
       const why =
         "docker (auto), because the engine uses the containerd image store: the engine's own BuildKit exports cache, with no BuildKit image to pull and no image to load";
@@ -37,7 +37,7 @@ describe('end to end: driver auto on both engines', function () {
 
       w.write('src/main.txt', 'revision 1\n');
       const warm = await w.job('auto, containerd: source change', { cacheBackend: 'local', output: 'docker' });
-      assert.equal(warm.main.result, 'Succeeded', warm.main.stdout);
+      assert.equal(warm.main.result, 'Succeeded', `${warm.main.stdout}\n${warm.main.stderr}`);
       assert.equal(warm.main.outputs.cacheHit, 'true');
       assert.ok(stepCached(warm.main.stdout, DEPS_STEP));
     });
@@ -59,8 +59,8 @@ describe('end to end: driver auto on both engines', function () {
         { env: agents.env('current'), inputs: { driver: 'auto' } },
       );
       const r = await w.job('auto, classic store', { cacheBackend: 'local', output: 'docker' });
-      assert.equal(r.main.result, 'Succeeded', r.main.stdout);
-      assert.equal(r.post.result, 'Succeeded', r.post.stdout);
+      assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
+      assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
       assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
       const why =
         'docker-container (auto), because the engine uses the classic image store, with which the docker driver cannot export cache';

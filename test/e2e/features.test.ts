@@ -60,7 +60,7 @@ function unpackOci(tarball: string): { index: Manifest; blob: (digest: string) =
 
 function assertSucceeded(r: JobResult): void {
   assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-  assert.equal(r.post.result, 'Succeeded', r.post.stdout);
+  assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
 }
 
 describe('end to end: build features, the registry cache fallback and pipeline labels on the real engine', function () {

@@ -79,7 +79,7 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
 
   function assertSucceeded(r: JobResult): void {
     assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-    assert.equal(r.post.result, 'Succeeded', r.post.stdout);
+    assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
   }
 
   it('pushes every tag after logging in with the connection, in a docker config that dies with the job', async () => {

@@ -61,8 +61,8 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
       if (depsChanged) w.write('deps.lock', `left-pad@1.3.${rev}\n`);
       const before = storeBlobs();
       const job = await w.job(`revision ${rev}`);
-      assert.equal(job.main.result, 'Succeeded', job.main.stdout);
-      assert.equal(job.post.result, 'Succeeded', job.post.stdout);
+      assert.equal(job.main.result, 'Succeeded', `${job.main.stdout}\n${job.main.stderr}`);
+      assert.equal(job.post.result, 'Succeeded', `${job.post.stdout}\n${job.post.stderr}`);
       assert.deepEqual(job.main.warnings, []);
       assert.deepEqual(job.post.warnings, []);
 
@@ -198,7 +198,7 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
     fs.utimesSync(biggest, 1_700_000_000, 1_700_000_000);
 
     const rotten = await w.job('bit rot');
-    assert.equal(rotten.main.result, 'Succeeded', rotten.main.stdout);
+    assert.equal(rotten.main.result, 'Succeeded', `${rotten.main.stdout}\n${rotten.main.stderr}`);
     assert.equal(rotten.main.outputs.cacheHit, 'true', 'the seal trusted the blob');
     assert.equal(rotten.main.warnings.length, 1, rotten.main.warnings.join('\n'));
     assert.match(rotten.main.warnings[0] ?? '', /A restored cache blob does not match its digest/);
