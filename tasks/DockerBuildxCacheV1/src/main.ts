@@ -1,6 +1,7 @@
-import { fail } from './task/agent';
+import { fail, reportStrayErrors } from './task/agent';
 import { runMain } from './main-step';
 
+reportStrayErrors('fail');
 runMain().catch((err: unknown) => {
   fail(err instanceof Error ? err.message : String(err));
 });

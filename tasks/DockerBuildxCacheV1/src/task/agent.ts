@@ -4,7 +4,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { Writable } from 'stream';
 import * as tl from 'azure-pipelines-task-lib/task';
+import { loadMessages, loc } from './messages';
 import { neutralise } from './sanitize';
+import { catchStrayErrors } from './stray';
 
 /** The small seam over the agent: variables, task state, logging. Every line we print is neutralised. */
 export function variable(name: string): string | undefined {
@@ -93,6 +95,27 @@ export function getTaskState(name: string): string | undefined {
 
 export function fail(message: string): void {
   tl.setResult(tl.TaskResult.Failed, neutralise(message));
+}
+
+/**
+ * A step's errors that nothing handled (see task/stray.ts), in place of task-lib's handling: a
+ * connection's failure is a warning and the step goes on; anything else marks the main step Failed
+ * (a warning in the post-job step, which fails only on cache trouble the user asked for). The
+ * stack goes to the debug log.
+ */
+export function reportStrayErrors(otherwise: 'fail' | 'warn'): void {
+  loadMessages();
+  catchStrayErrors({
+    ignored: (err) => {
+      debug(err.stack ?? err.message);
+      warn(loc('StrayConnectionFailure', err.message));
+    },
+    other: (err) => {
+      debug(err.stack ?? err.message);
+      if (otherwise === 'fail') fail(loc('StrayError', err.message));
+      else warn(loc('StrayError', err.message));
+    },
+  });
 }
 
 export function formatBytes(bytes: number): string {
