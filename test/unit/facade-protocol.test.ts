@@ -293,6 +293,22 @@ describe('registry facade: protocol', () => {
       assert.equal(value, 7);
       assert.equal(dog.signal.aborted, false);
     });
+    const lateCases: [string, number, boolean][] = [
+      ['a stream that arrives after the call gave up is destroyed', 150, true],
+      ['a stream that arrives in time is left to its reader', 0, false],
+    ];
+    for (const [what, delay, destroyed] of lateCases)
+      it(what, async () => {
+        const dog = new Watchdog(60, 'x');
+        const stream = new PassThrough();
+        const opening = new Promise<PassThrough>((r) => setTimeout(() => r(stream), delay));
+        const got = dog.guard(opening, (s) => void s.destroy());
+        if (destroyed) await assert.rejects(got, StalledError);
+        else assert.equal(await got, stream);
+        await new Promise((r) => setTimeout(r, delay + 20));
+        dog.stop();
+        assert.equal(stream.destroyed, destroyed);
+      });
     it('follows its parent', async () => {
       const parent = new AbortController();
       const dog = new Watchdog(10_000, 'x', parent.signal);

@@ -625,7 +625,7 @@ export class RegistryFacade {
     const chunks: Buffer[] = [];
     const verifier = new BlobVerifier(ref, { onProgress: () => dog.kick() });
     try {
-      const source = await dog.guard(reader.open(ref.digest, dog.signal));
+      const source = await dog.guard(reader.open(ref.digest, dog.signal), destroyLate);
       await pipeline(
         source,
         verifier,
@@ -764,7 +764,7 @@ export class RegistryFacade {
     try {
       let source: Readable;
       try {
-        source = await dog.guard(open(digest, dog.signal));
+        source = await dog.guard(open(digest, dog.signal), destroyLate);
       } catch (err) {
         await this.releaseCopy(copy);
         if (prefetching) throw new Error(`the prefetch could not read ${digest}: ${toError(err).message}`);
@@ -1422,6 +1422,9 @@ class IncompleteManifest extends Error {
     super(message);
   }
 }
+
+/** A stream that arrived after its request gave up on it (see Watchdog.guard). */
+const destroyLate = (stream: Readable): void => void stream.destroy();
 
 const randomHex = (): string => crypto.randomBytes(12).toString('hex');
 

@@ -129,21 +129,29 @@ export class Watchdog {
     this.unfollow();
   }
 
-  /** The promise, or the signal's reason as soon as it aborts: a store call that ignores its signal cannot hold a request forever. */
-  async guard<T>(promise: Promise<T>): Promise<T> {
+  /**
+   * The promise, or the signal's reason as soon as it aborts: a store call that ignores its signal
+   * cannot hold a request forever. What the call yields after it lost goes to `dispose` (a stream
+   * opened too late is destroyed: nobody reads it, and its connection's errors would be nobody's).
+   */
+  async guard<T>(promise: Promise<T>, dispose?: (late: T) => void): Promise<T> {
+    // The losing promise may still settle later; its rejection is of no interest then.
+    promise.catch(() => undefined);
     const signal = this.controller.signal;
-    if (signal.aborted) throw toError(signal.reason);
     let onAbort: (() => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(toError(signal.reason));
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
     try {
+      if (signal.aborted) throw toError(signal.reason);
+      const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => reject(toError(signal.reason));
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
       return await Promise.race([promise, aborted]);
+    } catch (err) {
+      // Lost to the signal, or failed: a value it yields (now or later) reaches nobody but `dispose`.
+      if (dispose !== undefined) promise.then(dispose, () => undefined).catch(() => undefined);
+      throw err;
     } finally {
       if (onAbort !== undefined) signal.removeEventListener('abort', onAbort);
-      // The losing promise may still settle later; its rejection is of no interest then.
-      promise.catch(() => undefined);
     }
   }
 }
