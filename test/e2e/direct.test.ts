@@ -1,5 +1,5 @@
 import * as assert from 'assert/strict';
-import { spawn } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -406,6 +406,15 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     assert.match(killed.main, /Cache transport: direct/);
     assert.equal(killed.post.result, 'Succeeded', `${killed.post.stdout}\n${killed.post.stderr}`);
     assert.equal(await backend.entries(), before, 'no entry was added');
+    // What the stopped build had the engine pull from the facade (its prefetch, its image) is gone after the post-job step.
+    const images = spawnSync('docker', ['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}@{{.Digest}}'], {
+      encoding: 'utf8',
+      env: { ...process.env, ...w.agent.env },
+    });
+    const host = /Cache transport: direct, through a registry on (127\.0\.0\.1:\d+)/.exec(killed.main)?.[1];
+    assert.ok(host !== undefined, killed.main);
+    const left = images.stdout.split('\n').filter((ref) => ref.startsWith(`${host}/`));
+    assert.deepEqual(left, [], killed.post.stdout);
     const next = await job('after the kill');
     good(next, 'after the kill');
     assert.equal(next.main.outputs.cacheHit, 'true');

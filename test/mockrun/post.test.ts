@@ -242,6 +242,46 @@ describe('mock-run: the post-job step', function () {
     assertWarnings(run, [/^loc_mock_WarnBuilderRemoveFailed b1 ERROR: no builder "b1" found/]);
   });
 
+  describe('what a main step stopped mid-build left in the engine from the facade (engineRepository)', () => {
+    const repo = '127.0.0.1:40123/buildx-cache';
+    // The mock's answers are keyed by the arguments joined; the [command] line quotes the one with a space.
+    const ls = `${DOCKER} image ls --no-trunc --format {{.Repository}}:{{.Tag}} {{.Repository}}@{{.Digest}} ${repo}`;
+    const lsLine = `${DOCKER} image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.Repository}}@{{.Digest}}' ${repo}`;
+    const listed = `${repo}:prefetch ${repo}@sha256:${'a'.repeat(64)}\n${repo}:<none> ${repo}@sha256:${'b'.repeat(64)}\n`;
+    const refs = [`${repo}:prefetch`, `${repo}@sha256:${'a'.repeat(64)}`, `${repo}@sha256:${'b'.repeat(64)}`];
+    const rm = refs.map((ref) => `${DOCKER} image rm ${ref}`);
+    const removed = Object.fromEntries(rm.map((c) => [c, ok]));
+    const conflict = { code: 1, stdout: '', stderr: 'Error response from daemon: conflict' };
+    const cases: [string, Record<string, { code: number; stdout: string; stderr?: string }>, string[], RegExp][] = [
+      [
+        'the prefetch tag and a pulled digest: removed, one by one',
+        { [ls]: { code: 0, stdout: listed }, ...removed },
+        [lsLine, ...rm],
+        new RegExp(`loc_mock_EngineLeftoversRemoved ${refs.join(', ').replace(/[.:]/g, '\\$&')}`),
+      ],
+      [
+        'nothing left (the pulls had not begun): nothing removed',
+        { [ls]: { code: 0, stdout: '' } },
+        [lsLine],
+        /^(?![\s\S]*EngineLeftovers)/,
+      ],
+      [
+        'one removal that fails: the others still go, and a line in the log says which failed, never a warning',
+        { [ls]: { code: 0, stdout: listed }, ...removed, [rm[0] ?? '']: conflict },
+        [lsLine, ...rm],
+        /loc_mock_EngineLeftoversRemoved [^\n]*@sha256:a+, [^\n]*@sha256:b+\n[\s\S]*loc_mock_EngineLeftoversNotRemoved Error response from daemon: conflict 127\.0\.0\.1:40123\/buildx-cache/,
+      ],
+    ];
+    for (const [what, exec, commands, says] of cases)
+      it(what, async () => {
+        const run = await runScenario({ step: 'post', taskVariables: state({ engineRepository: repo }), exec });
+        assert.ok(run.succeeded, run.stdout);
+        assert.deepEqual(run.commands, commands);
+        assert.match(run.stdout, says);
+        assert.deepEqual(run.warnings, []);
+      });
+  });
+
   it('removes nothing it did not create', async () => {
     const run = await runScenario({ step: 'post', taskVariables: state({}), exec: {} });
     assert.ok(run.succeeded, run.stdout);

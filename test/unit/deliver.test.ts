@@ -1,5 +1,12 @@
 import * as assert from 'assert/strict';
-import { deliveryCommands, digestRef, metadataAsLoaded, normalizedName } from '../../tasks/DockerBuildxCacheV1/src/docker/deliver';
+import {
+  deliveryCommands,
+  digestRef,
+  leftoverRefs,
+  metadataAsLoaded,
+  normalizedName,
+  repositoryOf,
+} from '../../tasks/DockerBuildxCacheV1/src/docker/deliver';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
@@ -49,4 +56,28 @@ describe('the image through the facade: pull, tags, metadata', () => {
       other: { a: 1 },
     });
   });
+});
+
+describe('what a stopped build left in the engine', () => {
+  const repos: [string, string][] = [
+    ['127.0.0.1:40000/buildx-cache:image', '127.0.0.1:40000/buildx-cache'],
+    ['127.0.0.1:40000/buildx-cache:prefetch', '127.0.0.1:40000/buildx-cache'],
+    ['127.0.0.1:40000/buildx-cache', '127.0.0.1:40000/buildx-cache'],
+  ];
+  for (const [ref, repo] of repos) it(`the repository of ${ref}`, () => assert.equal(repositoryOf(ref), repo));
+
+  const d = (c: string): string => `sha256:${c.repeat(64)}`;
+  const r = '127.0.0.1:4/buildx-cache';
+  const listings: [string, string, string[]][] = [
+    ['nothing', '', []],
+    ['a tagged prefetch image', `${r}:prefetch ${r}@${d('a')}\n`, [`${r}:prefetch`, `${r}@${d('a')}`]],
+    ['an image pulled by digest (no tag)', `${r}:<none> ${r}@${d('b')}\n`, [`${r}@${d('b')}`]],
+    ['a tag without a digest', `${r}:prefetch ${r}@<none>`, [`${r}:prefetch`]],
+    [
+      'the same reference twice, CRLF',
+      `${r}:prefetch ${r}@${d('a')}\r\n${r}:prefetch ${r}@${d('a')}\r\n`,
+      [`${r}:prefetch`, `${r}@${d('a')}`],
+    ],
+  ];
+  for (const [what, output, refs] of listings) it(`the references of ${what}`, () => assert.deepEqual(leftoverRefs(output), refs));
 });

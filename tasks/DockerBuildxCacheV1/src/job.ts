@@ -11,6 +11,12 @@ export interface PostState {
   readonly keepBuilder?: { readonly name: string; readonly keepStorage?: string };
   /** Job-private folders to delete after the job, such as the one holding secret files. */
   readonly cleanup: readonly string[];
+  /**
+   * The registry facade's repository while the engine pulls from it (the prefetch, the built image):
+   * set for the build, cleared once the main step removed the references it pulled. Still set after
+   * the job (a main step stopped mid-build), the post-job step removes what is left under it.
+   */
+  readonly engineRepository?: string;
   /** The job-private DOCKER_CONFIG, when the job has one: builders created there are removed there. */
   readonly dockerConfig?: string;
   /** The save to do after the job, and when; `direct` when the export went through the registry facade. */
@@ -34,6 +40,7 @@ export function loadState(): PostState | undefined {
     removeBuilder: parsed.removeBuilder,
     keepBuilder: parsed.keepBuilder,
     cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [],
+    engineRepository: parsed.engineRepository,
     dockerConfig: parsed.dockerConfig,
     save: parsed.save,
     summary: parsed.summary,

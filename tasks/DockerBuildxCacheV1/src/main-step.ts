@@ -6,6 +6,7 @@ import { secretValues } from './config/features';
 import { buildWithCacheFallback, setBuildOutputs, writeBuildkitdConfig, writeSecrets, type BuildCache } from './build';
 import type { RegistryFacade } from './facade/facade';
 import type { Builder } from './docker/builder';
+import { repositoryOf } from './docker/deliver';
 import type { LoadedImage } from './docker/metadata';
 import { Docker, type DockerCli } from './docker/cli';
 import type { CommitResult } from './cache/folder';
@@ -298,11 +299,17 @@ async function buildImage(
     // A cache compressed otherwise than the image (gzip) shares no layer with it: copies are then made at the first upload.
     if (via !== undefined && config.cache.backend === 'azureBlob')
       plan.direct?.cache.facade.keepCopiesFromNow(config.cache.compression !== 'gzip');
-    const outcome = await job.timed(
-      loc('PhaseBuild'),
-      () => buildWithCacheFallback(docker, config, builder, buildCache(plan, via), secretFiles, metadataFile),
-      (o) => loc('StepsCached', o.steps.cached, o.steps.total),
-    );
+    // A main step stopped before the engine's references to the facade are removed leaves them to the post-job step.
+    if (via !== undefined) job.update({ engineRepository: repositoryOf(via) });
+    const outcome = await job
+      .timed(
+        loc('PhaseBuild'),
+        () => buildWithCacheFallback(docker, config, builder, buildCache(plan, via), secretFiles, metadataFile),
+        (o) => loc('StepsCached', o.steps.cached, o.steps.total),
+      )
+      .finally(() => {
+        if (via !== undefined) job.update({ engineRepository: undefined });
+      });
     job.update({}, { steps: { cached: outcome.steps.cached, total: outcome.steps.total } });
     if (plan.slot !== undefined && outcome.exported) await commitExport(config, job, plan.slot);
     const direct = plan.direct === undefined ? undefined : await finishDirect(config, job, plan, plan.direct, outcome.exported);

@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import { info, phase, uploadSummary, variable, warn } from './task/agent';
 import { pruneBuilder, removeBuilder } from './docker/builder';
 import { buffered, Docker, errorTail, type DockerCli, type RunResult } from './docker/cli';
+import { removeLeftovers } from './docker/deliver';
 import { Background } from './util/background';
 import { endDirectUpload, saveDirectToStore, saveToStore } from './cache/save';
 import { loadMessages, loc } from './task/messages';
@@ -26,6 +27,7 @@ export async function runPost(docker?: DockerCli): Promise<void> {
   // The builder's removal or prune needs nothing that the save does, so it runs beside the save; its log follows the save's.
   const removal = startRemoval(state, docker);
   const prune = startPrune(state, docker);
+  const leftovers = startLeftovers(state, docker);
   let summary = state.summary;
   let error: Error | undefined;
   if (state.save !== undefined) {
@@ -40,6 +42,7 @@ export async function runPost(docker?: DockerCli): Promise<void> {
   }
   if (summary !== undefined) uploadSummary(renderSummary(summary), `Buildx cache ${summary.image ?? ''}`.trim());
   await cleanup(state, removal, prune);
+  await reportLeftovers(leftovers);
   if (error !== undefined) throw error;
 }
 
@@ -116,6 +119,38 @@ async function keepBuilder(state: PostState, prune: Started | undefined): Promis
     }
   }
   info(loc('BuilderKept', kept.name));
+}
+
+/**
+ * The removal, started beside the save, of the engine's references to the facade that a main step
+ * stopped mid-build left (see PostState.engineRepository).
+ */
+interface Leftovers {
+  readonly repository: string;
+  readonly lines: string[];
+  readonly result: Background<{ removed: string[]; failed?: string }>;
+}
+
+function startLeftovers(state: PostState, docker: DockerCli | undefined): Leftovers | undefined {
+  const repository = state.engineRepository;
+  if (repository === undefined) return undefined;
+  const lines: string[] = [];
+  const result = Promise.resolve().then(() => removeLeftovers(buffered(jobDocker(state, docker), lines), repository));
+  return { repository, lines, result: new Background(result) };
+}
+
+/** What the removal of leftovers did, its log after the save's: nothing of it fails or warns, the references only take a name. */
+async function reportLeftovers(leftovers: Leftovers | undefined): Promise<void> {
+  if (leftovers === undefined) return;
+  try {
+    const done = await leftovers.result.result().finally(() => {
+      for (const line of leftovers.lines) console.log(line);
+    });
+    if (done.removed.length > 0) info(loc('EngineLeftoversRemoved', done.removed.join(', ')));
+    if (done.failed !== undefined) info(loc('EngineLeftoversNotRemoved', done.failed, leftovers.repository));
+  } catch (err) {
+    info(loc('EngineLeftoversNotRemoved', (err as Error).message, leftovers.repository));
+  }
 }
 
 function startRemoval(state: PostState, docker: DockerCli | undefined): Started | undefined {

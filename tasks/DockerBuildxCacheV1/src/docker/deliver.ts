@@ -28,11 +28,47 @@ export interface Delivery {
   readonly platform?: string;
 }
 
-/** `host/repository@digest` of a `host/repository:tag` reference. */
-export function digestRef(ref: string, digest: string): string {
+/** `host/repository` of a `host/repository:tag` reference. */
+export function repositoryOf(ref: string): string {
   const slash = ref.lastIndexOf('/');
   const colon = ref.lastIndexOf(':');
-  return `${colon > slash ? ref.slice(0, colon) : ref}@${digest}`;
+  return colon > slash ? ref.slice(0, colon) : ref;
+}
+
+/** `host/repository@digest` of a `host/repository:tag` reference. */
+export function digestRef(ref: string, digest: string): string {
+  return `${repositoryOf(ref)}@${digest}`;
+}
+
+/** The format of `docker image ls` that leftoverRefs reads: each image's tag and digest reference. */
+export const LEFTOVER_FORMAT = '{{.Repository}}:{{.Tag}} {{.Repository}}@{{.Digest}}';
+
+/** The references in `docker image ls --format LEFTOVER_FORMAT` output, without the `<none>` halves. */
+export function leftoverRefs(output: string): string[] {
+  const refs = output
+    .split(/\r?\n/)
+    .flatMap((line) => line.trim().split(/\s+/))
+    .filter((ref) => ref !== '' && !ref.endsWith(':<none>') && !ref.endsWith('@<none>'));
+  return [...new Set(refs)];
+}
+
+/**
+ * Removes the references a main step that was stopped mid-build (a cancelled job) left in the
+ * engine under the facade's repository: the prefetch's tag, the pulled image's digest. Only the
+ * references go: an image the build's tags also name stays, a prefetch image's layers go with it.
+ */
+export async function removeLeftovers(docker: DockerCli, repository: string): Promise<{ removed: string[]; failed?: string }> {
+  const listed = await docker.run(['image', 'ls', '--no-trunc', '--format', LEFTOVER_FORMAT, repository]);
+  if (listed.code !== 0) return { removed: [], failed: errorTail(listed, 1) || `exit code ${listed.code}` };
+  const removed: string[] = [];
+  let failed: string | undefined;
+  // One at a time: what was removed is known even when one removal fails.
+  for (const ref of leftoverRefs(listed.stdout)) {
+    const rm = await docker.run(['image', 'rm', ref]);
+    if (rm.code === 0) removed.push(ref);
+    else failed ??= errorTail(rm, 1) || `exit code ${rm.code}`;
+  }
+  return { removed, ...(failed === undefined ? {} : { failed }) };
 }
 
 /** The docker commands of a delivery, in order: pull by digest, tag each tag, remove the pulled reference. */
