@@ -817,6 +817,25 @@ describe('registry facade: the server', function () {
       assert.equal(fs.readdirSync(spool).length, 1, 'only the small layer was copied');
     });
 
+    it('a kept copy that fails is dropped, and its bytes return to the budget: the next read copies the blob again', async () => {
+      const { f, call, spool } = await startCopying({ copyBudgetBytes: bigLayer.size });
+      assert.ok((await call('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
+      await f.idle();
+      const [copy] = fs.readdirSync(spool);
+      assert.ok(copy !== undefined, 'one copy, which takes the whole budget');
+      // The copy on disk goes bad: the read from it fails its digest, cut short.
+      fs.writeFileSync(path.join(spool, copy), Buffer.alloc(bigLayer.size, 1));
+      await call('GET', `blobs/${bigLayer.digest}`).catch(() => undefined);
+      await f.idle();
+      assert.deepEqual(fs.readdirSync(spool), [], 'the bad copy went');
+      const opened = store.calls.open.filter((d) => d === bigLayer.digest).length;
+      assert.ok((await call('GET', `blobs/${bigLayer.digest}`)).body.equals(big));
+      await f.idle();
+      assert.equal(store.calls.open.filter((d) => d === bigLayer.digest).length, opened + 1, 'read from the store again');
+      assert.equal(fs.readdirSync(spool).length, 1, 'and copied again, within the budget the bad copy gave back');
+      await f.close();
+    });
+
     it('a large upload of a blob the store has by then is read to its end before its answer', async () => {
       const large = blob(LAYER, crypto.randomBytes(24 << 20));
       const f = await start();

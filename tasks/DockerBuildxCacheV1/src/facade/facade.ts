@@ -797,7 +797,7 @@ export class RegistryFacade {
         await this.releaseCopy(copy);
         if (blob.copied !== undefined) {
           // The copy on disk failed, not the store: it goes, and the next request reads the store.
-          await this.dropCopy(digest, blob.copied);
+          await this.dropCopy(digest, blob.copied, ref.size);
           if (res.headersSent || signal.aborted) res.destroy();
           else {
             for (const name of Object.keys(headers)) res.removeHeader(name);
@@ -941,8 +941,12 @@ export class RegistryFacade {
     await copy.discard();
   }
 
-  private async dropCopy(digest: string, file: string): Promise<void> {
-    if (this.copies.get(digest) === file) this.copies.delete(digest);
+  /** A kept copy that failed: it goes, and its bytes return to the budget. */
+  private async dropCopy(digest: string, file: string, size: number): Promise<void> {
+    if (this.copies.get(digest) === file) {
+      this.copies.delete(digest);
+      this.copyBytes -= size;
+    }
     await fs.promises.rm(file, { force: true });
   }
 
