@@ -329,7 +329,9 @@ describe('task.json: the public contract and the classic editor', () => {
       assert.match(readme, new RegExp(`^\\| \`${output.name}\` \\|`, 'm'), `README lacks output ${output.name}`);
   });
 
-  it('bundles only packages that support Node 20, which agents without the Node24 handler run', () => {
+  it('bundles only packages that support Node 20, which agents without the Node24 handler run', function () {
+    // `npm ls` alone takes seconds on a busy machine: this checks the tree, not its speed.
+    this.timeout(60_000);
     const dirs = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8' })
       .trim()
       .split('\n')
