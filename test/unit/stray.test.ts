@@ -15,6 +15,13 @@ describe('stray errors: what a step outlives', () => {
     ['a refused connection', sys('connect ECONNREFUSED 127.0.0.1:10100', 'ECONNREFUSED', 'connect'), true],
     ['a broken pipe', sys('write EPIPE', 'EPIPE', 'write'), true],
     ['a timed-out connection', sys('connect ETIMEDOUT 10.0.0.1:443', 'ETIMEDOUT', 'connect'), true],
+    [
+      "the Azure SDK's abort of a request that had failed already",
+      Object.assign(new Error('The operation was aborted. Rejecting from abort signal callback while making request.'), {
+        name: 'AbortError',
+      }),
+      true,
+    ],
     ['a bug', new TypeError("Cannot read properties of undefined (reading 'digest')"), false],
     ['a connection code without a system call (made up, not a socket)', coded('ECONNRESET', 'ECONNRESET'), false],
     ['a stream closed early (fs streams too)', coded('Premature close', 'ERR_STREAM_PREMATURE_CLOSE'), false],

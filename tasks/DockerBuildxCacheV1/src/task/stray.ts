@@ -14,9 +14,24 @@
 /** The codes of a connection that broke off, was refused or timed out: what a socket reports. */
 const CONNECTION_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/**
+ * The Azure SDK's error for a request it destroys when its abort signal fires (its NodeHttpClient).
+ * When that request had already failed (the store's connection refused or broken), the error is
+ * emitted a second time, on a request whose one-shot error listener is spent: a stray error. Seen
+ * when the store is cut while a download's signal aborts (the watchdog, the facade closing).
+ */
+export function isSdkRequestAbort(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    err.name === 'AbortError' &&
+    err.message === 'The operation was aborted. Rejecting from abort signal callback while making request.'
+  );
+}
+
 /** Whether a stray error is a connection's failure (see above), which a step outlives. */
 export function isConnectionFailure(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  if (isSdkRequestAbort(err)) return true;
   const code = (err as { code?: unknown }).code;
   // Node's HTTP client: a socket that closed before its response (code ECONNRESET).
   if (err.message === 'socket hang up') return true;
