@@ -42,7 +42,7 @@ export async function runPost(docker?: DockerCli): Promise<void> {
   }
   if (summary !== undefined) uploadSummary(renderSummary(summary), `Buildx cache ${summary.image ?? ''}`.trim());
   await cleanup(state, removal, prune);
-  await reportLeftovers(leftovers);
+  await reportLeftovers(state, leftovers);
   if (error !== undefined) throw error;
 }
 
@@ -73,12 +73,12 @@ function jobDocker(state: PostState, docker: DockerCli | undefined): DockerCli {
 }
 
 /** Docker work started beside the save; its log lines are kept until it is reported. */
-interface Started {
+interface Started<T = RunResult> {
   readonly lines: string[];
-  readonly result: Background<RunResult>;
+  readonly result: Background<T>;
 }
 
-function start(state: PostState, docker: DockerCli | undefined, work: (docker: DockerCli) => Promise<RunResult>): Started {
+function start<T>(state: PostState, docker: DockerCli | undefined, work: (docker: DockerCli) => Promise<T>): Started<T> {
   const lines: string[] = [];
   // Docker not found (or anything else thrown at once) fails this work when it is reported, not the step before the save.
   const result = Promise.resolve().then(() => work(buffered(jobDocker(state, docker), lines)));
@@ -86,7 +86,7 @@ function start(state: PostState, docker: DockerCli | undefined, work: (docker: D
 }
 
 /** Its result, once its log lines are shown. */
-const reported = (started: Started): Promise<RunResult> =>
+const reported = <T>(started: Started<T>): Promise<T> =>
   started.result.result().finally(() => {
     for (const line of started.lines) console.log(line);
   });
@@ -121,35 +121,22 @@ async function keepBuilder(state: PostState, prune: Started | undefined): Promis
   info(loc('BuilderKept', kept.name));
 }
 
-/**
- * The removal, started beside the save, of the engine's references to the facade that a main step
- * stopped mid-build left (see PostState.engineRepository).
- */
-interface Leftovers {
-  readonly repository: string;
-  readonly lines: string[];
-  readonly result: Background<{ removed: string[]; failed?: string }>;
-}
-
-function startLeftovers(state: PostState, docker: DockerCli | undefined): Leftovers | undefined {
+/** The removal, started beside the save, of what a main step stopped mid-build left in the engine (see PostState.engineRepository). */
+function startLeftovers(state: PostState, docker: DockerCli | undefined): Started<{ removed: string[]; failed?: string }> | undefined {
   const repository = state.engineRepository;
   if (repository === undefined) return undefined;
-  const lines: string[] = [];
-  const result = Promise.resolve().then(() => removeLeftovers(buffered(jobDocker(state, docker), lines), repository));
-  return { repository, lines, result: new Background(result) };
+  return start(state, docker, (d) => removeLeftovers(d, repository));
 }
 
 /** What the removal of leftovers did, its log after the save's: nothing of it fails or warns, the references only take a name. */
-async function reportLeftovers(leftovers: Leftovers | undefined): Promise<void> {
+async function reportLeftovers(state: PostState, leftovers: ReturnType<typeof startLeftovers>): Promise<void> {
   if (leftovers === undefined) return;
   try {
-    const done = await leftovers.result.result().finally(() => {
-      for (const line of leftovers.lines) console.log(line);
-    });
+    const done = await reported(leftovers);
     if (done.removed.length > 0) info(loc('EngineLeftoversRemoved', done.removed.join(', ')));
-    if (done.failed !== undefined) info(loc('EngineLeftoversNotRemoved', done.failed, leftovers.repository));
+    if (done.failed !== undefined) info(loc('EngineLeftoversNotRemoved', done.failed, state.engineRepository));
   } catch (err) {
-    info(loc('EngineLeftoversNotRemoved', (err as Error).message, leftovers.repository));
+    info(loc('EngineLeftoversNotRemoved', (err as Error).message, state.engineRepository));
   }
 }
 
