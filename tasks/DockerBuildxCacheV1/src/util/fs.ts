@@ -18,14 +18,26 @@ export async function unlessMissing<T>(promise: Promise<T>): Promise<T | undefin
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` at once; results in input order. */
+/**
+ * Runs `fn` over `items` with at most `limit` at once; results in input order. After a call fails,
+ * no new one starts, and the first failure is thrown once the calls in flight have settled: none
+ * is left running (reading a folder its caller is about to delete) after this returns.
+ */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  let failure: { readonly err: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i] as T);
+    for (let i = next++; i < items.length && failure === undefined; i = next++) {
+      try {
+        out[i] = await fn(items[i] as T);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure.err;
   return out;
 }
 
