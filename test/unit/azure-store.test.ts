@@ -276,19 +276,24 @@ describe('store: Azure Blob only (Azurite)', function () {
       blockBytes: 256 << 10,
       budgetMs: BUDGET_MS,
     });
-    // A kill while a request's signal aborts can make the Azure SDK emit its abort error on a request
-    // nobody listens to any more (see isSdkRequestAbort): the task's own handler takes that as a
+    // A kill while a request's signal aborts can make the Azure SDK raise its abort error where nobody
+    // listens any more, as an error event or a rejection (see isSdkRequestAbort): the task's own handler takes that as a
     // connection's failure; here it is dropped, and every other uncaught error still fails the test.
-    const mochas = process.listeners('uncaughtException');
-    process.removeAllListeners('uncaughtException');
-    const filter = (err: Error, origin: NodeJS.UncaughtExceptionOrigin): void => {
-      if (!isSdkRequestAbort(err)) for (const l of mochas) l(err, origin);
-    };
-    process.on('uncaughtException', filter);
-    const restore = (): void => {
-      process.off('uncaughtException', filter);
-      for (const l of mochas) process.on('uncaughtException', l);
-    };
+    const events = ['uncaughtException', 'unhandledRejection'];
+    const proc = process as unknown as NodeJS.EventEmitter;
+    const mochas = events.map((event) => proc.listeners(event) as ((err: unknown, ...rest: unknown[]) => void)[]);
+    const filters = events.map((_, i) => (err: unknown, ...rest: unknown[]): void => {
+      if (!isSdkRequestAbort(err)) for (const l of mochas[i] ?? []) l(err, ...rest);
+    });
+    events.forEach((event, i) => {
+      proc.removeAllListeners(event);
+      proc.on(event, filters[i] as (err: unknown) => void);
+    });
+    const restore = (): void =>
+      events.forEach((event, i) => {
+        proc.off(event, filters[i] as (err: unknown) => void);
+        for (const l of mochas[i] ?? []) proc.on(event, l);
+      });
     return {
       azurite,
       front,
