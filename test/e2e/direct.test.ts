@@ -240,7 +240,7 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     assert.deepEqual([...first.main.warnings, ...first.post.warnings], []);
     assert.equal(first.main.outputs.cacheHit, 'false');
     assert.match(first.main.stdout, /Cache transport: direct, through a registry on 127\.0\.0\.1:\d+/);
-    assert.match(first.main.stdout, /--cache-to type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache:save/);
+    assert.match(first.main.stdout, /--cache-to type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}:save/);
     assert.ok(!fs.existsSync(w.cacheDir), 'the cache folder is not used');
     assert.match(first.post.stdout, /Saved a new version of /);
     assert.equal(await backend.entries(), 1);
@@ -270,7 +270,7 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     const pulled = pulledBytes(summary);
     const ref = `${IMAGE}:e2e`;
     if (engine().name === 'hosted') {
-      assert.match(second.main.stdout, /--output type=image,name=127\.0\.0\.1:\d+\/buildx-cache:image,push=true/);
+      assert.match(second.main.stdout, /--output type=image,name=127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}:image,push=true/);
       assert.doesNotMatch(second.main.stdout, /\[command\].*buildx build.* --load /);
       assert.match(second.main.stdout, /The image went into the engine by a pull from the task's registry on loopback/);
       assert.ok(pulled > 0, summary);
@@ -284,7 +284,7 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
       assert.equal(w.docker(['run', '--rm', ref, 'cat', '/app/out.txt']).trim(), 'revision 1');
       // The engine pulled the cache's last layers beside the build, only those the build read (the old sources' layers are
       // left out, and that pull then fails, having brought the others), and keeps no reference to them.
-      assert.match(second.main.stdout, /^\[command\].*docker pull --quiet 127\.0\.0\.1:\d+\/buildx-cache:prefetch$/m);
+      assert.match(second.main.stdout, /^\[command\].*docker pull --quiet 127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}:prefetch$/m);
       assert.match(second.main.stdout, /the others, which it did not read, were left out/);
       assert.doesNotMatch(second.main.stdout, /beside the build failed/);
       assert.equal(w.docker(['images', '--format', '{{.Repository}}', '--filter', 'reference=127.0.0.1:*/*']).trim(), '');

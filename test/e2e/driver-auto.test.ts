@@ -79,9 +79,9 @@ describe('end to end: driver auto on both engines', function () {
       // The image goes to the engine by a push to that registry and a pull, not --load.
       assert.match(
         buildCommand(r.main),
-        /--cache-to type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache:save\S* --output type=image,name=127\.0\.0\.1:\d+\/buildx-cache:image,push=true/,
+        /--cache-to type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}:save\S* --output type=image,name=127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}:image,push=true/,
       );
-      assert.match(r.main.stdout, /docker pull --quiet 127\.0\.0\.1:\d+\/buildx-cache@sha256:[0-9a-f]{64}\n/);
+      assert.match(r.main.stdout, /docker pull --quiet 127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}@sha256:[0-9a-f]{64}\n/);
       // The config digest from the build's metadata, without asking the engine.
       assert.equal(w.docker(['image', 'inspect', '--format', '{{.Id}}', 'dbxc-e2e/app:e2e']).trim(), r.main.outputs.imageId);
       assert.doesNotMatch(r.main.stdout, / image inspect /);

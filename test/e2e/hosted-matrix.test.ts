@@ -145,7 +145,7 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
     const auto =
       /^Cache transport: direct, through a registry on 127\.0\.0\.1:\d+ \(cacheTransport auto picks direct for cacheBackend local: the task creates a docker-container builder for this job and gives it network=host/m;
     assert.match(cold.main.stdout, auto);
-    assert.match(cacheTo(cold), /^type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache:save/);
+    assert.match(cacheTo(cold), /^type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}:save/);
     assert.ok(!fs.existsSync(w.cacheDir), 'the cache folder is not used');
     assert.match(summaryOf(cold), /\| Cache transport \| direct \(cacheTransport auto picks direct for cacheBackend local/);
 

@@ -219,7 +219,7 @@ describe('direct: the store served to BuildKit through the registry facade', () 
       assert.equal(cache.sink?.leaseId, 'lease-1');
       const flags = cache.flags('max', 'zstd');
       assert.deepEqual(flags.from, []);
-      assert.match(flags.to[0] ?? '', /^type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache:save,mode=max,compression=zstd,/);
+      assert.match(flags.to[0] ?? '', /^type=registry,ref=127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}:save,mode=max,compression=zstd,/);
       const repo = `/v2/${cache.facade.repository}`;
       // The layers are in the store: acknowledged. The cache config is uploaded, then the manifest pushed.
       for (const layer of exact.layers) assert.equal((await request(cache, 'HEAD', `${repo}/blobs/${layer.digest}`)).status, 200);
@@ -243,6 +243,18 @@ describe('direct: the store served to BuildKit through the registry facade', () 
     }
     // The upload's lease is the save's to end, not the facade's.
     assert.deepEqual(store.ended, []);
+  });
+
+  it("serves a repository of the job's own, so that another job's cleanup on the same engine never matches its references", async () => {
+    const store = new MemoryStore([]);
+    const [a, b] = [await open(store, false), await open(store, false)];
+    try {
+      assert.match(a.facade.repository, /^buildx-cache-[0-9a-f]{12}$/);
+      assert.notEqual(a.facade.repository, b.facade.repository);
+      assert.ok(a.facade.imageRef.startsWith(`${a.facade.host}/${a.facade.repository}:`));
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it("leases the restored entry's blobs for the export at once, and none without an upload", async () => {

@@ -1,3 +1,4 @@
+import * as crypto from 'crypto';
 import { cacheRoot, parseIndex, type Descriptor } from '../oci/layout';
 import { firstUsable, type Usable } from '../store/restore';
 import { EntryUnusableError, type BlobSink, type CacheStore, type EntryHead, type HitKind, type OpenedEntry } from '../store/types';
@@ -20,6 +21,16 @@ export interface DirectRequest {
   /** Where the facade spools chunked uploads, and keeps its copies of blobs (keepCopiesFromNow). */
   readonly spoolDir: string;
   readonly now?: Date;
+}
+
+/**
+ * The facade's repository, a name of this job's own: the engine's references to it (the prefetch's
+ * tag, the pulled image's digest) are then this job's alone, so that the post-job step of a job
+ * stopped mid-build, which removes what is left under its repository, never touches those of
+ * another job on the same engine that got the same port since.
+ */
+export function jobRepository(): string {
+  return `buildx-cache-${crypto.randomBytes(6).toString('hex')}`;
 }
 
 /** An entry opened, and the facade's view of it. */
@@ -107,6 +118,7 @@ export class DirectCache {
       // while the build starts (a failed write is the first `has`'s to try again).
       if (found !== undefined && sink !== undefined) keeping = sink.keep(found.reader.blobs.map((b) => b.digest)).catch(() => undefined);
       const facade = await RegistryFacade.start({
+        repository: jobRepository(),
         reader: found?.reader,
         writer: sink === undefined ? undefined : uploadWriter(sink),
         spoolDir: req.spoolDir,
