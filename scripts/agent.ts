@@ -30,6 +30,11 @@ export interface StepResult {
   readonly ms: number;
 }
 
+/** A step's whole output, stdout then stderr: what a failed assertion shows. */
+export function transcript(step: Pick<StepResult, 'stdout' | 'stderr'>): string {
+  return `${step.stdout}\n${step.stderr}`;
+}
+
 export interface JobResult {
   readonly main: StepResult;
   readonly post: StepResult;

@@ -2,7 +2,7 @@ import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ContainerClient } from '@azure/storage-blob';
-import type { JobResult } from '../../scripts/agent';
+import { type JobResult, transcript } from '../../scripts/agent';
 import { connectionString, EMULATOR_KEY, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
 import { ensureEngine } from '../../scripts/engine';
 import { cleanup, linesShowing } from '../helpers';
@@ -51,8 +51,8 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
 
   it('saves after the job, and the next job on a new agent restores it: the dependency step is cached, and only the blobs the cache reaches are stored', async () => {
     const first = await freshJob('first');
-    assert.equal(first.main.result, 'Succeeded', `${first.main.stdout}\n${first.main.stderr}`);
-    assert.equal(first.post.result, 'Succeeded', `${first.post.stdout}\n${first.post.stderr}`);
+    assert.equal(first.main.result, 'Succeeded', transcript(first.main));
+    assert.equal(first.post.result, 'Succeeded', transcript(first.post));
     assert.equal(first.main.outputs.cacheHit, 'false');
     assert.deepEqual([...first.main.warnings, ...first.post.warnings], []);
     assert.match(
@@ -67,7 +67,7 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
 
     w.write('src/main.txt', 'revision 1\n');
     const second = await freshJob('second: a source change on a new agent');
-    assert.equal(second.main.result, 'Succeeded', `${second.main.stdout}\n${second.main.stderr}`);
+    assert.equal(second.main.result, 'Succeeded', transcript(second.main));
     assert.equal(second.main.outputs.cacheHit, 'true');
     assert.ok(stepCached(second.main.stdout, DEPS_STEP), 'the dependency step came from the restored cache');
     assert.ok(!stepCached(second.main.stdout, '[6/6] RUN cat src/main.txt'));
@@ -123,8 +123,8 @@ describe('end to end: the Azure Blob store on Azurite, each job on a fresh agent
       {},
       {},
     );
-    assert.equal(job.main.result, 'Succeeded', `${job.main.stdout}\n${job.main.stderr}`);
-    assert.equal(job.post.result, 'Succeeded', `${job.post.stdout}\n${job.post.stderr}`);
+    assert.equal(job.main.result, 'Succeeded', transcript(job.main));
+    assert.equal(job.post.result, 'Succeeded', transcript(job.post));
     assert.equal(job.main.outputs.cacheHit, 'false');
     assert.match(job.main.warnings[0] ?? '', /The cache could not be restored from the Azure Blob container .*ECONNREFUSED/);
     assert.match(job.post.warnings[0] ?? '', /The cache could not be saved to the Azure Blob container .*ECONNREFUSED/);

@@ -3,7 +3,7 @@ import * as crypto from 'crypto';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { cachedSteps, docker, type JobResult } from '../../scripts/agent';
+import { cachedSteps, docker, type JobResult, transcript } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
 import { folderBytes } from '../../scripts/measure';
 import { cleanup, tempDir } from '../helpers';
@@ -55,8 +55,8 @@ describe('end to end: the bundled task on a real engine', function () {
     w.job(name, { cacheBackend: 'directory', ...inputs });
 
   function assertSucceeded(r: JobResult): void {
-    assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-    assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
+    assert.equal(r.main.result, 'Succeeded', transcript(r.main));
+    assert.equal(r.post.result, 'Succeeded', transcript(r.post));
   }
 
   it('cold build: builds everything, fills the cache folder, sets the outputs, and neutralises commands from the Dockerfile', async () => {

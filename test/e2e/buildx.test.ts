@@ -8,6 +8,7 @@ import * as path from 'path';
 import { ensureEngine, BASE_IMAGE } from '../../scripts/engine';
 import { cleanup, tempDir } from '../helpers';
 import { Workspace } from './workspace';
+import { transcript } from '../../scripts/agent';
 
 /**
  * A release mirror on loopback, laid out like https://github.com/docker/buildx/releases, serving
@@ -86,8 +87,8 @@ describe('end to end: buildx pinned through the tool cache from a mirror', funct
   it('the first job downloads, verifies and caches; the second downloads nothing; latest resolves from the mirror', async () => {
     const before = mirror.served.length;
     const first = await job('pinned, first job', '0.13.1');
-    assert.equal(first.main.result, 'Succeeded', `${first.main.stdout}\n${first.main.stderr}`);
-    assert.equal(first.post.result, 'Succeeded', `${first.post.stdout}\n${first.post.stderr}`);
+    assert.equal(first.main.result, 'Succeeded', transcript(first.main));
+    assert.equal(first.post.result, 'Succeeded', transcript(first.post));
     assert.deepEqual(mirror.served.slice(before), [
       '/docker/buildx/releases/download/v0.13.1/checksums.txt',
       '/docker/buildx/releases/download/v0.13.1/buildx-v0.13.1.linux-amd64',
@@ -104,12 +105,12 @@ describe('end to end: buildx pinned through the tool cache from a mirror', funct
 
     const mark = mirror.served.length;
     const second = await job('pinned, second job', '0.13.1');
-    assert.equal(second.main.result, 'Succeeded', `${second.main.stdout}\n${second.main.stderr}`);
+    assert.equal(second.main.result, 'Succeeded', transcript(second.main));
     assert.deepEqual(mirror.served.slice(mark), [], 'the second job downloads nothing');
     assert.match(second.main.stdout, /^Install buildx: [\d.]+s, buildx 0\.13\.1 from the tool cache/m);
 
     const latest = await job('latest', 'latest');
-    assert.equal(latest.main.result, 'Succeeded', `${latest.main.stdout}\n${latest.main.stderr}`);
+    assert.equal(latest.main.result, 'Succeeded', transcript(latest.main));
     assert.deepEqual(mirror.served.slice(mark), ['/docker/buildx/releases/latest/download/checksums.txt']);
   });
 

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
-import { envKey, parseCommands, runStep, stepEnv, TASK_DIR, type JobResult, type StepResult } from '../../scripts/agent';
+import { envKey, type JobResult, parseCommands, runStep, stepEnv, type StepResult, TASK_DIR, transcript } from '../../scripts/agent';
 import { connectionString, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
 import { cleanup } from '../helpers';
 import { DEPS_STEP as HOSTED_DEPS_STEP, HOSTED_FILES, hostedAgentsForSuite, killedJob, pulledBytes, rowBytes, UNITS } from './hosted';
@@ -230,8 +230,8 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     return j;
   };
   const good = (j: JobResult, what: string): void => {
-    assert.equal(j.main.result, 'Succeeded', `${what}: ${j.main.stdout}\n${j.main.stderr}`);
-    assert.equal(j.post.result, 'Succeeded', `${what}: ${j.post.stdout}\n${j.post.stderr}`);
+    assert.equal(j.main.result, 'Succeeded', `${what}: ${transcript(j.main)}`);
+    assert.equal(j.post.result, 'Succeeded', `${what}: ${transcript(j.post)}`);
   };
 
   it('a miss, then a hit: the dependency step is cached, BuildKit reads less than the cache, and the export becomes the entry', async () => {
@@ -372,12 +372,12 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
       dump(`${engine().name}-${backendName}-down-${failOnCacheError}`, second);
       assert.ok(down, 'the store went down before the build');
       if (failOnCacheError) {
-        assert.equal(second.main.result, 'Failed', `${second.main.stdout}\n${second.main.stderr}`);
+        assert.equal(second.main.result, 'Failed', transcript(second.main));
       } else {
-        assert.equal(second.main.result, 'Succeeded', `${second.main.stdout}\n${second.main.stderr}`);
+        assert.equal(second.main.result, 'Succeeded', transcript(second.main));
         assert.ok(second.main.warnings.length > 0, 'a warning says the store failed');
       }
-      assert.equal(second.post.result, 'Succeeded', `${second.post.stdout}\n${second.post.stderr}`);
+      assert.equal(second.post.result, 'Succeeded', transcript(second.post));
       assert.equal(await backend.entries(), 1, 'no entry was added');
     });
   }
@@ -404,7 +404,7 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
     fs.rmSync(w.cacheDir, { recursive: true, force: true });
     const killed = await killedJob(w, backend.inputs(), /\n#\d+ \[[^\]]*4\/6\]/);
     assert.match(killed.main, /Cache transport: direct/);
-    assert.equal(killed.post.result, 'Succeeded', `${killed.post.stdout}\n${killed.post.stderr}`);
+    assert.equal(killed.post.result, 'Succeeded', transcript(killed.post));
     assert.equal(await backend.entries(), before, 'no entry was added');
     // What the stopped build had the engine pull from the facade (its prefetch, its image) is gone after the post-job step.
     const images = spawnSync('docker', ['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}@{{.Digest}}'], {

@@ -4,6 +4,7 @@ import type { HostedEngine } from '../../scripts/hosted-engine';
 import { cleanup } from '../helpers';
 import { assertNoBuilderLeft, buildCommand, driverLine, HostedAgents, hostedEngineOrSkip, summaryOf } from './hosted';
 import { stepCached, Workspace } from './workspace';
+import { transcript } from '../../scripts/agent';
 
 const DEPS_STEP = '[3/5] RUN echo "installing';
 
@@ -22,7 +23,7 @@ describe('end to end: driver auto on both engines', function () {
         { inputs: { driver: 'auto' } },
       );
       const cold = await w.job('auto, containerd: cold', { cacheBackend: 'local', output: 'docker' });
-      assert.equal(cold.main.result, 'Succeeded', `${cold.main.stdout}\n${cold.main.stderr}`);
+      assert.equal(cold.main.result, 'Succeeded', transcript(cold.main));
       assert.deepEqual([...cold.main.warnings, ...cold.post.warnings], []);
       const why =
         "docker (auto), because the engine uses the containerd image store: the engine's own BuildKit exports cache, with no BuildKit image to pull and no image to load";
@@ -37,7 +38,7 @@ describe('end to end: driver auto on both engines', function () {
 
       w.write('src/main.txt', 'revision 1\n');
       const warm = await w.job('auto, containerd: source change', { cacheBackend: 'local', output: 'docker' });
-      assert.equal(warm.main.result, 'Succeeded', `${warm.main.stdout}\n${warm.main.stderr}`);
+      assert.equal(warm.main.result, 'Succeeded', transcript(warm.main));
       assert.equal(warm.main.outputs.cacheHit, 'true');
       assert.ok(stepCached(warm.main.stdout, DEPS_STEP));
     });
@@ -59,8 +60,8 @@ describe('end to end: driver auto on both engines', function () {
         { env: agents.env('current'), inputs: { driver: 'auto' } },
       );
       const r = await w.job('auto, classic store', { cacheBackend: 'local', output: 'docker' });
-      assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-      assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
+      assert.equal(r.main.result, 'Succeeded', transcript(r.main));
+      assert.equal(r.post.result, 'Succeeded', transcript(r.post));
       assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
       const why =
         'docker-container (auto), because the engine uses the classic image store, with which the docker driver cannot export cache';

@@ -3,7 +3,7 @@ import { spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { docker, type JobResult } from '../../scripts/agent';
+import { docker, type JobResult, transcript } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
 import { buildkitdToml } from '../../scripts/hosted-engine';
 import { ensureRegistry, type Registry } from '../../scripts/registry';
@@ -59,8 +59,8 @@ function unpackOci(tarball: string): { index: Manifest; blob: (digest: string) =
 }
 
 function assertSucceeded(r: JobResult): void {
-  assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-  assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
+  assert.equal(r.main.result, 'Succeeded', transcript(r.main));
+  assert.equal(r.post.result, 'Succeeded', transcript(r.post));
 }
 
 describe('end to end: build features, the registry cache fallback and pipeline labels on the real engine', function () {

@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
 import * as crypto from 'crypto';
 import { spawnSync } from 'child_process';
-import type { JobResult } from '../../scripts/agent';
+import { type JobResult, transcript } from '../../scripts/agent';
 import { cleanup } from '../helpers';
 import {
   assertNoBuilderLeft,
@@ -37,8 +37,8 @@ describe('end to end, hosted-agent engine: the builder a self-hosted agent keeps
   const containerOf = (w: Workspace, builder: string): string =>
     w.docker(['ps', '-a', '--format', '{{.Names}}', '--filter', `name=^buildx_buildkit_${builder}0$`]).trim();
   const succeeded = (r: JobResult): void => {
-    assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-    assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
+    assert.equal(r.main.result, 'Succeeded', transcript(r.main));
+    assert.equal(r.post.result, 'Succeeded', transcript(r.post));
     assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
   };
   /** The test's kept builders go after it, container and state volume, so that no other suite finds them. */

@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { JobResult } from '../../scripts/agent';
+import { type JobResult, transcript } from '../../scripts/agent';
 import { HostBuildkitd, hostedHome, type HostedEngine } from '../../scripts/hosted-engine';
 import { cleanup } from '../helpers';
 import {
@@ -39,7 +39,7 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
   it('a failed build: the step fails with buildx error, the cache is left as it was, and the builder is removed', async () => {
     const w = agents.workspace('current');
     const cold = await w.job('before the failure', inputs);
-    assert.equal(cold.main.result, 'Succeeded', `${cold.main.stdout}\n${cold.main.stderr}`);
+    assert.equal(cold.main.result, 'Succeeded', transcript(cold.main));
     const manifests = (): unknown =>
       (JSON.parse(fs.readFileSync(path.join(w.cacheDir, 'index.json'), 'utf8')) as { manifests: unknown }).manifests;
     const before = manifests();
@@ -67,7 +67,7 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
     const { main, post } = await killedJob(w, inputs, /long-step-started/);
     const builder = /--name (buildx-cache-[0-9a-f]{16})/.exec(main)?.[1];
     assert.ok(builder !== undefined, 'the main step had created its builder');
-    assert.equal(post.result, 'Succeeded', `${post.stdout}\n${post.stderr}`);
+    assert.equal(post.result, 'Succeeded', transcript(post));
     assert.match(
       post.stdout,
       /The job's status is Canceled: with saveCache 'onSuccess' the cache is saved only after a job that succeeded/,
@@ -88,8 +88,8 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
       [a, ra],
       [b, rb],
     ] as [Workspace, JobResult][]) {
-      assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-      assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
+      assert.equal(r.main.result, 'Succeeded', transcript(r.main));
+      assert.equal(r.post.result, 'Succeeded', transcript(r.post));
       assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
       assertNoBuilderLeft(w, r.main.outputs.builderName);
     }
@@ -120,7 +120,7 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
         buildkitdConfig: '',
       });
       const cold = await w.job('remote: cold', inputs);
-      assert.equal(cold.main.result, 'Succeeded', `${cold.main.stdout}\n${cold.main.stderr}`);
+      assert.equal(cold.main.result, 'Succeeded', transcript(cold.main));
       assert.equal(driverLine(cold.main), 'remote, as the driver input says');
       assert.match(
         cold.main.stdout,
@@ -140,7 +140,7 @@ describe('end to end, hosted-agent engine: builders after failures, kills, concu
       }
       w.write('src/main.txt', 'revision 1\n');
       const warm = await w.job('remote: after its state is gone', inputs);
-      assert.equal(warm.main.result, 'Succeeded', `${warm.main.stdout}\n${warm.main.stderr}`);
+      assert.equal(warm.main.result, 'Succeeded', transcript(warm.main));
       assert.equal(warm.main.outputs.cacheHit, 'true');
       assert.ok(stepCached(warm.main.stdout, DEPS_STEP));
       assert.equal(w.docker(['run', '--rm', 'dbxc-e2e/app:e2e', 'cat', '/app/out.txt']).trim(), 'revision 1');

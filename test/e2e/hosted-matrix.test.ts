@@ -3,7 +3,7 @@ import { spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { JobResult } from '../../scripts/agent';
+import { type JobResult, transcript } from '../../scripts/agent';
 import { connectionString, ensureAzurite, freshContainer, type Azurite } from '../../scripts/azurite';
 import type { HostedEngine } from '../../scripts/hosted-engine';
 import { ensureRegistry, type Registry } from '../../scripts/registry';
@@ -74,8 +74,8 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
   /** A job that must succeed and leave no builder behind, on the driver that auto chose for the builder inputs. */
   async function job(w: Workspace, name: string, inputs: Record<string, string>, env: NodeJS.ProcessEnv = {}): Promise<JobResult> {
     const r = await w.job(name, inputs, {}, env);
-    assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-    assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
+    assert.equal(r.main.result, 'Succeeded', transcript(r.main));
+    assert.equal(r.post.result, 'Succeeded', transcript(r.post));
     assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
     assert.equal(driverLine(r.main), 'docker-container (auto), because driverOptions, buildkitdConfig only apply to a builder of its own');
     assert.match(r.main.outputs.builderName ?? '', /^buildx-cache-[0-9a-f]{16}$/);
@@ -255,8 +255,8 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
       cacheBackend: 'local',
       output: 'docker',
     });
-    assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-    assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
+    assert.equal(r.main.result, 'Succeeded', transcript(r.main));
+    assert.equal(r.post.result, 'Succeeded', transcript(r.post));
     assert.equal(r.main.warnings.length, 1, r.main.warnings.join('\n'));
     assert.match(r.main.warnings[0] ?? '', /can export cache only with the containerd image store.*building without exporting the cache/);
     assert.equal(driverLine(r.main), 'docker, as the driver input says');

@@ -4,7 +4,7 @@ import * as crypto from 'crypto';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { runJob } from '../../scripts/agent';
+import { runJob, transcript } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
 import { cleanup, tempDir, writeTree } from '../helpers';
 import { IMAGE, stepCached, Workspace } from './workspace';
@@ -89,7 +89,7 @@ describe('end to end: what a careless or hostile pipeline does to the cache', fu
       sh('mount', ['-o', 'remount,bind,ro', view]);
       fs.rmSync(w.cacheDir, { recursive: true, force: true });
       const job = await w.job('read-only store', { localStorePath: view, saveCache: 'never' });
-      assert.equal(job.main.result, 'Succeeded', `${job.main.stdout}\n${job.main.stderr}`);
+      assert.equal(job.main.result, 'Succeeded', transcript(job.main));
       assert.deepEqual(job.main.warnings, []);
       assert.equal(job.main.outputs.cacheHit, 'true');
       assert.ok(stepCached(job.main.stdout, DEPS_STEP));
@@ -110,7 +110,7 @@ describe('end to end: what a careless or hostile pipeline does to the cache', fu
       fs.symlinkSync('/dev/zero', blob);
     });
     assert.equal(job.main.result, 'Succeeded');
-    assert.equal(job.post.result, 'Succeeded', `${job.post.stdout}\n${job.post.stderr}`);
+    assert.equal(job.post.result, 'Succeeded', transcript(job.post));
     assert.equal(job.post.warnings.length, 1, job.post.warnings.join('\n'));
     assert.match(job.post.warnings[0] ?? '', /could not be saved.*not a regular file/);
     assert.ok(fs.lstatSync(planted).isSymbolicLink());

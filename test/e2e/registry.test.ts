@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
-import { docker, type JobResult } from '../../scripts/agent';
+import { docker, type JobResult, transcript } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
 import { ensureRegistry, type Registry } from '../../scripts/registry';
 import { cleanup, linesShowing, tempDir } from '../helpers';
@@ -78,8 +78,8 @@ describe('end to end: registries (a real docker-registry with htpasswd)', functi
   const secretInputs = (token: string): Record<string, string> => ({ secrets: `token=${token}` });
 
   function assertSucceeded(r: JobResult): void {
-    assert.equal(r.main.result, 'Succeeded', `${r.main.stdout}\n${r.main.stderr}`);
-    assert.equal(r.post.result, 'Succeeded', `${r.post.stdout}\n${r.post.stderr}`);
+    assert.equal(r.main.result, 'Succeeded', transcript(r.main));
+    assert.equal(r.post.result, 'Succeeded', transcript(r.post));
   }
 
   it('pushes every tag after logging in with the connection, in a docker config that dies with the job', async () => {

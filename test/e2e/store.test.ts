@@ -1,7 +1,7 @@
 import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { type JobResult, type StepResult } from '../../scripts/agent';
+import { type JobResult, type StepResult, transcript } from '../../scripts/agent';
 import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
 import { folderBytes } from '../../scripts/measure';
 import { cleanup } from '../helpers';
@@ -61,8 +61,8 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
       if (depsChanged) w.write('deps.lock', `left-pad@1.3.${rev}\n`);
       const before = storeBlobs();
       const job = await w.job(`revision ${rev}`);
-      assert.equal(job.main.result, 'Succeeded', `${job.main.stdout}\n${job.main.stderr}`);
-      assert.equal(job.post.result, 'Succeeded', `${job.post.stdout}\n${job.post.stderr}`);
+      assert.equal(job.main.result, 'Succeeded', transcript(job.main));
+      assert.equal(job.post.result, 'Succeeded', transcript(job.post));
       assert.deepEqual(job.main.warnings, []);
       assert.deepEqual(job.post.warnings, []);
 
@@ -198,7 +198,7 @@ describe('end to end: the local store over ten revisions, each a fresh job', fun
     fs.utimesSync(biggest, 1_700_000_000, 1_700_000_000);
 
     const rotten = await w.job('bit rot');
-    assert.equal(rotten.main.result, 'Succeeded', `${rotten.main.stdout}\n${rotten.main.stderr}`);
+    assert.equal(rotten.main.result, 'Succeeded', transcript(rotten.main));
     assert.equal(rotten.main.outputs.cacheHit, 'true', 'the seal trusted the blob');
     assert.equal(rotten.main.warnings.length, 1, rotten.main.warnings.join('\n'));
     assert.match(rotten.main.warnings[0] ?? '', /A restored cache blob does not match its digest/);
