@@ -192,7 +192,9 @@ async function watchedJob(w: Workspace, inputs: Record<string, string>, onLine: 
   const main = await runMainWatching(stepEnv(all, variables, w.agent.env), w.ws, onLine);
   const postEnv = stepEnv(all, { ...variables, 'Agent.JobStatus': main.result }, w.agent.env);
   for (const [name, value] of Object.entries(main.taskVariables)) postEnv[`VSTS_TASKVARIABLE_${envKey(name)}`] = value;
-  return { main, post: await runStep('post', postEnv, w.ws) };
+  const post = await runStep('post', postEnv, w.ws);
+  w.machineEnd(post);
+  return { main, post };
 }
 
 const PORT = 5070;

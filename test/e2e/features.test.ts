@@ -8,7 +8,7 @@ import { BASE_IMAGE, ensureEngine } from '../../scripts/engine';
 import { buildkitdToml } from '../../scripts/hosted-engine';
 import { ensureRegistry, type Registry } from '../../scripts/registry';
 import { cleanup, linesShowing, tempDir } from '../helpers';
-import { assertNoBuilderLeft, buildCommand, driverLine, hostedAgentsForSuite } from './hosted';
+import { assertBuilderLeftToMachine, buildCommand, driverLine, hostedAgentsForSuite } from './hosted';
 import { Workspace } from './workspace';
 
 const sha = (text: string): string => crypto.createHash('sha256').update(text).digest('hex');
@@ -312,7 +312,7 @@ describe('end to end, hosted-agent engine: an inline buildkitd.toml and attestat
     const create = r.main.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes(' buildx create ')) ?? '';
     assert.match(create, / --config \S+\/buildkitd\.toml/);
     assert.match(buildCommand(r.main), /--provenance=mode=max/);
-    assertNoBuilderLeft(w, r.main.outputs.builderName);
+    assertBuilderLeftToMachine(w, r);
 
     const oci = unpackOci(path.join(w.ws, 'out', 'image.tar'));
     const index = oci.json(oci.index.manifests?.[0]?.digest ?? '');

@@ -9,6 +9,7 @@ import type { HostedEngine } from '../../scripts/hosted-engine';
 import { ensureRegistry, type Registry } from '../../scripts/registry';
 import { cleanup } from '../helpers';
 import {
+  assertBuilderLeftToMachine,
   assertNoBuilderLeft,
   buildCommand,
   buildxVersionOf,
@@ -71,7 +72,7 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
     return w;
   }
 
-  /** A job that must succeed and leave no builder behind, on the driver that auto chose for the builder inputs. */
+  /** A job that must succeed and leave its builder only to the machine, on the driver that auto chose for the builder inputs. */
   async function job(w: Workspace, name: string, inputs: Record<string, string>, env: NodeJS.ProcessEnv = {}): Promise<JobResult> {
     const r = await w.job(name, inputs, {}, env);
     assert.equal(r.main.result, 'Succeeded', transcript(r.main));
@@ -79,8 +80,7 @@ describe('end to end, hosted-agent engine: every cacheBackend and output on the 
     assert.deepEqual([...r.main.warnings, ...r.post.warnings], []);
     assert.equal(driverLine(r.main), 'docker-container (auto), because driverOptions, buildkitdConfig only apply to a builder of its own');
     assert.match(r.main.outputs.builderName ?? '', /^buildx-cache-[0-9a-f]{16}$/);
-    assert.match(r.post.stdout, new RegExp(`Removed builder ${r.main.outputs.builderName ?? ''}\\.`));
-    assertNoBuilderLeft(w, r.main.outputs.builderName);
+    assertBuilderLeftToMachine(w, r);
     return r;
   }
 

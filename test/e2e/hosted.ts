@@ -3,10 +3,10 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { envKey, parseCommands, runStep, stepEnv, TASK_DIR, type JobResult, type StepResult } from '../../scripts/agent';
+import { envKey, parseCommands, runStep, stepEnv, TASK_DIR, transcript, type JobResult, type StepResult } from '../../scripts/agent';
 import { buildkitdToml, dockerConfigWith, provisionHostedEngine, type HostedEngine } from '../../scripts/hosted-engine';
 import { tempDir } from '../helpers';
-import { DEPS_FILES, DEPS_STEP, depsDockerfile, Workspace } from './workspace';
+import { DEPS_FILES, DEPS_STEP, depsDockerfile, Workspace, type WorkspaceJob } from './workspace';
 
 /**
  * The hosted-agent engine for a suite (scripts/hosted-engine.sh). Where it cannot be had (no
@@ -144,6 +144,20 @@ export function assertNoBuilderLeft(w: Workspace, builder: string | undefined): 
     );
 }
 
+/**
+ * A Microsoft-hosted job's builder, which its post-job step left to the machine (docker/lifetime.ts
+ * goesWithMachine): the step said so and removed nothing, and the builder's container was there
+ * after the job (the workspace then removed it, as the machine's end would: Workspace.job), and
+ * nothing else of a task builder is left.
+ */
+export function assertBuilderLeftToMachine(w: Workspace, r: WorkspaceJob): void {
+  const builder = r.main.outputs.builderName;
+  assert.match(builder ?? '', /^buildx-cache-[0-9a-f]{16}$/);
+  assert.deepEqual(r.leftToMachine, { builder, present: true }, transcript(r.post));
+  assert.doesNotMatch(r.post.stdout, /Removed builder|docker buildx rm/);
+  assertNoBuilderLeft(w, builder);
+}
+
 /** The one `[command]` line that ran `docker buildx build`. */
 export function buildCommand(step: StepResult): string {
   return step.stdout.split('\n').find((l) => l.startsWith('[command]') && l.includes(' buildx build ')) ?? '';
@@ -198,7 +212,9 @@ export async function killedJob(w: Workspace, inputs: Record<string, string>, wh
   for (const c of parseCommands(stdout).filter((c) => c.name === 'task.settaskvariable'))
     postEnv[`VSTS_TASKVARIABLE_${envKey(c.props.variable ?? '')}`] = c.data;
   try {
-    return { main: stdout, post: await runStep('post', postEnv, w.ws) };
+    const post = await runStep('post', postEnv, w.ws);
+    w.machineEnd(post);
+    return { main: stdout, post };
   } finally {
     try {
       if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');

@@ -74,6 +74,19 @@ export interface Agent {
   readonly keepsEngine?: boolean;
 }
 
+/** A job of a workspace: what the agent saw, and a builder its post-job step left to the machine. */
+export interface WorkspaceJob extends JobResult {
+  /**
+   * The builder the post-job step said it left to a Microsoft-hosted agent's machine, and whether
+   * its container was there after the job. The workspace then removed it, as the machine's end
+   * would, so that nothing of it is left for the next job or test.
+   */
+  readonly leftToMachine?: { readonly builder: string; readonly present: boolean };
+}
+
+/** The post-job step's line for a builder it left to the machine (docker/lifetime.ts goesWithMachine). */
+const LEFT_TO_MACHINE = /^Left builder (\S+) to this Microsoft-hosted agent's machine, which is discarded after the job/m;
+
 /** A pipeline's folders on one agent, and jobs run in them as the agent runs them. */
 export class Workspace {
   readonly ws = tempDir('dbxc-e2e-ws-');
@@ -109,7 +122,7 @@ export class Workspace {
     variables: Record<string, string> = {},
     env: NodeJS.ProcessEnv = {},
     between?: (main: StepResult) => void,
-  ): Promise<JobResult> {
+  ): Promise<WorkspaceJob> {
     if (this.agent.keepsEngine !== true) {
       this.docker(['buildx', 'prune', '-af']);
       spawnSync('docker', ['image', 'rm', '-f', `${IMAGE}:e2e`], { encoding: 'utf8', env: { ...process.env, ...this.agent.env } });
@@ -122,7 +135,25 @@ export class Workspace {
       between,
     );
     this.timings.push({ job: name, totalMs: result.main.ms, build: /^Build: ([\d.]+s)/m.exec(result.main.stdout)?.[1] ?? 'failed' });
-    return result;
+    const left = this.machineEnd(result.post);
+    return left === undefined ? result : { ...result, leftToMachine: left };
+  }
+
+  /**
+   * The end of a Microsoft-hosted agent's machine after a job, for the builder its post-job step
+   * left to it: its container, its volume, its entry in the docker config. Undefined when the step
+   * left none.
+   */
+  machineEnd(post: StepResult): { builder: string; present: boolean } | undefined {
+    const builder = LEFT_TO_MACHINE.exec(post.stdout)?.[1];
+    if (builder === undefined) return undefined;
+    const container = `buildx_buildkit_${builder}0`;
+    const present = this.docker(['ps', '-a', '--format', '{{.Names}}', '--filter', `name=^${container}$`]).trim() === container;
+    this.docker(['rm', '-f', container]);
+    this.docker(['volume', 'rm', '-f', `${container}_state`]);
+    const config = this.agent.env?.DOCKER_CONFIG;
+    if (config !== undefined) fs.rmSync(path.join(config, 'buildx', 'instances', builder), { force: true });
+    return { builder, present };
   }
 
   /** The agent variables of a new job in this workspace. */

@@ -1,6 +1,7 @@
 import * as assert from 'assert/strict';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { cleanup, tempDir } from '../helpers';
 import { cacheLayout, writeLayout } from '../oci-fixture';
@@ -55,11 +56,11 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       [`${DOCKER} buildx create --bootstrap --name ${builder} --driver docker-container`]: ok,
       [builds(builder)]: ok,
     });
-    type State = { removeBuilder?: string; keepBuilder?: { name: string; keepStorage?: string } };
+    type State = { removeBuilder?: string; leaveBuilder?: boolean; keepBuilder?: { name: string; keepStorage?: string } };
     const stateOf = (run: MockRun): State => JSON.parse(run.taskVariables['DockerBuildxCache.State'] ?? '{}') as State;
 
-    // the agent, the inputs → the builder, what the post-job step does with it, the log's reason
-    const cases: [string, () => Record<string, string>, Record<string, string>, string, State, RegExp][] = [
+    // the agent, the inputs (and the engine's host name) → the builder, what the post-job step does with it, the log's reason
+    const cases: [string, () => Record<string, string>, Record<string, string>, string, State, RegExp, string?][] = [
       [
         'a self-hosted agent keeps its builder, pruned to 10GB',
         selfHosted,
@@ -85,6 +86,33 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         /^loc_mock_LifetimeChosen loc_mock_LifetimeCloudId job$/m,
       ],
       [
+        'a Microsoft-hosted agent, its engine on this machine: the job builder, left to the machine',
+        variables,
+        {},
+        BUILDER,
+        { removeBuilder: BUILDER, leaveBuilder: true },
+        /^loc_mock_LifetimeChosen loc_mock_LifetimeCloudId job$/m,
+        os.hostname(),
+      ],
+      [
+        'a Microsoft-hosted agent, an engine on another machine: the job builder, removed',
+        variables,
+        {},
+        BUILDER,
+        { removeBuilder: BUILDER },
+        /^loc_mock_LifetimeChosen loc_mock_LifetimeCloudId job$/m,
+        `not-${os.hostname()}`,
+      ],
+      [
+        'a self-hosted agent with builderLifetime job, its engine on this machine: removed',
+        selfHosted,
+        { builderLifetime: 'job' },
+        JOB_ON_SELF_HOSTED,
+        { removeBuilder: JOB_ON_SELF_HOSTED },
+        /^loc_mock_LifetimeChosen loc_mock_LifetimeFromInput job$/m,
+        os.hostname(),
+      ],
+      [
         'a Microsoft-hosted agent with builderLifetime agent: kept, pruned to 2GB',
         variables,
         { builderLifetime: 'agent', builderKeepStorage: '2GB' },
@@ -106,7 +134,7 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         /^loc_mock_LifetimeChosen loc_mock_LifetimeSelfHosted agent build-vm-1$/m,
       ],
     ];
-    for (const [name, vars, inputs, builder, state, reason] of cases) {
+    for (const [name, vars, inputs, builder, state, reason, engineName] of cases) {
       it(name, async () => {
         const run = await runScenario({
           step: 'main',
@@ -120,7 +148,7 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
             ...inputs,
           },
           variables: vars(),
-          exec: { ...preflightAnswers(), ...creates(builder) },
+          exec: { ...preflightAnswers(undefined, undefined, engineName), ...creates(builder) },
         });
         assert.ok(run.succeeded, run.stdout);
         assert.deepEqual(run.commands, [
@@ -137,8 +165,8 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
         assert.equal(run.outputs.builderName, builder);
         const s = stateOf(run);
         assert.deepEqual(
-          { removeBuilder: s.removeBuilder, keepBuilder: s.keepBuilder },
-          { removeBuilder: state.removeBuilder, keepBuilder: state.keepBuilder },
+          { removeBuilder: s.removeBuilder, leaveBuilder: s.leaveBuilder, keepBuilder: s.keepBuilder },
+          { removeBuilder: state.removeBuilder, leaveBuilder: state.leaveBuilder, keepBuilder: state.keepBuilder },
         );
         assert.match(run.stdout, reason);
       });

@@ -23,10 +23,13 @@ export const PREFLIGHT = [`${DOCKER} info --format '{{json .}}'`];
 export const preflightAnswers = (
   buildx = '0.19.2',
   store = 'io.containerd.snapshotter.v1',
+  /** The engine's host name (`Name`): this machine's for an engine on it; none by default. */
+  engineName?: string,
 ): Record<string, { code: number; stdout?: string; stderr?: string }> => ({
   [`${DOCKER} info --format {{json .}}`]: {
     code: 0,
     stdout: JSON.stringify({
+      ...(engineName === undefined ? {} : { Name: engineName }),
       ServerVersion: '26.1.5',
       DriverStatus: [['driver-type', store]],
       ClientInfo: { Version: '28.2.2', Plugins: buildx === '' ? [] : [{ Name: 'buildx', Version: `v${buildx}` }] },

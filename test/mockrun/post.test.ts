@@ -230,6 +230,22 @@ describe('mock-run: the post-job step', function () {
     assert.ok(!fs.existsSync(jobDir));
   });
 
+  it('leaves a builder that goes with the machine, and says so; still deletes the job-private folder', async () => {
+    const jobDir = path.join(agentTemp, 'docker-buildx-cache-y');
+    writeTree(jobDir, { 'secrets/secret-0': 'value' });
+    const run = await runScenario({
+      step: 'post',
+      variables: { 'Agent.JobStatus': 'Succeeded' },
+      taskVariables: state({ removeBuilder: 'b1', leaveBuilder: true, cleanup: [jobDir] }),
+      exec: {},
+    });
+    assert.ok(run.succeeded, run.stdout);
+    assert.deepEqual(run.commands, []);
+    assert.match(run.stdout, /loc_mock_BuilderLeftToMachine b1/);
+    assert.doesNotMatch(run.stdout, /loc_mock_BuilderRemoved/);
+    assert.ok(!fs.existsSync(jobDir));
+  });
+
   it('warns but never fails when the builder cannot be removed', async () => {
     const run = await runScenario({
       step: 'post',

@@ -3,8 +3,10 @@ import {
   agentBuilderName,
   chooseLifetime,
   describeLifetime,
+  goesWithMachine,
   type AgentFacts,
   type BuilderShape,
+  type LeaveFacts,
   type Lifetime,
   type LifetimeReason,
   type LifetimeSetting,
@@ -44,6 +46,36 @@ describe('builder lifetime: the agent kind', () => {
         new RegExp(`^${lifetime}${setting === 'auto' ? ' \\(auto\\), because ' : ', as the builderLifetime input says$'}`),
       );
     });
+  }
+});
+
+describe("builder lifetime: a job's builder left to the machine it goes with", () => {
+  const HOST = 'fv-az123-456';
+  const hosted: LeaveFacts = {
+    agent: { name: 'Azure Pipelines 3', cloudId: CLOUD },
+    driver: 'docker-container',
+    engineName: HOST,
+    hostname: HOST,
+  };
+  // the facts → whether the post-job step leaves the builder rather than remove it
+  const table: [string, Partial<LeaveFacts>, boolean][] = [
+    ['a Microsoft-hosted agent, a docker-container builder on its own engine', {}, true],
+    ['a hosted agent name, before Agent.CloudId', { agent: { name: 'Azure Pipelines 12' } }, true],
+    ['a self-hosted agent (builderLifetime job)', { agent: selfHosted }, false],
+    [
+      "the hosted images' ImageOS alone: a scale-set agent may outlive its jobs",
+      { agent: { name: 'vmss-1', imageOS: 'ubuntu24', imageVersion: '1' } },
+      false,
+    ],
+    ['outside an agent', { agent: {} }, false],
+    ['an engine on another machine (DOCKER_HOST, a docker context)', { engineName: 'build-host-2' }, false],
+    ['an engine that did not say its name', { engineName: undefined }, false],
+    ['the endpoint input: a builder on the engine it names', { endpoint: 'tcp://build-host-2:2376' }, false],
+    ['the remote driver: a daemon elsewhere', { driver: 'remote' }, false],
+    ['the kubernetes driver: a deployment in a cluster', { driver: 'kubernetes' }, false],
+  ];
+  for (const [name, facts, expected] of table) {
+    it(`${name}: ${expected ? 'left' : 'removed'}`, () => assert.equal(goesWithMachine({ ...hosted, ...facts }), expected));
   }
 });
 

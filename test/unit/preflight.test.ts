@@ -55,6 +55,11 @@ describe('preflight: what the engine and buildx report', () => {
       '{"ServerVersion":"19.03.1","DriverStatus":[]}',
       { versions: { client: undefined, server: '19.03.1' }, buildx: undefined, driverStatus: '[]' },
     ],
+    [
+      "the engine's host name",
+      '{"ServerVersion":"26.1.5","DriverStatus":[],"Name":"fv-az123-456"}',
+      { versions: { client: undefined, server: '26.1.5' }, buildx: undefined, driverStatus: '[]', name: 'fv-az123-456' },
+    ],
     ['not JSON', 'Cannot connect', { versions: {} }],
   ];
   for (const [name, json, expected] of infos) it(`docker info: ${name}`, () => assert.deepEqual(parseDockerInfo(json), expected));

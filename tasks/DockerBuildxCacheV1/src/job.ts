@@ -7,6 +7,11 @@ export interface PostState {
   readonly version: 1;
   /** The builder to remove after the job, when this task created it and `removeBuilder` is true. */
   readonly removeBuilder?: string;
+  /**
+   * That builder goes with the machine, which is discarded after the job (docker/lifetime.ts
+   * goesWithMachine): the post-job step leaves it rather than remove it.
+   */
+  readonly leaveBuilder?: boolean;
   /** The builder the agent keeps across jobs (builderLifetime `agent`): never removed, pruned to `keepStorage` after the job. */
   readonly keepBuilder?: { readonly name: string; readonly keepStorage?: string };
   /** Job-private folders to delete after the job, such as the one holding secret files. */
@@ -38,6 +43,7 @@ export function loadState(): PostState | undefined {
   return {
     version: 1,
     removeBuilder: parsed.removeBuilder,
+    leaveBuilder: parsed.leaveBuilder === true ? true : undefined,
     keepBuilder: parsed.keepBuilder,
     cleanup: Array.isArray(parsed.cleanup) ? parsed.cleanup : [],
     engineRepository: parsed.engineRepository,

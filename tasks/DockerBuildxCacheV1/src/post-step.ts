@@ -142,13 +142,14 @@ async function reportLeftovers(state: PostState, leftovers: ReturnType<typeof st
 
 function startRemoval(state: PostState, docker: DockerCli | undefined): Started | undefined {
   const name = state.removeBuilder;
-  if (name === undefined) return undefined;
+  if (name === undefined || state.leaveBuilder === true) return undefined;
   return start(state, docker, (d) => removeBuilder(d, name));
 }
 
 async function cleanup(state: PostState, removal: Started | undefined, prune: Started | undefined): Promise<void> {
   await keepBuilder(state, prune);
   const name = state.removeBuilder;
+  if (name !== undefined && state.leaveBuilder === true) info(loc('BuilderLeftToMachine', name));
   if (removal !== undefined && name !== undefined) {
     try {
       const result = await reported(removal);

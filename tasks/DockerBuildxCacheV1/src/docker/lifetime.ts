@@ -53,6 +53,39 @@ export function chooseLifetime(setting: LifetimeSetting, agent: AgentFacts): Lif
   return { lifetime: 'agent', reason: { kind: 'selfHosted', name: agent.name } };
 }
 
+/**
+ * Whether the agent's machine is certainly discarded after the job: a Microsoft-hosted agent
+ * (`Agent.CloudId`, or a hosted agent's name). Not the hosted images' `ImageOS` alone, which a
+ * scale-set agent that outlives its jobs has too.
+ */
+export function discardedAfterJob(agent: AgentFacts): boolean {
+  return agent.cloudId !== undefined || (agent.name !== undefined && HOSTED_NAME.test(agent.name));
+}
+
+/** What the post-job step needs to know to leave a builder of the job's own to the machine it goes with. */
+export interface LeaveFacts {
+  readonly agent: AgentFacts;
+  readonly driver: Driver;
+  /** The `endpoint` input: the builder's container then runs on the engine it names. */
+  readonly endpoint?: string;
+  /** `docker info`'s Name: the host name of the engine's machine. */
+  readonly engineName?: string;
+  /** This machine's host name. */
+  readonly hostname: string;
+}
+
+/**
+ * Whether a builder of the job's own goes with the machine, so that removing it after the job
+ * would only make the job longer (`docker buildx rm` deletes BuildKit's whole state, a second or
+ * more for a cache of a few GB): a `docker-container` builder on the engine of this machine (no
+ * `endpoint`, and the engine's host name is this machine's), on an agent whose machine is
+ * discarded after the job. Any other builder (another engine, a remote daemon, a Kubernetes
+ * deployment) outlives the machine, and is removed.
+ */
+export function goesWithMachine(f: LeaveFacts): boolean {
+  return f.driver === 'docker-container' && f.endpoint === undefined && f.engineName === f.hostname && discardedAfterJob(f.agent);
+}
+
 /** What shapes a builder when it is created: a builder made with other settings is another builder. */
 export interface BuilderShape {
   readonly driver: Driver;

@@ -61,6 +61,8 @@ export interface Preflight {
   readonly containerdStore?: boolean;
   /** The engine's image store whatever the driver (containerd: true), for a loaded image's ID; undefined when the engine did not say. */
   readonly engineContainerdStore?: boolean;
+  /** The engine's host name (`docker info`'s Name), to tell an engine on this machine; undefined when the engine did not say. */
+  readonly engineName?: string;
   /** Lines for the log's preflight group. */
   readonly report: readonly string[];
 }
@@ -80,6 +82,8 @@ export interface DockerInfo {
   readonly buildx?: string;
   /** DriverStatus, as `docker info --format '{{json .DriverStatus}}'` gives it; undefined when the engine did not say. */
   readonly driverStatus?: string;
+  /** Name: the host name of the engine's machine. */
+  readonly name?: string;
 }
 
 /**
@@ -91,6 +95,7 @@ export function parseDockerInfo(json: string): DockerInfo {
     const v = JSON.parse(json) as {
       ServerVersion?: string;
       DriverStatus?: unknown;
+      Name?: unknown;
       ClientInfo?: { Version?: string; Plugins?: { Name?: string; Version?: string; Err?: unknown }[] | null };
     };
     const plugin = v.ClientInfo?.Plugins?.find((p) => p.Name === 'buildx' && p.Err === undefined);
@@ -98,6 +103,7 @@ export function parseDockerInfo(json: string): DockerInfo {
       versions: { client: v.ClientInfo?.Version || undefined, server: v.ServerVersion || undefined },
       buildx: /^v?(\d+\.\d+\.\d+)/.exec(plugin?.Version ?? '')?.[1],
       driverStatus: Array.isArray(v.DriverStatus) ? JSON.stringify(v.DriverStatus) : undefined,
+      ...(typeof v.Name === 'string' && v.Name !== '' ? { name: v.Name } : {}),
     };
   } catch {
     return { versions: {} };
@@ -133,5 +139,5 @@ export async function preflight(docker: DockerCli, config: Config, buildxSource:
     loc('PreflightBuildx', buildx, buildxSource),
     ...(containerdStore === undefined ? [] : [loc('PreflightStore', containerdStore ? 'containerd' : 'classic')]),
   ];
-  return { versions, buildx, containerdStore, engineContainerdStore, report };
+  return { versions, buildx, containerdStore, engineContainerdStore, engineName: info.name, report };
 }

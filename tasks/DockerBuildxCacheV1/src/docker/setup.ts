@@ -1,4 +1,5 @@
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { formatSeconds, info, warn } from '../task/agent';
 import { defaultBuilderName, ensureBuilder, type Builder } from './builder';
@@ -6,7 +7,7 @@ import { buffered, type Docker, type DockerCli } from './cli';
 import { chooseDriver, describeDriver, mayBeDocker, type DriverChoice } from './driver';
 import { neutralise } from '../task/sanitize';
 import { Background } from '../util/background';
-import { agentBuilderName, chooseLifetime, describeLifetime, type AgentFacts } from './lifetime';
+import { agentBuilderName, chooseLifetime, describeLifetime, goesWithMachine, type AgentFacts } from './lifetime';
 import { installBuildx, InstallError, RELEASES } from './install';
 import { gates, preflight, type Gates, type Preflight } from './preflight';
 import type { Config, Driver } from '../config/types';
@@ -20,7 +21,12 @@ import type { SummaryData } from '../summary';
 /** The job's record of what the post-job step must undo, and of the summary; see main-step. */
 export interface Recorder {
   update(
-    patch: { removeBuilder?: string; keepBuilder?: { name: string; keepStorage?: string }; dockerConfig?: string },
+    patch: {
+      removeBuilder?: string;
+      leaveBuilder?: boolean;
+      keepBuilder?: { name: string; keepStorage?: string };
+      dockerConfig?: string;
+    },
     summary?: Partial<SummaryData>,
   ): void;
   timed<T>(title: string, work: () => Promise<T>, describe?: (result: T) => string): Promise<T>;
@@ -225,6 +231,9 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
         },
         (b) => describeBuilder(b, decided.driver.driver),
       );
+      // A builder of the job's own that goes with this machine is left to it (see goesWithMachine).
+      const leave = { agent, driver: decided.driver.driver, endpoint: config.builder.endpoint, hostname: os.hostname() };
+      if (goesWithMachine({ ...leave, engineName: decided.preflight.engineName })) job.update({ leaveBuilder: true });
       return { ...decided, builder };
     },
     driver: async () =>
