@@ -232,8 +232,10 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
         (b) => describeBuilder(b, decided.driver.driver),
       );
       // A builder of the job's own that goes with this machine is left to it (see goesWithMachine).
-      const leave = { agent, driver: decided.driver.driver, endpoint: config.builder.endpoint, hostname: os.hostname() };
-      if (goesWithMachine({ ...leave, engineName: decided.preflight.engineName })) job.update({ leaveBuilder: true });
+      const { driver } = decided.driver;
+      const { engineName } = decided.preflight;
+      if (goesWithMachine({ agent, driver, endpoint: config.builder.endpoint, engineName, hostname: os.hostname() }))
+        job.update({ leaveBuilder: true });
       return { ...decided, builder };
     },
     driver: async () =>
