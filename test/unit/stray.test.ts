@@ -1,8 +1,8 @@
 import * as assert from 'assert/strict';
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import { EventEmitter } from 'events';
 import * as path from 'path';
-import { catchStrayErrors, isConnectionFailure } from '../../tasks/DockerBuildxCacheV1/src/task/stray';
+import { catchStrayErrors, endWhenOutputGone, isConnectionFailure, OUTPUT_GONE_EXIT } from '../../tasks/DockerBuildxCacheV1/src/task/stray';
 
 /** An error as Node's sockets make them: a code and the system call that failed. */
 const sys = (message: string, code: string, syscall: string): Error => Object.assign(new Error(message), { code, syscall });
@@ -107,4 +107,34 @@ describe('stray errors in a step process, with task-lib loaded as in the bundle'
       assert.match(r.stdout, /##vso\[task\.debug\][^\n]*Error: /);
       assert.ok(r.stdout.includes('the step went on'), r.stdout);
     });
+});
+
+describe('a step whose own output is gone (the agent that read it ended)', () => {
+  const agent = path.join(__dirname, '..', '..', 'tasks', 'DockerBuildxCacheV1', 'src', 'task', 'agent.js');
+
+  it('ends, instead of spinning on the warning about its failed write', async function () {
+    this.timeout(20_000);
+    // It writes a line every 5 ms for 10 s: without the fix, each write's EPIPE is a stray connection failure whose warning fails again.
+    const script = [
+      `require(${JSON.stringify(agent)}).reportStrayErrors('fail');`,
+      `const t = setInterval(() => console.log('working'), 5);`,
+      `setTimeout(() => { clearInterval(t); }, 10_000);`,
+    ].join('\n');
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    child.stdout.destroy();
+    const started = Date.now();
+    const code = await Promise.race([exited, new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 8_000))]);
+    if (code === 'running') child.kill('SIGKILL');
+    assert.equal(code, OUTPUT_GONE_EXIT, `still running ${Date.now() - started} ms after its output was closed`);
+  });
+
+  it('only for its own output: the streams given, and the exit code of a broken pipe', () => {
+    const out = new EventEmitter();
+    const codes: number[] = [];
+    endWhenOutputGone([out], (code) => codes.push(code));
+    out.emit('error', Object.assign(new Error('write EPIPE'), { code: 'EPIPE', syscall: 'write' }));
+    assert.deepEqual(codes, [141]);
+  });
 });

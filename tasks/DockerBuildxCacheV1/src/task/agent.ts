@@ -6,7 +6,7 @@ import { Writable } from 'stream';
 import * as tl from 'azure-pipelines-task-lib/task';
 import { loadMessages, loc } from './messages';
 import { neutralise } from './sanitize';
-import { catchStrayErrors } from './stray';
+import { catchStrayErrors, endWhenOutputGone } from './stray';
 
 /** The small seam over the agent: variables, task state, logging. Every line we print is neutralised. */
 export function variable(name: string): string | undefined {
@@ -101,10 +101,11 @@ export function fail(message: string): void {
  * A step's errors that nothing handled (see task/stray.ts), in place of task-lib's handling: a
  * connection's failure is a warning and the step goes on; anything else marks the main step Failed
  * (a warning in the post-job step, which fails only on cache trouble the user asked for). The
- * stack goes to the debug log.
+ * stack goes to the debug log. A step whose own output is gone ends (see endWhenOutputGone).
  */
 export function reportStrayErrors(otherwise: 'fail' | 'warn'): void {
   loadMessages();
+  endWhenOutputGone();
   catchStrayErrors({
     ignored: (err) => {
       debug(err.stack ?? err.message);

@@ -64,3 +64,20 @@ export function catchStrayErrors(handlers: StrayHandlers, proc: NodeJS.EventEmit
   proc.on('uncaughtException', (err: unknown) => onStray(err, handlers));
   proc.on('unhandledRejection', (reason: unknown) => onStray(reason, handlers));
 }
+
+/** The exit code of a process that wrote to a pipe nobody reads any more: 128 + SIGPIPE, as a shell reports it. */
+export const OUTPUT_GONE_EXIT = 141;
+
+/**
+ * Ends the process once its own output is gone (the agent that read it ended, or closed the pipe):
+ * nothing the step writes reaches anyone then, and every write fails again (EPIPE). Left to the
+ * handlers above, that failure is a connection's, whose warning is written, fails, and is caught
+ * again: the step spun a core for ever after its reader was gone. Node ignores SIGPIPE; this does
+ * what a process that did not would: it ends.
+ */
+export function endWhenOutputGone(
+  streams: readonly NodeJS.EventEmitter[] = [process.stdout, process.stderr],
+  exit: (code: number) => void = (code) => process.exit(code),
+): void {
+  for (const stream of streams) stream.on('error', () => exit(OUTPUT_GONE_EXIT));
+}
