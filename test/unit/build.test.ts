@@ -82,6 +82,46 @@ describe('build: cache trouble during the build and failOnCacheError', () => {
   }
 });
 
+describe("build: the engine's unpack race (moby/buildkit#6521)", () => {
+  afterEach(cleanup);
+  /** The engine's words when the image's unpack into its containerd store loses a snapshot. */
+  const race: RunResult = {
+    code: 1,
+    stdout: '',
+    stderr:
+      '#12 unpacking to docker.io/app:latest 0.0s done\n#12 ERROR: failed to prepare extraction snapshot "extract-262741179-H1nY sha256:4f": parent snapshot sha256:2e does not exist: not found\n' +
+      'ERROR: failed to build: failed to solve: failed to prepare extraction snapshot "extract-262741179-H1nY sha256:4f": parent snapshot sha256:2e does not exist: not found',
+  };
+  const broken: RunResult = {
+    code: 1,
+    stdout: '',
+    stderr: 'ERROR: failed to build: process "/bin/sh -c exit 3" did not complete successfully: exit code: 3',
+  };
+
+  // the builds' answers → how many builds ran, and whether the step's build failed
+  const table: [string, RunResult[], number, boolean][] = [
+    ['the race once: built again, with the same cache flags, and a warning', [race, ok], 2, false],
+    ['the race twice: the build fails, after one retry', [race, race], 2, true],
+    ['a build that fails otherwise: not run again', [broken, ok], 1, true],
+  ];
+  for (const [name, answers, runs, fails] of table) {
+    it(name, async () => {
+      const { docker, run } = builds(...answers);
+      const before = taskLibOutput.length;
+      const result = buildWithCacheFallback(docker, config(false), builder, cache(), new Map(), '/tmp/metadata.json');
+      if (fails) await assert.rejects(result, BuildError);
+      else await result;
+      assert.equal(run.callCount, runs);
+      const warned = taskLibOutput.slice(before).filter((l) => l.startsWith('##vso[task.issue type=warning'));
+      assert.equal(
+        warned.some((l) => l.includes('loc_mock_WarnEngineUnpackRetry') || l.includes('intermittent race')),
+        answers[0] === race,
+      );
+      if (runs === 2) assert.deepEqual(run.secondCall.args[0], run.firstCall.args[0], 'the same build again');
+    });
+  }
+});
+
 describe('build: the image of output docker through the facade (imageVia)', () => {
   afterEach(cleanup);
   const VIA = '127.0.0.1:4321/buildx-cache:image';

@@ -107,6 +107,16 @@ export function isCacheExportFailure(outcome: Pick<BuildOutcome, 'failed' | 'std
   );
 }
 
+/**
+ * A build whose image failed to unpack into the engine's containerd image store, on a snapshot that
+ * was gone under it: an intermittent race in the engine (moby/buildkit#6521, also with Docker 29's
+ * containerd store on hosted runners), not a fault of the build or its cache. Seen here once in a
+ * benchmark's 4th job on one engine.
+ */
+export function isEngineUnpackRace(outcome: Pick<BuildOutcome, 'stderr'>): boolean {
+  return /failed to prepare extraction snapshot[^\n]*parent snapshot[^\n]*does not exist/i.test(outcome.stderr);
+}
+
 /** The last `ERROR:` line of a build's output. */
 const lastError = (stderr: string): string => errorTail({ stderr }, 1, /^error:/i);
 
@@ -216,6 +226,13 @@ async function buildAndDeliver(
     exported = false;
     // The first attempt built the image; the retry only re-exports it, so its step count is the one to report.
     const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: [] } }));
+    outcome = { ...retry, steps: outcome.steps };
+    pushed = false;
+  }
+  if (outcome.code !== 0 && isEngineUnpackRace(outcome)) {
+    // Every step is cached by then: the build runs again once, only to export the image (and the cache, unless its export failed).
+    warn(loc('WarnEngineUnpackRetry', lastError(outcome.stderr)));
+    const retry = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: exported ? to : [] } }));
     outcome = { ...retry, steps: outcome.steps };
     pushed = false;
   }
