@@ -215,36 +215,34 @@ describe('mock-run: the post-job step', function () {
     assertWarnings(run, [/^loc_mock_WarnBuilderPruneFailed kept 1GB ERROR: no builder "kept" found/]);
   });
 
-  it('removes the builder the main step created and deletes the job-private folder', async () => {
-    const jobDir = path.join(agentTemp, 'docker-buildx-cache-x');
-    writeTree(jobDir, { 'secrets/secret-0': 'value' });
-    const run = await runScenario({
-      step: 'post',
-      variables: { 'Agent.JobStatus': 'Succeeded' },
-      taskVariables: state({ removeBuilder: 'b1', cleanup: [jobDir] }),
-      exec: { [`${DOCKER} buildx rm b1`]: ok },
+  // the builder left to the machine or not → the docker commands, the line that says so, the line that must not be there
+  const builderWork: [string, boolean, string[], RegExp, RegExp][] = [
+    [
+      'removes the builder the main step created',
+      false,
+      [`${DOCKER} buildx rm b1`],
+      /loc_mock_BuilderRemoved b1/,
+      /loc_mock_BuilderLeftToMachine/,
+    ],
+    ['leaves a builder that goes with the machine, and says so', true, [], /loc_mock_BuilderLeftToMachine b1/, /loc_mock_BuilderRemoved/],
+  ];
+  for (const [name, leaveBuilder, commands, says, never] of builderWork) {
+    it(`${name}; deletes the job-private folder either way`, async () => {
+      const jobDir = path.join(agentTemp, 'docker-buildx-cache-x');
+      writeTree(jobDir, { 'secrets/secret-0': 'value' });
+      const run = await runScenario({
+        step: 'post',
+        variables: { 'Agent.JobStatus': 'Succeeded' },
+        taskVariables: state({ removeBuilder: 'b1', ...(leaveBuilder ? { leaveBuilder } : {}), cleanup: [jobDir] }),
+        exec: Object.fromEntries(commands.map((c) => [c, ok])),
+      });
+      assert.ok(run.succeeded, run.stdout);
+      assert.deepEqual(run.commands, commands);
+      assert.match(run.stdout, says);
+      assert.doesNotMatch(run.stdout, never);
+      assert.ok(!fs.existsSync(jobDir));
     });
-    assert.ok(run.succeeded, run.stdout);
-    assert.deepEqual(run.commands, [`${DOCKER} buildx rm b1`]);
-    assert.match(run.stdout, /loc_mock_BuilderRemoved b1/);
-    assert.ok(!fs.existsSync(jobDir));
-  });
-
-  it('leaves a builder that goes with the machine, and says so; still deletes the job-private folder', async () => {
-    const jobDir = path.join(agentTemp, 'docker-buildx-cache-y');
-    writeTree(jobDir, { 'secrets/secret-0': 'value' });
-    const run = await runScenario({
-      step: 'post',
-      variables: { 'Agent.JobStatus': 'Succeeded' },
-      taskVariables: state({ removeBuilder: 'b1', leaveBuilder: true, cleanup: [jobDir] }),
-      exec: {},
-    });
-    assert.ok(run.succeeded, run.stdout);
-    assert.deepEqual(run.commands, []);
-    assert.match(run.stdout, /loc_mock_BuilderLeftToMachine b1/);
-    assert.doesNotMatch(run.stdout, /loc_mock_BuilderRemoved/);
-    assert.ok(!fs.existsSync(jobDir));
-  });
+  }
 
   it('warns but never fails when the builder cannot be removed', async () => {
     const run = await runScenario({
