@@ -415,6 +415,8 @@ describe('mock-run: the main step: builders, drivers, buildx and the preflight',
       );
       assert.ok(run.succeeded, run.stdout);
       assert.deepEqual(run.commands, [...PREFLIGHT, ...commands, build]);
+      // The engine's API is asked for the image store first, unless a builder input decides without it.
+      assert.equal(/^\[engine api\] GET \/info$/m.test(run.stdout), !('driverOptions' in inputs), 'the engine API asked');
       assert.equal(run.outputs.builderName, builder);
       const said = /^loc_mock_DriverChosen (.*)$/m.exec(run.stdout)?.[1] ?? '';
       assert.match(said, reason);

@@ -2,6 +2,8 @@
 // task variables and docker answers as JSON in DBXC_MOCK_SCENARIO, so each case is one table row.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as http from 'http';
+import * as os from 'os';
 import * as path from 'path';
 import { TaskMockRunner } from 'azure-pipelines-task-lib/mock-run';
 import { agentInputs } from '../../scripts/agent';
@@ -19,6 +21,7 @@ for (const [name, value] of Object.entries(agentInputs(scenario.inputs ?? {}, sc
 for (const [name, value] of Object.entries(scenario.variables ?? {})) process.env[envKey(name)] = value;
 for (const [name, value] of Object.entries(scenario.taskVariables ?? {})) process.env[`VSTS_TASKVARIABLE_${envKey(name)}`] = value;
 for (const [name, value] of Object.entries(scenario.env ?? {})) process.env[name] = value;
+serveEngineApi();
 tmr.setAnswers({ which: { docker: DOCKER }, checkPath: { [DOCKER]: true }, exec: scenario.exec ?? {} });
 const tools = scenario.tools;
 if (tools !== undefined) {
@@ -44,3 +47,29 @@ if (tools !== undefined) {
   });
 }
 tmr.run();
+
+/**
+ * The engine's API as the mocked `docker info` describes the engine (docker/engine-api.ts asks it
+ * first): GET /info answers with that engine's part, on a socket that DOCKER_HOST names. Without an
+ * engine in that answer, DOCKER_HOST names a socket nothing listens on, and the preflight decides, as
+ * it does when the API does not answer. A scenario that sets DOCKER_HOST itself keeps it.
+ */
+function serveEngineApi(): void {
+  if (scenario.env?.DOCKER_HOST !== undefined) return;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dbxc-engine-'));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  const socket = path.join(dir, 'docker.sock');
+  process.env.DOCKER_HOST = `unix://${socket}`;
+  const answer = scenario.exec?.[`${DOCKER} info --format {{json .}}`];
+  const info = answer?.code === 0 && answer.stdout !== undefined ? (JSON.parse(answer.stdout) as Record<string, unknown>) : undefined;
+  if (info === undefined || info.ServerVersion === '') return;
+  const engine = Object.fromEntries(Object.entries(info).filter(([name]) => name !== 'ClientInfo'));
+  const server = http.createServer((req, res) => {
+    console.log(`[engine api] ${req.method ?? ''} ${req.url ?? ''}`);
+    res.writeHead(req.url === '/info' ? 200 : 404, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify(engine));
+  });
+  server.listen(socket);
+  // The step ends when the task does, not when this server would.
+  server.unref();
+}

@@ -55,7 +55,18 @@ describe('setup: the preflight and the builder while the cache restores', () => 
   const HOSTED = { jobId: 'job', name: 'Azure Pipelines 2', cloudId: '1' };
   const KEPT = /^buildx inspect --bootstrap buildx-cache-agent-[0-9a-f]{16}$/;
   // name, driver and inputs, the agent, docker answers → what started before anything answered, the driver chosen, the last command
-  const cases: [string, string, Record<string, string>, JobAgent, Record<string, RunResult>, (string | RegExp)[], string, RegExp][] = [
+  // …, and what the engine's API said of the image store first (nothing: it did not answer)
+  const cases: [
+    string,
+    string,
+    Record<string, string>,
+    JobAgent,
+    Record<string, RunResult>,
+    (string | RegExp)[],
+    string,
+    RegExp,
+    boolean?,
+  ][] = [
     [
       'the docker driver: the engine is its builder, and only the preflight runs',
       'docker',
@@ -117,6 +128,39 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       /^buildx inspect --bootstrap buildx-cache-/,
     ],
     [
+      "auto, the engine's API said the classic store: a builder of its own, beside the preflight",
+      'auto',
+      {},
+      SELF_HOSTED,
+      { [INFO]: CLASSIC },
+      [INFO, KEPT],
+      'docker-container',
+      /^buildx inspect --bootstrap buildx-cache-/,
+      false,
+    ],
+    [
+      "auto, the engine's API said the containerd store: the docker driver, and only the preflight runs",
+      'auto',
+      {},
+      SELF_HOSTED,
+      {},
+      [INFO],
+      'docker',
+      /^info /,
+      true,
+    ],
+    [
+      "auto, the API's store goes before the preflight's: the builder already started for it",
+      'auto',
+      {},
+      SELF_HOSTED,
+      {},
+      [INFO, KEPT],
+      'docker-container',
+      /^buildx inspect --bootstrap buildx-cache-/,
+      false,
+    ],
+    [
       'auto with a builder input: docker-container, its builder beside the preflight',
       'auto',
       { driverOptions: 'network=host' },
@@ -127,10 +171,11 @@ describe('setup: the preflight and the builder while the cache restores', () => 
       /^buildx inspect --bootstrap buildx-cache-/,
     ],
   ];
-  for (const [name, driver, inputs, agent, overrides, before, chosen, last] of cases) {
+  for (const [name, driver, inputs, agent, overrides, before, chosen, last, apiStore] of cases) {
     it(name, async () => {
       const { docker, started, release } = heldDocker(overrides);
-      const setup = startSetup(docker, config(driver, inputs), recorder, 'the plugin', agent);
+      const engine = Promise.resolve(apiStore === undefined ? undefined : { containerdStore: apiStore });
+      const setup = startSetup(docker, config(driver, inputs), recorder, 'the plugin', agent, engine);
       for (let i = 0; i < 5; i++) await tick();
       assert.equal(started.length, before.length, `started before any command answered: ${started.join('; ')}`);
       before.forEach((expected, i) => {

@@ -22,6 +22,8 @@ import {
   type TransportChoice,
 } from './cache/transport';
 import { chooseLifetime } from './docker/lifetime';
+import { mayBeDocker } from './docker/driver';
+import { engineStore } from './docker/engine-api';
 import { createDockerConfig, agentDockerConfig } from './docker/config-dir';
 import { addLogin } from './facade/login';
 import type { Driver } from './config/types';
@@ -92,6 +94,8 @@ interface MainJob {
 export async function runMain(): Promise<void> {
   const main = await beginJob();
   const { config, job } = main;
+  // The engine's image store, asked of its API at once: `driver: auto` waits for it (see docker/engine-api.ts).
+  const engine = mayBeDocker(config.builder) ? engineStore(process.env, agentDockerConfig()) : undefined;
   // Keys first: a pattern that matches nothing is an input error, found before docker runs.
   const keys = isStoreBackend(config.cache.backend) ? await resolveCacheKeys(config, job, main.redact) : undefined;
   // Then the buildx to use, before any buildx command; then the preflight and the builder, which do
@@ -101,7 +105,7 @@ export async function runMain(): Promise<void> {
   const facts = await autoFacts(config, agent, job.dockerConfig);
   // A docker-container builder the task creates gets the host's network when the cache may go direct with it.
   const ifContainer = intendedTransport(config.cache, { ...facts, driver: 'docker-container' });
-  const setup = startSetup(docker, ifContainer.transport === 'direct' ? withHostNetwork(config) : config, job, source, agent);
+  const setup = startSetup(docker, ifContainer.transport === 'direct' ? withHostNetwork(config) : config, job, source, agent, engine);
   const planned = setup.during(
     (async () => {
       const intended = await intendTransport(config, facts, ifContainer, setup);

@@ -115,7 +115,13 @@ export function parseDockerInfo(json: string): DockerInfo {
  * One `docker info` answers all of them (a start of the docker CLI costs about as much as the answer); `buildx version`
  * runs only when the CLI lists no buildx plugin it could run, for the version or for the error.
  */
-export async function preflight(docker: DockerCli, config: Config, buildxSource: string): Promise<Preflight> {
+export async function preflight(
+  docker: DockerCli,
+  config: Config,
+  buildxSource: string,
+  /** The image store the engine's API gave before `docker info` (docker/engine-api.ts), which the driver was chosen by. */
+  apiStore: Promise<boolean | undefined> = Promise.resolve(undefined),
+): Promise<Preflight> {
   const result = await docker.run(['info', '--format', '{{json .}}']);
   const info = parseDockerInfo(result.stdout.trim());
   const versions = info.versions;
@@ -132,7 +138,7 @@ export async function preflight(docker: DockerCli, config: Config, buildxSource:
       throw new PreflightError(loc('PreflightNoBuildx', errorTail(buildxVersion)));
     }
   }
-  const engineContainerdStore = info.driverStatus === undefined ? undefined : hasContainerdStore(info.driverStatus);
+  const engineContainerdStore = (await apiStore) ?? (info.driverStatus === undefined ? undefined : hasContainerdStore(info.driverStatus));
   const containerdStore = mayBeDocker(config.builder) ? engineContainerdStore : undefined;
   const report = [
     loc('PreflightDocker', versions.client ?? '?', versions.server ?? loc('PreflightNotReachable', engineAddress())),

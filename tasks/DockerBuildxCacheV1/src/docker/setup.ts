@@ -10,6 +10,7 @@ import { Background } from '../util/background';
 import { agentBuilderName, chooseLifetime, describeLifetime, goesWithMachine, type AgentFacts } from './lifetime';
 import { installBuildx, InstallError, RELEASES } from './install';
 import { gates, preflight, type Gates, type Preflight } from './preflight';
+import type { EngineStore } from './engine-api';
 import type { Config, Driver } from '../config/types';
 import { InputError } from '../config/source';
 import { registryLogin } from './login';
@@ -96,7 +97,7 @@ export interface Setup {
   during<T>(work: Promise<T>): Promise<T>;
   /**
    * The driver the job builds with, as soon as it is known: at once, unless `auto` waits for the
-   * preflight's image store; undefined when the preflight failed.
+   * image store (the engine's API's, else the preflight's); undefined when neither said it and the preflight failed.
    */
   driver(): Promise<Driver | undefined>;
 }
@@ -131,9 +132,17 @@ function planBuilder(
   return { name, kept: true, lifetime: describeLifetime(choice) };
 }
 
-/** The preflight's facts, the driver that `auto` becomes from them, and what that driver allows. */
-async function decide(docker: DockerCli, config: Config, buildxSource: string): Promise<Omit<SetupResult, 'builder'>> {
-  const p = await preflight(docker, config, buildxSource);
+/**
+ * The preflight's facts, the driver that `auto` becomes from them, and what that driver allows. The
+ * image store the engine's API gave first, when it did, is the one the driver was chosen by.
+ */
+async function decide(
+  docker: DockerCli,
+  config: Config,
+  buildxSource: string,
+  early: Promise<boolean | undefined>,
+): Promise<Omit<SetupResult, 'builder'>> {
+  const p = await preflight(docker, config, buildxSource, early);
   const driver = chooseDriver(config.builder, p.containerdStore);
   return { preflight: p, driver, gates: gates(config, driver.driver, p.buildx, p.containerdStore) };
 }
@@ -180,21 +189,34 @@ function describeBuilder(b: Builder & { ms: number }, driver: Driver): string {
  * the preflight, also for `auto` when it may become `docker`. A driver that the preflight's facts
  * cannot change (any but `docker`, or `auto` with an input that only a builder of its own takes)
  * has its builder started beside the preflight too; only a builder whose driver waits for the image
- * store waits for the preflight. Their log is kept and shown in their own groups afterwards, the
- * builder's only once the preflight passed: a failed preflight is the error, whatever the builder did.
+ * store waits for it: for the engine's API's answer (`engine`), else for the preflight's. Their log
+ * is kept and shown in their own groups afterwards, the builder's only once the preflight passed: a
+ * failed preflight is the error, whatever the builder did.
  */
-export function startSetup(docker: DockerCli, config: Config, job: Recorder, buildxSource: string, agent: JobAgent = {}): Setup {
+export function startSetup(
+  docker: DockerCli,
+  config: Config,
+  job: Recorder,
+  buildxSource: string,
+  agent: JobAgent = {},
+  engine: Promise<EngineStore | undefined> = Promise.resolve(undefined),
+): Setup {
   const preflightLog: string[] = [];
   const lookLog: string[] = [];
   const builderLog: string[] = [];
-  const checked = new Background(decide(buffered(docker, preflightLog), config, buildxSource));
+  const early = mayBeDocker(config.builder) ? engine.then((e) => e?.containerdStore).catch(() => undefined) : Promise.resolve(undefined);
+  const checked = new Background(decide(buffered(docker, preflightLog), config, buildxSource, early));
+  // The driver `auto` becomes as soon as the image store is known: from the engine's API when it answered, else from the preflight.
+  const driverKnown = early.then((store) =>
+    store === undefined ? checked.result().then(({ driver }) => driver.driver) : chooseDriver(config.builder, store).driver,
+  );
   const builderOf = (driver: Driver, log: string[]): Promise<Builder & { ms: number }> =>
     startBuilder(docker, config, job, agent, driver, log);
   const looked = mayBeDocker(config.builder) ? new Background(builderOf('docker', lookLog)) : undefined;
   const ready = new Background(
     looked === undefined
       ? builderOf(chooseDriver(config.builder, undefined).driver, builderLog)
-      : checked.result().then(({ driver }) => (driver.driver === 'docker' ? looked.result() : builderOf(driver.driver, builderLog))),
+      : driverKnown.then((driver) => (driver === 'docker' ? looked.result() : builderOf(driver, builderLog))),
   );
   const print = (lines: string[]): void => {
     for (const line of lines.splice(0)) console.log(line);
@@ -241,8 +263,8 @@ export function startSetup(docker: DockerCli, config: Config, job: Recorder, bui
     driver: async () =>
       looked === undefined
         ? chooseDriver(config.builder, undefined).driver
-        : checked.result().then(
-            (d) => d.driver.driver,
+        : driverKnown.then(
+            (d) => d,
             () => undefined,
           ),
     async during(work) {

@@ -1,0 +1,107 @@
+import * as assert from 'assert/strict';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+import { currentContextOf, engineSocket, engineStore, storeOfInfo } from '../../tasks/DockerBuildxCacheV1/src/docker/engine-api';
+import { cleanup, tempDir } from '../helpers';
+
+describe('engine API: the image store before docker info', () => {
+  afterEach(cleanup);
+
+  // DOCKER_HOST, DOCKER_CONTEXT, the config's currentContext, the platform → the socket, or undefined (the CLI decides)
+  const sockets: [string, Record<string, string>, string | undefined, NodeJS.Platform, string | undefined][] = [
+    ['nothing set: the default socket', {}, undefined, 'linux', '/var/run/docker.sock'],
+    ['a unix DOCKER_HOST', { DOCKER_HOST: 'unix:///run/user/1000/docker.sock' }, undefined, 'linux', '/run/user/1000/docker.sock'],
+    ['DOCKER_HOST before any context', { DOCKER_HOST: 'unix:///x.sock', DOCKER_CONTEXT: 'remote' }, 'other', 'linux', '/x.sock'],
+    ['an empty DOCKER_HOST is none', { DOCKER_HOST: '' }, undefined, 'linux', '/var/run/docker.sock'],
+    ['a tcp DOCKER_HOST', { DOCKER_HOST: 'tcp://10.0.0.2:2376' }, undefined, 'linux', undefined],
+    ['an ssh DOCKER_HOST', { DOCKER_HOST: 'ssh://builder@host' }, undefined, 'linux', undefined],
+    ['a relative unix path', { DOCKER_HOST: 'unix://docker.sock' }, undefined, 'linux', undefined],
+    ['DOCKER_CONTEXT names another', { DOCKER_CONTEXT: 'rootless' }, undefined, 'linux', undefined],
+    ['DOCKER_CONTEXT default', { DOCKER_CONTEXT: 'default' }, 'rootless', 'linux', '/var/run/docker.sock'],
+    ["the config's currentContext", {}, 'colima', 'darwin', undefined],
+    ["the config's currentContext default", {}, 'default', 'linux', '/var/run/docker.sock'],
+    ['Windows: a named pipe', {}, undefined, 'win32', undefined],
+  ];
+  for (const [name, env, context, platform, expected] of sockets) {
+    it(`socket: ${name}`, () => {
+      assert.equal(engineSocket(env, context, platform), expected);
+    });
+  }
+
+  const contexts: [string, string, string | undefined][] = [
+    ['a context', '{"auths":{},"currentContext":"rootless"}', 'rootless'],
+    ['none', '{"auths":{}}', undefined],
+    ['empty', '{"currentContext":""}', undefined],
+    ['not JSON', 'nope', undefined],
+    ['not a string', '{"currentContext":3}', undefined],
+  ];
+  for (const [name, json, expected] of contexts) {
+    it(`currentContext: ${name}`, () => {
+      assert.equal(currentContextOf(json), expected);
+    });
+  }
+
+  const infos: [string, string, ReturnType<typeof storeOfInfo>][] = [
+    ['the containerd store', '{"DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]]}', { containerdStore: true }],
+    ['the classic store', '{"DriverStatus":[["Backing Filesystem","extfs"],["Supports d_type","true"]]}', { containerdStore: false }],
+    ['no DriverStatus', '{"ServerVersion":"26.1.5"}', undefined],
+    ['a null DriverStatus', '{"DriverStatus":null}', undefined],
+    ['not JSON', '<html>', undefined],
+  ];
+  for (const [name, body, expected] of infos) {
+    it(`GET /info: ${name}`, () => {
+      assert.deepEqual(storeOfInfo(body), expected);
+    });
+  }
+
+  describe('asking an engine on a socket', () => {
+    let servers: http.Server[] = [];
+    afterEach(async () => {
+      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+      servers = [];
+    });
+    /** An engine API on a socket in a folder of its own; `answer` says what GET /info gets. */
+    const engine = async (answer: (res: http.ServerResponse) => void): Promise<{ socket: string; asked: string[] }> => {
+      const socket = path.join(tempDir(), 'docker.sock');
+      const asked: string[] = [];
+      const server = http.createServer((req, res) => {
+        asked.push(`${req.method ?? ''} ${req.url ?? ''}`);
+        answer(res);
+      });
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(socket, r));
+      return { socket, asked };
+    };
+    const json = (status: number, body: string) => (res: http.ServerResponse) => {
+      res.writeHead(status, { 'Content-Type': 'application/json' });
+      res.end(body);
+    };
+    const config = tempDir();
+
+    // GET /info's answer → the store, or undefined
+    const answers: [string, (res: http.ServerResponse) => void, ReturnType<typeof storeOfInfo>][] = [
+      ['the containerd store', json(200, '{"DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]]}'), { containerdStore: true }],
+      ['the classic store', json(200, '{"DriverStatus":[["Backing Filesystem","extfs"]]}'), { containerdStore: false }],
+      ['an error status', json(500, '{"message":"boom"}'), undefined],
+      ['a hang past the timeout', () => undefined, undefined],
+    ];
+    for (const [name, answer, expected] of answers) {
+      it(`answers ${name}`, async () => {
+        const { socket, asked } = await engine(answer);
+        assert.deepEqual(await engineStore({ DOCKER_HOST: `unix://${socket}` }, config, 300), expected);
+        assert.deepEqual(asked, ['GET /info']);
+      });
+    }
+
+    it('nothing listening: undefined, not an error', async () => {
+      assert.equal(await engineStore({ DOCKER_HOST: `unix://${path.join(tempDir(), 'none.sock')}` }, config, 300), undefined);
+    });
+
+    it('a context in the docker config: the API is not asked, whatever the default socket is', async () => {
+      const dir = tempDir();
+      fs.writeFileSync(path.join(dir, 'config.json'), '{"currentContext":"rootless"}');
+      assert.equal(await engineStore({}, dir, 300), undefined);
+    });
+  });
+});
