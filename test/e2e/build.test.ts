@@ -110,11 +110,14 @@ describe('end to end: the bundled task on a real engine', function () {
 
   it('the cache folder stays bounded over five source changes: only what the last index.json reaches', async () => {
     const sizes: number[] = [];
+    const reads: number[] = [];
     for (let rev = 1; rev <= 5; rev++) {
       fs.writeFileSync(path.join(ws, 'src', 'main.txt'), `revision ${rev}\n${'x'.repeat(rev * 1000)}\n`);
       const r = await job(`bounded, revision ${rev}`);
       assertSucceeded(r);
       if (rev > 1) assert.deepEqual(cachedSteps(r.main.stdout), { cached: 3, total: 5 });
+      // How many blobs the check before the build read: all at the first check, then only those the last build wrote.
+      if (rev > 1) reads.push(Number(/every blob verified \((\d+) read/.exec(r.main.stdout)?.[1] ?? NaN));
       assert.deepEqual(
         blobsOnDisk(cacheDir),
         reachableBlobs(cacheDir),
@@ -125,6 +128,10 @@ describe('end to end: the bundled task on a real engine', function () {
     // Each revision replaces the source layers; nothing accumulates.
     const [first = 0, last = 0] = [sizes[0], sizes[sizes.length - 1]];
     assert.ok(last < first * 1.05, `cache folder grew from ${first} to ${last} bytes: ${sizes.join(', ')}`);
+    const [all = 0, ...later] = reads;
+    assert.ok(all > 0 && later.length === 3, `blobs read by the checks: ${reads.join(', ')}`);
+    for (const n of later)
+      assert.ok(n < all, `a check after a build that kept the dependency layer reads fewer blobs: ${reads.join(', ')}`);
     console.log(`      cache folder bytes after revisions 1..5: ${sizes.join(', ')}`);
   });
 
@@ -139,7 +146,8 @@ describe('end to end: the bundled task on a real engine', function () {
     assert.equal(r.post.result, 'Succeeded', 'cleanup never fails the job');
     assert.equal(fs.readFileSync(path.join(cacheDir, 'index.json'), 'utf8'), index);
     assert.deepEqual(blobsOnDisk(cacheDir), reachableBlobs(cacheDir));
-    assert.deepEqual(fs.readdirSync(pipelineWorkspace), ['.buildx-cache']);
+    // Beside the folder, only the stamps of the blobs the failed job's check found right.
+    assert.deepEqual(fs.readdirSync(pipelineWorkspace).sort(), ['.buildx-cache', '.buildx-cache.verified.json']);
   });
 
   it('a full disk under the cache folder is a warning: the image is built from the cache, the old cache stays', async () => {

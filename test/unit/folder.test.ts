@@ -22,8 +22,73 @@ describe('the bounded cache folder', () => {
     const fresh = await folder.begin();
     writeLayout(fresh, first.root, first.blobs);
     await folder.commit(fresh);
-    assert.deepEqual(await folder.inspect(), { state: 'usable', blobs: first.blobs.length, bytes: bytes(first.blobs) });
+    const found = await folder.inspect();
+    assert.deepEqual(
+      { state: found.state, blobs: 'blobs' in found && found.blobs, bytes: 'bytes' in found && found.bytes },
+      { state: 'usable', blobs: first.blobs.length, bytes: bytes(first.blobs) },
+    );
     assert.equal(folder.importSpec(), `type=local,src=${folder.dir}`);
+  });
+
+  // What happens to the folder between two checks → the second check's state, and how many blobs it reads (undefined: every leaf)
+  const layerFile = (dir: string, layer: Blob): string => path.join(dir, 'blobs', 'sha256', layer.digest.slice(7));
+  const stampsFile = (): string => path.join(parent, '.buildx-cache.verified.json');
+  const between: [string, (dir: string, layer: Blob) => void, 'usable' | 'unusable', number | undefined][] = [
+    ['nothing: no blob is read again', () => undefined, 'usable', 0],
+    [
+      'a layer rewritten with other bytes of its size: read, and found wrong',
+      (dir, layer) => fs.writeFileSync(layerFile(dir, layer), Buffer.alloc(layer.size, 0x2a)),
+      'unusable',
+      undefined,
+    ],
+    [
+      'a layer copied over itself (a new file, its bytes): that one read',
+      (dir, layer) => {
+        const file = layerFile(dir, layer);
+        fs.copyFileSync(file, `${file}.copy`);
+        fs.renameSync(`${file}.copy`, file);
+      },
+      'usable',
+      1,
+    ],
+    ['the stamps gone: every leaf read', () => fs.rmSync(stampsFile()), 'usable', undefined],
+    ['stamps that are not a record: every leaf read', () => fs.writeFileSync(stampsFile(), '{"sha256:zz":1'), 'usable', undefined],
+  ];
+  for (const [name, change, state, hashed] of between) {
+    it(`a second check after ${name}`, async () => {
+      const layout = cacheLayout(['deps', 'app v1']);
+      const fresh = await folder.begin();
+      writeLayout(fresh, layout.root, layout.blobs);
+      await folder.commit(fresh);
+      const first = await folder.inspect();
+      assert.equal(first.state, 'usable');
+      const leaves = 'hashed' in first ? first.hashed : -1;
+      assert.ok(leaves >= 2, `the first check reads every leaf blob: ${leaves}`);
+      change(folder.dir, layout.layers[0] as Blob);
+      const second = await folder.inspect();
+      assert.equal(second.state, state);
+      if (second.state === 'usable') assert.equal(second.hashed, hashed ?? leaves);
+    });
+  }
+
+  it('an export seeded with links to the checked blobs keeps their stamps: the next check reads only what the build wrote', async () => {
+    const v1 = cacheLayout(['deps', 'app v1']);
+    let fresh = await folder.begin();
+    writeLayout(fresh, v1.root, v1.blobs);
+    await folder.commit(fresh);
+    assert.equal((await folder.inspect()).state, 'usable');
+    const v2 = cacheLayout(['deps', 'app v2']);
+    fresh = await folder.begin(true);
+    writeLayout(
+      fresh,
+      v2.root,
+      v2.blobs.filter((b) => !fs.existsSync(layerFile(fresh, b))),
+    );
+    await folder.commit(fresh);
+    const found = await folder.inspect();
+    assert.equal(found.state, 'usable');
+    const written = v2.blobs.filter((b) => !v1.blobs.some((o) => o.digest === b.digest) && !/manifest|index/.test(b.mediaType));
+    assert.equal('hashed' in found && found.hashed, written.length);
   });
 
   it('is unusable, with the reason, when a blob was changed on disk', async () => {

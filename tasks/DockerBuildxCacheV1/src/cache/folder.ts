@@ -3,7 +3,18 @@ import * as path from 'path';
 import { csvSpec } from '../docker/args';
 import type { CacheMode, Compression } from '../config/types';
 import { folderState, ForeignFolderError, replaceOwnedDirectory, siblingPath, siblingPrefix, type SiblingKind } from '../oci/cachedir';
-import { blobPath, blobSizes, INDEX_FILE, LAYOUT_CONTENT, LAYOUT_FILE, prune, verifyLayout, type VerifyResult } from '../oci/layout';
+import {
+  blobPath,
+  blobSizes,
+  INDEX_FILE,
+  LAYOUT_CONTENT,
+  LAYOUT_FILE,
+  parseStamps,
+  prune,
+  verifyLayout,
+  type VerifyResult,
+} from '../oci/layout';
+import { writeFileAtomic } from '../util/fs';
 
 /** Sibling folders older than this are left-overs of a killed job and are swept away. */
 const STALE_MS = 60 * 60 * 1000;
@@ -44,11 +55,26 @@ export class CacheFolder {
   > {
     if ((await folderState(this.dir)) === 'foreign') return { state: 'foreign' };
     if (!fs.existsSync(path.join(this.dir, INDEX_FILE))) return { state: 'empty' };
+    const stampsFile = this.stampsFile();
     try {
-      return { state: 'usable', ...(await verifyLayout(this.dir)) };
+      const known = parseStamps(await fs.promises.readFile(stampsFile, 'utf8').catch(() => ''));
+      const verified = await verifyLayout(this.dir, 4, known);
+      // Only a record of what was read: one that cannot be written costs the next check its reads.
+      await writeFileAtomic(stampsFile, JSON.stringify(verified.stamps)).catch(() => undefined);
+      return { state: 'usable', ...verified };
     } catch (err) {
+      await fs.promises.rm(stampsFile, { force: true }).catch(() => undefined);
       return { state: 'unusable', reason: (err as Error).message };
     }
+  }
+
+  /**
+   * Beside the folder, the stamps of the blobs its last check read and found right (see BlobStamp):
+   * on an agent that keeps the folder, the next job reads only the blobs written since. An export
+   * that replaces the folder keeps the stamps of the blobs it hard-linked from it.
+   */
+  private stampsFile(): string {
+    return path.join(path.dirname(this.dir), `${siblingPrefix(this.dir)}verified.json`);
   }
 
   importSpec(): string {

@@ -67,7 +67,7 @@ export async function prepareFolder(config: Config, id: string): Promise<Prepare
   try {
     const found = await folder.inspect();
     if (found.state === 'foreign') throw new Error(loc('WarnCacheDirForeign', folder.dir));
-    if (found.state === 'usable') info(loc('CacheFolderFound', folder.dir, formatBytes(found.bytes), found.blobs));
+    if (found.state === 'usable') info(loc('CacheFolderFound', folder.dir, formatBytes(found.bytes), found.blobs, found.hashed));
     else if (found.state === 'empty') info(loc('CacheFolderEmpty', folder.dir));
     else cacheTrouble(config.cache.failOnError, loc('WarnCacheFolderUnusable', folder.dir, found.reason));
     const out = await exportTo(config, folder, found.state === 'usable');

@@ -231,31 +231,83 @@ export async function readVerified(dir: string, desc: Descriptor): Promise<Buffe
   return data;
 }
 
+/**
+ * A blob file as it was when its content last matched its digest: the same file (device, inode),
+ * size and modification time. A later check that finds the file so is spared reading it again, as
+ * git's index spares a file whose stat is unchanged. A hard link keeps all four; a copy, a tar's
+ * extraction or a write does not.
+ */
+export interface BlobStamp {
+  readonly dev: number;
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+/** Digest → the stamp of its file when it was last read and matched. */
+export type BlobStamps = Readonly<Record<string, BlobStamp>>;
+
+const stampOf = (s: fs.Stats): BlobStamp => ({ dev: s.dev, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs });
+const sameStamp = (a: BlobStamp, b: BlobStamp): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+
+/** Stamps as a file kept them; none from a file that is not such a record. */
+export function parseStamps(json: string): BlobStamps {
+  try {
+    const parsed = JSON.parse(json) as unknown;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return {};
+    const valid = (v: unknown): v is BlobStamp =>
+      typeof v === 'object' &&
+      v !== null &&
+      (['dev', 'ino', 'size', 'mtimeMs'] as const).every((k) => typeof (v as Record<string, unknown>)[k] === 'number');
+    return Object.fromEntries(
+      Object.entries(parsed as Record<string, unknown>).filter((e): e is [string, BlobStamp] => isDigest(e[0]) && valid(e[1])),
+    );
+  } catch {
+    return {};
+  }
+}
+
 export interface VerifyResult {
   readonly blobs: number;
   readonly bytes: number;
+  /** The stamps of the leaf blobs, all of which matched: the next check's `known`. */
+  readonly stamps: BlobStamps;
+  /** Leaf blobs read and hashed in this check; the others matched a stamp of `known`. */
+  readonly hashed: number;
 }
 
 /**
  * Checks that a cache folder can be handed to BuildKit: index.json has the root that BuildKit's
  * importer looks for, and every blob it reaches is there with the right size and digest. BuildKit
  * itself fails the whole build on a missing or corrupt cache blob, so a folder that fails here is
- * not used at all. Throws a LayoutError that says what is wrong.
+ * not used at all. Throws a LayoutError that says what is wrong. A leaf blob whose file still has
+ * the stamp it had when it last matched (`known`) is not read again; index, manifests and configs
+ * always are.
  */
-export async function verifyLayout(dir: string, concurrency = 4): Promise<VerifyResult> {
+export async function verifyLayout(dir: string, concurrency = 4, known: BlobStamps = {}): Promise<VerifyResult> {
   const index = await readLayoutIndex(dir);
   if (cacheRoot(index) === undefined) throw new LayoutError(`index.json has no manifest tagged "${CACHE_TAG}"`);
   const live = await reachable(index, (d) => readVerified(dir, d));
   const leaves = [...live.values()].filter((d) => !isTraversable(d));
+  const stamps: Record<string, BlobStamp> = {};
+  let hashed = 0;
   await mapLimit(leaves, Math.max(1, concurrency), async (desc) => {
     const file = blobPath(dir, desc.digest);
     const stat = await fs.promises.lstat(file).catch(() => undefined);
     if (stat === undefined) throw new LayoutError(`${desc.digest} is missing`);
     if (!stat.isFile()) throw new LayoutError(`${desc.digest} is not a regular file`);
     if (stat.size !== desc.size) throw new LayoutError(`${desc.digest} has ${stat.size} bytes instead of ${desc.size}`);
-    if (!(await holdsBlob(file, desc))) throw new LayoutError(`${desc.digest} does not match its digest`);
+    // The stamp from before the read: a file written while it is read has another the next time.
+    const stamp = stampOf(stat);
+    const before = known[desc.digest];
+    if (before === undefined || !sameStamp(before, stamp)) {
+      hashed++;
+      if (!(await holdsBlob(file, desc))) throw new LayoutError(`${desc.digest} does not match its digest`);
+    }
+    stamps[desc.digest] = stamp;
   });
-  return { blobs: live.size, bytes: [...live.values()].reduce((sum, d) => sum + d.size, 0) };
+  return { blobs: live.size, bytes: [...live.values()].reduce((sum, d) => sum + d.size, 0), stamps, hashed };
 }
 
 export interface PruneResult {
