@@ -160,6 +160,7 @@ describe('the job-private docker config', () => {
       'config.json': '{"credsStore":"pass","currentContext":"ci"}',
       'contexts/meta/abc/meta.json': '{"Name":"ci"}',
       'buildx/instances/shared': '{"Name":"shared"}',
+      'buildx/buildkitd.default.toml': '[registry."docker.io"]\n  mirrors = ["mirror.example"]\n',
       'buildx/refs/default/default/x': 'not copied',
       'cli-plugins/docker-buildx': 'the agent plugin',
     });
@@ -169,6 +170,8 @@ describe('the job-private docker config', () => {
     assert.ok(fs.existsSync(path.join(dir, 'contexts', 'meta', 'abc', 'meta.json')));
     assert.ok(fs.existsSync(path.join(dir, 'buildx', 'instances', 'shared')));
     assert.ok(!fs.existsSync(path.join(dir, 'buildx', 'refs')));
+    // The BuildKit config a builder created without --config gets, as with the agent's own docker config.
+    assert.match(fs.readFileSync(path.join(dir, 'buildx', 'buildkitd.default.toml'), 'utf8'), /mirror\.example/);
     // The agent's plugins stay visible.
     assert.equal(fs.readFileSync(path.join(dir, 'cli-plugins', 'docker-buildx'), 'utf8'), 'the agent plugin');
     assert.equal(fs.statSync(dir).mode & 0o777, 0o700);

@@ -9,14 +9,16 @@ export function agentDockerConfig(): string {
 
 /**
  * A DOCKER_CONFIG private to this job. The agent's config.json (per-registry credential helpers,
- * current context), its contexts, its buildx builders and its CLI plugins are brought in, so the job
- * sees what the agent has; what the job adds (a buildx, builders, logins) stays in this folder, which
- * the post-job step deletes. The agent's global credential store (`credsStore`) is left out, so that
+ * current context), its contexts, its buildx builders, buildx's default BuildKit config and its CLI
+ * plugins are brought in, so the job sees what the agent has; what the job adds (a buildx, builders,
+ * logins) stays in this folder, which the post-job step deletes. The agent's global credential store (`credsStore`) is left out, so that
  * a login is written to this folder and never outlives the job.
  */
 export async function createDockerConfig(dir: string, source: string = agentDockerConfig()): Promise<string> {
   await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-  for (const part of ['contexts', path.join('buildx', 'instances'), path.join('buildx', 'defaults'), path.join('buildx', 'current')]) {
+  // buildkitd.default.toml: the BuildKit config a builder created without `--config` gets (registry mirrors, say).
+  const parts = ['contexts', ...['instances', 'defaults', 'current', 'buildkitd.default.toml'].map((p) => path.join('buildx', p))];
+  for (const part of parts) {
     const from = path.join(source, part);
     if (!fs.existsSync(from)) continue;
     await fs.promises.mkdir(path.dirname(path.join(dir, part)), { recursive: true });
