@@ -558,12 +558,14 @@ export class Pipeline {
   /** The bundled task, run as the agent runs it (main step, post-job step), with its probes; for directory on a hosted agent, between Cache@2's restore and save. */
   private async taskJob(rev: Revision, cpuProfile: string | undefined): Promise<RanJob> {
     const { backend, transport } = taskSpec(this.alt);
+    // On the classic store a store's cache goes direct unless the folder is asked for: no builder inputs then (see Engine.taskInputs).
+    const direct = this.engine.classicStore && (backend === 'local' || backend === 'azureBlob') && transport !== 'folder';
     const inputs: Record<string, string> = {
       dockerfile: 'Dockerfile',
       imageName: IMAGE,
       tags: 'bench',
       labels: BENCH_LABEL,
-      ...this.engine.taskInputs,
+      ...(direct ? {} : this.engine.taskInputs),
       cacheBackend: backend,
       ...(transport === undefined ? {} : { cacheTransport: transport }),
     };

@@ -84,7 +84,13 @@ export interface Engine {
   readonly base: string;
   /** `docker buildx create` options of a docker-container builder here. */
   readonly builderFlags: readonly string[];
-  /** What the task needs here besides its backend's inputs (reaching the loopback mirror). */
+  /**
+   * What the task needs here besides its backend's inputs (reaching the loopback mirror), for a job
+   * whose cache goes through the folder. A job whose cache goes direct needs none: the task gives
+   * its builder the host's network itself, and the agent's docker config has the mirror as buildx's
+   * default BuildKit config (`buildkitd.default.toml`); so those jobs run the default path
+   * (`driver: auto` asks the engine for its image store) as on a real agent.
+   */
   readonly taskInputs: Readonly<Record<string, string>>;
   /**
    * The agent variables that tell a task what kind of agent runs it, as Azure Pipelines sets them:
@@ -329,6 +335,11 @@ export class World {
     fs.rmSync(dir, { recursive: true, force: true });
     if (this.hosted === undefined) throw new Error('not started');
     dockerConfigWith(this.hosted.buildxPlugin, dir);
+    // What a builder created without --config gets: the mirror (see Engine.taskInputs).
+    if (engine.classicStore) {
+      fs.mkdirSync(path.join(dir, 'buildx'), { recursive: true });
+      fs.copyFileSync(this.toml, path.join(dir, 'buildx', 'buildkitd.default.toml'));
+    }
     if (login) await this.login(dir, engine);
     return dir;
   }
