@@ -1,4 +1,5 @@
 import * as assert from 'assert/strict';
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { CacheFolder, CacheFolderError } from '../../tasks/DockerBuildxCacheV1/src/cache/folder';
@@ -38,6 +39,23 @@ describe('the bounded cache folder', () => {
     [
       'a layer rewritten with other bytes of its size: read, and found wrong',
       (dir, layer) => fs.writeFileSync(layerFile(dir, layer), Buffer.alloc(layer.size, 0x2a)),
+      'unusable',
+      undefined,
+    ],
+    [
+      'a layer rewritten with its modification time put back: its change time tells, read, and found wrong',
+      (dir, layer) => {
+        const file = layerFile(dir, layer);
+        // touch -r copies the times to the nanosecond, as a tool that restores them would.
+        const ref = `${file}.times`;
+        execFileSync('touch', ['-r', file, ref]);
+        const before = fs.statSync(file, { bigint: true });
+        fs.writeFileSync(file, Buffer.alloc(layer.size, 0x2a));
+        execFileSync('touch', ['-r', ref, file]);
+        fs.rmSync(ref);
+        const after = fs.statSync(file, { bigint: true });
+        assert.deepEqual([after.mtimeNs, after.ino, after.size], [before.mtimeNs, before.ino, before.size]);
+      },
       'unusable',
       undefined,
     ],

@@ -11,6 +11,7 @@ import {
   LAYOUT_FILE,
   parseStamps,
   prune,
+  restamp,
   verifyLayout,
   type VerifyResult,
 } from '../oci/layout';
@@ -70,11 +71,22 @@ export class CacheFolder {
 
   /**
    * Beside the folder, the stamps of the blobs its last check read and found right (see BlobStamp):
-   * on an agent that keeps the folder, the next job reads only the blobs written since. An export
-   * that replaces the folder keeps the stamps of the blobs it hard-linked from it.
+   * on an agent that keeps the folder, the next job reads only the blobs written since.
    */
   private stampsFile(): string {
     return path.join(path.dirname(this.dir), `${siblingPrefix(this.dir)}verified.json`);
+  }
+
+  /**
+   * The committed export hard-linked the checked blobs and the old folder's names of them are gone,
+   * which changed their files' change time: their stamps follow. Only a record of what was read:
+   * when it cannot be written, the next check reads those blobs again.
+   */
+  private async carryStamps(kept: Iterable<string>): Promise<void> {
+    const file = this.stampsFile();
+    const known = parseStamps(await fs.promises.readFile(file, 'utf8').catch(() => ''));
+    if (Object.keys(known).length === 0) return;
+    await writeFileAtomic(file, JSON.stringify(await restamp(this.dir, kept, known))).catch(() => undefined);
   }
 
   importSpec(): string {
@@ -141,6 +153,7 @@ export class CacheFolder {
       if (err instanceof ForeignFolderError) throw new CacheFolderError(err.message);
       throw err;
     }
+    await this.carryStamps(pruned.kept.keys());
     return {
       blobs: pruned.kept.size,
       bytes,

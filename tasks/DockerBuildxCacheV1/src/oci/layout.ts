@@ -233,23 +233,43 @@ export async function readVerified(dir: string, desc: Descriptor): Promise<Buffe
 
 /**
  * A blob file as it was when its content last matched its digest: the same file (device, inode),
- * size and modification time. A later check that finds the file so is spared reading it again, as
- * git's index spares a file whose stat is unchanged. A hard link keeps all four; a copy, a tar's
- * extraction or a write does not.
+ * size, modification and change times. A later check that finds the file so is spared reading it
+ * again, as git's index spares a file whose stat is unchanged. A write, a copy, a tar's extraction,
+ * even a new link or a restored modification time changes the change time; the task's own links
+ * (an export seeded from the folder) are followed by new stamps when the export is committed.
  */
 export interface BlobStamp {
   readonly dev: number;
   readonly ino: number;
   readonly size: number;
   readonly mtimeMs: number;
+  readonly ctimeMs: number;
 }
 
 /** Digest → the stamp of its file when it was last read and matched. */
 export type BlobStamps = Readonly<Record<string, BlobStamp>>;
 
-const stampOf = (s: fs.Stats): BlobStamp => ({ dev: s.dev, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs });
-const sameStamp = (a: BlobStamp, b: BlobStamp): boolean =>
-  a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+const STAMP_FIELDS = ['dev', 'ino', 'size', 'mtimeMs', 'ctimeMs'] as const;
+const stampOf = (s: fs.Stats): BlobStamp => ({ dev: s.dev, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs });
+const sameStamp = (a: BlobStamp, b: BlobStamp): boolean => STAMP_FIELDS.every((k) => a[k] === b[k]);
+/** The same file with the same content as far as its stamp tells, whatever links came and went (which change only its change time). */
+const sameContent = (a: BlobStamp, b: BlobStamp): boolean => STAMP_FIELDS.every((k) => k === 'ctimeMs' || a[k] === b[k]);
+
+/**
+ * After the task's own links to stamped blobs (a seeded export, now in the folder's place): new
+ * stamps for the blobs of `digests` whose file is still the one stamped, with the same size and
+ * modification time. The others, such as the blobs the build wrote, are read by the next check.
+ */
+export async function restamp(dir: string, digests: Iterable<string>, known: BlobStamps): Promise<BlobStamps> {
+  const stamps: Record<string, BlobStamp> = {};
+  for (const digest of digests) {
+    const before = known[digest];
+    if (before === undefined) continue;
+    const stat = await fs.promises.lstat(blobPath(dir, digest)).catch(() => undefined);
+    if (stat?.isFile() === true && sameContent(before, stampOf(stat))) stamps[digest] = stampOf(stat);
+  }
+  return stamps;
+}
 
 /** Stamps as a file kept them; none from a file that is not such a record. */
 export function parseStamps(json: string): BlobStamps {
@@ -257,9 +277,7 @@ export function parseStamps(json: string): BlobStamps {
     const parsed = JSON.parse(json) as unknown;
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return {};
     const valid = (v: unknown): v is BlobStamp =>
-      typeof v === 'object' &&
-      v !== null &&
-      (['dev', 'ino', 'size', 'mtimeMs'] as const).every((k) => typeof (v as Record<string, unknown>)[k] === 'number');
+      typeof v === 'object' && v !== null && STAMP_FIELDS.every((k) => typeof (v as Record<string, unknown>)[k] === 'number');
     return Object.fromEntries(
       Object.entries(parsed as Record<string, unknown>).filter((e): e is [string, BlobStamp] => isDigest(e[0]) && valid(e[1])),
     );
