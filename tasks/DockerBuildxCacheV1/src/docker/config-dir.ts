@@ -11,8 +11,8 @@ export function agentDockerConfig(): string {
  * A DOCKER_CONFIG private to this job. The agent's config.json (per-registry credential helpers,
  * current context), its contexts, its buildx builders, buildx's default BuildKit config and its CLI
  * plugins are brought in, so the job sees what the agent has; what the job adds (a buildx, builders,
- * logins) stays in this folder, which the post-job step deletes. The agent's global credential store (`credsStore`) is left out, so that
- * a login is written to this folder and never outlives the job.
+ * logins) stays in this folder, which the post-job step deletes. The agent's global credential store
+ * (`credsStore`) is left out, so that a login is written to this folder and never outlives the job.
  */
 export async function createDockerConfig(dir: string, source: string = agentDockerConfig()): Promise<string> {
   await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
