@@ -275,6 +275,16 @@ function directSuite(engine: () => Engine, backendName: 'local' | 'azureBlob', a
       assert.match(second.main.stdout, /--output type=image,name=127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}:image,push=true/);
       assert.doesNotMatch(second.main.stdout, /\[command\].*buildx build.* --load /);
       assert.match(second.main.stdout, /The image went into the engine by a pull from the task's registry on loopback/);
+      // The engine's socket is certain here (DOCKER_HOST unix://): the tag and the removal go through its API, not the CLI.
+      assert.match(
+        second.main.stdout,
+        new RegExp(`^Tagged 127\\.0\\.0\\.1:\\d+/buildx-cache-[0-9a-f]{12}@sha256:[0-9a-f]{64} as ${ref}, through the engine's API$`, 'm'),
+      );
+      assert.match(
+        second.main.stdout,
+        /^Removed the reference 127\.0\.0\.1:\d+\/buildx-cache-[0-9a-f]{12}@sha256:[0-9a-f]{64}, through the engine's API$/m,
+      );
+      assert.doesNotMatch(second.main.stdout, /^\[command\].*docker (?:tag|image rm) 127\.0\.0\.1/m);
       assert.ok(pulled > 0, summary);
       const [id, repoTags, repoDigests] = w
         .docker(['image', 'inspect', '--format', '{{.Id}}|{{json .RepoTags}}|{{json .RepoDigests}}', ref])

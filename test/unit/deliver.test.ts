@@ -1,11 +1,14 @@
 import * as assert from 'assert/strict';
+import type { DockerCli } from '../../tasks/DockerBuildxCacheV1/src/docker/cli';
 import {
+  deliver,
   deliveryCommands,
   digestRef,
   leftoverRefs,
   metadataAsLoaded,
   normalizedName,
   repositoryOf,
+  type ImageRefs,
 } from '../../tasks/DockerBuildxCacheV1/src/docker/deliver';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
@@ -47,6 +50,83 @@ describe('the image through the facade: pull, tags, metadata', () => {
       ['pull', '--quiet', '--platform', 'linux/arm64', pulled],
     );
   });
+
+  // the engine's API (undefined: none), what it fails, what the CLI fails → the docker commands run, the API's requests, the result
+  const pulled = `127.0.0.1:4321/buildx-cache@${DIGEST}`;
+  const viaApi: [string, boolean, string[], string[], string[], string[], { failed?: string; untagFailed?: string }][] = [
+    ['no API: the CLI', false, [], [], ['pull', 'tag app:1', 'tag app:latest', 'image rm'], [], {}],
+    ['the API: only the pull is a command', true, [], [], ['pull'], ['tag app:1', 'tag app:latest', 'remove'], {}],
+    [
+      'the API fails a tag: that one by the CLI',
+      true,
+      ['tag app:latest'],
+      [],
+      ['pull', 'tag app:latest'],
+      ['tag app:1', 'tag app:latest', 'remove'],
+      {},
+    ],
+    [
+      'the API and the CLI fail a tag: the failure, the reference removed',
+      true,
+      ['tag app:1'],
+      ['tag app:1'],
+      ['pull', 'tag app:1'],
+      ['tag app:1', 'remove'],
+      { failed: 'no such image' },
+    ],
+    [
+      'the pull fails: no tag, the removal tried',
+      true,
+      ['remove'],
+      ['pull', 'image rm'],
+      ['pull', 'image rm'],
+      ['remove'],
+      { failed: 'no such image' },
+    ],
+    [
+      'the API and the CLI fail the removal: reported',
+      true,
+      ['remove'],
+      ['image rm'],
+      ['pull', 'image rm'],
+      ['tag app:1', 'tag app:latest', 'remove'],
+      { untagFailed: 'no such image' },
+    ],
+  ];
+  for (const [name, api, apiFails, cliFails, commands, requests, result] of viaApi) {
+    it(`delivers with ${name}`, async () => {
+      const ran: string[] = [];
+      const docker: DockerCli = {
+        run: (args) => {
+          const what = args[0] === 'tag' ? `tag ${args[2] ?? ''}` : args[0] === 'image' ? 'image rm' : (args[0] ?? '');
+          ran.push(what);
+          return Promise.resolve(
+            cliFails.includes(what) ? { code: 1, stdout: '', stderr: 'no such image' } : { code: 0, stdout: '', stderr: '' },
+          );
+        },
+      };
+      const asked: string[] = [];
+      const refs: ImageRefs = {
+        tag: (source, target) => {
+          assert.equal(source, pulled);
+          asked.push(`tag ${target}`);
+          return Promise.resolve(apiFails.includes(`tag ${target}`) ? 'refused' : undefined);
+        },
+        remove: (ref) => {
+          assert.equal(ref, pulled);
+          asked.push('remove');
+          return Promise.resolve(apiFails.includes('remove') ? 'refused' : undefined);
+        },
+      };
+      const printed: string[] = [];
+      const d = { ref: '127.0.0.1:4321/buildx-cache:image', digest: DIGEST, tags: ['app:1', 'app:latest'] };
+      assert.deepEqual(await deliver(docker, d, api ? refs : undefined, (line) => printed.push(line)), result);
+      assert.deepEqual(ran, commands);
+      assert.deepEqual(asked, requests);
+      // Each request the API did is a line in the log.
+      assert.equal(printed.length, requests.length - apiFails.filter((f) => requests.includes(f)).length);
+    });
+  }
 
   it("rewrites only the metadata's image.name, to the tags as --load names them", () => {
     const text = JSON.stringify({ 'containerimage.digest': DIGEST, 'image.name': '127.0.0.1:4321/buildx-cache:image', other: { a: 1 } });

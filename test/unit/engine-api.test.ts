@@ -2,7 +2,14 @@ import * as assert from 'assert/strict';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
-import { currentContextOf, engineSocket, engineStore, storeOfInfo } from '../../tasks/DockerBuildxCacheV1/src/docker/engine-api';
+import {
+  currentContextOf,
+  EngineImages,
+  engineSocket,
+  engineStore,
+  repoAndTag,
+  storeOfInfo,
+} from '../../tasks/DockerBuildxCacheV1/src/docker/engine-api';
 import { cleanup, tempDir } from '../helpers';
 
 describe('engine API: the image store before docker info', () => {
@@ -39,6 +46,18 @@ describe('engine API: the image store before docker info', () => {
   for (const [name, json, expected] of contexts) {
     it(`currentContext: ${name}`, () => {
       assert.equal(currentContextOf(json), expected);
+    });
+  }
+
+  const references: [string, { repo: string; tag: string }][] = [
+    ['app:1', { repo: 'app', tag: '1' }],
+    ['app', { repo: 'app', tag: 'latest' }],
+    ['registry.example:5000/team/app', { repo: 'registry.example:5000/team/app', tag: 'latest' }],
+    ['registry.example:5000/team/app:v2', { repo: 'registry.example:5000/team/app', tag: 'v2' }],
+  ];
+  for (const [reference, expected] of references) {
+    it(`repository and tag of ${reference}`, () => {
+      assert.deepEqual(repoAndTag(reference), expected);
     });
   }
 
@@ -96,6 +115,53 @@ describe('engine API: the image store before docker info', () => {
 
     it('nothing listening: undefined, not an error', async () => {
       assert.equal(await engineStore({ DOCKER_HOST: `unix://${path.join(tempDir(), 'none.sock')}` }, config, 300), undefined);
+    });
+
+    // tag or remove, the engine's answer → what the request was, and what went wrong (undefined: done)
+    const DIGEST = `sha256:${'c'.repeat(64)}`;
+    const pulled = `127.0.0.1:4321/buildx-cache-0123456789ab@${DIGEST}`;
+    const images: [
+      string,
+      (i: EngineImages) => Promise<string | undefined>,
+      (res: http.ServerResponse) => void,
+      string,
+      string | undefined,
+    ][] = [
+      [
+        'a tag',
+        (i) => i.tag(pulled, 'registry.example:5000/team/app:1.2'),
+        json(201, ''),
+        `POST /images/${pulled}/tag?repo=registry.example%3A5000%2Fteam%2Fapp&tag=1.2`,
+        undefined,
+      ],
+      [
+        'a tag without one: latest',
+        (i) => i.tag(pulled, 'app'),
+        json(201, ''),
+        `POST /images/${pulled}/tag?repo=app&tag=latest`,
+        undefined,
+      ],
+      [
+        'a tag refused',
+        (i) => i.tag(pulled, 'app:1'),
+        json(404, `{"message":"No such image: ${pulled}"}`),
+        `POST /images/${pulled}/tag?repo=app&tag=1`,
+        `No such image: ${pulled}`,
+      ],
+      ['a removal', (i) => i.remove(pulled), json(200, `[{"Untagged":"${pulled}"}]`), `DELETE /images/${pulled}`, undefined],
+      ['a removal refused, not JSON', (i) => i.remove(pulled), json(409, 'conflict'), `DELETE /images/${pulled}`, 'conflict'],
+    ];
+    for (const [name, call, answer, request, expected] of images) {
+      it(`images: ${name}`, async () => {
+        const { socket, asked } = await engine(answer);
+        assert.equal(await call(new EngineImages(socket, 300)), expected);
+        assert.deepEqual(asked, [request]);
+      });
+    }
+
+    it('images: no engine on the socket is what went wrong, not an error', async () => {
+      const failed = await new EngineImages(path.join(tempDir(), 'none.sock'), 300).remove(pulled);
+      assert.match(failed ?? '', /ENOENT|ECONNREFUSED/);
     });
 
     it('a context in the docker config: the API is not asked, whatever the default socket is', async () => {

@@ -9,7 +9,7 @@ import { buildArgs, type CacheFlags } from './docker/args';
 import type { Builder } from './docker/builder';
 import { errorTail, type DockerCli } from './docker/cli';
 import { loadedImageId, parseMetadata, type LoadedImage } from './docker/metadata';
-import { deliver, metadataAsLoaded, startPrefetch } from './docker/deliver';
+import { deliver, metadataAsLoaded, startPrefetch, type ImageRefs } from './docker/deliver';
 import { ProgressParser, type StepCount } from './docker/progress';
 
 export class BuildError extends Error {
@@ -53,6 +53,8 @@ export interface BuildCache extends CacheFlags {
    * it once the image is in the engine (`end`: whether layers the build did not read were left out).
    */
   readonly prefetch?: { readonly ref: () => Promise<string | undefined>; readonly end: () => boolean };
+  /** With imageVia: the pulled image's tags and the removal of its reference through the engine's API, when its socket is certain. */
+  readonly images?: ImageRefs;
   /**
    * With the registry facade: its address (`127.0.0.1:PORT`) and whether it was asked for nothing at
    * all. A build that failed to connect to it, without a request reaching it, ran on a builder that
@@ -237,7 +239,7 @@ async function buildAndDeliver(
     pushed = false;
   }
   if (outcome.code !== 0) throw new BuildError(loc('BuildFailed', outcome.code, lastError(outcome.stderr) || loc('SeeLogAbove')));
-  if (pushed && cache.imageVia !== undefined && !(await pullPushedImage(docker, config, cache.imageVia, metadataFile))) {
+  if (pushed && cache.imageVia !== undefined && !(await pullPushedImage(docker, config, cache, cache.imageVia, metadataFile))) {
     // The build again loads the image: with the same import (a new builder imported lazily, and
     // has not every layer), without the export, which is done.
     const load = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: [] } }));
@@ -260,7 +262,13 @@ export function unreachable(
  * metadata file names the tags as --load's would. False, after a warning (or a failure with
  * failOnCacheError), when that did not work: the caller loads the image the usual way.
  */
-async function pullPushedImage(docker: DockerCli, config: Config, ref: string, metadataFile: string): Promise<boolean> {
+async function pullPushedImage(
+  docker: DockerCli,
+  config: Config,
+  cache: Pick<BuildCache, 'images'>,
+  ref: string,
+  metadataFile: string,
+): Promise<boolean> {
   let text: string;
   let digest: string | undefined;
   try {
@@ -275,7 +283,11 @@ async function pullPushedImage(docker: DockerCli, config: Config, ref: string, m
     return false;
   }
   const platform = config.build.platforms.length === 1 ? config.build.platforms[0] : undefined;
-  const delivered = await deliver(docker, { ref, digest, tags: config.build.tags, ...(platform === undefined ? {} : { platform }) });
+  const delivered = await deliver(
+    docker,
+    { ref, digest, tags: config.build.tags, ...(platform === undefined ? {} : { platform }) },
+    cache.images,
+  );
   if (delivered.untagFailed !== undefined) info(loc('ImageRefNotRemoved', delivered.untagFailed));
   if (delivered.failed !== undefined) {
     cacheTrouble(config.cache.failOnError, loc('WarnImagePullFailed', delivered.failed));

@@ -23,7 +23,7 @@ import {
 } from './cache/transport';
 import { chooseLifetime } from './docker/lifetime';
 import { mayBeDocker } from './docker/driver';
-import { engineStore } from './docker/engine-api';
+import { certainSocket, EngineImages, engineStore } from './docker/engine-api';
 import { createDockerConfig, agentDockerConfig } from './docker/config-dir';
 import { addLogin } from './facade/login';
 import type { Driver } from './config/types';
@@ -305,10 +305,13 @@ async function buildImage(
       plan.direct?.cache.facade.keepCopiesFromNow(config.cache.compression !== 'gzip');
     // A main step stopped before the engine's references to the facade are removed leaves them to the post-job step.
     if (via !== undefined) job.update({ engineRepository: repositoryOf(via) });
+    // The pulled image's tags through the engine's API when its socket is certain: each a request, not a start of the CLI.
+    const socket = via === undefined ? undefined : await certainSocket(process.env, agentDockerConfig());
+    const images = socket === undefined ? undefined : new EngineImages(socket);
     const outcome = await job
       .timed(
         loc('PhaseBuild'),
-        () => buildWithCacheFallback(docker, config, builder, buildCache(plan, via), secretFiles, metadataFile),
+        () => buildWithCacheFallback(docker, config, builder, { ...buildCache(plan, via), images }, secretFiles, metadataFile),
         (o) => loc('StepsCached', o.steps.cached, o.steps.total),
       )
       .finally(() => {

@@ -1,5 +1,6 @@
-import type { DockerCli } from './cli';
+import type { DockerCli, RunResult } from './cli';
 import { buffered, errorTail } from './cli';
+import { loc } from '../task/messages';
 
 /**
  * Getting the image of `output: docker` into the engine by a pull from the task's registry on
@@ -82,21 +83,53 @@ export function deliveryCommands(d: Delivery): { pull: string[]; tags: string[][
 }
 
 /**
+ * Tags and removals of image references without the CLI: the engine's API (docker/engine-api.ts
+ * EngineImages). Each resolves with what went wrong, or undefined when it was done.
+ */
+export interface ImageRefs {
+  tag(source: string, target: string): Promise<string | undefined>;
+  remove(ref: string): Promise<string | undefined>;
+}
+
+/**
  * Pulls the pushed image into the engine and gives it the build's tags. Resolves with the failure's
  * last lines when the pull or a tag failed (the caller loads the image the usual way then); the
- * facade's reference is removed either way, and a failure to remove it is only reported.
+ * facade's reference is removed either way, and a failure to remove it is only reported. With
+ * `refs`, the tags and the removal go through the engine's API, each line in the log; one that
+ * fails there runs as the docker command instead, whose answer counts.
  */
-export async function deliver(docker: DockerCli, d: Delivery): Promise<{ failed?: string; untagFailed?: string }> {
+export async function deliver(
+  docker: DockerCli,
+  d: Delivery,
+  refs?: ImageRefs,
+  print: (line: string) => void = (line) => console.log(line),
+): Promise<{ failed?: string; untagFailed?: string }> {
   const commands = deliveryCommands(d);
+  const pulled = digestRef(d.ref, d.digest);
+  const run = async (args: string[], api: (() => Promise<string | undefined>) | undefined, done: string): Promise<RunResult> => {
+    if (api !== undefined && (await api()) === undefined) {
+      print(done);
+      return { code: 0, stdout: '', stderr: '' };
+    }
+    return docker.run(args);
+  };
   let failed: string | undefined;
-  for (const args of [commands.pull, ...commands.tags]) {
-    const result = await docker.run(args);
+  const steps: [string[], (() => Promise<string | undefined>) | undefined, string][] = [
+    [commands.pull, undefined, ''],
+    ...d.tags.map((tag, i): [string[], (() => Promise<string | undefined>) | undefined, string] => [
+      commands.tags[i] ?? [],
+      refs && (() => refs.tag(pulled, tag)),
+      loc('ImageTaggedApi', pulled, tag),
+    ]),
+  ];
+  for (const [args, api, done] of steps) {
+    const result = await run(args, api, done);
     if (result.code !== 0) {
       failed = errorTail(result, 3) || `docker ${args[0] ?? ''} exited with ${result.code}`;
       break;
     }
   }
-  const untag = await docker.run(commands.untag);
+  const untag = await run(commands.untag, refs && (() => refs.remove(pulled)), loc('ImageRefRemovedApi', pulled));
   // A pull that failed left nothing to remove.
   const untagFailed = untag.code === 0 || failed !== undefined ? undefined : errorTail(untag, 1) || `exit code ${untag.code}`;
   return { ...(failed === undefined ? {} : { failed }), ...(untagFailed === undefined ? {} : { untagFailed }) };

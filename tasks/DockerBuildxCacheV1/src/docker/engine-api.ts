@@ -46,29 +46,37 @@ export function storeOfInfo(body: string): EngineStore | undefined {
   }
 }
 
-/** GET /info on a Unix socket; undefined when no answer with a status of 200 comes within `timeoutMs`. */
-function getInfo(socketPath: string, timeoutMs: number): Promise<string | undefined> {
+/** An answer of the engine's API: its status and body; status 0 when none came (the error's message in the body). */
+interface Answer {
+  readonly status: number;
+  readonly body: string;
+}
+
+/** One request on a Unix socket; never rejects. */
+function request(socketPath: string, method: string, urlPath: string, timeoutMs: number): Promise<Answer> {
   return new Promise((resolve) => {
-    const req = http.get({ socketPath, path: '/info', timeout: timeoutMs, headers: { Host: 'docker' } }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        resolve(undefined);
-        return;
-      }
+    const req = http.request({ socketPath, method, path: urlPath, timeout: timeoutMs, headers: { Host: 'docker' } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
-        resolve(Buffer.concat(chunks).toString('utf8'));
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
       });
-      res.on('error', () => {
-        resolve(undefined);
+      res.on('error', (err) => {
+        resolve({ status: 0, body: err.message });
       });
     });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => {
-      resolve(undefined);
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', (err) => {
+      resolve({ status: 0, body: err.message });
     });
+    req.end();
   });
+}
+
+/** The socket the docker CLI certainly talks to (see engineSocket), with the agent's docker config's current context. */
+export async function certainSocket(env: NodeJS.ProcessEnv, dockerConfig: string): Promise<string | undefined> {
+  const configJson = await fs.promises.readFile(path.join(dockerConfig, 'config.json'), 'utf8').catch(() => '');
+  return engineSocket(env, currentContextOf(configJson));
 }
 
 /**
@@ -76,9 +84,52 @@ function getInfo(socketPath: string, timeoutMs: number): Promise<string | undefi
  * engine answers; undefined otherwise, and the preflight's `docker info` decides. Never throws.
  */
 export async function engineStore(env: NodeJS.ProcessEnv, dockerConfig: string, timeoutMs = 3000): Promise<EngineStore | undefined> {
-  const configJson = await fs.promises.readFile(path.join(dockerConfig, 'config.json'), 'utf8').catch(() => '');
-  const socket = engineSocket(env, currentContextOf(configJson));
+  const socket = await certainSocket(env, dockerConfig);
   if (socket === undefined) return undefined;
-  const body = await getInfo(socket, timeoutMs);
-  return body === undefined ? undefined : storeOfInfo(body);
+  const answer = await request(socket, 'GET', '/info', timeoutMs);
+  return answer.status === 200 ? storeOfInfo(answer.body) : undefined;
+}
+
+/** `repository` and `tag` of an image reference for the API's tag request (`latest` when it names none). */
+export function repoAndTag(reference: string): { repo: string; tag: string } {
+  const slash = reference.lastIndexOf('/');
+  const colon = reference.lastIndexOf(':');
+  return colon > slash ? { repo: reference.slice(0, colon), tag: reference.slice(colon + 1) } : { repo: reference, tag: 'latest' };
+}
+
+/** What the engine said when a request failed: its `message`, else the body, else the status. */
+function failure(answer: Answer): string {
+  try {
+    const message = (JSON.parse(answer.body) as { message?: unknown }).message;
+    if (typeof message === 'string' && message !== '') return message;
+  } catch {
+    // Not JSON: the body as it is.
+  }
+  return answer.body.trim() || `status ${answer.status}`;
+}
+
+/**
+ * Tags and removals of image references through the engine's API: each one request on the socket
+ * (a few milliseconds) where `docker tag` and `docker image rm` start the CLI (about 60 ms each
+ * here). Each resolves with what went wrong, or undefined when it was done.
+ */
+export class EngineImages {
+  constructor(
+    readonly socket: string,
+    private readonly timeoutMs = 30_000,
+  ) {}
+
+  /** `docker tag source target`: POST /images/{source}/tag (201). */
+  async tag(source: string, target: string): Promise<string | undefined> {
+    const { repo, tag } = repoAndTag(target);
+    const query = new URLSearchParams({ repo, tag }).toString();
+    const answer = await request(this.socket, 'POST', `/images/${source}/tag?${query}`, this.timeoutMs);
+    return answer.status === 201 || answer.status === 200 ? undefined : failure(answer);
+  }
+
+  /** `docker image rm ref`: DELETE /images/{ref} (200), which only untags an image that other references keep. */
+  async remove(ref: string): Promise<string | undefined> {
+    const answer = await request(this.socket, 'DELETE', `/images/${ref}`, this.timeoutMs);
+    return answer.status === 200 ? undefined : failure(answer);
+  }
 }
