@@ -106,30 +106,23 @@ export async function deliver(
 ): Promise<{ failed?: string; untagFailed?: string }> {
   const commands = deliveryCommands(d);
   const pulled = digestRef(d.ref, d.digest);
-  const run = async (args: string[], api: (() => Promise<string | undefined>) | undefined, done: string): Promise<RunResult> => {
+  /** The engine's API's request when there is one and it is done (its line in the log), else the docker command. */
+  const either = async (args: string[], api: (() => Promise<string | undefined>) | undefined, done: string): Promise<RunResult> => {
     if (api !== undefined && (await api()) === undefined) {
       print(done);
       return { code: 0, stdout: '', stderr: '' };
     }
     return docker.run(args);
   };
-  let failed: string | undefined;
-  const steps: [string[], (() => Promise<string | undefined>) | undefined, string][] = [
-    [commands.pull, undefined, ''],
-    ...d.tags.map((tag, i): [string[], (() => Promise<string | undefined>) | undefined, string] => [
-      commands.tags[i] ?? [],
-      refs && (() => refs.tag(pulled, tag)),
-      loc('ImageTaggedApi', pulled, tag),
-    ]),
-  ];
-  for (const [args, api, done] of steps) {
-    const result = await run(args, api, done);
-    if (result.code !== 0) {
-      failed = errorTail(result, 3) || `docker ${args[0] ?? ''} exited with ${result.code}`;
-      break;
-    }
+  const failure = (result: RunResult, what: string): string | undefined =>
+    result.code === 0 ? undefined : errorTail(result, 3) || `docker ${what} exited with ${result.code}`;
+  let failed = failure(await docker.run(commands.pull), 'pull');
+  for (const [i, tag] of d.tags.entries()) {
+    if (failed !== undefined) break;
+    const api = refs && ((): Promise<string | undefined> => refs.tag(pulled, tag));
+    failed = failure(await either(commands.tags[i] ?? [], api, loc('ImageTaggedApi', pulled, tag)), 'tag');
   }
-  const untag = await run(commands.untag, refs && (() => refs.remove(pulled)), loc('ImageRefRemovedApi', pulled));
+  const untag = await either(commands.untag, refs && (() => refs.remove(pulled)), loc('ImageRefRemovedApi', pulled));
   // A pull that failed left nothing to remove.
   const untagFailed = untag.code === 0 || failed !== undefined ? undefined : errorTail(untag, 1) || `exit code ${untag.code}`;
   return { ...(failed === undefined ? {} : { failed }), ...(untagFailed === undefined ? {} : { untagFailed }) };
