@@ -96,7 +96,6 @@ describe('engine API: the image store before docker info', () => {
       res.writeHead(status, { 'Content-Type': 'application/json' });
       res.end(body);
     };
-    const config = tempDir();
 
     // GET /info's answer → the store, or undefined
     const answers: [string, (res: http.ServerResponse) => void, ReturnType<typeof storeOfInfo>][] = [
@@ -108,13 +107,13 @@ describe('engine API: the image store before docker info', () => {
     for (const [name, answer, expected] of answers) {
       it(`answers ${name}`, async () => {
         const { socket, asked } = await engine(answer);
-        assert.deepEqual(await engineStore({ DOCKER_HOST: `unix://${socket}` }, config, 300), expected);
+        assert.deepEqual(await engineStore(socket, 300), expected);
         assert.deepEqual(asked, ['GET /info']);
       });
     }
 
     it('nothing listening: undefined, not an error', async () => {
-      assert.equal(await engineStore({ DOCKER_HOST: `unix://${path.join(tempDir(), 'none.sock')}` }, config, 300), undefined);
+      assert.equal(await engineStore(path.join(tempDir(), 'none.sock'), 300), undefined);
     });
 
     // tag or remove, the engine's answer → what the request was, and what went wrong (undefined: done)
@@ -164,10 +163,11 @@ describe('engine API: the image store before docker info', () => {
       assert.match(failed ?? '', /ENOENT|ECONNREFUSED/);
     });
 
-    it('a context in the docker config: the API is not asked, whatever the default socket is', async () => {
+    it('a context in the docker config: no socket, so the API is not asked, whatever the default socket is', () => {
+      // As the main step reads it: the agent's config.json, then the socket from its current context.
       const dir = tempDir();
       fs.writeFileSync(path.join(dir, 'config.json'), '{"currentContext":"rootless"}');
-      assert.equal(await engineStore({}, dir, 300), undefined);
+      assert.equal(engineSocket({}, currentContextOf(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))), undefined);
     });
   });
 });

@@ -23,8 +23,8 @@ import {
 } from './cache/transport';
 import { chooseLifetime } from './docker/lifetime';
 import { mayBeDocker } from './docker/driver';
-import { certainSocket, EngineImages, engineStore } from './docker/engine-api';
-import { createDockerConfig, agentDockerConfig } from './docker/config-dir';
+import { currentContextOf, EngineImages, engineSocket, engineStore } from './docker/engine-api';
+import { agentDockerConfig, createDockerConfig, readAgentConfig } from './docker/config-dir';
 import { addLogin } from './facade/login';
 import type { Driver } from './config/types';
 import type { ExportSlot } from './cache/slot';
@@ -85,6 +85,10 @@ interface MainJob {
   readonly tempRoot: string;
   readonly branch: ScopeVariables;
   readonly job: JobRecord;
+  /** The agent's docker config.json, read once: its credential store, and its current context, which names the engine's socket. */
+  readonly agentConfig: Promise<string>;
+  /** The engine's Unix socket when the docker CLI certainly talks to it (docker/engine-api.ts engineSocket). */
+  readonly socket: Promise<string | undefined>;
 }
 
 /**
@@ -95,14 +99,14 @@ export async function runMain(): Promise<void> {
   const main = await beginJob();
   const { config, job } = main;
   // The engine's image store, asked of its API at once: `driver: auto` waits for it (see docker/engine-api.ts).
-  const engine = mayBeDocker(config.builder) ? engineStore(process.env, agentDockerConfig()) : undefined;
+  const engine = mayBeDocker(config.builder) ? main.socket.then((s) => (s === undefined ? undefined : engineStore(s))) : undefined;
   // Keys first: a pattern that matches nothing is an input error, found before docker runs.
   const keys = isStoreBackend(config.cache.backend) ? await resolveCacheKeys(config, job, main.redact) : undefined;
   // Then the buildx to use, before any buildx command; then the preflight and the builder, which do
   // not depend on the cache, while the cache is restored.
   const { docker, source } = await dockerSession(config, main.cli, main.tempRoot, job);
   const agent = jobAgent();
-  const facts = await autoFacts(config, agent, job.dockerConfig);
+  const facts = await autoFacts(main, agent);
   // A docker-container builder the task creates gets the host's network when the cache may go direct with it.
   const ifContainer = intendedTransport(config.cache, { ...facts, driver: 'docker-container' });
   const setup = startSetup(docker, ifContainer.transport === 'direct' ? withHostNetwork(config) : config, job, source, agent, engine);
@@ -138,7 +142,7 @@ export async function runMain(): Promise<void> {
 const withHostNetwork = (config: Config): Config => ({ ...config, builder: { ...config.builder, hostNetwork: true } });
 
 /** What `cacheTransport: auto` decides from that is known before the driver (see cache/transport.ts autoTransport). */
-async function autoFacts(config: Config, agent: JobAgent, dockerConfig: string | undefined): Promise<Omit<AutoFacts, 'driver'>> {
+async function autoFacts({ config, job, agentConfig }: MainJob, agent: JobAgent): Promise<Omit<AutoFacts, 'driver'>> {
   const b = config.builder;
   return {
     builderName: b.name,
@@ -147,7 +151,7 @@ async function autoFacts(config: Config, agent: JobAgent, dockerConfig: string |
     endpoint: b.endpoint,
     dockerHost: process.env.DOCKER_HOST,
     // Without a job-private docker config, the facade's login goes into a copy of the agent's, without its credential store.
-    credsStore: dockerConfig === undefined ? await agentCredsStore() : undefined,
+    credsStore: job.dockerConfig === undefined ? credsStoreOf(await agentConfig) : undefined,
   };
 }
 
@@ -198,7 +202,7 @@ async function confirmTransport(
           dockerHost: process.env.DOCKER_HOST,
           hostNetwork: driver === 'docker-container' && (await builderOnHostNetwork(job.dockerConfig, builder)),
           // Without a job-private docker config, the facade's login goes into a copy of the agent's, without its credential store.
-          credsStore: job.dockerConfig === undefined ? await agentCredsStore() : undefined,
+          credsStore: job.dockerConfig === undefined ? credsStoreOf(await main.agentConfig) : undefined,
         });
   const why = describeTransportReason(choice.reason);
   job.update({}, { transport: `${choice.transport} (${why})` });
@@ -216,11 +220,6 @@ async function confirmTransport(
   // The direct entry's key was published already: the folder's miss must not keep it.
   if (folder.restoredKey === undefined && plan.restoredKey !== undefined) setOutput('cacheRestoredKey', '');
   return folder;
-}
-
-/** The credential store the agent's docker config names, if any. */
-async function agentCredsStore(): Promise<string | undefined> {
-  return credsStoreOf(await fs.promises.readFile(path.join(agentDockerConfig(), 'config.json'), 'utf8').catch(() => ''));
 }
 
 /** Whether buildx keeps the builder as one on the host's network (its instance file in the docker config). */
@@ -279,7 +278,9 @@ async function beginJob(): Promise<MainJob> {
   await fs.promises.mkdir(tempRoot, { recursive: true, mode: 0o700 });
   config = await writeBuildkitdConfig(config, tempRoot);
   const job = new JobRecord(tempRoot, { backend: config.cache.backend, image: config.build.tags[0] ?? config.build.imageName, phases: [] });
-  return { config, redact: redactor(secrets), cli, id, tempRoot, branch, job };
+  const agentConfig = readAgentConfig();
+  const socket = agentConfig.then((json) => engineSocket(process.env, currentContextOf(json)));
+  return { config, redact: redactor(secrets), cli, id, tempRoot, branch, job, agentConfig, socket };
 }
 
 /**
@@ -287,7 +288,7 @@ async function beginJob(): Promise<MainJob> {
  * secret files go either way.
  */
 async function buildImage(
-  { config, tempRoot, job }: MainJob,
+  { config, tempRoot, job, socket: engineSocketOf }: MainJob,
   docker: DockerCli,
   builder: Builder,
   plan: CachePlan,
@@ -306,7 +307,7 @@ async function buildImage(
     // A main step stopped before the engine's references to the facade are removed leaves them to the post-job step.
     if (via !== undefined) job.update({ engineRepository: repositoryOf(via) });
     // The pulled image's tags through the engine's API when its socket is certain: each a request, not a start of the CLI.
-    const socket = via === undefined ? undefined : await certainSocket(process.env, agentDockerConfig());
+    const socket = via === undefined ? undefined : await engineSocketOf;
     const images = socket === undefined ? undefined : new EngineImages(socket);
     const outcome = await job
       .timed(

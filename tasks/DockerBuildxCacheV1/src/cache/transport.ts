@@ -1,6 +1,7 @@
 import type { CacheConfig, Driver } from '../config/types';
 import { isStoreBackend } from '../config/types';
 import { loc } from '../task/messages';
+import { configSetting } from '../docker/config-dir';
 
 /** How BuildKit reaches a store's cache: the registry facade on loopback, or the cache folder. */
 export type Transport = 'direct' | 'folder';
@@ -219,12 +220,7 @@ export function describeTransportReason(reason: TransportReason): string {
 
 /** The global credential store (`credsStore`) a docker config.json names; undefined for none or an unreadable file. */
 export function credsStoreOf(configJson: string): string | undefined {
-  try {
-    const store = (JSON.parse(configJson) as { credsStore?: unknown } | null)?.credsStore;
-    return typeof store === 'string' && store !== '' ? store : undefined;
-  } catch {
-    return undefined;
-  }
+  return configSetting(configJson, 'credsStore');
 }
 
 /**

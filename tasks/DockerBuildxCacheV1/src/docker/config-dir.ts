@@ -7,6 +7,21 @@ export function agentDockerConfig(): string {
   return process.env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker');
 }
 
+/** The text of the agent's docker config.json; '' when there is none or it cannot be read. */
+export function readAgentConfig(): Promise<string> {
+  return fs.promises.readFile(path.join(agentDockerConfig(), 'config.json'), 'utf8').catch(() => '');
+}
+
+/** A string setting of a docker config.json's text; undefined when it is not set, is empty, or the text is not JSON. */
+export function configSetting(configJson: string, name: 'credsStore' | 'currentContext'): string | undefined {
+  try {
+    const value = (JSON.parse(configJson) as Record<string, unknown> | null)?.[name];
+    return typeof value === 'string' && value !== '' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A DOCKER_CONFIG private to this job. The agent's config.json (per-registry credential helpers,
  * current context), its contexts, its buildx builders, buildx's default BuildKit config and its CLI

@@ -1,6 +1,5 @@
-import * as fs from 'fs';
 import * as http from 'http';
-import * as path from 'path';
+import { configSetting } from './config-dir';
 import { hasContainerdStore } from './preflight';
 
 /**
@@ -14,12 +13,7 @@ export interface EngineStore {
 
 /** The `currentContext` of a docker config.json; undefined when it names none or cannot be read. */
 export function currentContextOf(configJson: string): string | undefined {
-  try {
-    const context = (JSON.parse(configJson) as { currentContext?: unknown }).currentContext;
-    return typeof context === 'string' && context !== '' ? context : undefined;
-  } catch {
-    return undefined;
-  }
+  return configSetting(configJson, 'currentContext');
 }
 
 /**
@@ -73,19 +67,11 @@ function request(socketPath: string, method: string, urlPath: string, timeoutMs:
   });
 }
 
-/** The socket the docker CLI certainly talks to (see engineSocket), with the agent's docker config's current context. */
-export async function certainSocket(env: NodeJS.ProcessEnv, dockerConfig: string): Promise<string | undefined> {
-  const configJson = await fs.promises.readFile(path.join(dockerConfig, 'config.json'), 'utf8').catch(() => '');
-  return engineSocket(env, currentContextOf(configJson));
-}
-
 /**
- * The engine's image store from its API, when the socket is certain (see engineSocket) and the
+ * The engine's image store from its API on a socket that is certain (see engineSocket), when the
  * engine answers; undefined otherwise, and the preflight's `docker info` decides. Never throws.
  */
-export async function engineStore(env: NodeJS.ProcessEnv, dockerConfig: string, timeoutMs = 3000): Promise<EngineStore | undefined> {
-  const socket = await certainSocket(env, dockerConfig);
-  if (socket === undefined) return undefined;
+export async function engineStore(socket: string, timeoutMs = 3000): Promise<EngineStore | undefined> {
   const answer = await request(socket, 'GET', '/info', timeoutMs);
   return answer.status === 200 ? storeOfInfo(answer.body) : undefined;
 }
