@@ -239,7 +239,7 @@ async function buildAndDeliver(
     pushed = false;
   }
   if (outcome.code !== 0) throw new BuildError(loc('BuildFailed', outcome.code, lastError(outcome.stderr) || loc('SeeLogAbove')));
-  if (pushed && cache.imageVia !== undefined && !(await pullPushedImage(docker, config, cache, cache.imageVia, metadataFile))) {
+  if (pushed && cache.imageVia !== undefined && !(await pullPushedImage(docker, config, cache.imageVia, metadataFile, cache.images))) {
     // The build again loads the image: with the same import (a new builder imported lazily, and
     // has not every layer), without the export, which is done.
     const load = await runBuild(docker, buildArgs({ ...invocation, cache: { from, to: [] } }));
@@ -265,9 +265,9 @@ export function unreachable(
 async function pullPushedImage(
   docker: DockerCli,
   config: Config,
-  cache: Pick<BuildCache, 'images'>,
   ref: string,
   metadataFile: string,
+  images: ImageRefs | undefined,
 ): Promise<boolean> {
   let text: string;
   let digest: string | undefined;
@@ -286,7 +286,7 @@ async function pullPushedImage(
   const delivered = await deliver(
     docker,
     { ref, digest, tags: config.build.tags, ...(platform === undefined ? {} : { platform }) },
-    cache.images,
+    images,
   );
   if (delivered.untagFailed !== undefined) info(loc('ImageRefNotRemoved', delivered.untagFailed));
   if (delivered.failed !== undefined) {
